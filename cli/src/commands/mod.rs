@@ -1,0 +1,60 @@
+//! Dispatch: one match, one file per command group, each returning an exit status.
+
+mod store;
+
+use std::io::IsTerminal;
+use std::process::ExitCode;
+
+use clap::Parser;
+
+use crate::args::{Cli, Command};
+use crate::printer;
+use crate::settings::Settings;
+
+/// Exit status of a command that ran: 0 success, 1 failure. Usage errors (2) are clap's.
+pub enum Status {
+    Success,
+    Failure,
+}
+
+/// Parses the command line, runs the command, renders a failure. The one place exit codes are
+/// decided.
+pub fn run() -> ExitCode {
+    let cli = match Cli::try_parse() {
+        Ok(cli) => cli,
+        Err(e) => {
+            let _ = e.print();
+            return ExitCode::from(e.exit_code() as u8);
+        }
+    };
+    init_logging(cli.verbose);
+    let result = Settings::load(&cli).and_then(|settings| match &cli.command {
+        Command::Store(cmd) => store::run(cmd, &settings, &cli),
+    });
+    match result {
+        Ok(Status::Success) => ExitCode::SUCCESS,
+        Ok(Status::Failure) => ExitCode::from(1),
+        Err(failure) => {
+            printer::info(&failure.render());
+            ExitCode::from(1)
+        }
+    }
+}
+
+fn init_logging(verbose: u8) {
+    let default = match verbose {
+        0 => "warn",
+        1 => "info",
+        _ => "debug",
+    };
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(default));
+    let ansi = std::io::stderr().is_terminal() && std::env::var_os("NO_COLOR").is_none_or(|v| v.is_empty());
+    tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .with_ansi(ansi)
+        .without_time()
+        .with_target(false)
+        .init();
+}

@@ -1,0 +1,135 @@
+//! `envctl store add|ls|info|verify|optimise`
+
+use envctl_store::{Format, InstallRequest, Name, Sha256, Store, UnpackOptions, Version};
+
+use super::Status;
+use crate::args::{AddArgs, Cli, StoreCommand};
+use crate::error::{Result, StoreContext};
+use crate::printer;
+use crate::reporter::Bars;
+use crate::settings::Settings;
+
+pub fn run(cmd: &StoreCommand, settings: &Settings, cli: &Cli) -> Result<Status> {
+    let dir = settings.store_dir();
+    let store = Store::open(&dir, settings.store_options())
+        .context(|| format!("cannot open the store at `{}`", dir.display()))?;
+    match cmd {
+        StoreCommand::Add(args) => add(&store, args, cli),
+        StoreCommand::Ls(a) => ls(&store, a.json),
+        StoreCommand::Info(a) => info(&store, &a.path, a.json),
+        StoreCommand::Verify(a) => verify(&store, a.json),
+        StoreCommand::Optimise(a) => optimise(&store, a.json),
+    }
+}
+
+fn add(store: &Store, args: &AddArgs, cli: &Cli) -> Result<Status> {
+    let what = || format!("cannot add `{}` to the store", args.source);
+    let url = if args.source.contains("://") {
+        args.source.clone()
+    } else {
+        // A plain path means the same file whatever directory the install runs in later.
+        std::path::absolute(&args.source)
+            .map(|p| p.display().to_string())
+            .unwrap_or_else(|_| args.source.clone())
+    };
+    let format = args.format.as_deref().map(Format::parse).transpose().context(what)?;
+    let request = InstallRequest {
+        url,
+        sha256: Sha256::parse(&args.sha256).context(what)?,
+        name: Name::parse(&args.name).context(what)?,
+        version: Version::parse(&args.version).context(what)?,
+        unpack: UnpackOptions {
+            format,
+            strip_components: args.strip_components,
+            subdir: args.subdir.clone(),
+        },
+        references: Vec::new(),
+    };
+    let bars = Bars::new(!cli.quiet && cli.verbose == 0);
+    let installed = store.install(&request, &bars).context(what)?;
+    for skipped in &installed.skipped {
+        printer::info(&format!(
+            "warning: skipped `{skipped}` (device nodes and fifos are not kept in the store)"
+        ));
+    }
+    if !installed.fetched && !cli.quiet {
+        printer::info("already in the store; nothing fetched");
+    }
+    printer::data(&installed.path.display().to_string());
+    Ok(Status::Success)
+}
+
+fn ls(store: &Store, json: bool) -> Result<Status> {
+    let records = store.list().context(|| "cannot list the store".into())?;
+    if json {
+        #[derive(serde::Serialize)]
+        struct Row<'a> {
+            path: std::path::PathBuf,
+            #[serde(flatten)]
+            record: &'a envctl_store::PathRecord,
+        }
+        let rows: Vec<Row<'_>> =
+            records.iter().map(|r| Row { path: store.dir().join(&r.name), record: r }).collect();
+        printer::json(&rows);
+    } else {
+        for r in &records {
+            printer::data(&format!("{}\t{}", store.dir().join(&r.name).display(), printer::bytes(r.size)));
+        }
+    }
+    Ok(Status::Success)
+}
+
+fn info(store: &Store, path: &str, json: bool) -> Result<Status> {
+    let what = || format!("cannot show `{path}`");
+    let name = store.resolve(path).context(what)?;
+    let info = store.info(&name).context(what)?;
+    if json {
+        printer::json(&info);
+        return Ok(Status::Success);
+    }
+    let r = &info.record;
+    printer::data(&format!("path:        {}", info.path.display()));
+    printer::data(&format!("package:     {} {}", r.package, r.version));
+    printer::data(&format!("tree hash:   {}", r.tree_hash));
+    printer::data(&format!("size:        {} in {} files", printer::bytes(r.size), r.files));
+    printer::data(&format!("registered:  {}", printer::timestamp(r.registered_at)));
+    for s in &info.sources {
+        printer::data(&format!("source:      {} (sha256 {})", s.url, s.sha256));
+    }
+    for reference in &info.references {
+        printer::data(&format!("references:  {reference}"));
+    }
+    Ok(Status::Success)
+}
+
+fn verify(store: &Store, json: bool) -> Result<Status> {
+    let report = store.verify().context(|| "cannot verify the store".into())?;
+    if json {
+        printer::json(&report);
+    } else {
+        for c in &report.corrupted {
+            printer::info(&format!("corrupted: {}: {}", store.dir().join(&c.name).display(), c.problem));
+        }
+        printer::info(&format!(
+            "checked {} store paths, {} corrupted",
+            report.checked,
+            report.corrupted.len()
+        ));
+    }
+    Ok(if report.corrupted.is_empty() { Status::Success } else { Status::Failure })
+}
+
+fn optimise(store: &Store, json: bool) -> Result<Status> {
+    let report = store.optimise().context(|| "cannot optimise the store".into())?;
+    if json {
+        printer::json(&report);
+    } else {
+        printer::info(&format!(
+            "scanned {} files, replaced {} by hard links, saved {}",
+            report.files,
+            report.linked,
+            printer::bytes(report.bytes_saved)
+        ));
+    }
+    Ok(Status::Success)
+}

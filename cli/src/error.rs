@@ -1,0 +1,78 @@
+//! How a failure reaches the user: what envctl was doing, the chain of causes, then hints.
+
+/// A failed command.
+#[derive(Debug)]
+pub struct Failure {
+    context: String,
+    error: Box<dyn std::error::Error + Send + Sync>,
+    hints: Vec<String>,
+}
+
+/// Result of a command.
+pub type Result<T> = std::result::Result<T, Failure>;
+
+impl Failure {
+    /// A failure with context.
+    pub fn new(
+        context: impl Into<String>,
+        error: impl Into<Box<dyn std::error::Error + Send + Sync>>,
+    ) -> Failure {
+        Failure { context: context.into(), error: error.into(), hints: Vec::new() }
+    }
+
+    /// Adds a hint.
+    pub fn hint(mut self, hint: impl Into<String>) -> Failure {
+        self.hints.push(hint.into());
+        self
+    }
+
+    /// The message as printed: context, causes, hints.
+    pub fn render(&self) -> String {
+        let mut out = format!("error: {}\n  caused by: {}", self.context, self.error);
+        let mut source = self.error.source();
+        while let Some(s) = source {
+            out.push_str(&format!("\n  caused by: {s}"));
+            source = s.source();
+        }
+        for h in &self.hints {
+            out.push_str(&format!("\n\nhint: {h}"));
+        }
+        out
+    }
+}
+
+/// Adds context to store errors, and the hints that go with each kind.
+pub trait StoreContext<T> {
+    /// Wraps the error with what envctl was doing.
+    fn context(self, what: impl FnOnce() -> String) -> Result<T>;
+}
+
+impl<T> StoreContext<T> for std::result::Result<T, envctl_store::Error> {
+    fn context(self, what: impl FnOnce() -> String) -> Result<T> {
+        self.map_err(|e| {
+            let hints = store_hints(&e);
+            let mut f = Failure::new(what(), e);
+            f.hints = hints;
+            f
+        })
+    }
+}
+
+fn store_hints(e: &envctl_store::Error) -> Vec<String> {
+    use envctl_store::Error as E;
+    match e {
+        E::HashMismatch { .. } => vec![
+            "nothing was added to the store. If the publisher replaced the file, confirm the new sha256 with them before changing the recipe".into(),
+        ],
+        E::HttpStatus { status: 404, .. } => vec!["check the URL; a mirror:// source tries every configured base in turn".into()],
+        E::UnsafeEntry { .. } => vec![
+            "nothing was written outside envctl's temporary directory and nothing was registered; do not use this archive".into(),
+        ],
+        E::UnknownMirror { name, .. } => vec![format!(
+            "define it in the configuration file:\n\n    [mirrors]\n    {name} = [\"https://…\"]"
+        )],
+        E::UnknownFormat(_) => vec!["give the format with --format (tar, tar.gz, tar.xz, tar.zst, tar.bz2, zip, wheel)".into()],
+        E::TooNew { .. } => vec!["this store was written by a newer envctl; use that version, or another --home".into()],
+        _ => Vec::new(),
+    }
+}

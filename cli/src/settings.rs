@@ -1,0 +1,145 @@
+//! Settings: flags, then environment variables, then the configuration file, then defaults.
+//!
+//! ```toml
+//! recipes = ["/srv/team-recipes"]   # repositories layered over the bundled one
+//! [mirrors]                         # mirror://NAME/rest expands to each base in turn
+//! nvidia = ["https://…/compute"]
+//! [store]
+//! max-unpack-bytes = 68719476736
+//! max-unpack-entries = 2000000
+//! jobs = 4                          # parallel installs
+//! [fetch]
+//! retries = 3
+//! backoff-ms = 500
+//! connect-timeout-secs = 15
+//! read-timeout-secs = 60
+//! ```
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use crate::args::Cli;
+use crate::error::{Failure, Result};
+
+/// The configuration file's contents. Unknown keys are errors.
+#[derive(Debug, Default, serde::Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "kebab-case")]
+pub struct Config {
+    /// Recipe repositories layered over the bundled one; accepted now so configuration files
+    /// written for the resolver's commands stay valid, read once those commands land.
+    #[serde(default)]
+    #[allow(dead_code)]
+    pub recipes: Vec<PathBuf>,
+    /// Mirror bases.
+    #[serde(default)]
+    pub mirrors: BTreeMap<String, Vec<String>>,
+    /// Store settings.
+    #[serde(default)]
+    pub store: StoreConfig,
+    /// Fetch settings.
+    #[serde(default)]
+    pub fetch: FetchConfig,
+}
+
+/// `[store]`
+#[derive(Debug, Default, serde::Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "kebab-case")]
+pub struct StoreConfig {
+    pub max_unpack_bytes: Option<u64>,
+    pub max_unpack_entries: Option<u64>,
+    pub jobs: Option<usize>,
+}
+
+/// `[fetch]`
+#[derive(Debug, Default, serde::Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "kebab-case")]
+pub struct FetchConfig {
+    pub retries: Option<u32>,
+    pub backoff_ms: Option<u64>,
+    pub connect_timeout_secs: Option<u64>,
+    pub read_timeout_secs: Option<u64>,
+}
+
+/// Resolved settings.
+pub struct Settings {
+    /// envctl's home.
+    pub home: PathBuf,
+    /// The parsed configuration (defaults when there is no file).
+    pub config: Config,
+}
+
+fn env_dir(var: &str, fallback: &str) -> Option<PathBuf> {
+    match std::env::var_os(var) {
+        Some(v) if !v.is_empty() && Path::new(&v).is_absolute() => Some(PathBuf::from(v)),
+        _ => std::env::var_os("HOME").filter(|h| !h.is_empty()).map(|h| PathBuf::from(h).join(fallback)),
+    }
+}
+
+impl Settings {
+    /// Resolves settings for this invocation.
+    pub fn load(cli: &Cli) -> Result<Settings> {
+        let home = match &cli.home {
+            Some(h) => absolute(h)?,
+            None => env_dir("XDG_DATA_HOME", ".local/share").map(|d| d.join("envctl")).ok_or_else(|| {
+                Failure::new("cannot find envctl's home", "neither HOME nor XDG_DATA_HOME is set")
+                    .hint("give one with --home DIR or ENVCTL_HOME")
+            })?,
+        };
+        let (path, explicit) = match &cli.config {
+            Some(p) => (Some(p.clone()), true),
+            None => (env_dir("XDG_CONFIG_HOME", ".config").map(|d| d.join("envctl/config.toml")), false),
+        };
+        let config = match path {
+            Some(p) => match fs_err::read_to_string(&p) {
+                Ok(text) => toml::from_str(&text).map_err(|e| {
+                    Failure::new(format!("invalid configuration file `{}`", p.display()), e)
+                        .hint("the keys are documented in docs/reference/configuration.md")
+                })?,
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound && !explicit => Config::default(),
+                Err(e) => return Err(Failure::new("cannot read the configuration file", e)),
+            },
+            None => Config::default(),
+        };
+        Ok(Settings { home, config })
+    }
+
+    /// The store directory.
+    pub fn store_dir(&self) -> PathBuf {
+        self.home.join("store")
+    }
+
+    /// Store options from the configuration.
+    pub fn store_options(&self) -> envctl_store::StoreOptions {
+        let mut o = envctl_store::StoreOptions::default();
+        let s = &self.config.store;
+        let f = &self.config.fetch;
+        if let Some(v) = s.max_unpack_bytes {
+            o.limits.max_bytes = v;
+        }
+        if let Some(v) = s.max_unpack_entries {
+            o.limits.max_entries = v;
+        }
+        if let Some(v) = s.jobs {
+            o.jobs = v.max(1);
+        }
+        o.fetch.mirrors = self.config.mirrors.clone();
+        if let Some(v) = f.retries {
+            o.fetch.retries = v;
+        }
+        if let Some(v) = f.backoff_ms {
+            o.fetch.backoff = Duration::from_millis(v);
+        }
+        if let Some(v) = f.connect_timeout_secs {
+            o.fetch.connect_timeout = Duration::from_secs(v);
+        }
+        if let Some(v) = f.read_timeout_secs {
+            o.fetch.read_timeout = Duration::from_secs(v);
+        }
+        o
+    }
+}
+
+fn absolute(p: &Path) -> Result<PathBuf> {
+    std::path::absolute(p).map_err(|e| Failure::new(format!("cannot use `{}`", p.display()), e))
+}

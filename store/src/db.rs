@@ -1,0 +1,300 @@
+//! The store database: which store paths are valid, where each came from, and what refers to
+//! what.
+//!
+//! SQLite in WAL mode, so readers never wait for a writer and several envctl processes can share
+//! it. The schema is versioned with `pragma user_version`; migrations are applied in one
+//! exclusive transaction, in order, and never edited once shipped. A database from a newer envctl
+//! is refused, never "upgraded" backwards.
+//!
+//! A store path is valid exactly when it has a row in `paths`: registration is the commit point of
+//! an install, and unregistration the first step of a deletion.
+
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use rusqlite::{Connection, OptionalExtension, TransactionBehavior, params};
+
+use crate::error::{Error, Result};
+
+/// Migrations, in order; migration `i` moves the schema from version `i` to `i + 1`.
+const MIGRATIONS: &[&str] = &[
+    // 1: valid paths, the sources they were installed from, references between paths.
+    "CREATE TABLE paths (
+        id            INTEGER PRIMARY KEY,
+        name          TEXT NOT NULL UNIQUE,   -- the store path's file name
+        package       TEXT NOT NULL,
+        version       TEXT NOT NULL,
+        tree_hash     TEXT NOT NULL,
+        size          INTEGER NOT NULL,
+        files         INTEGER NOT NULL,
+        registered_at INTEGER NOT NULL        -- unix seconds
+    );
+    CREATE TABLE sources (
+        key     TEXT PRIMARY KEY,             -- sha256 plus unpack options, name and version
+        sha256  TEXT NOT NULL,
+        url     TEXT NOT NULL,
+        path_id INTEGER NOT NULL REFERENCES paths(id) ON DELETE CASCADE
+    );
+    CREATE INDEX sources_path ON sources(path_id);
+    CREATE TABLE refs (
+        referrer  INTEGER NOT NULL REFERENCES paths(id) ON DELETE CASCADE,
+        reference INTEGER NOT NULL REFERENCES paths(id) ON DELETE RESTRICT,
+        PRIMARY KEY (referrer, reference)
+    );
+    CREATE INDEX refs_reference ON refs(reference);",
+];
+
+/// The schema version this build writes.
+pub const SCHEMA_VERSION: i64 = MIGRATIONS.len() as i64;
+
+/// One valid store path.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct PathRecord {
+    /// The store path's file name.
+    pub name: String,
+    /// Package name.
+    pub package: String,
+    /// Package version.
+    pub version: String,
+    /// Canonical tree hash (hex).
+    pub tree_hash: String,
+    /// Bytes in regular files.
+    pub size: u64,
+    /// Regular files and symlinks.
+    pub files: u64,
+    /// When it was registered (unix seconds).
+    pub registered_at: i64,
+}
+
+/// A source that produced a path.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct SourceRecord {
+    /// The sha256 of the fetched artifact.
+    pub sha256: String,
+    /// Where it was fetched from the first time.
+    pub url: String,
+}
+
+/// An open store database.
+pub struct Database {
+    conn: Connection,
+    path: PathBuf,
+}
+
+impl Database {
+    /// Opens (creating if needed) and migrates the database at `path`.
+    pub fn open(path: &Path) -> Result<Database> {
+        let err = |e| Error::db(path, e);
+        let conn = Connection::open(path).map_err(err)?;
+        conn.busy_timeout(Duration::from_secs(60)).map_err(err)?;
+        conn.pragma_update(None, "journal_mode", "WAL").map_err(err)?;
+        conn.pragma_update(None, "synchronous", "NORMAL").map_err(err)?;
+        conn.pragma_update(None, "foreign_keys", "ON").map_err(err)?;
+        let mut db = Database { conn, path: path.to_path_buf() };
+        db.migrate()?;
+        Ok(db)
+    }
+
+    fn migrate(&mut self) -> Result<()> {
+        let path = self.path.clone();
+        let err = |e| Error::db(&path, e);
+        let current = self.user_version().map_err(err)?;
+        if current == SCHEMA_VERSION {
+            return Ok(());
+        }
+        let tx = self.conn.transaction_with_behavior(TransactionBehavior::Exclusive).map_err(err)?;
+        // Re-read inside the lock: another process may have migrated meanwhile.
+        let current: i64 = tx.pragma_query_value(None, "user_version", |r| r.get(0)).map_err(err)?;
+        if current > SCHEMA_VERSION {
+            return Err(Error::TooNew { path, found: current, supported: SCHEMA_VERSION });
+        }
+        for (i, sql) in MIGRATIONS.iter().enumerate().skip(current as usize) {
+            tx.execute_batch(sql).map_err(err)?;
+            tx.pragma_update(None, "user_version", i as i64 + 1).map_err(err)?;
+        }
+        tx.commit().map_err(err)
+    }
+
+    fn user_version(&self) -> rusqlite::Result<i64> {
+        self.conn.pragma_query_value(None, "user_version", |r| r.get(0))
+    }
+
+    fn err(&self) -> impl Fn(rusqlite::Error) -> Error + '_ {
+        |e| Error::db(&self.path, e)
+    }
+
+    /// The path a source key was installed as, if any.
+    pub fn path_for_source(&self, key: &str) -> Result<Option<PathRecord>> {
+        self.conn
+            .query_row(
+                &format!("SELECT {COLUMNS} FROM paths p JOIN sources s ON s.path_id = p.id WHERE s.key = ?1"),
+                [key],
+                record,
+            )
+            .optional()
+            .map_err(self.err())
+    }
+
+    /// The record of a valid path.
+    pub fn get(&self, name: &str) -> Result<Option<PathRecord>> {
+        self.conn
+            .query_row(&format!("SELECT {COLUMNS} FROM paths p WHERE p.name = ?1"), [name], record)
+            .optional()
+            .map_err(self.err())
+    }
+
+    /// Every valid path, by name.
+    pub fn list(&self) -> Result<Vec<PathRecord>> {
+        let mut stmt = self
+            .conn
+            .prepare(&format!("SELECT {COLUMNS} FROM paths p ORDER BY p.name"))
+            .map_err(self.err())?;
+        let rows = stmt.query_map([], record).map_err(self.err())?;
+        rows.collect::<rusqlite::Result<_>>().map_err(self.err())
+    }
+
+    /// The sources recorded for a path.
+    pub fn sources(&self, name: &str) -> Result<Vec<SourceRecord>> {
+        let mut stmt = self
+            .conn
+            .prepare(
+                "SELECT s.sha256, s.url FROM sources s JOIN paths p ON s.path_id = p.id
+                 WHERE p.name = ?1 ORDER BY s.sha256, s.url",
+            )
+            .map_err(self.err())?;
+        let rows = stmt
+            .query_map([name], |r| Ok(SourceRecord { sha256: r.get(0)?, url: r.get(1)? }))
+            .map_err(self.err())?;
+        rows.collect::<rusqlite::Result<_>>().map_err(self.err())
+    }
+
+    /// The paths `name` refers to.
+    pub fn references(&self, name: &str) -> Result<Vec<String>> {
+        let mut stmt = self
+            .conn
+            .prepare(
+                "SELECT t.name FROM refs r JOIN paths f ON r.referrer = f.id JOIN paths t ON r.reference = t.id
+                 WHERE f.name = ?1 ORDER BY t.name",
+            )
+            .map_err(self.err())?;
+        let rows = stmt.query_map([name], |r| r.get(0)).map_err(self.err())?;
+        rows.collect::<rusqlite::Result<_>>().map_err(self.err())
+    }
+
+    /// Registers a path, the source it came from and its references, in one transaction. A path
+    /// that is already valid only gains the source.
+    pub fn register(
+        &mut self,
+        rec: &PathRecord,
+        source: Option<(&str, &SourceRecord)>,
+        references: &[String],
+    ) -> Result<()> {
+        let path = self.path.clone();
+        let err = |e| Error::db(&path, e);
+        let tx = self.conn.transaction_with_behavior(TransactionBehavior::Immediate).map_err(err)?;
+        tx.execute(
+            "INSERT INTO paths (name, package, version, tree_hash, size, files, registered_at)
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7) ON CONFLICT(name) DO NOTHING",
+            params![
+                rec.name,
+                rec.package,
+                rec.version,
+                rec.tree_hash,
+                rec.size as i64,
+                rec.files as i64,
+                rec.registered_at
+            ],
+        )
+        .map_err(err)?;
+        let id: i64 =
+            tx.query_row("SELECT id FROM paths WHERE name = ?1", [&rec.name], |r| r.get(0)).map_err(err)?;
+        if let Some((key, src)) = source {
+            tx.execute(
+                "INSERT INTO sources (key, sha256, url, path_id) VALUES (?1, ?2, ?3, ?4)
+                 ON CONFLICT(key) DO UPDATE SET path_id = excluded.path_id",
+                params![key, src.sha256, src.url, id],
+            )
+            .map_err(err)?;
+        }
+        for reference in references {
+            let rid: Option<i64> = tx
+                .query_row("SELECT id FROM paths WHERE name = ?1", [reference], |r| r.get(0))
+                .optional()
+                .map_err(err)?;
+            let rid = rid.ok_or_else(|| Error::NotInStore(reference.clone()))?;
+            tx.execute("INSERT OR IGNORE INTO refs (referrer, reference) VALUES (?1, ?2)", params![id, rid])
+                .map_err(err)?;
+        }
+        tx.commit().map_err(err)
+    }
+
+    /// Forgets a path (its sources and outgoing references go with it). Fails while another valid
+    /// path still refers to it. GC (a later layer) is its caller.
+    #[allow(dead_code)]
+    pub fn unregister(&mut self, name: &str) -> Result<()> {
+        self.conn.execute("DELETE FROM paths WHERE name = ?1", [name]).map_err(self.err())?;
+        Ok(())
+    }
+}
+
+const COLUMNS: &str = "p.name, p.package, p.version, p.tree_hash, p.size, p.files, p.registered_at";
+
+fn record(r: &rusqlite::Row<'_>) -> rusqlite::Result<PathRecord> {
+    Ok(PathRecord {
+        name: r.get(0)?,
+        package: r.get(1)?,
+        version: r.get(2)?,
+        tree_hash: r.get(3)?,
+        size: r.get::<_, i64>(4)? as u64,
+        files: r.get::<_, i64>(5)? as u64,
+        registered_at: r.get(6)?,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn rec(name: &str) -> PathRecord {
+        PathRecord {
+            name: name.into(),
+            package: "p".into(),
+            version: "1".into(),
+            tree_hash: "00".into(),
+            size: 1,
+            files: 1,
+            registered_at: 0,
+        }
+    }
+
+    #[test]
+    fn a_newer_schema_is_refused_by_name() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("db.sqlite");
+        drop(Database::open(&path).unwrap());
+        Connection::open(&path).unwrap().pragma_update(None, "user_version", 99).unwrap();
+        let err = Database::open(&path).err().expect("newer schema accepted");
+        let msg = err.to_string();
+        assert!(msg.contains("db.sqlite") && msg.contains("99"), "{msg}");
+    }
+
+    #[test]
+    fn sources_and_references_follow_their_path() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut db = Database::open(&dir.path().join("db.sqlite")).unwrap();
+        let src = SourceRecord { sha256: "ab".into(), url: "http://x/a".into() };
+        db.register(&rec("a"), Some(("k1", &src)), &[]).unwrap();
+        db.register(&rec("b"), None, &["a".into()]).unwrap();
+        assert_eq!(db.path_for_source("k1").unwrap().unwrap().name, "a");
+        assert_eq!(db.references("b").unwrap(), vec!["a".to_string()]);
+        // `a` is still referred to by `b`.
+        assert!(db.unregister("a").is_err());
+        db.unregister("b").unwrap();
+        db.unregister("a").unwrap();
+        assert!(db.path_for_source("k1").unwrap().is_none());
+        assert!(db.list().unwrap().is_empty());
+        // A reference to an unknown path is refused, and nothing is half-registered.
+        assert!(db.register(&rec("c"), None, &["nope".into()]).is_err());
+        assert!(db.get("c").unwrap().is_none());
+    }
+}

@@ -1,0 +1,34 @@
+//! envctl's content-addressed store: all of envctl's disk and network I/O.
+//!
+//! Artifacts (CUDA component tarballs, cuDNN archives, framework wheels) are fetched once,
+//! verified against the sha256 their recipe states, unpacked with every archive treated as
+//! hostile, and kept read-only under `store/<hash>-<name>-<version>`, where the hash is derived
+//! from the unpacked tree's canonical hash, the name and the version. A SQLite database records
+//! which paths are valid, what source each came from and what refers to what.
+//!
+//! The store knows nothing of recipes or versions beyond the plain values it is handed.
+
+#![deny(missing_docs)]
+
+mod db;
+mod error;
+mod fetch;
+mod lock;
+mod path;
+mod reporter;
+mod store;
+mod tree;
+mod unpack;
+
+pub use db::{PathRecord, SCHEMA_VERSION, SourceRecord};
+pub use error::{Error, Result};
+pub use fetch::{FetchOptions, Location};
+pub use lock::FileLock;
+pub use path::{Name, Sha256, StorePathName, Version};
+pub use reporter::{NoReporter, Reporter};
+pub use store::{
+    Corruption, InstallRequest, Installed, LAYOUT_VERSION, OptimiseReport, PathInfo, Store, StoreOptions,
+    VerifyReport, remove_tree,
+};
+pub use tree::{Node, TreeHash, TreeStats, scan};
+pub use unpack::{Format, Limits, UnpackOptions};

@@ -1,0 +1,666 @@
+//! Unpacking archives into a fresh directory, treating every archive as hostile.
+//!
+//! The unpacker computes each destination itself from the entry's path (after
+//! `strip-components`, under the target sub-directory) and keeps a model of everything it wrote
+//! ([`Node`]). Because it never follows a link while writing, it can answer from the model
+//! instead of asking the disk, and it hashes each file as it streams past, so the tree hash is
+//! ready when the last entry is written.
+//!
+//! Refused, with an error naming the archive and the entry:
+//! - absolute paths and paths with `..`;
+//! - an entry whose parent is a symlink or a file, or that would replace a symlink (writing
+//!   through a link);
+//! - symlinks that are absolute or that resolve (through other links of the tree) outside it,
+//!   checked on the finished tree, and symlink loops;
+//! - hard links to anything that is not a regular file written earlier by the same archive;
+//! - more entries or more bytes than [`Limits`] allow; the byte limit is checked against the
+//!   entry's declared size before writing and again while writing, so a bomb stops early.
+//!
+//! Device nodes and fifos are skipped (a package has no business shipping them) and reported to
+//! the caller. Permissions are normalized as files are created: `0444`, or `0555` when any
+//! execute bit was set; setuid, setgid and sticky bits are dropped; mtimes are set to 1 (one
+//! second after the epoch), directories last.
+
+use std::collections::BTreeMap;
+use std::collections::btree_map::Entry as MapEntry;
+use std::ffi::{CString, OsStr, OsString};
+use std::fs::{FileTimes, OpenOptions};
+use std::io::{Read, Write};
+use std::os::unix::ffi::OsStrExt;
+use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
+use std::path::{Component, Path, PathBuf};
+use std::sync::OnceLock;
+use std::time::{Duration, SystemTime};
+
+use crate::error::{Error, Result};
+use crate::tree::Node;
+
+/// Archive formats the store unpacks.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Format {
+    /// Uncompressed tar.
+    Tar,
+    /// gzip-compressed tar.
+    TarGz,
+    /// xz-compressed tar.
+    TarXz,
+    /// zstd-compressed tar.
+    TarZst,
+    /// bzip2-compressed tar.
+    TarBz2,
+    /// zip.
+    Zip,
+    /// A Python wheel (a zip).
+    Wheel,
+}
+
+impl Format {
+    const NAMES: &[(&str, Format)] = &[
+        ("tar", Format::Tar),
+        ("tar.gz", Format::TarGz),
+        ("tar.xz", Format::TarXz),
+        ("tar.zst", Format::TarZst),
+        ("tar.bz2", Format::TarBz2),
+        ("zip", Format::Zip),
+        ("wheel", Format::Wheel),
+    ];
+
+    /// Parses a format name as recipes and `--format` spell it (`tar.zst`, `zip`, `wheel`, …).
+    pub fn parse(s: &str) -> Result<Format> {
+        let s = if s == "whl" { "wheel" } else { s };
+        Self::NAMES.iter().find(|(n, _)| *n == s).map(|(_, f)| *f).ok_or_else(|| Error::Invalid {
+            what: "archive format",
+            value: s.to_owned(),
+            rule: "expected one of tar, tar.gz, tar.xz, tar.zst, tar.bz2, zip, wheel",
+        })
+    }
+
+    /// Tells the format from a file name or URL (its last path segment, query stripped).
+    pub fn from_file_name(url: &str) -> Option<Format> {
+        let path = url.split(['?', '#']).next().unwrap_or(url);
+        let name = path.rsplit('/').next().unwrap_or(path).to_ascii_lowercase();
+        let suffixes: &[(&str, Format)] = &[
+            (".tar.gz", Format::TarGz),
+            (".tgz", Format::TarGz),
+            (".tar.xz", Format::TarXz),
+            (".txz", Format::TarXz),
+            (".tar.zst", Format::TarZst),
+            (".tzst", Format::TarZst),
+            (".tar.bz2", Format::TarBz2),
+            (".tbz2", Format::TarBz2),
+            (".tar", Format::Tar),
+            (".zip", Format::Zip),
+            (".whl", Format::Wheel),
+        ];
+        suffixes.iter().find(|(s, _)| name.ends_with(s)).map(|(_, f)| *f)
+    }
+
+    /// The name as `parse` accepts it.
+    pub fn name(self) -> &'static str {
+        Self::NAMES.iter().find(|(_, f)| *f == self).map(|(n, _)| *n).unwrap_or("?")
+    }
+
+    /// Whether the format needs random access (zip's directory sits at the end), so the download
+    /// must land in a file before unpacking.
+    pub fn needs_seek(self) -> bool {
+        matches!(self, Format::Zip | Format::Wheel)
+    }
+}
+
+/// How an archive's entries map into the package tree.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct UnpackOptions {
+    /// The format; told from the file name when absent.
+    pub format: Option<Format>,
+    /// Leading path components to drop from every entry; entries with no more are skipped.
+    pub strip_components: u32,
+    /// A relative directory of the package tree where the contents land
+    /// (`lib/python3.7/site-packages` for a wheel).
+    pub subdir: Option<String>,
+}
+
+impl UnpackOptions {
+    /// The sub-directory as validated path components.
+    pub fn subdir_components(&self) -> Result<Vec<OsString>> {
+        let Some(sub) = &self.subdir else { return Ok(Vec::new()) };
+        let mut out = Vec::new();
+        for c in Path::new(sub).components() {
+            match c {
+                Component::Normal(n) => out.push(n.to_owned()),
+                Component::CurDir => {}
+                _ => {
+                    return Err(Error::Invalid {
+                        what: "subdir",
+                        value: sub.clone(),
+                        rule: "must be a relative path without `..`",
+                    });
+                }
+            }
+        }
+        Ok(out)
+    }
+}
+
+/// Caps that stop a decompression bomb, or a package far larger than anyone meant.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Limits {
+    /// Most bytes of file contents one archive may unpack to.
+    pub max_bytes: u64,
+    /// Most entries one archive may hold.
+    pub max_entries: u64,
+}
+
+impl Default for Limits {
+    /// 64 GiB and 2,000,000 entries: above every CUDA, cuDNN and framework artifact published so
+    /// far (the largest CUDA toolkit redistributables unpack to a few GiB), far below a disk.
+    fn default() -> Limits {
+        Limits { max_bytes: 64 << 30, max_entries: 2_000_000 }
+    }
+}
+
+/// What an unpack produced.
+#[derive(Debug)]
+pub struct Unpacked {
+    /// The model of the tree written, root included.
+    pub tree: Node,
+    /// Entries skipped on purpose (device nodes, fifos), as the archive names them.
+    pub skipped: Vec<String>,
+}
+
+/// The mtime every store file gets: one second after the epoch, as Nix does.
+pub const NORMALIZED_MTIME: Duration = Duration::from_secs(1);
+
+/// Unpacks a tar stream (already decompressed) into `dest`, which must be an empty directory.
+pub fn unpack_tar(
+    reader: impl Read,
+    dest: &Path,
+    label: &str,
+    format: Format,
+    opts: &UnpackOptions,
+    limits: Limits,
+) -> Result<Unpacked> {
+    let mut u = Unpacker::new(dest, label, format, opts, limits)?;
+    let mut archive = tar::Archive::new(reader);
+    let entries = archive.entries().map_err(|e| u.corrupt(e))?;
+    for entry in entries {
+        let mut entry = entry.map_err(|e| u.corrupt(e))?;
+        let kind = entry.header().entry_type();
+        if matches!(kind, tar::EntryType::XGlobalHeader) {
+            continue;
+        }
+        u.count_entry()?;
+        let raw = entry.path_bytes().into_owned();
+        let Some(comps) = u.map_path(&raw)? else { continue };
+        match kind {
+            tar::EntryType::Regular | tar::EntryType::Continuous => {
+                let mode = entry.header().mode().map_err(|e| u.corrupt(e))?;
+                let size = entry.header().size().map_err(|e| u.corrupt(e))?;
+                u.write_file(&comps, &raw, &mut entry, mode & 0o111 != 0, size)?;
+            }
+            tar::EntryType::Directory => {
+                u.make_dir(&comps, &raw)?;
+            }
+            tar::EntryType::Symlink => {
+                let target = entry.link_name_bytes().map(|t| t.into_owned()).unwrap_or_default();
+                u.make_symlink(&comps, &raw, &target)?;
+            }
+            tar::EntryType::Link => {
+                let target = entry.link_name_bytes().map(|t| t.into_owned()).unwrap_or_default();
+                u.make_hard_link(&comps, &raw, &target)?;
+            }
+            tar::EntryType::Char | tar::EntryType::Block | tar::EntryType::Fifo => {
+                tracing::warn!(archive = label, entry = %String::from_utf8_lossy(&raw), "skipping device node or fifo");
+                u.skipped.push(String::from_utf8_lossy(&raw).into_owned());
+            }
+            other => {
+                return Err(u.unsafe_entry(&raw, format!("has an unsupported tar entry type ({other:?})")));
+            }
+        }
+    }
+    u.finish()
+}
+
+/// Unpacks a zip (or wheel) file into `dest`, which must be an empty directory.
+pub fn unpack_zip(
+    file: std::fs::File,
+    dest: &Path,
+    label: &str,
+    format: Format,
+    opts: &UnpackOptions,
+    limits: Limits,
+) -> Result<Unpacked> {
+    let mut u = Unpacker::new(dest, label, format, opts, limits)?;
+    let zip_err = |e: zip::result::ZipError| std::io::Error::other(e);
+    let mut zip = zip::ZipArchive::new(std::io::BufReader::new(file)).map_err(|e| u.corrupt(zip_err(e)))?;
+    for i in 0..zip.len() {
+        let mut f = zip.by_index(i).map_err(|e| u.corrupt(zip_err(e)))?;
+        u.count_entry()?;
+        let raw = f.name_raw().to_vec();
+        let Some(comps) = u.map_path(&raw)? else { continue };
+        let mode = f.unix_mode();
+        if f.is_dir() {
+            u.make_dir(&comps, &raw)?;
+        } else if mode.is_some_and(|m| m & 0o170000 == 0o120000) {
+            let mut target = Vec::new();
+            (&mut f).take(4097).read_to_end(&mut target).map_err(|e| u.corrupt(e))?;
+            if target.len() > 4096 {
+                return Err(u.unsafe_entry(&raw, "is a symlink with a target longer than 4096 bytes".into()));
+            }
+            u.make_symlink(&comps, &raw, &target)?;
+        } else if mode.is_some_and(|m| m & 0o170000 != 0o100000 && m & 0o170000 != 0) {
+            u.skipped.push(String::from_utf8_lossy(&raw).into_owned());
+        } else {
+            let size = f.size();
+            let exec = mode.is_some_and(|m| m & 0o111 != 0);
+            u.write_file(&comps, &raw, &mut f, exec, size)?;
+        }
+    }
+    u.finish()
+}
+
+struct Unpacker<'a> {
+    root: &'a Path,
+    label: &'a str,
+    format: Format,
+    strip: usize,
+    prefix: Vec<OsString>,
+    limits: Limits,
+    tree: Node,
+    entries: u64,
+    bytes: u64,
+    skipped: Vec<String>,
+    buf: Vec<u8>,
+    fix_mode: bool,
+}
+
+impl<'a> Unpacker<'a> {
+    fn new(
+        root: &'a Path,
+        label: &'a str,
+        format: Format,
+        opts: &UnpackOptions,
+        limits: Limits,
+    ) -> Result<Unpacker<'a>> {
+        let mut u = Unpacker {
+            root,
+            label,
+            format,
+            strip: opts.strip_components as usize,
+            prefix: opts.subdir_components()?,
+            limits,
+            tree: Node::empty_dir(),
+            entries: 0,
+            bytes: 0,
+            skipped: Vec::new(),
+            buf: vec![0; 256 * 1024],
+            fix_mode: umask() & 0o555 != 0,
+        };
+        // The target sub-directory exists even when the archive is empty.
+        let prefix = u.prefix.clone();
+        ensure_dir(&mut u.tree, root, &prefix, label, b"")?;
+        Ok(u)
+    }
+
+    fn corrupt(&self, e: std::io::Error) -> Error {
+        Error::Archive { archive: self.label.to_owned(), format: self.format.name().to_owned(), source: e }
+    }
+
+    fn unsafe_entry(&self, raw: &[u8], reason: String) -> Error {
+        unsafe_entry(self.label, raw, reason)
+    }
+
+    fn count_entry(&mut self) -> Result<()> {
+        self.entries += 1;
+        if self.entries > self.limits.max_entries {
+            return Err(Error::LimitExceeded {
+                archive: self.label.to_owned(),
+                what: format!(
+                    "it holds more than {} entries (raise `store.max-unpack-entries` in the configuration if it is genuine)",
+                    self.limits.max_entries
+                ),
+            });
+        }
+        Ok(())
+    }
+
+    fn too_big(&self) -> Error {
+        Error::LimitExceeded {
+            archive: self.label.to_owned(),
+            what: format!(
+                "it unpacks to more than {} bytes (raise `store.max-unpack-bytes` in the configuration if it is genuine)",
+                self.limits.max_bytes
+            ),
+        }
+    }
+
+    /// The entry's destination as components under the package root, or `None` when
+    /// `strip-components` removes it entirely.
+    fn map_path(&self, raw: &[u8]) -> Result<Option<Vec<OsString>>> {
+        if raw.contains(&0) {
+            return Err(self.unsafe_entry(raw, "has a NUL byte in its path".into()));
+        }
+        let mut comps = Vec::new();
+        for c in Path::new(OsStr::from_bytes(raw)).components() {
+            match c {
+                Component::Normal(n) => comps.push(n.to_owned()),
+                Component::CurDir => {}
+                Component::ParentDir => return Err(self.unsafe_entry(raw, "has `..` in its path".into())),
+                Component::RootDir | Component::Prefix(_) => {
+                    return Err(self.unsafe_entry(raw, "has an absolute path".into()));
+                }
+            }
+        }
+        if comps.len() <= self.strip {
+            return Ok(None);
+        }
+        let mut out = self.prefix.clone();
+        out.extend(comps.drain(self.strip..));
+        Ok(Some(out))
+    }
+
+    fn make_dir(&mut self, comps: &[OsString], raw: &[u8]) -> Result<()> {
+        ensure_dir(&mut self.tree, self.root, comps, self.label, raw).map(|_| ())
+    }
+
+    /// Prepares the slot for a non-directory entry: its parent exists, and nothing but an earlier
+    /// regular file stands there (which it replaces, as tar does).
+    fn slot(&mut self, comps: &[OsString], raw: &[u8]) -> Result<PathBuf> {
+        let (name, parent) = comps.split_last().expect("mapped paths are never empty");
+        let root = self.root;
+        let label = self.label;
+        let dir = ensure_dir(&mut self.tree, root, parent, label, raw)?;
+        let disk: PathBuf =
+            std::iter::once(root.as_os_str()).chain(comps.iter().map(|c| c.as_os_str())).collect();
+        match dir.get(name) {
+            None => {}
+            Some(Node::File { .. }) => {
+                fs_err::remove_file(&disk)?;
+                dir.remove(name);
+            }
+            Some(Node::Symlink(_)) => {
+                return Err(unsafe_entry(
+                    label,
+                    raw,
+                    "would write through the symlink an earlier entry put there".into(),
+                ));
+            }
+            Some(Node::Dir(_)) => {
+                return Err(unsafe_entry(
+                    label,
+                    raw,
+                    "would replace a directory an earlier entry made".into(),
+                ));
+            }
+        }
+        Ok(disk)
+    }
+
+    fn insert(&mut self, comps: &[OsString], node: Node) {
+        let (name, parent) = comps.split_last().expect("mapped paths are never empty");
+        let mut cur = &mut self.tree;
+        for c in parent {
+            let Node::Dir(children) = cur else { unreachable!("slot() made every parent a directory") };
+            cur = children.get_mut(c).expect("slot() made every parent");
+        }
+        let Node::Dir(children) = cur else { unreachable!("slot() made every parent a directory") };
+        children.insert(name.clone(), node);
+    }
+
+    fn write_file(
+        &mut self,
+        comps: &[OsString],
+        raw: &[u8],
+        reader: &mut dyn Read,
+        executable: bool,
+        declared: u64,
+    ) -> Result<()> {
+        if self.bytes.saturating_add(declared) > self.limits.max_bytes {
+            return Err(self.too_big());
+        }
+        let disk = self.slot(comps, raw)?;
+        let mode = if executable { 0o555 } else { 0o444 };
+        let mut file =
+            OpenOptions::new().write(true).create_new(true).mode(mode).open(&disk).map_err(|e| {
+                std::io::Error::new(e.kind(), format!("failed to create `{}`: {e}", disk.display()))
+            })?;
+        let mut hasher = blake3::Hasher::new();
+        let mut size = 0u64;
+        loop {
+            let n = match reader.read(&mut self.buf) {
+                Ok(0) => break,
+                Ok(n) => n,
+                Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
+                Err(e) => return Err(self.corrupt(e)),
+            };
+            size += n as u64;
+            if self.bytes + size > self.limits.max_bytes {
+                return Err(self.too_big());
+            }
+            hasher.update(&self.buf[..n]);
+            file.write_all(&self.buf[..n]).map_err(|e| {
+                std::io::Error::new(e.kind(), format!("failed to write `{}`: {e}", disk.display()))
+            })?;
+        }
+        self.bytes += size;
+        if self.fix_mode {
+            file.set_permissions(std::fs::Permissions::from_mode(mode))?;
+        }
+        file.set_times(FileTimes::new().set_modified(SystemTime::UNIX_EPOCH + NORMALIZED_MTIME))?;
+        self.insert(comps, Node::File { size, executable, hash: *hasher.finalize().as_bytes() });
+        Ok(())
+    }
+
+    fn make_symlink(&mut self, comps: &[OsString], raw: &[u8], target: &[u8]) -> Result<()> {
+        if target.is_empty() || target.contains(&0) {
+            return Err(self.unsafe_entry(raw, "is a symlink with an empty or malformed target".into()));
+        }
+        if target.starts_with(b"/") {
+            return Err(self.unsafe_entry(
+                raw,
+                format!("is a symlink to the absolute path `{}`", String::from_utf8_lossy(target)),
+            ));
+        }
+        let disk = self.slot(comps, raw)?;
+        std::os::unix::fs::symlink(OsStr::from_bytes(target), &disk).map_err(|e| {
+            std::io::Error::new(e.kind(), format!("failed to create symlink `{}`: {e}", disk.display()))
+        })?;
+        self.insert(comps, Node::Symlink(OsStr::from_bytes(target).to_owned()));
+        Ok(())
+    }
+
+    fn make_hard_link(&mut self, comps: &[OsString], raw: &[u8], target: &[u8]) -> Result<()> {
+        let outside = || "is a hard link to something that is not a regular file earlier in the archive";
+        let target_comps = match self.map_path(target) {
+            Ok(Some(t)) => t,
+            _ => return Err(self.unsafe_entry(raw, outside().into())),
+        };
+        let node = match lookup(&self.tree, &target_comps) {
+            Some(node @ Node::File { .. }) => node.clone(),
+            _ => return Err(self.unsafe_entry(raw, outside().into())),
+        };
+        let disk = self.slot(comps, raw)?;
+        let source: PathBuf = std::iter::once(self.root.as_os_str())
+            .chain(target_comps.iter().map(|c| c.as_os_str()))
+            .collect();
+        fs_err::hard_link(&source, &disk)?;
+        self.insert(comps, node);
+        Ok(())
+    }
+
+    fn finish(self) -> Result<Unpacked> {
+        check_links(&self.tree, &mut Vec::new(), &self.tree, self.label)?;
+        finalize(self.root, &self.tree)?;
+        Ok(Unpacked { tree: self.tree, skipped: self.skipped })
+    }
+}
+
+fn unsafe_entry(label: &str, raw: &[u8], reason: String) -> Error {
+    Error::UnsafeEntry { archive: label.to_owned(), entry: String::from_utf8_lossy(raw).into_owned(), reason }
+}
+
+/// Walks (creating as needed) the directories `comps` in the model and on disk. Refuses to pass
+/// through anything but a directory: that is where a hostile archive would escape.
+fn ensure_dir<'t>(
+    tree: &'t mut Node,
+    root: &Path,
+    comps: &[OsString],
+    label: &str,
+    raw: &[u8],
+) -> Result<&'t mut BTreeMap<OsString, Node>> {
+    let mut disk = root.to_path_buf();
+    let mut cur = tree;
+    for c in comps {
+        let Node::Dir(children) = cur else { unreachable!("only directories are descended into") };
+        disk.push(c);
+        let child = match children.entry(c.clone()) {
+            MapEntry::Occupied(o) => o.into_mut(),
+            MapEntry::Vacant(v) => {
+                fs_err::create_dir(&disk)?;
+                v.insert(Node::empty_dir())
+            }
+        };
+        match child {
+            Node::Dir(_) => {}
+            Node::Symlink(_) => {
+                let at = disk.strip_prefix(root).unwrap_or(&disk).display().to_string();
+                return Err(unsafe_entry(label, raw, format!("would write through the symlink `{at}`")));
+            }
+            Node::File { .. } => {
+                let at = disk.strip_prefix(root).unwrap_or(&disk).display().to_string();
+                return Err(unsafe_entry(
+                    label,
+                    raw,
+                    format!("needs `{at}` to be a directory, but it is a file"),
+                ));
+            }
+        }
+        cur = child;
+    }
+    let Node::Dir(children) = cur else { unreachable!("only directories are descended into") };
+    Ok(children)
+}
+
+fn lookup<'t>(tree: &'t Node, comps: &[OsString]) -> Option<&'t Node> {
+    let mut cur = tree;
+    for c in comps {
+        let Node::Dir(children) = cur else { return None };
+        cur = children.get(c)?;
+    }
+    Some(cur)
+}
+
+/// Checks that every symlink of the finished tree resolves inside it, following links of the tree
+/// itself (a chain of individually harmless links can still climb out).
+fn check_links(node: &Node, at: &mut Vec<OsString>, tree: &Node, label: &str) -> Result<()> {
+    match node {
+        Node::Dir(children) => {
+            for (name, child) in children {
+                at.push(name.clone());
+                check_links(child, at, tree, label)?;
+                at.pop();
+            }
+        }
+        Node::Symlink(target) => {
+            let mut hops = 0;
+            let parent = at[..at.len() - 1].to_vec();
+            if let Err(why) = resolve(tree, parent, Path::new(target), &mut hops) {
+                let entry = at.iter().map(|c| c.to_string_lossy()).collect::<Vec<_>>().join("/");
+                return Err(Error::UnsafeEntry {
+                    archive: label.to_owned(),
+                    entry,
+                    reason: format!("is a symlink to `{}`, which {why}", target.to_string_lossy()),
+                });
+            }
+        }
+        Node::File { .. } => {}
+    }
+    Ok(())
+}
+
+fn resolve(
+    tree: &Node,
+    mut cur: Vec<OsString>,
+    target: &Path,
+    hops: &mut u32,
+) -> Result<Vec<OsString>, &'static str> {
+    for c in target.components() {
+        match c {
+            Component::RootDir | Component::Prefix(_) => return Err("is absolute"),
+            Component::CurDir => {}
+            Component::ParentDir => {
+                if cur.pop().is_none() {
+                    return Err("points outside the package");
+                }
+            }
+            Component::Normal(n) => {
+                cur.push(n.to_owned());
+                if let Some(Node::Symlink(next)) = lookup(tree, &cur) {
+                    *hops += 1;
+                    if *hops > 40 {
+                        return Err("is part of a symlink loop");
+                    }
+                    cur.pop();
+                    cur = resolve(tree, cur, Path::new(next), hops)?;
+                }
+            }
+        }
+    }
+    Ok(cur)
+}
+
+/// Makes directories read-only and normalizes directory and symlink mtimes, children first
+/// (creating an entry changes its parent's mtime).
+fn finalize(root: &Path, tree: &Node) -> std::io::Result<()> {
+    fn walk(path: &mut PathBuf, node: &Node) -> std::io::Result<()> {
+        match node {
+            Node::Dir(children) => {
+                for (name, child) in children {
+                    path.push(name);
+                    walk(path, child)?;
+                    path.pop();
+                }
+                fs_err::set_permissions(&*path, std::fs::Permissions::from_mode(0o555))?;
+                set_mtime(path, false)
+            }
+            Node::Symlink(_) => set_mtime(path, true),
+            Node::File { .. } => Ok(()),
+        }
+    }
+    walk(&mut root.to_path_buf(), tree)
+}
+
+/// Sets `path`'s mtime to [`NORMALIZED_MTIME`] (of the link itself when `nofollow`).
+pub(crate) fn set_mtime(path: &Path, nofollow: bool) -> std::io::Result<()> {
+    let c = CString::new(path.as_os_str().as_bytes()).map_err(std::io::Error::other)?;
+    let times = [
+        libc::timespec { tv_sec: 0, tv_nsec: libc::UTIME_OMIT },
+        libc::timespec { tv_sec: NORMALIZED_MTIME.as_secs() as libc::time_t, tv_nsec: 0 },
+    ];
+    let flags = if nofollow { libc::AT_SYMLINK_NOFOLLOW } else { 0 };
+    // SAFETY: `c` is a valid NUL-terminated string and `times` holds two timespecs, as
+    // utimensat(2) requires; both outlive the call.
+    let rc = unsafe { libc::utimensat(libc::AT_FDCWD, c.as_ptr(), times.as_ptr(), flags) };
+    if rc == 0 {
+        Ok(())
+    } else {
+        let e = std::io::Error::last_os_error();
+        Err(std::io::Error::new(e.kind(), format!("failed to set the mtime of `{}`: {e}", path.display())))
+    }
+}
+
+/// The process umask, read without changing it (umask(2) can only be read by setting it, which
+/// would race with other threads creating files).
+fn umask() -> u32 {
+    static UMASK: OnceLock<u32> = OnceLock::new();
+    *UMASK.get_or_init(|| {
+        std::fs::read_to_string("/proc/self/status")
+            .ok()
+            .and_then(|s| {
+                s.lines()
+                    .find_map(|l| l.strip_prefix("Umask:"))
+                    .and_then(|v| u32::from_str_radix(v.trim(), 8).ok())
+            })
+            .unwrap_or(0o777)
+    })
+}

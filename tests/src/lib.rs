@@ -1,0 +1,15 @@
+//! Shared test support for envctl: a loopback HTTP server that counts requests and can misbehave
+//! on purpose, an archive factory (including hostile archives no honest tool would write), and
+//! small helpers. Nothing here reaches beyond 127.0.0.1.
+
+pub mod archive;
+pub mod server;
+
+pub use archive::{Archive, Entry};
+pub use server::{Reply, Server};
+
+/// sha256 of `bytes`, as 64 lowercase hex digits.
+pub fn sha256_hex(bytes: &[u8]) -> String {
+    use sha2::Digest;
+    hex::encode(sha2::Sha256::digest(bytes))
+}

@@ -1,0 +1,143 @@
+//! A small HTTP/1.1 server on 127.0.0.1 for tests. Each path gets a scripted [`Reply`]; every
+//! request is counted, so a test can assert that a second install made no request at all.
+
+use std::collections::HashMap;
+use std::io::{BufRead, BufReader, Write};
+use std::net::{TcpListener, TcpStream};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+/// What the server does for a path.
+#[derive(Clone, Debug)]
+pub enum Reply {
+    /// 200 with this body.
+    Body(Vec<u8>),
+    /// This status with an empty body.
+    Status(u16),
+    /// `times` answers of `status`, then 200 with the body.
+    FailThen { status: u16, times: usize, body: Vec<u8> },
+    /// 200 with a Content-Length for the whole body, but only the first `send` bytes, then the
+    /// connection hangs until the server is dropped or `hang` passes: a download to kill halfway.
+    Stall { body: Vec<u8>, send: usize, hang: Duration },
+    /// 200 with the body, after waiting `delay` (to make concurrent requests overlap).
+    Slow { body: Vec<u8>, delay: Duration },
+}
+
+#[derive(Default)]
+struct State {
+    replies: HashMap<String, Reply>,
+    hits: HashMap<String, usize>,
+}
+
+/// The server; it runs until the process ends.
+pub struct Server {
+    port: u16,
+    state: Arc<Mutex<State>>,
+}
+
+impl Server {
+    /// Binds 127.0.0.1 on a free port and starts serving.
+    pub fn start() -> Server {
+        let listener = TcpListener::bind("127.0.0.1:0").expect("bind 127.0.0.1");
+        let port = listener.local_addr().expect("local address").port();
+        let state = Arc::new(Mutex::new(State::default()));
+        let shared = state.clone();
+        std::thread::spawn(move || {
+            for stream in listener.incoming().flatten() {
+                let state = shared.clone();
+                std::thread::spawn(move || {
+                    let _ = handle(stream, &state);
+                });
+            }
+        });
+        Server { port, state }
+    }
+
+    /// The URL of `path` (which starts with `/`).
+    pub fn url(&self, path: &str) -> String {
+        format!("http://127.0.0.1:{}{}", self.port, path)
+    }
+
+    /// The base URL, without a trailing slash.
+    pub fn base(&self) -> String {
+        format!("http://127.0.0.1:{}", self.port)
+    }
+
+    /// Serves `reply` at `path` from now on.
+    pub fn set(&self, path: &str, reply: Reply) {
+        self.state.lock().unwrap().replies.insert(path.to_owned(), reply);
+    }
+
+    /// Serves `body` at `path` and returns its URL.
+    pub fn serve(&self, path: &str, body: Vec<u8>) -> String {
+        self.set(path, Reply::Body(body));
+        self.url(path)
+    }
+
+    /// How many requests `path` received.
+    pub fn hits(&self, path: &str) -> usize {
+        self.state.lock().unwrap().hits.get(path).copied().unwrap_or(0)
+    }
+}
+
+fn handle(stream: TcpStream, state: &Mutex<State>) -> std::io::Result<()> {
+    let mut reader = BufReader::new(stream.try_clone()?);
+    let mut request_line = String::new();
+    reader.read_line(&mut request_line)?;
+    loop {
+        let mut line = String::new();
+        if reader.read_line(&mut line)? == 0 || line == "\r\n" || line == "\n" {
+            break;
+        }
+    }
+    let path = request_line.split_whitespace().nth(1).unwrap_or("/").to_owned();
+    let reply = {
+        let mut s = state.lock().unwrap();
+        let n = {
+            let hits = s.hits.entry(path.clone()).or_default();
+            *hits += 1;
+            *hits
+        };
+        match s.replies.get(&path).cloned() {
+            Some(Reply::FailThen { status, times, body }) => {
+                if n <= times {
+                    Reply::Status(status)
+                } else {
+                    Reply::Body(body)
+                }
+            }
+            Some(r) => r,
+            None => Reply::Status(404),
+        }
+    };
+    let mut out = stream;
+    match reply {
+        Reply::Body(body) => respond(&mut out, 200, &body),
+        Reply::Status(status) => respond(&mut out, status, b""),
+        Reply::Slow { body, delay } => {
+            std::thread::sleep(delay);
+            respond(&mut out, 200, &body)
+        }
+        Reply::Stall { body, send, hang } => {
+            write!(out, "HTTP/1.1 200 OK\r\nContent-Length: {}\r\nConnection: close\r\n\r\n", body.len())?;
+            out.write_all(&body[..send.min(body.len())])?;
+            out.flush()?;
+            std::thread::sleep(hang);
+            Ok(())
+        }
+        Reply::FailThen { .. } => unreachable!("resolved above"),
+    }
+}
+
+fn respond(out: &mut TcpStream, status: u16, body: &[u8]) -> std::io::Result<()> {
+    let reason = match status {
+        200 => "OK",
+        404 => "Not Found",
+        500 => "Internal Server Error",
+        503 => "Service Unavailable",
+        _ => "Status",
+    };
+    write!(out, "HTTP/1.1 {status} {reason}\r\nContent-Length: {}\r\nConnection: close\r\n\r\n", body.len())?;
+    out.write_all(body)?;
+    out.flush()
+}
