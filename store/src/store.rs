@@ -288,6 +288,15 @@ impl Store {
                 .ok_or_else(|| Error::UnknownFormat(request.url.clone()))?,
         };
         let key = Self::source_key(request, format);
+        {
+            // References must be valid before any work is done; registration checks them again.
+            let db = self.db();
+            for reference in &request.references {
+                if db.get(reference.as_str())?.is_none() {
+                    return Err(Error::NotInStore(reference.to_string()));
+                }
+            }
+        }
         if let Some(found) = self.db().path_for_source(&key)?.and_then(|r| self.found(r)) {
             return Ok(found);
         }
