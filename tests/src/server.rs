@@ -12,6 +12,8 @@ use std::time::Duration;
 pub enum Reply {
     /// 200 with this body.
     Body(Vec<u8>),
+    /// 200 with a shared body (no copy per request).
+    Shared(std::sync::Arc<Vec<u8>>),
     /// This status with an empty body.
     Status(u16),
     /// `times` answers of `status`, then 200 with the body.
@@ -113,6 +115,7 @@ fn handle(stream: TcpStream, state: &Mutex<State>) -> std::io::Result<()> {
     let mut out = stream;
     match reply {
         Reply::Body(body) => respond(&mut out, 200, &body),
+        Reply::Shared(body) => respond(&mut out, 200, &body),
         Reply::Status(status) => respond(&mut out, status, b""),
         Reply::Slow { body, delay } => {
             std::thread::sleep(delay);
