@@ -1,1 +1,22 @@
-//! placeholder
+//! envctl's data model: versions and requirements, recipes, repositories, profile files, lock
+//! files and system facts, with their parsers. No network and no store: pure data and files.
+
+#![deny(missing_docs)]
+
+mod error;
+mod lock;
+mod name;
+mod profile;
+mod recipe;
+mod repo;
+mod system;
+mod version;
+
+pub use error::{Error, Result};
+pub use lock::{LOCK_VERSION, LockFile, LockedPackage, LockedSource};
+pub use name::PackageName;
+pub use profile::{ProfileFile, Requested};
+pub use recipe::{Recipe, Source, SystemRequirements};
+pub use repo::Repository;
+pub use system::{CUDA_DRIVER_TABLE, SystemFacts, SystemOverrides, cuda_for_driver};
+pub use version::{Bound, Clause, Interval, ParseError, Requirement, Tail, Version};

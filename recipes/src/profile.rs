@@ -1,0 +1,186 @@
+//! Profile files: a team's declarative wish (`vision.toml`).
+//!
+//! ```toml
+//! name = "vision"              # optional: the file's stem otherwise
+//! [packages]
+//! tensorflow = "1.15"
+//! [env]                        # optional
+//! TF_FORCE_GPU_ALLOW_GROWTH = "true"
+//! [priority]                   # optional: who wins a path two packages ship
+//! tensorflow = 10
+//! [system]                     # optional: facts to assume instead of detecting
+//! driver = "535.104.05"
+//! ```
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+
+use serde::Deserialize;
+use toml::Spanned;
+
+use crate::error::{Error, Result, line_of};
+use crate::name::PackageName;
+use crate::system::{RawOverrides, SystemOverrides};
+use crate::version::Requirement;
+
+/// One requested package, with the line that asked for it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Requested {
+    /// The requirement.
+    pub requirement: Requirement,
+    /// 1-based line in the profile file.
+    pub line: usize,
+    /// The line as written, trimmed (`tensorflow = "1.15"`).
+    pub text: String,
+}
+
+/// A parsed profile file.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ProfileFile {
+    /// The file.
+    pub path: PathBuf,
+    /// The profile's name.
+    pub name: String,
+    /// Requested packages.
+    pub packages: BTreeMap<PackageName, Requested>,
+    /// Environment variables for sessions.
+    pub env: BTreeMap<String, String>,
+    /// Priorities for file collisions.
+    pub priority: BTreeMap<PackageName, i64>,
+    /// Facts to assume.
+    pub system: SystemOverrides,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawProfile {
+    name: Option<Spanned<String>>,
+    #[serde(default)]
+    packages: BTreeMap<Spanned<String>, Spanned<String>>,
+    #[serde(default)]
+    env: BTreeMap<String, String>,
+    #[serde(default)]
+    priority: BTreeMap<Spanned<String>, i64>,
+    #[serde(default)]
+    system: RawOverrides,
+}
+
+impl ProfileFile {
+    /// Reads and checks a profile file.
+    pub fn load(path: &Path) -> Result<ProfileFile> {
+        let text = std::fs::read_to_string(path)
+            .map_err(|source| Error::Read { path: path.to_path_buf(), source })?;
+        ProfileFile::parse(&text, path)
+    }
+
+    /// Parses profile text; `path` names the file in errors and gives the default name.
+    pub fn parse(text: &str, path: &Path) -> Result<ProfileFile> {
+        let raw: RawProfile = toml::from_str(text)
+            .map_err(|e| Error::Toml { path: path.to_path_buf(), message: e.to_string() })?;
+        let bad = |span: std::ops::Range<usize>, key: String, message: String| Error::Value {
+            path: path.to_path_buf(),
+            line: line_of(text, span.start),
+            key,
+            message,
+        };
+        let name = match &raw.name {
+            Some(n) => {
+                PackageName::parse(n.get_ref())
+                    .map_err(|m| bad(n.span(), "name".into(), m.replace("package name", "profile name")))?;
+                n.get_ref().clone()
+            }
+            None => {
+                path.file_stem().map(|s| s.to_string_lossy().into_owned()).unwrap_or_else(|| "default".into())
+            }
+        };
+        let mut packages = BTreeMap::new();
+        for (pkg, req) in &raw.packages {
+            let key = format!("packages.{}", pkg.get_ref());
+            let n = PackageName::parse(pkg.get_ref()).map_err(|m| bad(pkg.span(), key.clone(), m))?;
+            let requirement =
+                Requirement::parse(req.get_ref()).map_err(|e| bad(req.span(), key, e.to_string()))?;
+            let line = line_of(text, pkg.span().start);
+            let line_text = text.lines().nth(line - 1).unwrap_or("").trim().to_owned();
+            packages.insert(n, Requested { requirement, line, text: line_text });
+        }
+        if packages.is_empty() {
+            return Err(Error::Value {
+                path: path.to_path_buf(),
+                line: 1,
+                key: "packages".into(),
+                message: "a profile file needs a [packages] table with at least one package".into(),
+            });
+        }
+        let mut priority = BTreeMap::new();
+        for (pkg, p) in &raw.priority {
+            let n = PackageName::parse(pkg.get_ref())
+                .map_err(|m| bad(pkg.span(), format!("priority.{}", pkg.get_ref()), m))?;
+            priority.insert(n, *p);
+        }
+        let system = raw.system.check(text, path, "system.")?;
+        Ok(ProfileFile { path: path.to_path_buf(), name, packages, env: raw.env, priority, system })
+    }
+
+    /// Where this file's lock lives: beside it, `.lock` instead of `.toml`.
+    pub fn lock_path(&self) -> PathBuf {
+        self.path.with_extension("lock")
+    }
+
+    /// A hash of everything the resolution answers: packages and requirements, priorities and
+    /// system overrides. A lock whose `request` differs is stale.
+    pub fn request_hash(&self, platform: &str) -> String {
+        let mut s = String::from("envctl-request-v1\n");
+        s.push_str(&format!("platform={platform}\n[packages]\n"));
+        for (n, r) in &self.packages {
+            s.push_str(&format!("{n}={}\n", r.requirement));
+        }
+        s.push_str("[priority]\n");
+        for (n, p) in &self.priority {
+            s.push_str(&format!("{n}={p}\n"));
+        }
+        s.push_str("[system]\n");
+        s.push_str(&self.system.canonical());
+        blake3::hash(s.as_bytes()).to_hex().to_string()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn packages_keep_their_lines_and_the_name_defaults_to_the_stem() {
+        let p = ProfileFile::parse(
+            "[packages]\ntensorflow = \"1.15\"\n\ncuda = \"11.8\"\n",
+            Path::new("/x/vision.toml"),
+        )
+        .unwrap();
+        assert_eq!(p.name, "vision");
+        let cuda = &p.packages[&PackageName::parse("cuda").unwrap()];
+        assert_eq!((cuda.line, cuda.text.as_str()), (4, "cuda = \"11.8\""));
+        assert_eq!(p.lock_path(), Path::new("/x/vision.lock"));
+    }
+
+    #[test]
+    fn the_request_hash_changes_with_the_request_only() {
+        let a = ProfileFile::parse("[packages]\na = \"1\"\nb = \"2\"\n", Path::new("p.toml")).unwrap();
+        let b =
+            ProfileFile::parse("# comment\n[packages]\nb = \"2\"\na = \"1\"\n", Path::new("p.toml")).unwrap();
+        let c = ProfileFile::parse("[packages]\na = \"1\"\nb = \"3\"\n", Path::new("p.toml")).unwrap();
+        assert_eq!(a.request_hash("linux-x86_64"), b.request_hash("linux-x86_64"));
+        assert_ne!(a.request_hash("linux-x86_64"), c.request_hash("linux-x86_64"));
+        assert_ne!(a.request_hash("linux-x86_64"), a.request_hash("linux-aarch64"));
+    }
+
+    #[test]
+    fn errors_name_the_line_and_key() {
+        let e = ProfileFile::parse("[packages]\ntensorflow = \"1.x\"\n", Path::new("v.toml"))
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("v.toml") && e.contains("line 2") && e.contains("packages.tensorflow"), "{e}");
+        let e = ProfileFile::parse("[packages]\na = \"1\"\n[sytem]\n", Path::new("v.toml"))
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("sytem"), "{e}");
+    }
+}

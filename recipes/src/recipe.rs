@@ -1,0 +1,295 @@
+//! Recipes: one version of one package, one TOML file. Keys are fixed by DESIGN.md and documented
+//! in `docs/reference/recipes.md`; unknown keys are errors.
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+
+use serde::Deserialize;
+use toml::Spanned;
+
+use crate::error::{Error, Result, line_of};
+use crate::name::PackageName;
+use crate::version::{Requirement, Version};
+
+/// What a recipe needs from the machine.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct SystemRequirements {
+    /// NVIDIA driver version.
+    pub driver: Option<Requirement>,
+    /// Highest CUDA version the driver supports.
+    pub cuda: Option<Requirement>,
+    /// Compute capability of every GPU.
+    pub sm: Option<Requirement>,
+    /// glibc version.
+    pub glibc: Option<Requirement>,
+    /// CPU architecture (`x86_64`, `aarch64`).
+    pub arch: Option<String>,
+}
+
+/// Where a recipe's artifact comes from.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct Source {
+    /// Platform (`linux-x86_64`); any when absent.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub platform: Option<String>,
+    /// URL (`https://`, `mirror://NAME/…`, `file://`).
+    pub url: String,
+    /// sha256, 64 lowercase hex digits.
+    pub sha256: String,
+    /// Archive format; from the file name when absent.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub format: Option<String>,
+    /// Leading components to drop.
+    #[serde(rename = "strip-components", skip_serializing_if = "is_zero")]
+    pub strip_components: u32,
+    /// Where the contents land in the package tree.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub subdir: Option<String>,
+}
+
+fn is_zero(n: &u32) -> bool {
+    *n == 0
+}
+
+/// One version of one package.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Recipe {
+    /// Package name.
+    pub name: PackageName,
+    /// Version.
+    pub version: Version,
+    /// One line about it.
+    pub summary: String,
+    /// SPDX license expression.
+    pub license: String,
+    /// Dependencies: name → requirement.
+    pub dependencies: BTreeMap<PackageName, Requirement>,
+    /// Machine requirements.
+    pub system: SystemRequirements,
+    /// Sources, one per platform.
+    pub sources: Vec<Source>,
+    /// Environment variables for sessions; values may use `${profile}`.
+    pub env: BTreeMap<String, String>,
+    /// The file it was read from (`<bundled>/…` for the embedded repository).
+    pub origin: PathBuf,
+}
+
+impl Recipe {
+    /// The source for `platform`: the one naming it, else one with no platform.
+    pub fn source_for(&self, platform: &str) -> Option<&Source> {
+        self.sources
+            .iter()
+            .find(|s| s.platform.as_deref() == Some(platform))
+            .or_else(|| self.sources.iter().find(|s| s.platform.is_none()))
+    }
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawRecipe {
+    name: Spanned<String>,
+    version: Spanned<String>,
+    #[serde(default)]
+    summary: String,
+    #[serde(default)]
+    license: String,
+    #[serde(default)]
+    dependencies: BTreeMap<Spanned<String>, Spanned<String>>,
+    #[serde(default)]
+    system: RawSystem,
+    #[serde(default)]
+    source: Vec<RawSource>,
+    #[serde(default)]
+    env: BTreeMap<String, String>,
+}
+
+#[derive(Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+struct RawSystem {
+    driver: Option<Spanned<String>>,
+    cuda: Option<Spanned<String>>,
+    sm: Option<Spanned<String>>,
+    glibc: Option<Spanned<String>>,
+    arch: Option<Spanned<String>>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "kebab-case")]
+struct RawSource {
+    platform: Option<String>,
+    url: Spanned<String>,
+    sha256: Spanned<String>,
+    format: Option<Spanned<String>>,
+    #[serde(default)]
+    strip_components: u32,
+    subdir: Option<Spanned<String>>,
+}
+
+const FORMATS: &[&str] = &["tar", "tar.gz", "tar.xz", "tar.zst", "tar.bz2", "zip", "wheel", "whl"];
+
+impl Recipe {
+    /// Reads and checks a recipe file.
+    pub fn load(path: &Path) -> Result<Recipe> {
+        let text = std::fs::read_to_string(path)
+            .map_err(|source| Error::Read { path: path.to_path_buf(), source })?;
+        Recipe::parse(&text, path)
+    }
+
+    /// Parses and checks recipe text; `path` is used in errors.
+    pub fn parse(text: &str, path: &Path) -> Result<Recipe> {
+        let raw: RawRecipe = toml::from_str(text)
+            .map_err(|e| Error::Toml { path: path.to_path_buf(), message: e.to_string() })?;
+        let bad = |span: std::ops::Range<usize>, key: &str, message: String| Error::Value {
+            path: path.to_path_buf(),
+            line: line_of(text, span.start),
+            key: key.to_owned(),
+            message,
+        };
+        let name = PackageName::parse(raw.name.get_ref()).map_err(|m| bad(raw.name.span(), "name", m))?;
+        let version = Version::parse(raw.version.get_ref())
+            .map_err(|e| bad(raw.version.span(), "version", e.to_string()))?;
+        let mut dependencies = BTreeMap::new();
+        for (dep, req) in &raw.dependencies {
+            let key = format!("dependencies.{}", dep.get_ref());
+            let n = PackageName::parse(dep.get_ref()).map_err(|m| bad(dep.span(), &key, m))?;
+            let r = Requirement::parse(req.get_ref()).map_err(|e| bad(req.span(), &key, e.to_string()))?;
+            dependencies.insert(n, r);
+        }
+        let req = |v: &Option<Spanned<String>>, key: &str| -> Result<Option<Requirement>> {
+            v.as_ref()
+                .map(|s| Requirement::parse(s.get_ref()).map_err(|e| bad(s.span(), key, e.to_string())))
+                .transpose()
+        };
+        let system = SystemRequirements {
+            driver: req(&raw.system.driver, "system.driver")?,
+            cuda: req(&raw.system.cuda, "system.cuda")?,
+            sm: req(&raw.system.sm, "system.sm")?,
+            glibc: req(&raw.system.glibc, "system.glibc")?,
+            arch: raw.system.arch.as_ref().map(|a| a.get_ref().clone()),
+        };
+        if let Some(a) = &raw.system.arch
+            && !a.get_ref().bytes().all(|c| c.is_ascii_alphanumeric() || c == b'_')
+        {
+            return Err(bad(a.span(), "system.arch", format!("invalid architecture `{}`", a.get_ref())));
+        }
+        if raw.source.is_empty() {
+            return Err(Error::Value {
+                path: path.to_path_buf(),
+                line: 1,
+                key: "source".into(),
+                message: "a recipe needs at least one [[source]]".into(),
+            });
+        }
+        let mut sources = Vec::new();
+        for s in raw.source {
+            let sha = s.sha256.get_ref();
+            if sha.len() != 64 || !sha.bytes().all(|c| c.is_ascii_hexdigit()) {
+                return Err(bad(
+                    s.sha256.span(),
+                    "source.sha256",
+                    format!("expected 64 hexadecimal digits, got `{sha}`"),
+                ));
+            }
+            let url = s.url.get_ref();
+            if url.is_empty() || url.chars().any(char::is_whitespace) {
+                return Err(bad(s.url.span(), "source.url", format!("invalid URL `{url}`")));
+            }
+            if let Some(f) = &s.format
+                && !FORMATS.contains(&f.get_ref().as_str())
+            {
+                return Err(bad(
+                    f.span(),
+                    "source.format",
+                    format!("unknown format `{}`; expected one of {}", f.get_ref(), FORMATS.join(", ")),
+                ));
+            }
+            if let Some(d) = &s.subdir
+                && (d.get_ref().starts_with('/') || d.get_ref().split('/').any(|c| c == ".."))
+            {
+                return Err(bad(d.span(), "source.subdir", "must be a relative path without `..`".into()));
+            }
+            sources.push(Source {
+                platform: s.platform,
+                url: url.clone(),
+                sha256: sha.to_ascii_lowercase(),
+                format: s.format.map(|f| f.into_inner()),
+                strip_components: s.strip_components,
+                subdir: s.subdir.map(|d| d.into_inner()),
+            });
+        }
+        Ok(Recipe {
+            name,
+            version,
+            summary: raw.summary,
+            license: raw.license,
+            dependencies,
+            system,
+            sources,
+            env: raw.env,
+            origin: path.to_path_buf(),
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const TF: &str = r#"name = "tensorflow"
+version = "1.15.5"
+summary = "End-to-end machine learning platform"
+license = "Apache-2.0"
+
+[dependencies]
+python = "3.7"
+cuda-cudart = "10.0"
+cudnn = ">=7.6,<8"
+
+[system]
+driver = ">=410.48"
+arch = "x86_64"
+
+[[source]]
+platform = "linux-x86_64"
+url = "mirror://pypi/tensorflow_gpu-1.15.5-cp37-cp37m-manylinux2010_x86_64.whl"
+sha256 = "0000000000000000000000000000000000000000000000000000000000000000"
+subdir = "lib/python3.7/site-packages"
+
+[env]
+TF_CPP_MIN_LOG_LEVEL = "1"
+"#;
+
+    #[test]
+    fn the_design_example_parses() {
+        let r = Recipe::parse(TF, Path::new("tf.toml")).unwrap();
+        assert_eq!(r.name.as_str(), "tensorflow");
+        assert_eq!(r.dependencies.len(), 3);
+        assert_eq!(r.system.driver.as_ref().unwrap().to_string(), ">=410.48");
+        assert_eq!(
+            r.source_for("linux-x86_64").unwrap().subdir.as_deref(),
+            Some("lib/python3.7/site-packages")
+        );
+        assert!(r.source_for("linux-aarch64").is_none());
+    }
+
+    #[test]
+    fn bad_values_name_file_line_and_key() {
+        let text = TF.replace("cudnn = \">=7.6,<8\"", "cudnn = \">=7.6,<8x\"");
+        let e = Recipe::parse(&text, Path::new("r/tf.toml")).unwrap_err().to_string();
+        assert!(
+            e.contains("r/tf.toml")
+                && e.contains("line 9")
+                && e.contains("dependencies.cudnn")
+                && e.contains("column"),
+            "{e}"
+        );
+
+        let text = TF.replace("license =", "licence =");
+        let e = Recipe::parse(&text, Path::new("tf.toml")).unwrap_err().to_string();
+        assert!(e.contains("tf.toml") && e.contains("licence") && e.contains("line 4"), "{e}");
+
+        let text = TF.replace("sha256 = \"0000", "sha256 = \"zz00");
+        let e = Recipe::parse(&text, Path::new("tf.toml")).unwrap_err().to_string();
+        assert!(e.contains("line 18") && e.contains("source.sha256"), "{e}");
+    }
+}

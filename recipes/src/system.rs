@@ -1,0 +1,222 @@
+//! System facts: what the machine offers, as plain data. Detection lives in the cli; the solver
+//! sees facts as virtual packages.
+
+use std::collections::BTreeMap;
+use std::path::Path;
+
+use serde::Deserialize;
+use toml::Spanned;
+
+use crate::error::{Error, Result, line_of};
+use crate::version::Version;
+
+/// What a machine offers, each fact with where it came from.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct SystemFacts {
+    /// NVIDIA driver version; `None`: no driver.
+    pub driver: Option<Version>,
+    /// Highest CUDA version the driver supports.
+    pub cuda: Option<Version>,
+    /// Compute capability of each GPU.
+    pub sm: Vec<Version>,
+    /// glibc version.
+    pub glibc: Option<Version>,
+    /// CPU architecture (`x86_64`).
+    pub arch: Option<String>,
+    /// Where each fact came from, by key (`driver` → `/sys/module/nvidia/version`).
+    pub origin: BTreeMap<&'static str, String>,
+}
+
+impl SystemFacts {
+    /// The platform name sources are selected by (`linux-x86_64`).
+    pub fn platform(&self) -> String {
+        format!("linux-{}", self.arch.as_deref().unwrap_or("x86_64"))
+    }
+
+    /// The lowest compute capability among the GPUs: a requirement on `sm` must hold for every GPU.
+    pub fn min_sm(&self) -> Option<&Version> {
+        self.sm.iter().min()
+    }
+}
+
+/// NVIDIA's minimum Linux driver for each CUDA toolkit release: the "CUDA Toolkit and Corresponding
+/// Driver Versions" table of the CUDA release notes (Table 3, "Toolkit Driver Version"). From CUDA
+/// 11 on, minor-version compatibility means one driver floor per major.
+/// `(cuda, minimum driver)`, ascending.
+pub const CUDA_DRIVER_TABLE: &[(&str, &str)] = &[
+    ("9.0", "384.81"),
+    ("9.1", "390.46"),
+    ("9.2", "396.26"),
+    ("10.0", "410.48"),
+    ("10.1", "418.39"),
+    ("10.2", "440.33"),
+    ("11.8", "450.80.02"), // any 11.x runs on >= 450.80.02 (minor-version compatibility)
+    ("12.9", "525.60.13"), // any 12.x runs on >= 525.60.13
+    ("13.9", "580"),       // any 13.x runs on >= 580
+];
+
+/// The highest CUDA version a driver supports, from [`CUDA_DRIVER_TABLE`]. Used when NVML is not
+/// there to ask.
+pub fn cuda_for_driver(driver: &Version) -> Option<Version> {
+    CUDA_DRIVER_TABLE
+        .iter()
+        .rev()
+        .find(|(_, min)| driver >= &Version::parse(min).expect("the table's versions parse"))
+        .map(|(cuda, _)| Version::parse(cuda).expect("the table's versions parse"))
+}
+
+/// Facts a file asserts (`--system FILE`, or a profile's `[system]`): any subset.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct SystemOverrides {
+    /// `Some(None)`: "no driver" (an empty string).
+    pub driver: Option<Option<Version>>,
+    /// Highest CUDA supported.
+    pub cuda: Option<Version>,
+    /// GPU compute capabilities.
+    pub sm: Option<Vec<Version>>,
+    /// glibc.
+    pub glibc: Option<Version>,
+    /// Architecture.
+    pub arch: Option<String>,
+}
+
+#[derive(Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct RawOverrides {
+    driver: Option<Spanned<String>>,
+    cuda: Option<Spanned<String>>,
+    sm: Option<Spanned<SmValue>>,
+    glibc: Option<Spanned<String>>,
+    arch: Option<Spanned<String>>,
+}
+
+#[derive(Deserialize)]
+#[serde(untagged)]
+enum SmValue {
+    One(String),
+    Many(Vec<String>),
+}
+
+impl RawOverrides {
+    pub(crate) fn check(self, text: &str, path: &Path, prefix: &str) -> Result<SystemOverrides> {
+        let bad = |span: std::ops::Range<usize>, key: &str, message: String| Error::Value {
+            path: path.to_path_buf(),
+            line: line_of(text, span.start),
+            key: format!("{prefix}{key}"),
+            message,
+        };
+        let version = |v: &Option<Spanned<String>>, key: &str| -> Result<Option<Version>> {
+            v.as_ref()
+                .map(|s| Version::parse(s.get_ref()).map_err(|e| bad(s.span(), key, e.to_string())))
+                .transpose()
+        };
+        let driver = match &self.driver {
+            Some(s) if s.get_ref().is_empty() => Some(None),
+            d => version(d, "driver")?.map(Some),
+        };
+        let sm = match &self.sm {
+            None => None,
+            Some(s) => {
+                let list = match s.get_ref() {
+                    SmValue::One(v) => vec![v.clone()],
+                    SmValue::Many(v) => v.clone(),
+                };
+                Some(
+                    list.iter()
+                        .map(|v| Version::parse(v).map_err(|e| bad(s.span(), "sm", e.to_string())))
+                        .collect::<Result<Vec<_>>>()?,
+                )
+            }
+        };
+        Ok(SystemOverrides {
+            driver,
+            cuda: version(&self.cuda, "cuda")?,
+            sm,
+            glibc: version(&self.glibc, "glibc")?,
+            arch: self.arch.map(|a| a.into_inner()),
+        })
+    }
+}
+
+impl SystemOverrides {
+    /// Reads a system file (`--system FILE`): keys `driver`, `cuda`, `sm`, `glibc`, `arch`.
+    pub fn load(path: &Path) -> Result<SystemOverrides> {
+        let text = std::fs::read_to_string(path)
+            .map_err(|source| Error::Read { path: path.to_path_buf(), source })?;
+        let raw: RawOverrides = toml::from_str(&text)
+            .map_err(|e| Error::Toml { path: path.to_path_buf(), message: e.to_string() })?;
+        raw.check(&text, path, "")
+    }
+
+    /// Applies these overrides on top of `facts`, recording `origin` for each fact set. A driver
+    /// set without a CUDA version derives CUDA from the table.
+    pub fn apply(&self, facts: &mut SystemFacts, origin: &str) {
+        if let Some(d) = &self.driver {
+            facts.driver = d.clone();
+            facts.origin.insert("driver", origin.to_owned());
+            if self.cuda.is_none() {
+                facts.cuda = d.as_ref().and_then(cuda_for_driver);
+                facts.origin.insert("cuda", format!("derived from the driver set by {origin}"));
+            }
+        }
+        if let Some(c) = &self.cuda {
+            facts.cuda = Some(c.clone());
+            facts.origin.insert("cuda", origin.to_owned());
+        }
+        if let Some(s) = &self.sm {
+            facts.sm = s.clone();
+            facts.origin.insert("sm", origin.to_owned());
+        }
+        if let Some(g) = &self.glibc {
+            facts.glibc = Some(g.clone());
+            facts.origin.insert("glibc", origin.to_owned());
+        }
+        if let Some(a) = &self.arch {
+            facts.arch = Some(a.clone());
+            facts.origin.insert("arch", origin.to_owned());
+        }
+    }
+
+    /// Whether any fact is set.
+    pub fn is_empty(&self) -> bool {
+        *self == SystemOverrides::default()
+    }
+
+    /// A canonical text of the overrides, for the request hash.
+    pub fn canonical(&self) -> String {
+        let mut s = String::new();
+        if let Some(d) = &self.driver {
+            s.push_str(&format!("driver={}\n", d.as_ref().map(|v| v.to_string()).unwrap_or_default()));
+        }
+        if let Some(c) = &self.cuda {
+            s.push_str(&format!("cuda={c}\n"));
+        }
+        if let Some(sm) = &self.sm {
+            s.push_str(&format!("sm={}\n", sm.iter().map(|v| v.to_string()).collect::<Vec<_>>().join(",")));
+        }
+        if let Some(g) = &self.glibc {
+            s.push_str(&format!("glibc={g}\n"));
+        }
+        if let Some(a) = &self.arch {
+            s.push_str(&format!("arch={a}\n"));
+        }
+        s
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_driver_table_gives_the_highest_cuda() {
+        let c = |d: &str| cuda_for_driver(&Version::parse(d).unwrap()).map(|v| v.to_string());
+        assert_eq!(c("410.48").as_deref(), Some("10.0"));
+        assert_eq!(c("418.40").as_deref(), Some("10.1"));
+        assert_eq!(c("440.33").as_deref(), Some("10.2"));
+        assert_eq!(c("450.80.02").as_deref(), Some("11.8"));
+        assert_eq!(c("535.104.05").as_deref(), Some("12.9"));
+        assert_eq!(c("580.65").as_deref(), Some("13.9"));
+        assert_eq!(c("300"), None);
+    }
+}
