@@ -114,6 +114,11 @@ impl Version {
         matches!(self.tail, Tail::Pre(_))
     }
 
+    /// Whether this is a bound made by a requirement rather than a real version.
+    pub fn is_bound(&self) -> bool {
+        matches!(self.tail, Tail::Min | Tail::Max)
+    }
+
     /// The local label (`cuda12` in `8.9.7.29+cuda12`).
     pub fn local(&self) -> Option<&str> {
         self.text.split_once('+').map(|(_, l)| l)
@@ -121,9 +126,9 @@ impl Version {
 
     /// The same version with a different tail (for bounds).
     fn with_tail(&self, tail: Tail) -> Version {
+        // Bounds display as the release they bound: `>=1.15, <1.16` reads right.
         let text = match &tail {
-            Tail::Min => format!("{}.min", self.base_text()),
-            Tail::Max => format!("{}.max", self.base_text()),
+            Tail::Min | Tail::Max => self.base_text().to_owned(),
             _ => self.text.clone(),
         };
         Version { parts: self.parts.clone(), tail, text }
@@ -154,7 +159,7 @@ impl Version {
 
     /// The lowest possible version: a lower bound below everything.
     pub fn lowest() -> Version {
-        Version { parts: Vec::new(), tail: Tail::Min, text: "0.min".into() }
+        Version { parts: Vec::new(), tail: Tail::Min, text: "0".into() }
     }
 }
 

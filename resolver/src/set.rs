@@ -1,0 +1,108 @@
+//! The solver's version sets: pubgrub's ranges over [`Version`], displayed the way people write
+//! requirements.
+
+use std::fmt;
+use std::ops::Bound as StdBound;
+
+use envctl_recipes::{Bound, Requirement, Version};
+use pubgrub::{Ranges, VersionSet};
+
+/// A set of versions.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Set(pub Ranges<Version>);
+
+fn std_bound(b: &Bound) -> StdBound<Version> {
+    match b {
+        Bound::Included(v) => StdBound::Included(v.clone()),
+        Bound::Excluded(v) => StdBound::Excluded(v.clone()),
+        Bound::Unbounded => StdBound::Unbounded,
+    }
+}
+
+impl From<&Requirement> for Set {
+    fn from(req: &Requirement) -> Set {
+        let mut any = Ranges::empty();
+        for all in req.alternatives() {
+            let mut both = Ranges::full();
+            for clause in all {
+                let mut one = Ranges::empty();
+                for (lo, hi) in clause.intervals() {
+                    one = one.union(&Ranges::from_range_bounds((std_bound(&lo), std_bound(&hi))));
+                }
+                both = both.intersection(&one);
+            }
+            any = any.union(&both);
+        }
+        Set(any)
+    }
+}
+
+impl VersionSet for Set {
+    type V = Version;
+
+    fn empty() -> Set {
+        Set(Ranges::empty())
+    }
+
+    fn singleton(v: Version) -> Set {
+        Set(Ranges::singleton(v))
+    }
+
+    fn complement(&self) -> Set {
+        Set(self.0.complement())
+    }
+
+    fn intersection(&self, other: &Set) -> Set {
+        Set(self.0.intersection(&other.0))
+    }
+
+    fn contains(&self, v: &Version) -> bool {
+        self.0.contains(v)
+    }
+
+    fn full() -> Set {
+        Set(Ranges::full())
+    }
+
+    fn union(&self, other: &Set) -> Set {
+        Set(self.0.union(&other.0))
+    }
+
+    fn is_disjoint(&self, other: &Set) -> bool {
+        self.0.is_disjoint(&other.0)
+    }
+
+    fn subset_of(&self, other: &Set) -> bool {
+        self.0.subset_of(&other.0)
+    }
+}
+
+impl fmt::Display for Set {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        use StdBound::*;
+        let mut first = true;
+        for (lo, hi) in self.0.iter() {
+            if !first {
+                f.write_str(" or ")?;
+            }
+            first = false;
+            match (lo, hi) {
+                (Unbounded, Unbounded) => f.write_str("*")?,
+                (Included(a), Included(b)) if a == b => write!(f, "{a}")?,
+                (Included(a), Included(b)) if a.components() == b.components() => write!(f, "=={a}")?,
+                (Unbounded, Included(v)) => write!(f, "<={v}")?,
+                (Unbounded, Excluded(v)) => write!(f, "<{v}")?,
+                (Included(v), Unbounded) => write!(f, ">={v}")?,
+                (Excluded(v), Unbounded) => write!(f, ">{v}")?,
+                (Included(a), Included(b)) => write!(f, ">={a}, <={b}")?,
+                (Included(a), Excluded(b)) => write!(f, ">={a}, <{b}")?,
+                (Excluded(a), Included(b)) => write!(f, ">{a}, <={b}")?,
+                (Excluded(a), Excluded(b)) => write!(f, ">{a}, <{b}")?,
+            }
+        }
+        if first {
+            f.write_str("no version")?;
+        }
+        Ok(())
+    }
+}
