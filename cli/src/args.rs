@@ -24,6 +24,14 @@ pub struct Cli {
     #[arg(short, long, global = true)]
     pub quiet: bool,
 
+    /// A recipe repository layered over the bundled one and the configured ones (repeatable)
+    #[arg(long = "recipes", global = true, value_name = "DIR")]
+    pub recipes: Vec<PathBuf>,
+
+    /// Resolve for the machine this file describes (keys: driver, cuda, sm, glibc, arch)
+    #[arg(long = "system", global = true, value_name = "FILE")]
+    pub system: Option<PathBuf>,
+
     #[command(subcommand)]
     pub command: Command,
 }
@@ -31,9 +39,86 @@ pub struct Cli {
 /// Top-level commands.
 #[derive(Debug, Subcommand)]
 pub enum Command {
+    /// Resolve a profile file and write its lock file beside it
+    Lock(LockArgs),
+    /// Find packages by name or summary
+    Search(SearchArgs),
+    /// Show a package's versions, dependencies, system requirements and sources
+    Show(ShowArgs),
+    /// Show the chain from a requested package to NAME in a profile's resolution
+    Why(WhyArgs),
+    /// Show a profile's resolved dependency graph
+    Graph(GraphArgs),
+    /// Show this machine's facts (driver, CUDA, GPUs, glibc, arch) and check a profile against them
+    Doctor(DoctorArgs),
     /// Work with the content-addressed store directly
     #[command(subcommand)]
     Store(StoreCommand),
+}
+
+/// `envctl lock`
+#[derive(Debug, Args)]
+pub struct LockArgs {
+    /// The profile file (its lock is written beside it, `.lock` for `.toml`)
+    pub file: PathBuf,
+    /// Re-resolve: every package, or only NAME (and what must move with it)
+    #[arg(long, value_name = "NAME", num_args = 0..=1, default_missing_value = "")]
+    pub update: Option<String>,
+}
+
+/// `envctl search`
+#[derive(Debug, Args)]
+pub struct SearchArgs {
+    /// Text to look for in names and summaries
+    pub text: String,
+    /// Machine-readable output on stdout
+    #[arg(long)]
+    pub json: bool,
+}
+
+/// `envctl show`
+#[derive(Debug, Args)]
+pub struct ShowArgs {
+    /// NAME, or NAME@REQUIREMENT (`cudnn@8.9`)
+    pub spec: String,
+    /// Machine-readable output on stdout
+    #[arg(long)]
+    pub json: bool,
+}
+
+/// `envctl why`
+#[derive(Debug, Args)]
+pub struct WhyArgs {
+    /// The profile file
+    pub file: PathBuf,
+    /// The package to explain
+    pub name: String,
+    /// Machine-readable output on stdout
+    #[arg(long)]
+    pub json: bool,
+}
+
+/// `envctl graph`
+#[derive(Debug, Args)]
+pub struct GraphArgs {
+    /// The profile file
+    pub file: PathBuf,
+    /// Graphviz DOT on stdout
+    #[arg(long, conflicts_with = "json")]
+    pub dot: bool,
+    /// Machine-readable output on stdout
+    #[arg(long)]
+    pub json: bool,
+}
+
+/// `envctl doctor`
+#[derive(Debug, Args)]
+pub struct DoctorArgs {
+    /// A profile file whose lock to check against this machine
+    pub file: Option<PathBuf>,
+    /// Machine-readable output on stdout
+    #[arg(long)]
+    pub json: bool,
 }
 
 /// `envctl store …`

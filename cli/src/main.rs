@@ -6,6 +6,7 @@ mod error;
 mod printer;
 mod reporter;
 mod settings;
+mod system;
 
 fn main() -> std::process::ExitCode {
     commands::run()

@@ -26,10 +26,8 @@ use crate::error::{Failure, Result};
 #[derive(Debug, Default, serde::Deserialize)]
 #[serde(deny_unknown_fields, rename_all = "kebab-case")]
 pub struct Config {
-    /// Recipe repositories layered over the bundled one; accepted now so configuration files
-    /// written for the resolver's commands stay valid, read once those commands land.
+    /// Recipe repositories layered over the bundled one.
     #[serde(default)]
-    #[allow(dead_code)]
     pub recipes: Vec<PathBuf>,
     /// Mirror bases.
     #[serde(default)]
@@ -102,6 +100,25 @@ impl Settings {
             None => Config::default(),
         };
         Ok(Settings { home, config })
+    }
+
+    /// The recipe repositories in force: the bundled one, then the configuration's `recipes`,
+    /// then `ENVCTL_RECIPES` (`:`-separated), then `--recipes`, each overriding the ones before.
+    pub fn repository(&self, cli: &Cli) -> Result<envctl_recipes::Repository> {
+        let mut repo = envctl_recipes::Repository::bundled()
+            .map_err(|e| Failure::new("the bundled recipe repository is broken", e))?;
+        let mut dirs: Vec<PathBuf> = self.config.recipes.clone();
+        if let Some(v) = std::env::var_os("ENVCTL_RECIPES") {
+            dirs.extend(std::env::split_paths(&v).filter(|p| !p.as_os_str().is_empty()));
+        }
+        dirs.extend(cli.recipes.iter().cloned());
+        for dir in dirs {
+            let layer = envctl_recipes::Repository::load_dir(&dir).map_err(|e| {
+                Failure::new(format!("cannot load the recipe repository `{}`", dir.display()), e)
+            })?;
+            repo.layer(layer);
+        }
+        Ok(repo)
     }
 
     /// The store directory.

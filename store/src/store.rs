@@ -281,6 +281,18 @@ impl Store {
         path.is_dir().then_some(Installed { path, record, fetched: false, skipped: Vec::new() })
     }
 
+    /// The installed path for a request, if the store has it; fetches nothing.
+    pub fn find(&self, request: &InstallRequest) -> Result<Option<Installed>> {
+        let format = match request.unpack.format {
+            Some(f) => f,
+            None => match Format::from_file_name(&request.url) {
+                Some(f) => f,
+                None => return Ok(None),
+            },
+        };
+        Ok(self.db().path_for_source(&Self::source_key(request, format))?.and_then(|r| self.found(r)))
+    }
+
     fn install_one(&self, id: usize, request: &InstallRequest, reporter: &dyn Reporter) -> Result<Installed> {
         let format = match request.unpack.format {
             Some(f) => f,

@@ -1,5 +1,8 @@
 //! Dispatch: one match, one file per command group, each returning an exit status.
 
+mod doctor;
+mod recipes;
+mod resolve;
 mod store;
 
 use std::io::IsTerminal;
@@ -30,6 +33,12 @@ pub fn run() -> ExitCode {
     init_logging(cli.verbose);
     let result = Settings::load(&cli).and_then(|settings| match &cli.command {
         Command::Store(cmd) => store::run(cmd, &settings, &cli),
+        Command::Lock(args) => resolve::lock(args, &settings, &cli),
+        Command::Why(args) => resolve::why(args, &settings, &cli),
+        Command::Graph(args) => resolve::graph(args, &settings, &cli),
+        Command::Search(args) => recipes::search(args, &settings, &cli),
+        Command::Show(args) => recipes::show(args, &settings, &cli),
+        Command::Doctor(args) => doctor::run(args, &settings, &cli),
     });
     match result {
         Ok(Status::Success) => ExitCode::SUCCESS,
@@ -57,4 +66,20 @@ fn init_logging(verbose: u8) {
         .without_time()
         .with_target(false)
         .init();
+}
+
+/// The store request for a locked package, when its values pass the store's checks.
+pub fn install_request(p: &envctl_recipes::LockedPackage) -> Option<envctl_store::InstallRequest> {
+    Some(envctl_store::InstallRequest {
+        url: p.source.url.clone(),
+        sha256: envctl_store::Sha256::parse(&p.source.sha256).ok()?,
+        name: envctl_store::Name::parse(&p.name).ok()?,
+        version: envctl_store::Version::parse(&p.version).ok()?,
+        unpack: envctl_store::UnpackOptions {
+            format: p.source.format.as_deref().map(envctl_store::Format::parse).transpose().ok()?,
+            strip_components: p.source.strip_components,
+            subdir: p.source.subdir.clone(),
+        },
+        references: Vec::new(),
+    })
 }

@@ -1,0 +1,230 @@
+//! System-fact detection, without linking to anything NVIDIA ships, and overrides.
+//!
+//! Precedence, lowest first: detected, the profile's `[system]`, `ENVCTL_SYSTEM_*` variables,
+//! `--system FILE`.
+//!
+//! - driver: `/sys/module/nvidia/version`, then `/proc/driver/nvidia/version`, then `nvidia-smi`;
+//! - highest CUDA: NVML (`libnvidia-ml.so.1`, `nvmlSystemGetCudaDriverVersion_v2`) loaded at run
+//!   time, else derived from the driver with NVIDIA's table (`envctl_recipes::CUDA_DRIVER_TABLE`);
+//! - GPU compute capabilities: `nvidia-smi --query-gpu=compute_cap`;
+//! - glibc: `gnu_get_libc_version()`; arch: the one this binary was built for.
+//!
+//! No GPU and no driver are normal answers, not errors.
+
+use std::ffi::{CStr, c_char, c_int, c_void};
+use std::path::Path;
+use std::process::Command;
+
+use envctl_recipes::{SystemFacts, SystemOverrides, Version, cuda_for_driver};
+
+use crate::error::{Failure, Result};
+
+/// Detects the machine's facts.
+pub fn detect() -> SystemFacts {
+    let mut facts = SystemFacts::default();
+    if let Some((driver, origin)) = detect_driver() {
+        facts.driver = Some(driver);
+        facts.origin.insert("driver", origin);
+    } else {
+        facts.origin.insert("driver", "no NVIDIA kernel module or nvidia-smi found".into());
+    }
+    if facts.driver.is_some() {
+        if let Some(cuda) = nvml_cuda_version() {
+            facts.cuda = Some(cuda);
+            facts.origin.insert("cuda", "NVML".into());
+        } else if let Some(cuda) = facts.driver.as_ref().and_then(cuda_for_driver) {
+            facts.cuda = Some(cuda);
+            facts.origin.insert("cuda", "derived from the driver version".into());
+        }
+        let sm = nvidia_smi(&["--query-gpu=compute_cap", "--format=csv,noheader"])
+            .map(|out| out.lines().filter_map(|l| Version::parse(l.trim()).ok()).collect::<Vec<_>>())
+            .unwrap_or_default();
+        if !sm.is_empty() {
+            facts.sm = sm;
+            facts.origin.insert("sm", "nvidia-smi".into());
+        }
+    }
+    if let Some(glibc) = glibc_version() {
+        facts.glibc = Some(glibc);
+        facts.origin.insert("glibc", "gnu_get_libc_version()".into());
+    }
+    facts.arch = Some(std::env::consts::ARCH.to_owned());
+    facts.origin.insert("arch", "this build of envctl".into());
+    facts
+}
+
+fn detect_driver() -> Option<(Version, String)> {
+    for path in ["/sys/module/nvidia/version", "/proc/driver/nvidia/version"] {
+        if let Ok(text) = std::fs::read_to_string(path)
+            && let Some(v) = parse_driver_text(&text)
+        {
+            return Some((v, path.to_owned()));
+        }
+    }
+    let out = nvidia_smi(&["--query-gpu=driver_version", "--format=csv,noheader"])?;
+    let v = Version::parse(out.lines().next()?.trim()).ok()?;
+    Some((v, "nvidia-smi".into()))
+}
+
+/// The driver version from `/sys/module/nvidia/version` ("535.104.05") or the first line of
+/// `/proc/driver/nvidia/version` ("NVRM version: NVIDIA UNIX x86_64 Kernel Module  535.104.05  …").
+pub fn parse_driver_text(text: &str) -> Option<Version> {
+    let first = text.lines().next()?;
+    first
+        .split_whitespace()
+        .filter(|w| w.contains('.') && w.chars().all(|c| c.is_ascii_digit() || c == '.'))
+        .find_map(|w| Version::parse(w).ok())
+}
+
+fn nvidia_smi(args: &[&str]) -> Option<String> {
+    let out = Command::new("nvidia-smi").args(args).output().ok()?;
+    out.status.success().then(|| String::from_utf8_lossy(&out.stdout).into_owned())
+}
+
+fn glibc_version() -> Option<Version> {
+    // SAFETY: gnu_get_libc_version returns a pointer to a static NUL-terminated string.
+    let raw = unsafe { CStr::from_ptr(gnu_get_libc_version()) };
+    Version::parse(raw.to_str().ok()?).ok()
+}
+
+unsafe extern "C" {
+    fn gnu_get_libc_version() -> *const c_char;
+    fn dlopen(filename: *const c_char, flag: c_int) -> *mut c_void;
+    fn dlsym(handle: *mut c_void, symbol: *const c_char) -> *mut c_void;
+    fn dlclose(handle: *mut c_void) -> c_int;
+}
+
+const RTLD_NOW: c_int = 2;
+
+/// Asks NVML for the highest CUDA version the driver supports (e.g. 12020 → 12.2).
+fn nvml_cuda_version() -> Option<Version> {
+    // SAFETY: dlopen/dlsym are given NUL-terminated names; the symbols are called with the
+    // signatures NVML documents (`nvmlReturn_t nvmlInit_v2(void)`,
+    // `nvmlReturn_t nvmlSystemGetCudaDriverVersion_v2(int*)`, `nvmlReturn_t nvmlShutdown(void)`),
+    // and the library is closed after the last call.
+    unsafe {
+        let lib = dlopen(c"libnvidia-ml.so.1".as_ptr(), RTLD_NOW);
+        if lib.is_null() {
+            return None;
+        }
+        let init = dlsym(lib, c"nvmlInit_v2".as_ptr());
+        let get = dlsym(lib, c"nvmlSystemGetCudaDriverVersion_v2".as_ptr());
+        let shutdown = dlsym(lib, c"nvmlShutdown".as_ptr());
+        let mut result = None;
+        if !init.is_null() && !get.is_null() && !shutdown.is_null() {
+            let init: extern "C" fn() -> c_int = std::mem::transmute(init);
+            let get: extern "C" fn(*mut c_int) -> c_int = std::mem::transmute(get);
+            let shutdown: extern "C" fn() -> c_int = std::mem::transmute(shutdown);
+            if init() == 0 {
+                let mut v: c_int = 0;
+                if get(&mut v) == 0 && v > 0 {
+                    result = Version::parse(&format!("{}.{}", v / 1000, (v % 1000) / 10)).ok();
+                }
+                shutdown();
+            }
+        }
+        dlclose(lib);
+        result
+    }
+}
+
+/// Overrides from `ENVCTL_SYSTEM_*`. An empty `ENVCTL_SYSTEM_DRIVER` means "no driver".
+pub fn env_overrides() -> Result<SystemOverrides> {
+    let var = |name: &str| std::env::var(name).ok();
+    let parse = |name: &str, v: &str| {
+        Version::parse(v).map_err(|e| {
+            Failure::new(format!("invalid {name}"), e)
+                .hint(format!("unset {name}, or give a version such as 535.104.05"))
+        })
+    };
+    let mut o = SystemOverrides::default();
+    if let Some(d) = var("ENVCTL_SYSTEM_DRIVER") {
+        o.driver = Some(if d.is_empty() { None } else { Some(parse("ENVCTL_SYSTEM_DRIVER", &d)?) });
+    }
+    if let Some(c) = var("ENVCTL_SYSTEM_CUDA").filter(|c| !c.is_empty()) {
+        o.cuda = Some(parse("ENVCTL_SYSTEM_CUDA", &c)?);
+    }
+    if let Some(s) = var("ENVCTL_SYSTEM_SM") {
+        o.sm = Some(
+            s.split(',')
+                .filter(|x| !x.trim().is_empty())
+                .map(|x| parse("ENVCTL_SYSTEM_SM", x.trim()))
+                .collect::<Result<Vec<_>>>()?,
+        );
+    }
+    if let Some(g) = var("ENVCTL_SYSTEM_GLIBC").filter(|g| !g.is_empty()) {
+        o.glibc = Some(parse("ENVCTL_SYSTEM_GLIBC", &g)?);
+    }
+    if let Some(a) = var("ENVCTL_SYSTEM_ARCH").filter(|a| !a.is_empty()) {
+        o.arch = Some(a);
+    }
+    Ok(o)
+}
+
+/// Detected facts with every override applied, in precedence order.
+pub fn facts(profile: Option<&SystemOverrides>, system_file: Option<&Path>) -> Result<SystemFacts> {
+    let mut facts = detect();
+    if let Some(p) = profile {
+        p.apply(&mut facts, "the profile's [system]");
+    }
+    env_overrides()?.apply_named(&mut facts);
+    if let Some(path) = system_file {
+        let o = SystemOverrides::load(path).map_err(|e| Failure::new("cannot read the --system file", e))?;
+        o.apply(&mut facts, &format!("--system {}", path.display()));
+    }
+    Ok(facts)
+}
+
+trait ApplyNamed {
+    fn apply_named(&self, facts: &mut SystemFacts);
+}
+
+impl ApplyNamed for SystemOverrides {
+    /// Applies environment overrides, naming each variable as the origin.
+    fn apply_named(&self, facts: &mut SystemFacts) {
+        let one = |o: SystemOverrides, name: &str, facts: &mut SystemFacts| o.apply(facts, name);
+        if self.driver.is_some() {
+            one(
+                SystemOverrides { driver: self.driver.clone(), ..Default::default() },
+                "ENVCTL_SYSTEM_DRIVER",
+                facts,
+            );
+        }
+        if self.cuda.is_some() {
+            one(
+                SystemOverrides { cuda: self.cuda.clone(), ..Default::default() },
+                "ENVCTL_SYSTEM_CUDA",
+                facts,
+            );
+        }
+        if self.sm.is_some() {
+            one(SystemOverrides { sm: self.sm.clone(), ..Default::default() }, "ENVCTL_SYSTEM_SM", facts);
+        }
+        if self.glibc.is_some() {
+            one(
+                SystemOverrides { glibc: self.glibc.clone(), ..Default::default() },
+                "ENVCTL_SYSTEM_GLIBC",
+                facts,
+            );
+        }
+        if self.arch.is_some() {
+            one(
+                SystemOverrides { arch: self.arch.clone(), ..Default::default() },
+                "ENVCTL_SYSTEM_ARCH",
+                facts,
+            );
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn driver_versions_are_read_from_both_kernel_files() {
+        let v = super::parse_driver_text("535.104.05\n").unwrap();
+        assert_eq!(v.to_string(), "535.104.05");
+        let proc = "NVRM version: NVIDIA UNIX x86_64 Kernel Module  470.57.02  Tue Jul 13 16:14:05 UTC 2021\nGCC version:  gcc version 9.3.0\n";
+        assert_eq!(super::parse_driver_text(proc).unwrap().to_string(), "470.57.02");
+        assert!(super::parse_driver_text("garbage\n").is_none());
+    }
+}

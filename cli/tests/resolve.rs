@@ -1,0 +1,278 @@
+//! End-to-end tests of `envctl lock|why|graph|search|show|doctor` on the fixture repository.
+
+mod common;
+
+use std::path::{Path, PathBuf};
+
+use common::{Run, Sandbox};
+
+fn fixtures() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("../tests/fixtures/recipes")
+}
+
+/// A modern machine: CUDA 12 driver, an Ampere GPU.
+const MODERN: &[(&str, &str)] =
+    &[("ENVCTL_SYSTEM_DRIVER", "535.104.05"), ("ENVCTL_SYSTEM_SM", "8.6"), ("ENVCTL_SYSTEM_GLIBC", "2.35")];
+
+fn run(sb: &Sandbox, args: &[&str]) -> Run {
+    let repo = fixtures();
+    let mut all = vec!["--recipes", repo.to_str().unwrap()];
+    all.extend_from_slice(args);
+    sb.run_env(&all, MODERN)
+}
+
+fn write(sb: &Sandbox, name: &str, text: &str) -> String {
+    let p = sb.path(name);
+    std::fs::write(&p, text).unwrap();
+    p.display().to_string()
+}
+
+fn locked_versions(lock: &str) -> Vec<(String, String)> {
+    let v: toml::Value = toml::from_str(lock).unwrap();
+    v["package"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|p| (p["name"].as_str().unwrap().to_owned(), p["version"].as_str().unwrap().to_owned()))
+        .collect()
+}
+
+#[test]
+fn tf1_and_tf2_lock_to_their_own_stacks() {
+    let sb = Sandbox::new();
+    let tf1 = write(&sb, "vision.toml", "[packages]\ntensorflow = \"1.15\"\n");
+    let tf2 = write(&sb, "nlp.toml", "[packages]\ntensorflow = \"2\"\n");
+    run(&sb, &["lock", &tf1]).ok();
+    run(&sb, &["lock", &tf2]).ok();
+    let one = locked_versions(&std::fs::read_to_string(sb.path("vision.lock")).unwrap());
+    let two = locked_versions(&std::fs::read_to_string(sb.path("nlp.lock")).unwrap());
+    let get = |l: &[(String, String)], n: &str| l.iter().find(|(k, _)| k == n).unwrap().1.clone();
+    assert_eq!(get(&one, "cuda"), "10.0.130");
+    assert_eq!(get(&one, "cudnn"), "7.6.5.32+cuda10.0");
+    assert_eq!(get(&one, "python"), "3.7.17");
+    assert_eq!(get(&two, "tensorflow"), "2.15.0");
+    assert_eq!(get(&two, "cuda"), "12.4.127");
+}
+
+#[test]
+fn the_same_request_locked_twice_gives_identical_bytes_and_a_fresh_lock_is_reused() {
+    let sb = Sandbox::new();
+    let file = write(&sb, "vision.toml", "[packages]\ntensorflow = \"1.15\"\n");
+    run(&sb, &["lock", &file]).ok();
+    let first = std::fs::read(sb.path("vision.lock")).unwrap();
+    std::fs::remove_file(sb.path("vision.lock")).unwrap();
+    run(&sb, &["lock", &file]).ok();
+    assert_eq!(std::fs::read(sb.path("vision.lock")).unwrap(), first);
+    let again = run(&sb, &["lock", &file]);
+    again.ok();
+    assert!(again.stderr.contains("is up to date"), "{}", again.stderr);
+    run(&sb, &["lock", &file, "--update"]).ok();
+    assert_eq!(std::fs::read(sb.path("vision.lock")).unwrap(), first);
+
+    // A changed request makes the lock stale; it is re-resolved.
+    write(&sb, "vision.toml", "[packages]\ntensorflow = \"1.15\"\npython = \"3.7\"\n");
+    let out = run(&sb, &["lock", &file]);
+    out.ok();
+    assert!(!out.stderr.contains("up to date"), "{}", out.stderr);
+    assert_ne!(std::fs::read(sb.path("vision.lock")).unwrap(), first);
+}
+
+#[test]
+fn update_of_one_package_moves_only_what_it_must() {
+    let sb = Sandbox::new();
+    // Start with a repository where TensorFlow 2.12 (CUDA 11.8) is the newest.
+    let newer = sb.path("newer");
+    std::fs::create_dir_all(&newer).unwrap();
+    let file = write(&sb, "nlp.toml", "[packages]\ntensorflow = \"2\"\npython = \"3\"\n");
+    let hide = sb.path("base");
+    copy_dir(&fixtures(), &hide);
+    std::fs::remove_file(hide.join("tensorflow/2.15.0.toml")).unwrap();
+    let lock = |extra: &[&str]| {
+        let mut args =
+            vec!["--recipes", hide.to_str().unwrap(), "--recipes", newer.to_str().unwrap(), "lock", &file];
+        args.extend_from_slice(extra);
+        sb.run_env(&args, MODERN)
+    };
+    lock(&[]).ok();
+    let before = locked_versions(&std::fs::read_to_string(sb.path("nlp.lock")).unwrap());
+    assert!(before.contains(&("tensorflow".into(), "2.12.0".into())), "{before:?}");
+    assert!(before.contains(&("cuda".into(), "11.8.89".into())), "{before:?}");
+    assert!(before.contains(&("python".into(), "3.11.4".into())), "{before:?}");
+
+    // New releases appear: TensorFlow 2.15 and Python 3.11.9.
+    std::fs::copy(fixtures().join("tensorflow/2.15.0.toml"), newer.join("tf-2.15.0.toml")).unwrap();
+    let py =
+        std::fs::read_to_string(fixtures().join("python/3.11.4.toml")).unwrap().replace("3.11.4", "3.11.9");
+    std::fs::write(newer.join("py-3.11.9.toml"), py).unwrap();
+    let out = lock(&["--update", "tensorflow"]);
+    out.ok();
+    let after = locked_versions(&std::fs::read_to_string(sb.path("nlp.lock")).unwrap());
+    // TensorFlow moves, and must take CUDA 12 and the CUDA 12 cuDNN with it; Python need not move.
+    assert!(after.contains(&("tensorflow".into(), "2.15.0".into())), "{after:?}");
+    assert!(after.contains(&("cuda".into(), "12.4.127".into())), "{after:?}");
+    assert!(after.contains(&("cudnn".into(), "8.9.7.29+cuda12".into())), "{after:?}");
+    assert!(after.contains(&("python".into(), "3.11.4".into())), "{after:?}");
+    assert!(out.stderr.contains("~ tensorflow 2.12.0 -> 2.15.0"), "{}", out.stderr);
+    assert!(!out.stderr.contains("~ python"), "{}", out.stderr);
+
+    // Updating everything moves Python too.
+    lock(&["--update"]).ok();
+    let all = locked_versions(&std::fs::read_to_string(sb.path("nlp.lock")).unwrap());
+    assert!(all.contains(&("python".into(), "3.11.9".into())), "{all:?}");
+
+    let out = lock(&["--update", "nonesuch"]);
+    assert!(out.failed().contains("`nonesuch` is neither in"), "{}", out.stderr);
+}
+
+fn copy_dir(from: &Path, to: &Path) {
+    std::fs::create_dir_all(to).unwrap();
+    for e in std::fs::read_dir(from).unwrap() {
+        let e = e.unwrap();
+        if e.file_type().unwrap().is_dir() {
+            copy_dir(&e.path(), &to.join(e.file_name()));
+        } else {
+            std::fs::copy(e.path(), to.join(e.file_name())).unwrap();
+        }
+    }
+}
+
+#[test]
+fn a_clash_names_both_profile_lines() {
+    let sb = Sandbox::new();
+    let file =
+        write(&sb, "vision.toml", "name = \"vision\"\n[packages]\ntensorflow = \"1.15\"\ncuda = \"11.8\"\n");
+    let out = run(&sb, &["lock", &file]);
+    let err = out.failed();
+    assert!(err.contains(&format!("{file}:3: tensorflow = \"1.15\"")), "{err}");
+    assert!(err.contains(&format!("{file}:4: cuda = \"11.8\"")), "{err}");
+    assert!(!sb.path("vision.lock").exists());
+}
+
+#[test]
+fn an_old_driver_is_named_with_how_to_override_it() {
+    let sb = Sandbox::new();
+    let file = write(&sb, "nlp.toml", "[packages]\ncuda = \"11\"\n");
+    let repo = fixtures();
+    let out = sb.run_env(
+        &["--recipes", repo.to_str().unwrap(), "lock", &file],
+        &[("ENVCTL_SYSTEM_DRIVER", "418.40")],
+    );
+    let err = out.failed();
+    assert!(err.contains("418.40") && err.contains("too old"), "{err}");
+    assert!(err.contains("hint:") && err.contains("ENVCTL_SYSTEM_DRIVER=VERSION"), "{err}");
+
+    // --system FILE resolves for another machine.
+    let system = write(&sb, "cluster.toml", "driver = \"535.104.05\"\nsm = [\"8.0\", \"9.0\"]\n");
+    sb.run_env(
+        &["--recipes", repo.to_str().unwrap(), "--system", &system, "lock", &file],
+        &[("ENVCTL_SYSTEM_DRIVER", "418.40")],
+    )
+    .ok();
+}
+
+#[test]
+fn a_typo_suggests_the_nearest_name() {
+    let sb = Sandbox::new();
+    let file = write(&sb, "v.toml", "[packages]\ntensorflw = \"1.15\"\n");
+    let out = run(&sb, &["lock", &file]);
+    assert!(out.failed().contains("did you mean `tensorflow`"), "{}", out.stderr);
+    let out = run(&sb, &["show", "tensorflw"]);
+    assert!(out.failed().contains("`tensorflow`"), "{}", out.stderr);
+}
+
+#[test]
+fn why_graph_search_and_show_describe_the_resolution() {
+    let sb = Sandbox::new();
+    let file = write(&sb, "vision.toml", "[packages]\ntensorflow = \"1.15\"\n");
+    let why = run(&sb, &["why", &file, "cuda"]);
+    why.ok();
+    assert!(
+        why.stdout.contains("tensorflow 1.15.5") && why.stdout.contains("└─ cuda 10.0.130"),
+        "{}",
+        why.stdout
+    );
+    let json: serde_json::Value =
+        serde_json::from_str(&run(&sb, &["why", &file, "cudnn", "--json"]).stdout).unwrap();
+    assert_eq!(json["chain"][1]["version"], "7.6.5.32+cuda10.0");
+    let out = run(&sb, &["why", &file, "pytorch"]);
+    assert!(out.failed().contains("not part of the resolution"), "{}", out.stderr);
+
+    let dot = run(&sb, &["graph", &file, "--dot"]);
+    assert!(
+        dot.stdout.starts_with("digraph") && dot.stdout.contains("\"tensorflow\" -> \"cudnn\";"),
+        "{}",
+        dot.stdout
+    );
+    let graph: serde_json::Value =
+        serde_json::from_str(&run(&sb, &["graph", &file, "--json"]).stdout).unwrap();
+    let names: Vec<&str> = graph.as_array().unwrap().iter().map(|n| n["name"].as_str().unwrap()).collect();
+    assert_eq!(names.last(), Some(&"tensorflow"), "dependencies come first: {names:?}");
+
+    let search: serde_json::Value =
+        serde_json::from_str(&run(&sb, &["search", "cudnn", "--json"]).stdout).unwrap();
+    assert_eq!(search[0]["name"], "cudnn");
+    assert_eq!(search[0]["versions"], 5);
+    let show: serde_json::Value =
+        serde_json::from_str(&run(&sb, &["show", "cudnn@8.9", "--json"]).stdout).unwrap();
+    assert_eq!(show.as_array().unwrap().len(), 2);
+    assert_eq!(show[0]["version"], "8.9.7.29+cuda12");
+}
+
+#[test]
+fn the_bundled_repository_is_embedded_and_doctor_reports_facts_with_origins() {
+    let sb = Sandbox::new();
+    let out = sb.run(&["show", "cuda-cudart@12.4", "--json"]);
+    let json: serde_json::Value = serde_json::from_str(&out.stdout).unwrap();
+    assert_eq!(
+        json[0]["sources"][0]["sha256"],
+        "0483bff9a36e7a44465db3cd42874f6f70f019297dcf803fbefcbf58d7448c8f"
+    );
+    assert!(json[0]["recipe"].as_str().unwrap().starts_with("<bundled>/"));
+
+    let doctor = sb.run_env(
+        &["doctor", "--json"],
+        &[("ENVCTL_SYSTEM_DRIVER", "470.57.02"), ("ENVCTL_SYSTEM_SM", "7.5,8.6")],
+    );
+    let facts: serde_json::Value = serde_json::from_str(&doctor.stdout).unwrap();
+    assert_eq!(facts["driver"], "470.57.02");
+    assert_eq!(facts["cuda"], "11.8");
+    assert_eq!(facts["sm"], serde_json::json!(["7.5", "8.6"]));
+    assert_eq!(facts["origin"]["driver"], "ENVCTL_SYSTEM_DRIVER");
+    // An empty ENVCTL_SYSTEM_DRIVER means "no driver".
+    let none: serde_json::Value =
+        serde_json::from_str(&sb.run_env(&["doctor", "--json"], &[("ENVCTL_SYSTEM_DRIVER", "")]).stdout)
+            .unwrap();
+    assert!(none["driver"].is_null() && none["cuda"].is_null(), "{none}");
+
+    // A lock made for a CUDA 12 machine does not fit a CUDA 11 driver.
+    let file = write(&sb, "nlp.toml", "[packages]\ntensorflow = \"2.15\"\n");
+    run(&sb, &["lock", &file]).ok();
+    let repo = fixtures();
+    let out = sb.run_env(
+        &["--recipes", repo.to_str().unwrap(), "doctor", &file],
+        &[("ENVCTL_SYSTEM_DRIVER", "470.57.02")],
+    );
+    assert!(
+        out.failed().contains("cuda 12.4.127 needs cuda >=12.4; this machine has 11.8"),
+        "{}",
+        out.stderr
+    );
+}
+
+#[test]
+fn a_bad_recipe_is_named_by_file_line_and_key() {
+    let sb = Sandbox::new();
+    let repo = sb.path("repo");
+    std::fs::create_dir_all(&repo).unwrap();
+    std::fs::write(
+        repo.join("broken.toml"),
+        "name = \"broken\"\nversion = \"1.0\"\n[dependencies]\ncuda = \">=11,<12x\"\n[[source]]\nurl = \"https://example.invalid/b.tar\"\nsha256 = \"00\"\n",
+    )
+    .unwrap();
+    let out = sb.run(&["--recipes", repo.to_str().unwrap(), "search", "x"]);
+    let err = out.failed();
+    assert!(
+        err.contains("broken.toml") && err.contains("line 4") && err.contains("dependencies.cuda"),
+        "{err}"
+    );
+}
