@@ -5,7 +5,7 @@ use std::fmt;
 /// A package name: `[a-z0-9][a-z0-9._-]*`, at most 100 characters. Virtual packages (system
 /// facts) are named by the solver, never by recipes, so a recipe cannot fake one.
 #[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
-pub struct PackageName(String);
+pub struct PackageName(std::sync::Arc<str>);
 
 impl PackageName {
     /// Checks the rules.
@@ -17,7 +17,7 @@ impl PackageName {
             && b.iter()
                 .all(|&c| c.is_ascii_lowercase() || c.is_ascii_digit() || matches!(c, b'.' | b'_' | b'-'));
         if ok {
-            Ok(PackageName(s.to_owned()))
+            Ok(PackageName(s.into()))
         } else {
             Err(format!(
                 "invalid package name `{s}`: use lowercase letters, digits, `.`, `_` and `-`, starting with a letter or digit"

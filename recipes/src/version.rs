@@ -76,12 +76,54 @@ fn flush(out: &mut Vec<Chunk>, cur: &mut String, digits: bool) {
     cur.clear();
 }
 
-/// A version. Keeps its text as written for display; compares by meaning.
+/// A version. Keeps its text as written for display; compares by meaning. Cloning is cheap (the
+/// solver clones versions constantly).
 #[derive(Debug, Clone)]
-pub struct Version {
+pub struct Version(std::sync::Arc<Inner>, u128);
+
+#[derive(Debug)]
+struct Inner {
     parts: Vec<u64>,
     tail: Tail,
     text: String,
+}
+
+impl Version {
+    fn new(mut parts: Vec<u64>, tail: Tail, text: String) -> Version {
+        while parts.last() == Some(&0) {
+            parts.pop();
+        }
+        let key = sort_key(&parts, &tail);
+        Version(std::sync::Arc::new(Inner { parts, tail, text }), key)
+    }
+}
+
+/// A prefix of the order packed in 128 bits: four components of 28 bits, then the tail's rank.
+/// Different keys order as their versions do; equal keys need the full comparison. A component
+/// too large to fit saturates and ends the key (everything after it stays zero), so a saturated
+/// key only ever ties, never misorders.
+fn sort_key(parts: &[u64], tail: &Tail) -> u128 {
+    const BITS: u32 = 28;
+    const MAX: u64 = (1 << BITS) - 1;
+    let mut key: u128 = 0;
+    for i in 0..4 {
+        let p = parts.get(i).copied().unwrap_or(0);
+        key |= u128::from(p.min(MAX)) << (2 + BITS * (3 - i as u32));
+        if p >= MAX {
+            return key;
+        }
+    }
+    let rank = if parts.len() > 4 {
+        3 // more components follow: ties with Max, and the full comparison decides
+    } else {
+        match tail {
+            Tail::Min => 0,
+            Tail::Pre(_) => 1,
+            Tail::Release(_) => 2,
+            Tail::Max => 3,
+        }
+    };
+    key | rank
 }
 
 /// A malformed version or requirement, pointing at the character.
@@ -106,22 +148,22 @@ impl Version {
 
     /// Numeric components, without trailing zeros.
     pub fn components(&self) -> &[u64] {
-        &self.parts
+        &self.0.parts
     }
 
     /// Whether this is a pre-release.
     pub fn is_prerelease(&self) -> bool {
-        matches!(self.tail, Tail::Pre(_))
+        matches!(self.0.tail, Tail::Pre(_))
     }
 
     /// Whether this is a bound made by a requirement rather than a real version.
     pub fn is_bound(&self) -> bool {
-        matches!(self.tail, Tail::Min | Tail::Max)
+        matches!(self.0.tail, Tail::Min | Tail::Max)
     }
 
     /// The local label (`cuda12` in `8.9.7.29+cuda12`).
     pub fn local(&self) -> Option<&str> {
-        self.text.split_once('+').map(|(_, l)| l)
+        self.0.text.split_once('+').map(|(_, l)| l)
     }
 
     /// The same version with a different tail (for bounds).
@@ -129,13 +171,13 @@ impl Version {
         // Bounds display as the release they bound: `>=1.15, <1.16` reads right.
         let text = match &tail {
             Tail::Min | Tail::Max => self.base_text().to_owned(),
-            _ => self.text.clone(),
+            _ => self.0.text.clone(),
         };
-        Version { parts: self.parts.clone(), tail, text }
+        Version::new(self.0.parts.clone(), tail, text)
     }
 
     fn base_text(&self) -> &str {
-        self.text.split(['+']).next().unwrap_or(&self.text)
+        self.0.text.split(['+']).next().unwrap_or(&self.0.text)
     }
 
     /// The first version of the next series at this depth: `1.15` → `1.16`, as a lower bound
@@ -146,20 +188,12 @@ impl Version {
             *last += 1;
         }
         let text = parts.iter().map(u64::to_string).collect::<Vec<_>>().join(".");
-        let mut v = Version { parts, tail: Tail::Release(None), text };
-        v.normalize();
-        v.with_tail(Tail::Min)
-    }
-
-    fn normalize(&mut self) {
-        while self.parts.last() == Some(&0) {
-            self.parts.pop();
-        }
+        Version::new(parts, Tail::Release(None), text).with_tail(Tail::Min)
     }
 
     /// The lowest possible version: a lower bound below everything.
     pub fn lowest() -> Version {
-        Version { parts: Vec::new(), tail: Tail::Min, text: "0".into() }
+        Version::new(Vec::new(), Tail::Min, "0".into())
     }
 }
 
@@ -228,8 +262,7 @@ fn parse_version(s: &str, offset: usize, whole: &str) -> Result<(Version, usize)
         tail = Tail::Release(Some(chunks(&s[start..k])));
         i = k;
     }
-    let mut v = Version { parts, tail, text: s[..i].to_owned() };
-    v.normalize();
+    let v = Version::new(parts, tail, s[..i].to_owned());
     if offset == 0 && i != s.len() {
         return Err(err(i, &format!("unexpected `{}`", &s[i..].chars().next().unwrap_or(' '))));
     }
@@ -246,8 +279,8 @@ impl Eq for Version {}
 
 impl std::hash::Hash for Version {
     fn hash<H: std::hash::Hasher>(&self, state: &mut H) {
-        self.parts.hash(state);
-        self.tail.hash(state);
+        self.0.parts.hash(state);
+        self.0.tail.hash(state);
     }
 }
 
@@ -259,13 +292,19 @@ impl PartialOrd for Version {
 
 impl Ord for Version {
     fn cmp(&self, other: &Version) -> Ordering {
-        self.parts.cmp(&other.parts).then_with(|| self.tail.cmp(&other.tail))
+        if self.1 != other.1 {
+            return self.1.cmp(&other.1);
+        }
+        if std::sync::Arc::ptr_eq(&self.0, &other.0) {
+            return Ordering::Equal;
+        }
+        self.0.parts.cmp(&other.0.parts).then_with(|| self.0.tail.cmp(&other.0.tail))
     }
 }
 
 impl fmt::Display for Version {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(&self.text)
+        f.write_str(&self.0.text)
     }
 }
 
@@ -333,7 +372,7 @@ impl Clause {
                 (Included(Version::next_series(&self.prefix())), Unbounded),
             ],
             Op::Eq | Op::Ne => {
-                let (lo, hi) = match &v.tail {
+                let (lo, hi) = match &v.0.tail {
                     // `==8.9.7` matches the release and all its local variants.
                     Tail::Release(None) => (base(), v.with_tail(Tail::Max)),
                     _ => (v.clone(), v.clone()),
@@ -346,16 +385,16 @@ impl Clause {
             }
             Op::Ge => vec![(Included(v.clone()), Unbounded)],
             Op::Gt => vec![(
-                Excluded(if v.tail == Tail::Release(None) { v.with_tail(Tail::Max) } else { v.clone() }),
+                Excluded(if v.0.tail == Tail::Release(None) { v.with_tail(Tail::Max) } else { v.clone() }),
                 Unbounded,
             )],
             Op::Lt => vec![(
                 Unbounded,
-                Excluded(if v.tail == Tail::Release(None) { v.with_tail(Tail::Min) } else { v.clone() }),
+                Excluded(if v.0.tail == Tail::Release(None) { v.with_tail(Tail::Min) } else { v.clone() }),
             )],
             Op::Le => vec![(
                 Unbounded,
-                Included(if v.tail == Tail::Release(None) { v.with_tail(Tail::Max) } else { v.clone() }),
+                Included(if v.0.tail == Tail::Release(None) { v.with_tail(Tail::Max) } else { v.clone() }),
             )],
         }
     }
@@ -446,7 +485,7 @@ impl Requirement {
                     }
                     (Some(op), false) => op,
                 };
-                if op == Op::Prefix && version.tail != Tail::Release(None) {
+                if op == Op::Prefix && version.0.tail != Tail::Release(None) {
                     return Err(err(
                         vat,
                         "a series (`1.15` or `1.15.*`) has no pre-release or local label; use `==`".into(),
@@ -608,6 +647,28 @@ mod tests {
                         assert!(a <= c, "{a} <= {b} <= {c}");
                     }
                 }
+            }
+        }
+    }
+
+    #[test]
+    fn the_packed_key_never_contradicts_the_full_order() {
+        let mut rng = Rng(777);
+        let mut vs: Vec<Version> = (0..400).map(|_| v(&random_version(&mut rng))).collect();
+        for t in
+            ["1.2.3.4.5", "1.2.3.4", "1.2.3.4.0.1", "268435455.1", "268435456.0", "268435457", "1.2rc1", "0"]
+        {
+            vs.push(v(t));
+            vs.push(v(t).with_tail(Tail::Min));
+            vs.push(v(t).with_tail(Tail::Max));
+        }
+        for a in &vs {
+            for b in &vs {
+                let full = a.0.parts.cmp(&b.0.parts).then_with(|| a.0.tail.cmp(&b.0.tail));
+                if a.1 != b.1 {
+                    assert_eq!(a.1.cmp(&b.1), full, "{a:?} vs {b:?}");
+                }
+                assert_eq!(a.cmp(b), full, "{a:?} vs {b:?}");
             }
         }
     }

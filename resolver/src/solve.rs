@@ -148,6 +148,9 @@ struct Provider<'a> {
     task: &'a Task<'a>,
     platform: String,
     root: Vec<(Pkg, Set)>,
+    /// Per package: versions with a source for the platform, newest first. Filled on first use;
+    /// the solver asks for the same package many times.
+    candidates: std::cell::RefCell<std::collections::HashMap<PackageName, std::rc::Rc<Vec<Version>>>>,
 }
 
 impl Provider<'_> {
@@ -165,18 +168,22 @@ impl Provider<'_> {
     }
 
     /// Versions of a real package usable on this platform, newest first.
-    fn candidates<'b>(
-        &'b self,
-        name: &PackageName,
-        range: &'b Set,
-    ) -> impl Iterator<Item = &'b Version> + 'b {
-        self.task
+    fn usable(&self, name: &PackageName) -> std::rc::Rc<Vec<Version>> {
+        if let Some(c) = self.candidates.borrow().get(name) {
+            return c.clone();
+        }
+        let list: Vec<Version> = self
+            .task
             .repo
             .versions(name.as_str())
             .into_iter()
             .flat_map(|versions| versions.iter().rev())
-            .filter(move |(v, r)| range.contains(v) && r.source_for(&self.platform).is_some())
-            .map(|(v, _)| v)
+            .filter(|(_, r)| r.source_for(&self.platform).is_some())
+            .map(|(v, _)| v.clone())
+            .collect();
+        let list = std::rc::Rc::new(list);
+        self.candidates.borrow_mut().insert(name.clone(), list.clone());
+        list
     }
 }
 
@@ -192,7 +199,7 @@ impl DependencyProvider for Provider<'_> {
         let count = match package {
             Pkg::Root => 1,
             Pkg::Fact(f) => usize::from(self.fact(f).is_some_and(|v| range.contains(&v))),
-            Pkg::Real(n) => self.candidates(n, range).count(),
+            Pkg::Real(n) => self.usable(n).iter().filter(|v| range.contains(v)).count(),
         };
         if count <= 1 {
             // Decide forced and impossible choices first: they fail fast or cost nothing.
@@ -206,19 +213,20 @@ impl DependencyProvider for Provider<'_> {
             Pkg::Root => Some(Version::parse("0").expect("valid")),
             Pkg::Fact(f) => self.fact(f).filter(|v| range.contains(v)),
             Pkg::Real(n) => {
+                let usable = self.usable(n);
+                let mut fits = usable.iter().filter(|v| range.contains(v));
                 if let Some(p) = self.task.preferred.get(n)
-                    && self.candidates(n, range).any(|v| v == p)
+                    && range.contains(p)
+                    && usable.contains(p)
                 {
                     return Ok(Some(p.clone()));
                 }
                 // Newest release; a pre-release only when nothing else fits.
-                let mut all = self.candidates(n, range);
-                let newest = all.next().cloned();
-                match newest {
-                    Some(v) if v.is_prerelease() => {
-                        Some(self.candidates(n, range).find(|c| !c.is_prerelease()).cloned().unwrap_or(v))
-                    }
-                    other => other,
+                match fits.next() {
+                    Some(v) if v.is_prerelease() => Some(
+                        usable.iter().find(|c| range.contains(c) && !c.is_prerelease()).unwrap_or(v).clone(),
+                    ),
+                    other => other.cloned(),
                 }
             }
         })
@@ -273,6 +281,7 @@ pub fn solve(task: &Task<'_>) -> Result<Solution, SolveError> {
         task,
         platform: task.system.platform(),
         root: task.requested.iter().map(|r| (Pkg::Real(r.name.clone()), Set::from(&r.requirement))).collect(),
+        candidates: Default::default(),
     };
     match pubgrub::resolve(&provider, Pkg::Root, Version::parse("0").expect("valid")) {
         Ok(selected) => {
