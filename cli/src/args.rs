@@ -39,8 +39,26 @@ pub struct Cli {
 /// Top-level commands.
 #[derive(Debug, Subcommand)]
 pub enum Command {
+    /// Lock, install and switch a profile to what its file asks for
+    Apply(ApplyArgs),
     /// Resolve a profile file and write its lock file beside it
     Lock(LockArgs),
+    /// Start a shell (or run `-- CMD`) in a profile's environment
+    Shell(ShellArgs),
+    /// Run one command in a profile's environment and return its exit code
+    Run(RunArgs),
+    /// Print a profile's environment for `eval` or direnv
+    Env(EnvArgs),
+    /// List profiles
+    Profiles(JsonArgs),
+    /// List (or delete) a profile's generations
+    Generations(GenerationsArgs),
+    /// Show what changed between two generations
+    Diff(DiffArgs),
+    /// Switch a profile back to its previous generation (or `--to N`)
+    Rollback(RollbackArgs),
+    /// Remove store paths that no generation, session or root uses
+    Gc(GcArgs),
     /// Find packages by name or summary
     Search(SearchArgs),
     /// Show a package's versions, dependencies, system requirements and sources
@@ -175,6 +193,130 @@ pub struct JsonArgs {
 pub struct InfoArgs {
     /// A store path (its full path, or its `<hash>-<name>-<version>` name)
     pub path: String,
+    /// Machine-readable output on stdout
+    #[arg(long)]
+    pub json: bool,
+}
+
+/// `envctl apply`
+#[derive(Debug, Args)]
+pub struct ApplyArgs {
+    /// The profile file
+    pub file: PathBuf,
+    /// Profile name [default: the file's `name`, else its stem]
+    #[arg(long)]
+    pub profile: Option<String>,
+    /// Print the plan (what would be fetched, what would change) and touch nothing
+    #[arg(long)]
+    pub dry_run: bool,
+    /// Fail if the lock file is missing or stale instead of re-resolving
+    #[arg(long)]
+    pub frozen: bool,
+}
+
+/// Options shared by `shell` and `run`.
+#[derive(Debug, Args)]
+pub struct SessionArgs {
+    /// A profile name, or a profile file (applied first)
+    pub profile: Option<String>,
+    /// An ad-hoc environment of these packages instead of a profile (NAME=REQ, repeatable)
+    #[arg(short = 'p', long = "package", value_name = "NAME=REQ")]
+    pub packages: Vec<String>,
+    /// Start from an almost empty environment (HOME, USER, TERM, LANG, … and a minimal PATH)
+    #[arg(long)]
+    pub pure: bool,
+}
+
+/// `envctl shell`
+#[derive(Debug, Args)]
+pub struct ShellArgs {
+    #[command(flatten)]
+    pub session: SessionArgs,
+    /// A command to run instead of the shell
+    #[arg(last = true)]
+    pub command: Vec<String>,
+}
+
+/// `envctl run`
+#[derive(Debug, Args)]
+pub struct RunArgs {
+    #[command(flatten)]
+    pub session: SessionArgs,
+    /// The command
+    #[arg(last = true, required = true)]
+    pub command: Vec<String>,
+}
+
+/// Output formats of `envctl env`.
+#[derive(Debug, Clone, Copy, clap::ValueEnum)]
+pub enum EnvFormat {
+    /// POSIX shell `export` lines
+    Sh,
+    /// fish `set -gx` lines
+    Fish,
+    /// A JSON object
+    Json,
+}
+
+/// `envctl env`
+#[derive(Debug, Args)]
+pub struct EnvArgs {
+    /// A profile name, or a profile file
+    pub profile: String,
+    /// Output format
+    #[arg(long, value_enum, default_value = "sh")]
+    pub format: EnvFormat,
+}
+
+/// `envctl generations`
+#[derive(Debug, Args)]
+pub struct GenerationsArgs {
+    /// The profile
+    pub profile: String,
+    /// Delete these generations (never the current one)
+    #[arg(long, num_args = 1.., value_name = "N")]
+    pub delete: Vec<u32>,
+    /// Delete generations older than this (30d, 12h, 90m)
+    #[arg(long, value_name = "AGE")]
+    pub older_than: Option<String>,
+    /// Delete all but the newest K generations
+    #[arg(long, value_name = "K")]
+    pub keep: Option<usize>,
+    /// Machine-readable output on stdout
+    #[arg(long)]
+    pub json: bool,
+}
+
+/// `envctl diff`
+#[derive(Debug, Args)]
+pub struct DiffArgs {
+    /// The profile
+    pub profile: String,
+    /// From this generation [default: the one before the current]
+    pub a: Option<u32>,
+    /// To this generation [default: the current one]
+    pub b: Option<u32>,
+    /// Machine-readable output on stdout
+    #[arg(long)]
+    pub json: bool,
+}
+
+/// `envctl rollback`
+#[derive(Debug, Args)]
+pub struct RollbackArgs {
+    /// The profile
+    pub profile: String,
+    /// Switch to this generation instead of the previous one
+    #[arg(long, value_name = "N")]
+    pub to: Option<u32>,
+}
+
+/// `envctl gc`
+#[derive(Debug, Args)]
+pub struct GcArgs {
+    /// List what would be removed, with sizes, and remove nothing
+    #[arg(long)]
+    pub dry_run: bool,
     /// Machine-readable output on stdout
     #[arg(long)]
     pub json: bool,

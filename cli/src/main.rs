@@ -3,6 +3,7 @@
 mod args;
 mod commands;
 mod error;
+mod manifest;
 mod printer;
 mod reporter;
 mod settings;

@@ -229,11 +229,27 @@ impl Database {
     }
 
     /// Forgets a path (its sources and outgoing references go with it). Fails while another valid
-    /// path still refers to it. GC (a later layer) is its caller.
-    #[allow(dead_code)]
+    /// path still refers to it.
+    #[cfg(test)]
     pub fn unregister(&mut self, name: &str) -> Result<()> {
         self.conn.execute("DELETE FROM paths WHERE name = ?1", [name]).map_err(self.err())?;
         Ok(())
+    }
+
+    /// Forgets a set of paths in one transaction; references among them go first. Fails (and
+    /// forgets nothing) if a path outside the set still refers to one of them.
+    pub fn unregister_all(&mut self, names: &[String]) -> Result<()> {
+        let path = self.path.clone();
+        let err = |e| Error::db(&path, e);
+        let tx = self.conn.transaction_with_behavior(TransactionBehavior::Immediate).map_err(err)?;
+        for n in names {
+            tx.execute("DELETE FROM refs WHERE referrer = (SELECT id FROM paths WHERE name = ?1)", [n])
+                .map_err(err)?;
+        }
+        for n in names {
+            tx.execute("DELETE FROM paths WHERE name = ?1", [n]).map_err(err)?;
+        }
+        tx.commit().map_err(err)
     }
 }
 

@@ -115,6 +115,32 @@ pub enum Error {
         /// The rule it breaks.
         rule: &'static str,
     },
+    /// Two packages ship the same path with different contents.
+    #[error("`{first}` and `{second}` both ship `{path}` with different contents")]
+    Collision {
+        /// The path inside the profile.
+        path: String,
+        /// One package.
+        first: String,
+        /// The other.
+        second: String,
+    },
+    /// A generation number that does not exist.
+    #[error("profile `{profile}` has no generation {number}")]
+    NoGeneration {
+        /// The profile.
+        profile: String,
+        /// The number asked for.
+        number: u32,
+    },
+    /// An attempt to delete the current generation.
+    #[error("generation {number} is the current generation of `{profile}`; switch away from it first")]
+    DeleteCurrent {
+        /// The profile.
+        profile: String,
+        /// The number.
+        number: u32,
+    },
     /// A path that is not (or no longer) a valid store path.
     #[error("`{0}` is not a valid path in this store")]
     NotInStore(String),

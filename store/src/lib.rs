@@ -12,9 +12,12 @@
 
 mod db;
 mod error;
+mod farm;
 mod fetch;
+mod gc;
 mod lock;
 mod path;
+mod profile;
 mod reporter;
 mod store;
 mod tree;
@@ -22,9 +25,12 @@ mod unpack;
 
 pub use db::{PathRecord, SCHEMA_VERSION, SourceRecord};
 pub use error::{Error, Result};
+pub use farm::FarmInput;
 pub use fetch::{FetchOptions, Location};
+pub use gc::{GcReport, TempRoot};
 pub use lock::FileLock;
 pub use path::{Name, Sha256, StorePathName, Version};
+pub use profile::{Generation, Profiles, check_profile_name};
 pub use reporter::{NoReporter, Reporter};
 pub use store::{
     Corruption, InstallRequest, Installed, LAYOUT_VERSION, OptimiseReport, PathInfo, Store, StoreOptions,

@@ -64,6 +64,17 @@ impl FileLock {
         Ok(flock(&file, libc::LOCK_EX | libc::LOCK_NB)?.then_some(FileLock { file }))
     }
 
+    /// Turns a held shared lock into an exclusive one, waiting for other holders. Not atomic
+    /// (flock(2) drops the shared lock first), so two upgraders cannot deadlock.
+    pub fn upgrade(&self) -> std::io::Result<()> {
+        flock(&self.file, libc::LOCK_EX).map(|_| ())
+    }
+
+    /// The descriptor (to hand a lock to an `exec`ed program).
+    pub fn as_raw_fd(&self) -> std::os::fd::RawFd {
+        self.file.as_raw_fd()
+    }
+
     /// Turns a held exclusive lock into a shared one.
     pub fn downgrade(&self) -> std::io::Result<()> {
         flock(&self.file, libc::LOCK_SH).map(|_| ())

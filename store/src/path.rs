@@ -138,6 +138,19 @@ impl StorePathName {
         StorePathName(format!("{}-{}-{}", base32(&first), name.as_str(), version.as_str()))
     }
 
+    /// Derives the store path name of a profile generation: `<hash>-profile-<profile>`.
+    pub fn derive_generation(profile: &Name, tree: &TreeHash) -> StorePathName {
+        let mut hasher = blake3::Hasher::new();
+        hasher.update(b"envctl-generation-v1\0");
+        hasher.update(profile.as_str().as_bytes());
+        hasher.update(b"\0");
+        hasher.update(&tree.0);
+        let digest = hasher.finalize();
+        let mut first = [0u8; 20];
+        first.copy_from_slice(&digest.as_bytes()[..20]);
+        StorePathName(format!("{}-profile-{}", base32(&first), profile.as_str()))
+    }
+
     /// Parses a store path's file name, or a path whose last component is one. Checks the shape
     /// only; whether it is valid in a store is the database's question.
     pub fn parse(s: &str) -> Result<StorePathName> {

@@ -43,6 +43,7 @@ use sha2::Digest;
 
 use crate::db::{Database, PathRecord, SourceRecord};
 use crate::error::{Error, Result};
+use crate::farm::{self, FarmInput};
 use crate::fetch::{FetchOptions, Fetcher, Location};
 use crate::lock::FileLock;
 use crate::path::{Name, Sha256, StorePathName, Version};
@@ -461,6 +462,104 @@ impl Store {
         })
     }
 
+    /// Builds a profile generation from packages already in the store: the symlink farm plus
+    /// `.envctl/manifest.toml` with `manifest`, registered with a reference to every package. An
+    /// identical generation that already exists is reused.
+    pub fn add_generation(&self, profile: &str, inputs: &[FarmInput], manifest: &str) -> Result<Installed> {
+        let profile_name = Name::parse(profile)?;
+        let mut references = Vec::new();
+        for input in inputs {
+            let name = input.path.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
+            if input.path.parent() != Some(self.dir.as_path()) || self.db().get(&name)?.is_none() {
+                return Err(Error::NotInStore(input.path.display().to_string()));
+            }
+            references.push(name);
+        }
+        let work = TempDir::new(&self.dir.join(".tmp"))?;
+        let tree_dir = work.fresh("tree")?;
+        let mut tree = farm::build(&tree_dir, inputs)?;
+        // The manifest: written like any store file (read-only, normalized mtime).
+        let meta_dir = tree_dir.join(".envctl");
+        if fs_err::symlink_metadata(&meta_dir).is_ok() {
+            return Err(Error::Collision {
+                path: ".envctl".into(),
+                first: "envctl".into(),
+                second: "a package".into(),
+            });
+        }
+        fs_err::create_dir(&meta_dir)?;
+        let manifest_path = meta_dir.join("manifest.toml");
+        {
+            use std::os::unix::fs::OpenOptionsExt;
+            let mut f =
+                std::fs::OpenOptions::new().write(true).create_new(true).mode(0o444).open(&manifest_path)?;
+            f.write_all(manifest.as_bytes())?;
+            f.set_times(
+                std::fs::FileTimes::new().set_modified(SystemTime::UNIX_EPOCH + unpack::NORMALIZED_MTIME),
+            )?;
+        }
+        if let Node::Dir(children) = &mut tree {
+            let mut meta = std::collections::BTreeMap::new();
+            meta.insert(
+                std::ffi::OsString::from("manifest.toml"),
+                Node::File {
+                    size: manifest.len() as u64,
+                    executable: false,
+                    hash: *blake3::hash(manifest.as_bytes()).as_bytes(),
+                },
+            );
+            children.insert(".envctl".into(), Node::Dir(meta));
+        }
+        // Symlink mtimes are left alone in farms: tens of thousands of links, no meaning, and not
+        // part of the hash. Directories are normalized.
+        normalize_dirs(&tree_dir, &tree)?;
+        let tree_hash = tree.tree_hash();
+        let name = StorePathName::derive_generation(&profile_name, &tree_hash);
+        let dest = self.dir.join(name.as_str());
+        let locks = self.dir.join(".envctl/locks");
+        let _path_lock = FileLock::exclusive(&locks.join(format!("{}.lock", name.hash_part())))?;
+        let mut db = self.db();
+        if db.get(name.as_str())?.is_none() || !dest.is_dir() {
+            if fs_err::symlink_metadata(&dest).is_ok() {
+                let trash = self.dir.join(".trash").join(format!("{}-{}", name, work.unique()));
+                fs_err::rename(&dest, &trash)?;
+                remove_tree(&trash)?;
+            }
+            fs_err::rename(&tree_dir, &dest)?;
+        }
+        let stats = tree.stats();
+        let record = PathRecord {
+            name: name.to_string(),
+            package: format!("profile-{profile}"),
+            version: "generation".into(),
+            tree_hash: tree_hash.to_string(),
+            size: stats.size,
+            files: stats.files,
+            registered_at: SystemTime::now()
+                .duration_since(SystemTime::UNIX_EPOCH)
+                .map(|d| d.as_secs() as i64)
+                .unwrap_or(0),
+        };
+        db.register(&record, None, &references)?;
+        let record = db.get(name.as_str())?.ok_or_else(|| Error::NotInStore(name.to_string()))?;
+        Ok(Installed { path: dest, record, fetched: false, skipped: Vec::new() })
+    }
+
+    /// Holds the store lock exclusively until the guard is dropped (then shared again).
+    pub(crate) fn lock_exclusive(&self) -> Result<ExclusiveGuard<'_>> {
+        self._lock.upgrade()?;
+        Ok(ExclusiveGuard { lock: &self._lock })
+    }
+
+    /// The paths a valid path refers to.
+    pub fn references_of(&self, name: &str) -> Result<Vec<String>> {
+        self.db().references(name)
+    }
+
+    pub(crate) fn unregister_all(&self, names: &[String]) -> Result<()> {
+        self.db().unregister_all(names)
+    }
+
     /// Every valid path.
     pub fn list(&self) -> Result<Vec<PathRecord>> {
         self.db().list()
@@ -588,6 +687,36 @@ impl Store {
         }
         Ok(report)
     }
+}
+
+/// Guard of an exclusive store lock; downgrades to shared when dropped.
+pub(crate) struct ExclusiveGuard<'a> {
+    lock: &'a FileLock,
+}
+
+impl Drop for ExclusiveGuard<'_> {
+    fn drop(&mut self) {
+        let _ = self.lock.downgrade();
+    }
+}
+
+/// Makes every directory of a farm read-only with the normalized mtime, children first.
+fn normalize_dirs(root: &Path, tree: &Node) -> std::io::Result<()> {
+    fn walk(path: &mut PathBuf, node: &Node) -> std::io::Result<()> {
+        if let Node::Dir(children) = node {
+            for (name, child) in children {
+                if matches!(child, Node::Dir(_)) {
+                    path.push(name);
+                    walk(path, child)?;
+                    path.pop();
+                }
+            }
+            fs_err::set_permissions(&*path, std::fs::Permissions::from_mode(0o555))?;
+            unpack::set_mtime(path, false)?;
+        }
+        Ok(())
+    }
+    walk(&mut root.to_path_buf(), tree)
 }
 
 /// Atomically replaces `victim` by a hard link to `keep`, opening its read-only parent just long

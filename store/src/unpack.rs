@@ -611,7 +611,7 @@ fn resolve(
 
 /// Makes directories read-only and normalizes directory and symlink mtimes, children first
 /// (creating an entry changes its parent's mtime).
-fn finalize(root: &Path, tree: &Node) -> std::io::Result<()> {
+pub(crate) fn finalize(root: &Path, tree: &Node) -> std::io::Result<()> {
     fn walk(path: &mut PathBuf, node: &Node) -> std::io::Result<()> {
         match node {
             Node::Dir(children) => {

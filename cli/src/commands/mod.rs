@@ -1,8 +1,12 @@
 //! Dispatch: one match, one file per command group, each returning an exit status.
 
+mod apply;
 mod doctor;
+mod gc;
+mod profiles;
 mod recipes;
 mod resolve;
+mod session;
 mod store;
 
 use std::io::IsTerminal;
@@ -34,6 +38,15 @@ pub fn run() -> ExitCode {
     let result = Settings::load(&cli).and_then(|settings| match &cli.command {
         Command::Store(cmd) => store::run(cmd, &settings, &cli),
         Command::Lock(args) => resolve::lock(args, &settings, &cli),
+        Command::Apply(args) => apply::run(args, &settings, &cli),
+        Command::Shell(args) => session::session(&args.session, args.command.clone(), &settings, &cli),
+        Command::Run(args) => session::session(&args.session, args.command.clone(), &settings, &cli),
+        Command::Env(args) => session::env(args, &settings, &cli),
+        Command::Profiles(args) => profiles::list(args, &settings, &cli),
+        Command::Generations(args) => profiles::generations(args, &settings, &cli),
+        Command::Diff(args) => profiles::diff(args, &settings, &cli),
+        Command::Rollback(args) => profiles::rollback(args, &settings, &cli),
+        Command::Gc(args) => gc::run(args, &settings, &cli),
         Command::Why(args) => resolve::why(args, &settings, &cli),
         Command::Graph(args) => resolve::graph(args, &settings, &cli),
         Command::Search(args) => recipes::search(args, &settings, &cli),

@@ -33,6 +33,10 @@ impl Context {
         Ok(Context { profile, facts, repo })
     }
 
+    pub fn from_parts(profile: ProfileFile, facts: SystemFacts, repo: Repository) -> Context {
+        Context { profile, facts, repo }
+    }
+
     pub fn platform(&self) -> String {
         self.facts.platform()
     }
@@ -74,7 +78,7 @@ fn load_lock(path: &Path) -> Result<Option<LockFile>> {
     })
 }
 
-fn versions_of(lock: &LockFile) -> BTreeMap<PackageName, Version> {
+pub fn versions_of(lock: &LockFile) -> BTreeMap<PackageName, Version> {
     lock.packages
         .iter()
         .filter_map(|p| Some((PackageName::parse(&p.name).ok()?, Version::parse(&p.version).ok()?)))
@@ -119,7 +123,7 @@ pub fn lock(args: &LockArgs, settings: &Settings, cli: &Cli) -> Result<Status> {
     Ok(Status::Success)
 }
 
-fn build_lock(
+pub fn build_lock(
     solution: &Solution,
     request: String,
     platform: &str,

@@ -1,0 +1,297 @@
+//! `envctl apply FILE`: lock, install the closure, build the generation, switch to it.
+//!
+//! Order matters for crash safety: packages are installed and the generation is registered while
+//! this process holds the store lock shared (GC waits), and the profile link is switched last, by
+//! one rename. A kill at any point leaves the previous generation current.
+
+use std::collections::BTreeMap;
+use std::path::Path;
+
+use envctl_recipes::{LockFile, ProfileFile, SystemFacts};
+use envctl_store::{FarmInput, Profiles, Store};
+
+use super::Status;
+use super::resolve::Context;
+use crate::args::{ApplyArgs, Cli};
+use crate::error::{Failure, Result, StoreContext};
+use crate::manifest::{self, MANIFEST_VERSION, Manifest, ManifestPackage};
+use crate::printer;
+use crate::reporter::Bars;
+use crate::settings::Settings;
+
+/// The result of applying a profile file.
+pub struct Applied {
+    pub name: String,
+    pub generation: std::path::PathBuf,
+}
+
+pub fn run(args: &ApplyArgs, settings: &Settings, cli: &Cli) -> Result<Status> {
+    apply(&args.file, args.profile.as_deref(), args.dry_run, args.frozen, settings, cli)
+        .map(|_| Status::Success)
+}
+
+fn load_profile(file: &Path) -> Result<ProfileFile> {
+    ProfileFile::load(file).map_err(|e| {
+        Failure::new(format!("cannot read the profile file `{}`", file.display()), e)
+            .hint("the keys are documented in docs/reference/profile-and-lock.md")
+    })
+}
+
+pub fn apply(
+    file: &Path,
+    profile_name: Option<&str>,
+    dry_run: bool,
+    frozen: bool,
+    settings: &Settings,
+    cli: &Cli,
+) -> Result<Applied> {
+    let profile = load_profile(file)?;
+    let name = profile_name.unwrap_or(&profile.name).to_owned();
+    envctl_store::check_profile_name(&name).context(|| format!("cannot apply `{}`", file.display()))?;
+    let facts: SystemFacts = crate::system::facts(Some(&profile.system), cli.system.as_deref())?;
+    let platform = facts.platform();
+    let request = profile.request_hash(&platform);
+    let lock_path = profile.lock_path();
+    let old_lock = LockFile::load(&lock_path).map_err(|e| Failure::new("cannot read the lock file", e))?;
+    let fresh = old_lock.as_ref().filter(|l| l.request == request).cloned();
+
+    let profiles = Profiles::open(&settings.home).context(|| "cannot open the profiles directory".into())?;
+    let current = profiles.current(&name).context(|| format!("cannot read profile `{name}`"))?;
+    let current_manifest = current.as_ref().and_then(|g| Manifest::load(&g.path).ok());
+
+    // Fast path: an unchanged file whose lock built the current generation.
+    if let (Some(lock), Some(m)) = (&fresh, &current_manifest)
+        && m.request == lock.request
+        && same_packages(lock, m)
+        && same_env(&profile, m)
+        && current.as_ref().is_some_and(|g| g.path.is_dir())
+    {
+        printer::info(&format!(
+            "`{name}` is up to date (generation {})",
+            current.as_ref().map_or(0, |g| g.number)
+        ));
+        return Ok(Applied { name, generation: current.map(|g| g.path).unwrap_or_default() });
+    }
+
+    let ctx = Context::from_parts(profile, facts, settings.repository(cli)?);
+    let mut lock = match fresh {
+        Some(lock) => lock,
+        None if frozen => {
+            return Err(Failure::new(
+                format!("cannot apply `{}` with --frozen", file.display()),
+                format!(
+                    "`{}` is {}",
+                    lock_path.display(),
+                    if old_lock.is_some() {
+                        "stale: the profile file changed since it was written"
+                    } else {
+                        "missing"
+                    }
+                ),
+            )
+            .hint(format!("run `envctl lock {}` and commit the lock, or drop --frozen", file.display())));
+        }
+        None => {
+            let preferred = old_lock.as_ref().map(super::resolve::versions_of).unwrap_or_default();
+            let solution = ctx.solve(preferred)?;
+            super::resolve::build_lock(&solution, request.clone(), &platform, old_lock.as_ref(), settings)?
+        }
+    };
+
+    let store_dir = settings.store_dir();
+    let file_name = file.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
+    // Same packages and environment as the current generation (the file changed in a way that
+    // does not matter, say a loosened requirement): record the lock, keep the generation.
+    if !dry_run
+        && let (Some(m), Some(g)) = (&current_manifest, &current)
+        && g.path.is_dir()
+        && same_versions(&lock, m)
+        && build_manifest(&ctx, &lock, &name).env == m.env
+    {
+        for p in &mut lock.packages {
+            if let Some(mp) = m.packages.iter().find(|mp| mp.name == p.name) {
+                p.store_path = Some(mp.store_path.clone());
+            }
+            if p.tree_hash.is_none() {
+                p.tree_hash =
+                    old_lock.as_ref().and_then(|o| o.get(&p.name)).and_then(|o| o.tree_hash.clone());
+            }
+        }
+        if old_lock.as_ref() != Some(&lock) {
+            lock.write(&lock_path, &file_name).map_err(|e| Failure::new("cannot write the lock file", e))?;
+        }
+        printer::info(&format!("`{name}`: no package changes; it stays at generation {}", g.number));
+        return Ok(Applied { name, generation: g.path.clone() });
+    }
+    if dry_run {
+        return dry_run_plan(&ctx, &lock, current_manifest.as_ref(), &name, settings);
+    }
+    let store = Store::open(&store_dir, settings.store_options())
+        .context(|| format!("cannot open the store at `{}`", store_dir.display()))?;
+
+    // Install the closure.
+    let order: Vec<usize> = (0..lock.packages.len()).collect();
+    let mut requests = Vec::new();
+    for p in &lock.packages {
+        requests.push(super::install_request(p).ok_or_else(|| {
+            Failure::new(
+                format!("cannot install {} {}", p.name, p.version),
+                "its lock entry does not pass the store's checks",
+            )
+            .hint(format!("re-lock with `envctl lock {} --update`", file.display()))
+        })?);
+    }
+    let bars = Bars::new(!cli.quiet && cli.verbose == 0);
+    let results = store.install_all(&requests, &bars);
+    let mut fetched = 0;
+    for (i, result) in order.iter().zip(results) {
+        let p = &mut lock.packages[*i];
+        let installed =
+            result.context(|| format!("cannot install {} {} from `{}`", p.name, p.version, p.source.url))?;
+        fetched += usize::from(installed.fetched);
+        p.store_path = Some(installed.record.name.clone());
+        p.tree_hash = Some(installed.record.tree_hash.clone());
+    }
+    if old_lock.as_ref() != Some(&lock) {
+        lock.write(&lock_path, &file_name).map_err(|e| Failure::new("cannot write the lock file", e))?;
+    }
+
+    // Build the generation.
+    let manifest = build_manifest(&ctx, &lock, &name);
+    let inputs: Vec<FarmInput> = lock
+        .packages
+        .iter()
+        .map(|p| FarmInput {
+            name: p.name.clone(),
+            path: store_dir.join(p.store_path.as_deref().unwrap_or_default()),
+            priority: ctx.profile.priority.iter().find(|(n, _)| n.as_str() == p.name).map_or(0, |(_, v)| *v),
+        })
+        .collect();
+    let _profile_lock = profiles.lock(&name).context(|| format!("cannot lock profile `{name}`"))?;
+    let generation = store.add_generation(&name, &inputs, &manifest.to_text()).map_err(|e| {
+        let hint = matches!(e, envctl_store::Error::Collision { .. }).then(|| {
+            format!("give one of them priority in `{}`:\n\n    [priority]\n    PACKAGE = 10", file.display())
+        });
+        let mut f = Failure::new(format!("cannot build a generation of `{name}`"), e);
+        if let Some(h) = hint {
+            f = f.hint(h);
+        }
+        f
+    })?;
+    // Re-read under the profile lock: another apply may have switched meanwhile.
+    let current = profiles.current(&name).context(|| format!("cannot read profile `{name}`"))?;
+    if current.as_ref().is_some_and(|g| g.path == generation.path) {
+        printer::info(&format!(
+            "`{name}` is up to date (generation {})",
+            current.as_ref().map_or(0, |g| g.number)
+        ));
+        return Ok(Applied { name, generation: generation.path });
+    }
+    let number = profiles
+        .add_generation(&name, &generation.path)
+        .context(|| format!("cannot switch profile `{name}`"))?;
+    let changes = manifest::diff(current_manifest.as_ref(), &manifest);
+    printer::info(&format!(
+        "`{name}` is now generation {number} ({} packages, {fetched} fetched)",
+        lock.packages.len()
+    ));
+    for c in changes {
+        printer::info(&format!("  {c}"));
+    }
+    Ok(Applied { name, generation: generation.path })
+}
+
+fn same_packages(lock: &LockFile, m: &Manifest) -> bool {
+    lock.packages.len() == m.packages.len()
+        && lock.packages.iter().zip(&m.packages).all(|(l, p)| {
+            l.name == p.name
+                && l.version == p.version
+                && l.source.sha256 == p.sha256
+                && l.store_path.as_deref() == Some(&p.store_path)
+        })
+}
+
+fn same_versions(lock: &LockFile, m: &Manifest) -> bool {
+    lock.packages.len() == m.packages.len()
+        && lock
+            .packages
+            .iter()
+            .zip(&m.packages)
+            .all(|(l, p)| l.name == p.name && l.version == p.version && l.source.sha256 == p.sha256)
+}
+
+fn same_env(profile: &ProfileFile, m: &Manifest) -> bool {
+    profile.env.iter().all(|(k, v)| m.env.get(k) == Some(v))
+}
+
+fn build_manifest(ctx: &Context, lock: &LockFile, name: &str) -> Manifest {
+    let mut env = BTreeMap::new();
+    for p in &lock.packages {
+        if let Ok(v) = envctl_recipes::Version::parse(&p.version)
+            && let Some(recipe) = ctx.repo.get(&p.name, &v)
+        {
+            env.extend(recipe.env.clone());
+        }
+    }
+    env.extend(ctx.profile.env.clone());
+    Manifest {
+        version: MANIFEST_VERSION,
+        profile: name.to_owned(),
+        request: lock.request.clone(),
+        platform: lock.platform.clone(),
+        env,
+        packages: lock
+            .packages
+            .iter()
+            .map(|p| ManifestPackage {
+                name: p.name.clone(),
+                version: p.version.clone(),
+                store_path: p.store_path.clone().unwrap_or_default(),
+                sha256: p.source.sha256.clone(),
+                url: p.source.url.clone(),
+            })
+            .collect(),
+    }
+}
+
+fn dry_run_plan(
+    ctx: &Context,
+    lock: &LockFile,
+    current: Option<&Manifest>,
+    name: &str,
+    settings: &Settings,
+) -> Result<Applied> {
+    let store_dir = settings.store_dir();
+    let store = if store_dir.join(".envctl/db.sqlite").exists() {
+        Store::open(&store_dir, settings.store_options()).ok()
+    } else {
+        None
+    };
+    let mut to_fetch = Vec::new();
+    for p in &lock.packages {
+        let have = store
+            .as_ref()
+            .zip(super::install_request(p))
+            .and_then(|(s, r)| s.find(&r).ok().flatten())
+            .is_some();
+        if !have {
+            to_fetch.push(p);
+        }
+    }
+    printer::info(&format!("plan for `{name}` (dry run: nothing is fetched, written or switched)"));
+    if to_fetch.is_empty() {
+        printer::info("  nothing to fetch: every package is in the store");
+    }
+    for p in &to_fetch {
+        printer::data(&format!("fetch {} {} {}", p.name, p.version, p.source.url));
+    }
+    let planned = build_manifest(ctx, lock, name);
+    let changes = manifest::diff(current, &planned);
+    if changes.is_empty() && current.is_some() {
+        printer::info("  no package changes against the current generation");
+    }
+    for c in changes {
+        printer::data(&format!("change {c}"));
+    }
+    Ok(Applied { name: name.to_owned(), generation: Default::default() })
+}

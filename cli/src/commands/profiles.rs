@@ -1,0 +1,217 @@
+//! `envctl profiles`, `generations`, `diff`, `rollback`.
+
+use envctl_store::{Generation, Profiles, Store};
+
+use super::Status;
+use crate::args::{Cli, DiffArgs, GenerationsArgs, JsonArgs, RollbackArgs};
+use crate::error::{Failure, Result, StoreContext};
+use crate::manifest::{self, Manifest};
+use crate::printer;
+use crate::settings::Settings;
+
+fn open(settings: &Settings) -> Result<Profiles> {
+    Profiles::open(&settings.home).context(|| "cannot open the profiles directory".into())
+}
+
+fn generations_of(profiles: &Profiles, name: &str) -> Result<Vec<Generation>> {
+    let gens = profiles.generations(name).context(|| format!("cannot read profile `{name}`"))?;
+    if gens.is_empty() {
+        return Err(Failure::new(
+            format!("cannot use profile `{name}`"),
+            format!("there is no profile `{name}`"),
+        )
+        .hint("`envctl profiles` lists the profiles; `envctl apply FILE` creates one"));
+    }
+    Ok(gens)
+}
+
+pub fn list(args: &JsonArgs, settings: &Settings, _cli: &Cli) -> Result<Status> {
+    let profiles = open(settings)?;
+    let store_dir = settings.store_dir();
+    let store = if store_dir.join(".envctl/db.sqlite").exists() {
+        Some(Store::open(&store_dir, settings.store_options()).context(|| "cannot open the store".into())?)
+    } else {
+        None
+    };
+    let sizes: std::collections::BTreeMap<String, u64> = store
+        .as_ref()
+        .map(|s| s.list().map(|l| l.into_iter().map(|r| (r.name, r.size)).collect()))
+        .transpose()
+        .context(|| "cannot list the store".into())?
+        .unwrap_or_default();
+    let mut rows = Vec::new();
+    for name in profiles.names().context(|| "cannot list profiles".into())? {
+        let Some(current) = profiles.current(&name).context(|| format!("cannot read profile `{name}`"))?
+        else {
+            continue;
+        };
+        let m = Manifest::load(&current.path).ok();
+        let packages = m.as_ref().map_or(0, |m| m.packages.len());
+        let gen_name = current.path.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
+        let closure: u64 = sizes.get(&gen_name).copied().unwrap_or(0)
+            + m.as_ref().map_or(0, |m| {
+                m.packages.iter().map(|p| sizes.get(&p.store_path).copied().unwrap_or(0)).sum()
+            });
+        rows.push(serde_json::json!({
+            "name": name, "generation": current.number, "packages": packages,
+            "closure_bytes": closure, "path": current.path,
+        }));
+    }
+    if args.json {
+        printer::json(&rows);
+    } else {
+        for r in &rows {
+            printer::data(&format!(
+                "{:<20} generation {:<4} {:>3} packages  {:>10}",
+                r["name"].as_str().unwrap_or(""),
+                r["generation"],
+                r["packages"],
+                printer::bytes(r["closure_bytes"].as_u64().unwrap_or(0))
+            ));
+        }
+    }
+    Ok(Status::Success)
+}
+
+pub fn generations(args: &GenerationsArgs, settings: &Settings, _cli: &Cli) -> Result<Status> {
+    let profiles = open(settings)?;
+    let gens = generations_of(&profiles, &args.profile)?;
+    let deleting = !args.delete.is_empty() || args.older_than.is_some() || args.keep.is_some();
+    if deleting {
+        let _lock =
+            profiles.lock(&args.profile).context(|| format!("cannot lock profile `{}`", args.profile))?;
+        let gens = generations_of(&profiles, &args.profile)?;
+        let mut doomed: Vec<u32> = args.delete.clone();
+        if let Some(age) = &args.older_than {
+            let secs = parse_age(age)?;
+            let now = std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .map(|d| d.as_secs() as i64)
+                .unwrap_or(0);
+            doomed.extend(gens.iter().filter(|g| !g.current && now - g.created > secs).map(|g| g.number));
+        }
+        if let Some(keep) = args.keep {
+            let mut newest: Vec<&Generation> = gens.iter().collect();
+            newest.sort_by_key(|g| std::cmp::Reverse(g.number));
+            doomed.extend(newest.iter().skip(keep).filter(|g| !g.current).map(|g| g.number));
+        }
+        doomed.sort();
+        doomed.dedup();
+        profiles
+            .delete(&args.profile, &doomed)
+            .context(|| format!("cannot delete generations of `{}`", args.profile))?;
+        printer::info(&format!(
+            "deleted {} generation(s) of `{}`{}; `envctl gc` frees what only they used",
+            doomed.len(),
+            args.profile,
+            if doomed.is_empty() {
+                String::new()
+            } else {
+                format!(" ({})", doomed.iter().map(u32::to_string).collect::<Vec<_>>().join(", "))
+            }
+        ));
+        return Ok(Status::Success);
+    }
+    let mut rows = Vec::new();
+    let mut previous: Option<Manifest> = None;
+    for g in &gens {
+        let m = Manifest::load(&g.path).ok();
+        let changes = m.as_ref().map(|m| manifest::diff(previous.as_ref(), m)).unwrap_or_default();
+        rows.push((g, changes));
+        previous = m;
+    }
+    if args.json {
+        let v: Vec<_> = rows
+            .iter()
+            .map(|(g, c)| serde_json::json!({ "number": g.number, "created": printer::timestamp(g.created), "current": g.current, "path": g.path, "changes": c }))
+            .collect();
+        printer::json(&v);
+    } else {
+        for (g, changes) in rows {
+            let what = changes.iter().map(|c| c.to_string()).collect::<Vec<_>>().join(", ");
+            printer::data(&format!(
+                "{:>4}  {}  {}{}",
+                g.number,
+                printer::timestamp(g.created),
+                if g.current { "(current)  " } else { "" },
+                what
+            ));
+        }
+    }
+    Ok(Status::Success)
+}
+
+fn parse_age(s: &str) -> Result<i64> {
+    let (num, unit) = s.split_at(s.trim_end_matches(|c: char| c.is_ascii_alphabetic()).len());
+    let n: i64 = num.parse().map_err(|_| {
+        Failure::new(format!("invalid age `{s}`"), "expected a number and a unit: 30d, 12h, 90m")
+    })?;
+    let mult = match unit {
+        "d" => 86_400,
+        "h" => 3_600,
+        "m" => 60,
+        "s" | "" => 1,
+        _ => return Err(Failure::new(format!("invalid age `{s}`"), "units are d, h, m and s")),
+    };
+    Ok(n * mult)
+}
+
+pub fn diff(args: &DiffArgs, settings: &Settings, _cli: &Cli) -> Result<Status> {
+    let profiles = open(settings)?;
+    let gens = generations_of(&profiles, &args.profile)?;
+    let find = |n: u32| {
+        gens.iter().find(|g| g.number == n).ok_or_else(|| {
+            Failure::new(
+                format!("cannot diff `{}`", args.profile),
+                format!("profile `{}` has no generation {n}", args.profile),
+            )
+        })
+    };
+    let current = gens.iter().find(|g| g.current).unwrap_or(&gens[gens.len() - 1]);
+    let (a, b) = match (args.a, args.b) {
+        (Some(a), Some(b)) => (Some(find(a)?), find(b)?),
+        (Some(a), None) => (Some(find(a)?), current),
+        _ => (gens.iter().rfind(|g| g.number < current.number), current),
+    };
+    let load =
+        |g: &Generation| Manifest::load(&g.path).map_err(|e| Failure::new("cannot read a generation", e));
+    let old = a.map(load).transpose()?;
+    let new = load(b)?;
+    let changes = manifest::diff(old.as_ref(), &new);
+    if args.json {
+        printer::json(
+            &serde_json::json!({ "from": a.map(|g| g.number), "to": b.number, "changes": changes }),
+        );
+    } else {
+        printer::info(&format!(
+            "{} generation {} -> {}",
+            args.profile,
+            a.map_or("(none)".into(), |g| g.number.to_string()),
+            b.number
+        ));
+        for c in changes {
+            printer::data(&c.to_string());
+        }
+    }
+    Ok(Status::Success)
+}
+
+pub fn rollback(args: &RollbackArgs, settings: &Settings, _cli: &Cli) -> Result<Status> {
+    let profiles = open(settings)?;
+    let _lock = profiles.lock(&args.profile).context(|| format!("cannot lock profile `{}`", args.profile))?;
+    let gens = generations_of(&profiles, &args.profile)?;
+    let current = gens.iter().find(|g| g.current).map(|g| g.number).unwrap_or(0);
+    let target = match args.to {
+        Some(n) => n,
+        None => gens.iter().filter(|g| g.number < current).map(|g| g.number).max().ok_or_else(|| {
+            Failure::new(
+                format!("cannot roll back `{}`", args.profile),
+                format!("generation {current} is the oldest"),
+            )
+            .hint(format!("`envctl generations {}` lists them; `--to N` switches to any", args.profile))
+        })?,
+    };
+    profiles.switch(&args.profile, target).context(|| format!("cannot switch `{}`", args.profile))?;
+    printer::info(&format!("`{}` is now generation {target} (was {current})", args.profile));
+    Ok(Status::Success)
+}

@@ -1,0 +1,238 @@
+//! `envctl shell`, `envctl run`, `envctl env`: a profile's environment for a session.
+//!
+//! The environment points at the generation's store path, not the profile link, so a rollback in
+//! another terminal never moves a running session. The session holds a temporary GC root: its
+//! locked file descriptor is inherited across `exec`, so the root lives exactly as long as the
+//! program (and anything it starts that keeps the descriptor), and dies with it, also on `kill -9`.
+
+use std::collections::BTreeMap;
+use std::os::unix::process::CommandExt;
+use std::path::{Path, PathBuf};
+
+use envctl_store::{Profiles, TempRoot};
+
+use super::Status;
+use crate::args::{Cli, EnvArgs, EnvFormat, SessionArgs};
+use crate::error::{Failure, Result, StoreContext};
+use crate::manifest::Manifest;
+use crate::printer;
+use crate::settings::Settings;
+
+/// What a session runs in.
+struct Target {
+    name: String,
+    generation: PathBuf,
+    manifest: Manifest,
+}
+
+fn target(spec: Option<&str>, packages: &[String], settings: &Settings, cli: &Cli) -> Result<Target> {
+    let (name, generation) = if !packages.is_empty() {
+        adhoc(packages, settings, cli)?
+    } else {
+        let spec = spec.ok_or_else(|| {
+            Failure::new("no profile given", "name a profile, a profile file, or packages with -p NAME=REQ")
+                .hint("`envctl profiles` lists the profiles")
+        })?;
+        let path = Path::new(spec);
+        if spec.ends_with(".toml") && path.is_file() {
+            let applied = super::apply::apply(path, None, false, false, settings, cli)?;
+            (applied.name, applied.generation)
+        } else {
+            let profiles =
+                Profiles::open(&settings.home).context(|| "cannot open the profiles directory".into())?;
+            let current = profiles
+                .current(spec)
+                .context(|| format!("cannot read profile `{spec}`"))?
+                .ok_or_else(|| {
+                    Failure::new(
+                        format!("cannot start a session in `{spec}`"),
+                        format!("there is no profile `{spec}`"),
+                    )
+                    .hint("`envctl profiles` lists the profiles; `envctl apply FILE` creates one")
+                })?;
+            (spec.to_owned(), current.path)
+        }
+    };
+    let manifest =
+        Manifest::load(&generation).map_err(|e| Failure::new("cannot read the generation's manifest", e))?;
+    Ok(Target { name, generation, manifest })
+}
+
+/// Resolves and installs `-p NAME=REQ` packages into a generation no profile points at.
+fn adhoc(packages: &[String], settings: &Settings, cli: &Cli) -> Result<(String, PathBuf)> {
+    let mut text = String::from("name = \"adhoc\"\n[packages]\n");
+    for p in packages {
+        let (n, r) = p.split_once('=').unwrap_or((p.as_str(), "*"));
+        text.push_str(&format!("{} = {:?}\n", n.trim(), r.trim()));
+    }
+    let dir = settings.home.join("adhoc");
+    fs_err::create_dir_all(&dir).map_err(|e| Failure::new("cannot prepare an ad-hoc environment", e))?;
+    let key = blake3::hash(text.as_bytes()).to_hex();
+    let file = dir.join(format!("{}.toml", &key[..16]));
+    if !file.exists() {
+        fs_err::write(&file, &text).map_err(|e| Failure::new("cannot prepare an ad-hoc environment", e))?;
+    }
+    let applied = super::apply::apply(&file, Some("adhoc"), false, false, settings, cli)?;
+    Ok((applied.name, applied.generation))
+}
+
+fn prepend(
+    var: &str,
+    dirs: Vec<PathBuf>,
+    base: &BTreeMap<String, String>,
+    env: &mut BTreeMap<String, String>,
+) {
+    if dirs.is_empty() {
+        return;
+    }
+    let mut parts: Vec<String> = dirs.iter().map(|d| d.display().to_string()).collect();
+    if let Some(old) = base.get(var).filter(|v| !v.is_empty()) {
+        parts.push(old.clone());
+    }
+    env.insert(var.to_owned(), parts.join(":"));
+}
+
+/// The session's variables: search paths into the generation, CUDA_HOME, then recipe and profile
+/// `[env]` with `${profile}` expanded. `base` is the environment it extends.
+fn environment(t: &Target, base: &BTreeMap<String, String>) -> BTreeMap<String, String> {
+    let g = &t.generation;
+    let existing =
+        |rels: &[&str]| -> Vec<PathBuf> { rels.iter().map(|r| g.join(r)).filter(|p| p.is_dir()).collect() };
+    let mut env = BTreeMap::new();
+    prepend("PATH", existing(&["bin"]), base, &mut env);
+    prepend("LD_LIBRARY_PATH", existing(&["lib64", "lib"]), base, &mut env);
+    prepend("LIBRARY_PATH", existing(&["lib64", "lib"]), base, &mut env);
+    prepend("CPATH", existing(&["include"]), base, &mut env);
+    prepend(
+        "PKG_CONFIG_PATH",
+        existing(&["lib64/pkgconfig", "lib/pkgconfig", "share/pkgconfig"]),
+        base,
+        &mut env,
+    );
+    let mut site = Vec::new();
+    if let Ok(rd) = std::fs::read_dir(g.join("lib")) {
+        for e in rd.flatten() {
+            let n = e.file_name().to_string_lossy().into_owned();
+            if n.starts_with("python") && e.path().join("site-packages").is_dir() {
+                site.push(e.path().join("site-packages"));
+            }
+        }
+    }
+    site.sort();
+    prepend("PYTHONPATH", site, base, &mut env);
+    if t.manifest
+        .packages
+        .iter()
+        .any(|p| p.name == "cuda" || p.name.starts_with("cuda-") || p.name.starts_with("cuda_"))
+    {
+        env.insert("CUDA_HOME".into(), g.display().to_string());
+        env.insert("CUDA_PATH".into(), g.display().to_string());
+    }
+    for (k, v) in &t.manifest.env {
+        env.insert(k.clone(), v.replace("${profile}", &g.display().to_string()));
+    }
+    env.insert("ENVCTL_PROFILE".into(), t.name.clone());
+    env.insert("ENVCTL_GENERATION".into(), g.display().to_string());
+    env
+}
+
+/// What `--pure` keeps from the caller's environment.
+const PURE_KEEP: &[&str] = &[
+    "HOME",
+    "USER",
+    "LOGNAME",
+    "TERM",
+    "LANG",
+    "LC_ALL",
+    "TZ",
+    "DISPLAY",
+    "SHELL",
+    "TMPDIR",
+    "CUDA_VISIBLE_DEVICES",
+    "NVIDIA_VISIBLE_DEVICES",
+];
+
+fn base_env(pure: bool) -> BTreeMap<String, String> {
+    let all: BTreeMap<String, String> = std::env::vars().collect();
+    if !pure {
+        return all;
+    }
+    let mut kept: BTreeMap<String, String> =
+        all.into_iter().filter(|(k, _)| PURE_KEEP.contains(&k.as_str())).collect();
+    kept.insert("PATH".into(), "/usr/local/bin:/usr/bin:/bin".into());
+    kept
+}
+
+pub fn session(args: &SessionArgs, command: Vec<String>, settings: &Settings, cli: &Cli) -> Result<Status> {
+    let t = target(args.profile.as_deref(), &args.packages, settings, cli)?;
+    let base = base_env(args.pure);
+    let env = environment(&t, &base);
+    let gen_name = t.generation.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
+    let root = TempRoot::create(&settings.home, &[gen_name])
+        .context(|| "cannot register the session's GC root".into())?;
+    root.inherit_across_exec().context(|| "cannot register the session's GC root".into())?;
+
+    let (program, rest): (String, Vec<String>) = match command.split_first() {
+        Some((p, r)) => (p.clone(), r.to_vec()),
+        None => {
+            let shell = base.get("SHELL").cloned().unwrap_or_else(|| "/bin/sh".into());
+            let mut rest = Vec::new();
+            if shell.ends_with("/bash") {
+                // A prompt hint: bash reads this instead of ~/.bashrc, and sources it first.
+                let rc = root.path().with_extension("bashrc");
+                let text = format!(
+                    "[ -f ~/.bashrc ] && . ~/.bashrc\nPS1=\"(envctl:{}) $PS1\"\n",
+                    t.name.replace(['"', '\\', '$', '`'], "")
+                );
+                if std::fs::write(&rc, text).is_ok() {
+                    rest = vec!["--rcfile".into(), rc.display().to_string()];
+                }
+            }
+            if !cli.quiet {
+                printer::info(&format!(
+                    "entering `{}` ({}); exit the shell to leave",
+                    t.name,
+                    t.generation.display()
+                ));
+            }
+            (shell, rest)
+        }
+    };
+    let mut cmd = std::process::Command::new(&program);
+    cmd.args(&rest);
+    if args.pure {
+        cmd.env_clear();
+        cmd.envs(&base);
+    }
+    cmd.envs(&env);
+    // The root's file stays locked in the executed program; its path is kept for GC to find.
+    std::mem::forget(root);
+    let err = cmd.exec();
+    Err(Failure::new(format!("cannot run `{program}`"), err)
+        .hint("check that the command exists in the profile or on PATH"))
+}
+
+pub fn env(args: &EnvArgs, settings: &Settings, cli: &Cli) -> Result<Status> {
+    let t = target(Some(&args.profile), &[], settings, cli)?;
+    let base = base_env(false);
+    let env = environment(&t, &base);
+    match args.format {
+        EnvFormat::Json => printer::json(&env),
+        EnvFormat::Sh => {
+            for (k, v) in &env {
+                printer::data(&format!("export {k}='{}'", v.replace('\'', "'\\''")));
+            }
+        }
+        EnvFormat::Fish => {
+            for (k, v) in &env {
+                let v = v.replace('\\', "\\\\").replace('\'', "\\'");
+                if k.ends_with("PATH") {
+                    printer::data(&format!("set -gx {k} (string split : '{v}')"));
+                } else {
+                    printer::data(&format!("set -gx {k} '{v}'"));
+                }
+            }
+        }
+    }
+    Ok(Status::Success)
+}

@@ -1,0 +1,100 @@
+//! A generation's `.envctl/manifest.toml`: what it was built from and the environment it sets.
+
+use std::collections::BTreeMap;
+use std::path::Path;
+
+use serde::{Deserialize, Serialize};
+
+/// The manifest format version this build writes.
+pub const MANIFEST_VERSION: u32 = 1;
+
+/// A generation's manifest.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub struct Manifest {
+    pub version: u32,
+    pub profile: String,
+    /// The request hash of the lock it was built from.
+    pub request: String,
+    pub platform: String,
+    /// Variables sessions get: recipes' `[env]` in install order, then the profile's. Values may
+    /// use `${profile}`.
+    #[serde(default)]
+    pub env: BTreeMap<String, String>,
+    #[serde(default, rename = "package")]
+    pub packages: Vec<ManifestPackage>,
+}
+
+/// One package of a generation.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub struct ManifestPackage {
+    pub name: String,
+    pub version: String,
+    pub store_path: String,
+    pub sha256: String,
+    pub url: String,
+}
+
+impl Manifest {
+    /// Reads `<generation>/.envctl/manifest.toml`.
+    pub fn load(generation: &Path) -> Result<Manifest, String> {
+        let path = generation.join(".envctl/manifest.toml");
+        let text =
+            std::fs::read_to_string(&path).map_err(|e| format!("cannot read `{}`: {e}", path.display()))?;
+        toml::from_str(&text).map_err(|e| format!("`{}`: {e}", path.display()))
+    }
+
+    pub fn to_text(&self) -> String {
+        format!(
+            "# envctl generation manifest\n{}",
+            toml::to_string(self).expect("a manifest always serializes")
+        )
+    }
+
+    /// Package name → version.
+    pub fn versions(&self) -> BTreeMap<&str, &str> {
+        self.packages.iter().map(|p| (p.name.as_str(), p.version.as_str())).collect()
+    }
+}
+
+/// What changed between two generations.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[serde(tag = "change", rename_all = "lowercase")]
+pub enum Change {
+    Added { name: String, version: String },
+    Removed { name: String, version: String },
+    Changed { name: String, old: String, new: String },
+}
+
+impl std::fmt::Display for Change {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Change::Added { name, version } => write!(f, "+ {name} {version}"),
+            Change::Removed { name, version } => write!(f, "- {name} {version}"),
+            Change::Changed { name, old, new } => write!(f, "~ {name} {old} -> {new}"),
+        }
+    }
+}
+
+/// The changes from `old` to `new`.
+pub fn diff(old: Option<&Manifest>, new: &Manifest) -> Vec<Change> {
+    let before = old.map(Manifest::versions).unwrap_or_default();
+    let after = new.versions();
+    let mut out = Vec::new();
+    for (name, v) in &after {
+        match before.get(name) {
+            None => out.push(Change::Added { name: (*name).into(), version: (*v).into() }),
+            Some(b) if b != v => {
+                out.push(Change::Changed { name: (*name).into(), old: (*b).into(), new: (*v).into() })
+            }
+            _ => {}
+        }
+    }
+    for (name, v) in &before {
+        if !after.contains_key(name) {
+            out.push(Change::Removed { name: (*name).into(), version: (*v).into() });
+        }
+    }
+    out
+}

@@ -1,0 +1,132 @@
+//! The symlink farm: a generation's tree, merged from its packages' trees.
+//!
+//! Rules (as Nix's buildenv): a directory that only one package has becomes one symlink to it; a
+//! directory several packages have becomes a real directory, and merging continues inside; a file
+//! or symlink becomes a symlink into its package. Two packages shipping the same path are a
+//! collision unless their contents are identical (same bytes and executable bit, or the same link
+//! target), or one of them has a higher priority. Entries are read with `readdir` only (the entry
+//! type comes with the name), so a package's own directories cost one syscall to link and nothing
+//! to inspect.
+
+use std::collections::BTreeMap;
+use std::ffi::OsString;
+use std::os::unix::fs::MetadataExt;
+use std::path::{Path, PathBuf};
+
+use crate::error::{Error, Result};
+use crate::tree::{self, Node};
+
+/// One package going into a farm.
+#[derive(Debug, Clone)]
+pub struct FarmInput {
+    /// Package name (for collision messages and priorities).
+    pub name: String,
+    /// Its store path.
+    pub path: PathBuf,
+    /// Higher wins a collision; equal priorities collide.
+    pub priority: i64,
+}
+
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Kind {
+    Dir,
+    File,
+    Link,
+}
+
+fn kind_of(entry: &fs_err::DirEntry) -> Result<Kind> {
+    let ft = entry.file_type()?;
+    Ok(if ft.is_dir() {
+        Kind::Dir
+    } else if ft.is_symlink() {
+        Kind::Link
+    } else {
+        Kind::File
+    })
+}
+
+/// Builds the farm for `inputs` into `dest` (an existing empty directory) and returns its model.
+/// The root is always a real directory.
+pub fn build(dest: &Path, inputs: &[FarmInput]) -> Result<Node> {
+    let sources: Vec<(usize, PathBuf)> =
+        inputs.iter().enumerate().map(|(i, p)| (i, p.path.clone())).collect();
+    let mut rel = PathBuf::new();
+    merge_dir(dest, &mut rel, &sources, inputs)
+}
+
+fn merge_dir(
+    dest: &Path,
+    rel: &mut PathBuf,
+    sources: &[(usize, PathBuf)],
+    inputs: &[FarmInput],
+) -> Result<Node> {
+    // name -> [(input, path, kind)]
+    let mut entries: BTreeMap<OsString, Vec<(usize, PathBuf, Kind)>> = BTreeMap::new();
+    for (i, dir) in sources {
+        for entry in fs_err::read_dir(dir)? {
+            let entry = entry?;
+            let kind = kind_of(&entry)?;
+            entries.entry(entry.file_name()).or_default().push((*i, entry.path(), kind));
+        }
+    }
+    let mut children = BTreeMap::new();
+    for (name, mut group) in entries {
+        rel.push(&name);
+        let target = dest.join(&*rel);
+        let node = if group.len() == 1 {
+            let (_, path, _) = group.pop().expect("one entry");
+            link(&path, &target)?
+        } else if group.iter().all(|(_, _, k)| *k == Kind::Dir) {
+            fs_err::create_dir(&target)?;
+            let sub: Vec<(usize, PathBuf)> = group.into_iter().map(|(i, p, _)| (i, p)).collect();
+            merge_dir(dest, rel, &sub, inputs)?
+        } else {
+            let winner = settle(&group, rel, inputs)?;
+            link(&group[winner].1, &target)?
+        };
+        children.insert(name, node);
+        rel.pop();
+    }
+    Ok(Node::Dir(children))
+}
+
+fn link(source: &Path, target: &Path) -> Result<Node> {
+    std::os::unix::fs::symlink(source, target).map_err(|e| {
+        std::io::Error::new(e.kind(), format!("failed to create symlink `{}`: {e}", target.display()))
+    })?;
+    Ok(Node::Symlink(source.as_os_str().to_owned()))
+}
+
+/// Picks the entry that wins a path several packages ship, or reports the collision.
+fn settle(group: &[(usize, PathBuf, Kind)], rel: &Path, inputs: &[FarmInput]) -> Result<usize> {
+    let top = group.iter().map(|(i, _, _)| inputs[*i].priority).max().expect("non-empty group");
+    let best: Vec<usize> = (0..group.len()).filter(|&g| inputs[group[g].0].priority == top).collect();
+    let first = best[0];
+    for &other in &best[1..] {
+        if !identical(&group[first], &group[other])? {
+            return Err(Error::Collision {
+                path: rel.display().to_string(),
+                first: inputs[group[first].0].name.clone(),
+                second: inputs[group[other].0].name.clone(),
+            });
+        }
+    }
+    Ok(first)
+}
+
+fn identical(a: &(usize, PathBuf, Kind), b: &(usize, PathBuf, Kind)) -> Result<bool> {
+    match (a.2, b.2) {
+        (Kind::Link, Kind::Link) => Ok(fs_err::read_link(&a.1)? == fs_err::read_link(&b.1)?),
+        (Kind::File, Kind::File) => {
+            let (ma, mb) = (fs_err::metadata(&a.1)?, fs_err::metadata(&b.1)?);
+            if (ma.dev(), ma.ino()) == (mb.dev(), mb.ino()) {
+                return Ok(true);
+            }
+            if ma.len() != mb.len() || (ma.mode() & 0o111 != 0) != (mb.mode() & 0o111 != 0) {
+                return Ok(false);
+            }
+            Ok(tree::hash_file(&a.1)?.0 == tree::hash_file(&b.1)?.0)
+        }
+        _ => Ok(false),
+    }
+}

@@ -1,0 +1,171 @@
+//! Garbage collection and temporary roots.
+//!
+//! Roots: every generation of every profile (`profiles/*-link`), every symlink in `gcroots/`
+//! (explicit roots), and every live temporary root in `gcroots/tmp/`. A temporary root is a file
+//! listing store paths whose owner holds an exclusive `flock` on it for its whole life (a shell
+//! session, an `apply` between installing and switching). GC counts it as live exactly when it
+//! cannot take that lock, so a killed process releases its roots by dying, and a recycled pid
+//! cannot keep garbage alive. Stale ones are removed.
+//!
+//! Everything reachable from a root through references is kept. The rest is removed in this
+//! order, while holding the store lock exclusively (no install runs beside it):
+//!
+//! 1. unregister the dead paths in one transaction (the commit point: from here the database
+//!    no longer claims them);
+//! 2. rename each into `store/.trash/`;
+//! 3. delete the trash (after the store lock is released).
+//!
+//! A GC killed after 1 leaves unregistered directories, which the next idle store sweeps; one
+//! killed in 3 leaves trash, swept the same way. The database never claims a path that is gone.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::io::Write;
+use std::path::{Path, PathBuf};
+use std::time::SystemTime;
+
+use crate::error::Result;
+use crate::lock::FileLock;
+use crate::profile::Profiles;
+use crate::store::{Store, remove_tree};
+
+/// A temporary GC root, live while this value (or a process it was handed to) exists.
+#[derive(Debug)]
+pub struct TempRoot {
+    lock: FileLock,
+    path: PathBuf,
+}
+
+impl TempRoot {
+    /// Writes `gcroots/tmp/<unique>` listing `paths` (store path names) and locks it.
+    pub fn create(home: &Path, paths: &[String]) -> Result<TempRoot> {
+        let dir = home.join("gcroots/tmp");
+        fs_err::create_dir_all(&dir)?;
+        let nanos =
+            SystemTime::now().duration_since(SystemTime::UNIX_EPOCH).map(|d| d.as_nanos()).unwrap_or(0);
+        let path = dir.join(format!("{}-{nanos}", std::process::id()));
+        // Lock before writing: GC must never see an unlocked root with contents it could miss.
+        let lock = FileLock::exclusive(&path)?;
+        let mut f = fs_err::OpenOptions::new().write(true).truncate(true).open(&path)?;
+        for p in paths {
+            writeln!(f, "{p}")?;
+        }
+        f.flush()?;
+        Ok(TempRoot { lock, path })
+    }
+
+    /// Lets the lock survive `exec`: the executed program (and its children) hold the root.
+    pub fn inherit_across_exec(&self) -> Result<()> {
+        let fd = self.lock.as_raw_fd();
+        // SAFETY: fcntl on a descriptor we own; clearing FD_CLOEXEC changes no memory.
+        let rc = unsafe { libc::fcntl(fd, libc::F_SETFD, 0) };
+        if rc != 0 {
+            return Err(std::io::Error::last_os_error().into());
+        }
+        Ok(())
+    }
+
+    /// The root file.
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+}
+
+impl Drop for TempRoot {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_file(&self.path);
+    }
+}
+
+/// What GC did (or, with `dry_run`, would do).
+#[derive(Debug, Clone, Default, serde::Serialize)]
+pub struct GcReport {
+    /// Paths removed (or to remove), with their sizes.
+    pub removed: Vec<(String, u64)>,
+    /// Bytes freed.
+    pub bytes: u64,
+    /// Live paths kept.
+    pub kept: usize,
+    /// Stale temporary roots removed.
+    pub stale_roots: usize,
+}
+
+/// Store path names the roots name (their first component under the store).
+fn root_names(home: &Path, store_dir: &Path, stale: &mut usize, dry_run: bool) -> Result<BTreeSet<String>> {
+    let mut names = BTreeSet::new();
+    let mut add = |target: &Path| {
+        if let Ok(rel) = target.strip_prefix(store_dir)
+            && let Some(first) = rel.components().next()
+        {
+            names.insert(first.as_os_str().to_string_lossy().into_owned());
+        }
+    };
+    for p in Profiles::open(home)?.roots()? {
+        add(&p);
+    }
+    let gcroots = home.join("gcroots");
+    fs_err::create_dir_all(gcroots.join("tmp"))?;
+    for entry in fs_err::read_dir(&gcroots)? {
+        let entry = entry?;
+        if entry.file_type()?.is_symlink() {
+            add(&fs_err::read_link(entry.path())?);
+        }
+    }
+    for entry in fs_err::read_dir(gcroots.join("tmp"))? {
+        let path = entry?.path();
+        match FileLock::try_exclusive(&path)? {
+            Some(_stale) => {
+                *stale += 1;
+                if !dry_run {
+                    let _ = std::fs::remove_file(&path);
+                }
+            }
+            None => {
+                for line in fs_err::read_to_string(&path)?.lines() {
+                    let line = line.trim();
+                    if !line.is_empty() {
+                        add(&store_dir.join(line.rsplit('/').next().unwrap_or(line)));
+                    }
+                }
+            }
+        }
+    }
+    Ok(names)
+}
+
+impl Store {
+    /// Collects garbage (see the module docs). `home` holds `profiles/` and `gcroots/`.
+    pub fn gc(&self, home: &Path, dry_run: bool) -> Result<GcReport> {
+        let _exclusive = self.lock_exclusive()?;
+        let mut report = GcReport::default();
+        let roots = root_names(home, self.dir(), &mut report.stale_roots, dry_run)?;
+        let records: BTreeMap<String, u64> = self.list()?.into_iter().map(|r| (r.name, r.size)).collect();
+        // Closure over references.
+        let mut live: BTreeSet<String> = BTreeSet::new();
+        let mut stack: Vec<String> = roots.into_iter().filter(|r| records.contains_key(r)).collect();
+        while let Some(name) = stack.pop() {
+            if live.insert(name.clone()) {
+                stack.extend(self.references_of(&name)?);
+            }
+        }
+        let dead: Vec<String> = records.keys().filter(|n| !live.contains(*n)).cloned().collect();
+        report.kept = live.len();
+        report.removed = dead.iter().map(|n| (n.clone(), records[n])).collect();
+        report.bytes = report.removed.iter().map(|(_, s)| s).sum();
+        if dry_run || dead.is_empty() {
+            return Ok(report);
+        }
+        self.unregister_all(&dead)?;
+        let trash = self.dir().join(".trash");
+        for name in &dead {
+            let from = self.dir().join(name);
+            if std::fs::symlink_metadata(&from).is_ok() {
+                fs_err::rename(&from, trash.join(name))?;
+            }
+        }
+        drop(_exclusive);
+        for name in &dead {
+            remove_tree(&trash.join(name))?;
+        }
+        Ok(report)
+    }
+}
