@@ -21,6 +21,10 @@ pub struct Manifest {
     /// use `${profile}`.
     #[serde(default)]
     pub env: BTreeMap<String, String>,
+    /// Search-path variables and the generation's directories for each, relative to its root,
+    /// found when the generation was built so that starting a session reads no directory.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub search: Option<BTreeMap<String, Vec<String>>>,
     #[serde(default, rename = "package")]
     pub packages: Vec<ManifestPackage>,
 }
@@ -95,6 +99,48 @@ pub fn diff(old: Option<&Manifest>, new: &Manifest) -> Vec<Change> {
         if !after.contains_key(name) {
             out.push(Change::Removed { name: (*name).into(), version: (*v).into() });
         }
+    }
+    out
+}
+
+/// The search-path variables of a session and the directories (relative to a tree's root) that
+/// feed each, in order.
+pub const SEARCH: &[(&str, &[&str])] = &[
+    ("PATH", &["bin"]),
+    ("LD_LIBRARY_PATH", &["lib64", "lib"]),
+    ("LIBRARY_PATH", &["lib64", "lib"]),
+    ("CPATH", &["include"]),
+    ("PKG_CONFIG_PATH", &["lib64/pkgconfig", "lib/pkgconfig", "share/pkgconfig"]),
+];
+
+/// Which search directories the merged tree of `packages` will have: a directory exists in the
+/// farm exactly when some package has it. `lib/python*/site-packages` feeds PYTHONPATH.
+pub fn search_dirs(packages: &[std::path::PathBuf]) -> BTreeMap<String, Vec<String>> {
+    let mut out: BTreeMap<String, Vec<String>> = BTreeMap::new();
+    for (var, rels) in SEARCH {
+        let found: Vec<String> = rels
+            .iter()
+            .filter(|r| packages.iter().any(|p| p.join(r).is_dir()))
+            .map(|r| (*r).to_owned())
+            .collect();
+        if !found.is_empty() {
+            out.insert((*var).to_owned(), found);
+        }
+    }
+    let mut site = std::collections::BTreeSet::new();
+    for p in packages {
+        // Only the packages' own lib/ directories are read, at build time.
+        if let Ok(rd) = std::fs::read_dir(p.join("lib")) {
+            for e in rd.flatten() {
+                let n = e.file_name().to_string_lossy().into_owned();
+                if n.starts_with("python") && e.path().join("site-packages").is_dir() {
+                    site.insert(format!("lib/{n}/site-packages"));
+                }
+            }
+        }
+    }
+    if !site.is_empty() {
+        out.insert("PYTHONPATH".into(), site.into_iter().collect());
     }
     out
 }

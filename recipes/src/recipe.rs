@@ -208,9 +208,19 @@ impl Recipe {
             {
                 return Err(bad(d.span(), "source.subdir", "must be a relative path without `..`".into()));
             }
+            // A plain relative path names a file beside the recipe (a repository that ships its
+            // artifacts), wherever envctl runs from.
+            let url = match path.parent() {
+                Some(dir) if !url.contains("://") && !url.starts_with('/') && dir.is_dir() => {
+                    std::path::absolute(dir.join(url))
+                        .map(|p| p.display().to_string())
+                        .unwrap_or_else(|_| url.clone())
+                }
+                _ => url.clone(),
+            };
             sources.push(Source {
                 platform: s.platform,
-                url: url.clone(),
+                url,
                 sha256: sha.to_ascii_lowercase(),
                 format: s.format.map(|f| f.into_inner()),
                 strip_components: s.strip_components,

@@ -157,7 +157,10 @@ pub fn apply(
     }
 
     // Build the generation.
-    let manifest = build_manifest(&ctx, &lock, &name);
+    let mut manifest = build_manifest(&ctx, &lock, &name);
+    let package_paths: Vec<std::path::PathBuf> =
+        lock.packages.iter().map(|p| store_dir.join(p.store_path.as_deref().unwrap_or_default())).collect();
+    manifest.search = Some(manifest::search_dirs(&package_paths));
     let inputs: Vec<FarmInput> = lock
         .packages
         .iter()
@@ -240,6 +243,7 @@ fn build_manifest(ctx: &Context, lock: &LockFile, name: &str) -> Manifest {
         request: lock.request.clone(),
         platform: lock.platform.clone(),
         env,
+        search: None,
         packages: lock
             .packages
             .iter()

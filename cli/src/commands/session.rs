@@ -96,30 +96,17 @@ fn prepend(
 /// `[env]` with `${profile}` expanded. `base` is the environment it extends.
 fn environment(t: &Target, base: &BTreeMap<String, String>) -> BTreeMap<String, String> {
     let g = &t.generation;
-    let existing =
-        |rels: &[&str]| -> Vec<PathBuf> { rels.iter().map(|r| g.join(r)).filter(|p| p.is_dir()).collect() };
     let mut env = BTreeMap::new();
-    prepend("PATH", existing(&["bin"]), base, &mut env);
-    prepend("LD_LIBRARY_PATH", existing(&["lib64", "lib"]), base, &mut env);
-    prepend("LIBRARY_PATH", existing(&["lib64", "lib"]), base, &mut env);
-    prepend("CPATH", existing(&["include"]), base, &mut env);
-    prepend(
-        "PKG_CONFIG_PATH",
-        existing(&["lib64/pkgconfig", "lib/pkgconfig", "share/pkgconfig"]),
-        base,
-        &mut env,
-    );
-    let mut site = Vec::new();
-    if let Ok(rd) = std::fs::read_dir(g.join("lib")) {
-        for e in rd.flatten() {
-            let n = e.file_name().to_string_lossy().into_owned();
-            if n.starts_with("python") && e.path().join("site-packages").is_dir() {
-                site.push(e.path().join("site-packages"));
-            }
-        }
+    let search = match &t.manifest.search {
+        Some(s) => s.clone(),
+        // Generations from before the manifest recorded them: look (slower on huge farms).
+        None => crate::manifest::search_dirs(std::slice::from_ref(g)),
+    };
+    for var in ["PATH", "LD_LIBRARY_PATH", "LIBRARY_PATH", "CPATH", "PKG_CONFIG_PATH", "PYTHONPATH"] {
+        let dirs: Vec<PathBuf> =
+            search.get(var).map(|rels| rels.iter().map(|r| g.join(r)).collect()).unwrap_or_default();
+        prepend(var, dirs, base, &mut env);
     }
-    site.sort();
-    prepend("PYTHONPATH", site, base, &mut env);
     if t.manifest
         .packages
         .iter()
