@@ -408,3 +408,25 @@ fn pure_sessions_and_env_formats() {
     let adhoc = t.envctl(&["shell", "-p", "tensorflow=2.15", "--", "python3", "-c", IMPORT]);
     assert_eq!(adhoc.ok(), "2.15.0");
 }
+
+#[test]
+fn an_apply_running_beside_gc_is_never_harmed() {
+    let t = Team::new();
+    let vision = t.profile("vision.toml", "[packages]\ntensorflow = \"1.15\"\n");
+    // TensorFlow downloads slowly; the others arrive at once. GC starts while cuda, cudnn and
+    // python are installed and registered but no generation roots them yet: without the store
+    // lock it would delete them under apply's feet.
+    let url = format!("{}/tensorflow-1.15.5.tar.gz", t.server.base());
+    let body = ureq_get(&url);
+    t.server.set("/tensorflow-1.15.5.tar.gz", Reply::Slow { body, delay: Duration::from_millis(1500) });
+    let apply = t.spawn(&["apply", &vision]);
+    std::thread::sleep(Duration::from_millis(700));
+    let gc = t.spawn(&["gc", "--json"]);
+    let (apply, gc) = (wait(apply), wait(gc));
+    apply.ok();
+    gc.ok();
+    let report: serde_json::Value = serde_json::from_str(&gc.stdout).unwrap();
+    assert_eq!(report["removed"].as_array().unwrap().len(), 0, "GC removed something apply needed: {report}");
+    assert_eq!(t.tf_version("vision").ok(), "1.15.5");
+    t.sb.run(&["store", "verify"]).ok();
+}

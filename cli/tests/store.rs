@@ -450,3 +450,23 @@ fn bad_input_gets_a_clear_error_and_usage_errors_exit_2() {
     let err = out.failed();
     assert!(err.contains("config.toml") && err.contains("max-unpack-byte") && err.contains("line"), "{err}");
 }
+
+#[test]
+fn paths_unregistered_by_a_gc_killed_after_its_commit_are_swept_and_verify_stays_clean() {
+    let sb = Sandbox::new();
+    let server = Server::start();
+    let bytes = sample().tar_gz();
+    let url = server.serve("/c.tar.gz", bytes.clone());
+    let path = sb.add(&url, &sha256_hex(&bytes), "cuda", "10.0", &[]).ok();
+    // What a GC killed between its transaction and its renames leaves: the row gone, the
+    // directory still there.
+    let db = rusqlite::Connection::open(sb.store().join(".envctl/db.sqlite")).unwrap();
+    db.execute("DELETE FROM paths", []).unwrap();
+    drop(db);
+    assert!(std::path::Path::new(&path).is_dir());
+    sb.run(&["store", "verify"]).ok();
+    assert!(!std::path::Path::new(&path).exists(), "the unregistered directory was not swept");
+    assert!(sb.store_paths_on_disk().is_empty());
+    // And the source installs again.
+    assert_eq!(sb.add(&url, &sha256_hex(&bytes), "cuda", "10.0", &[]).ok(), path);
+}
