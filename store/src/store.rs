@@ -327,35 +327,19 @@ impl Store {
         let tree_hash = unpacked.tree.tree_hash();
         let stats = unpacked.tree.stats();
         let name = StorePathName::derive(&request.name, &request.version, &tree_hash);
-        let dest = self.dir.join(name.as_str());
-
-        let _path_lock = FileLock::exclusive(&locks.join(format!("{}.lock", name.hash_part())))?;
-        let mut db = self.db();
-        if db.get(name.as_str())?.is_none() || !dest.is_dir() {
-            if fs_err::symlink_metadata(&dest).is_ok() {
-                // Debris of an install that crashed between rename and registration.
-                let trash = self.dir.join(".trash").join(format!("{}-{}", name, work.unique()));
-                fs_err::rename(&dest, &trash)?;
-                remove_tree(&trash)?;
-            }
-            fs_err::rename(&tree_dir, &dest)?;
-        }
-        let record = PathRecord {
-            name: name.to_string(),
-            package: request.name.as_str().to_owned(),
-            version: request.version.as_str().to_owned(),
-            tree_hash: tree_hash.to_string(),
-            size: stats.size,
-            files: stats.files,
-            registered_at: SystemTime::now()
-                .duration_since(SystemTime::UNIX_EPOCH)
-                .map(|d| d.as_secs() as i64)
-                .unwrap_or(0),
-        };
+        let package = (request.name.as_str().to_owned(), request.version.as_str().to_owned());
         let source = SourceRecord { sha256: request.sha256.to_string(), url };
         let references: Vec<String> = request.references.iter().map(|r| r.to_string()).collect();
-        db.register(&record, Some((&key, &source)), &references)?;
-        let record = db.get(name.as_str())?.ok_or_else(|| Error::NotInStore(name.to_string()))?;
+        let (dest, record) = self.commit(
+            &work,
+            &tree_dir,
+            &name,
+            &tree_hash,
+            stats,
+            package,
+            Some((&key, &source)),
+            &references,
+        )?;
         Ok(Installed { path: dest, record, fetched: true, skipped: unpacked.skipped })
     }
 
@@ -515,9 +499,31 @@ impl Store {
         normalize_dirs(&tree_dir, &tree)?;
         let tree_hash = tree.tree_hash();
         let name = StorePathName::derive_generation(&profile_name, &tree_hash);
+        let package = (format!("profile-{profile}"), "generation".to_owned());
+        let (dest, record) =
+            self.commit(&work, &tree_dir, &name, &tree_hash, tree.stats(), package, None, &references)?;
+        Ok(Installed { path: dest, record, fetched: false, skipped: Vec::new() })
+    }
+
+    /// Moves a finished, read-only tree into place as `name` and registers it, under the path
+    /// lock: the commit point of every install. A path that became valid meanwhile is kept (and
+    /// only gains the source); debris of an install that crashed between its rename and its
+    /// registration is replaced.
+    #[allow(clippy::too_many_arguments)]
+    fn commit(
+        &self,
+        work: &TempDir,
+        tree_dir: &Path,
+        name: &StorePathName,
+        tree_hash: &crate::tree::TreeHash,
+        stats: crate::tree::TreeStats,
+        (package, version): (String, String),
+        source: Option<(&str, &SourceRecord)>,
+        references: &[String],
+    ) -> Result<(PathBuf, PathRecord)> {
         let dest = self.dir.join(name.as_str());
-        let locks = self.dir.join(".envctl/locks");
-        let _path_lock = FileLock::exclusive(&locks.join(format!("{}.lock", name.hash_part())))?;
+        let lock = self.dir.join(".envctl/locks").join(format!("{}.lock", name.hash_part()));
+        let _path_lock = FileLock::exclusive(&lock)?;
         let mut db = self.db();
         if db.get(name.as_str())?.is_none() || !dest.is_dir() {
             if fs_err::symlink_metadata(&dest).is_ok() {
@@ -525,13 +531,12 @@ impl Store {
                 fs_err::rename(&dest, &trash)?;
                 remove_tree(&trash)?;
             }
-            fs_err::rename(&tree_dir, &dest)?;
+            fs_err::rename(tree_dir, &dest)?;
         }
-        let stats = tree.stats();
         let record = PathRecord {
             name: name.to_string(),
-            package: format!("profile-{profile}"),
-            version: "generation".into(),
+            package,
+            version,
             tree_hash: tree_hash.to_string(),
             size: stats.size,
             files: stats.files,
@@ -540,9 +545,9 @@ impl Store {
                 .map(|d| d.as_secs() as i64)
                 .unwrap_or(0),
         };
-        db.register(&record, None, &references)?;
+        db.register(&record, source, references)?;
         let record = db.get(name.as_str())?.ok_or_else(|| Error::NotInStore(name.to_string()))?;
-        Ok(Installed { path: dest, record, fetched: false, skipped: Vec::new() })
+        Ok((dest, record))
     }
 
     /// Holds the store lock exclusively until the guard is dropped (then shared again).
