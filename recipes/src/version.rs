@@ -518,6 +518,11 @@ impl Requirement {
         self.alternatives.iter().any(|all| all.iter().all(|c| c.matches(v)))
     }
 
+    /// The requirement as written (trimmed).
+    pub fn as_str(&self) -> &str {
+        &self.text
+    }
+
     /// Alternatives, each a conjunction of clauses (for conversion to solver ranges).
     pub fn alternatives(&self) -> &[Vec<Clause>] {
         &self.alternatives

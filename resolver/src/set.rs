@@ -21,19 +21,33 @@ fn std_bound(b: &Bound) -> StdBound<Version> {
 
 impl From<&Requirement> for Set {
     fn from(req: &Requirement) -> Set {
-        let mut any = Ranges::empty();
+        // Built without identity operations (union with empty, intersection with full): the
+        // solver converts thousands of these.
+        let mut any: Option<Ranges<Version>> = None;
         for all in req.alternatives() {
-            let mut both = Ranges::full();
+            let mut both: Option<Ranges<Version>> = None;
             for clause in all {
-                let mut one = Ranges::empty();
+                let mut one: Option<Ranges<Version>> = None;
                 for (lo, hi) in clause.intervals() {
-                    one = one.union(&Ranges::from_range_bounds((std_bound(&lo), std_bound(&hi))));
+                    let r = Ranges::from_range_bounds((std_bound(&lo), std_bound(&hi)));
+                    one = Some(match one {
+                        None => r,
+                        Some(o) => o.union(&r),
+                    });
                 }
-                both = both.intersection(&one);
+                let one = one.unwrap_or_else(Ranges::empty);
+                both = Some(match both {
+                    None => one,
+                    Some(b) => b.intersection(&one),
+                });
             }
-            any = any.union(&both);
+            let both = both.unwrap_or_else(Ranges::full);
+            any = Some(match any {
+                None => both,
+                Some(a) => a.union(&both),
+            });
         }
-        Set(any)
+        Set(any.unwrap_or_else(Ranges::empty))
     }
 }
 

@@ -151,6 +151,8 @@ struct Provider<'a> {
     /// Per package: versions with a source for the platform, newest first. Filled on first use;
     /// the solver asks for the same package many times.
     candidates: std::cell::RefCell<std::collections::HashMap<PackageName, std::rc::Rc<Vec<Version>>>>,
+    /// Requirement text to its set: recipes repeat the same requirements over and over.
+    sets: std::cell::RefCell<std::collections::HashMap<String, Set>>,
 }
 
 impl Provider<'_> {
@@ -165,6 +167,15 @@ impl Provider<'_> {
                 (s.arch.as_deref() == Some(a.as_str())).then(|| Version::parse("1").expect("valid"))
             }
         }
+    }
+
+    fn set(&self, req: &Requirement) -> Set {
+        if let Some(s) = self.sets.borrow().get(req.as_str()) {
+            return s.clone();
+        }
+        let s = Set::from(req);
+        self.sets.borrow_mut().insert(req.as_str().to_owned(), s.clone());
+        s
     }
 
     /// Versions of a real package usable on this platform, newest first.
@@ -245,7 +256,7 @@ impl DependencyProvider for Provider<'_> {
                     return Ok(Dependencies::Unavailable("no recipe".into()));
                 };
                 let mut deps: Vec<(Pkg, Set)> =
-                    recipe.dependencies.iter().map(|(d, r)| (Pkg::Real(d.clone()), Set::from(r))).collect();
+                    recipe.dependencies.iter().map(|(d, r)| (Pkg::Real(d.clone()), self.set(r))).collect();
                 let sys = &recipe.system;
                 for (fact, req) in [
                     (Fact::Driver, &sys.driver),
@@ -254,7 +265,7 @@ impl DependencyProvider for Provider<'_> {
                     (Fact::Glibc, &sys.glibc),
                 ] {
                     if let Some(req) = req {
-                        deps.push((Pkg::Fact(fact), Set::from(req)));
+                        deps.push((Pkg::Fact(fact), self.set(req)));
                     }
                 }
                 if let Some(a) = &sys.arch {
@@ -282,6 +293,7 @@ pub fn solve(task: &Task<'_>) -> Result<Solution, SolveError> {
         platform: task.system.platform(),
         root: task.requested.iter().map(|r| (Pkg::Real(r.name.clone()), Set::from(&r.requirement))).collect(),
         candidates: Default::default(),
+        sets: Default::default(),
     };
     match pubgrub::resolve(&provider, Pkg::Root, Version::parse("0").expect("valid")) {
         Ok(selected) => {
