@@ -430,3 +430,28 @@ fn an_apply_running_beside_gc_is_never_harmed() {
     assert_eq!(t.tf_version("vision").ok(), "1.15.5");
     t.sb.run(&["store", "verify"]).ok();
 }
+
+#[test]
+fn shell_starts_the_users_shell_in_the_profile_and_returns_its_status() {
+    use std::io::Write;
+    let t = Team::new();
+    let vision = t.profile("vision.toml", "[packages]\ntensorflow = \"1.15\"\n");
+    t.envctl(&["apply", &vision]).ok();
+    let mut c = t.sb.command(&["--recipes", t.repo.to_str().unwrap(), "shell", "vision"]);
+    c.env("SHELL", "/bin/sh")
+        .env("ENVCTL_SYSTEM_DRIVER", "535.104.05")
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped());
+    let mut child = c.spawn().unwrap();
+    child
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(format!("echo profile=$ENVCTL_PROFILE\npython3 -c '{IMPORT}'\nexit 3\n").as_bytes())
+        .unwrap();
+    let out = wait(child);
+    assert_eq!(out.code, 3, "{}", out.stderr);
+    assert_eq!(out.stdout, "profile=vision\n1.15.5\n");
+    assert!(out.stderr.contains("entering `vision`"), "{}", out.stderr);
+}
