@@ -167,54 +167,12 @@ pub fn facts(profile: Option<&SystemOverrides>, system_file: Option<&Path>) -> R
     if let Some(p) = profile {
         p.apply(&mut facts, "the profile's [system]");
     }
-    env_overrides()?.apply_named(&mut facts);
+    env_overrides()?.apply_with(&mut facts, |key| format!("ENVCTL_SYSTEM_{}", key.to_ascii_uppercase()));
     if let Some(path) = system_file {
         let o = SystemOverrides::load(path).map_err(|e| Failure::new("cannot read the --system file", e))?;
         o.apply(&mut facts, &format!("--system {}", path.display()));
     }
     Ok(facts)
-}
-
-trait ApplyNamed {
-    fn apply_named(&self, facts: &mut SystemFacts);
-}
-
-impl ApplyNamed for SystemOverrides {
-    /// Applies environment overrides, naming each variable as the origin.
-    fn apply_named(&self, facts: &mut SystemFacts) {
-        let one = |o: SystemOverrides, name: &str, facts: &mut SystemFacts| o.apply(facts, name);
-        if self.driver.is_some() {
-            one(
-                SystemOverrides { driver: self.driver.clone(), ..Default::default() },
-                "ENVCTL_SYSTEM_DRIVER",
-                facts,
-            );
-        }
-        if self.cuda.is_some() {
-            one(
-                SystemOverrides { cuda: self.cuda.clone(), ..Default::default() },
-                "ENVCTL_SYSTEM_CUDA",
-                facts,
-            );
-        }
-        if self.sm.is_some() {
-            one(SystemOverrides { sm: self.sm.clone(), ..Default::default() }, "ENVCTL_SYSTEM_SM", facts);
-        }
-        if self.glibc.is_some() {
-            one(
-                SystemOverrides { glibc: self.glibc.clone(), ..Default::default() },
-                "ENVCTL_SYSTEM_GLIBC",
-                facts,
-            );
-        }
-        if self.arch.is_some() {
-            one(
-                SystemOverrides { arch: self.arch.clone(), ..Default::default() },
-                "ENVCTL_SYSTEM_ARCH",
-                facts,
-            );
-        }
-    }
 }
 
 #[cfg(test)]

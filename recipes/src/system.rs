@@ -151,29 +151,35 @@ impl SystemOverrides {
     /// Applies these overrides on top of `facts`, recording `origin` for each fact set. A driver
     /// set without a CUDA version derives CUDA from the table.
     pub fn apply(&self, facts: &mut SystemFacts, origin: &str) {
+        self.apply_with(facts, |_| origin.to_owned());
+    }
+
+    /// As [`apply`](Self::apply), with the origin given per fact (`driver`, `cuda`, `sm`, `glibc`,
+    /// `arch`): one environment variable per fact, say.
+    pub fn apply_with(&self, facts: &mut SystemFacts, origin: impl Fn(&'static str) -> String) {
         if let Some(d) = &self.driver {
             facts.driver = d.clone();
-            facts.origin.insert("driver", origin.to_owned());
+            facts.origin.insert("driver", origin("driver"));
             if self.cuda.is_none() {
                 facts.cuda = d.as_ref().and_then(cuda_for_driver);
-                facts.origin.insert("cuda", format!("derived from the driver set by {origin}"));
+                facts.origin.insert("cuda", format!("derived from the driver set by {}", origin("driver")));
             }
         }
         if let Some(c) = &self.cuda {
             facts.cuda = Some(c.clone());
-            facts.origin.insert("cuda", origin.to_owned());
+            facts.origin.insert("cuda", origin("cuda"));
         }
         if let Some(s) = &self.sm {
             facts.sm = s.clone();
-            facts.origin.insert("sm", origin.to_owned());
+            facts.origin.insert("sm", origin("sm"));
         }
         if let Some(g) = &self.glibc {
             facts.glibc = Some(g.clone());
-            facts.origin.insert("glibc", origin.to_owned());
+            facts.origin.insert("glibc", origin("glibc"));
         }
         if let Some(a) = &self.arch {
             facts.arch = Some(a.clone());
-            facts.origin.insert("arch", origin.to_owned());
+            facts.origin.insert("arch", origin("arch"));
         }
     }
 

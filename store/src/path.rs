@@ -33,6 +33,20 @@ fn is_name_char(c: u8) -> bool {
     c.is_ascii_lowercase() || c.is_ascii_digit() || matches!(c, b'.' | b'_' | b'-')
 }
 
+/// The hash part of a store path: blake3 over the fields (each followed by a NUL) and the tree
+/// hash, first 160 bits, in base32.
+fn hash_part(fields: &[&[u8]], tree: &TreeHash) -> String {
+    let mut hasher = blake3::Hasher::new();
+    for f in fields {
+        hasher.update(f);
+        hasher.update(b"\0");
+    }
+    hasher.update(&tree.0);
+    let mut first = [0u8; 20];
+    first.copy_from_slice(&hasher.finalize().as_bytes()[..20]);
+    base32(&first)
+}
+
 /// A package name: `[a-z0-9][a-z0-9._-]*`, at most 100 characters.
 #[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub struct Name(String);
@@ -125,30 +139,17 @@ pub struct StorePathName(String);
 impl StorePathName {
     /// Derives the store path name of a tree.
     pub fn derive(name: &Name, version: &Version, tree: &TreeHash) -> StorePathName {
-        let mut hasher = blake3::Hasher::new();
-        hasher.update(b"envctl-store-path-v1\0");
-        hasher.update(name.as_str().as_bytes());
-        hasher.update(b"\0");
-        hasher.update(version.as_str().as_bytes());
-        hasher.update(b"\0");
-        hasher.update(&tree.0);
-        let digest = hasher.finalize();
-        let mut first = [0u8; 20];
-        first.copy_from_slice(&digest.as_bytes()[..20]);
-        StorePathName(format!("{}-{}-{}", base32(&first), name.as_str(), version.as_str()))
+        let hash = hash_part(
+            &[b"envctl-store-path-v1", name.as_str().as_bytes(), version.as_str().as_bytes()],
+            tree,
+        );
+        StorePathName(format!("{hash}-{}-{}", name.as_str(), version.as_str()))
     }
 
     /// Derives the store path name of a profile generation: `<hash>-profile-<profile>`.
     pub fn derive_generation(profile: &Name, tree: &TreeHash) -> StorePathName {
-        let mut hasher = blake3::Hasher::new();
-        hasher.update(b"envctl-generation-v1\0");
-        hasher.update(profile.as_str().as_bytes());
-        hasher.update(b"\0");
-        hasher.update(&tree.0);
-        let digest = hasher.finalize();
-        let mut first = [0u8; 20];
-        first.copy_from_slice(&digest.as_bytes()[..20]);
-        StorePathName(format!("{}-profile-{}", base32(&first), profile.as_str()))
+        let hash = hash_part(&[b"envctl-generation-v1", profile.as_str().as_bytes()], tree);
+        StorePathName(format!("{hash}-profile-{}", profile.as_str()))
     }
 
     /// Parses a store path's file name, or a path whose last component is one. Checks the shape
@@ -215,6 +216,20 @@ mod tests {
         assert_ne!(p, StorePathName::derive(&name, &Version::parse("11.8.90").unwrap(), &TreeHash([7; 32])));
         assert!(StorePathName::parse("../../etc/passwd").is_err());
         assert!(StorePathName::parse("eeeeeeeeeeeeeeeeeeeeeeeeeeeeeeee-x-1").is_err());
+    }
+
+    #[test]
+    fn store_path_names_are_pinned() {
+        // Every store path on every machine depends on these derivations (documented in
+        // docs/reference/store-layout.md); a change here must be deliberate.
+        let p = StorePathName::derive(
+            &Name::parse("cuda-cudart").unwrap(),
+            &Version::parse("11.8.89").unwrap(),
+            &TreeHash([7; 32]),
+        );
+        assert_eq!(p.as_str(), "ljacknji43wjayps6fjhfy2rfn83p3cf-cuda-cudart-11.8.89");
+        let g = StorePathName::derive_generation(&Name::parse("vision").unwrap(), &TreeHash([9; 32]));
+        assert_eq!(g.as_str(), "3fvrraq9am1zyfpksz46lxknmdfvzhbc-profile-vision");
     }
 
     #[test]
