@@ -113,7 +113,8 @@ impl Settings {
         }
         dirs.extend(cli.recipes.iter().cloned());
         for dir in dirs {
-            let layer = envctl_recipes::Repository::load_dir(&dir).map_err(|e| {
+            let layer = envctl_recipes::Repository::load_dir_cached(&dir, &self.home.join("cache/recipes"))
+                .map_err(|e| {
                 Failure::new(format!("cannot load the recipe repository `{}`", dir.display()), e)
             })?;
             repo.layer(layer);

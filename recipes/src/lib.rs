@@ -3,6 +3,7 @@
 
 #![deny(missing_docs)]
 
+mod cache;
 mod error;
 mod lock;
 mod name;

@@ -3,6 +3,7 @@
 //!
 //! - floor: read every recipe file (no parsing);
 //! - load: `Repository::load_dir` (read + parse + check);
+//! - load, cached: `Repository::load_dir_cached` with its cache written (what envctl does);
 //! - solve (warm): one resolution with the repository already loaded;
 //! - cold: load + solve, as a fresh `envctl lock` does in-process.
 //!
@@ -60,7 +61,12 @@ fn generate(dir: &Path) {
                 "\n[system]\nglibc = \">=2.17\"\n\n[[source]]\nplatform = \"linux-x86_64\"\nurl = \"https://example.invalid/p{i:03}-{v}.tar.zst\"\nsha256 = \"{}\"\n",
                 format!("{:016x}", rng.below(u64::MAX)).repeat(4)
             ));
-            std::fs::write(pkg.join(format!("{v}.toml")), text).unwrap();
+            let file = pkg.join(format!("{v}.toml"));
+            std::fs::write(&file, text).unwrap();
+            // Dated a minute back, as a repository is between edits (a cache is only written for
+            // files that are not brand new).
+            let old = std::time::SystemTime::now() - Duration::from_secs(60);
+            std::fs::File::options().write(true).open(&file).unwrap().set_modified(old).unwrap();
         }
     }
 }
@@ -114,6 +120,9 @@ fn main() {
         return;
     }
     let (mut floor, mut load, mut warm, mut cold) = (Vec::new(), Vec::new(), Vec::new(), Vec::new());
+    let (mut cached, mut cached_cold) = (Vec::new(), Vec::new());
+    let cache = tempfile::tempdir().unwrap();
+    Repository::load_dir_cached(dir.path(), cache.path()).unwrap();
     let mut solved = 0;
     let mut recipes = 0;
     for _ in 0..rounds {
@@ -134,6 +143,16 @@ fn main() {
         let repo = Repository::load_dir(dir.path()).unwrap();
         resolve(&repo, &system);
         cold.push(t.elapsed());
+
+        let t = Instant::now();
+        let repo = Repository::load_dir_cached(dir.path(), cache.path()).unwrap();
+        cached.push(t.elapsed());
+        assert_eq!(repo.len(), recipes);
+
+        let t = Instant::now();
+        let repo = Repository::load_dir_cached(dir.path(), cache.path()).unwrap();
+        resolve(&repo, &system);
+        cached_cold.push(t.elapsed());
     }
     println!(
         "repository: {recipes} recipes ({NAMES} names x {VERSIONS} versions); solution: {solved} packages; {rounds} rounds"
@@ -144,4 +163,6 @@ fn main() {
     println!("| load (read + parse + check) | {} |", ms(median(load)));
     println!("| solve, repository loaded (warm) | {} |", ms(median(warm)));
     println!("| cold: load + solve | {} |", ms(median(cold)));
+    println!("| load, cached | {} |", ms(median(cached)));
+    println!("| cold with the cache: cached load + solve | {} |", ms(median(cached_cold)));
 }
