@@ -302,6 +302,14 @@ fn dry_run_touches_nothing_and_frozen_refuses_a_stale_lock() {
         "{}",
         plan.stdout
     );
+    // Sizes come from HEAD requests; nothing is downloaded.
+    let archive = "/tensorflow-1.15.5.tar.gz";
+    let len = t.server.body_len(archive).unwrap();
+    let line = format!("fetch tensorflow 1.15.5 {} ({len} B)", t.server.url(archive));
+    assert!(plan.stdout.contains(&line), "no `{line}` in:\n{}", plan.stdout);
+    assert!(plan.stderr.contains("4 packages to fetch"), "{}", plan.stderr);
+    assert!(t.server.heads(archive) >= 1);
+    assert_eq!(t.server.hits(archive), t.server.heads(archive), "a dry run made a GET");
     assert!(!t.sb.path("vision.lock").exists());
     assert!(t.store_names().is_empty());
     assert!(!t.sb.path("envctl/profiles/vision").exists());

@@ -118,6 +118,19 @@ impl Fetcher {
         Ok(vec![Location::File(PathBuf::from(url))])
     }
 
+    /// The download size of a source URL without fetching it: a local file's length, or the
+    /// `Content-Length` of a `HEAD` request, from the first location that answers. `None` when no
+    /// location says (a server may not send the header); a plan then shows the size as unknown.
+    pub fn size(&self, url: &str) -> Option<u64> {
+        self.locations(url).ok()?.iter().find_map(|location| match location {
+            Location::File(path) => std::fs::metadata(path).ok().map(|m| m.len()),
+            Location::Http(url) => {
+                let resp = self.agent.head(url).call().ok()?;
+                resp.header("Content-Length").and_then(|v| v.parse().ok())
+            }
+        })
+    }
+
     /// Opens one location for reading.
     pub fn open(&self, location: &Location) -> Result<Opened> {
         match location {

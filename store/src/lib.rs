@@ -26,7 +26,7 @@ mod unpack;
 pub use db::{PathRecord, SCHEMA_VERSION, SourceRecord};
 pub use error::{Error, Result};
 pub use farm::FarmInput;
-pub use fetch::{FetchOptions, Location};
+pub use fetch::{FetchOptions, Fetcher, Location};
 pub use gc::{GcReport, TempRoot};
 pub use lock::FileLock;
 pub use path::{Name, Sha256, StorePathName, Version};

@@ -1,5 +1,6 @@
 //! A small HTTP/1.1 server on 127.0.0.1 for tests. Each path gets a scripted [`Reply`]; every
-//! request is counted, so a test can assert that a second install made no request at all.
+//! request is counted, so a test can assert that a second install made no request at all. A `HEAD`
+//! request gets the headers a `GET` would (status and `Content-Length`) and is counted apart too.
 
 use std::collections::HashMap;
 use std::io::{BufRead, BufReader, Write};
@@ -25,10 +26,25 @@ pub enum Reply {
     Slow { body: Vec<u8>, delay: Duration },
 }
 
+impl Reply {
+    /// The length of the body a successful answer carries; `None` for a bare status.
+    pub fn body_len(&self) -> Option<usize> {
+        match self {
+            Reply::Body(b)
+            | Reply::FailThen { body: b, .. }
+            | Reply::Stall { body: b, .. }
+            | Reply::Slow { body: b, .. } => Some(b.len()),
+            Reply::Shared(b) => Some(b.len()),
+            Reply::Status(_) => None,
+        }
+    }
+}
+
 #[derive(Default)]
 struct State {
     replies: HashMap<String, Reply>,
     hits: HashMap<String, usize>,
+    heads: HashMap<String, usize>,
 }
 
 /// The server; it runs until the process ends.
@@ -76,9 +92,19 @@ impl Server {
         self.url(path)
     }
 
-    /// How many requests `path` received.
+    /// How many requests `path` received, of any method.
     pub fn hits(&self, path: &str) -> usize {
         self.state.lock().unwrap().hits.get(path).copied().unwrap_or(0)
+    }
+
+    /// How many of `path`'s requests were `HEAD` requests.
+    pub fn heads(&self, path: &str) -> usize {
+        self.state.lock().unwrap().heads.get(path).copied().unwrap_or(0)
+    }
+
+    /// The length of the body served at `path`, if one is.
+    pub fn body_len(&self, path: &str) -> Option<usize> {
+        self.state.lock().unwrap().replies.get(path)?.body_len()
     }
 }
 
@@ -92,9 +118,14 @@ fn handle(stream: TcpStream, state: &Mutex<State>) -> std::io::Result<()> {
             break;
         }
     }
-    let path = request_line.split_whitespace().nth(1).unwrap_or("/").to_owned();
+    let mut words = request_line.split_whitespace();
+    let head = words.next() == Some("HEAD");
+    let path = words.next().unwrap_or("/").to_owned();
     let reply = {
         let mut s = state.lock().unwrap();
+        if head {
+            *s.heads.entry(path.clone()).or_default() += 1;
+        }
         let n = {
             let hits = s.hits.entry(path.clone()).or_default();
             *hits += 1;
@@ -113,6 +144,12 @@ fn handle(stream: TcpStream, state: &Mutex<State>) -> std::io::Result<()> {
         }
     };
     let mut out = stream;
+    if head {
+        return match reply {
+            Reply::Status(status) => respond_head(&mut out, status, 0),
+            other => respond_head(&mut out, 200, other.body_len().unwrap_or(0)),
+        };
+    }
     match reply {
         Reply::Body(body) => respond(&mut out, 200, &body),
         Reply::Shared(body) => respond(&mut out, 200, &body),
@@ -133,6 +170,12 @@ fn handle(stream: TcpStream, state: &Mutex<State>) -> std::io::Result<()> {
 }
 
 fn respond(out: &mut TcpStream, status: u16, body: &[u8]) -> std::io::Result<()> {
+    respond_head(out, status, body.len())?;
+    out.write_all(body)?;
+    out.flush()
+}
+
+fn respond_head(out: &mut TcpStream, status: u16, len: usize) -> std::io::Result<()> {
     let reason = match status {
         200 => "OK",
         404 => "Not Found",
@@ -140,7 +183,6 @@ fn respond(out: &mut TcpStream, status: u16, body: &[u8]) -> std::io::Result<()>
         503 => "Service Unavailable",
         _ => "Status",
     };
-    write!(out, "HTTP/1.1 {status} {reason}\r\nContent-Length: {}\r\nConnection: close\r\n\r\n", body.len())?;
-    out.write_all(body)?;
+    write!(out, "HTTP/1.1 {status} {reason}\r\nContent-Length: {len}\r\nConnection: close\r\n\r\n")?;
     out.flush()
 }

@@ -7,8 +7,8 @@
 use std::collections::BTreeMap;
 use std::path::Path;
 
-use envctl_recipes::{LockFile, ProfileFile, SystemFacts};
-use envctl_store::{FarmInput, Profiles, Store};
+use envctl_recipes::{LockFile, LockedPackage, ProfileFile, SystemFacts};
+use envctl_store::{FarmInput, FetchOptions, Fetcher, Profiles, Store};
 
 use super::Status;
 use super::resolve::Context;
@@ -286,8 +286,22 @@ fn dry_run_plan(
     if to_fetch.is_empty() {
         printer::info("  nothing to fetch: every package is in the store");
     }
-    for p in &to_fetch {
-        printer::data(&format!("fetch {} {} {}", p.name, p.version, p.source.url));
+    let options = settings.store_options();
+    let sizes = download_sizes(&to_fetch, options.fetch, options.jobs);
+    for (p, size) in to_fetch.iter().zip(&sizes) {
+        let size = size.map_or_else(|| "size unknown".to_owned(), printer::bytes);
+        printer::data(&format!("fetch {} {} {} ({size})", p.name, p.version, p.source.url));
+    }
+    if !to_fetch.is_empty() {
+        let known: u64 = sizes.iter().flatten().sum();
+        let unknown = sizes.iter().filter(|s| s.is_none()).count();
+        let rest = if unknown > 0 { format!(" (and {unknown} of unknown size)") } else { String::new() };
+        printer::info(&format!(
+            "  {} package{} to fetch, {} to download{rest}",
+            to_fetch.len(),
+            if to_fetch.len() == 1 { "" } else { "s" },
+            printer::bytes(known)
+        ));
     }
     let planned = build_manifest(ctx, lock, name);
     let changes = manifest::diff(current, &planned);
@@ -298,4 +312,20 @@ fn dry_run_plan(
         printer::data(&format!("change {c}"));
     }
     Ok(Applied { name: name.to_owned(), generation: Default::default() })
+}
+
+/// The download size of each package's source, asked of its locations (a `HEAD` request, or a
+/// local file's length) at most `jobs` at a time; nothing is downloaded.
+fn download_sizes(packages: &[&LockedPackage], fetch: FetchOptions, jobs: usize) -> Vec<Option<u64>> {
+    let fetcher = Fetcher::new(fetch);
+    let mut sizes = vec![None; packages.len()];
+    for (chunk, out) in packages.chunks(jobs.max(1)).zip(sizes.chunks_mut(jobs.max(1))) {
+        std::thread::scope(|scope| {
+            for (p, slot) in chunk.iter().zip(out.iter_mut()) {
+                let fetcher = &fetcher;
+                scope.spawn(move || *slot = fetcher.size(&p.source.url));
+            }
+        });
+    }
+    sizes
 }
