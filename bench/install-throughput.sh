@@ -1,6 +1,9 @@
 #!/usr/bin/env bash
 # Install throughput of one ~200 MB tar.zst served on loopback, against the floor of
-# `zstd -d | tar -x` plus `b3sum` over the result, alternated in one run (A B A B …).
+# `zstd -d | tar -x` plus `b3sum` over the result, alternated in one run (A B C A B C …): the
+# floor, envctl as configured by default (each finished tree flushed with syncfs before it is
+# registered), and envctl with `[store] fsync = false` (what the floor does: no flush). Each timed
+# step starts with no dirty pages (an untimed `sync`), so a flush pays only for its own data.
 #
 #   bench/install-throughput.sh [ROUNDS]      (default 5; needs zstd, tar, b3sum, /usr/bin/time)
 #
@@ -58,10 +61,13 @@ url="$(cat "$serve_out")/pkg.tar.zst"
 now() { date +%s.%N; }
 median() { sort -n | awk '{a[NR]=$1} END {print (NR%2 ? a[(NR+1)/2] : (a[NR/2]+a[NR/2+1])/2)}'; }
 
-floor_times=(); envctl_times=(); envctl_mem=()
+nosync_config=$work/nosync.toml
+printf '[store]\nfsync = false\n' >"$nosync_config"
+
+floor_times=(); envctl_times=(); envctl_mem=(); nosync_times=()
 for r in $(seq "$rounds"); do
   # Floor: decompress and extract, then hash every file.
-  cat "$archive" >/dev/null
+  cat "$archive" >/dev/null; sync
   dest=$work/floor-$r; mkdir -p "$dest"
   t0=$(now)
   zstd -q -d -c "$archive" | tar -x -C "$dest"
@@ -71,7 +77,7 @@ for r in $(seq "$rounds"); do
   [ -n "${unpacked:-}" ] || unpacked=$(du -sb "$dest" | cut -f1)
 
   # envctl: download over loopback, verify sha256, unpack, hash the tree, register.
-  cat "$archive" >/dev/null
+  cat "$archive" >/dev/null; sync
   home=$work/home-$r
   t0=$(now)
   /usr/bin/time -f %M -o "$work/mem-$r" "$envctl" --home "$home" -q store add "$url" \
@@ -79,24 +85,37 @@ for r in $(seq "$rounds"); do
   t1=$(now)
   envctl_times+=("$(echo "$t1 - $t0" | bc)")
   envctl_mem+=("$(cat "$work/mem-$r")")
+
+  # envctl without the flush before registration.
+  cat "$archive" >/dev/null; sync
+  home=$work/nosync-$r
+  t0=$(now)
+  "$envctl" --home "$home" --config "$nosync_config" -q store add "$url" \
+    --sha256 "$sha" --name bench --version 1.0 >/dev/null
+  t1=$(now)
+  nosync_times+=("$(echo "$t1 - $t0" | bc)")
 done
 
 fm=$(printf '%s\n' "${floor_times[@]}" | median)
 em=$(printf '%s\n' "${envctl_times[@]}" | median)
+nm=$(printf '%s\n' "${nosync_times[@]}" | median)
 mm=$(printf '%s\n' "${envctl_mem[@]}" | median)
 mmax=$(printf '%s\n' "${envctl_mem[@]}" | sort -n | tail -1)
 mib=$(echo "scale=1; $size / 1048576" | bc)
 speed=$(echo "scale=2; $fm / $em" | bc)
+nspeed=$(echo "scale=2; $fm / $nm" | bc)
 {
   echo "archive: pkg.tar.zst, $mib MiB compressed, $(echo "scale=1; $unpacked / 1048576" | bc) MiB unpacked, 3,380 files"
-  echo "rounds: $rounds, alternated (floor, envctl)"
+  echo "rounds: $rounds, alternated (floor, envctl, envctl without fsync)"
   echo
   echo "| | median s | all runs s |"
   echo "| --- | ---: | --- |"
   echo "| floor: zstd -d \| tar -x, then b3sum | $fm | ${floor_times[*]} |"
   echo "| envctl store add over loopback HTTP | $em | ${envctl_times[*]} |"
+  echo "| the same with [store] fsync = false | $nm | ${nosync_times[*]} |"
   echo
   echo "envctl speed relative to the floor: ${speed}x (floor median / envctl median)"
+  echo "without the flush: ${nspeed}x"
   echo "envctl peak RSS (KiB, /usr/bin/time %M): median $mm, max $mmax"
 } | tee "$out/install-throughput.md"
 

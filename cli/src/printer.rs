@@ -20,6 +20,11 @@ pub fn json<T: serde::Serialize>(value: &T) {
     }
 }
 
+/// `n` and the noun, plural unless `n` is 1: "1 package", "3 packages".
+pub fn count(n: usize, noun: &str) -> String {
+    if n == 1 { format!("1 {noun}") } else { format!("{n} {noun}s") }
+}
+
 /// Human-readable byte count.
 pub fn bytes(n: u64) -> String {
     const UNITS: [&str; 5] = ["B", "KiB", "MiB", "GiB", "TiB"];
@@ -56,6 +61,8 @@ mod tests {
         assert_eq!(super::timestamp(0), "1970-01-01T00:00:00Z");
         assert_eq!(super::timestamp(1_795_521_600), "2026-11-24T12:00:00Z");
         assert_eq!(super::bytes(512), "512 B");
+        assert_eq!(super::count(1, "package"), "1 package");
+        assert_eq!(super::count(0, "package"), "0 packages");
         assert_eq!(super::bytes(3 << 20), "3.0 MiB");
     }
 }

@@ -8,6 +8,7 @@
 //! max-unpack-bytes = 68719476736
 //! max-unpack-entries = 2000000
 //! jobs = 4                          # parallel installs
+//! fsync = true                      # flush each finished tree to disk before registering it
 //! [fetch]
 //! retries = 3
 //! backoff-ms = 500
@@ -47,6 +48,7 @@ pub struct StoreConfig {
     pub max_unpack_bytes: Option<u64>,
     pub max_unpack_entries: Option<u64>,
     pub jobs: Option<usize>,
+    pub fsync: Option<bool>,
 }
 
 /// `[fetch]`
@@ -140,6 +142,9 @@ impl Settings {
         }
         if let Some(v) = s.jobs {
             o.jobs = v.max(1);
+        }
+        if let Some(v) = s.fsync {
+            o.fsync = v;
         }
         o.fetch.mirrors = self.config.mirrors.clone();
         if let Some(v) = f.retries {

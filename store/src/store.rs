@@ -17,8 +17,8 @@
 //! The download is hashed (sha256) as it streams and, for tar formats, unpacked on the fly into a
 //! fresh directory under `.tmp/`; zip formats land in a file there first, which is verified
 //! before it is opened. The tree hash falls out of the unpack. Only when the stated sha256 matched
-//! is the finished, read-only tree renamed into place, and then registered in one database
-//! transaction. A crash before the rename leaves only `.tmp/` debris; a crash between the rename
+//! is the finished, read-only tree flushed to disk (unless [`StoreOptions::fsync`] is off), renamed
+//! into place, and then registered in one database transaction. A crash before the rename leaves only `.tmp/` debris; a crash between the rename
 //! and the registration leaves an unregistered directory. Both are swept by the next process that
 //! finds the store idle (it can take the store lock exclusively), and an install that meets an
 //! unregistered directory in its way replaces it.
@@ -68,11 +68,15 @@ pub struct StoreOptions {
     pub fetch: FetchOptions,
     /// Most installs running at once in [`Store::install_all`].
     pub jobs: usize,
+    /// Flush a finished tree to disk (`syncfs`) before it is renamed into place and registered,
+    /// so that a power loss cannot leave a registered path with files the disk never received.
+    /// A killed process is safe either way; this guards against the machine going down.
+    pub fsync: bool,
 }
 
 impl Default for StoreOptions {
     fn default() -> StoreOptions {
-        StoreOptions { limits: Limits::default(), fetch: FetchOptions::default(), jobs: 4 }
+        StoreOptions { limits: Limits::default(), fetch: FetchOptions::default(), jobs: 4, fsync: true }
     }
 }
 
@@ -521,6 +525,9 @@ impl Store {
         source: Option<(&str, &SourceRecord)>,
         references: &[String],
     ) -> Result<(PathBuf, PathRecord)> {
+        if self.options.fsync {
+            sync_filesystem(tree_dir)?;
+        }
         let dest = self.dir.join(name.as_str());
         let lock = self.dir.join(".envctl/locks").join(format!("{}.lock", name.hash_part()));
         let _path_lock = FileLock::exclusive(&lock)?;
@@ -971,4 +978,18 @@ pub fn remove_tree(path: &Path) -> std::io::Result<()> {
     } else {
         fs_err::remove_file(path)
     }
+}
+
+/// Flushes the filesystem holding `dir` to disk: one `syncfs` call covers every file of a tree,
+/// where an `fsync` per file would cost a system call (and a journal commit) each.
+fn sync_filesystem(dir: &Path) -> Result<()> {
+    let handle = fs_err::File::open(dir)?;
+    // SAFETY: `handle` is an open descriptor for the duration of the call.
+    if unsafe { libc::syncfs(std::os::fd::AsRawFd::as_raw_fd(&handle)) } != 0 {
+        let e = std::io::Error::last_os_error();
+        return Err(
+            std::io::Error::new(e.kind(), format!("cannot flush `{}` to disk: {e}", dir.display())).into()
+        );
+    }
+    Ok(())
 }

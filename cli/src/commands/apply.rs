@@ -195,8 +195,8 @@ pub fn apply(
         .context(|| format!("cannot switch profile `{name}`"))?;
     let changes = manifest::diff(current_manifest.as_ref(), &manifest);
     printer::info(&format!(
-        "`{name}` is now generation {number} ({} packages, {fetched} fetched)",
-        lock.packages.len()
+        "`{name}` is now generation {number} ({}, {fetched} fetched)",
+        printer::count(lock.packages.len(), "package")
     ));
     for c in changes {
         printer::info(&format!("  {c}"));
@@ -297,9 +297,8 @@ fn dry_run_plan(
         let unknown = sizes.iter().filter(|s| s.is_none()).count();
         let rest = if unknown > 0 { format!(" (and {unknown} of unknown size)") } else { String::new() };
         printer::info(&format!(
-            "  {} package{} to fetch, {} to download{rest}",
-            to_fetch.len(),
-            if to_fetch.len() == 1 { "" } else { "s" },
+            "  {} to fetch, {} to download{rest}",
+            printer::count(to_fetch.len(), "package"),
             printer::bytes(known)
         ));
     }

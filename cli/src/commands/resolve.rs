@@ -119,7 +119,11 @@ pub fn lock(args: &LockArgs, settings: &Settings, cli: &Cli) -> Result<Status> {
     let file_name = args.file.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
     new.write(&lock_path, &file_name).map_err(|e| Failure::new("cannot write the lock file", e))?;
     report_changes(old.as_ref(), &new);
-    printer::info(&format!("wrote `{}` ({} packages)", lock_path.display(), new.packages.len()));
+    printer::info(&format!(
+        "wrote `{}` ({})",
+        lock_path.display(),
+        printer::count(new.packages.len(), "package")
+    ));
     Ok(Status::Success)
 }
 
