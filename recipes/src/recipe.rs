@@ -209,10 +209,12 @@ impl Recipe {
                 return Err(bad(d.span(), "source.subdir", "must be a relative path without `..`".into()));
             }
             // A plain relative path names a file beside the recipe (a repository that ships its
-            // artifacts), wherever envctl runs from.
+            // artifacts), wherever envctl runs from; it is shown and fetched in its canonical form.
             let url = match path.parent() {
                 Some(dir) if !url.contains("://") && !url.starts_with('/') && dir.is_dir() => {
-                    std::path::absolute(dir.join(url))
+                    let joined = dir.join(url);
+                    std::fs::canonicalize(&joined)
+                        .or_else(|_| std::path::absolute(&joined))
                         .map(|p| p.display().to_string())
                         .unwrap_or_else(|_| url.clone())
                 }

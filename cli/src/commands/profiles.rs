@@ -101,8 +101,8 @@ pub fn generations(args: &GenerationsArgs, settings: &Settings, _cli: &Cli) -> R
             .delete(&args.profile, &doomed)
             .context(|| format!("cannot delete generations of `{}`", args.profile))?;
         printer::info(&format!(
-            "deleted {} generation(s) of `{}`{}; `envctl gc` frees what only they used",
-            doomed.len(),
+            "deleted {} of `{}`{}; `envctl gc` frees what only they used",
+            printer::count(doomed.len(), "generation"),
             args.profile,
             if doomed.is_empty() {
                 String::new()
