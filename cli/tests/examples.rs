@@ -1,0 +1,100 @@
+//! The README's examples run as written: the quickstart's two-team story over the stand-in
+//! artifacts in `examples/`, and `examples/make-artifacts.py` reproducing the committed archives
+//! and recipes byte for byte.
+
+mod common;
+
+use std::path::{Path, PathBuf};
+
+use common::{Run, Sandbox, copy_dir};
+
+fn examples() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("../examples")
+}
+
+/// A sandbox holding a copy of `examples/` (applying writes locks beside the profile files).
+fn sandbox() -> Sandbox {
+    let sb = Sandbox::new();
+    copy_dir(&examples(), &sb.path("examples"));
+    sb
+}
+
+fn envctl(sb: &Sandbox, args: &[&str]) -> Run {
+    let recipes = sb.path("examples/recipes").display().to_string();
+    let mut all = vec!["--recipes", &recipes];
+    all.extend_from_slice(args);
+    sb.run_env(&all, &[("ENVCTL_SYSTEM_DRIVER", "550.54.14")])
+}
+
+fn tf_version(sb: &Sandbox, profile: &str) -> String {
+    let code = "import tensorflow; print(tensorflow.__version__)";
+    envctl(sb, &["run", profile, "--", "python3", "-c", code]).ok().trim().to_owned()
+}
+
+#[test]
+fn the_two_team_example_applies_runs_upgrades_and_rolls_back() {
+    let sb = sandbox();
+    let vision = sb.path("examples/vision.toml").display().to_string();
+    let nlp = sb.path("examples/nlp.toml").display().to_string();
+    envctl(&sb, &["apply", &vision]).ok();
+    envctl(&sb, &["apply", &nlp]).ok();
+    assert_eq!(tf_version(&sb, "vision"), "1.15.5");
+    assert_eq!(tf_version(&sb, "nlp"), "2.15.1");
+    assert_eq!(envctl(&sb, &["run", "nlp", "--", "nvcc"]).ok().trim(), "nvcc stand-in: release 12.4.131");
+
+    let text = std::fs::read_to_string(&nlp).unwrap().replace("\"2.15\"", "\"2.16\"");
+    std::fs::write(&nlp, text).unwrap();
+    let out = envctl(&sb, &["apply", &nlp]);
+    out.ok();
+    assert!(
+        out.stderr.contains("generation 2") && out.stderr.contains("tensorflow 2.15.1 -> 2.16.1"),
+        "{}",
+        out.stderr
+    );
+    assert_eq!(tf_version(&sb, "nlp"), "2.16.1");
+    envctl(&sb, &["rollback", "nlp"]).ok();
+    assert_eq!(tf_version(&sb, "nlp"), "2.15.1");
+    assert_eq!(tf_version(&sb, "vision"), "1.15.5");
+}
+
+#[test]
+fn without_a_driver_the_example_says_how_to_pretend_one() {
+    let sb = sandbox();
+    let vision = sb.path("examples/vision.toml").display().to_string();
+    let recipes = sb.path("examples/recipes").display().to_string();
+    let out = sb.run_env(&["--recipes", &recipes, "apply", &vision], &[("ENVCTL_SYSTEM_DRIVER", "")]);
+    let err = out.failed();
+    assert!(err.contains("ENVCTL_SYSTEM_DRIVER=VERSION") && err.contains("vision.toml:6"), "{err}");
+}
+
+#[test]
+fn make_artifacts_reproduces_the_committed_archives_and_recipes() {
+    let sb = sandbox();
+    // Start from nothing the script writes, so a script that wrote nothing would fail here.
+    let generated = ["artifacts", "recipes/cuda", "recipes/cudnn", "recipes/python", "recipes/tensorflow"];
+    for dir in &generated[1..] {
+        std::fs::remove_dir_all(sb.path("examples").join(dir)).unwrap();
+    }
+    for e in std::fs::read_dir(sb.path("examples/artifacts")).unwrap() {
+        let e = e.unwrap();
+        if !e.file_name().to_string_lossy().starts_with("hello-") {
+            std::fs::remove_file(e.path()).unwrap();
+        }
+    }
+    let status = std::process::Command::new("python3")
+        .arg(sb.path("examples/make-artifacts.py"))
+        .status()
+        .expect("the tests need a python3 on PATH");
+    assert!(status.success());
+    for dir in generated {
+        for e in std::fs::read_dir(examples().join(dir)).unwrap() {
+            let e = e.unwrap();
+            let fresh = std::fs::read(sb.path("examples").join(dir).join(e.file_name())).unwrap();
+            assert!(
+                fresh == std::fs::read(e.path()).unwrap(),
+                "{dir}/{:?} differs when rebuilt",
+                e.file_name()
+            );
+        }
+    }
+}
