@@ -135,11 +135,11 @@ impl fmt::Display for Pkg {
         match self {
             Pkg::Root => f.write_str("your profile"),
             Pkg::Real(n) => write!(f, "{n}"),
-            Pkg::Fact(Fact::Driver) => f.write_str("__driver (the NVIDIA driver)"),
-            Pkg::Fact(Fact::Cuda) => f.write_str("__cuda (the highest CUDA the driver supports)"),
-            Pkg::Fact(Fact::Sm) => f.write_str("__sm (GPU compute capability)"),
-            Pkg::Fact(Fact::Glibc) => f.write_str("__glibc"),
-            Pkg::Fact(Fact::Arch(a)) => write!(f, "__arch-{a}"),
+            Pkg::Fact(Fact::Driver) => f.write_str("the NVIDIA driver"),
+            Pkg::Fact(Fact::Cuda) => f.write_str("the CUDA the driver supports"),
+            Pkg::Fact(Fact::Sm) => f.write_str("the GPU compute capability"),
+            Pkg::Fact(Fact::Glibc) => f.write_str("glibc"),
+            Pkg::Fact(Fact::Arch(a)) => write!(f, "the {a} architecture"),
         }
     }
 }
@@ -352,18 +352,23 @@ fn explain(tree: &Tree, task: &Task<'_>) -> SolveError {
         .replace("your profile 0", "your profile");
     if !facts.is_empty() {
         let s = task.system;
-        let show = |v: &Option<Version>| v.as_ref().map(|v| v.to_string()).unwrap_or_else(|| "none".into());
+        let show = |v: &Option<Version>, what: &str, none: &str| match v {
+            Some(v) => format!("{what} {v}"),
+            None => none.to_owned(),
+        };
         let mut offered = Vec::new();
         for f in &facts {
             offered.push(match f {
-                Fact::Driver => format!("__driver {}", show(&s.driver)),
-                Fact::Cuda => format!("__cuda {}", show(&s.cuda)),
-                Fact::Sm => format!("__sm {}", show(&s.min_sm().cloned())),
-                Fact::Glibc => format!("__glibc {}", show(&s.glibc)),
-                Fact::Arch(_) => format!("__arch-{}", s.arch.as_deref().unwrap_or("unknown")),
+                Fact::Driver => show(&s.driver, "NVIDIA driver", "no NVIDIA driver"),
+                Fact::Cuda => {
+                    show(&s.cuda, "a driver supporting CUDA up to", "no driver supporting any CUDA")
+                }
+                Fact::Sm => show(&s.min_sm().cloned(), "GPU compute capability", "no GPU"),
+                Fact::Glibc => show(&s.glibc, "glibc", "no glibc"),
+                Fact::Arch(_) => format!("the {} architecture", s.arch.as_deref().unwrap_or("unknown")),
             });
         }
-        explanation.push_str(&format!("\nThis machine offers: {}.", offered.join(", ")));
+        explanation.push_str(&format!("\nThis machine has: {}.", offered.join(", ")));
     }
     let lines: Vec<&Request> = task.requested.iter().filter(|r| asked.contains(&r.name)).collect();
     if !lines.is_empty() {
