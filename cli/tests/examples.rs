@@ -98,3 +98,36 @@ fn make_artifacts_reproduces_the_committed_archives_and_recipes() {
         }
     }
 }
+
+#[test]
+fn a_lock_made_for_a_newer_driver_is_refused_here_with_what_it_needs() {
+    let sb = sandbox();
+    let nlp = sb.path("examples/nlp.toml").display().to_string();
+    envctl(&sb, &["apply", &nlp]).ok();
+    let recipes = sb.path("examples/recipes").display().to_string();
+    // The committed lock, applied on a second machine (its own home) with an older driver.
+    let second = sb.path("second-machine").display().to_string();
+    let old_driver = [("ENVCTL_SYSTEM_DRIVER", "418.40"), ("ENVCTL_HOME", second.as_str())];
+
+    let out = sb.run_env(&["--recipes", &recipes, "apply", &nlp, "--frozen"], &old_driver);
+    let err = out.failed();
+    assert!(err.contains("does not fit this machine"), "{err}");
+    assert!(
+        err.contains("cuda 12.4.131 needs the NVIDIA driver >=525.60.13 (this machine: 418.40, from ENVCTL_SYSTEM_DRIVER)"),
+        "{err}"
+    );
+    assert!(err.contains("--update"), "{err}");
+
+    let out = sb.run_env(&["--recipes", &recipes, "lock", &nlp], &old_driver);
+    out.ok();
+    assert!(
+        out.stderr.contains("up to date") && out.stderr.contains("warning: it does not fit"),
+        "{}",
+        out.stderr
+    );
+    assert!(!sb.path("second-machine/profiles/nlp").exists(), "a profile was built that cannot run");
+    // A newer driver there takes the same lock as it is.
+    let new_driver = [("ENVCTL_SYSTEM_DRIVER", "535.104.05"), ("ENVCTL_HOME", second.as_str())];
+    sb.run_env(&["--recipes", &recipes, "apply", &nlp, "--frozen"], &new_driver).ok();
+    assert!(sb.path("second-machine/profiles/nlp").exists());
+}

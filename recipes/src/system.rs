@@ -8,7 +8,8 @@ use serde::Deserialize;
 use toml::Spanned;
 
 use crate::error::{Error, Result, line_of};
-use crate::version::Version;
+use crate::recipe::SystemRequirements;
+use crate::version::{Requirement, Version};
 
 /// What a machine offers, each fact with where it came from.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -36,6 +37,36 @@ impl SystemFacts {
     /// The lowest compute capability among the GPUs: a requirement on `sm` must hold for every GPU.
     pub fn min_sm(&self) -> Option<&Version> {
         self.sm.iter().min()
+    }
+
+    /// The requirements of `system` this machine does not meet, each in words with what the
+    /// machine has: `the NVIDIA driver >=525.60.13 (this machine: 418.40, from ENVCTL_SYSTEM_DRIVER)`.
+    /// Empty when every one is met. The solver never chooses such a recipe; this is for a lock
+    /// that was resolved elsewhere (or before the driver changed) and is used as it is.
+    pub fn unmet(&self, system: &SystemRequirements) -> Vec<String> {
+        let mut out = Vec::new();
+        let mut check = |key: &str, what: &str, req: &Option<Requirement>, have: Option<&Version>| {
+            let Some(req) = req else { return };
+            if have.is_some_and(|v| req.matches(v)) {
+                return;
+            }
+            let have = have.map_or_else(|| "none".to_owned(), Version::to_string);
+            let origin = self.origin.get(key).map(|o| format!(", from {o}")).unwrap_or_default();
+            out.push(format!("{what} {req} (this machine: {have}{origin})"));
+        };
+        check("driver", "the NVIDIA driver", &system.driver, self.driver.as_ref());
+        check("cuda", "a driver supporting CUDA", &system.cuda, self.cuda.as_ref());
+        check("sm", "GPU compute capability", &system.sm, self.min_sm());
+        check("glibc", "glibc", &system.glibc, self.glibc.as_ref());
+        if let Some(arch) = &system.arch
+            && self.arch.as_deref() != Some(arch.as_str())
+        {
+            out.push(format!(
+                "the {arch} architecture (this machine: {})",
+                self.arch.as_deref().unwrap_or("unknown")
+            ));
+        }
+        out
     }
 }
 
@@ -213,6 +244,35 @@ impl SystemOverrides {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn unmet_requirements_name_what_is_needed_and_what_is_here() {
+        let req = |s: &str| Some(Requirement::parse(s).unwrap());
+        let needs = SystemRequirements {
+            driver: req(">=525.60.13"),
+            sm: req(">=7.0"),
+            arch: Some("aarch64".into()),
+            ..Default::default()
+        };
+        let mut facts = SystemFacts {
+            driver: Some(Version::parse("418.40").unwrap()),
+            arch: Some("x86_64".into()),
+            ..Default::default()
+        };
+        facts.origin.insert("driver", "ENVCTL_SYSTEM_DRIVER".into());
+        assert_eq!(
+            facts.unmet(&needs),
+            [
+                "the NVIDIA driver >=525.60.13 (this machine: 418.40, from ENVCTL_SYSTEM_DRIVER)",
+                "GPU compute capability >=7.0 (this machine: none)",
+                "the aarch64 architecture (this machine: x86_64)",
+            ]
+        );
+        facts.driver = Some(Version::parse("550.54.14").unwrap());
+        facts.sm = vec![Version::parse("8.6").unwrap(), Version::parse("7.5").unwrap()];
+        facts.arch = Some("aarch64".into());
+        assert!(facts.unmet(&needs).is_empty());
+    }
 
     #[test]
     fn the_driver_table_gives_the_highest_cuda() {

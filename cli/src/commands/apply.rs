@@ -75,7 +75,10 @@ pub fn apply(
 
     let ctx = Context::from_parts(profile, facts, settings.repository(cli)?);
     let mut lock = match fresh {
-        Some(lock) => lock,
+        Some(lock) => {
+            ctx.check_fits(&lock)?;
+            lock
+        }
         None if frozen => {
             return Err(Failure::new(
                 format!("cannot apply `{}` with --frozen", file.display()),

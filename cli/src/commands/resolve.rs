@@ -64,6 +64,41 @@ impl Context {
         })
     }
 
+    /// What the lock's packages need from this machine and it lacks, one line per need, from
+    /// their recipes (a package whose recipe is gone is not checked). A lock is used as it is
+    /// while its request is unchanged, so it may have been resolved on another machine, or
+    /// before this machine's driver changed.
+    pub fn unmet_by(&self, lock: &LockFile) -> Vec<String> {
+        let mut out = Vec::new();
+        for p in &lock.packages {
+            let Some(recipe) = Version::parse(&p.version).ok().and_then(|v| self.repo.get(&p.name, &v))
+            else {
+                continue;
+            };
+            for need in self.facts.unmet(&recipe.system) {
+                out.push(format!("{} {} needs {need}", p.name, p.version));
+            }
+        }
+        out
+    }
+
+    /// The failure of using `lock` on a machine that lacks what it needs (see [`Context::unmet_by`]).
+    pub fn check_fits(&self, lock: &LockFile) -> Result<()> {
+        let unmet = self.unmet_by(lock);
+        if unmet.is_empty() {
+            return Ok(());
+        }
+        let file = self.profile.path.display();
+        Err(Failure::new(
+            format!("the lock of `{file}` does not fit this machine"),
+            unmet.join("; "),
+        )
+        .hint(format!(
+            "re-resolve for this machine with `envctl lock {file} --update`, or, to build for the machine \
+             the lock was made on, give its facts (ENVCTL_SYSTEM_DRIVER=VERSION, --system FILE)"
+        )))
+    }
+
     /// The lock beside the profile file, if it answers the current request.
     pub fn fresh_lock(&self) -> Result<Option<LockFile>> {
         let lock = load_lock(&self.profile.lock_path())?;
@@ -95,6 +130,9 @@ pub fn lock(args: &LockArgs, settings: &Settings, cli: &Cli) -> Result<Status> {
         && old.request == request
     {
         printer::info(&format!("`{}` is up to date", lock_path.display()));
+        for need in ctx.unmet_by(old) {
+            printer::info(&format!("warning: it does not fit this machine: {need}"));
+        }
         return Ok(Status::Success);
     }
     let mut preferred = old.as_ref().map(versions_of).unwrap_or_default();
