@@ -131,3 +131,21 @@ fn a_lock_made_for_a_newer_driver_is_refused_here_with_what_it_needs() {
     sb.run_env(&["--recipes", &recipes, "apply", &nlp, "--frozen"], &new_driver).ok();
     assert!(sb.path("second-machine/profiles/nlp").exists());
 }
+
+#[test]
+fn without_a_lock_the_current_generation_keeps_its_versions_while_they_fit() {
+    let sb = sandbox();
+    let nlp = sb.path("examples/nlp.toml").display().to_string();
+    envctl(&sb, &["apply", &nlp]).ok();
+    std::fs::remove_file(sb.path("examples/nlp.lock")).unwrap();
+    let text = std::fs::read_to_string(&nlp).unwrap().replace("\"2.15\"", "\"2\"");
+    std::fs::write(&nlp, text).unwrap();
+    let out = envctl(&sb, &["apply", &nlp]);
+    out.ok();
+    assert!(out.stderr.contains("no package changes"), "{}", out.stderr);
+    assert_eq!(tf_version(&sb, "nlp"), "2.15.1");
+    // Moving on is asked for by name.
+    envctl(&sb, &["lock", &nlp, "--update", "tensorflow"]).ok();
+    envctl(&sb, &["apply", &nlp]).ok();
+    assert_eq!(tf_version(&sb, "nlp"), "2.16.1");
+}

@@ -7,7 +7,7 @@
 use std::collections::BTreeMap;
 use std::path::Path;
 
-use envctl_recipes::{LockFile, LockedPackage, ProfileFile, SystemFacts};
+use envctl_recipes::{LockFile, LockedPackage, PackageName, ProfileFile, SystemFacts, Version};
 use envctl_store::{FarmInput, FetchOptions, Fetcher, Profiles, Store};
 
 use super::Status;
@@ -95,7 +95,18 @@ pub fn apply(
             .hint(format!("run `envctl lock {}` and commit the lock, or drop --frozen", file.display())));
         }
         None => {
-            let preferred = old_lock.as_ref().map(super::resolve::versions_of).unwrap_or_default();
+            // Keep what the lock, or else the current generation, has wherever it still fits.
+            let preferred = match (&old_lock, &current_manifest) {
+                (Some(lock), _) => super::resolve::versions_of(lock),
+                (None, Some(m)) => m
+                    .packages
+                    .iter()
+                    .filter_map(|p| {
+                        Some((PackageName::parse(&p.name).ok()?, Version::parse(&p.version).ok()?))
+                    })
+                    .collect(),
+                (None, None) => BTreeMap::new(),
+            };
             let solution = ctx.solve(preferred)?;
             super::resolve::build_lock(&solution, request.clone(), &platform, old_lock.as_ref(), settings)?
         }
