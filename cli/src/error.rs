@@ -29,9 +29,16 @@ impl Failure {
     /// The message as printed: context, causes, hints.
     pub fn render(&self) -> String {
         let mut out = format!("error: {}\n  caused by: {}", self.context, self.error);
+        let mut last = self.error.to_string();
         let mut source = self.error.source();
         while let Some(s) = source {
-            out.push_str(&format!("\n  caused by: {s}"));
+            // A message that already quotes its cause (`cannot read `x`: denied`) is not followed
+            // by the cause again.
+            let text = s.to_string();
+            if !last.contains(&text) {
+                out.push_str(&format!("\n  caused by: {text}"));
+            }
+            last = text;
             source = s.source();
         }
         for h in &self.hints {

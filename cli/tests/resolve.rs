@@ -264,3 +264,13 @@ fn a_bad_recipe_is_named_by_file_line_and_key() {
         "{err}"
     );
 }
+
+#[test]
+fn a_missing_profile_file_is_named_with_its_cause_once() {
+    let sb = Sandbox::new();
+    let out = run(&sb, &["lock", "/nonexistent/vision.toml"]);
+    let err = out.failed();
+    assert!(err.contains("cannot read the profile file `/nonexistent/vision.toml`"), "{err}");
+    assert_eq!(err.matches("No such file or directory").count(), 1, "{err}");
+    assert!(err.contains("hint: give the path of a profile file"), "{err}");
+}

@@ -295,6 +295,31 @@ pub fn solve(task: &Task<'_>) -> Result<Solution, SolveError> {
         candidates: Default::default(),
         sets: Default::default(),
     };
+    // A request no version can meet is said plainly, with what there is, before solving: the
+    // solver's own account of it ("your profile depends on …") leaves out the reason.
+    for r in &task.requested {
+        let usable = provider.usable(&r.name);
+        if !usable.iter().any(|v| r.requirement.matches(v)) {
+            let all = task.repo.versions(r.name.as_str()).map(|v| v.len()).unwrap_or(0);
+            let there = if usable.is_empty() {
+                format!("none of its {all} versions has a source for {}", provider.platform)
+            } else {
+                const SHOWN: usize = 8;
+                let mut shown: Vec<String> = usable.iter().take(SHOWN).rev().map(|v| v.to_string()).collect();
+                if usable.len() > SHOWN {
+                    shown.insert(0, format!("({} older)", usable.len() - SHOWN));
+                }
+                format!("available: {}", shown.join(", "))
+            };
+            return Err(SolveError::NoSolution {
+                explanation: format!(
+                    "no version of {} matches `{}` (asked for at {}): {there}",
+                    r.name, r.requirement, r.origin
+                ),
+                hints: vec![format!("`envctl show {}` lists its versions and what each needs", r.name)],
+            });
+        }
+    }
     match pubgrub::resolve(&provider, Pkg::Root, Version::parse("0").expect("valid")) {
         Ok(selected) => {
             let mut packages = BTreeMap::new();

@@ -195,3 +195,15 @@ fn explanations_read_as_sentences_about_the_profile_and_the_machine() {
     let e = Case::new("cuda 11 on 418").want("cuda", "11").driver("418.40").fails().to_string();
     assert!(e.contains("This machine has: a driver supporting CUDA up to 10.1."), "{e}");
 }
+
+#[test]
+fn a_request_no_version_meets_lists_the_available_versions() {
+    let e = Case::new("tensorflow 9").want("tensorflow", "9").fails();
+    let text = e.to_string();
+    assert!(
+        text.starts_with("no version of tensorflow matches `9` (asked for at")
+            && text.contains("available: 1.15.5, 2.12.0, 2.15.0"),
+        "{text}"
+    );
+    assert!(e.hints().iter().any(|h| h.contains("envctl show tensorflow")), "{:?}", e.hints());
+}

@@ -30,10 +30,15 @@ pub fn run(args: &ApplyArgs, settings: &Settings, cli: &Cli) -> Result<Status> {
         .map(|_| Status::Success)
 }
 
-fn load_profile(file: &Path) -> Result<ProfileFile> {
+/// Reads a profile file; the one place its errors get their hint.
+pub fn load_profile(file: &Path) -> Result<ProfileFile> {
     ProfileFile::load(file).map_err(|e| {
-        Failure::new(format!("cannot read the profile file `{}`", file.display()), e)
-            .hint("the keys are documented in docs/reference/profile-and-lock.md")
+        let hint = if matches!(e, envctl_recipes::Error::Read { .. }) {
+            "give the path of a profile file (a TOML file with a [packages] table), such as examples/vision.toml"
+        } else {
+            "the keys are documented in docs/reference/profile-and-lock.md"
+        };
+        Failure::new(format!("cannot read the profile file `{}`", file.display()), e).hint(hint)
     })
 }
 

@@ -24,10 +24,7 @@ pub struct Context {
 
 impl Context {
     pub fn load(file: &Path, settings: &Settings, cli: &Cli) -> Result<Context> {
-        let profile = ProfileFile::load(file).map_err(|e| {
-            Failure::new(format!("cannot read the profile file `{}`", file.display()), e)
-                .hint("the keys are documented in docs/reference/profile-and-lock.md")
-        })?;
+        let profile = super::apply::load_profile(file)?;
         let facts = crate::system::facts(Some(&profile.system), cli.system.as_deref())?;
         let repo = settings.repository(cli)?;
         Ok(Context { profile, facts, repo })
