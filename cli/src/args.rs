@@ -149,10 +149,22 @@ pub enum StoreCommand {
     /// Show what the store knows about a path
     Info(InfoArgs),
     /// Recompute every tree hash; exits 1 naming each corrupted path
-    Verify(JsonArgs),
+    Verify(VerifyArgs),
     /// Hard-link identical files across store paths
     #[command(alias = "optimize")]
     Optimise(JsonArgs),
+}
+
+/// `envctl store verify`
+#[derive(Debug, Args)]
+pub struct VerifyArgs {
+    /// Fetch each corrupted path's source again and put the path right when it unpacks to the
+    /// registered tree
+    #[arg(long)]
+    pub repair: bool,
+    /// Print JSON
+    #[arg(long)]
+    pub json: bool,
 }
 
 /// `envctl store add`

@@ -311,6 +311,40 @@ fn verify_finds_a_file_changed_behind_the_stores_back() {
 }
 
 #[test]
+fn verify_repair_fetches_the_source_again_and_refuses_what_does_not_match() {
+    let sb = Sandbox::new();
+    let server = Server::start();
+    let bytes = sample().tar_gz();
+    let url = server.serve("/c.tar.gz", bytes.clone());
+    let path = std::path::PathBuf::from(
+        sb.add(&url, &sha256_hex(&bytes), "cuda", "10.0", &["--strip-components", "1"]).ok(),
+    );
+    let file = path.join("version.txt");
+    let original = std::fs::read(&file).unwrap();
+    std::fs::set_permissions(&file, std::fs::Permissions::from_mode(0o644)).unwrap();
+    std::fs::write(&file, "CUDA Version 99\n").unwrap();
+
+    // The source is gone: nothing changes, and the path is still named as corrupted.
+    server.set("/c.tar.gz", Reply::Status(404));
+    let out = sb.run(&["store", "verify", "--repair"]);
+    let err = out.failed();
+    assert!(err.contains("cannot repair") && err.contains("404"), "{err}");
+    assert_eq!(std::fs::read(&file).unwrap(), b"CUDA Version 99\n");
+
+    // Back again: one more request, the tree as registered, read-only, and a clean verify.
+    server.set("/c.tar.gz", Reply::Body(bytes));
+    let hits = server.hits("/c.tar.gz");
+    let out = sb.run(&["store", "verify", "--repair"]);
+    out.ok();
+    assert!(out.stderr.contains("1 repaired, 0 corrupted"), "{}", out.stderr);
+    assert_eq!(server.hits("/c.tar.gz"), hits + 1);
+    assert_eq!(std::fs::read(&file).unwrap(), original);
+    assert_eq!(std::fs::metadata(&file).unwrap().permissions().mode() & 0o222, 0);
+    sb.run(&["store", "verify"]).ok();
+    assert!(sb.tmp_entries().is_empty(), "{:?}", sb.tmp_entries());
+}
+
+#[test]
 fn a_download_killed_halfway_leaves_a_store_that_verifies_and_a_next_install_that_succeeds() {
     let sb = Sandbox::new();
     let server = Server::start();

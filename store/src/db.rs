@@ -135,6 +135,16 @@ impl Database {
             .map_err(self.err())
     }
 
+    /// The sources recorded for a valid path: `(key, url)` pairs, oldest first.
+    pub fn sources_of(&self, name: &str) -> Result<Vec<(String, String)>> {
+        let mut stmt = self
+            .conn
+            .prepare("SELECT s.key, s.url FROM sources s JOIN paths p ON s.path_id = p.id WHERE p.name = ?1 ORDER BY s.rowid")
+            .map_err(self.err())?;
+        let rows = stmt.query_map([name], |r| Ok((r.get(0)?, r.get(1)?))).map_err(self.err())?;
+        rows.collect::<rusqlite::Result<Vec<_>>>().map_err(self.err())
+    }
+
     /// The record of a valid path.
     pub fn get(&self, name: &str) -> Result<Option<PathRecord>> {
         self.conn

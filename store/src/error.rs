@@ -87,6 +87,14 @@ pub enum Error {
     /// A file system operation failed (the message names the path).
     #[error(transparent)]
     Io(#[from] std::io::Error),
+    /// A corrupted path could not be put right.
+    #[error("cannot repair `{name}`: {why}")]
+    Unrepairable {
+        /// The store path's file name.
+        name: String,
+        /// Why, per source tried.
+        why: String,
+    },
     /// The database failed.
     #[error("store database `{path}`: {source}")]
     Database {

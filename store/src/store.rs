@@ -281,6 +281,88 @@ impl Store {
         )
     }
 
+    /// The install request a source key was made from (see [`Store::source_key`]), with `url`.
+    fn request_from_key(key: &str, url: &str) -> Option<InstallRequest> {
+        let mut parts = key.splitn(6, ' ');
+        let sha256 = Sha256::parse(parts.next()?).ok()?;
+        let name = Name::parse(parts.next()?).ok()?;
+        let version = Version::parse(parts.next()?).ok()?;
+        let format = Format::parse(parts.next()?).ok()?;
+        let strip_components = parts.next()?.strip_prefix("strip=")?.parse().ok()?;
+        let subdir = parts.next()?.strip_prefix("subdir=")?;
+        Some(InstallRequest {
+            url: url.to_owned(),
+            sha256,
+            name,
+            version,
+            unpack: UnpackOptions {
+                format: Some(format),
+                strip_components,
+                subdir: (!subdir.is_empty()).then(|| subdir.to_owned()),
+            },
+            references: Vec::new(),
+        })
+    }
+
+    /// Puts a corrupted or missing path right: fetches one of its recorded sources again (each in
+    /// turn until one works), unpacks it, and only if the result hashes to the registered tree
+    /// hash replaces what is on disk, under the path lock. The database is not changed. A path
+    /// with no source (a generation) cannot be repaired this way: its profile is applied again.
+    pub fn repair(&self, name: &str, reporter: &dyn Reporter) -> Result<()> {
+        let record = self.db().get(name)?.ok_or_else(|| Error::NotInStore(name.to_owned()))?;
+        let sources = self.db().sources_of(name)?;
+        if sources.is_empty() {
+            return Err(Error::Unrepairable {
+                name: name.to_owned(),
+                why: "no source is recorded for it (a generation is rebuilt by applying its profile again)"
+                    .into(),
+            });
+        }
+        let mut failures = Vec::new();
+        for (key, url) in &sources {
+            let Some(request) = Self::request_from_key(key, url) else {
+                failures.push(format!("{url}: unreadable source record `{key}`"));
+                continue;
+            };
+            let format = request.unpack.format.expect("set from the key");
+            let work = TempDir::new(&self.dir.join(".tmp"))?;
+            let (unpacked, tree_dir, from) = match self.fetch_and_unpack(0, &request, format, &work, reporter)
+            {
+                Ok(done) => done,
+                Err(e) => {
+                    failures.push(e.to_string());
+                    continue;
+                }
+            };
+            let tree_hash = unpacked.tree.tree_hash().to_string();
+            if tree_hash != record.tree_hash {
+                failures.push(format!(
+                    "{from} now unpacks to tree {tree_hash}, not the registered {}",
+                    record.tree_hash
+                ));
+                continue;
+            }
+            if self.options.fsync {
+                sync_filesystem(&tree_dir)?;
+            }
+            let dest = self.dir.join(name);
+            let lock = self
+                .dir
+                .join(".envctl/locks")
+                .join(format!("{}.lock", StorePathName::parse(name)?.hash_part()));
+            let _path_lock = FileLock::exclusive(&lock)?;
+            if fs_err::symlink_metadata(&dest).is_ok() {
+                // One atomic swap: a reader sees the old tree or the new one, never no tree.
+                exchange(&tree_dir, &dest)?;
+                remove_tree(&tree_dir)?;
+            } else {
+                fs_err::rename(&tree_dir, &dest)?;
+            }
+            return Ok(());
+        }
+        Err(Error::Unrepairable { name: name.to_owned(), why: failures.join("; ") })
+    }
+
     fn found(&self, record: PathRecord) -> Option<Installed> {
         let path = self.dir.join(&record.name);
         path.is_dir().then_some(Installed { path, record, fetched: false, skipped: Vec::new() })
@@ -978,6 +1060,23 @@ pub fn remove_tree(path: &Path) -> std::io::Result<()> {
     } else {
         fs_err::remove_file(path)
     }
+}
+
+/// Swaps two paths atomically (`renameat2` with `RENAME_EXCHANGE`).
+fn exchange(a: &Path, b: &Path) -> Result<()> {
+    use std::os::unix::ffi::OsStrExt;
+    let c = |p: &Path| std::ffi::CString::new(p.as_os_str().as_bytes()).map_err(std::io::Error::other);
+    let (ca, cb) = (c(a)?, c(b)?);
+    // SAFETY: both are valid NUL-terminated paths for the duration of the call.
+    let rc = unsafe {
+        libc::renameat2(libc::AT_FDCWD, ca.as_ptr(), libc::AT_FDCWD, cb.as_ptr(), libc::RENAME_EXCHANGE)
+    };
+    if rc != 0 {
+        let e = std::io::Error::last_os_error();
+        let message = format!("cannot swap `{}` and `{}`: {e}", a.display(), b.display());
+        return Err(std::io::Error::new(e.kind(), message).into());
+    }
+    Ok(())
 }
 
 /// Flushes the filesystem holding `dir` to disk: one `syncfs` call covers every file of a tree,

@@ -17,7 +17,7 @@ pub fn run(cmd: &StoreCommand, settings: &Settings, cli: &Cli) -> Result<Status>
         StoreCommand::Add(args) => add(&store, args, cli),
         StoreCommand::Ls(a) => ls(&store, a.json),
         StoreCommand::Info(a) => info(&store, &a.path, a.json),
-        StoreCommand::Verify(a) => verify(&store, a.json),
+        StoreCommand::Verify(a) => verify(&store, a.repair, a.json, cli),
         StoreCommand::Optimise(a) => optimise(&store, a.json),
     }
 }
@@ -102,19 +102,44 @@ fn info(store: &Store, path: &str, json: bool) -> Result<Status> {
     Ok(Status::Success)
 }
 
-fn verify(store: &Store, json: bool) -> Result<Status> {
-    let report = store.verify().context(|| "cannot verify the store".into())?;
+fn verify(store: &Store, repair: bool, json: bool, cli: &Cli) -> Result<Status> {
+    let mut report = store.verify().context(|| "cannot verify the store".into())?;
+    let mut repaired = Vec::new();
+    if repair && !report.corrupted.is_empty() {
+        let bars = Bars::new(!cli.quiet && cli.verbose == 0 && !json);
+        let mut left = Vec::new();
+        for c in report.corrupted {
+            match store.repair(&c.name, &bars) {
+                Ok(()) => repaired.push(c),
+                Err(e) => left.push(envctl_store::Corruption { problem: format!("{}; {e}", c.problem), ..c }),
+            }
+        }
+        report.corrupted = left;
+    }
     if json {
-        printer::json(&report);
+        #[derive(serde::Serialize)]
+        struct Out<'a> {
+            #[serde(flatten)]
+            report: &'a envctl_store::VerifyReport,
+            repaired: Vec<&'a str>,
+        }
+        printer::json(&Out { report: &report, repaired: repaired.iter().map(|c| c.name.as_str()).collect() });
     } else {
+        for c in &repaired {
+            printer::info(&format!("repaired: {} (was: {})", store.dir().join(&c.name).display(), c.problem));
+        }
         for c in &report.corrupted {
             printer::info(&format!("corrupted: {}: {}", store.dir().join(&c.name).display(), c.problem));
         }
+        let fixed = if repair { format!(", {} repaired", repaired.len()) } else { String::new() };
         printer::info(&format!(
-            "checked {} store paths, {} corrupted",
+            "checked {} store paths{fixed}, {} corrupted",
             report.checked,
             report.corrupted.len()
         ));
+        if !repair && !report.corrupted.is_empty() {
+            printer::info("hint: `envctl store verify --repair` fetches their sources again");
+        }
     }
     Ok(if report.corrupted.is_empty() { Status::Success } else { Status::Failure })
 }
