@@ -91,6 +91,26 @@ impl VersionSet for Set {
     }
 }
 
+/// Whether `[a, b)` is one series, as a requirement like `1.15` makes it: both bounds below any
+/// release, written with the same number of components, equal but for the last, which `b` has one
+/// higher (`1.15` to `1.16`).
+fn series(a: &Version, b: &Version) -> bool {
+    if !(a.is_bound() && b.is_bound()) {
+        return false;
+    }
+    let parts =
+        |v: &Version| v.to_string().split('.').map(|p| p.parse::<u64>().ok()).collect::<Option<Vec<u64>>>();
+    match (parts(a), parts(b)) {
+        (Some(x), Some(y)) => {
+            x.len() == y.len()
+                && x.split_last()
+                    .zip(y.split_last())
+                    .is_some_and(|((xl, xs), (yl, ys))| xs == ys && *yl == xl + 1)
+        }
+        _ => false,
+    }
+}
+
 impl fmt::Display for Set {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         use StdBound::*;
@@ -109,6 +129,7 @@ impl fmt::Display for Set {
                 (Included(v), Unbounded) => write!(f, ">={v}")?,
                 (Excluded(v), Unbounded) => write!(f, ">{v}")?,
                 (Included(a), Included(b)) => write!(f, ">={a}, <={b}")?,
+                (Included(a), Excluded(b)) if series(a, b) => write!(f, "{a}.*")?,
                 (Included(a), Excluded(b)) => write!(f, ">={a}, <{b}")?,
                 (Excluded(a), Included(b)) => write!(f, ">{a}, <={b}")?,
                 (Excluded(a), Excluded(b)) => write!(f, ">{a}, <{b}")?,
@@ -118,5 +139,23 @@ impl fmt::Display for Set {
             f.write_str("no version")?;
         }
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn sets_read_the_way_requirements_are_written() {
+        let show = |r: &str| Set::from(&Requirement::parse(r).unwrap()).to_string();
+        assert_eq!(show("1.15"), "1.15.*");
+        assert_eq!(show("11.0"), "11.0.*");
+        assert_eq!(show("12"), "12.*");
+        assert_eq!(show(">=7.6,<8"), ">=7.6, <8");
+        assert_eq!(show(">=1.15,<1.16"), ">=1.15, <1.16");
+        assert_eq!(show("==8.9.7"), "==8.9.7");
+        assert_eq!(show("*"), "*");
+        assert_eq!(show("<10 | >=12"), "<10 or >=12");
     }
 }

@@ -188,7 +188,7 @@ fn the_graph_orders_dependencies_first_and_explains_why() {
 fn explanations_read_as_sentences_about_the_profile_and_the_machine() {
     let e = Case::new("tf1 + cuda 11.8").want("tensorflow", "1.15").want("cuda", "11.8").fails().to_string();
     assert!(
-        e.contains("your profile depends on cuda >=11.8, <11.9, your profile cannot be satisfied"),
+        e.contains("your profile depends on cuda 11.8.*, your profile cannot be satisfied"),
         "{e}"
     );
     assert!(!e.contains("profile 0"), "{e}");
