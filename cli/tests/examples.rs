@@ -105,6 +105,16 @@ fn a_lock_made_for_a_newer_driver_is_refused_here_with_what_it_needs() {
     let nlp = sb.path("examples/nlp.toml").display().to_string();
     envctl(&sb, &["apply", &nlp]).ok();
     let recipes = sb.path("examples/recipes").display().to_string();
+    // After a driver downgrade, doctor names the profile that no longer fits, and why.
+    envctl(&sb, &["doctor"]).ok();
+    let out = sb.run_env(&["--recipes", &recipes, "doctor"], &[("ENVCTL_SYSTEM_DRIVER", "418.40")]);
+    assert!(
+        out.failed().contains(
+            "problem: profile `nlp` (generation 1): cuda 12.4.131 needs the NVIDIA driver >=525.60.13"
+        ),
+        "{}",
+        out.stderr
+    );
     // The committed lock, applied on a second machine (its own home) with an older driver.
     let second = sb.path("second-machine").display().to_string();
     let old_driver = [("ENVCTL_SYSTEM_DRIVER", "418.40"), ("ENVCTL_HOME", second.as_str())];

@@ -241,7 +241,8 @@ fn the_bundled_repository_is_embedded_and_doctor_reports_facts_with_origins() {
         &[("ENVCTL_SYSTEM_DRIVER", "470.57.02")],
     );
     assert!(
-        out.failed().contains("cuda 12.4.127 needs cuda >=12.4; this machine has 11.8"),
+        out.failed()
+            .contains("cuda 12.4.127 needs a driver supporting CUDA >=12.4 (this machine: 11.8, from"),
         "{}",
         out.stderr
     );

@@ -187,10 +187,7 @@ fn the_graph_orders_dependencies_first_and_explains_why() {
 #[test]
 fn explanations_read_as_sentences_about_the_profile_and_the_machine() {
     let e = Case::new("tf1 + cuda 11.8").want("tensorflow", "1.15").want("cuda", "11.8").fails().to_string();
-    assert!(
-        e.contains("your profile depends on cuda 11.8.*, your profile cannot be satisfied"),
-        "{e}"
-    );
+    assert!(e.contains("your profile depends on cuda 11.8.*, your profile cannot be satisfied"), "{e}");
     assert!(!e.contains("profile 0"), "{e}");
     let e = Case::new("cuda 11 on 418").want("cuda", "11").driver("418.40").fails().to_string();
     assert!(e.contains("This machine has: a driver supporting CUDA up to 10.1."), "{e}");

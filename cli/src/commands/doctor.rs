@@ -1,22 +1,18 @@
-//! `envctl doctor`: this machine's facts, where each came from, and whether a profile's lock fits.
+//! `envctl doctor`: this machine's facts, where each came from, and whether a profile file's lock
+//! (or, with no file, every profile's current generation) fits them.
 
-use envctl_recipes::{LockFile, ProfileFile, Requirement, SystemFacts, Version};
+use envctl_recipes::{LockFile, Repository, SystemFacts, Version};
+use envctl_store::Profiles;
 
 use super::Status;
 use crate::args::{Cli, DoctorArgs};
-use crate::error::{Failure, Result};
+use crate::error::{Failure, Result, StoreContext};
+use crate::manifest::Manifest;
 use crate::printer;
 use crate::settings::Settings;
 
 pub fn run(args: &DoctorArgs, settings: &Settings, cli: &Cli) -> Result<Status> {
-    let profile = args
-        .file
-        .as_deref()
-        .map(|f| {
-            ProfileFile::load(f)
-                .map_err(|e| Failure::new(format!("cannot read the profile file `{}`", f.display()), e))
-        })
-        .transpose()?;
+    let profile = args.file.as_deref().map(super::apply::load_profile).transpose()?;
     let facts = crate::system::facts(profile.as_ref().map(|p| &p.system), cli.system.as_deref())?;
     let mut problems = Vec::new();
     if let Some(profile) = &profile {
@@ -30,43 +26,30 @@ pub fn run(args: &DoctorArgs, settings: &Settings, cli: &Cli) -> Result<Status> 
             .hint(format!("run `envctl lock {}` first", profile.path.display())));
         };
         let repo = settings.repository(cli)?;
-        for p in &lock.packages {
-            let Ok(v) = Version::parse(&p.version) else { continue };
-            let Some(recipe) = repo.get(&p.name, &v) else {
-                problems.push(format!("{} {}: no recipe in the repositories in force", p.name, p.version));
+        let packages = lock.packages.iter().map(|p| (p.name.as_str(), p.version.as_str()));
+        let (found, missing) = unmet(packages, &repo, &facts, "");
+        problems.extend(found);
+        problems.extend(missing.into_iter().map(|p| format!("{p}: no recipe in the repositories in force")));
+    } else if settings.home.join("profiles").is_dir() {
+        // No file: every profile's current generation, as built.
+        let profiles =
+            Profiles::open(&settings.home).context(|| "cannot open the profiles directory".into())?;
+        let repo = settings.repository(cli)?;
+        for name in profiles.names().context(|| "cannot list the profiles".into())? {
+            let Some(current) =
+                profiles.current(&name).context(|| format!("cannot read profile `{name}`"))?
+            else {
                 continue;
             };
-            let s = &recipe.system;
-            let check = |what: &str,
-                         req: &Option<Requirement>,
-                         have: Option<&Version>,
-                         problems: &mut Vec<String>| {
-                if let Some(req) = req {
-                    match have {
-                        Some(h) if req.matches(h) => {}
-                        Some(h) => problems.push(format!(
-                            "{} {} needs {what} {req}; this machine has {h}",
-                            p.name, p.version
-                        )),
-                        None => problems.push(format!(
-                            "{} {} needs {what} {req}; this machine has none",
-                            p.name, p.version
-                        )),
-                    }
-                }
-            };
-            check("driver", &s.driver, facts.driver.as_ref(), &mut problems);
-            check("cuda", &s.cuda, facts.cuda.as_ref(), &mut problems);
-            check("sm", &s.sm, facts.min_sm(), &mut problems);
-            check("glibc", &s.glibc, facts.glibc.as_ref(), &mut problems);
-            if let Some(a) = &s.arch
-                && facts.arch.as_deref() != Some(a.as_str())
-            {
-                problems.push(format!(
-                    "{} {} needs arch {a}; this machine is {}",
-                    p.name,
-                    p.version,
-                    facts.arch.as_deref().unwrap_or("unknown")
+            let Ok(manifest) = Manifest::load(&current.path) else { continue };
+            let packages = manifest.packages.iter().map(|p| (p.name.as_str(), p.version.as_str()));
+            let prefix = format!("profile `{name}` (generation {}): ", current.number);
+            let (found, missing) = unmet(packages, &repo, &facts, &prefix);
+            problems.extend(found);
+            if !missing.is_empty() {
+                printer::info(&format!(
+                    "note: {prefix}not checked, no recipe in the repositories in force: {}",
+                    missing.join(", ")
                 ));
             }
         }
@@ -84,16 +67,37 @@ pub fn run(args: &DoctorArgs, settings: &Settings, cli: &Cli) -> Result<Status> 
         }));
     } else {
         print_facts(&facts);
-        if let Some(p) = &profile {
-            if problems.is_empty() {
-                printer::info(&format!("`{}`'s lock fits this machine", p.path.display()));
-            }
-            for problem in &problems {
-                printer::info(&format!("problem: {problem}"));
-            }
+        if let Some(p) = &profile
+            && problems.is_empty()
+        {
+            printer::info(&format!("`{}`'s lock fits this machine", p.path.display()));
+        }
+        for problem in &problems {
+            printer::info(&format!("problem: {problem}"));
         }
     }
     Ok(if problems.is_empty() { Status::Success } else { Status::Failure })
+}
+
+/// What the packages need from the machine and it lacks, from their recipes, one line each; and
+/// the packages (`name version`) whose recipe is not in the repositories, which are not checked.
+fn unmet<'a>(
+    packages: impl Iterator<Item = (&'a str, &'a str)>,
+    repo: &Repository,
+    facts: &SystemFacts,
+    prefix: &str,
+) -> (Vec<String>, Vec<String>) {
+    let (mut found, mut missing) = (Vec::new(), Vec::new());
+    for (name, version) in packages {
+        let Some(recipe) = Version::parse(version).ok().and_then(|v| repo.get(name, &v)) else {
+            missing.push(format!("{name} {version}"));
+            continue;
+        };
+        for need in facts.unmet(&recipe.system) {
+            found.push(format!("{prefix}{name} {version} needs {need}"));
+        }
+    }
+    (found, missing)
 }
 
 fn print_facts(f: &SystemFacts) {
