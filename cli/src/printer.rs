@@ -7,9 +7,23 @@ pub fn data(line: &str) {
     println!("{line}");
 }
 
-/// Writes a message for people to stderr.
+static QUIET: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
+
+/// `--quiet`: from now on [`status`] lines are not written.
+pub fn set_quiet(quiet: bool) {
+    QUIET.store(quiet, std::sync::atomic::Ordering::Relaxed);
+}
+
+/// Writes a message for people to stderr, `--quiet` or not: errors, warnings, problems found.
 pub fn info(line: &str) {
     eprintln!("{line}");
+}
+
+/// Writes a progress or outcome message to stderr ("is now generation 2"), unless `--quiet`.
+pub fn status(line: &str) {
+    if !QUIET.load(std::sync::atomic::Ordering::Relaxed) {
+        eprintln!("{line}");
+    }
 }
 
 /// Writes pretty JSON to stdout.

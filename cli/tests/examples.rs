@@ -159,3 +159,16 @@ fn without_a_lock_the_current_generation_keeps_its_versions_while_they_fit() {
     envctl(&sb, &["apply", &nlp]).ok();
     assert_eq!(tf_version(&sb, "nlp"), "2.16.1");
 }
+
+#[test]
+fn quiet_keeps_stderr_for_what_went_wrong() {
+    let sb = sandbox();
+    let vision = sb.path("examples/vision.toml").display().to_string();
+    let out = envctl(&sb, &["-q", "apply", &vision]);
+    out.ok();
+    assert_eq!(out.stderr, "", "a quiet apply said something");
+    let out = envctl(&sb, &["-q", "run", "vision", "--", "python3", "-c", "print('hi')"]);
+    assert_eq!((out.stdout.as_str(), out.stderr.as_str()), ("hi\n", ""));
+    let out = envctl(&sb, &["-q", "rollback", "vision", "--to", "7"]);
+    assert!(out.failed().contains("has no generation 7"), "{}", out.stderr);
+}

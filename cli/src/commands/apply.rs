@@ -71,7 +71,7 @@ pub fn apply(
         && same_env(&profile, m)
         && current.as_ref().is_some_and(|g| g.path.is_dir())
     {
-        printer::info(&format!(
+        printer::status(&format!(
             "`{name}` is up to date (generation {})",
             current.as_ref().map_or(0, |g| g.number)
         ));
@@ -139,7 +139,7 @@ pub fn apply(
         if old_lock.as_ref() != Some(&lock) {
             lock.write(&lock_path, &file_name).map_err(|e| Failure::new("cannot write the lock file", e))?;
         }
-        printer::info(&format!("`{name}`: no package changes; it stays at generation {}", g.number));
+        printer::status(&format!("`{name}`: no package changes; it stays at generation {}", g.number));
         return Ok(Applied { name, generation: g.path.clone() });
     }
     if dry_run {
@@ -203,7 +203,7 @@ pub fn apply(
     // Re-read under the profile lock: another apply may have switched meanwhile.
     let current = profiles.current(&name).context(|| format!("cannot read profile `{name}`"))?;
     if current.as_ref().is_some_and(|g| g.path == generation.path) {
-        printer::info(&format!(
+        printer::status(&format!(
             "`{name}` is up to date (generation {})",
             current.as_ref().map_or(0, |g| g.number)
         ));
@@ -213,12 +213,12 @@ pub fn apply(
         .add_generation(&name, &generation.path)
         .context(|| format!("cannot switch profile `{name}`"))?;
     let changes = manifest::diff(current_manifest.as_ref(), &manifest);
-    printer::info(&format!(
+    printer::status(&format!(
         "`{name}` is now generation {number} ({}, {fetched} fetched)",
         printer::count(lock.packages.len(), "package")
     ));
     for c in changes {
-        printer::info(&format!("  {c}"));
+        printer::status(&format!("  {c}"));
     }
     Ok(Applied { name, generation: generation.path })
 }

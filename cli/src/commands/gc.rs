@@ -26,7 +26,7 @@ pub fn run(args: &GcArgs, settings: &Settings, _cli: &Cli) -> Result<Status> {
     for (name, size) in &report.removed {
         printer::data(&format!("{}\t{}", dir.join(name).display(), printer::bytes(*size)));
     }
-    printer::info(&format!(
+    printer::status(&format!(
         "{} {} store paths, {}; {} kept alive by roots",
         if args.dry_run { "would remove" } else { "removed" },
         report.removed.len(),

@@ -35,6 +35,7 @@ pub fn run() -> ExitCode {
         }
     };
     init_logging(cli.verbose);
+    printer::set_quiet(cli.quiet);
     let result = Settings::load(&cli).and_then(|settings| match &cli.command {
         Command::Store(cmd) => store::run(cmd, &settings, &cli),
         Command::Lock(args) => resolve::lock(args, &settings, &cli),

@@ -100,7 +100,7 @@ pub fn generations(args: &GenerationsArgs, settings: &Settings, _cli: &Cli) -> R
         profiles
             .delete(&args.profile, &doomed)
             .context(|| format!("cannot delete generations of `{}`", args.profile))?;
-        printer::info(&format!(
+        printer::status(&format!(
             "deleted {} of `{}`{}; `envctl gc` frees what only they used",
             printer::count(doomed.len(), "generation"),
             args.profile,
@@ -212,6 +212,6 @@ pub fn rollback(args: &RollbackArgs, settings: &Settings, _cli: &Cli) -> Result<
         })?,
     };
     profiles.switch(&args.profile, target).context(|| format!("cannot switch `{}`", args.profile))?;
-    printer::info(&format!("`{}` is now generation {target} (was {current})", args.profile));
+    printer::status(&format!("`{}` is now generation {target} (was {current})", args.profile));
     Ok(Status::Success)
 }

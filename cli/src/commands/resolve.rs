@@ -126,7 +126,7 @@ pub fn lock(args: &LockArgs, settings: &Settings, cli: &Cli) -> Result<Status> {
     if let (Some(old), None) = (&old, &args.update)
         && old.request == request
     {
-        printer::info(&format!("`{}` is up to date", lock_path.display()));
+        printer::status(&format!("`{}` is up to date", lock_path.display()));
         for need in ctx.unmet_by(old) {
             printer::info(&format!("warning: it does not fit this machine: {need}"));
         }
@@ -154,7 +154,7 @@ pub fn lock(args: &LockArgs, settings: &Settings, cli: &Cli) -> Result<Status> {
     let file_name = args.file.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
     new.write(&lock_path, &file_name).map_err(|e| Failure::new("cannot write the lock file", e))?;
     report_changes(old.as_ref(), &new);
-    printer::info(&format!(
+    printer::status(&format!(
         "wrote `{}` ({})",
         lock_path.display(),
         printer::count(new.packages.len(), "package")
@@ -217,14 +217,14 @@ fn report_changes(old: Option<&LockFile>, new: &LockFile) {
         new.packages.iter().map(|p| (p.name.as_str(), p.version.as_str())).collect();
     for (name, v) in &after {
         match before.get(name) {
-            None => printer::info(&format!("  + {name} {v}")),
-            Some(b) if b != v => printer::info(&format!("  ~ {name} {b} -> {v}")),
+            None => printer::status(&format!("  + {name} {v}")),
+            Some(b) if b != v => printer::status(&format!("  ~ {name} {b} -> {v}")),
             _ => {}
         }
     }
     for (name, v) in &before {
         if !after.contains_key(name) {
-            printer::info(&format!("  - {name} {v}"));
+            printer::status(&format!("  - {name} {v}"));
         }
     }
 }

@@ -175,13 +175,11 @@ pub fn session(args: &SessionArgs, command: Vec<String>, settings: &Settings, cl
                     rest = vec!["--rcfile".into(), rc.display().to_string()];
                 }
             }
-            if !cli.quiet {
-                printer::info(&format!(
-                    "entering `{}` ({}); exit the shell to leave",
-                    t.name,
-                    t.generation.display()
-                ));
-            }
+            printer::status(&format!(
+                "entering `{}` ({}); exit the shell to leave",
+                t.name,
+                t.generation.display()
+            ));
             (shell, rest)
         }
     };

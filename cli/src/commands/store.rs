@@ -52,8 +52,8 @@ fn add(store: &Store, args: &AddArgs, cli: &Cli) -> Result<Status> {
             "warning: skipped `{skipped}` (device nodes and fifos are not kept in the store)"
         ));
     }
-    if !installed.fetched && !cli.quiet {
-        printer::info("already in the store; nothing fetched");
+    if !installed.fetched {
+        printer::status("already in the store; nothing fetched");
     }
     printer::data(&installed.path.display().to_string());
     Ok(Status::Success)
@@ -132,7 +132,7 @@ fn verify(store: &Store, repair: bool, json: bool, cli: &Cli) -> Result<Status> 
             printer::info(&format!("corrupted: {}: {}", store.dir().join(&c.name).display(), c.problem));
         }
         let fixed = if repair { format!(", {} repaired", repaired.len()) } else { String::new() };
-        printer::info(&format!(
+        printer::status(&format!(
             "checked {} store paths{fixed}, {} corrupted",
             report.checked,
             report.corrupted.len()
@@ -149,7 +149,7 @@ fn optimise(store: &Store, json: bool) -> Result<Status> {
     if json {
         printer::json(&report);
     } else {
-        printer::info(&format!(
+        printer::status(&format!(
             "scanned {} files, replaced {} by hard links, saved {}",
             report.files,
             report.linked,
