@@ -172,3 +172,16 @@ fn quiet_keeps_stderr_for_what_went_wrong() {
     let out = envctl(&sb, &["-q", "rollback", "vision", "--to", "7"]);
     assert!(out.failed().contains("has no generation 7"), "{}", out.stderr);
 }
+
+#[test]
+fn an_ad_hoc_environment_runs_and_its_clashes_name_the_flags() {
+    let sb = sandbox();
+    let code = "import tensorflow; print(tensorflow.__version__)";
+    let out = envctl(&sb, &["shell", "-p", "tensorflow=2.16", "--", "python3", "-c", code]);
+    assert_eq!(out.ok().trim(), "2.16.1");
+    let out = envctl(&sb, &["shell", "-p", "tensorflow=1.15", "-p", "cuda=12", "--", "true"]);
+    let err = out.failed();
+    assert!(err.contains("cannot resolve `-p tensorflow=1.15 -p cuda=12`"), "{err}");
+    assert!(err.contains("\n  -p tensorflow=1.15\n  -p cuda=12"), "{err}");
+    assert!(!err.contains("adhoc"), "the ad-hoc file leaked into the message: {err}");
+}

@@ -26,8 +26,13 @@ pub struct Applied {
 }
 
 pub fn run(args: &ApplyArgs, settings: &Settings, cli: &Cli) -> Result<Status> {
-    apply(&args.file, args.profile.as_deref(), args.dry_run, args.frozen, settings, cli)
-        .map(|_| Status::Success)
+    let options = ApplyOptions {
+        profile: args.profile.as_deref(),
+        dry_run: args.dry_run,
+        frozen: args.frozen,
+        label: None,
+    };
+    apply(&args.file, &options, settings, cli).map(|_| Status::Success)
 }
 
 /// Reads a profile file; the one place its errors get their hint.
@@ -42,14 +47,22 @@ pub fn load_profile(file: &Path) -> Result<ProfileFile> {
     })
 }
 
-pub fn apply(
-    file: &Path,
-    profile_name: Option<&str>,
-    dry_run: bool,
-    frozen: bool,
-    settings: &Settings,
-    cli: &Cli,
-) -> Result<Applied> {
+/// How to apply a profile file.
+#[derive(Debug, Default)]
+pub struct ApplyOptions<'a> {
+    /// The profile to build, instead of the file's name.
+    pub profile: Option<&'a str>,
+    /// Print the plan, touch nothing.
+    pub dry_run: bool,
+    /// Refuse a missing or stale lock.
+    pub frozen: bool,
+    /// What to call the request in explanations, instead of the file's path and line (an ad-hoc
+    /// environment's file is envctl's, not the user's).
+    pub label: Option<&'a str>,
+}
+
+pub fn apply(file: &Path, options: &ApplyOptions<'_>, settings: &Settings, cli: &Cli) -> Result<Applied> {
+    let ApplyOptions { profile: profile_name, dry_run, frozen, label } = *options;
     let profile = load_profile(file)?;
     let name = profile_name.unwrap_or(&profile.name).to_owned();
     envctl_store::check_profile_name(&name).context(|| format!("cannot apply `{}`", file.display()))?;
@@ -78,7 +91,8 @@ pub fn apply(
         return Ok(Applied { name, generation: current.map(|g| g.path).unwrap_or_default() });
     }
 
-    let ctx = Context::from_parts(profile, facts, settings.repository(cli)?);
+    let mut ctx = Context::from_parts(profile, facts, settings.repository(cli)?);
+    ctx.label = label.map(str::to_owned);
     let mut lock = match fresh {
         Some(lock) => {
             ctx.check_fits(&lock)?;

@@ -20,6 +20,9 @@ pub struct Context {
     pub profile: ProfileFile,
     pub facts: SystemFacts,
     pub repo: Repository,
+    /// What explanations call an ad-hoc request instead of its file (`-p tensorflow=2.15`); each
+    /// package is then named as `-p NAME=REQ` instead of by file and line.
+    pub label: Option<String>,
 }
 
 impl Context {
@@ -27,11 +30,11 @@ impl Context {
         let profile = super::apply::load_profile(file)?;
         let facts = crate::system::facts(Some(&profile.system), cli.system.as_deref())?;
         let repo = settings.repository(cli)?;
-        Ok(Context { profile, facts, repo })
+        Ok(Context { profile, facts, repo, label: None })
     }
 
     pub fn from_parts(profile: ProfileFile, facts: SystemFacts, repo: Repository) -> Context {
-        Context { profile, facts, repo }
+        Context { profile, facts, repo, label: None }
     }
 
     pub fn platform(&self) -> String {
@@ -39,7 +42,7 @@ impl Context {
     }
 
     pub fn solve(&self, preferred: BTreeMap<PackageName, Version>) -> Result<Solution> {
-        let file = self.profile.path.display().to_string();
+        let file = self.label.clone().unwrap_or_else(|| self.profile.path.display().to_string());
         let mut asked: Vec<_> = self.profile.packages.iter().collect();
         asked.sort_by_key(|(_, r)| r.line);
         let requested = asked
@@ -47,7 +50,12 @@ impl Context {
             .map(|(name, r)| Request {
                 name: name.clone(),
                 requirement: r.requirement.clone(),
-                origin: format!("{file}:{}: {}", r.line, r.text),
+                origin: match (&self.label, r.requirement.as_str()) {
+                    // An ad-hoc request: the words the user typed.
+                    (Some(_), "*") => format!("-p {name}"),
+                    (Some(_), req) => format!("-p {name}={req}"),
+                    (None, _) => format!("{file}:{}: {}", r.line, r.text),
+                },
             })
             .collect();
         let task = Task { repo: &self.repo, requested, preferred, system: &self.facts };

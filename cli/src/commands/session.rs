@@ -35,7 +35,7 @@ fn target(spec: Option<&str>, packages: &[String], settings: &Settings, cli: &Cl
         })?;
         let path = Path::new(spec);
         if spec.ends_with(".toml") && path.is_file() {
-            let applied = super::apply::apply(path, None, false, false, settings, cli)?;
+            let applied = super::apply::apply(path, &Default::default(), settings, cli)?;
             (applied.name, applied.generation)
         } else {
             let profiles =
@@ -72,7 +72,10 @@ fn adhoc(packages: &[String], settings: &Settings, cli: &Cli) -> Result<(String,
     if !file.exists() {
         fs_err::write(&file, &text).map_err(|e| Failure::new("cannot prepare an ad-hoc environment", e))?;
     }
-    let applied = super::apply::apply(&file, Some("adhoc"), false, false, settings, cli)?;
+    let label = format!("-p {}", packages.join(" -p "));
+    let options =
+        super::apply::ApplyOptions { profile: Some("adhoc"), label: Some(&label), ..Default::default() };
+    let applied = super::apply::apply(&file, &options, settings, cli)?;
     Ok((applied.name, applied.generation))
 }
 
