@@ -296,7 +296,7 @@ fn verify_finds_a_file_changed_behind_the_stores_back() {
     );
     let clean = sb.run(&["store", "verify"]);
     clean.ok();
-    assert!(clean.stderr.contains("checked 1 store paths, 0 corrupted"), "{}", clean.stderr);
+    assert!(clean.stderr.contains("checked 1 store path, 0 corrupted"), "{}", clean.stderr);
 
     let file = path.join("version.txt");
     std::fs::set_permissions(&file, std::fs::Permissions::from_mode(0o644)).unwrap();

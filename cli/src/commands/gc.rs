@@ -23,13 +23,19 @@ pub fn run(args: &GcArgs, settings: &Settings, _cli: &Cli) -> Result<Status> {
         }));
         return Ok(Status::Success);
     }
-    for (name, size) in &report.removed {
+    // By what they are (`cuda-12.4.131`), not by hash, so one package's versions sit together.
+    let mut removed: Vec<_> = report.removed.iter().collect();
+    removed.sort_by(|(a, _), (b, _)| {
+        let what = |n: &str| n.split_once('-').map_or(n, |(_, rest)| rest).to_owned();
+        what(a).cmp(&what(b)).then(a.cmp(b))
+    });
+    for (name, size) in removed {
         printer::data(&format!("{}\t{}", dir.join(name).display(), printer::bytes(*size)));
     }
     printer::status(&format!(
-        "{} {} store paths, {}; {} kept alive by roots",
+        "{} {}, {}; {} kept alive by roots",
         if args.dry_run { "would remove" } else { "removed" },
-        report.removed.len(),
+        printer::count(report.removed.len(), "store path"),
         printer::bytes(report.bytes),
         report.kept
     ));

@@ -133,8 +133,8 @@ fn verify(store: &Store, repair: bool, json: bool, cli: &Cli) -> Result<Status> 
         }
         let fixed = if repair { format!(", {} repaired", repaired.len()) } else { String::new() };
         printer::status(&format!(
-            "checked {} store paths{fixed}, {} corrupted",
-            report.checked,
+            "checked {}{fixed}, {} corrupted",
+            printer::count(report.checked, "store path"),
             report.corrupted.len()
         ));
         if !repair && !report.corrupted.is_empty() {
