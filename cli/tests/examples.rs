@@ -185,3 +185,111 @@ fn an_ad_hoc_environment_runs_and_its_clashes_name_the_flags() {
     assert!(err.contains("\n  -p tensorflow=1.15\n  -p cuda=12"), "{err}");
     assert!(!err.contains("adhoc"), "the ad-hoc file leaked into the message: {err}");
 }
+
+/// Output as a user sees it (stdout, then stderr, marked when there are both), with what differs
+/// between runs replaced: the sandbox's path by
+/// `[SANDBOX]`, UTC timestamps (`2026-11-25T11:20:10Z`) by `[TIME]` and generations' hashes.
+/// Package store paths stay: the example artifacts are deterministic, so their hashes are too.
+fn seen(sb: &Sandbox, out: &Run) -> String {
+    let root = sb.path("").display().to_string();
+    let text = match (out.stdout.is_empty(), out.stderr.is_empty()) {
+        (false, false) => format!("[stdout]\n{}[stderr]\n{}", out.stdout, out.stderr),
+        _ => format!("{}{}", out.stdout, out.stderr),
+    };
+    let text = text.replace(root.trim_end_matches('/'), "[SANDBOX]");
+    let shape = |b: u8, s: u8| match s {
+        b'd' => b.is_ascii_digit(),
+        _ => b == s,
+    };
+    let pattern = b"dddd-dd-ddTdd:dd:ddZ";
+    let bytes = text.as_bytes();
+    let mut out = String::new();
+    let mut i = 0;
+    while i < bytes.len() {
+        if bytes.len() - i >= pattern.len() && pattern.iter().zip(&bytes[i..]).all(|(s, b)| shape(*b, *s)) {
+            out.push_str("[TIME]");
+            i += pattern.len();
+        } else {
+            let ch = text[i..].chars().next().expect("in bounds");
+            out.push(ch);
+            i += ch.len_utf8();
+        }
+    }
+    // A generation's hash covers its links, which name the store by its absolute path.
+    let mut text = out;
+    let mut from = 0;
+    while let Some(at) = text[from..].find("-profile-").map(|i| from + i) {
+        if at >= 32 && text.is_char_boundary(at - 32) {
+            text.replace_range(at - 32..at, "[GENERATION-HASH]");
+            from = at - 32 + "[GENERATION-HASH]-profile-".len();
+        } else {
+            from = at + 1;
+        }
+    }
+    text
+}
+
+/// `seen`, with byte counts (`1.4 KiB`, `416 B`) replaced by `[SIZE]`: a generation's size is
+/// the length of its links, which depends on where the sandbox is.
+fn seen_without_sizes(sb: &Sandbox, out: &Run) -> String {
+    let text = seen(sb, out);
+    let mut result = String::new();
+    let mut rest = text.as_str();
+    while let Some(at) = [" B", " KiB", " MiB", " GiB"]
+        .iter()
+        .filter_map(|unit| {
+            let at = rest.find(unit)?;
+            let end = at + unit.len();
+            let bounded = rest[end..].chars().next().is_none_or(|c| !c.is_alphanumeric());
+            bounded.then_some((at, end))
+        })
+        .min()
+    {
+        let (at, end) = at;
+        let start = rest[..at].trim_end_matches(|c: char| c.is_ascii_digit() || c == '.').len();
+        if start < at {
+            result.push_str(&rest[..start]);
+            result.push_str("[SIZE]");
+        } else {
+            result.push_str(&rest[..end]);
+        }
+        rest = &rest[end..];
+    }
+    result.push_str(rest);
+    result
+}
+
+#[test]
+fn what_a_user_sees_through_the_two_team_story() {
+    let sb = sandbox();
+    let vision = sb.path("examples/vision.toml").display().to_string();
+    let nlp = sb.path("examples/nlp.toml").display().to_string();
+
+    insta::assert_snapshot!("dry_run", seen(&sb, &envctl(&sb, &["apply", &vision, "--dry-run"])));
+    insta::assert_snapshot!("apply_vision", seen(&sb, &envctl(&sb, &["apply", &vision])));
+    let lock = std::fs::read_to_string(sb.path("examples/vision.lock")).unwrap();
+    insta::assert_snapshot!("vision_lock", lock.replace(&sb.path("").display().to_string(), "[SANDBOX]/"));
+    envctl(&sb, &["apply", &nlp]).ok();
+    let text = std::fs::read_to_string(&nlp).unwrap().replace("\"2.15\"", "\"2.16\"");
+    std::fs::write(&nlp, text).unwrap();
+    insta::assert_snapshot!("upgrade_nlp", seen(&sb, &envctl(&sb, &["apply", &nlp])));
+    insta::assert_snapshot!("generations_nlp", seen(&sb, &envctl(&sb, &["generations", "nlp"])));
+    insta::assert_snapshot!("profiles", seen_without_sizes(&sb, &envctl(&sb, &["profiles"])));
+    insta::assert_snapshot!("why_cudnn", seen(&sb, &envctl(&sb, &["why", &vision, "cudnn"])));
+    envctl(&sb, &["rollback", "nlp"]).ok();
+    envctl(&sb, &["generations", "nlp", "--delete", "2"]).ok();
+    insta::assert_snapshot!("gc", seen_without_sizes(&sb, &envctl(&sb, &["gc"])));
+}
+
+#[test]
+fn what_a_user_sees_when_something_does_not_fit() {
+    let sb = sandbox();
+    let clash = envctl(&sb, &["shell", "-p", "tensorflow=1.15", "-p", "cuda=12", "--", "true"]);
+    insta::assert_snapshot!("clash", seen(&sb, &clash));
+    let nlp = sb.path("examples/nlp.toml").display().to_string();
+    let recipes = sb.path("examples/recipes").display().to_string();
+    let old = sb.run_env(&["--recipes", &recipes, "lock", &nlp], &[("ENVCTL_SYSTEM_DRIVER", "418.40")]);
+    insta::assert_snapshot!("old_driver", seen(&sb, &old));
+    let typo = envctl(&sb, &["shell", "-p", "tensorflw=2", "--", "true"]);
+    insta::assert_snapshot!("typo", seen(&sb, &typo));
+}
