@@ -275,3 +275,32 @@ fn a_missing_profile_file_is_named_with_its_cause_once() {
     assert_eq!(err.matches("No such file or directory").count(), 1, "{err}");
     assert!(err.contains("hint: give the path of a profile file"), "{err}");
 }
+
+#[test]
+fn facts_are_detected_through_nvidia_smi_when_the_kernel_files_are_absent() {
+    let sb = Sandbox::new();
+    let bin = sb.path("fake-bin");
+    std::fs::create_dir_all(&bin).unwrap();
+    // Answers the two queries envctl makes, the way nvidia-smi prints them, and fails on others.
+    let script = "#!/bin/sh\ncase \"$1 $2\" in\n  '--query-gpu=driver_version --format=csv,noheader') printf '550.54.14\\n550.54.14\\n' ;;\n  '--query-gpu=compute_cap --format=csv,noheader') printf '8.6\\n7.5\\n' ;;\n  *) exit 6 ;;\nesac\n";
+    let smi = bin.join("nvidia-smi");
+    std::fs::write(&smi, script).unwrap();
+    std::fs::set_permissions(&smi, std::os::unix::fs::PermissionsExt::from_mode(0o755)).unwrap();
+    let path = format!("{}:{}", bin.display(), std::env::var("PATH").unwrap());
+    let out = sb.run_env(&["doctor", "--json"], &[("PATH", &path)]);
+    let facts: serde_json::Value = serde_json::from_str(&out.stdout).unwrap();
+    // The kernel's own files win when this machine has them; the GPUs come from nvidia-smi either way.
+    let kernel = ["/sys/module/nvidia/version", "/proc/driver/nvidia/version"]
+        .into_iter()
+        .find(|f| Path::new(f).exists());
+    match kernel {
+        Some(file) => assert_eq!(facts["origin"]["driver"], file, "{facts}"),
+        None => {
+            assert_eq!(facts["driver"], "550.54.14", "{facts}");
+            assert_eq!(facts["origin"]["driver"], "nvidia-smi", "{facts}");
+            assert!(facts["cuda"].as_str().is_some_and(|c| c.starts_with("12.")), "{facts}");
+        }
+    }
+    assert_eq!(facts["sm"], serde_json::json!(["8.6", "7.5"]), "{facts}");
+    assert_eq!(facts["origin"]["sm"], "nvidia-smi", "{facts}");
+}
