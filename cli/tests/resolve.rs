@@ -276,9 +276,8 @@ fn a_missing_profile_file_is_named_with_its_cause_once() {
     assert!(err.contains("hint: give the path of a profile file"), "{err}");
 }
 
-#[test]
-fn facts_are_detected_through_nvidia_smi_when_the_kernel_files_are_absent() {
-    let sb = Sandbox::new();
+/// A directory holding a stand-in `nvidia-smi`, and PATH with it first.
+fn fake_nvidia_smi(sb: &Sandbox) -> String {
     let bin = sb.path("fake-bin");
     std::fs::create_dir_all(&bin).unwrap();
     // Answers the two queries envctl makes, the way nvidia-smi prints them, and fails on others.
@@ -286,7 +285,13 @@ fn facts_are_detected_through_nvidia_smi_when_the_kernel_files_are_absent() {
     let smi = bin.join("nvidia-smi");
     std::fs::write(&smi, script).unwrap();
     std::fs::set_permissions(&smi, std::os::unix::fs::PermissionsExt::from_mode(0o755)).unwrap();
-    let path = format!("{}:{}", bin.display(), std::env::var("PATH").unwrap());
+    format!("{}:{}", bin.display(), std::env::var("PATH").unwrap())
+}
+
+#[test]
+fn facts_are_detected_through_nvidia_smi_when_the_kernel_files_are_absent() {
+    let sb = Sandbox::new();
+    let path = fake_nvidia_smi(&sb);
     let out = sb.run_env(&["doctor", "--json"], &[("PATH", &path)]);
     let facts: serde_json::Value = serde_json::from_str(&out.stdout).unwrap();
     // The kernel's own files win when this machine has them; the GPUs come from nvidia-smi either way.
@@ -303,4 +308,32 @@ fn facts_are_detected_through_nvidia_smi_when_the_kernel_files_are_absent() {
     }
     assert_eq!(facts["sm"], serde_json::json!(["8.6", "7.5"]), "{facts}");
     assert_eq!(facts["origin"]["sm"], "nvidia-smi", "{facts}");
+}
+
+#[test]
+fn the_highest_cuda_comes_from_nvml_when_it_loads() {
+    let sb = Sandbox::new();
+    let path = fake_nvidia_smi(&sb);
+    // A stand-in NVML with the three entry points envctl calls, built with the C compiler that
+    // links Rust programs on this platform.
+    let lib = sb.path("fake-lib");
+    std::fs::create_dir_all(&lib).unwrap();
+    std::fs::write(
+        lib.join("nvml.c"),
+        "int nvmlInit_v2(void) { return 0; }\n\
+         int nvmlSystemGetCudaDriverVersion_v2(int *v) { *v = 12040; return 0; }\n\
+         int nvmlShutdown(void) { return 0; }\n",
+    )
+    .unwrap();
+    let status = std::process::Command::new("cc")
+        .args(["-shared", "-fPIC", "-o", "libnvidia-ml.so.1", "nvml.c"])
+        .current_dir(&lib)
+        .status()
+        .expect("cc, the linker Rust uses here, builds the stand-in NVML");
+    assert!(status.success());
+    let lib = lib.display().to_string();
+    let out = sb.run_env(&["doctor", "--json"], &[("PATH", &path), ("LD_LIBRARY_PATH", &lib)]);
+    let facts: serde_json::Value = serde_json::from_str(&out.stdout).unwrap();
+    assert_eq!(facts["cuda"], "12.4", "{facts}");
+    assert_eq!(facts["origin"]["cuda"], "NVML", "{facts}");
 }
