@@ -4,6 +4,7 @@
 mod common;
 
 use std::os::unix::fs::{MetadataExt, PermissionsExt};
+use std::path::Path;
 use std::time::{Duration, Instant};
 
 use common::{Sandbox, list, wait};
@@ -285,22 +286,30 @@ fn device_nodes_and_fifos_are_skipped_and_said() {
     assert_eq!(list(&path), vec!["ok"]);
 }
 
+/// Installs the sample, served at `/c.tar.gz`; returns its bytes and store path.
+fn install_sample(sb: &Sandbox, server: &Server) -> (Vec<u8>, std::path::PathBuf) {
+    let bytes = sample().tar_gz();
+    let url = server.serve("/c.tar.gz", bytes.clone());
+    let path = sb.add(&url, &sha256_hex(&bytes), "cuda", "10.0", &["--strip-components", "1"]).ok();
+    (bytes, path.into())
+}
+
+/// Changes a store file behind the store's back.
+fn tamper(file: &Path) {
+    std::fs::set_permissions(file, std::fs::Permissions::from_mode(0o644)).unwrap();
+    std::fs::write(file, "CUDA Version 99\n").unwrap();
+}
+
 #[test]
 fn verify_finds_a_file_changed_behind_the_stores_back() {
     let sb = Sandbox::new();
     let server = Server::start();
-    let bytes = sample().tar_gz();
-    let url = server.serve("/c.tar.gz", bytes.clone());
-    let path = std::path::PathBuf::from(
-        sb.add(&url, &sha256_hex(&bytes), "cuda", "10.0", &["--strip-components", "1"]).ok(),
-    );
+    let (_, path) = install_sample(&sb, &server);
     let clean = sb.run(&["store", "verify"]);
     clean.ok();
     assert!(clean.stderr.contains("checked 1 store path, 0 corrupted"), "{}", clean.stderr);
 
-    let file = path.join("version.txt");
-    std::fs::set_permissions(&file, std::fs::Permissions::from_mode(0o644)).unwrap();
-    std::fs::write(&file, "CUDA Version 99\n").unwrap();
+    tamper(&path.join("version.txt"));
     let out = sb.run(&["store", "verify"]);
     let err = out.failed();
     assert!(err.contains(&path.display().to_string()) && err.contains("tree hash"), "{err}");
@@ -314,15 +323,10 @@ fn verify_finds_a_file_changed_behind_the_stores_back() {
 fn verify_repair_fetches_the_source_again_and_refuses_what_does_not_match() {
     let sb = Sandbox::new();
     let server = Server::start();
-    let bytes = sample().tar_gz();
-    let url = server.serve("/c.tar.gz", bytes.clone());
-    let path = std::path::PathBuf::from(
-        sb.add(&url, &sha256_hex(&bytes), "cuda", "10.0", &["--strip-components", "1"]).ok(),
-    );
+    let (bytes, path) = install_sample(&sb, &server);
     let file = path.join("version.txt");
     let original = std::fs::read(&file).unwrap();
-    std::fs::set_permissions(&file, std::fs::Permissions::from_mode(0o644)).unwrap();
-    std::fs::write(&file, "CUDA Version 99\n").unwrap();
+    tamper(&file);
 
     // The source is gone: nothing changes, and the path is still named as corrupted.
     server.set("/c.tar.gz", Reply::Status(404));
