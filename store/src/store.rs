@@ -18,8 +18,9 @@
 //! fresh directory under `.tmp/`; zip formats land in a file there first, which is verified
 //! before it is opened. The tree hash falls out of the unpack. Only when the stated sha256 matched
 //! is the finished, read-only tree flushed to disk (unless [`StoreOptions::fsync`] is off), renamed
-//! into place, and then registered in one database transaction. A crash before the rename leaves only `.tmp/` debris; a crash between the rename
-//! and the registration leaves an unregistered directory. Both are swept by the next process that
+//! into place, and then registered in one database transaction. A crash before the rename leaves
+//! only `.tmp/` debris; a crash between the rename and the registration leaves an unregistered
+//! directory. Both are swept by the next process that
 //! finds the store idle (it can take the store lock exclusively), and an install that meets an
 //! unregistered directory in its way replaces it.
 //!
@@ -346,11 +347,7 @@ impl Store {
                 sync_filesystem(&tree_dir)?;
             }
             let dest = self.dir.join(name);
-            let lock = self
-                .dir
-                .join(".envctl/locks")
-                .join(format!("{}.lock", StorePathName::parse(name)?.hash_part()));
-            let _path_lock = FileLock::exclusive(&lock)?;
+            let _path_lock = self.path_lock(&StorePathName::parse(name)?)?;
             if fs_err::symlink_metadata(&dest).is_ok() {
                 // One atomic swap: a reader sees the old tree or the new one, never no tree.
                 exchange(&tree_dir, &dest)?;
@@ -611,8 +608,7 @@ impl Store {
             sync_filesystem(tree_dir)?;
         }
         let dest = self.dir.join(name.as_str());
-        let lock = self.dir.join(".envctl/locks").join(format!("{}.lock", name.hash_part()));
-        let _path_lock = FileLock::exclusive(&lock)?;
+        let _path_lock = self.path_lock(name)?;
         let mut db = self.db();
         if db.get(name.as_str())?.is_none() || !dest.is_dir() {
             if fs_err::symlink_metadata(&dest).is_ok() {
@@ -637,6 +633,12 @@ impl Store {
         db.register(&record, source, references)?;
         let record = db.get(name.as_str())?.ok_or_else(|| Error::NotInStore(name.to_string()))?;
         Ok((dest, record))
+    }
+
+    /// The per-path lock: held while a path is moved into place, registered or repaired.
+    fn path_lock(&self, name: &StorePathName) -> Result<FileLock> {
+        let lock = self.dir.join(".envctl/locks").join(format!("{}.lock", name.hash_part()));
+        Ok(FileLock::exclusive(&lock)?)
     }
 
     /// Holds the store lock exclusively until the guard is dropped (then shared again).
