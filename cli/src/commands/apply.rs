@@ -7,7 +7,7 @@
 use std::collections::BTreeMap;
 use std::path::Path;
 
-use envctl_recipes::{LockFile, LockedPackage, PackageName, ProfileFile, SystemFacts, Version};
+use envctl_recipes::{LockFile, LockedPackage, ProfileFile, SystemFacts};
 use envctl_store::{FarmInput, FetchOptions, Fetcher, Profiles, Store};
 
 use super::Status;
@@ -117,13 +117,9 @@ pub fn apply(file: &Path, options: &ApplyOptions<'_>, settings: &Settings, cli: 
             // Keep what the lock, or else the current generation, has wherever it still fits.
             let preferred = match (&old_lock, &current_manifest) {
                 (Some(lock), _) => super::resolve::versions_of(lock),
-                (None, Some(m)) => m
-                    .packages
-                    .iter()
-                    .filter_map(|p| {
-                        Some((PackageName::parse(&p.name).ok()?, Version::parse(&p.version).ok()?))
-                    })
-                    .collect(),
+                (None, Some(m)) => super::resolve::parse_versions(
+                    m.packages.iter().map(|p| (p.name.as_str(), p.version.as_str())),
+                ),
                 (None, None) => BTreeMap::new(),
             };
             let solution = ctx.solve(preferred)?;

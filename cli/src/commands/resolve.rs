@@ -119,10 +119,12 @@ fn load_lock(path: &Path) -> Result<Option<LockFile>> {
 }
 
 pub fn versions_of(lock: &LockFile) -> BTreeMap<PackageName, Version> {
-    lock.packages
-        .iter()
-        .filter_map(|p| Some((PackageName::parse(&p.name).ok()?, Version::parse(&p.version).ok()?)))
-        .collect()
+    parse_versions(lock.packages.iter().map(|p| (p.name.as_str(), p.version.as_str())))
+}
+
+/// `(name, version)` pairs as the solver's preferences; pairs that do not parse are left out.
+pub fn parse_versions<'a>(pairs: impl Iterator<Item = (&'a str, &'a str)>) -> BTreeMap<PackageName, Version> {
+    pairs.filter_map(|(n, v)| Some((PackageName::parse(n).ok()?, Version::parse(v).ok()?))).collect()
 }
 
 pub fn lock(args: &LockArgs, settings: &Settings, cli: &Cli) -> Result<Status> {
