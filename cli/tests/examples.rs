@@ -177,8 +177,22 @@ fn quiet_keeps_stderr_for_what_went_wrong() {
 fn an_ad_hoc_environment_runs_and_its_clashes_name_the_flags() {
     let sb = sandbox();
     let code = "import tensorflow; print(tensorflow.__version__)";
-    let out = envctl(&sb, &["shell", "-p", "tensorflow=2.16", "--", "python3", "-c", code]);
-    assert_eq!(out.ok().trim(), "2.16.1");
+    // A GC inside the session (it holds its temporary root) leaves the environment working.
+    let bin = env!("CARGO_BIN_EXE_envctl");
+    let inner = format!("'{bin}' -q gc && python3 -c '{code}'");
+    let out = envctl(&sb, &["shell", "-p", "tensorflow=2.16", "--", "sh", "-c", &inner]);
+    out.ok();
+    assert_eq!(out.stdout, "2.16.1\n", "the GC inside removed something");
+    // No profile keeps it: once the session is over, it is garbage.
+    let profiles = envctl(&sb, &["profiles", "--json"]).ok();
+    assert!(!profiles.contains("adhoc"), "{profiles}");
+    let gc = envctl(&sb, &["gc"]);
+    gc.ok();
+    assert!(
+        gc.stdout.contains("-profile-adhoc") && gc.stdout.contains("-tensorflow-2.16.1"),
+        "{}",
+        gc.stdout
+    );
     let out = envctl(&sb, &["shell", "-p", "tensorflow=1.15", "-p", "cuda=12", "--", "true"]);
     let err = out.failed();
     assert!(err.contains("cannot resolve `-p tensorflow=1.15 -p cuda=12`"), "{err}");

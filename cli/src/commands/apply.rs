@@ -30,7 +30,7 @@ pub fn run(args: &ApplyArgs, settings: &Settings, cli: &Cli) -> Result<Status> {
         profile: args.profile.as_deref(),
         dry_run: args.dry_run,
         frozen: args.frozen,
-        label: None,
+        adhoc: None,
     };
     apply(&args.file, &options, settings, cli).map(|_| Status::Success)
 }
@@ -56,13 +56,14 @@ pub struct ApplyOptions<'a> {
     pub dry_run: bool,
     /// Refuse a missing or stale lock.
     pub frozen: bool,
-    /// What to call the request in explanations, instead of the file's path and line (an ad-hoc
-    /// environment's file is envctl's, not the user's).
-    pub label: Option<&'a str>,
+    /// An ad-hoc environment, named by the flags that asked for it (`-p tensorflow=2.15`):
+    /// explanations use those words instead of envctl's own file, and the generation is built
+    /// but no profile is switched to it, so it is garbage once no session holds it.
+    pub adhoc: Option<&'a str>,
 }
 
 pub fn apply(file: &Path, options: &ApplyOptions<'_>, settings: &Settings, cli: &Cli) -> Result<Applied> {
-    let ApplyOptions { profile: profile_name, dry_run, frozen, label } = *options;
+    let ApplyOptions { profile: profile_name, dry_run, frozen, adhoc } = *options;
     let profile = load_profile(file)?;
     let name = profile_name.unwrap_or(&profile.name).to_owned();
     envctl_store::check_profile_name(&name).context(|| format!("cannot apply `{}`", file.display()))?;
@@ -92,7 +93,7 @@ pub fn apply(file: &Path, options: &ApplyOptions<'_>, settings: &Settings, cli: 
     }
 
     let mut ctx = Context::from_parts(profile, facts, settings.repository(cli)?);
-    ctx.label = label.map(str::to_owned);
+    ctx.label = adhoc.map(str::to_owned);
     let mut lock = match fresh {
         Some(lock) => {
             ctx.check_fits(&lock)?;
@@ -199,7 +200,10 @@ pub fn apply(file: &Path, options: &ApplyOptions<'_>, settings: &Settings, cli: 
             priority: ctx.profile.priority.iter().find(|(n, _)| n.as_str() == p.name).map_or(0, |(_, v)| *v),
         })
         .collect();
-    let _profile_lock = profiles.lock(&name).context(|| format!("cannot lock profile `{name}`"))?;
+    let _profile_lock = match adhoc {
+        None => Some(profiles.lock(&name).context(|| format!("cannot lock profile `{name}`"))?),
+        Some(_) => None,
+    };
     let generation = store.add_generation(&name, &inputs, &manifest.to_text()).map_err(|e| {
         let hint = matches!(e, envctl_store::Error::Collision { .. }).then(|| {
             format!("give one of them priority in `{}`:\n\n    [priority]\n    PACKAGE = 10", file.display())
@@ -210,6 +214,9 @@ pub fn apply(file: &Path, options: &ApplyOptions<'_>, settings: &Settings, cli: 
         }
         f
     })?;
+    if adhoc.is_some() {
+        return Ok(Applied { name, generation: generation.path });
+    }
     // Re-read under the profile lock: another apply may have switched meanwhile.
     let current = profiles.current(&name).context(|| format!("cannot read profile `{name}`"))?;
     if current.as_ref().is_some_and(|g| g.path == generation.path) {

@@ -9,7 +9,7 @@ use std::collections::BTreeMap;
 use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
 
-use envctl_store::{Profiles, TempRoot};
+use envctl_store::{FileLock, Profiles, TempRoot};
 
 use super::Status;
 use crate::args::{Cli, EnvArgs, EnvFormat, SessionArgs};
@@ -58,7 +58,8 @@ fn target(spec: Option<&str>, packages: &[String], settings: &Settings, cli: &Cl
     Ok(Target { name, generation, manifest })
 }
 
-/// Resolves and installs `-p NAME=REQ` packages into a generation no profile points at.
+/// Resolves and installs `-p NAME=REQ` packages into a generation no profile points at; the
+/// session's temporary root is what keeps it.
 fn adhoc(packages: &[String], settings: &Settings, cli: &Cli) -> Result<(String, PathBuf)> {
     let mut text = String::from("name = \"adhoc\"\n[packages]\n");
     for p in packages {
@@ -74,7 +75,7 @@ fn adhoc(packages: &[String], settings: &Settings, cli: &Cli) -> Result<(String,
     }
     let label = format!("-p {}", packages.join(" -p "));
     let options =
-        super::apply::ApplyOptions { profile: Some("adhoc"), label: Some(&label), ..Default::default() };
+        super::apply::ApplyOptions { profile: Some("adhoc"), adhoc: Some(&label), ..Default::default() };
     let applied = super::apply::apply(&file, &options, settings, cli)?;
     Ok((applied.name, applied.generation))
 }
@@ -154,6 +155,13 @@ fn base_env(pure: bool) -> BTreeMap<String, String> {
 }
 
 pub fn session(args: &SessionArgs, command: Vec<String>, settings: &Settings, cli: &Cli) -> Result<Status> {
+    // The store lock, shared, from before the generation is chosen until the session's root holds
+    // it: GC needs the lock exclusively, so it cannot remove the generation in between (an ad-hoc
+    // one has no other root; a profile's could be rolled back and deleted meanwhile).
+    let meta = settings.store_dir().join(".envctl");
+    fs_err::create_dir_all(&meta).map_err(|e| Failure::new("cannot prepare the store", e))?;
+    let hold =
+        FileLock::shared(&meta.join("store.lock")).map_err(|e| Failure::new("cannot lock the store", e))?;
     let t = target(args.profile.as_deref(), &args.packages, settings, cli)?;
     let base = base_env(args.pure);
     let env = environment(&t, &base);
@@ -161,6 +169,7 @@ pub fn session(args: &SessionArgs, command: Vec<String>, settings: &Settings, cl
     let root = TempRoot::create(&settings.home, &[gen_name])
         .context(|| "cannot register the session's GC root".into())?;
     root.inherit_across_exec().context(|| "cannot register the session's GC root".into())?;
+    drop(hold);
 
     let (program, rest): (String, Vec<String>) = match command.split_first() {
         Some((p, r)) => (p.clone(), r.to_vec()),
