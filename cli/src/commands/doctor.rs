@@ -1,10 +1,11 @@
 //! `envctl doctor`: this machine's facts, where each came from, and whether a profile file's lock
 //! (or, with no file, every profile's current generation) fits them.
 
-use envctl_recipes::{LockFile, Repository, SystemFacts, Version};
+use envctl_recipes::{LockFile, SystemFacts, Version};
 use envctl_store::Profiles;
 
 use super::Status;
+use super::resolve::unmet_needs;
 use crate::args::{Cli, DoctorArgs};
 use crate::error::{Failure, Result, StoreContext};
 use crate::manifest::Manifest;
@@ -27,7 +28,7 @@ pub fn run(args: &DoctorArgs, settings: &Settings, cli: &Cli) -> Result<Status> 
         };
         let repo = settings.repository(cli)?;
         let packages = lock.packages.iter().map(|p| (p.name.as_str(), p.version.as_str()));
-        let (found, missing) = unmet(packages, &repo, &facts, "");
+        let (found, missing) = unmet_needs(packages, &repo, &facts, "");
         problems.extend(found);
         problems.extend(missing.into_iter().map(|p| format!("{p}: no recipe in the repositories in force")));
     } else if settings.home.join("profiles").is_dir() {
@@ -44,7 +45,7 @@ pub fn run(args: &DoctorArgs, settings: &Settings, cli: &Cli) -> Result<Status> 
             let Ok(manifest) = Manifest::load(&current.path) else { continue };
             let packages = manifest.packages.iter().map(|p| (p.name.as_str(), p.version.as_str()));
             let prefix = format!("profile `{name}` (generation {}): ", current.number);
-            let (found, missing) = unmet(packages, &repo, &facts, &prefix);
+            let (found, missing) = unmet_needs(packages, &repo, &facts, &prefix);
             problems.extend(found);
             if !missing.is_empty() {
                 printer::info(&format!(
@@ -77,27 +78,6 @@ pub fn run(args: &DoctorArgs, settings: &Settings, cli: &Cli) -> Result<Status> 
         }
     }
     Ok(if problems.is_empty() { Status::Success } else { Status::Failure })
-}
-
-/// What the packages need from the machine and it lacks, from their recipes, one line each; and
-/// the packages (`name version`) whose recipe is not in the repositories, which are not checked.
-fn unmet<'a>(
-    packages: impl Iterator<Item = (&'a str, &'a str)>,
-    repo: &Repository,
-    facts: &SystemFacts,
-    prefix: &str,
-) -> (Vec<String>, Vec<String>) {
-    let (mut found, mut missing) = (Vec::new(), Vec::new());
-    for (name, version) in packages {
-        let Some(recipe) = Version::parse(version).ok().and_then(|v| repo.get(name, &v)) else {
-            missing.push(format!("{name} {version}"));
-            continue;
-        };
-        for need in facts.unmet(&recipe.system) {
-            found.push(format!("{prefix}{name} {version} needs {need}"));
-        }
-    }
-    (found, missing)
 }
 
 fn print_facts(f: &SystemFacts) {

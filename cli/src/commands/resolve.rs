@@ -74,17 +74,8 @@ impl Context {
     /// while its request is unchanged, so it may have been resolved on another machine, or
     /// before this machine's driver changed.
     pub fn unmet_by(&self, lock: &LockFile) -> Vec<String> {
-        let mut out = Vec::new();
-        for p in &lock.packages {
-            let Some(recipe) = Version::parse(&p.version).ok().and_then(|v| self.repo.get(&p.name, &v))
-            else {
-                continue;
-            };
-            for need in self.facts.unmet(&recipe.system) {
-                out.push(format!("{} {} needs {need}", p.name, p.version));
-            }
-        }
-        out
+        let packages = lock.packages.iter().map(|p| (p.name.as_str(), p.version.as_str()));
+        unmet_needs(packages, &self.repo, &self.facts, "").0
     }
 
     /// The failure of using `lock` on a machine that lacks what it needs (see [`Context::unmet_by`]).
@@ -116,6 +107,28 @@ fn load_lock(path: &Path) -> Result<Option<LockFile>> {
         Failure::new(format!("cannot read the lock file `{}`", path.display()), e)
             .hint("delete it and run `envctl lock` again to re-resolve from the profile file")
     })
+}
+
+/// What the packages need from the machine and it lacks, from their recipes, one line each
+/// (`{prefix}cuda 12.4.131 needs the NVIDIA driver >=525.60.13 (this machine: 418.40, …)`); and the
+/// packages (`name version`) whose recipe is not in the repositories, which are not checked.
+pub fn unmet_needs<'a>(
+    packages: impl Iterator<Item = (&'a str, &'a str)>,
+    repo: &Repository,
+    facts: &SystemFacts,
+    prefix: &str,
+) -> (Vec<String>, Vec<String>) {
+    let (mut found, mut missing) = (Vec::new(), Vec::new());
+    for (name, version) in packages {
+        let Some(recipe) = Version::parse(version).ok().and_then(|v| repo.get(name, &v)) else {
+            missing.push(format!("{name} {version}"));
+            continue;
+        };
+        for need in facts.unmet(&recipe.system) {
+            found.push(format!("{prefix}{name} {version} needs {need}"));
+        }
+    }
+    (found, missing)
 }
 
 pub fn versions_of(lock: &LockFile) -> BTreeMap<PackageName, Version> {
