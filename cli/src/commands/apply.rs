@@ -75,7 +75,12 @@ pub fn apply(file: &Path, options: &ApplyOptions<'_>, settings: &Settings, cli: 
     let fresh = old_lock.as_ref().filter(|l| l.request == request).cloned();
 
     let profiles = Profiles::open(&settings.home).context(|| "cannot open the profiles directory".into())?;
-    let current = profiles.current(&name).context(|| format!("cannot read profile `{name}`"))?;
+    // An ad-hoc environment has no profile, so nothing current to keep or compare with (even if
+    // a user's profile happens to share its name).
+    let current = match adhoc {
+        Some(_) => None,
+        None => profiles.current(&name).context(|| format!("cannot read profile `{name}`"))?,
+    };
     let current_manifest = current.as_ref().and_then(|g| Manifest::load(&g.path).ok());
 
     // Fast path: an unchanged file whose lock built the current generation.
