@@ -24,6 +24,13 @@ impl Bars {
     }
 }
 
+impl Bars {
+    /// Bars unless the command line asks for quiet (`-q`) or logs (`-v`), which bars would garble.
+    pub fn for_cli(cli: &crate::args::Cli) -> Bars {
+        Bars::new(!cli.quiet && cli.verbose == 0)
+    }
+}
+
 impl envctl_store::Reporter for Bars {
     fn download_started(&self, id: usize, url: &str, size: Option<u64>) {
         let bar = match size {

@@ -176,7 +176,7 @@ pub fn apply(file: &Path, options: &ApplyOptions<'_>, settings: &Settings, cli: 
             .hint(format!("re-lock with `envctl lock {} --update`", file.display()))
         })?);
     }
-    let bars = Bars::new(!cli.quiet && cli.verbose == 0);
+    let bars = Bars::for_cli(cli);
     let results = store.install_all(&requests, &bars);
     let mut fetched = 0;
     for (i, result) in order.iter().zip(results) {

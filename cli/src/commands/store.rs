@@ -45,7 +45,7 @@ fn add(store: &Store, args: &AddArgs, cli: &Cli) -> Result<Status> {
         },
         references: Vec::new(),
     };
-    let bars = Bars::new(!cli.quiet && cli.verbose == 0);
+    let bars = Bars::for_cli(cli);
     let installed = store.install(&request, &bars).context(what)?;
     for skipped in &installed.skipped {
         printer::info(&format!(
@@ -106,7 +106,7 @@ fn verify(store: &Store, repair: bool, json: bool, cli: &Cli) -> Result<Status> 
     let mut report = store.verify().context(|| "cannot verify the store".into())?;
     let mut repaired = Vec::new();
     if repair && !report.corrupted.is_empty() {
-        let bars = Bars::new(!cli.quiet && cli.verbose == 0 && !json);
+        let bars = Bars::for_cli(cli);
         let mut left = Vec::new();
         for c in report.corrupted {
             match store.repair(&c.name, &bars) {
