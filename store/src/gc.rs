@@ -26,7 +26,8 @@ use std::time::SystemTime;
 use crate::error::Result;
 use crate::lock::FileLock;
 use crate::profile::Profiles;
-use crate::store::{Store, remove_tree};
+use crate::store::Store;
+use crate::tempdir::remove_tree;
 
 /// A temporary GC root, live while this value (or a process it was handed to) exists.
 #[derive(Debug)]

@@ -15,26 +15,34 @@ mod error;
 mod farm;
 mod fetch;
 mod gc;
+mod generation;
+mod install;
 mod lock;
+mod optimise;
 mod path;
 mod profile;
+mod repair;
 mod reporter;
 mod store;
+mod sys;
+mod tempdir;
 mod tree;
 mod unpack;
+mod verify;
 
 pub use db::{PathRecord, SCHEMA_VERSION, SourceRecord};
 pub use error::{Error, Result};
 pub use farm::FarmInput;
 pub use fetch::{FetchOptions, Fetcher, Location};
 pub use gc::{GcReport, TempRoot};
+pub use install::{InstallRequest, Installed};
 pub use lock::FileLock;
+pub use optimise::OptimiseReport;
 pub use path::{Name, Sha256, StorePathName, Version};
 pub use profile::{Generation, Profiles, check_profile_name};
 pub use reporter::{NoReporter, Reporter};
-pub use store::{
-    Corruption, InstallRequest, Installed, LAYOUT_VERSION, OptimiseReport, PathInfo, Store, StoreOptions,
-    VerifyReport, remove_tree,
-};
+pub use store::{LAYOUT_VERSION, PathInfo, Store, StoreOptions};
+pub use tempdir::remove_tree;
 pub use tree::{Node, TreeHash, TreeStats, scan};
 pub use unpack::{Format, Limits, UnpackOptions};
+pub use verify::{Corruption, VerifyReport};
