@@ -6,6 +6,7 @@ mod error;
 mod manifest;
 mod printer;
 mod reporter;
+mod resolution;
 mod settings;
 mod system;
 

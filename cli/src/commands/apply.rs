@@ -11,12 +11,12 @@ use envctl_recipes::{LockFile, LockedPackage, ProfileFile, SystemFacts};
 use envctl_store::{FarmInput, FetchOptions, Fetcher, Profiles, Store};
 
 use super::Status;
-use super::resolve::Context;
 use crate::args::{ApplyArgs, Cli};
 use crate::error::{Failure, Result, StoreContext};
 use crate::manifest::{self, MANIFEST_VERSION, Manifest, ManifestPackage};
 use crate::printer;
 use crate::reporter::Bars;
+use crate::resolution::{Context, build_lock, install_request, load_profile, parse_versions, versions_of};
 use crate::settings::Settings;
 
 /// The result of applying a profile file.
@@ -33,18 +33,6 @@ pub fn run(args: &ApplyArgs, settings: &Settings, cli: &Cli) -> Result<Status> {
         adhoc: None,
     };
     apply(&args.file, &options, settings, cli).map(|_| Status::Success)
-}
-
-/// Reads a profile file; the one place its errors get their hint.
-pub fn load_profile(file: &Path) -> Result<ProfileFile> {
-    ProfileFile::load(file).map_err(|e| {
-        let hint = if matches!(e, envctl_recipes::Error::Read { .. }) {
-            "give the path of a profile file (a TOML file with a [packages] table), such as examples/vision.toml"
-        } else {
-            "the keys are documented in docs/reference/profile-and-lock.md"
-        };
-        Failure::new(format!("cannot read the profile file `{}`", file.display()), e).hint(hint)
-    })
 }
 
 /// How to apply a profile file.
@@ -122,14 +110,14 @@ pub fn apply(file: &Path, options: &ApplyOptions<'_>, settings: &Settings, cli: 
         None => {
             // Keep what the lock, or else the current generation, has wherever it still fits.
             let preferred = match (&old_lock, &current_manifest) {
-                (Some(lock), _) => super::resolve::versions_of(lock),
-                (None, Some(m)) => super::resolve::parse_versions(
-                    m.packages.iter().map(|p| (p.name.as_str(), p.version.as_str())),
-                ),
+                (Some(lock), _) => versions_of(lock),
+                (None, Some(m)) => {
+                    parse_versions(m.packages.iter().map(|p| (p.name.as_str(), p.version.as_str())))
+                }
                 (None, None) => BTreeMap::new(),
             };
             let solution = ctx.solve(preferred)?;
-            super::resolve::build_lock(&solution, request.clone(), &platform, old_lock.as_ref(), settings)?
+            build_lock(&solution, request.clone(), &platform, old_lock.as_ref(), settings)?
         }
     };
 
@@ -168,7 +156,7 @@ pub fn apply(file: &Path, options: &ApplyOptions<'_>, settings: &Settings, cli: 
     let order: Vec<usize> = (0..lock.packages.len()).collect();
     let mut requests = Vec::new();
     for p in &lock.packages {
-        requests.push(super::install_request(p).ok_or_else(|| {
+        requests.push(install_request(p).ok_or_else(|| {
             Failure::new(
                 format!("cannot install {} {}", p.name, p.version),
                 "its lock entry does not pass the store's checks",
@@ -314,11 +302,8 @@ fn dry_run_plan(
     };
     let mut to_fetch = Vec::new();
     for p in &lock.packages {
-        let have = store
-            .as_ref()
-            .zip(super::install_request(p))
-            .and_then(|(s, r)| s.find(&r).ok().flatten())
-            .is_some();
+        let have =
+            store.as_ref().zip(install_request(p)).and_then(|(s, r)| s.find(&r).ok().flatten()).is_some();
         if !have {
             to_fetch.push(p);
         }

@@ -5,15 +5,15 @@ use envctl_recipes::{LockFile, SystemFacts, Version};
 use envctl_store::Profiles;
 
 use super::Status;
-use super::resolve::unmet_needs;
 use crate::args::{Cli, DoctorArgs};
 use crate::error::{Failure, Result, StoreContext};
 use crate::manifest::Manifest;
 use crate::printer;
+use crate::resolution::unmet_needs;
 use crate::settings::Settings;
 
 pub fn run(args: &DoctorArgs, settings: &Settings, cli: &Cli) -> Result<Status> {
-    let profile = args.file.as_deref().map(super::apply::load_profile).transpose()?;
+    let profile = args.file.as_deref().map(crate::resolution::load_profile).transpose()?;
     let facts = crate::system::facts(profile.as_ref().map(|p| &p.system), cli.system.as_deref())?;
     let mut problems = Vec::new();
     if let Some(profile) = &profile {

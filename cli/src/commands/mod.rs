@@ -81,19 +81,3 @@ fn init_logging(verbose: u8) {
         .with_target(false)
         .init();
 }
-
-/// The store request for a locked package, when its values pass the store's checks.
-pub fn install_request(p: &envctl_recipes::LockedPackage) -> Option<envctl_store::InstallRequest> {
-    Some(envctl_store::InstallRequest {
-        url: p.source.url.clone(),
-        sha256: envctl_store::Sha256::parse(&p.source.sha256).ok()?,
-        name: envctl_store::Name::parse(&p.name).ok()?,
-        version: envctl_store::Version::parse(&p.version).ok()?,
-        unpack: envctl_store::UnpackOptions {
-            format: p.source.format.as_deref().map(envctl_store::Format::parse).transpose().ok()?,
-            strip_components: p.source.strip_components,
-            subdir: p.source.subdir.clone(),
-        },
-        references: Vec::new(),
-    })
-}

@@ -1,0 +1,216 @@
+//! Resolving a profile file: the file, this machine's facts and the recipes together
+//! ([`Context`]), its lock, and the store requests a lock turns into. The commands that resolve
+//! (`lock`, `why`, `graph`), apply (`apply`, `shell`) or check (`doctor`) share it.
+
+use std::collections::BTreeMap;
+use std::path::Path;
+
+use envctl_recipes::{
+    LockFile, LockedPackage, LockedSource, PackageName, ProfileFile, Repository, SystemFacts, Version,
+};
+use envctl_resolver::{Request, Solution, Task, solve};
+
+use crate::args::Cli;
+use crate::error::{Failure, Result};
+use crate::settings::Settings;
+
+/// Reads a profile file; the one place its errors get their hint.
+pub fn load_profile(file: &Path) -> Result<ProfileFile> {
+    ProfileFile::load(file).map_err(|e| {
+        let hint = if matches!(e, envctl_recipes::Error::Read { .. }) {
+            "give the path of a profile file (a TOML file with a [packages] table), such as examples/vision.toml"
+        } else {
+            "the keys are documented in docs/reference/profile-and-lock.md"
+        };
+        Failure::new(format!("cannot read the profile file `{}`", file.display()), e).hint(hint)
+    })
+}
+
+/// A profile file with everything needed to resolve it.
+pub struct Context {
+    pub profile: ProfileFile,
+    pub facts: SystemFacts,
+    pub repo: Repository,
+    /// What explanations call an ad-hoc request instead of its file (`-p tensorflow=2.15`); each
+    /// package is then named as `-p NAME=REQ` instead of by file and line.
+    pub label: Option<String>,
+}
+
+impl Context {
+    pub fn load(file: &Path, settings: &Settings, cli: &Cli) -> Result<Context> {
+        let profile = load_profile(file)?;
+        let facts = crate::system::facts(Some(&profile.system), cli.system.as_deref())?;
+        let repo = settings.repository(cli)?;
+        Ok(Context { profile, facts, repo, label: None })
+    }
+
+    pub fn from_parts(profile: ProfileFile, facts: SystemFacts, repo: Repository) -> Context {
+        Context { profile, facts, repo, label: None }
+    }
+
+    pub fn platform(&self) -> String {
+        self.facts.platform()
+    }
+
+    pub fn solve(&self, preferred: BTreeMap<PackageName, Version>) -> Result<Solution> {
+        let file = self.label.clone().unwrap_or_else(|| self.profile.path.display().to_string());
+        let mut asked: Vec<_> = self.profile.packages.iter().collect();
+        asked.sort_by_key(|(_, r)| r.line);
+        let requested = asked
+            .into_iter()
+            .map(|(name, r)| Request {
+                name: name.clone(),
+                requirement: r.requirement.clone(),
+                origin: match (&self.label, r.requirement.as_str()) {
+                    // An ad-hoc request: the words the user typed.
+                    (Some(_), "*") => format!("-p {name}"),
+                    (Some(_), req) => format!("-p {name}={req}"),
+                    (None, _) => format!("{file}:{}: {}", r.line, r.text),
+                },
+            })
+            .collect();
+        let task = Task { repo: &self.repo, requested, preferred, system: &self.facts };
+        solve(&task).map_err(|e| {
+            let hints = e.hints().to_vec();
+            let mut f = Failure::new(format!("cannot resolve `{file}`"), e);
+            for h in hints {
+                f = f.hint(h);
+            }
+            f
+        })
+    }
+
+    /// What the lock's packages need from this machine and it lacks, one line per need, from
+    /// their recipes (a package whose recipe is gone is not checked). A lock is used as it is
+    /// while its request is unchanged, so it may have been resolved on another machine, or
+    /// before this machine's driver changed.
+    pub fn unmet_by(&self, lock: &LockFile) -> Vec<String> {
+        let packages = lock.packages.iter().map(|p| (p.name.as_str(), p.version.as_str()));
+        unmet_needs(packages, &self.repo, &self.facts, "").0
+    }
+
+    /// The failure of using `lock` on a machine that lacks what it needs (see [`Context::unmet_by`]).
+    pub fn check_fits(&self, lock: &LockFile) -> Result<()> {
+        let unmet = self.unmet_by(lock);
+        if unmet.is_empty() {
+            return Ok(());
+        }
+        let file = self.profile.path.display();
+        Err(Failure::new(
+            format!("the lock of `{file}` does not fit this machine"),
+            unmet.join("; "),
+        )
+        .hint(format!(
+            "re-resolve for this machine with `envctl lock {file} --update`, or, to build for the machine \
+             the lock was made on, give its facts (ENVCTL_SYSTEM_DRIVER=VERSION, --system FILE)"
+        )))
+    }
+
+    /// The lock beside the profile file, if it answers the current request.
+    pub fn fresh_lock(&self) -> Result<Option<LockFile>> {
+        let lock = load_lock(&self.profile.lock_path())?;
+        Ok(lock.filter(|l| l.request == self.profile.request_hash(&self.platform())))
+    }
+}
+
+pub fn load_lock(path: &Path) -> Result<Option<LockFile>> {
+    LockFile::load(path).map_err(|e| {
+        Failure::new(format!("cannot read the lock file `{}`", path.display()), e)
+            .hint("delete it and run `envctl lock` again to re-resolve from the profile file")
+    })
+}
+
+/// What the packages need from the machine and it lacks, from their recipes, one line each
+/// (`{prefix}cuda 12.4.131 needs the NVIDIA driver >=525.60.13 (this machine: 418.40, …)`); and the
+/// packages (`name version`) whose recipe is not in the repositories, which are not checked.
+pub fn unmet_needs<'a>(
+    packages: impl Iterator<Item = (&'a str, &'a str)>,
+    repo: &Repository,
+    facts: &SystemFacts,
+    prefix: &str,
+) -> (Vec<String>, Vec<String>) {
+    let (mut found, mut missing) = (Vec::new(), Vec::new());
+    for (name, version) in packages {
+        let Some(recipe) = Version::parse(version).ok().and_then(|v| repo.get(name, &v)) else {
+            missing.push(format!("{name} {version}"));
+            continue;
+        };
+        for need in facts.unmet(&recipe.system) {
+            found.push(format!("{prefix}{name} {version} needs {need}"));
+        }
+    }
+    (found, missing)
+}
+
+pub fn versions_of(lock: &LockFile) -> BTreeMap<PackageName, Version> {
+    parse_versions(lock.packages.iter().map(|p| (p.name.as_str(), p.version.as_str())))
+}
+
+/// `(name, version)` pairs as the solver's preferences; pairs that do not parse are left out.
+pub fn parse_versions<'a>(pairs: impl Iterator<Item = (&'a str, &'a str)>) -> BTreeMap<PackageName, Version> {
+    pairs.filter_map(|(n, v)| Some((PackageName::parse(n).ok()?, Version::parse(v).ok()?))).collect()
+}
+
+/// The lock for a solution, keeping the store paths of an old lock where nothing changed.
+pub fn build_lock(
+    solution: &Solution,
+    request: String,
+    platform: &str,
+    old: Option<&LockFile>,
+    settings: &Settings,
+) -> Result<LockFile> {
+    // Store paths are recorded when the store already has them; nothing is fetched here.
+    let store_dir = settings.store_dir();
+    let store = if store_dir.join(".envctl/db.sqlite").exists() {
+        envctl_store::Store::open(&store_dir, settings.store_options()).ok()
+    } else {
+        None
+    };
+    let mut packages = Vec::new();
+    for (name, recipe) in &solution.packages {
+        let source = recipe
+            .source_for(platform)
+            .expect("the solver only picks recipes with a source for the platform");
+        let mut locked = LockedPackage {
+            name: name.to_string(),
+            version: recipe.version.to_string(),
+            dependencies: solution.graph.dependencies(name).iter().map(|d| d.to_string()).collect(),
+            store_path: None,
+            tree_hash: None,
+            source: LockedSource::from(source),
+        };
+        if let Some(prev) = old.and_then(|o| o.get(name.as_str()))
+            && prev.version == locked.version
+            && prev.source == locked.source
+        {
+            locked.store_path = prev.store_path.clone();
+            locked.tree_hash = prev.tree_hash.clone();
+        }
+        if locked.store_path.is_none()
+            && let Some(store) = &store
+            && let Some(request) = install_request(&locked)
+            && let Ok(Some(found)) = store.find(&request)
+        {
+            locked.store_path = Some(found.record.name.clone());
+            locked.tree_hash = Some(found.record.tree_hash.clone());
+        }
+        packages.push(locked);
+    }
+    Ok(LockFile { version: envctl_recipes::LOCK_VERSION, request, platform: platform.to_owned(), packages })
+}
+
+/// The store request for a locked package, when its values pass the store's checks.
+pub fn install_request(p: &envctl_recipes::LockedPackage) -> Option<envctl_store::InstallRequest> {
+    Some(envctl_store::InstallRequest {
+        url: p.source.url.clone(),
+        sha256: envctl_store::Sha256::parse(&p.source.sha256).ok()?,
+        name: envctl_store::Name::parse(&p.name).ok()?,
+        version: envctl_store::Version::parse(&p.version).ok()?,
+        unpack: envctl_store::UnpackOptions {
+            format: p.source.format.as_deref().map(envctl_store::Format::parse).transpose().ok()?,
+            strip_components: p.source.strip_components,
+            subdir: p.source.subdir.clone(),
+        },
+        references: Vec::new(),
+    })
+}
