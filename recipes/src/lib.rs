@@ -4,6 +4,7 @@
 #![deny(missing_docs)]
 
 mod cache;
+mod env;
 mod error;
 mod lock;
 mod name;
@@ -13,6 +14,7 @@ mod repo;
 mod system;
 mod version;
 
+pub use env::is_variable_name;
 pub use error::{Error, Result};
 pub use lock::{LOCK_VERSION, LockFile, LockedPackage, LockedSource};
 pub use name::PackageName;

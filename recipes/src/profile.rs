@@ -58,7 +58,7 @@ struct RawProfile {
     #[serde(default)]
     packages: BTreeMap<Spanned<String>, Spanned<String>>,
     #[serde(default)]
-    env: BTreeMap<String, String>,
+    env: BTreeMap<Spanned<String>, Spanned<String>>,
     #[serde(default)]
     priority: BTreeMap<Spanned<String>, i64>,
     #[serde(default)]
@@ -118,7 +118,8 @@ impl ProfileFile {
             priority.insert(n, *p);
         }
         let system = raw.system.check(text, path, "system.")?;
-        Ok(ProfileFile { path: path.to_path_buf(), name, packages, env: raw.env, priority, system })
+        let env = crate::env::check(&raw.env, bad)?;
+        Ok(ProfileFile { path: path.to_path_buf(), name, packages, env, priority, system })
     }
 
     /// Where this file's lock lives: beside it, `.lock` instead of `.toml`.

@@ -100,7 +100,7 @@ struct RawRecipe {
     #[serde(default)]
     source: Vec<RawSource>,
     #[serde(default)]
-    env: BTreeMap<String, String>,
+    env: BTreeMap<Spanned<String>, Spanned<String>>,
 }
 
 #[derive(Deserialize, Default)]
@@ -229,6 +229,7 @@ impl Recipe {
                 subdir: s.subdir.map(|d| d.into_inner()),
             });
         }
+        let env = crate::env::check(&raw.env, |span, key, m| bad(span, &key, m))?;
         Ok(Recipe {
             name,
             version,
@@ -237,7 +238,7 @@ impl Recipe {
             dependencies,
             system,
             sources,
-            env: raw.env,
+            env,
             origin: path.to_path_buf(),
         })
     }

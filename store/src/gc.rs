@@ -25,6 +25,7 @@ use std::time::SystemTime;
 
 use crate::error::Result;
 use crate::lock::FileLock;
+use crate::path::StorePathName;
 use crate::profile::Profiles;
 use crate::store::Store;
 use crate::tempdir::remove_tree;
@@ -90,17 +91,26 @@ pub struct GcReport {
     pub stale_roots: usize,
 }
 
-/// Store path names the roots name (their first component under the store).
-fn root_names(home: &Path, store_dir: &Path, stale: &mut usize, dry_run: bool) -> Result<BTreeSet<String>> {
+/// Store path names the roots name. A root is recognised by the store-path names in its target,
+/// not by a path prefix: the home may have been spelled another way when the link was written (a
+/// symlink to it, `..`, a bind mount). Every component that has the shape of a store path name is
+/// taken; one that is not a valid path keeps nothing alive, so this errs only towards keeping.
+fn root_names(home: &Path, stale: &mut usize, dry_run: bool) -> Result<BTreeSet<String>> {
     let mut names = BTreeSet::new();
     let mut add = |target: &Path| {
-        if let Ok(rel) = target.strip_prefix(store_dir)
-            && let Some(first) = rel.components().next()
-        {
-            names.insert(first.as_os_str().to_string_lossy().into_owned());
+        for component in target.components() {
+            let text = component.as_os_str().to_string_lossy();
+            if StorePathName::parse(&text).is_ok() {
+                names.insert(text.into_owned());
+            }
         }
     };
-    for p in Profiles::open(home)?.roots()? {
+    let profiles = Profiles::open(home)?;
+    for name in profiles.known_names()? {
+        // Sweeps the temporary links of every profile nobody is changing right now.
+        drop(profiles.try_lock(&name)?);
+    }
+    for p in profiles.roots()? {
         add(&p);
     }
     let gcroots = home.join("gcroots");
@@ -109,6 +119,10 @@ fn root_names(home: &Path, store_dir: &Path, stale: &mut usize, dry_run: bool) -
         let entry = entry?;
         if entry.file_type()?.is_symlink() {
             add(&fs_err::read_link(entry.path())?);
+            // A root may point at a link (a profile) rather than into the store.
+            if let Ok(real) = std::fs::canonicalize(entry.path()) {
+                add(&real);
+            }
         }
     }
     for entry in fs_err::read_dir(gcroots.join("tmp"))? {
@@ -124,7 +138,7 @@ fn root_names(home: &Path, store_dir: &Path, stale: &mut usize, dry_run: bool) -
                 for line in fs_err::read_to_string(&path)?.lines() {
                     let line = line.trim();
                     if !line.is_empty() {
-                        add(&store_dir.join(line.rsplit('/').next().unwrap_or(line)));
+                        add(Path::new(line));
                     }
                 }
             }
@@ -138,7 +152,7 @@ impl Store {
     pub fn gc(&self, home: &Path, dry_run: bool) -> Result<GcReport> {
         let _exclusive = self.lock_exclusive()?;
         let mut report = GcReport::default();
-        let roots = root_names(home, self.dir(), &mut report.stale_roots, dry_run)?;
+        let roots = root_names(home, &mut report.stale_roots, dry_run)?;
         let records: BTreeMap<String, u64> = self.list()?.into_iter().map(|r| (r.name, r.size)).collect();
         // Closure over references.
         let mut live: BTreeSet<String> = BTreeSet::new();

@@ -39,13 +39,29 @@ pub struct Profiles {
     dir: PathBuf,
 }
 
-/// Checks a profile name: the package-name rules.
+/// Checks a profile name: the package-name rules, and not the shape of a generation link
+/// (`NAME-N-link`), so that no profile's link can be another profile's generation.
 pub fn check_profile_name(name: &str) -> Result<()> {
-    crate::path::Name::parse(name).map(|_| ()).map_err(|_| Error::Invalid {
+    crate::path::Name::parse(name).map_err(|_| Error::Invalid {
         what: "profile name",
         value: name.to_owned(),
         rule: "use lowercase letters, digits, `.`, `_` and `-`, starting with a letter or digit",
-    })
+    })?;
+    if is_generation_link(name) {
+        return Err(Error::Invalid {
+            what: "profile name",
+            value: name.to_owned(),
+            rule: "a name ending in `-<number>-link` is how envctl names a generation; choose another",
+        });
+    }
+    Ok(())
+}
+
+/// Whether a file name has the shape of a generation link, `<anything>-<digits>-link`.
+fn is_generation_link(file: &str) -> bool {
+    file.strip_suffix("-link")
+        .and_then(|rest| rest.rsplit_once('-'))
+        .is_some_and(|(stem, n)| !stem.is_empty() && !n.is_empty() && n.bytes().all(|b| b.is_ascii_digit()))
 }
 
 fn link_name(name: &str, n: u32) -> String {
@@ -65,10 +81,73 @@ impl Profiles {
         &self.dir
     }
 
-    /// Takes the per-profile lock (create, switch, delete).
+    /// Takes the per-profile lock (create, switch, delete), then sweeps the temporary links a
+    /// killed holder may have left (`.NAME.switch<pid>`, `.NAME-N-link.tmp<pid>`): with the lock
+    /// held, nobody else is writing them.
     pub fn lock(&self, name: &str) -> Result<FileLock> {
         check_profile_name(name)?;
-        Ok(FileLock::exclusive(&self.dir.join(format!(".{name}.lock")))?)
+        let lock = FileLock::exclusive(&self.dir.join(format!(".{name}.lock")))?;
+        self.sweep_temporaries(name)?;
+        Ok(lock)
+    }
+
+    /// Takes the per-profile lock only if nobody holds it, sweeping as [`Profiles::lock`] does.
+    pub fn try_lock(&self, name: &str) -> Result<Option<FileLock>> {
+        check_profile_name(name)?;
+        let Some(lock) = FileLock::try_exclusive(&self.dir.join(format!(".{name}.lock")))? else {
+            return Ok(None);
+        };
+        self.sweep_temporaries(name)?;
+        Ok(Some(lock))
+    }
+
+    fn sweep_temporaries(&self, name: &str) -> Result<()> {
+        for entry in fs_err::read_dir(&self.dir)? {
+            let file = entry?.file_name().to_string_lossy().into_owned();
+            let Some(rest) = file.strip_prefix('.') else { continue };
+            let temporary = rest
+                .strip_prefix(name)
+                .and_then(|r| r.strip_prefix(".switch"))
+                .or_else(|| {
+                    rest.rsplit_once(".tmp")
+                        .filter(|(link, _)| parse_number(name, link).is_some())
+                        .map(|(_, pid)| pid)
+                })
+                .is_some_and(|pid| !pid.is_empty() && pid.bytes().all(|b| b.is_ascii_digit()));
+            if temporary {
+                match std::fs::remove_file(self.dir.join(&file)) {
+                    Ok(()) => tracing::info!(file, "removed a temporary link left by an interrupted command"),
+                    Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+                    Err(e) => return Err(e.into()),
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// Every profile with a name file or a lock, including ones whose link a crash never wrote.
+    pub fn known_names(&self) -> Result<Vec<String>> {
+        let mut out = std::collections::BTreeSet::new();
+        for entry in fs_err::read_dir(&self.dir)? {
+            let file = entry?.file_name().to_string_lossy().into_owned();
+            let Some(rest) = file.strip_prefix('.') else { continue };
+            // `.NAME.lock`, `.NAME.switch<pid>`, `.NAME-N-link.tmp<pid>`
+            let name = rest
+                .strip_suffix(".lock")
+                .or_else(|| rest.rsplit_once(".switch").map(|(n, _)| n))
+                .or_else(|| {
+                    let (link, _) = rest.rsplit_once(".tmp")?;
+                    let (name, _) = link.strip_suffix("-link")?.rsplit_once('-')?;
+                    Some(name)
+                });
+            if let Some(name) = name
+                && check_profile_name(name).is_ok()
+            {
+                out.insert(name.to_owned());
+            }
+        }
+        out.extend(self.names()?);
+        Ok(out.into_iter().collect())
     }
 
     /// Profile names, sorted.
@@ -76,7 +155,7 @@ impl Profiles {
         let mut out = Vec::new();
         for entry in fs_err::read_dir(&self.dir)? {
             let name = entry?.file_name().to_string_lossy().into_owned();
-            if !name.starts_with('.') && !name.ends_with("-link") && check_profile_name(&name).is_ok() {
+            if !name.starts_with('.') && check_profile_name(&name).is_ok() {
                 out.push(name);
             }
         }
@@ -103,17 +182,49 @@ impl Profiles {
             let file = entry.file_name().to_string_lossy().into_owned();
             let Some(number) = parse_number(name, &file) else { continue };
             let link = entry.path();
-            let path = fs_err::read_link(&link)?;
-            let created = fs_err::symlink_metadata(&link)?.mtime();
-            out.push(Generation { number, path, created, current: current == Some(number) });
+            // A generation deleted between the listing and here is simply not there any more.
+            let (path, meta) = match (std::fs::read_link(&link), std::fs::symlink_metadata(&link)) {
+                (Ok(path), Ok(meta)) => (path, meta),
+                (Err(e), _) | (_, Err(e)) if e.kind() == std::io::ErrorKind::NotFound => continue,
+                (Err(e), _) | (_, Err(e)) => {
+                    return Err(std::io::Error::new(
+                        e.kind(),
+                        format!("failed to read symbolic link `{}`: {e}", link.display()),
+                    )
+                    .into());
+                }
+            };
+            out.push(Generation { number, path, created: meta.mtime(), current: current == Some(number) });
         }
         out.sort_by_key(|g| g.number);
         Ok(out)
     }
 
-    /// The current generation.
+    /// The current generation, read through the profile's own link (never a listing, which a
+    /// deletion running beside it could change underneath).
     pub fn current(&self, name: &str) -> Result<Option<Generation>> {
-        Ok(self.generations(name)?.into_iter().find(|g| g.current))
+        check_profile_name(name)?;
+        let mut tries = 0;
+        loop {
+            let Some(number) = self.current_number(name)? else { return Ok(None) };
+            let link = self.dir.join(link_name(name, number));
+            match (std::fs::read_link(&link), std::fs::symlink_metadata(&link)) {
+                (Ok(path), Ok(meta)) => {
+                    return Ok(Some(Generation { number, path, created: meta.mtime(), current: true }));
+                }
+                // Switched away and deleted between our two reads: read the profile again.
+                (Err(e), _) | (_, Err(e)) if e.kind() == std::io::ErrorKind::NotFound && tries < 10 => {
+                    tries += 1;
+                }
+                (Err(e), _) | (_, Err(e)) => {
+                    let message = format!(
+                        "profile `{name}` points at generation {number}, whose link `{}` cannot be read: {e}",
+                        link.display()
+                    );
+                    return Err(std::io::Error::new(e.kind(), message).into());
+                }
+            }
+        }
     }
 
     /// Adds `store_path` as a new generation and makes it current. Caller holds the profile lock.
@@ -167,8 +278,12 @@ impl Profiles {
         for entry in fs_err::read_dir(&self.dir)? {
             let entry = entry?;
             let file = entry.file_name().to_string_lossy().into_owned();
-            if file.ends_with("-link") && !file.starts_with('.') {
-                out.push(fs_err::read_link(entry.path())?);
+            if is_generation_link(&file) && !file.starts_with('.') {
+                match std::fs::read_link(entry.path()) {
+                    Ok(target) => out.push(target),
+                    Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+                    Err(e) => return Err(e.into()),
+                }
             }
         }
         Ok(out)

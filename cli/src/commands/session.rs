@@ -213,6 +213,15 @@ pub fn env(args: &EnvArgs, settings: &Settings, cli: &Cli) -> Result<Status> {
     let t = target(Some(&args.profile), &[], settings, cli)?;
     let base = base_env(false);
     let env = environment(&t, &base);
+    // Keys are checked when recipes and profile files are read; a generation written before that
+    // check could still carry one that would run code in the shell that evaluates this output.
+    if let Some(bad) = env.keys().find(|k| !envctl_recipes::is_variable_name(k)) {
+        return Err(Failure::new(
+            format!("cannot print the environment of `{}`", t.name),
+            format!("its generation sets `{}`, which is not a variable name", bad.escape_debug()),
+        )
+        .hint(format!("remove it from the [env] table and apply the profile `{}` again", t.name)));
+    }
     match args.format {
         EnvFormat::Json => printer::json(&env),
         EnvFormat::Sh => {

@@ -1,0 +1,182 @@
+//! Regression tests for the defects that could lose a team's environment or let someone in
+//! (issue 8). Each test is named after what broke; each failed before its fix.
+
+mod common;
+
+use std::path::PathBuf;
+
+use common::{Run, Sandbox, list};
+use envctl_testkit::{Archive, Entry, Server, sha256_hex};
+
+/// A sandbox with a recipe repository of small packages served on 127.0.0.1.
+struct Fixture {
+    sb: Sandbox,
+    server: Server,
+    repo: PathBuf,
+}
+
+impl Fixture {
+    fn new() -> Fixture {
+        let sb = Sandbox::new();
+        let repo = sb.path("recipes");
+        std::fs::create_dir_all(&repo).unwrap();
+        sb.config(&format!("recipes = [\"{}\"]", repo.display()));
+        let f = Fixture { sb, server: Server::start(), repo };
+        for (name, version) in [("hello", "1.0"), ("hello", "2.0"), ("world", "1.0")] {
+            let a = Archive::new()
+                .with(Entry::file_mode(
+                    &format!("bin/{name}"),
+                    format!("#!/bin/sh\necho {name} {version}\n"),
+                    0o755,
+                ))
+                .with(Entry::file(&format!("share/{name}/version"), version));
+            f.publish(name, version, &a.tar_gz(), "");
+        }
+        f
+    }
+
+    /// Serves `bytes` and writes the recipe `name version` with `extra` TOML lines.
+    fn publish(&self, name: &str, version: &str, bytes: &[u8], extra: &str) -> String {
+        let url = self.server.serve(&format!("/{name}-{version}.tar.gz"), bytes.to_vec());
+        let sha = sha256_hex(bytes);
+        std::fs::write(
+            self.repo.join(format!("{name}-{version}.toml")),
+            format!("name = \"{name}\"\nversion = \"{version}\"\n{extra}\n[[source]]\nurl = \"{url}\"\nsha256 = \"{sha}\"\n"),
+        )
+        .unwrap();
+        sha
+    }
+
+    /// Writes a profile file `<name>.toml` in the sandbox and returns its path.
+    fn profile(&self, name: &str, body: &str) -> String {
+        let path = self.sb.path(&format!("{name}.toml"));
+        std::fs::write(&path, body).unwrap();
+        path.display().to_string()
+    }
+
+    fn run(&self, args: &[&str]) -> Run {
+        self.sb.run(args)
+    }
+
+    fn profiles_dir(&self) -> PathBuf {
+        self.sb.path("envctl/profiles")
+    }
+}
+
+#[test]
+fn a_profile_named_like_a_generation_link_cannot_overwrite_another_profile() {
+    let f = Fixture::new();
+    let p1 = f.profile("p1", "[packages]\nhello = \"1\"\n");
+    f.run(&["apply", &p1]).ok();
+    let p1 = f.profile("p1", "[packages]\nhello = \"2\"\n");
+    f.run(&["apply", &p1]).ok();
+    let evil = f.profile("p1-2-link", "[packages]\nworld = \"1\"\n");
+    let err = f.run(&["apply", &evil]).failed().to_owned();
+    assert!(err.contains("p1-2-link") && err.contains("generation"), "{err}");
+    // p1 is whole: its generation 2 still runs hello 2.0, and gc keeps everything it uses.
+    assert_eq!(f.run(&["run", "p1", "--", "hello"]).ok(), "hello 2.0");
+    f.run(&["gc"]).ok();
+    assert_eq!(f.run(&["run", "p1", "--", "hello"]).ok(), "hello 2.0");
+    f.run(&["rollback", "p1"]).ok();
+    assert_eq!(f.run(&["run", "p1", "--", "hello"]).ok(), "hello 1.0");
+    // Names that only look close are fine.
+    let fine = f.profile("p1-link", "[packages]\nworld = \"1\"\n");
+    f.run(&["apply", &fine]).ok();
+}
+
+#[test]
+fn gc_keeps_live_generations_when_the_home_is_spelled_through_a_symlink_or_dots() {
+    let f = Fixture::new();
+    let alias = f.sb.path("alias-home");
+    std::os::unix::fs::symlink(f.sb.path("envctl"), &alias).unwrap();
+    std::fs::create_dir_all(f.sb.path("envctl")).unwrap();
+    let p = f.profile("team", "[packages]\nhello = \"1\"\n");
+    let dotted = format!("{}/../envctl", f.sb.path("user").display());
+    // The generation is created through one spelling and collected through the others.
+    f.run(&["--home", alias.to_str().unwrap(), "apply", &p]).ok();
+    for home in [f.sb.path("envctl").display().to_string(), dotted.clone(), alias.display().to_string()] {
+        let gc = f.run(&["--home", &home, "gc"]);
+        gc.ok();
+        assert!(!gc.stderr.contains("removed") || gc.stderr.contains("removed 0"), "{}", gc.stderr);
+        assert_eq!(f.run(&["--home", &home, "run", "team", "--", "hello"]).ok(), "hello 1.0");
+    }
+    f.run(&["--home", &dotted, "apply", &f.profile("team", "[packages]\nworld = \"1\"\n")]).ok();
+    f.run(&["gc"]).ok();
+    assert_eq!(f.run(&["run", "team", "--", "world"]).ok(), "world 1.0");
+    f.run(&["rollback", "team"]).ok();
+    assert_eq!(f.run(&["run", "team", "--", "hello"]).ok(), "hello 1.0");
+    f.run(&["store", "verify"]).ok();
+}
+
+#[test]
+fn temporary_links_left_by_a_killed_switch_are_swept() {
+    let f = Fixture::new();
+    let p = f.profile("p1", "[packages]\nhello = \"1\"\n");
+    f.run(&["apply", &p]).ok();
+    let dir = f.profiles_dir();
+    let target = std::fs::read_link(dir.join("p1-1-link")).unwrap();
+    // What a kill at each rename leaves behind.
+    std::os::unix::fs::symlink("p1-1-link", dir.join(".p1.switch4242")).unwrap();
+    std::os::unix::fs::symlink(&target, dir.join(".p1-2-link.tmp4243")).unwrap();
+    std::os::unix::fs::symlink("p2-1-link", dir.join(".p2.switch77")).unwrap();
+    // The next command that takes the profile's lock sweeps its own.
+    f.run(&["apply", &f.profile("p1", "[packages]\nhello = \"2\"\n")]).ok();
+    let left = list(&dir);
+    assert!(!left.iter().any(|n| n.starts_with(".p1.switch") || n.contains(".tmp")), "{left:?}");
+    // GC sweeps every profile nobody is changing.
+    f.run(&["gc"]).ok();
+    let left = list(&dir);
+    assert!(!left.iter().any(|n| n.contains(".switch")), "{left:?}");
+}
+
+#[test]
+fn env_keys_that_are_not_variable_names_are_refused_with_file_and_line() {
+    let f = Fixture::new();
+    let p = f.profile(
+        "p",
+        "[packages]\nhello = \"1\"\n\n[env]\nOK_VAR = \"1\"\n\"X;touch /tmp/PWNED;Y\" = \"v\"\n",
+    );
+    let err = f.run(&["apply", &p]).failed().to_owned();
+    assert!(err.contains("p.toml") && err.contains("line 6") && err.contains("not a variable name"), "{err}");
+    for key in ["\"\"", "\"A=B\"", "\"1ABC\"", "\"A B\""] {
+        let p = f.profile("p", &format!("[packages]\nhello = \"1\"\n[env]\n{key} = \"v\"\n"));
+        f.run(&["apply", &p]).failed();
+    }
+    let p = f.profile("p", "[packages]\nhello = \"1\"\n[env]\nA = \"x\\u0000y\"\n");
+    assert!(f.run(&["apply", &p]).failed().contains("NUL"));
+    // A shared recipe is checked the same way.
+    f.publish(
+        "evil",
+        "1.0",
+        &Archive::new().with(Entry::file("x", "x")).tar_gz(),
+        "[env]\n\"$(touch x)\" = \"1\"\n",
+    );
+    let p = f.profile("q", "[packages]\nevil = \"1\"\n");
+    let err = f.run(&["apply", &p]).failed().to_owned();
+    assert!(err.contains("evil-1.0.toml") && err.contains("not a variable name"), "{err}");
+}
+
+#[test]
+fn env_output_quotes_every_value_so_evaluating_it_runs_nothing() {
+    let f = Fixture::new();
+    let marker = f.sb.path("PWNED");
+    let m = marker.display();
+    let p = f.profile(
+        "p",
+        &format!(
+            "[packages]\nhello = \"1\"\n[env]\nA = \"$(touch {m})\"\nB = \"`touch {m}`\"\nC = \"it's; touch {m}\"\nD = \"\\\\'$(touch {m})'\"\n"
+        ),
+    );
+    f.run(&["apply", &p]).ok();
+    let sh = f.run(&["env", "p"]);
+    sh.ok();
+    let script = format!("{}\nprintf '%s\\n' \"$A\" \"$B\" \"$C\" \"$D\"", sh.stdout);
+    let out = std::process::Command::new("sh").arg("-c").arg(&script).output().unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(!marker.exists(), "evaluating `envctl env` ran a command");
+    let printed = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        printed.contains(&format!("$(touch {m})")) && printed.contains(&format!("it's; touch {m}")),
+        "{printed}"
+    );
+}
