@@ -3,6 +3,7 @@
 
 mod common;
 
+use std::os::unix::fs::PermissionsExt;
 use std::path::PathBuf;
 
 use common::{Run, Sandbox, list};
@@ -179,4 +180,157 @@ fn env_output_quotes_every_value_so_evaluating_it_runs_nothing() {
         printed.contains(&format!("$(touch {m})")) && printed.contains(&format!("it's; touch {m}")),
         "{printed}"
     );
+}
+
+/// A fixture whose packages `a` and `b` share identical files, applied, so optimise has work.
+fn twins() -> (Fixture, String) {
+    let f = Fixture::new();
+    for name in ["a", "b"] {
+        let mut archive = Archive::new().with(Entry::file(&format!("share/{name}/own"), name));
+        for i in 0..4 {
+            archive = archive
+                .with(Entry::file(&format!("share/{name}/data{i}"), format!("same bytes {i}").repeat(50)))
+                .with(Entry::file_mode(
+                    &format!("bin/{name}-tool{i}"),
+                    format!("#!/bin/sh\necho {i}\n"),
+                    0o755,
+                ));
+        }
+        f.publish(name, "1.0", &archive.tar_gz(), "");
+    }
+    let p = f.profile("twins", "[packages]\na = \"1\"\nb = \"1\"\n");
+    f.run(&["apply", &p]).ok();
+    (f, p)
+}
+
+/// Names inside valid store paths that no package shipped (what a torn optimise used to leave).
+fn strays(store: &std::path::Path) -> Vec<String> {
+    let mut out = Vec::new();
+    for entry in walk(store) {
+        let name = entry.file_name().unwrap().to_string_lossy().into_owned();
+        if name.starts_with(".envctl-link") {
+            out.push(entry.display().to_string());
+        }
+    }
+    out
+}
+
+fn walk(dir: &std::path::Path) -> Vec<PathBuf> {
+    let mut out = Vec::new();
+    if let Ok(rd) = std::fs::read_dir(dir) {
+        for e in rd {
+            let p = e.unwrap().path();
+            out.push(p.clone());
+            if std::fs::symlink_metadata(&p).unwrap().is_dir() {
+                out.extend(walk(&p));
+            }
+        }
+    }
+    out
+}
+
+#[test]
+fn optimise_killed_at_any_rename_link_or_chmod_leaves_a_store_that_verifies() {
+    let (f, _) = twins();
+    let shim = envctl_testkit::faults::build_shim(f.sb.dir.path());
+    let pristine = f.sb.path("pristine");
+    assert!(
+        std::process::Command::new("cp")
+            .arg("-a")
+            .arg(f.sb.path("envctl"))
+            .arg(&pristine)
+            .status()
+            .unwrap()
+            .success()
+    );
+    let mut kills = 0;
+    for call in ["rename", "linkat", "chmod", "utimensat", "unlink"] {
+        for at in 1..=6 {
+            // Start each attempt from the unoptimised store.
+            let _ =
+                std::process::Command::new("chmod").arg("-R").arg("u+w").arg(f.sb.path("envctl")).status();
+            std::fs::remove_dir_all(f.sb.path("envctl")).unwrap();
+            assert!(
+                std::process::Command::new("cp")
+                    .arg("-a")
+                    .arg(&pristine)
+                    .arg(f.sb.path("envctl"))
+                    .status()
+                    .unwrap()
+                    .success()
+            );
+            let mut c = f.sb.command(&["store", "optimise"]);
+            envctl_testkit::faults::kill_at(&mut c, &shim, call, at);
+            let out = c.output().unwrap();
+            if out.status.code().is_some() {
+                continue; // finished before the Nth call
+            }
+            kills += 1;
+            let verify = f.run(&["store", "verify"]);
+            assert_eq!(verify.code, 0, "after a kill at {call} #{at}: {}", verify.stderr);
+            assert!(
+                strays(&f.sb.store()).is_empty(),
+                "after a kill at {call} #{at}: {:?}",
+                strays(&f.sb.store())
+            );
+            assert!(f.sb.tmp_entries().is_empty(), "after a kill at {call} #{at}: {:?}", f.sb.tmp_entries());
+            assert!(!f.sb.store().join(".envctl/optimise.journal").exists());
+            f.run(&["store", "optimise"]).ok();
+            f.run(&["store", "verify"]).ok();
+            assert_eq!(f.run(&["run", "twins", "--", "a-tool1"]).ok(), "1");
+        }
+    }
+    assert!(kills >= 15, "only {kills} kills landed inside optimise");
+}
+
+#[test]
+fn verify_checks_modes_and_repair_restores_them_without_fetching() {
+    let f = Fixture::new();
+    let p = f.profile("p", "[packages]\nhello = \"1\"\n");
+    f.run(&["apply", &p]).ok();
+    let path =
+        f.sb.store().join(f.sb.store_paths_on_disk().into_iter().find(|n| n.contains("-hello-")).unwrap());
+    let hits = f.server.hits("/hello-1.0.tar.gz");
+    let set = |p: &std::path::Path, mode: u32| {
+        std::fs::set_permissions(p, std::fs::Permissions::from_mode(mode)).unwrap()
+    };
+    for (victim, mode) in [
+        (path.join("share/hello/version"), 0o666),
+        (path.join("bin/hello"), 0o4555),
+        (path.join("share/hello"), 0o777),
+    ] {
+        set(&victim, mode);
+        let err = f.run(&["store", "verify"]).failed().to_owned();
+        assert!(err.contains(&format!("mode {mode:04o}")), "{err}");
+        let repaired = f.run(&["store", "verify", "--repair"]);
+        repaired.ok();
+        assert!(repaired.stderr.contains("repaired"), "{}", repaired.stderr);
+        f.run(&["store", "verify"]).ok();
+        let now = std::fs::metadata(&victim).unwrap().permissions().mode() & 0o7777;
+        assert!(now == 0o444 || now == 0o555, "{now:o}");
+    }
+    assert_eq!(f.server.hits("/hello-1.0.tar.gz"), hits, "repairing modes fetched the source");
+}
+
+#[test]
+fn a_tampered_generation_is_rebuilt_by_verify_repair() {
+    let f = Fixture::new();
+    let p = f.profile("p", "[packages]\nhello = \"1\"\nworld = \"1\"\n");
+    f.run(&["apply", &p]).ok();
+    let generation = std::fs::canonicalize(f.profiles_dir().join("p")).unwrap();
+    // Someone with write access re-points a farm link at a script of their own.
+    let bin = generation.join("bin");
+    std::fs::set_permissions(&bin, std::fs::Permissions::from_mode(0o755)).unwrap();
+    let evil = f.sb.path("evil");
+    std::fs::write(&evil, "#!/bin/sh\necho pwned\n").unwrap();
+    std::fs::set_permissions(&evil, std::fs::Permissions::from_mode(0o755)).unwrap();
+    std::fs::remove_file(bin.join("hello")).unwrap();
+    std::os::unix::fs::symlink(&evil, bin.join("hello")).unwrap();
+    std::fs::set_permissions(&bin, std::fs::Permissions::from_mode(0o555)).unwrap();
+    assert_eq!(f.run(&["run", "p", "--", "hello"]).ok(), "pwned");
+    let err = f.run(&["store", "verify"]).failed().to_owned();
+    assert!(err.contains("profile-p"), "{err}");
+    f.run(&["store", "verify", "--repair"]).ok();
+    f.run(&["store", "verify"]).ok();
+    assert_eq!(f.run(&["run", "p", "--", "hello"]).ok(), "hello 1.0");
 }

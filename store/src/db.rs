@@ -42,6 +42,14 @@ const MIGRATIONS: &[&str] = &[
         PRIMARY KEY (referrer, reference)
     );
     CREATE INDEX refs_reference ON refs(reference);",
+    // 2: how each generation was built (its farm's inputs and manifest), so a damaged one can be
+    // rebuilt and checked against its registered tree hash.
+    "CREATE TABLE builds (
+        path_id  INTEGER PRIMARY KEY REFERENCES paths(id) ON DELETE CASCADE,
+        profile  TEXT NOT NULL,
+        inputs   TEXT NOT NULL,               -- JSON: [{name, path, priority}] in farm order
+        manifest TEXT NOT NULL
+    );",
 ];
 
 /// The schema version this build writes.
@@ -143,6 +151,30 @@ impl Database {
             .map_err(self.err())?;
         let rows = stmt.query_map([name], |r| Ok((r.get(0)?, r.get(1)?))).map_err(self.err())?;
         rows.collect::<rusqlite::Result<Vec<_>>>().map_err(self.err())
+    }
+
+    /// Records how a generation was built, unless it already has a record.
+    pub fn record_build(&self, name: &str, profile: &str, inputs: &str, manifest: &str) -> Result<()> {
+        self.conn
+            .execute(
+                "INSERT OR IGNORE INTO builds (path_id, profile, inputs, manifest)
+                 SELECT id, ?2, ?3, ?4 FROM paths WHERE name = ?1",
+                params![name, profile, inputs, manifest],
+            )
+            .map_err(self.err())?;
+        Ok(())
+    }
+
+    /// How a generation was built: its profile, farm inputs (JSON) and manifest.
+    pub fn build_of(&self, name: &str) -> Result<Option<(String, String, String)>> {
+        self.conn
+            .query_row(
+                "SELECT b.profile, b.inputs, b.manifest FROM builds b JOIN paths p ON b.path_id = p.id WHERE p.name = ?1",
+                [name],
+                |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)),
+            )
+            .optional()
+            .map_err(self.err())
     }
 
     /// The record of a valid path.

@@ -17,7 +17,7 @@ use crate::error::{Error, Result};
 use crate::tree::{self, Node};
 
 /// One package going into a farm.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
 pub struct FarmInput {
     /// Package name (for collision messages and priorities).
     pub name: String,

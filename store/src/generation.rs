@@ -30,50 +30,62 @@ impl Store {
             references.push(name);
         }
         let work = TempDir::new(&self.dir.join(".tmp"))?;
-        let tree_dir = work.fresh("tree")?;
-        let mut tree = farm::build(&tree_dir, inputs)?;
-        // The manifest: written like any store file (read-only, normalized mtime).
-        let meta_dir = tree_dir.join(".envctl");
-        if fs_err::symlink_metadata(&meta_dir).is_ok() {
-            return Err(Error::Collision {
-                path: ".envctl".into(),
-                first: "envctl".into(),
-                second: "a package".into(),
-            });
-        }
-        fs_err::create_dir(&meta_dir)?;
-        let manifest_path = meta_dir.join("manifest.toml");
-        {
-            use std::os::unix::fs::OpenOptionsExt;
-            let mut f =
-                std::fs::OpenOptions::new().write(true).create_new(true).mode(0o444).open(&manifest_path)?;
-            f.write_all(manifest.as_bytes())?;
-            f.set_times(
-                std::fs::FileTimes::new().set_modified(SystemTime::UNIX_EPOCH + unpack::NORMALIZED_MTIME),
-            )?;
-        }
-        if let Node::Dir(children) = &mut tree {
-            let mut meta = std::collections::BTreeMap::new();
-            meta.insert(
-                std::ffi::OsString::from("manifest.toml"),
-                Node::File {
-                    size: manifest.len() as u64,
-                    executable: false,
-                    hash: *blake3::hash(manifest.as_bytes()).as_bytes(),
-                },
-            );
-            children.insert(".envctl".into(), Node::Dir(meta));
-        }
-        // Symlink mtimes are left alone in farms: tens of thousands of links, no meaning, and not
-        // part of the hash. Directories are normalized.
-        normalize_dirs(&tree_dir, &tree)?;
+        let (tree_dir, tree) = build_farm(&work, inputs, manifest)?;
         let tree_hash = tree.tree_hash();
         let name = StorePathName::derive_generation(&profile_name, &tree_hash);
         let package = (format!("profile-{profile}"), "generation".to_owned());
         let (dest, record) =
             self.commit(&work, &tree_dir, &name, &tree_hash, tree.stats(), package, None, &references)?;
+        let recorded = serde_json::to_string(inputs).map_err(std::io::Error::other)?;
+        self.db().record_build(&record.name, profile, &recorded, manifest)?;
         Ok(Installed { path: dest, record, fetched: false, skipped: Vec::new() })
     }
+}
+
+/// Builds a generation's tree in a fresh directory of `work`: the farm, the manifest, every
+/// directory read-only. The same inputs and manifest give the same tree hash.
+pub(crate) fn build_farm(work: &TempDir, inputs: &[FarmInput], manifest: &str) -> Result<(PathBuf, Node)> {
+    let tree_dir = work.fresh("tree")?;
+    let mut tree = farm::build(&tree_dir, inputs)?;
+    // The manifest: written like any store file (read-only, normalized mtime).
+    let meta_dir = tree_dir.join(".envctl");
+    if fs_err::symlink_metadata(&meta_dir).is_ok() {
+        return Err(Error::Collision {
+            path: ".envctl".into(),
+            first: "envctl".into(),
+            second: "a package".into(),
+        });
+    }
+    fs_err::create_dir(&meta_dir)?;
+    let manifest_path = meta_dir.join("manifest.toml");
+    {
+        use std::os::unix::fs::OpenOptionsExt;
+        let mut f =
+            std::fs::OpenOptions::new().write(true).create_new(true).mode(0o444).open(&manifest_path)?;
+        f.write_all(manifest.as_bytes())?;
+        f.set_times(
+            std::fs::FileTimes::new().set_modified(SystemTime::UNIX_EPOCH + unpack::NORMALIZED_MTIME),
+        )?;
+    }
+    if let Node::Dir(children) = &mut tree {
+        let mut meta = std::collections::BTreeMap::new();
+        meta.insert(
+            std::ffi::OsString::from("manifest.toml"),
+            Node::File {
+                size: manifest.len() as u64,
+                executable: false,
+                hash: *blake3::hash(manifest.as_bytes()).as_bytes(),
+            },
+        );
+        children.insert(".envctl".into(), Node::Dir(meta));
+    }
+    // Symlink mtimes are left alone in farms: tens of thousands of links, no meaning, and not
+    // part of the hash. Directories are normalized.
+    normalize_dirs(&tree_dir, &tree)?;
+    // Symlink mtimes are left alone in farms: tens of thousands of links, no meaning, and not
+    // part of the hash. Directories are normalized.
+    normalize_dirs(&tree_dir, &tree)?;
+    Ok((tree_dir, tree))
 }
 
 /// Makes every directory of a farm read-only with the normalized mtime, children first.

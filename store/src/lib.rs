@@ -45,4 +45,4 @@ pub use store::{LAYOUT_VERSION, PathInfo, Store, StoreOptions};
 pub use tempdir::remove_tree;
 pub use tree::{Node, TreeHash, TreeStats, scan};
 pub use unpack::{Format, Limits, UnpackOptions};
-pub use verify::{Corruption, VerifyReport};
+pub use verify::{Corruption, Damage, VerifyReport};

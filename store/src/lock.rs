@@ -5,10 +5,11 @@
 //! | lock | file | shared by | exclusive for |
 //! | --- | --- | --- | --- |
 //! | store | `store/.envctl/store.lock` | installs, optimise, profile switches | GC; the sweep of leftovers at start-up |
+//! | maintenance | `store/.envctl/maintenance.lock` | verify | optimise, repair (they rewrite entries of valid paths) |
 //! | source | `store/.envctl/locks/<key>.lock` | nobody | the one process fetching and unpacking that source |
 //! | path | `store/.envctl/locks/<hash part>.lock` | nobody | moving a finished tree into place and registering it |
 //!
-//! Locks are always taken in that order (store, then source, then path), so they cannot
+//! Locks are always taken in that order (store, maintenance, source, path), so they cannot
 //! deadlock. After taking a source or path lock the holder re-checks the database: another
 //! process may have finished the same work while it waited.
 

@@ -196,6 +196,15 @@ impl Profiles {
             };
             out.push(Generation { number, path, created: meta.mtime(), current: current == Some(number) });
         }
+        // A listing is not atomic: a generation switched to while it ran may be missed. The
+        // current one is read through the profile's link, so it is always there.
+        if let Some(now) = self.current(name)? {
+            out.retain(|g| g.number != now.number);
+            for g in &mut out {
+                g.current = false;
+            }
+            out.push(now);
+        }
         out.sort_by_key(|g| g.number);
         Ok(out)
     }

@@ -1,27 +1,44 @@
-//! Repair: fetch a corrupted or missing path's recorded source again and swap the matching tree
-//! in atomically.
+//! Repair: put a damaged valid path right without changing what the database says of it.
+//!
+//! - Wrong modes only ([`Store::repair_modes`]): every entry gets the store's mode back; nothing
+//!   is fetched.
+//! - Damaged contents ([`Store::repair`]): a package's recorded source is fetched and unpacked
+//!   again, a generation is rebuilt from its recorded inputs and manifest; only a tree that hashes
+//!   to the registered tree hash is swapped in, in one atomic exchange.
+//!
+//! Both hold the maintenance lock exclusively (verify and optimise wait) and the path lock.
 
+use std::os::unix::fs::PermissionsExt;
+use std::path::Path;
+
+use crate::db::PathRecord;
 use crate::error::{Error, Result};
+use crate::farm::FarmInput;
 use crate::path::StorePathName;
 use crate::reporter::Reporter;
 use crate::store::Store;
 use crate::sys::{exchange, sync_filesystem};
 use crate::tempdir::{TempDir, remove_tree};
+use crate::verify::store_mode;
 
 impl Store {
     /// Puts a corrupted or missing path right: fetches one of its recorded sources again (each in
-    /// turn until one works), unpacks it, and only if the result hashes to the registered tree
-    /// hash replaces what is on disk, under the path lock. The database is not changed. A path
-    /// with no source (a generation) cannot be repaired this way: its profile is applied again.
+    /// turn until one works) and unpacks it, or rebuilds a generation from how it was built; only
+    /// if the result hashes to the registered tree hash does it replace what is on disk. The
+    /// database is not changed.
     pub fn repair(&self, name: &str, reporter: &dyn Reporter) -> Result<()> {
+        let _maintenance = self.maintenance_lock(true)?;
         let record = self.db().get(name)?.ok_or_else(|| Error::NotInStore(name.to_owned()))?;
         let sources = self.db().sources_of(name)?;
         if sources.is_empty() {
-            return Err(Error::Unrepairable {
-                name: name.to_owned(),
-                why: "no source is recorded for it (a generation is rebuilt by applying its profile again)"
-                    .into(),
-            });
+            let build = self.db().build_of(name)?;
+            return match build {
+                Some((_profile, inputs, manifest)) => self.rebuild(&record, &inputs, &manifest),
+                None => Err(Error::Unrepairable {
+                    name: name.to_owned(),
+                    why: "neither a source nor a build is recorded for it (apply its profile again)".into(),
+                }),
+            };
         }
         let mut failures = Vec::new();
         for (key, url) in &sources {
@@ -47,20 +64,83 @@ impl Store {
                 ));
                 continue;
             }
-            if self.options.fsync {
-                sync_filesystem(&tree_dir)?;
-            }
-            let dest = self.dir.join(name);
-            let _path_lock = self.path_lock(&StorePathName::parse(name)?)?;
-            if fs_err::symlink_metadata(&dest).is_ok() {
-                // One atomic swap: a reader sees the old tree or the new one, never no tree.
-                exchange(&tree_dir, &dest)?;
-                remove_tree(&tree_dir)?;
-            } else {
-                fs_err::rename(&tree_dir, &dest)?;
-            }
-            return Ok(());
+            return self.swap_in(name, &tree_dir);
         }
         Err(Error::Unrepairable { name: name.to_owned(), why: failures.join("; ") })
+    }
+
+    /// Rebuilds a generation from its recorded farm inputs and manifest.
+    fn rebuild(&self, record: &PathRecord, inputs: &str, manifest: &str) -> Result<()> {
+        let unrepairable = |why: String| Error::Unrepairable { name: record.name.clone(), why };
+        let inputs: Vec<FarmInput> = serde_json::from_str(inputs)
+            .map_err(|e| unrepairable(format!("its recorded build cannot be read: {e}")))?;
+        for input in &inputs {
+            let package =
+                input.path.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
+            let Some(package_record) = self.db().get(&package)? else {
+                return Err(unrepairable(format!("its package `{package}` is no longer in the store")));
+            };
+            if let Some(c) = crate::verify::check_path(&self.dir, &package_record) {
+                return Err(unrepairable(format!(
+                    "its package `{package}` is damaged too ({}): repair it first",
+                    c.problem
+                )));
+            }
+        }
+        let work = TempDir::new(&self.dir.join(".tmp"))?;
+        let (tree_dir, tree) = crate::generation::build_farm(&work, &inputs, manifest)?;
+        let tree_hash = tree.tree_hash().to_string();
+        if tree_hash != record.tree_hash {
+            return Err(unrepairable(format!(
+                "rebuilding it gives tree {tree_hash}, not the registered {}",
+                record.tree_hash
+            )));
+        }
+        self.swap_in(&record.name, &tree_dir)
+    }
+
+    /// Replaces the path `name` on disk by the finished tree at `tree_dir`: one atomic swap, so a
+    /// reader sees the old tree or the new one, never no tree.
+    fn swap_in(&self, name: &str, tree_dir: &Path) -> Result<()> {
+        if self.options.fsync {
+            sync_filesystem(tree_dir)?;
+        }
+        let dest = self.dir.join(name);
+        let _path_lock = self.path_lock(&StorePathName::parse(name)?)?;
+        if fs_err::symlink_metadata(&dest).is_ok() {
+            exchange(tree_dir, &dest)?;
+            remove_tree(tree_dir)?;
+        } else {
+            fs_err::rename(tree_dir, &dest)?;
+        }
+        Ok(())
+    }
+
+    /// Gives every entry of a valid path the store's mode again (files 0444 or 0555, directories
+    /// 0555, no setuid, setgid or sticky bit). Contents are not touched or checked.
+    pub fn repair_modes(&self, name: &str) -> Result<usize> {
+        let _maintenance = self.maintenance_lock(true)?;
+        if self.db().get(name)?.is_none() {
+            return Err(Error::NotInStore(name.to_owned()));
+        }
+        let _path_lock = self.path_lock(&StorePathName::parse(name)?)?;
+        fn walk(path: &Path, fixed: &mut usize) -> std::io::Result<()> {
+            let meta = fs_err::symlink_metadata(path)?;
+            if let Some(want) = store_mode(&meta)
+                && meta.permissions().mode() & 0o7777 != want
+            {
+                fs_err::set_permissions(path, std::fs::Permissions::from_mode(want))?;
+                *fixed += 1;
+            }
+            if meta.is_dir() {
+                for entry in fs_err::read_dir(path)? {
+                    walk(&entry?.path(), fixed)?;
+                }
+            }
+            Ok(())
+        }
+        let mut fixed = 0;
+        walk(&self.dir.join(name), &mut fixed)?;
+        Ok(fixed)
     }
 }

@@ -132,6 +132,8 @@ impl Store {
     /// Removes what crashed processes left: `.tmp/` and `.trash/` contents, and store directories
     /// that were never registered. Only called while holding the store lock exclusively.
     fn sweep(&self) -> Result<()> {
+        // First close what an optimise killed halfway left open (its temporary links are in .tmp).
+        crate::optimise::recover(&self.dir)?;
         for leftovers in [self.dir.join(".tmp"), self.dir.join(".trash")] {
             for entry in fs_err::read_dir(&leftovers)? {
                 remove_tree(&entry?.path())?;
@@ -203,6 +205,13 @@ impl Store {
         db.register(&record, source, references)?;
         let record = db.get(name.as_str())?.ok_or_else(|| Error::NotInStore(name.to_string()))?;
         Ok((dest, record))
+    }
+
+    /// The maintenance lock: optimise and repair rewrite entries inside valid paths, so they hold
+    /// it exclusively; verify holds it shared and never sees either of them halfway.
+    pub(crate) fn maintenance_lock(&self, exclusive: bool) -> Result<FileLock> {
+        let path = self.dir.join(".envctl/maintenance.lock");
+        Ok(if exclusive { FileLock::exclusive(&path)? } else { FileLock::shared(&path)? })
     }
 
     /// The per-path lock: held while a path is moved into place, registered or repaired.

@@ -152,19 +152,29 @@ pub fn scan(root: &Path) -> std::io::Result<Node> {
 
 /// blake3 and size of one file's contents, streamed.
 pub fn hash_file(path: &Path) -> std::io::Result<([u8; 32], u64)> {
-    let mut file = fs_err::File::open(path)?;
-    let mut hasher = blake3::Hasher::new();
-    let mut buf = vec![0u8; 256 * 1024];
-    let mut size = 0u64;
-    loop {
-        let n = file.read(&mut buf)?;
-        if n == 0 {
-            break;
-        }
-        hasher.update(&buf[..n]);
-        size += n as u64;
+    thread_local! {
+        // One buffer per thread for its whole life: store files average a few KB, and zeroing a
+        // fresh buffer per file cost more than hashing them.
+        static BUF: std::cell::RefCell<Vec<u8>> = std::cell::RefCell::new(vec![0u8; 256 * 1024]);
     }
-    Ok((*hasher.finalize().as_bytes(), size))
+    let mut file = fs_err::File::open(path)?;
+    BUF.with_borrow_mut(|buf| {
+        let mut hasher = blake3::Hasher::new();
+        let mut size = 0u64;
+        loop {
+            let n = match file.read(buf) {
+                Ok(n) => n,
+                Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
+                Err(e) => return Err(e),
+            };
+            if n == 0 {
+                break;
+            }
+            hasher.update(&buf[..n]);
+            size += n as u64;
+        }
+        Ok((*hasher.finalize().as_bytes(), size))
+    })
 }
 
 #[cfg(test)]

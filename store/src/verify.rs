@@ -1,16 +1,46 @@
-//! Verify: recompute every valid path's tree hash and compare it with the database.
+//! Verify: recompute every valid path's tree hash and compare it with the database, and check
+//! that every entry still has the mode the store gave it (files 0444, or 0555 when executable;
+//! directories 0555; no setuid, setgid or sticky bit), since a mode is not part of the tree hash
+//! beyond the executable bit.
+//!
+//! Paths are checked on every core; verify holds the maintenance lock shared, so it never sees an
+//! optimise or a repair halfway (see `lock`).
 
+use std::collections::BTreeMap;
+use std::ffi::OsString;
+use std::os::unix::fs::PermissionsExt;
+use std::path::Path;
+use std::sync::Mutex;
+use std::sync::atomic::{AtomicUsize, Ordering};
+
+use crate::db::PathRecord;
 use crate::error::Result;
 use crate::store::Store;
 use crate::tree::{self, Node};
+
+/// What kind of damage [`Store::verify`] found.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Damage {
+    /// The contents are right but some entries have the wrong mode: repaired without fetching.
+    Modes,
+    /// The tree hashes to something else.
+    Contents,
+    /// The path is not on disk.
+    Missing,
+    /// It cannot be read (or is not a directory).
+    Unreadable,
+}
 
 /// One problem found by [`Store::verify`].
 #[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
 pub struct Corruption {
     /// The store path's file name.
     pub name: String,
-    /// What is wrong.
+    /// What is wrong, in words.
     pub problem: String,
+    /// What kind of damage it is.
+    pub damage: Damage,
 }
 
 /// The outcome of [`Store::verify`].
@@ -22,29 +52,100 @@ pub struct VerifyReport {
     pub corrupted: Vec<Corruption>,
 }
 
-impl Store {
-    /// Recomputes every valid path's tree hash and compares it with the database.
-    pub fn verify(&self) -> Result<VerifyReport> {
-        let mut report = VerifyReport::default();
-        for record in self.list()? {
-            report.checked += 1;
-            let path = self.dir.join(&record.name);
-            let problem = match tree::scan(&path) {
-                Ok(node @ Node::Dir(_)) => {
-                    let actual = node.tree_hash().to_string();
-                    (actual != record.tree_hash)
-                        .then(|| format!("tree hash is {actual}, the database says {}", record.tree_hash))
-                }
-                Ok(_) => Some("is not a directory".to_owned()),
-                Err(e) if e.kind() == std::io::ErrorKind::NotFound && !path.exists() => {
-                    Some("is missing".to_owned())
-                }
-                Err(e) => Some(format!("cannot be read: {e}")),
-            };
-            if let Some(problem) = problem {
-                report.corrupted.push(Corruption { name: record.name, problem });
+/// The mode the store gives an entry, or `None` for symlinks (whose mode means nothing).
+pub(crate) fn store_mode(meta: &std::fs::Metadata) -> Option<u32> {
+    let ft = meta.file_type();
+    if ft.is_dir() {
+        Some(0o555)
+    } else if ft.is_file() {
+        Some(if meta.permissions().mode() & 0o111 != 0 { 0o555 } else { 0o444 })
+    } else {
+        None
+    }
+}
+
+/// Scans like [`tree::scan`], also noting every entry whose mode is not the store's (relative
+/// path, actual mode).
+fn scan_checked(root: &Path, rel: &Path, wrong: &mut Vec<(String, u32)>) -> std::io::Result<Node> {
+    let meta = fs_err::symlink_metadata(root)?;
+    if let Some(want) = store_mode(&meta) {
+        let mode = meta.permissions().mode() & 0o7777;
+        if mode != want {
+            wrong.push((rel.display().to_string(), mode));
+        }
+    }
+    let ft = meta.file_type();
+    if ft.is_dir() {
+        let mut children = BTreeMap::<OsString, Node>::new();
+        for entry in fs_err::read_dir(root)? {
+            let entry = entry?;
+            let name = entry.file_name();
+            let child = scan_checked(&entry.path(), &rel.join(&name), wrong)?;
+            children.insert(name, child);
+        }
+        Ok(Node::Dir(children))
+    } else if ft.is_file() {
+        let (hash, size) = tree::hash_file(root)?;
+        Ok(Node::File { size, executable: meta.permissions().mode() & 0o111 != 0, hash })
+    } else if ft.is_symlink() {
+        Ok(Node::Symlink(fs_err::read_link(root)?.into_os_string()))
+    } else {
+        Err(std::io::Error::other(format!(
+            "`{}` is neither a file, a directory nor a symlink",
+            root.display()
+        )))
+    }
+}
+
+/// Checks one valid path.
+pub(crate) fn check_path(dir: &Path, record: &PathRecord) -> Option<Corruption> {
+    let path = dir.join(&record.name);
+    let mut wrong = Vec::new();
+    let (damage, problem) = match scan_checked(&path, Path::new("."), &mut wrong) {
+        Ok(node @ Node::Dir(_)) => {
+            let actual = node.tree_hash().to_string();
+            if actual != record.tree_hash {
+                (Damage::Contents, format!("tree hash is {actual}, the database says {}", record.tree_hash))
+            } else if let Some((first, mode)) = wrong.first() {
+                let more = match wrong.len() {
+                    1 => String::new(),
+                    n => format!(" and {} more", n - 1),
+                };
+                (Damage::Modes, format!("`{first}` has mode {mode:04o}{more}"))
+            } else {
+                return None;
             }
         }
-        Ok(report)
+        Ok(_) => (Damage::Unreadable, "is not a directory".to_owned()),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound && !path.exists() => {
+            (Damage::Missing, "is missing".to_owned())
+        }
+        Err(e) => (Damage::Unreadable, format!("cannot be read: {e}")),
+    };
+    Some(Corruption { name: record.name.clone(), problem, damage })
+}
+
+impl Store {
+    /// Recomputes every valid path's tree hash and compares it with the database; checks modes.
+    pub fn verify(&self) -> Result<VerifyReport> {
+        let _maintenance = self.maintenance_lock(false)?;
+        let records = self.list()?;
+        let next = AtomicUsize::new(0);
+        let found = Mutex::new(Vec::new());
+        let workers = std::thread::available_parallelism().map_or(2, |n| n.get()).min(records.len().max(1));
+        std::thread::scope(|s| {
+            for _ in 0..workers {
+                s.spawn(|| {
+                    while let Some(record) = records.get(next.fetch_add(1, Ordering::Relaxed)) {
+                        if let Some(c) = check_path(self.dir(), record) {
+                            found.lock().unwrap_or_else(|p| p.into_inner()).push(c);
+                        }
+                    }
+                });
+            }
+        });
+        let mut corrupted = found.into_inner().unwrap_or_else(|p| p.into_inner());
+        corrupted.sort_by(|a, b| a.name.cmp(&b.name));
+        Ok(VerifyReport { checked: records.len(), corrupted })
     }
 }

@@ -3,6 +3,7 @@
 //! small helpers. Nothing here reaches beyond 127.0.0.1.
 
 pub mod archive;
+pub mod faults;
 pub mod server;
 
 pub use archive::{Archive, Entry};

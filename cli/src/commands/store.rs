@@ -109,7 +109,11 @@ fn verify(store: &Store, repair: bool, json: bool, cli: &Cli) -> Result<Status> 
         let bars = Bars::for_cli(cli);
         let mut left = Vec::new();
         for c in report.corrupted {
-            match store.repair(&c.name, &bars) {
+            let result = match c.damage {
+                envctl_store::Damage::Modes => store.repair_modes(&c.name).map(|_| ()),
+                _ => store.repair(&c.name, &bars),
+            };
+            match result {
                 Ok(()) => repaired.push(c),
                 Err(e) => left.push(envctl_store::Corruption { problem: format!("{}; {e}", c.problem), ..c }),
             }
@@ -138,7 +142,9 @@ fn verify(store: &Store, repair: bool, json: bool, cli: &Cli) -> Result<Status> 
             report.corrupted.len()
         ));
         if !repair && !report.corrupted.is_empty() {
-            printer::info("hint: `envctl store verify --repair` fetches their sources again");
+            printer::info(
+                "hint: `envctl store verify --repair` restores modes, fetches packages' sources again and rebuilds generations",
+            );
         }
     }
     Ok(if report.corrupted.is_empty() { Status::Success } else { Status::Failure })
