@@ -106,6 +106,104 @@ impl Context {
         )))
     }
 
+    /// Checks a lock that is about to be used as it is against the profile file and the recipes
+    /// it claims, before anything is installed: the request hash only says which request the lock
+    /// answers, not that its entries do. Every requested package is there and meets its
+    /// requirement; every entry is a recipe of the repositories with exactly that recipe's source
+    /// for this platform; every dependency is there and meets the recipe's requirement; no name is
+    /// there twice; store paths and tree hashes are well formed.
+    pub fn check_lock(&self, lock: &LockFile) -> Result<()> {
+        let lock_path = self.profile.lock_path();
+        let refuse = |entry: &str, why: String| {
+            Failure::new(format!("refusing the lock `{}`", lock_path.display()), format!("{entry}: {why}")).hint(
+                format!(
+                    "the lock does not match the profile file and the recipes: re-resolve with `envctl lock {} --update`",
+                    self.profile.path.display()
+                ),
+            )
+        };
+        let platform = self.platform();
+        if lock.platform != platform {
+            return Err(refuse(
+                "platform",
+                format!("the lock is for `{}`, this machine is `{platform}`", lock.platform),
+            ));
+        }
+        let mut by_name: BTreeMap<&str, &LockedPackage> = BTreeMap::new();
+        for p in &lock.packages {
+            if by_name.insert(p.name.as_str(), p).is_some() {
+                return Err(refuse(&format!("package `{}`", p.name), "it is listed twice".into()));
+            }
+        }
+        let version_of = |p: &LockedPackage| {
+            Version::parse(&p.version).map_err(|e| refuse(&format!("package `{}`", p.name), e.to_string()))
+        };
+        for (name, requested) in &self.profile.packages {
+            let Some(p) = by_name.get(name.as_str()) else {
+                return Err(refuse(
+                    &format!("package `{name}`"),
+                    "the profile asks for it and the lock lacks it".into(),
+                ));
+            };
+            if !requested.requirement.matches(&version_of(p)?) {
+                return Err(refuse(
+                    &format!("package `{name}`"),
+                    format!(
+                        "version {} does not meet `{}` ({})",
+                        p.version,
+                        requested.requirement.as_str(),
+                        requested.text
+                    ),
+                ));
+            }
+        }
+        for p in &lock.packages {
+            let entry = format!("package `{} {}`", p.name, p.version);
+            let Some(recipe) = self.repo.get(&p.name, &version_of(p)?) else {
+                return Err(refuse(&entry, "no recipe of the repositories has this name and version".into()));
+            };
+            let Some(source) = recipe.source_for(&platform) else {
+                return Err(refuse(&entry, format!("its recipe has no source for `{platform}`")));
+            };
+            if LockedSource::from(source) != p.source {
+                return Err(refuse(
+                    &entry,
+                    format!(
+                        "its source is `{}` (sha256 {}), but its recipe `{}` says `{}` (sha256 {})",
+                        p.source.url,
+                        p.source.sha256,
+                        recipe.origin.display(),
+                        source.url,
+                        source.sha256
+                    ),
+                ));
+            }
+            for (dep, requirement) in &recipe.dependencies {
+                let Some(d) = by_name.get(dep.as_str()) else {
+                    return Err(refuse(&entry, format!("it depends on `{dep}`, which the lock lacks")));
+                };
+                if !requirement.matches(&version_of(d)?) {
+                    return Err(refuse(
+                        &entry,
+                        format!("it needs {dep} {}, the lock has {}", requirement.as_str(), d.version),
+                    ));
+                }
+            }
+            if let Some(tree) = &p.tree_hash
+                && !(tree.len() == 64 && tree.bytes().all(|b| b.is_ascii_hexdigit()))
+            {
+                return Err(refuse(&entry, format!("tree hash `{tree}` is not 64 hex digits")));
+            }
+            if let Some(path) = &p.store_path
+                && (envctl_store::StorePathName::parse(path).is_err()
+                    || !path.ends_with(&format!("-{}-{}", p.name, p.version)))
+            {
+                return Err(refuse(&entry, format!("`{path}` is not a store path of this package")));
+            }
+        }
+        Ok(())
+    }
+
     /// The lock beside the profile file, if it answers the current request.
     pub fn fresh_lock(&self) -> Result<Option<LockFile>> {
         let lock = load_lock(&self.profile.lock_path())?;

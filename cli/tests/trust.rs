@@ -334,3 +334,88 @@ fn a_tampered_generation_is_rebuilt_by_verify_repair() {
     f.run(&["store", "verify"]).ok();
     assert_eq!(f.run(&["run", "p", "--", "hello"]).ok(), "hello 1.0");
 }
+
+#[test]
+fn a_hand_edited_lock_is_refused_naming_the_entry_before_anything_is_installed() {
+    let f = Fixture::new();
+    f.publish("dep", "1.0", &Archive::new().with(Entry::file("share/dep", "dep")).tar_gz(), "");
+    f.publish(
+        "app",
+        "1.0",
+        &Archive::new().with(Entry::file("share/app", "app")).tar_gz(),
+        "[dependencies]\ndep = \"1\"\n",
+    );
+    let p = f.profile("team", "[packages]\nhello = \"1\"\napp = \"1\"\n");
+    f.run(&["lock", &p]).ok();
+    let lock_path = f.sb.path("team.lock");
+    let good = std::fs::read_to_string(&lock_path).unwrap();
+    let block = |name: &str| {
+        let start = good.find(&format!("[[package]]\nname = \"{name}\"")).unwrap();
+        let end = good[start + 1..].find("[[package]]").map_or(good.len(), |e| e + start + 1);
+        good[start..end].to_owned()
+    };
+    let hello = block("hello");
+    let world_url = f.server.url("/world-1.0.tar.gz");
+    let hello_url = f.server.url("/hello-1.0.tar.gz");
+    let world_sha = {
+        let w = std::fs::read_to_string(f.repo.join("world-1.0.toml")).unwrap();
+        w.lines().find(|l| l.starts_with("sha256")).unwrap().split('"').nth(1).unwrap().to_owned()
+    };
+    let hello_sha =
+        hello.lines().find(|l| l.starts_with("sha256")).unwrap().split('"').nth(1).unwrap().to_owned();
+    let cases: Vec<(&str, String, &str)> = vec![
+        ("a dropped requested package", good.replace(&block("app"), ""), "`app`"),
+        ("a dropped dependency", good.replace(&block("dep"), ""), "depends on `dep`"),
+        (
+            "a version beyond the requirement",
+            good.replacen(&hello, &hello.replace("version = \"1.0\"", "version = \"2.0\""), 1),
+            "hello",
+        ),
+        (
+            "a swapped source",
+            good.replacen(&hello, &hello.replace(&hello_url, &world_url).replace(&hello_sha, &world_sha), 1),
+            "hello 1.0",
+        ),
+        (
+            "a junk tree hash",
+            good.replacen(
+                &hello,
+                &hello.replace("[package.source]", "tree-hash = \"zzz\"\n\n[package.source]"),
+                1,
+            ),
+            "zzz",
+        ),
+        ("a duplicate entry", format!("{good}\n{hello}"), "twice"),
+        (
+            "another platform",
+            good.replace("platform = \"linux-x86_64\"", "platform = \"linux-aarch64\""),
+            "platform",
+        ),
+    ];
+    for (i, (what, text, named)) in cases.into_iter().enumerate() {
+        assert_ne!(text, good, "the case `{what}` changed nothing");
+        std::fs::write(&lock_path, &text).unwrap();
+        let home = f.sb.path(&format!("home{i}"));
+        let r = f.run(&["--home", home.to_str().unwrap(), "apply", &p]);
+        assert_eq!(r.code, 1, "{what} was accepted:\n{}", r.stderr);
+        assert!(r.stderr.contains("refusing the lock") && r.stderr.contains(named), "{what}:\n{}", r.stderr);
+        let installed = list(&home.join("store")).into_iter().filter(|n| !n.starts_with('.')).count();
+        assert_eq!(installed, 0, "{what}: something was installed");
+        assert_eq!(std::fs::read_to_string(&lock_path).unwrap(), text, "{what}: the lock was rewritten");
+    }
+    // A well-formed tree hash that is not what the source unpacks to: refused before any generation.
+    let wrong = good.replacen(
+        &hello,
+        &hello
+            .replace("[package.source]", &format!("tree-hash = \"{}\"\n\n[package.source]", "ab".repeat(32))),
+        1,
+    );
+    std::fs::write(&lock_path, &wrong).unwrap();
+    let home = f.sb.path("home-tree");
+    let err = f.run(&["--home", home.to_str().unwrap(), "apply", &p]).failed().to_owned();
+    assert!(err.contains("refusing the lock") && err.contains(&"ab".repeat(32)), "{err}");
+    assert!(list(&home.join("profiles")).iter().all(|n| n.starts_with('.')), "a generation was made");
+    // The honest lock still applies.
+    std::fs::write(&lock_path, &good).unwrap();
+    f.run(&["apply", &p]).ok();
+}

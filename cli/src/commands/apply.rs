@@ -89,6 +89,7 @@ pub fn apply(file: &Path, options: &ApplyOptions<'_>, settings: &Settings, cli: 
     ctx.label = adhoc.map(str::to_owned);
     let mut lock = match fresh {
         Some(lock) => {
+            ctx.check_lock(&lock)?;
             ctx.check_fits(&lock)?;
             lock
         }
@@ -172,6 +173,20 @@ pub fn apply(file: &Path, options: &ApplyOptions<'_>, settings: &Settings, cli: 
         let installed =
             result.context(|| format!("cannot install {} {} from `{}`", p.name, p.version, p.source.url))?;
         fetched += usize::from(installed.fetched);
+        // What the lock promised is what was installed, or nothing of it becomes a generation.
+        let promised = [(&p.tree_hash, &installed.record.tree_hash), (&p.store_path, &installed.record.name)];
+        if let Some((Some(want), got)) =
+            promised.into_iter().find(|(want, got)| want.as_ref().is_some_and(|w| w != *got))
+        {
+            return Err(Failure::new(
+                format!("refusing the lock `{}`", lock_path.display()),
+                format!(
+                    "package `{} {}`: the lock says `{want}`, its source unpacked to `{got}`",
+                    p.name, p.version
+                ),
+            )
+            .hint(format!("re-resolve with `envctl lock {} --update`", file.display())));
+        }
         p.store_path = Some(installed.record.name.clone());
         p.tree_hash = Some(installed.record.tree_hash.clone());
     }
