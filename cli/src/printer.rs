@@ -1,10 +1,18 @@
 //! The only place that writes to the terminal. stdout carries data someone might pipe (store
 //! paths, `--json`); everything else goes to stderr.
-#![allow(clippy::print_stdout, clippy::print_stderr)]
+//!
+//! A closed pipe is not an error of envctl's: what cannot be written is dropped (`envctl doctor |
+//! head -1` must not panic), and the command's exit code still says how it went.
+
+use std::io::Write;
 
 /// Writes one line of data to stdout.
 pub fn data(line: &str) {
-    println!("{line}");
+    let _ = writeln!(std::io::stdout().lock(), "{line}");
+}
+
+fn to_stderr(line: &str) {
+    let _ = writeln!(std::io::stderr().lock(), "{line}");
 }
 
 static QUIET: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
@@ -16,21 +24,21 @@ pub fn set_quiet(quiet: bool) {
 
 /// Writes a message for people to stderr, `--quiet` or not: errors, warnings, problems found.
 pub fn info(line: &str) {
-    eprintln!("{line}");
+    to_stderr(line);
 }
 
 /// Writes a progress or outcome message to stderr ("is now generation 2"), unless `--quiet`.
 pub fn status(line: &str) {
     if !QUIET.load(std::sync::atomic::Ordering::Relaxed) {
-        eprintln!("{line}");
+        to_stderr(line);
     }
 }
 
 /// Writes pretty JSON to stdout.
 pub fn json<T: serde::Serialize>(value: &T) {
     match serde_json::to_string_pretty(value) {
-        Ok(s) => println!("{s}"),
-        Err(e) => eprintln!("error: cannot render JSON: {e}"),
+        Ok(s) => data(&s),
+        Err(e) => to_stderr(&format!("error: cannot render JSON: {e}")),
     }
 }
 

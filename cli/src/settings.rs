@@ -14,6 +14,7 @@
 //! backoff-ms = 500
 //! connect-timeout-secs = 15
 //! read-timeout-secs = 60
+//! deadline-secs = 10800            # a whole download, however steadily it trickles
 //! ```
 
 use std::collections::BTreeMap;
@@ -59,6 +60,7 @@ pub struct FetchConfig {
     pub backoff_ms: Option<u64>,
     pub connect_timeout_secs: Option<u64>,
     pub read_timeout_secs: Option<u64>,
+    pub deadline_secs: Option<u64>,
 }
 
 /// Resolved settings.
@@ -158,6 +160,9 @@ impl Settings {
         }
         if let Some(v) = f.read_timeout_secs {
             o.fetch.read_timeout = Duration::from_secs(v);
+        }
+        if let Some(v) = f.deadline_secs {
+            o.fetch.deadline = Duration::from_secs(v);
         }
         o
     }

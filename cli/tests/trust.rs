@@ -419,3 +419,124 @@ fn a_hand_edited_lock_is_refused_naming_the_entry_before_anything_is_installed()
     std::fs::write(&lock_path, &good).unwrap();
     f.run(&["apply", &p]).ok();
 }
+
+#[test]
+fn redirects_to_other_schemes_or_in_loops_fail_naming_both_urls_and_never_panic() {
+    let f = Fixture::new();
+    let body = Archive::new().with(Entry::file("ok", "ok")).tar_gz();
+    let sha = sha256_hex(&body);
+    f.server.serve("/real.tar.gz", body.clone());
+    f.server.set("/relative.tar.gz", envctl_testkit::Reply::Redirect("/real.tar.gz".into()));
+    f.server.set("/loop-a.tar.gz", envctl_testkit::Reply::Redirect(f.server.url("/loop-b.tar.gz")));
+    f.server.set("/loop-b.tar.gz", envctl_testkit::Reply::Redirect(f.server.url("/loop-a.tar.gz")));
+    for (path, target) in [
+        ("/to-file.tar.gz", "file:///etc/passwd"),
+        ("/to-data.tar.gz", "data:text/plain,hello"),
+        ("/to-mailto.tar.gz", "mailto:root@localhost"),
+    ] {
+        f.server.set(path, envctl_testkit::Reply::Redirect(target.into()));
+    }
+    // A relative redirect over http is followed.
+    f.sb.add(&f.server.url("/relative.tar.gz"), &sha, "ok", "1", &[]).ok();
+    for (path, named) in [
+        ("/to-file.tar.gz", "file:///etc/passwd"),
+        ("/to-data.tar.gz", "data:"),
+        ("/to-mailto.tar.gz", "mailto:"),
+        ("/loop-a.tar.gz", "loop"),
+    ] {
+        let url = f.server.url(path);
+        let r = f.sb.add(&url, &sha, "other", "1", &[]);
+        assert_eq!(r.code, 1, "{path}: {}", r.stderr);
+        assert!(r.stderr.contains(&url) && r.stderr.contains(named), "{path}: {}", r.stderr);
+        // The same through apply, where installs run on worker threads.
+        let name = path.trim_start_matches('/').trim_end_matches(".tar.gz");
+        std::fs::write(
+            f.repo.join(format!("{name}.toml")),
+            format!("name = \"{name}\"\nversion = \"1\"\n[[source]]\nurl = \"{url}\"\nsha256 = \"{sha}\"\n"),
+        )
+        .unwrap();
+        let p = f.profile(name, &format!("[packages]\n{name} = \"1\"\n"));
+        let r = f.run(&["apply", &p]);
+        assert_eq!(r.code, 1, "{path}: {}", r.stderr);
+        assert!(r.stderr.contains(&url) && !r.stderr.contains("panicked"), "{path}: {}", r.stderr);
+    }
+    assert!(f.sb.tmp_entries().is_empty());
+}
+
+#[test]
+fn a_percent_escape_before_a_multibyte_character_is_an_error_not_a_panic() {
+    let f = Fixture::new();
+    let r = f.sb.add("file:///tmp/%a\u{e9}.tar", &"0".repeat(64), "x", "1", &[]);
+    assert_eq!(r.code, 1, "{}", r.stderr);
+    assert!(r.stderr.contains("%a\u{e9}.tar"), "{}", r.stderr);
+}
+
+#[test]
+fn output_into_a_closed_pipe_is_dropped_without_a_panic() {
+    let f = Fixture::new();
+    let bin = env!("CARGO_BIN_EXE_envctl");
+    let script =
+        r#"( sleep 0.3; "$0" doctor; echo "rc=$?" >&2; "$0" search hello; echo "rc=$?" >&2 ) | true"#;
+    let out = f.sb.command(&[]).get_program().to_owned();
+    assert_eq!(out, bin);
+    let mut c = std::process::Command::new("sh");
+    c.arg("-c").arg(script).arg(bin);
+    for (k, v) in f.sb.command(&[]).get_envs() {
+        match v {
+            Some(v) => c.env(k, v),
+            None => c.env_remove(k),
+        };
+    }
+    let out = c.output().unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(!err.contains("panicked"), "{err}");
+    assert_eq!(err.matches("rc=0").count(), 2, "{err}");
+}
+
+#[test]
+fn a_trickling_download_is_cut_off_at_its_deadline() {
+    let f = Fixture::new();
+    std::fs::write(
+        f.sb.path("config.toml"),
+        format!("recipes = [\"{}\"]\n[fetch]\ndeadline-secs = 1\nretries = 0\nbackoff-ms = 20\nread-timeout-secs = 20\n", f.repo.display()),
+    )
+    .unwrap();
+    let body = vec![7u8; 40];
+    f.server.set(
+        "/slow.bin",
+        envctl_testkit::Reply::Trickle { body: body.clone(), every: std::time::Duration::from_millis(200) },
+    );
+    let started = std::time::Instant::now();
+    let r = f.sb.add(&f.server.url("/slow.bin"), &sha256_hex(&body), "slow", "1", &["--format", "tar"]);
+    assert_eq!(r.code, 1, "{}", r.stderr);
+    assert!(r.stderr.contains("deadline"), "{}", r.stderr);
+    assert!(started.elapsed() < std::time::Duration::from_secs(7), "took {:?}", started.elapsed());
+}
+
+#[test]
+fn archives_whose_headers_contradict_themselves_are_refused_naming_the_entry() {
+    let f = Fixture::new();
+    // A pax `size` beyond any byte count.
+    let mut b = tar::Builder::new(Vec::new());
+    b.append_pax_extensions([("size", b"100000000000000000000".as_slice())]).unwrap();
+    let mut h = tar::Header::new_ustar();
+    h.set_size(5);
+    h.set_mode(0o644);
+    h.set_entry_type(tar::EntryType::Regular);
+    h.set_cksum();
+    b.append_data(&mut h, "innocent.txt", &b"hello"[..]).unwrap();
+    let tar = b.into_inner().unwrap();
+    let url = f.server.serve("/pax.tar", tar.clone());
+    let err = f.sb.add(&url, &sha256_hex(&tar), "pax", "1", &[]).failed().to_owned();
+    assert!(err.contains("innocent.txt") && err.contains("100000000000000000000"), "{err}");
+    // A zip whose local header names another file than its central directory.
+    let zip = Archive::new().with(Entry::file("innocent.txt", "hello")).zip();
+    let at = zip.windows(12).position(|w| w == b"innocent.txt").unwrap();
+    assert!(at < 64, "the first name should be the local header's");
+    let mut evil = zip.clone();
+    evil[at..at + 12].copy_from_slice(b"../evil.txt_");
+    let url = f.server.serve("/evil.zip", evil.clone());
+    let err = f.sb.add(&url, &sha256_hex(&evil), "zip", "1", &[]).failed().to_owned();
+    assert!(err.contains("innocent.txt") && err.contains("../evil.txt_"), "{err}");
+    assert!(f.sb.store_paths_on_disk().is_empty(), "{:?}", f.sb.store_paths_on_disk());
+}

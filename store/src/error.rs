@@ -26,6 +26,16 @@ pub enum Error {
         /// The status code.
         status: u16,
     },
+    /// A redirect that is not followed.
+    #[error("`{from}` redirects to `{to}`, which is not followed: {why}")]
+    Redirect {
+        /// The URL that answered with the redirect.
+        from: String,
+        /// Where it pointed.
+        to: String,
+        /// Why it is not followed.
+        why: String,
+    },
     /// A connection could not be made, broke, or timed out.
     #[error("could not download `{url}`: {message}")]
     Transport {

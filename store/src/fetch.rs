@@ -24,7 +24,12 @@ pub struct FetchOptions {
     pub connect_timeout: Duration,
     /// Limit for one read to make progress; a stalled server fails after this.
     pub read_timeout: Duration,
+    /// Limit for a whole download, however steadily it trickles in.
+    pub deadline: Duration,
 }
+
+/// Redirects followed for one request at most.
+const MAX_REDIRECTS: usize = 10;
 
 impl Default for FetchOptions {
     fn default() -> FetchOptions {
@@ -34,6 +39,7 @@ impl Default for FetchOptions {
             backoff: Duration::from_millis(500),
             connect_timeout: Duration::from_secs(15),
             read_timeout: Duration::from_secs(60),
+            deadline: Duration::from_secs(3 * 3600),
         }
     }
 }
@@ -73,7 +79,9 @@ pub struct Fetcher {
 impl Fetcher {
     /// A fetcher with these options.
     pub fn new(options: FetchOptions) -> Fetcher {
+        // Redirects are followed here, not by the client, so that each target is checked first.
         let agent = ureq::AgentBuilder::new()
+            .redirects(0)
             .timeout_connect(options.connect_timeout)
             .timeout_read(options.read_timeout)
             .user_agent(concat!("envctl/", env!("CARGO_PKG_VERSION")))
@@ -110,7 +118,9 @@ impl Fetcher {
             return Ok(vec![Location::Http(url.to_owned())]);
         }
         if let Some(path) = url.strip_prefix("file://") {
-            return Ok(vec![Location::File(PathBuf::from(percent_decode(path)))]);
+            use std::os::unix::ffi::OsStringExt;
+            let bytes: Vec<u8> = percent_encoding::percent_decode_str(path).collect();
+            return Ok(vec![Location::File(PathBuf::from(std::ffi::OsString::from_vec(bytes)))]);
         }
         if url.contains("://") || url.is_empty() {
             return Err(Error::UnsupportedUrl(url.to_owned()));
@@ -125,7 +135,7 @@ impl Fetcher {
         self.locations(url).ok()?.iter().find_map(|location| match location {
             Location::File(path) => std::fs::metadata(path).ok().map(|m| m.len()),
             Location::Http(url) => {
-                let resp = self.agent.head(url).call().ok()?;
+                let resp = self.request("HEAD", url).ok()?;
                 resp.header("Content-Length").and_then(|v| v.parse().ok())
             }
         })
@@ -139,37 +149,91 @@ impl Fetcher {
                 let size = file.metadata().ok().map(|m| m.len());
                 Ok(Opened { reader: Box::new(file.into_parts().0), size })
             }
-            Location::Http(url) => match self.agent.get(url).call() {
-                Ok(resp) => {
-                    let size = resp.header("Content-Length").and_then(|v| v.parse().ok());
-                    Ok(Opened { reader: Box::new(resp.into_reader()), size })
+            Location::Http(url) => {
+                let resp = self.request("GET", url)?;
+                let size = resp.header("Content-Length").and_then(|v| v.parse().ok());
+                let reader = Deadline {
+                    inner: resp.into_reader(),
+                    url: url.clone(),
+                    limit: self.options.deadline,
+                    ends: std::time::Instant::now() + self.options.deadline,
+                };
+                Ok(Opened { reader: Box::new(reader), size })
+            }
+        }
+    }
+
+    /// Sends `method` to `url`, following redirects itself: only to `http` or `https`, never from
+    /// `https` down to `http`, at most [`MAX_REDIRECTS`], and never in a loop.
+    fn request(&self, method: &str, url: &str) -> Result<ureq::Response> {
+        let mut current = url.to_owned();
+        let mut seen = vec![current.clone()];
+        loop {
+            let resp = match self.agent.request(method, &current).call() {
+                Ok(resp) => resp,
+                Err(ureq::Error::Status(status, _)) => {
+                    return Err(Error::HttpStatus { url: current, status });
                 }
-                Err(ureq::Error::Status(status, _)) => Err(Error::HttpStatus { url: url.clone(), status }),
                 Err(ureq::Error::Transport(t)) => {
-                    Err(Error::Transport { url: url.clone(), message: t.to_string() })
+                    return Err(Error::Transport { url: current, message: t.to_string() });
                 }
-            },
+            };
+            if !(300..400).contains(&resp.status()) {
+                return Ok(resp);
+            }
+            let refuse =
+                |to: String, why: &str| Error::Redirect { from: current.clone(), to, why: why.to_owned() };
+            let Some(location) = resp.header("Location") else {
+                return Err(refuse(String::new(), "the answer has no Location header"));
+            };
+            let next = url::Url::parse(&current)
+                .and_then(|base| base.join(location))
+                .map_err(|e| refuse(location.to_owned(), &format!("it is not a URL ({e})")))?;
+            let next_text = next.to_string();
+            match next.scheme() {
+                "https" => {}
+                "http" if current.starts_with("http://") => {}
+                "http" => return Err(refuse(next_text, "it would go from https down to http")),
+                _ => return Err(refuse(next_text, "only http and https redirects are followed")),
+            }
+            if next.host_str().is_none_or(str::is_empty) {
+                return Err(refuse(next_text, "it names no host"));
+            }
+            if seen.contains(&next_text) {
+                return Err(refuse(next_text, "it is a redirect loop"));
+            }
+            if seen.len() > MAX_REDIRECTS {
+                return Err(refuse(next_text, &format!("more than {MAX_REDIRECTS} redirects")));
+            }
+            seen.push(next_text.clone());
+            current = next_text;
         }
     }
 }
 
-fn percent_decode(s: &str) -> String {
-    let bytes = s.as_bytes();
-    let mut out = Vec::with_capacity(bytes.len());
-    let mut i = 0;
-    while i < bytes.len() {
-        if bytes[i] == b'%'
-            && i + 2 < bytes.len()
-            && let Ok(b) = u8::from_str_radix(&s[i + 1..i + 3], 16)
-        {
-            out.push(b);
-            i += 3;
-            continue;
+/// A download's body, cut off once its deadline passes: a server that trickles a byte at a time
+/// never trips the read timeout, so the whole download has a limit too.
+struct Deadline<R> {
+    inner: R,
+    url: String,
+    limit: Duration,
+    ends: std::time::Instant,
+}
+
+impl<R: Read> Read for Deadline<R> {
+    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+        if std::time::Instant::now() > self.ends {
+            return Err(std::io::Error::new(
+                std::io::ErrorKind::TimedOut,
+                format!(
+                    "`{}` took longer than the download deadline of {} s ([fetch] deadline-secs)",
+                    self.url,
+                    self.limit.as_secs()
+                ),
+            ));
         }
-        out.push(bytes[i]);
-        i += 1;
+        self.inner.read(buf)
     }
-    String::from_utf8_lossy(&out).into_owned()
 }
 
 #[cfg(test)]
@@ -192,6 +256,8 @@ mod tests {
         assert!(err.contains("`pypi`"), "{err}");
         assert!(f.locations("ftp://x/y").is_err());
         assert_eq!(f.locations("file:///a%20b").unwrap(), vec![Location::File("/a b".into())]);
+        // An escape right before a multi-byte character used to panic.
+        assert_eq!(f.locations("file:///tmp/%aé.tar").unwrap(), vec![Location::File("/tmp/%aé.tar".into())]);
         assert_eq!(f.locations("rel/x.tar").unwrap(), vec![Location::File("rel/x.tar".into())]);
     }
 }

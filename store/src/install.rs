@@ -230,6 +230,7 @@ impl Store {
                     Err(
                         e @ (Error::HttpStatus { .. }
                         | Error::Transport { .. }
+                        | Error::Redirect { .. }
                         | Error::HashMismatch { .. }
                         | Error::Io(_)),
                     ) => {

@@ -191,6 +191,7 @@ pub fn unpack_tar(
         }
         u.count_entry()?;
         let raw = entry.path_bytes().into_owned();
+        check_pax_size(&mut entry, &raw, &u)?;
         let Some(comps) = u.map_path(&raw)? else { continue };
         match kind {
             tar::EntryType::Regular | tar::EntryType::Continuous => {
@@ -232,11 +233,14 @@ pub fn unpack_zip(
 ) -> Result<Unpacked> {
     let mut u = Unpacker::new(dest, label, format, opts, limits)?;
     let zip_err = |e: zip::result::ZipError| std::io::Error::other(e);
+    // Read with pread: a duplicated descriptor shares its offset with the one the zip reader uses.
+    let headers = file.try_clone().map_err(|e| u.corrupt(e))?;
     let mut zip = zip::ZipArchive::new(std::io::BufReader::new(file)).map_err(|e| u.corrupt(zip_err(e)))?;
     for i in 0..zip.len() {
         let mut f = zip.by_index(i).map_err(|e| u.corrupt(zip_err(e)))?;
         u.count_entry()?;
         let raw = f.name_raw().to_vec();
+        check_local_name(&headers, f.header_start(), &raw, &u)?;
         let Some(comps) = u.map_path(&raw)? else { continue };
         let mode = f.unix_mode();
         if f.is_dir() {
@@ -257,6 +261,47 @@ pub fn unpack_zip(
         }
     }
     u.finish()
+}
+
+/// Refuses a tar entry whose pax `size` record is not the byte count the reader used: a size
+/// that is not a number (or beyond u64, like `1e20`) is one other tools refuse or read otherwise.
+fn check_pax_size<R: Read>(entry: &mut tar::Entry<'_, R>, raw: &[u8], u: &Unpacker<'_>) -> Result<()> {
+    let size = entry.size();
+    let Some(extensions) = entry.pax_extensions().map_err(|e| u.corrupt(e))? else { return Ok(()) };
+    for ext in extensions {
+        let ext = ext.map_err(|e| u.corrupt(e))?;
+        if ext.key_bytes() == b"size" {
+            let value = String::from_utf8_lossy(ext.value_bytes()).into_owned();
+            if value.parse::<u64>().ok() != Some(size) {
+                return Err(u.unsafe_entry(
+                    raw,
+                    format!("has a pax size `{value}` that is not its byte count ({size})"),
+                ));
+            }
+        }
+    }
+    Ok(())
+}
+
+/// Refuses a zip entry whose local header names another file than the central directory does:
+/// readers that stream local headers would unpack a different tree from the same bytes.
+fn check_local_name(headers: &std::fs::File, offset: u64, central: &[u8], u: &Unpacker<'_>) -> Result<()> {
+    use std::os::unix::fs::FileExt;
+    let mut fixed = [0u8; 30];
+    headers.read_exact_at(&mut fixed, offset).map_err(|e| u.corrupt(e))?;
+    if fixed[..4] != [0x50, 0x4b, 0x03, 0x04] {
+        return Err(u.unsafe_entry(central, "has no local header where the central directory says".into()));
+    }
+    let len = u16::from_le_bytes([fixed[26], fixed[27]]) as usize;
+    let mut local = vec![0u8; len];
+    headers.read_exact_at(&mut local, offset + 30).map_err(|e| u.corrupt(e))?;
+    if local != central {
+        return Err(u.unsafe_entry(
+            central,
+            format!("has a local header naming `{}` instead", String::from_utf8_lossy(&local)),
+        ));
+    }
+    Ok(())
 }
 
 struct Unpacker<'a> {

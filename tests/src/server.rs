@@ -24,6 +24,10 @@ pub enum Reply {
     Stall { body: Vec<u8>, send: usize, hang: Duration },
     /// 200 with the body, after waiting `delay` (to make concurrent requests overlap).
     Slow { body: Vec<u8>, delay: Duration },
+    /// 302 to this `Location` (any text: another path, another scheme).
+    Redirect(String),
+    /// 200 with a Content-Length for the whole body, sent one byte every `every`.
+    Trickle { body: Vec<u8>, every: Duration },
 }
 
 impl Reply {
@@ -33,9 +37,10 @@ impl Reply {
             Reply::Body(b)
             | Reply::FailThen { body: b, .. }
             | Reply::Stall { body: b, .. }
-            | Reply::Slow { body: b, .. } => Some(b.len()),
+            | Reply::Slow { body: b, .. }
+            | Reply::Trickle { body: b, .. } => Some(b.len()),
             Reply::Shared(b) => Some(b.len()),
-            Reply::Status(_) => None,
+            Reply::Status(_) | Reply::Redirect(_) => None,
         }
     }
 }
@@ -147,6 +152,13 @@ fn handle(stream: TcpStream, state: &Mutex<State>) -> std::io::Result<()> {
     if head {
         return match reply {
             Reply::Status(status) => respond_head(&mut out, status, 0),
+            Reply::Redirect(location) => {
+                write!(
+                    out,
+                    "HTTP/1.1 302 Found\r\nLocation: {location}\r\nContent-Length: 0\r\nConnection: close\r\n\r\n"
+                )?;
+                out.flush()
+            }
             other => respond_head(&mut out, 200, other.body_len().unwrap_or(0)),
         };
     }
@@ -163,6 +175,22 @@ fn handle(stream: TcpStream, state: &Mutex<State>) -> std::io::Result<()> {
             out.write_all(&body[..send.min(body.len())])?;
             out.flush()?;
             std::thread::sleep(hang);
+            Ok(())
+        }
+        Reply::Redirect(location) => {
+            write!(
+                out,
+                "HTTP/1.1 302 Found\r\nLocation: {location}\r\nContent-Length: 0\r\nConnection: close\r\n\r\n"
+            )?;
+            out.flush()
+        }
+        Reply::Trickle { body, every } => {
+            write!(out, "HTTP/1.1 200 OK\r\nContent-Length: {}\r\nConnection: close\r\n\r\n", body.len())?;
+            for b in body {
+                out.write_all(&[b])?;
+                out.flush()?;
+                std::thread::sleep(every);
+            }
             Ok(())
         }
         Reply::FailThen { .. } => unreachable!("resolved above"),
