@@ -540,3 +540,103 @@ fn archives_whose_headers_contradict_themselves_are_refused_naming_the_entry() {
     assert!(err.contains("innocent.txt") && err.contains("../evil.txt_"), "{err}");
     assert!(f.sb.store_paths_on_disk().is_empty(), "{:?}", f.sb.store_paths_on_disk());
 }
+
+/// Every file and directory under `dir` (symlinks aside) that group or others may write.
+fn writable_by_others(dir: &std::path::Path) -> Vec<String> {
+    walk(dir)
+        .into_iter()
+        .filter(|p| {
+            let m = std::fs::symlink_metadata(p).unwrap();
+            !m.file_type().is_symlink() && m.permissions().mode() & 0o022 != 0
+        })
+        .map(|p| p.display().to_string())
+        .collect()
+}
+
+#[test]
+fn under_umask_000_nothing_envctl_creates_is_writable_by_others() {
+    let f = Fixture::new();
+    let p = f.profile("p", "[packages]\nhello = \"1\"\n");
+    let bin = env!("CARGO_BIN_EXE_envctl");
+    for args in [vec!["apply", p.as_str()], vec!["store", "optimise"], vec!["store", "verify"], vec!["gc"]] {
+        let mut c = f.sb.command(&[]);
+        c.env_remove("NO_COLOR");
+        let mut sh = std::process::Command::new("sh");
+        sh.arg("-c").arg("umask 000; exec \"$@\"").arg("sh").arg(bin).args(&args);
+        for (k, v) in c.get_envs() {
+            match v {
+                Some(v) => sh.env(k, v),
+                None => sh.env_remove(k),
+            };
+        }
+        let out = sh.output().unwrap();
+        assert!(out.status.success(), "{args:?}: {}", String::from_utf8_lossy(&out.stderr));
+    }
+    let open = writable_by_others(&f.sb.path("envctl"));
+    assert!(open.is_empty(), "writable by others: {open:?}");
+    // The user's own umask comes back for the programs a session runs.
+    let r = f.sb.command(&["run", "p", "--", "sh", "-c", "umask"]);
+    let mut sh = std::process::Command::new("sh");
+    sh.arg("-c").arg("umask 007; exec \"$@\"").arg("sh").arg(r.get_program()).args(r.get_args());
+    for (k, v) in r.get_envs() {
+        match v {
+            Some(v) => sh.env(k, v),
+            None => sh.env_remove(k),
+        };
+    }
+    let out = sh.output().unwrap();
+    assert_eq!(String::from_utf8_lossy(&out.stdout).trim(), "0007");
+}
+
+#[test]
+fn a_user_who_may_only_read_the_home_can_run_list_and_verify_but_not_change_it() {
+    // SAFETY: geteuid has no preconditions.
+    assert_eq!(
+        unsafe { libc_geteuid() },
+        0,
+        "this test switches to `nobody` with setpriv: run the tests as root"
+    );
+    let f = Fixture::new();
+    let p = f.profile("p", "[packages]\nhello = \"1\"\n");
+    f.run(&["apply", &p]).ok();
+    // Let `nobody` reach the sandbox, read-only.
+    std::fs::set_permissions(f.sb.dir.path(), std::fs::Permissions::from_mode(0o755)).unwrap();
+    let before = list(&f.sb.store());
+    let as_nobody = |args: &[&str]| {
+        let c = f.sb.command(args);
+        let mut s = std::process::Command::new("setpriv");
+        s.args(["--reuid=65534", "--regid=65534", "--clear-groups"]).arg(c.get_program()).args(c.get_args());
+        for (k, v) in c.get_envs() {
+            match v {
+                Some(v) => s.env(k, v),
+                None => s.env_remove(k),
+            };
+        }
+        s.stdin(std::process::Stdio::null()).output().unwrap()
+    };
+    for args in [
+        &["run", "p", "--", "hello"][..],
+        &["env", "p"],
+        &["profiles"],
+        &["generations", "p"],
+        &["store", "ls"],
+        &["store", "verify"],
+    ] {
+        let out = as_nobody(args);
+        assert!(out.status.success(), "{args:?} as nobody: {}", String::from_utf8_lossy(&out.stderr));
+    }
+    assert_eq!(String::from_utf8_lossy(&as_nobody(&["run", "p", "--", "hello"]).stdout).trim(), "hello 1.0");
+    let out = as_nobody(&["gc"]);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("read-only"),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_eq!(list(&f.sb.store()), before, "a read-only user changed the store");
+}
+
+unsafe extern "C" {
+    #[link_name = "geteuid"]
+    fn libc_geteuid() -> u32;
+}

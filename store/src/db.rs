@@ -52,6 +52,10 @@ const MIGRATIONS: &[&str] = &[
     );",
 ];
 
+/// What a path must escape inside an SQLite `file:` URI.
+const URI_PATH: &percent_encoding::AsciiSet =
+    &percent_encoding::CONTROLS.add(b'%').add(b'?').add(b'#').add(b' ');
+
 /// The schema version this build writes.
 pub const SCHEMA_VERSION: i64 = MIGRATIONS.len() as i64;
 
@@ -93,6 +97,27 @@ impl Database {
     /// Opens (creating if needed) and migrates the database at `path`.
     pub fn open(path: &Path) -> Result<Database> {
         let err = |e| Error::db(path, e);
+        // Someone who may only read the store opens the database read-only (and never migrates).
+        let read_only = path.exists() && std::fs::OpenOptions::new().write(true).open(path).is_err();
+        if read_only {
+            // WAL needs a writable directory even to read; such a user reads the database as its
+            // owner last checkpointed it (every envctl command does when it ends), without locks.
+            let flags = rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY
+                | rusqlite::OpenFlags::SQLITE_OPEN_NO_MUTEX
+                | rusqlite::OpenFlags::SQLITE_OPEN_URI;
+            let uri = format!(
+                "file:{}?immutable=1",
+                percent_encoding::utf8_percent_encode(&path.to_string_lossy(), URI_PATH)
+            );
+            let conn = Connection::open_with_flags(uri, flags).map_err(err)?;
+            conn.busy_timeout(Duration::from_secs(60)).map_err(err)?;
+            let db = Database { conn, path: path.to_path_buf() };
+            let found = db.user_version().map_err(err)?;
+            if found > SCHEMA_VERSION {
+                return Err(Error::TooNew { path: path.to_path_buf(), found, supported: SCHEMA_VERSION });
+            }
+            return Ok(db);
+        }
         let conn = Connection::open(path).map_err(err)?;
         conn.busy_timeout(Duration::from_secs(60)).map_err(err)?;
         conn.pragma_update(None, "journal_mode", "WAL").map_err(err)?;

@@ -159,6 +159,11 @@ pub enum Error {
         /// The number.
         number: u32,
     },
+    /// The store cannot be changed by this user.
+    #[error(
+        "the store at `{0}` is read-only for this user: it can be read, run from and verified, not changed"
+    )]
+    ReadOnly(PathBuf),
     /// A path that is not (or no longer) a valid store path.
     #[error("`{0}` is not a valid path in this store")]
     NotInStore(String),

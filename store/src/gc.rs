@@ -150,6 +150,9 @@ fn root_names(home: &Path, stale: &mut usize, dry_run: bool) -> Result<BTreeSet<
 impl Store {
     /// Collects garbage (see the module docs). `home` holds `profiles/` and `gcroots/`.
     pub fn gc(&self, home: &Path, dry_run: bool) -> Result<GcReport> {
+        if !self.writable() && !dry_run {
+            return Err(crate::error::Error::ReadOnly(self.dir().to_path_buf()));
+        }
         let _exclusive = self.lock_exclusive()?;
         let mut report = GcReport::default();
         let roots = root_names(home, &mut report.stale_roots, dry_run)?;

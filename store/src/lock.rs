@@ -38,8 +38,28 @@ fn flock(file: &std::fs::File, op: libc::c_int) -> std::io::Result<bool> {
     }
 }
 
+/// Opens (creating, mode 0644) a lock file. A user who may only read the home opens it
+/// read-only: `flock` works on any descriptor, so readers (sessions, listings, verify) still
+/// take their shared locks and stay out of a GC's way.
 fn open(path: &Path) -> std::io::Result<std::fs::File> {
-    std::fs::OpenOptions::new().read(true).write(true).create(true).truncate(false).open(path).map_err(|e| {
+    use std::os::unix::fs::OpenOptionsExt;
+    let opened = std::fs::OpenOptions::new()
+        .read(true)
+        .write(true)
+        .create(true)
+        .truncate(false)
+        .mode(0o644)
+        .open(path);
+    let opened = match opened {
+        Err(e)
+            if matches!(e.raw_os_error(), Some(libc::EACCES | libc::EROFS | libc::EPERM))
+                && path.exists() =>
+        {
+            std::fs::File::open(path)
+        }
+        other => other,
+    };
+    opened.map_err(|e| {
         std::io::Error::new(e.kind(), format!("failed to open lock file `{}`: {e}", path.display()))
     })
 }

@@ -113,11 +113,30 @@ impl Store {
             options,
             _lock: lock,
         };
-        if idle {
+        if store.writable() {
+            // Verify takes it shared, so it must exist before anyone who may only read comes.
+            let maintenance = meta.join("maintenance.lock");
+            if !maintenance.exists() {
+                drop(FileLock::try_exclusive(&maintenance)?);
+            }
+        }
+        // A user who may only read the store leaves leftovers for its owner to sweep.
+        if idle && store.writable() {
             store.sweep()?;
             store._lock.downgrade()?;
         }
         Ok(store)
+    }
+
+    /// Whether this process may change the store (its owner, or a member of a group that may):
+    /// others can still read it, run sessions from it and verify it.
+    pub fn writable(&self) -> bool {
+        use std::os::unix::ffi::OsStrExt;
+        let Ok(c) = std::ffi::CString::new(self.dir.join(".envctl").as_os_str().as_bytes()) else {
+            return false;
+        };
+        // SAFETY: `c` is a valid NUL-terminated path for the duration of the call.
+        unsafe { libc::access(c.as_ptr(), libc::W_OK) == 0 }
     }
 
     /// The store directory.
@@ -209,9 +228,16 @@ impl Store {
 
     /// The maintenance lock: optimise and repair rewrite entries inside valid paths, so they hold
     /// it exclusively; verify holds it shared and never sees either of them halfway.
-    pub(crate) fn maintenance_lock(&self, exclusive: bool) -> Result<FileLock> {
+    pub(crate) fn maintenance_lock(&self, exclusive: bool) -> Result<Option<FileLock>> {
         let path = self.dir.join(".envctl/maintenance.lock");
-        Ok(if exclusive { FileLock::exclusive(&path)? } else { FileLock::shared(&path)? })
+        if exclusive && !self.writable() {
+            return Err(Error::ReadOnly(self.dir.clone()));
+        }
+        if !path.exists() && !self.writable() {
+            // Nobody who could rewrite the store has opened it since it was made.
+            return Ok(None);
+        }
+        Ok(Some(if exclusive { FileLock::exclusive(&path)? } else { FileLock::shared(&path)? }))
     }
 
     /// The per-path lock: held while a path is moved into place, registered or repaired.

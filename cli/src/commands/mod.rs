@@ -26,7 +26,27 @@ pub enum Status {
 
 /// Parses the command line, runs the command, renders a failure. The one place exit codes are
 /// decided.
+/// The umask the user started envctl with, restored for the programs sessions run.
+static USER_UMASK: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(0o022);
+
+/// envctl never creates anything group- or world-writable, whatever the caller's umask: another
+/// user who could write to the home could re-point a profile or swap a lock file.
+fn guard_umask() {
+    // SAFETY: umask(2) only swaps the process's file mode mask.
+    let user = unsafe { libc::umask(0o022) };
+    // SAFETY: as above.
+    unsafe { libc::umask(user | 0o022) };
+    USER_UMASK.store(user as u32, std::sync::atomic::Ordering::Relaxed);
+}
+
+/// Gives the process the user's own umask back, just before it becomes the user's program.
+pub fn restore_user_umask() {
+    // SAFETY: umask(2) only swaps the process's file mode mask.
+    unsafe { libc::umask(USER_UMASK.load(std::sync::atomic::Ordering::Relaxed) as libc::mode_t) };
+}
+
 pub fn run() -> ExitCode {
+    guard_umask();
     let cli = match Cli::try_parse() {
         Ok(cli) => cli,
         Err(e) => {

@@ -166,9 +166,19 @@ pub fn session(args: &SessionArgs, command: Vec<String>, settings: &Settings, cl
     let base = base_env(args.pure);
     let env = environment(&t, &base);
     let gen_name = t.generation.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
-    let root = TempRoot::create(&settings.home, &[gen_name])
-        .context(|| "cannot register the session's GC root".into())?;
-    root.inherit_across_exec().context(|| "cannot register the session's GC root".into())?;
+    // A user who may only read the home cannot register a root; the profile's own generation
+    // link keeps the generation alive until its owner deletes it.
+    let root = match TempRoot::create(&settings.home, &[gen_name]) {
+        Ok(root) => {
+            root.inherit_across_exec().context(|| "cannot register the session's GC root".into())?;
+            Some(root)
+        }
+        Err(e) if is_permission(&e) => {
+            tracing::warn!("no GC root for this session (the home is read-only for this user): {e}");
+            None
+        }
+        Err(e) => return Err(Failure::new("cannot register the session's GC root", e)),
+    };
     drop(hold);
 
     let (program, rest): (String, Vec<String>) = match command.split_first() {
@@ -176,14 +186,14 @@ pub fn session(args: &SessionArgs, command: Vec<String>, settings: &Settings, cl
         None => {
             let shell = base.get("SHELL").cloned().unwrap_or_else(|| "/bin/sh".into());
             let mut rest = Vec::new();
-            if shell.ends_with("/bash") {
+            if let (true, Some(root)) = (shell.ends_with("/bash"), &root) {
                 // A prompt hint: bash reads this instead of ~/.bashrc, and sources it first.
                 let rc = root.path().with_extension("bashrc");
                 let text = format!(
                     "[ -f ~/.bashrc ] && . ~/.bashrc\nPS1=\"(envctl:{}) $PS1\"\n",
                     t.name.replace(['"', '\\', '$', '`'], "")
                 );
-                if std::fs::write(&rc, text).is_ok() {
+                if write_private(&rc, &text).is_ok() {
                     rest = vec!["--rcfile".into(), rc.display().to_string()];
                 }
             }
@@ -204,9 +214,23 @@ pub fn session(args: &SessionArgs, command: Vec<String>, settings: &Settings, cl
     cmd.envs(&env);
     // The root's file stays locked in the executed program; its path is kept for GC to find.
     std::mem::forget(root);
+    super::restore_user_umask();
     let err = cmd.exec();
     Err(Failure::new(format!("cannot run `{program}`"), err)
         .hint("check that the command exists in the profile or on PATH"))
+}
+
+fn is_permission(e: &envctl_store::Error) -> bool {
+    use std::io::ErrorKind::{PermissionDenied, ReadOnlyFilesystem};
+    matches!(e, envctl_store::Error::Io(io) if matches!(io.kind(), PermissionDenied | ReadOnlyFilesystem))
+}
+
+/// Writes a file only its owner can read (a session's rc file).
+fn write_private(path: &std::path::Path, text: &str) -> std::io::Result<()> {
+    use std::io::Write;
+    use std::os::unix::fs::OpenOptionsExt;
+    let mut f = std::fs::OpenOptions::new().write(true).create_new(true).mode(0o600).open(path)?;
+    f.write_all(text.as_bytes())
 }
 
 pub fn env(args: &EnvArgs, settings: &Settings, cli: &Cli) -> Result<Status> {
