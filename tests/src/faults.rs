@@ -47,6 +47,29 @@ pub fn build_shim(dir: &Path) -> PathBuf {
     lib
 }
 
+/// Runs `command` under the shim without killing it and returns how many times it made each call.
+pub fn count_calls(
+    mut command: Command,
+    shim: &Path,
+    scratch: &Path,
+) -> std::collections::BTreeMap<String, u64> {
+    let file = scratch.join(format!("counts-{}", std::process::id()));
+    let _ = std::fs::remove_file(&file);
+    let status =
+        command.env("LD_PRELOAD", shim).env("ENVCTL_COUNT_FILE", &file).status().expect("run the command");
+    assert!(status.success(), "the command to count failed");
+    let text = std::fs::read_to_string(&file).unwrap_or_default();
+    let _ = std::fs::remove_file(&file);
+    let mut out = std::collections::BTreeMap::new();
+    // Child processes append their counts too; add them up.
+    for line in text.lines() {
+        if let Some((name, n)) = line.split_once(' ') {
+            *out.entry(name.to_owned()).or_default() += n.parse::<u64>().unwrap_or(0);
+        }
+    }
+    out
+}
+
 /// Sets `command` up to be killed at the `at`th call of `call`.
 pub fn kill_at(command: &mut Command, shim: &Path, call: &str, at: u64) {
     command.env("LD_PRELOAD", shim).env("ENVCTL_KILL_CALL", call).env("ENVCTL_KILL_AT", at.to_string());

@@ -28,6 +28,9 @@ pub enum Reply {
     Redirect(String),
     /// 200 with a Content-Length for the whole body, sent one byte every `every`.
     Trickle { body: Vec<u8>, every: Duration },
+    /// These bytes as the whole answer, status line and headers included, then the connection is
+    /// closed: a lying Content-Length, a truncated body, or (empty) a reset.
+    Raw(Vec<u8>),
 }
 
 impl Reply {
@@ -40,7 +43,7 @@ impl Reply {
             | Reply::Slow { body: b, .. }
             | Reply::Trickle { body: b, .. } => Some(b.len()),
             Reply::Shared(b) => Some(b.len()),
-            Reply::Status(_) | Reply::Redirect(_) => None,
+            Reply::Status(_) | Reply::Redirect(_) | Reply::Raw(_) => None,
         }
     }
 }
@@ -152,6 +155,7 @@ fn handle(stream: TcpStream, state: &Mutex<State>) -> std::io::Result<()> {
     if head {
         return match reply {
             Reply::Status(status) => respond_head(&mut out, status, 0),
+            Reply::Raw(_) => Ok(()),
             Reply::Redirect(location) => {
                 write!(
                     out,
@@ -192,6 +196,11 @@ fn handle(stream: TcpStream, state: &Mutex<State>) -> std::io::Result<()> {
                 std::thread::sleep(every);
             }
             Ok(())
+        }
+        Reply::Raw(bytes) => {
+            out.write_all(&bytes)?;
+            out.flush()?;
+            out.shutdown(std::net::Shutdown::Both)
         }
         Reply::FailThen { .. } => unreachable!("resolved above"),
     }

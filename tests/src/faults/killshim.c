@@ -4,6 +4,9 @@
  * chmod, fchmodat, utimensat, syncfs, flock, mkdir, rmdir, openat, write) and ENVCTL_KILL_AT a
  * number N: the Nth call of it in the process raises SIGKILL before doing anything, exactly as a
  * power cut or an OOM kill would stop the process at that point. Every other call goes through.
+ *
+ * ENVCTL_COUNT_FILE names a file to which, at exit, the process appends how many times it made
+ * each call ("name count" lines), so a harness can aim at every call a command makes.
  */
 #define _GNU_SOURCE
 #include <dlfcn.h>
@@ -11,19 +14,47 @@
 #include <signal.h>
 #include <stdarg.h>
 #include <stdatomic.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
 #include <sys/types.h>
 #include <unistd.h>
 
-static atomic_long calls;
+static const char *NAMES[] = {"rename", "renameat", "renameat2", "link", "linkat", "symlink", "unlink",
+                              "unlinkat", "rmdir", "mkdir", "chmod", "fchmodat", "utimensat", "syncfs",
+                              "flock", "write", "openat"};
+#define N_NAMES (sizeof NAMES / sizeof NAMES[0])
+static atomic_long counts[N_NAMES];
 
 static void maybe_die(const char *name) {
+    size_t i = 0;
+    while (i < N_NAMES && strcmp(NAMES[i], name) != 0) i++;
+    if (i == N_NAMES) return;
+    long n = atomic_fetch_add(&counts[i], 1) + 1;
     const char *want = getenv("ENVCTL_KILL_CALL");
     const char *at = getenv("ENVCTL_KILL_AT");
-    if (!want || !at || strcmp(want, name) != 0) return;
-    if (atomic_fetch_add(&calls, 1) + 1 == atol(at)) raise(SIGKILL);
+    if (want && at && strcmp(want, name) == 0 && n == atol(at)) raise(SIGKILL);
+}
+
+__attribute__((destructor)) static void report_counts(void) {
+    const char *path = getenv("ENVCTL_COUNT_FILE");
+    if (!path) return;
+    char line[64 * N_NAMES];
+    size_t len = 0;
+    for (size_t i = 0; i < N_NAMES; i++) {
+        int n = snprintf(line + len, sizeof line - len, "%s %ld\n", NAMES[i], atomic_load(&counts[i]));
+        if (n > 0) len += (size_t)n;
+    }
+    static int (*real_open)(const char *, int, ...);
+    static ssize_t (*real_write)(int, const void *, size_t);
+    if (!real_open) real_open = (int (*)(const char *, int, ...))dlsym(RTLD_NEXT, "open64");
+    if (!real_write) real_write = (ssize_t(*)(int, const void *, size_t))dlsym(RTLD_NEXT, "write");
+    int fd = real_open(path, O_WRONLY | O_CREAT | O_APPEND, 0644);
+    if (fd >= 0) {
+        real_write(fd, line, len);
+        close(fd);
+    }
 }
 
 #define NEXT(ret, name, ...) \

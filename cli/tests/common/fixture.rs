@@ -1,0 +1,78 @@
+//! A sandbox with a recipe repository of small packages served on 127.0.0.1, for the trust and
+//! fault tests.
+
+use std::path::PathBuf;
+
+use envctl_testkit::{Archive, Entry, Server, sha256_hex};
+
+use super::{Run, Sandbox};
+
+/// A sandbox with a recipe repository of small packages served on 127.0.0.1.
+pub struct Fixture {
+    pub sb: Sandbox,
+    pub server: Server,
+    pub repo: PathBuf,
+}
+
+impl Fixture {
+    pub fn new() -> Fixture {
+        let sb = Sandbox::new();
+        let repo = sb.path("recipes");
+        std::fs::create_dir_all(&repo).unwrap();
+        sb.config(&format!("recipes = [\"{}\"]", repo.display()));
+        let f = Fixture { sb, server: Server::start(), repo };
+        for (name, version) in [("hello", "1.0"), ("hello", "2.0"), ("world", "1.0")] {
+            let a = Archive::new()
+                .with(Entry::file_mode(
+                    &format!("bin/{name}"),
+                    format!("#!/bin/sh\necho {name} {version}\n"),
+                    0o755,
+                ))
+                .with(Entry::file(&format!("share/{name}/version"), version));
+            f.publish(name, version, &a.tar_gz(), "");
+        }
+        f
+    }
+
+    /// Serves `bytes` and writes the recipe `name version` with `extra` TOML lines.
+    pub fn publish(&self, name: &str, version: &str, bytes: &[u8], extra: &str) -> String {
+        let url = self.server.serve(&format!("/{name}-{version}.tar.gz"), bytes.to_vec());
+        let sha = sha256_hex(bytes);
+        std::fs::write(
+            self.repo.join(format!("{name}-{version}.toml")),
+            format!("name = \"{name}\"\nversion = \"{version}\"\n{extra}\n[[source]]\nurl = \"{url}\"\nsha256 = \"{sha}\"\n"),
+        )
+        .unwrap();
+        sha
+    }
+
+    /// Writes a profile file `<name>.toml` in the sandbox and returns its path.
+    pub fn profile(&self, name: &str, body: &str) -> String {
+        let path = self.sb.path(&format!("{name}.toml"));
+        std::fs::write(&path, body).unwrap();
+        path.display().to_string()
+    }
+
+    pub fn run(&self, args: &[&str]) -> Run {
+        self.sb.run(args)
+    }
+
+    pub fn profiles_dir(&self) -> PathBuf {
+        self.sb.path("envctl/profiles")
+    }
+}
+
+/// Every path under `dir`, depth first.
+pub fn walk(dir: &std::path::Path) -> Vec<PathBuf> {
+    let mut out = Vec::new();
+    if let Ok(rd) = std::fs::read_dir(dir) {
+        for e in rd {
+            let p = e.unwrap().path();
+            out.push(p.clone());
+            if std::fs::symlink_metadata(&p).unwrap().is_dir() {
+                out.extend(walk(&p));
+            }
+        }
+    }
+    out
+}
