@@ -108,12 +108,17 @@ impl LockFile {
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
             Err(source) => return Err(Error::Read { path: path.to_path_buf(), source }),
         };
+        LockFile::parse(&text, path).map(Some)
+    }
+
+    /// Parses lock text; `path` names the file in errors.
+    pub fn parse(text: &str, path: &Path) -> Result<LockFile> {
         #[derive(Deserialize)]
         struct Head {
             version: u32,
         }
-        let head: Head = toml::from_str::<Head>(&text)
-            .or_else(|_| toml::from_str::<toml::Table>(&text).map(|_| Head { version: 0 }))
+        let head: Head = toml::from_str::<Head>(text)
+            .or_else(|_| toml::from_str::<toml::Table>(text).map(|_| Head { version: 0 }))
             .map_err(|e| Error::Toml { path: path.to_path_buf(), message: e.to_string() })?;
         if head.version > LOCK_VERSION {
             return Err(Error::Value {
@@ -126,9 +131,7 @@ impl LockFile {
                 ),
             });
         }
-        toml::from_str(&text)
-            .map(Some)
-            .map_err(|e| Error::Toml { path: path.to_path_buf(), message: e.to_string() })
+        toml::from_str(text).map_err(|e| Error::Toml { path: path.to_path_buf(), message: e.to_string() })
     }
 
     /// The lock as text: byte-for-byte the same for the same resolution.

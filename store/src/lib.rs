@@ -44,5 +44,5 @@ pub use reporter::{NoReporter, Reporter};
 pub use store::{LAYOUT_VERSION, PathInfo, Store, StoreOptions};
 pub use tempdir::remove_tree;
 pub use tree::{Node, TreeHash, TreeStats, scan};
-pub use unpack::{Format, Limits, UnpackOptions};
+pub use unpack::{Format, Limits, UnpackOptions, Unpacked, unpack_tar, unpack_zip};
 pub use verify::{Corruption, Damage, VerifyReport};

@@ -506,6 +506,25 @@ impl<'a> Unpacker<'a> {
                 format!("is a symlink to the absolute path `{}`", String::from_utf8_lossy(target)),
             ));
         }
+        // A relative target may climb only as far as the tree's root: one that leaves it would point
+        // into another store path (or anywhere) once the tree is in the store or in a profile.
+        let mut depth = comps.len() as i64 - 1;
+        for part in target.split(|b| *b == b'/') {
+            match part {
+                b"" | b"." => {}
+                b".." => depth -= 1,
+                _ => depth += 1,
+            }
+            if depth < 0 {
+                return Err(self.unsafe_entry(
+                    raw,
+                    format!(
+                        "is a symlink to `{}`, which points outside the package",
+                        String::from_utf8_lossy(target)
+                    ),
+                ));
+            }
+        }
         let disk = self.slot(comps, raw)?;
         std::os::unix::fs::symlink(OsStr::from_bytes(target), &disk).map_err(|e| {
             std::io::Error::new(e.kind(), format!("failed to create symlink `{}`: {e}", disk.display()))
