@@ -440,7 +440,8 @@ fn a_trickling_download_is_cut_off_at_its_deadline() {
     let started = std::time::Instant::now();
     let r = f.sb.add(&f.server.url("/slow.bin"), &sha256_hex(&body), "slow", "1", &["--format", "tar"]);
     assert_eq!(r.code, 1, "{}", r.stderr);
-    assert!(r.stderr.contains("deadline"), "{}", r.stderr);
+    assert!(r.stderr.contains("took longer than the download deadline of 1 s"), "{}", r.stderr);
+    assert!(r.stderr.contains(&f.server.url("/slow.bin")), "{}", r.stderr);
     assert!(started.elapsed() < std::time::Duration::from_secs(7), "took {:?}", started.elapsed());
 }
 
