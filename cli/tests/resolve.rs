@@ -99,11 +99,12 @@ fn update_of_one_package_moves_only_what_it_must() {
     assert!(before.contains(&("cuda".into(), "11.8.89".into())), "{before:?}");
     assert!(before.contains(&("python".into(), "3.11.4".into())), "{before:?}");
 
-    // New releases appear: TensorFlow 2.15 and Python 3.11.9.
-    std::fs::copy(fixtures().join("tensorflow/2.15.0.toml"), newer.join("tf-2.15.0.toml")).unwrap();
+    // New releases appear in the repository: TensorFlow 2.15 and Python 3.11.9. (In another,
+    // higher repository they would hide every other version of their names.)
+    std::fs::copy(fixtures().join("tensorflow/2.15.0.toml"), hide.join("tf-2.15.0.toml")).unwrap();
     let py =
         std::fs::read_to_string(fixtures().join("python/3.11.4.toml")).unwrap().replace("3.11.4", "3.11.9");
-    std::fs::write(newer.join("py-3.11.9.toml"), py).unwrap();
+    std::fs::write(hide.join("py-3.11.9.toml"), py).unwrap();
     let out = lock(&["--update", "tensorflow"]);
     out.ok();
     let after = locked_versions(&std::fs::read_to_string(sb.path("nlp.lock")).unwrap());
@@ -336,4 +337,50 @@ fn the_highest_cuda_comes_from_nvml_when_it_loads() {
     let facts: serde_json::Value = serde_json::from_str(&out.stdout).unwrap();
     assert_eq!(facts["cuda"], "12.4", "{facts}");
     assert_eq!(facts["origin"]["cuda"], "NVML", "{facts}");
+}
+
+#[test]
+fn a_team_repository_hides_every_bundled_version_of_a_name_it_defines_and_show_says_so() {
+    let sb = Sandbox::new();
+    let team = sb.path("team");
+    std::fs::create_dir_all(&team).unwrap();
+    for v in ["10.0.130", "11.8.89", "12.4.127"] {
+        std::fs::write(
+            team.join(format!("cuda-cudart-{v}.toml")),
+            format!(
+                "name = \"cuda-cudart\"\nversion = \"{v}\"\n[[source]]\nurl = \"https://mirror.team.example/cudart-{v}.tar.xz\"\nsha256 = \"{}\"\n",
+                "1".repeat(64)
+            ),
+        )
+        .unwrap();
+    }
+    let p = write(&sb, "team.toml", "[packages]\ncuda-cudart = \"*\"\n");
+    // Without the team repository the bundled 12.8.90 is the newest.
+    let r = sb.run_env(&["lock", &p], MODERN);
+    r.ok();
+    assert!(std::fs::read_to_string(sb.path("team.lock")).unwrap().contains("12.8.90"));
+    std::fs::remove_file(sb.path("team.lock")).unwrap();
+    let r = sb.run_env(&["--recipes", team.to_str().unwrap(), "lock", &p], MODERN);
+    r.ok();
+    let lock = std::fs::read_to_string(sb.path("team.lock")).unwrap();
+    assert!(lock.contains("version = \"12.4.127\"") && lock.contains("mirror.team.example"), "{lock}");
+    let show = sb.run_env(&["--recipes", team.to_str().unwrap(), "show", "cuda-cudart"], MODERN);
+    show.ok();
+    assert!(
+        show.stdout.contains(&format!("recipe:       {}", team.join("cuda-cudart-12.4.127.toml").display())),
+        "{}",
+        show.stdout
+    );
+    assert!(show.stdout.contains("hidden by the repository above"), "{}", show.stdout);
+    assert!(show.stdout.contains("cuda-cudart 12.8.90    (<bundled>/"), "{}", show.stdout);
+    let json = sb.run_env(&["--recipes", team.to_str().unwrap(), "show", "cuda-cudart", "--json"], MODERN);
+    let v: serde_json::Value = serde_json::from_str(&json.stdout).unwrap();
+    let hidden: Vec<&str> = v
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|r| r["hidden"] == true)
+        .map(|r| r["version"].as_str().unwrap())
+        .collect();
+    assert_eq!(hidden, ["12.8.90", "12.6.77", "12.4.127", "11.8.89"]);
 }

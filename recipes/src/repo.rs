@@ -1,6 +1,11 @@
-//! Recipe repositories: folders of recipe files, searched recursively, layered in order (later
-//! ones override earlier ones for the same name and version). The bundled repository is compiled
-//! into the binary.
+//! Recipe repositories: folders of recipe files, searched recursively, layered in order. The
+//! bundled repository is compiled into the binary.
+//!
+//! Priority is by name (strict priority, as conda and pixi treat channels and Spack its
+//! repositories): a name that a higher repository defines hides that name in every lower one,
+//! all versions of it. A team that writes its own `cuda-cudart` recipes gets exactly those, never
+//! a newer bundled one pointing at a server it cannot reach. What is hidden is kept, so `envctl
+//! show` can say so.
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -19,6 +24,7 @@ mod bundled {
 #[derive(Debug, Clone, Default)]
 pub struct Repository {
     packages: BTreeMap<PackageName, BTreeMap<Version, Arc<Recipe>>>,
+    hidden: BTreeMap<PackageName, Vec<Arc<Recipe>>>,
 }
 
 impl Repository {
@@ -76,11 +82,25 @@ impl Repository {
         Ok(())
     }
 
-    /// Layers `other` over this one: its recipes replace ours for the same name and version.
+    /// Layers `other` over this one: every name it defines replaces all of ours (see the module
+    /// docs); our versions of that name are kept as hidden.
     pub fn layer(&mut self, other: Repository) {
         for (name, versions) in other.packages {
-            self.packages.entry(name).or_default().extend(versions);
+            if let Some(old) = self.packages.insert(name.clone(), versions) {
+                self.hidden.entry(name).or_default().extend(old.into_values());
+            }
         }
+        for (name, recipes) in other.hidden {
+            self.hidden.entry(name).or_default().extend(recipes);
+        }
+    }
+
+    /// The recipes of `name` that a higher repository hides, newest first.
+    pub fn hidden(&self, name: &str) -> Vec<&Arc<Recipe>> {
+        let mut out: Vec<&Arc<Recipe>> =
+            self.hidden.get(name).map(|v| v.iter().collect()).unwrap_or_default();
+        out.sort_by(|a, b| b.version.cmp(&a.version));
+        out
     }
 
     /// All package names, sorted.
@@ -177,17 +197,26 @@ mod tests {
     }
 
     #[test]
-    fn later_repositories_override_and_duplicates_name_both_files() {
+    fn a_name_in_a_higher_repository_hides_every_version_below_and_duplicates_name_both_files() {
         let a = tempfile::tempdir().unwrap();
         let b = tempfile::tempdir().unwrap();
         std::fs::create_dir_all(a.path().join("cuda")).unwrap();
         std::fs::write(a.path().join("cuda/10.0.toml"), recipe("cuda", "10.0", "a")).unwrap();
-        std::fs::write(a.path().join("cuda/11.8.toml"), recipe("cuda", "11.8", "a")).unwrap();
+        std::fs::write(a.path().join("cuda/12.8.toml"), recipe("cuda", "12.8", "a")).unwrap();
+        std::fs::write(a.path().join("python.toml"), recipe("python", "3.11", "a")).unwrap();
         std::fs::write(b.path().join("x.toml"), recipe("cuda", "11.8", "b")).unwrap();
         let mut repo = Repository::load_dir(a.path()).unwrap();
         repo.layer(Repository::load_dir(b.path()).unwrap());
-        let v = Version::parse("11.8").unwrap();
-        assert!(repo.get("cuda", &v).unwrap().sources[0].url.ends_with("/b.tar"));
+        // Only the higher repository's cuda is left, though the lower one has a newer version.
+        let cuda: Vec<String> = repo.versions("cuda").unwrap().keys().map(|v| v.to_string()).collect();
+        assert_eq!(cuda, ["11.8"]);
+        assert!(
+            repo.get("cuda", &Version::parse("11.8").unwrap()).unwrap().sources[0].url.ends_with("/b.tar")
+        );
+        let hidden: Vec<String> = repo.hidden("cuda").iter().map(|r| r.version.to_string()).collect();
+        assert_eq!(hidden, ["12.8", "10.0"]);
+        // Names the higher repository does not define stay.
+        assert!(repo.versions("python").is_some() && repo.hidden("python").is_empty());
         assert_eq!(repo.len(), 2);
 
         std::fs::write(a.path().join("dup.toml"), recipe("cuda", "10.0", "dup")).unwrap();

@@ -78,8 +78,17 @@ pub fn show(args: &ShowArgs, settings: &Settings, cli: &Cli) -> Result<Status> {
         )
         .hint(format!("available: {}", all.join(", "))));
     }
+    // What a higher repository hides: shown so a team sees that its own recipes won.
+    let hidden: Vec<&Recipe> =
+        repo.hidden(name).into_iter().filter(|r| req.matches(&r.version)).map(|r| r.as_ref()).collect();
     if args.json {
-        printer::json(&matching.iter().map(|r| recipe_json(r)).collect::<Vec<_>>());
+        let mut out: Vec<serde_json::Value> = matching.iter().map(|r| recipe_json(r)).collect();
+        for r in &hidden {
+            let mut v = recipe_json(r);
+            v["hidden"] = serde_json::Value::Bool(true);
+            out.push(v);
+        }
+        printer::json(&out);
         return Ok(Status::Success);
     }
     for (i, r) in matching.iter().enumerate() {
@@ -114,6 +123,15 @@ pub fn show(args: &ShowArgs, settings: &Settings, cli: &Cli) -> Result<Status> {
             ));
         }
         printer::data(&format!("  recipe:       {}", r.origin.display()));
+    }
+    if !hidden.is_empty() {
+        printer::data("");
+        printer::data(
+            "hidden by the repository above (a name defined higher up hides every version of it below):",
+        );
+        for r in &hidden {
+            printer::data(&format!("  {} {}    ({})", r.name, r.version, r.origin.display()));
+        }
     }
     Ok(Status::Success)
 }
