@@ -308,6 +308,7 @@ pub fn install_request(p: &envctl_recipes::LockedPackage) -> Option<envctl_store
             format: p.source.format.as_deref().map(envctl_store::Format::parse).transpose().ok()?,
             strip_components: p.source.strip_components,
             subdir: p.source.subdir.clone(),
+            moves: p.source.moves.iter().map(|(f, t)| (f.clone(), t.clone())).collect(),
         },
         references: Vec::new(),
     })

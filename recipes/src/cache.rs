@@ -24,7 +24,8 @@ use crate::recipe::{Recipe, Source, SystemRequirements};
 use crate::repo::Repository;
 use crate::version::{Requirement, Version};
 
-const FORMAT: u32 = 1;
+/// 2: sources gained `move`.
+const FORMAT: u32 = 2;
 
 #[derive(Serialize, Deserialize)]
 struct CacheFile {
@@ -54,6 +55,8 @@ struct CachedSource {
     format: Option<String>,
     strip_components: u32,
     subdir: Option<String>,
+    #[serde(default)]
+    moves: BTreeMap<String, String>,
 }
 
 fn to_cached(r: &Recipe) -> Cached {
@@ -76,6 +79,7 @@ fn to_cached(r: &Recipe) -> Cached {
                 format: s.format.clone(),
                 strip_components: s.strip_components,
                 subdir: s.subdir.clone(),
+                moves: s.moves.clone(),
             })
             .collect(),
         env: r.env.clone(),
@@ -118,6 +122,7 @@ fn from_cached(c: Cached) -> Option<Recipe> {
                 format: s.format,
                 strip_components: s.strip_components,
                 subdir: s.subdir,
+                moves: s.moves,
             })
             .collect(),
         env: c.env,

@@ -82,6 +82,9 @@ pub struct LockedSource {
     /// Target sub-directory.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub subdir: Option<String>,
+    /// Entries put elsewhere (`from` → `to`).
+    #[serde(default, rename = "move", skip_serializing_if = "std::collections::BTreeMap::is_empty")]
+    pub moves: std::collections::BTreeMap<String, String>,
 }
 
 fn is_zero(n: &u32) -> bool {
@@ -96,6 +99,7 @@ impl From<&Source> for LockedSource {
             format: s.format.clone(),
             strip_components: s.strip_components,
             subdir: s.subdir.clone(),
+            moves: s.moves.clone(),
         }
     }
 }

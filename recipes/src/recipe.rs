@@ -45,6 +45,10 @@ pub struct Source {
     /// Where the contents land in the package tree.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub subdir: Option<String>,
+    /// Entries put elsewhere (after `strip-components`): `from` → `to`, both relative. Files that
+    /// many packages ship (`LICENSE`) are kept from colliding in a profile this way.
+    #[serde(rename = "move", skip_serializing_if = "BTreeMap::is_empty")]
+    pub moves: BTreeMap<String, String>,
 }
 
 fn is_zero(n: &u32) -> bool {
@@ -123,6 +127,8 @@ struct RawSource {
     #[serde(default)]
     strip_components: u32,
     subdir: Option<Spanned<String>>,
+    #[serde(default, rename = "move")]
+    moves: BTreeMap<Spanned<String>, Spanned<String>>,
 }
 
 const FORMATS: &[&str] = &["tar", "tar.gz", "tar.xz", "tar.zst", "tar.bz2", "zip", "wheel", "whl"];
@@ -208,6 +214,20 @@ impl Recipe {
             {
                 return Err(bad(d.span(), "source.subdir", "must be a relative path without `..`".into()));
             }
+            let mut moves = BTreeMap::new();
+            for (from, to) in &s.moves {
+                for p in [from, to] {
+                    let t = p.get_ref();
+                    if t.is_empty() || t.starts_with('/') || t.split('/').any(|c| c == "..") {
+                        return Err(bad(
+                            p.span(),
+                            "source.move",
+                            format!("`{t}` must be a relative path without `..`"),
+                        ));
+                    }
+                }
+                moves.insert(from.get_ref().clone(), to.get_ref().clone());
+            }
             // A plain relative path names a file beside the recipe (a repository that ships its
             // artifacts), wherever envctl runs from; it is shown and fetched in its canonical form.
             let url = match path.parent() {
@@ -227,6 +247,7 @@ impl Recipe {
                 format: s.format.map(|f| f.into_inner()),
                 strip_components: s.strip_components,
                 subdir: s.subdir.map(|d| d.into_inner()),
+                moves,
             });
         }
         let env = crate::env::check(&raw.env, |span, key, m| bad(span, &key, m))?;

@@ -51,13 +51,20 @@ pub enum Location {
     Http(String),
     /// A local file.
     File(PathBuf),
+    /// `empty:`, an empty tar archive (1,024 zero bytes): the source of a metapackage, whose store
+    /// path is an empty tree.
+    Empty,
 }
+
+/// The URL of an empty package (see [`Location::Empty`]).
+pub const EMPTY_URL: &str = "empty:";
 
 impl std::fmt::Display for Location {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         match self {
             Location::Http(u) => f.write_str(u),
             Location::File(p) => write!(f, "{}", p.display()),
+            Location::Empty => f.write_str(EMPTY_URL),
         }
     }
 }
@@ -114,6 +121,9 @@ impl Fetcher {
             }
             return Ok(out);
         }
+        if url == EMPTY_URL {
+            return Ok(vec![Location::Empty]);
+        }
         if url.starts_with("http://") || url.starts_with("https://") {
             return Ok(vec![Location::Http(url.to_owned())]);
         }
@@ -134,6 +144,7 @@ impl Fetcher {
     pub fn size(&self, url: &str) -> Option<u64> {
         self.locations(url).ok()?.iter().find_map(|location| match location {
             Location::File(path) => std::fs::metadata(path).ok().map(|m| m.len()),
+            Location::Empty => Some(1024),
             Location::Http(url) => {
                 let resp = self.request("HEAD", url).ok()?;
                 resp.header("Content-Length").and_then(|v| v.parse().ok())
@@ -148,6 +159,9 @@ impl Fetcher {
                 let file = fs_err::File::open(path)?;
                 let size = file.metadata().ok().map(|m| m.len());
                 Ok(Opened { reader: Box::new(file.into_parts().0), size })
+            }
+            Location::Empty => {
+                Ok(Opened { reader: Box::new(std::io::repeat(0).take(1024)), size: Some(1024) })
             }
             Location::Http(url) => {
                 let resp = self.request("GET", url)?;

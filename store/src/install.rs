@@ -100,7 +100,7 @@ impl Store {
     }
 
     pub(crate) fn source_key(request: &InstallRequest, format: Format) -> String {
-        format!(
+        let mut key = format!(
             "{} {} {} {} strip={} subdir={}",
             request.sha256,
             request.name.as_str(),
@@ -108,11 +108,27 @@ impl Store {
             format.name(),
             request.unpack.strip_components,
             request.unpack.subdir.as_deref().unwrap_or("")
-        )
+        );
+        // Only when there are moves, so keys recorded before moves existed stay the same.
+        if !request.unpack.moves.is_empty() {
+            let moves: Vec<String> = request.unpack.moves.iter().map(|(f, t)| format!("{f}>{t}")).collect();
+            key.push_str(&format!(" move={}", moves.join(";")));
+        }
+        key
     }
 
     /// The install request a source key was made from (see [`Store::source_key`]), with `url`.
     pub(crate) fn request_from_key(key: &str, url: &str) -> Option<InstallRequest> {
+        let (key, moves) = match key.split_once(" move=") {
+            Some((k, m)) => (
+                k,
+                m.split(';')
+                    .filter_map(|p| p.split_once('>'))
+                    .map(|(f, t)| (f.to_owned(), t.to_owned()))
+                    .collect(),
+            ),
+            None => (key, Vec::new()),
+        };
         let mut parts = key.splitn(6, ' ');
         let sha256 = Sha256::parse(parts.next()?).ok()?;
         let name = Name::parse(parts.next()?).ok()?;
@@ -129,6 +145,7 @@ impl Store {
                 format: Some(format),
                 strip_components,
                 subdir: (!subdir.is_empty()).then(|| subdir.to_owned()),
+                moves,
             },
             references: Vec::new(),
         })

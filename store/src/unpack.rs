@@ -78,6 +78,9 @@ impl Format {
 
     /// Tells the format from a file name or URL (its last path segment, query stripped).
     pub fn from_file_name(url: &str) -> Option<Format> {
+        if url == crate::fetch::EMPTY_URL {
+            return Some(Format::Tar);
+        }
         let path = url.split(['?', '#']).next().unwrap_or(url);
         let name = path.rsplit('/').next().unwrap_or(path).to_ascii_lowercase();
         let suffixes: &[(&str, Format)] = &[
@@ -118,9 +121,49 @@ pub struct UnpackOptions {
     /// A relative directory of the package tree where the contents land
     /// (`lib/python3.7/site-packages` for a wheel).
     pub subdir: Option<String>,
+    /// Entries to put elsewhere, `(from, to)`, both relative to the package tree after
+    /// `strip_components`: an entry at `from`, or under it, lands at `to` instead (and outside
+    /// `subdir`). Keeps files every component ships (`LICENSE`) from colliding in a profile.
+    pub moves: Vec<(String, String)>,
+}
+
+/// A relative path as validated components; `what` names it in the error.
+fn relative_components(path: &str, what: &'static str) -> Result<Vec<OsString>> {
+    let mut out = Vec::new();
+    for c in Path::new(path).components() {
+        match c {
+            Component::Normal(n) => out.push(n.to_owned()),
+            Component::CurDir => {}
+            _ => {
+                return Err(Error::Invalid {
+                    what,
+                    value: path.to_owned(),
+                    rule: "must be a relative path without `..`",
+                });
+            }
+        }
+    }
+    if out.is_empty() {
+        return Err(Error::Invalid {
+            what,
+            value: path.to_owned(),
+            rule: "must name a path inside the package",
+        });
+    }
+    Ok(out)
 }
 
 impl UnpackOptions {
+    /// The moves as validated path components.
+    pub fn move_components(&self) -> Result<Vec<(Vec<OsString>, Vec<OsString>)>> {
+        self.moves
+            .iter()
+            .map(|(from, to)| {
+                Ok((relative_components(from, "move source")?, relative_components(to, "move target")?))
+            })
+            .collect()
+    }
+
     /// The sub-directory as validated path components.
     pub fn subdir_components(&self) -> Result<Vec<OsString>> {
         let Some(sub) = &self.subdir else { return Ok(Vec::new()) };
@@ -310,6 +353,7 @@ struct Unpacker<'a> {
     format: Format,
     strip: usize,
     prefix: Vec<OsString>,
+    moves: Vec<(Vec<OsString>, Vec<OsString>)>,
     limits: Limits,
     tree: Node,
     entries: u64,
@@ -333,6 +377,7 @@ impl<'a> Unpacker<'a> {
             format,
             strip: opts.strip_components as usize,
             prefix: opts.subdir_components()?,
+            moves: opts.move_components()?,
             limits,
             tree: Node::empty_dir(),
             entries: 0,
@@ -399,8 +444,16 @@ impl<'a> Unpacker<'a> {
         if comps.len() <= self.strip {
             return Ok(None);
         }
+        let rest: Vec<OsString> = comps.drain(self.strip..).collect();
+        for (from, to) in &self.moves {
+            if rest.starts_with(from) {
+                let mut out = to.clone();
+                out.extend(rest[from.len()..].iter().cloned());
+                return Ok(Some(out));
+            }
+        }
         let mut out = self.prefix.clone();
-        out.extend(comps.drain(self.strip..));
+        out.extend(rest);
         Ok(Some(out))
     }
 

@@ -42,6 +42,7 @@ fn add(store: &Store, args: &AddArgs, cli: &Cli) -> Result<Status> {
             format,
             strip_components: args.strip_components,
             subdir: args.subdir.clone(),
+            moves: Vec::new(),
         },
         references: Vec::new(),
     };
