@@ -72,6 +72,27 @@ pub enum Command {
     /// Work with the content-addressed store directly
     #[command(subcommand)]
     Store(StoreCommand),
+    /// Write recipes from a publisher's own metadata
+    #[command(subcommand)]
+    Import(ImportCommand),
+}
+
+/// `envctl import …`
+#[derive(Debug, Subcommand)]
+pub enum ImportCommand {
+    /// NVIDIA's CUDA and cuDNN `redistrib_<release>.json` manifests
+    NvidiaRedist(ImportArgs),
+}
+
+/// Arguments of every importer.
+#[derive(Debug, Args)]
+pub struct ImportArgs {
+    /// The metadata files
+    #[arg(required = true)]
+    pub files: Vec<PathBuf>,
+    /// The recipe repository to write into (created if needed)
+    #[arg(long, value_name = "DIR")]
+    pub out: PathBuf,
 }
 
 /// `envctl lock`
@@ -148,7 +169,7 @@ pub enum StoreCommand {
     Ls(JsonArgs),
     /// Show what the store knows about a path
     Info(InfoArgs),
-    /// Recompute every tree hash; exits 1 naming each corrupted path
+    /// Recompute every tree hash and check modes; exits 1 naming each damaged path
     Verify(VerifyArgs),
     /// Hard-link identical files across store paths
     #[command(alias = "optimize")]

@@ -203,8 +203,22 @@ fn why_graph_search_and_show_describe_the_resolution() {
     assert_eq!(search[0]["versions"], 5);
     let show: serde_json::Value =
         serde_json::from_str(&run(&sb, &["show", "cudnn@8.9", "--json"]).stdout).unwrap();
-    assert_eq!(show.as_array().unwrap().len(), 2);
-    assert_eq!(show[0]["version"], "8.9.7.29+cuda12");
+    // The fixture repository's two cuDNN 8.9 variants, then the bundled ones it hides.
+    let shown: Vec<(&str, bool)> = show
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| (r["version"].as_str().unwrap(), r["hidden"] == true))
+        .collect();
+    assert_eq!(
+        shown,
+        [
+            ("8.9.7.29+cuda12", false),
+            ("8.9.7.29+cuda11", false),
+            ("8.9.7.29+cuda12", true),
+            ("8.9.7.29+cuda11", true)
+        ]
+    );
 }
 
 #[test]

@@ -6,6 +6,7 @@
 mod cache;
 mod env;
 mod error;
+pub mod import;
 mod lock;
 mod name;
 mod profile;

@@ -1,0 +1,68 @@
+//! `envctl import nvidia-redist …`: recipes from a publisher's metadata, written into a recipe
+//! repository. Files whose text is already there are not rewritten, so a re-run changes nothing;
+//! recipes already in the directory that this run does not produce are kept.
+
+use std::path::Path;
+
+use envctl_recipes::import::{self, Generated};
+
+use super::Status;
+use crate::args::{ImportArgs, ImportCommand};
+use crate::error::{Failure, Result};
+use crate::printer;
+
+pub fn run(cmd: &ImportCommand) -> Result<Status> {
+    match cmd {
+        ImportCommand::NvidiaRedist(args) => {
+            let inputs = read_all(args)?;
+            let generated = import::nvidia::import(&inputs).map_err(|e| {
+                Failure::new("cannot import NVIDIA's manifests", e)
+                    .hint("give NVIDIA's redistrib_<release>.json files as they are published")
+            })?;
+            write_all(&args.out, &generated)
+        }
+    }
+}
+
+/// Every input as `(file name as given, text)`, sorted by file name so that the order they are
+/// given in changes nothing.
+fn read_all(args: &ImportArgs) -> Result<Vec<(String, String)>> {
+    let mut out = Vec::new();
+    for f in &args.files {
+        let text = std::fs::read_to_string(f)
+            .map_err(|e| Failure::new(format!("cannot read `{}`", f.display()), e))?;
+        out.push((f.display().to_string(), text));
+    }
+    out.sort_by(|a, b| {
+        let name = |s: &str| s.rsplit('/').next().unwrap_or(s).to_owned();
+        name(&a.0).cmp(&name(&b.0))
+    });
+    Ok(out)
+}
+
+fn write_all(out: &Path, generated: &[Generated]) -> Result<Status> {
+    let (mut written, mut same) = (0, 0);
+    for g in generated {
+        let path = out.join(&g.path);
+        if std::fs::read_to_string(&path).is_ok_and(|t| t == g.text) {
+            same += 1;
+            continue;
+        }
+        let fail = |e: std::io::Error| Failure::new(format!("cannot write `{}`", path.display()), e);
+        if let Some(dir) = path.parent() {
+            std::fs::create_dir_all(dir).map_err(fail)?;
+        }
+        // Temp, then rename: a reader of the repository never sees half a recipe.
+        let tmp = path.with_extension(format!("toml.tmp{}", std::process::id()));
+        std::fs::write(&tmp, &g.text).map_err(fail)?;
+        std::fs::rename(&tmp, &path).map_err(fail)?;
+        written += 1;
+    }
+    printer::status(&format!(
+        "wrote {} into `{}` ({} unchanged)",
+        printer::count(written, "recipe"),
+        out.display(),
+        same
+    ));
+    Ok(Status::Success)
+}

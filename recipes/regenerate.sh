@@ -1,0 +1,16 @@
+#!/usr/bin/env bash
+# Regenerates the bundled recipe repository (recipes/bundled/) from the publishers' metadata kept
+# in recipes/data/ (copied from ../shared/data; each file's origin is in recipes/data/README.md).
+# Deterministic: running it twice changes nothing, and a test checks that the committed recipes
+# are exactly what the importers write.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+envctl() { cargo run -q --release -- "$@"; }
+out=$(mktemp -d)
+trap 'rm -rf "$out"' EXIT
+envctl import nvidia-redist recipes/data/nvidia-redist/cuda/*.json recipes/data/nvidia-redist/cudnn/*.json --out "$out"
+rm -rf recipes/bundled.new
+cp -r "$out" recipes/bundled.new
+rm -rf recipes/bundled
+mv recipes/bundled.new recipes/bundled
+git status --short recipes/bundled | head -20
