@@ -245,6 +245,10 @@ pub struct ApplyArgs {
     /// Fail if the lock file is missing or stale instead of re-resolving
     #[arg(long)]
     pub frozen: bool,
+    /// Use only the store and local sources (files, `file://` mirrors); name each artifact that
+    /// would need the network
+    #[arg(long)]
+    pub offline: bool,
 }
 
 /// Options shared by `shell` and `run`.

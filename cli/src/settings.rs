@@ -24,6 +24,9 @@ use std::time::Duration;
 use crate::args::Cli;
 use crate::error::{Failure, Result};
 
+/// Mirrors the bundled recipes use, with the publisher's own base; `[mirrors]` replaces them.
+pub const DEFAULT_MIRRORS: &[(&str, &str)] = &[("nvidia", "https://developer.download.nvidia.com/compute")];
+
 /// The configuration file's contents. Unknown keys are errors.
 #[derive(Debug, Default, serde::Deserialize)]
 #[serde(deny_unknown_fields, rename_all = "kebab-case")]
@@ -69,6 +72,8 @@ pub struct Settings {
     pub home: PathBuf,
     /// The parsed configuration (defaults when there is no file).
     pub config: Config,
+    /// Where the configuration file is (or would be), to name in hints.
+    pub config_path: Option<PathBuf>,
 }
 
 fn env_dir(var: &str, fallback: &str) -> Option<PathBuf> {
@@ -92,7 +97,7 @@ impl Settings {
             Some(p) => (Some(p.clone()), true),
             None => (env_dir("XDG_CONFIG_HOME", ".config").map(|d| d.join("envctl/config.toml")), false),
         };
-        let config = match path {
+        let config = match path.clone() {
             Some(p) => match fs_err::read_to_string(&p) {
                 Ok(text) => toml::from_str(&text).map_err(|e| {
                     Failure::new(format!("invalid configuration file `{}`", p.display()), e)
@@ -103,7 +108,7 @@ impl Settings {
             },
             None => Config::default(),
         };
-        Ok(Settings { home, config })
+        Ok(Settings { home, config, config_path: path })
     }
 
     /// The recipe repositories in force: the bundled one, then the configuration's `recipes`,
@@ -124,6 +129,13 @@ impl Settings {
             repo.layer(layer);
         }
         Ok(repo)
+    }
+
+    /// The configuration file, for hints: its path, or where it would be read from.
+    pub fn config_file(&self) -> String {
+        self.config_path
+            .as_ref()
+            .map_or_else(|| "the configuration file".to_owned(), |p| format!("`{}`", p.display()))
     }
 
     /// The store directory.
@@ -148,7 +160,13 @@ impl Settings {
         if let Some(v) = s.fsync {
             o.fsync = v;
         }
-        o.fetch.mirrors = self.config.mirrors.clone();
+        // The publishers' own download roots, for the bundled recipes' `mirror://` sources; a site
+        // replaces one by naming it in `[mirrors]` (an air-gapped site names a `file://` copy).
+        o.fetch.mirrors = DEFAULT_MIRRORS
+            .iter()
+            .map(|(name, base)| ((*name).to_owned(), vec![(*base).to_owned()]))
+            .chain(self.config.mirrors.clone())
+            .collect();
         if let Some(v) = f.retries {
             o.fetch.retries = v;
         }

@@ -231,7 +231,9 @@ impl Recipe {
             // A plain relative path names a file beside the recipe (a repository that ships its
             // artifacts), wherever envctl runs from; it is shown and fetched in its canonical form.
             let url = match path.parent() {
-                Some(dir) if !url.contains("://") && !url.starts_with('/') && dir.is_dir() => {
+                Some(dir)
+                    if !url.contains("://") && url != "empty:" && !url.starts_with('/') && dir.is_dir() =>
+                {
                     let joined = dir.join(url);
                     std::fs::canonicalize(&joined)
                         .or_else(|_| std::path::absolute(&joined))

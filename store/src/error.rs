@@ -159,6 +159,12 @@ pub enum Error {
         /// The number.
         number: u32,
     },
+    /// Offline, and a source has no local location.
+    #[error("`{url}` is not in the store and has no local source (offline)")]
+    Offline {
+        /// The source URL.
+        url: String,
+    },
     /// The store cannot be changed by this user.
     #[error(
         "the store at `{0}` is read-only for this user: it can be read, run from and verified, not changed"

@@ -26,6 +26,9 @@ pub struct FetchOptions {
     pub read_timeout: Duration,
     /// Limit for a whole download, however steadily it trickles in.
     pub deadline: Duration,
+    /// Use local locations only (files, `file://` mirror bases, `empty:`); `http(s)` ones are
+    /// left out.
+    pub offline: bool,
 }
 
 /// Redirects followed for one request at most.
@@ -40,6 +43,7 @@ impl Default for FetchOptions {
             connect_timeout: Duration::from_secs(15),
             read_timeout: Duration::from_secs(60),
             deadline: Duration::from_secs(3 * 3600),
+            offline: false,
         }
     }
 }
@@ -101,8 +105,21 @@ impl Fetcher {
         &self.options
     }
 
-    /// The concrete locations of a source URL, in the order to try them.
+    /// The concrete locations of a source URL, in the order to try them (local ones only when
+    /// offline; none is then an [`Error::Offline`]).
     pub fn locations(&self, url: &str) -> Result<Vec<Location>> {
+        let all = self.all_locations(url)?;
+        if !self.options.offline {
+            return Ok(all);
+        }
+        let local: Vec<Location> = all.into_iter().filter(|l| !matches!(l, Location::Http(_))).collect();
+        if local.is_empty() {
+            return Err(Error::Offline { url: url.to_owned() });
+        }
+        Ok(local)
+    }
+
+    fn all_locations(&self, url: &str) -> Result<Vec<Location>> {
         if let Some(rest) = url.strip_prefix("mirror://") {
             let (name, path) = rest.split_once('/').unwrap_or((rest, ""));
             let bases = self
@@ -117,7 +134,7 @@ impl Fetcher {
                 if full.starts_with("mirror://") {
                     return Err(Error::UnsupportedUrl(full));
                 }
-                out.extend(self.locations(&full)?);
+                out.extend(self.all_locations(&full)?);
             }
             return Ok(out);
         }

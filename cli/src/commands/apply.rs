@@ -30,6 +30,7 @@ pub fn run(args: &ApplyArgs, settings: &Settings, cli: &Cli) -> Result<Status> {
         profile: args.profile.as_deref(),
         dry_run: args.dry_run,
         frozen: args.frozen,
+        offline: args.offline,
         adhoc: None,
     };
     apply(&args.file, &options, settings, cli).map(|_| Status::Success)
@@ -44,6 +45,8 @@ pub struct ApplyOptions<'a> {
     pub dry_run: bool,
     /// Refuse a missing or stale lock.
     pub frozen: bool,
+    /// Only the store and local sources.
+    pub offline: bool,
     /// An ad-hoc environment, named by the flags that asked for it (`-p tensorflow=2.15`):
     /// explanations use those words instead of envctl's own file, and the generation is built
     /// but no profile is switched to it, so it is garbage once no session holds it.
@@ -51,7 +54,7 @@ pub struct ApplyOptions<'a> {
 }
 
 pub fn apply(file: &Path, options: &ApplyOptions<'_>, settings: &Settings, cli: &Cli) -> Result<Applied> {
-    let ApplyOptions { profile: profile_name, dry_run, frozen, adhoc } = *options;
+    let ApplyOptions { profile: profile_name, dry_run, frozen, offline, adhoc } = *options;
     let profile = load_profile(file)?;
     let name = profile_name.unwrap_or(&profile.name).to_owned();
     envctl_store::check_profile_name(&name).context(|| format!("cannot apply `{}`", file.display()))?;
@@ -150,8 +153,13 @@ pub fn apply(file: &Path, options: &ApplyOptions<'_>, settings: &Settings, cli: 
     if dry_run {
         return dry_run_plan(&ctx, &lock, current_manifest.as_ref(), &name, settings);
     }
-    let store = Store::open(&store_dir, settings.store_options())
+    let mut store_options = settings.store_options();
+    store_options.fetch.offline = offline;
+    let store = Store::open(&store_dir, store_options.clone())
         .context(|| format!("cannot open the store at `{}`", store_dir.display()))?;
+    if offline {
+        check_offline(&store, &lock, &store_options, file)?;
+    }
 
     // Install the closure.
     let order: Vec<usize> = (0..lock.packages.len()).collect();
@@ -170,8 +178,9 @@ pub fn apply(file: &Path, options: &ApplyOptions<'_>, settings: &Settings, cli: 
     let mut fetched = 0;
     for (i, result) in order.iter().zip(results) {
         let p = &mut lock.packages[*i];
-        let installed =
-            result.context(|| format!("cannot install {} {} from `{}`", p.name, p.version, p.source.url))?;
+        let installed = result
+            .context(|| format!("cannot install {} {} from `{}`", p.name, p.version, p.source.url))
+            .map_err(|f| mirror_hints(f, &p.source.url, settings))?;
         fetched += usize::from(installed.fetched);
         // What the lock promised is what was installed, or nothing of it becomes a generation.
         let promised = [(&p.tree_hash, &installed.record.tree_hash), (&p.store_path, &installed.record.name)];
@@ -328,6 +337,20 @@ fn dry_run_plan(
         printer::info("  nothing to fetch: every package is in the store");
     }
     let options = settings.store_options();
+    let mut unconfigured = std::collections::BTreeSet::new();
+    for p in &to_fetch {
+        if let Some(name) = p.source.url.strip_prefix("mirror://").and_then(|r| r.split('/').next())
+            && options.fetch.mirrors.get(name).is_none_or(|bases| bases.is_empty())
+        {
+            unconfigured.insert(name.to_owned());
+        }
+    }
+    for name in &unconfigured {
+        printer::info(&format!(
+            "  mirror `{name}` is not configured: its packages cannot be fetched; define it in {}:\n\n      [mirrors]\n      {name} = [\"https://…\"]\n",
+            settings.config_file()
+        ));
+    }
     let sizes = download_sizes(&to_fetch, options.fetch, options.jobs);
     for (p, size) in to_fetch.iter().zip(&sizes) {
         let size = size.map_or_else(|| "size unknown".to_owned(), printer::bytes);
@@ -352,6 +375,47 @@ fn dry_run_plan(
         printer::data(&format!("change {c}"));
     }
     Ok(Applied { name: name.to_owned(), generation: Default::default() })
+}
+
+/// Offline: every package must be in the store or have a local source; the failure names each
+/// one that would need the network.
+fn check_offline(
+    store: &Store,
+    lock: &LockFile,
+    options: &envctl_store::StoreOptions,
+    file: &Path,
+) -> Result<()> {
+    let fetcher = Fetcher::new(options.fetch.clone());
+    let mut lacking = Vec::new();
+    for p in &lock.packages {
+        let Some(request) = install_request(p) else { continue };
+        let in_store = store.find(&request).ok().flatten().is_some();
+        if !in_store && fetcher.locations(&p.source.url).is_err() {
+            lacking.push(format!("{} {} ({})", p.name, p.version, p.source.url));
+        }
+    }
+    if lacking.is_empty() {
+        return Ok(());
+    }
+    Err(Failure::new(
+        format!("cannot apply `{}` offline", file.display()),
+        format!("not in the store and without a local source: {}", lacking.join("; ")),
+    )
+    .hint("bring them in first: a `file://` mirror base in [mirrors], `envctl store add`, or an apply on a machine with network"))
+}
+
+/// Hints for a failed download from a `mirror://NAME/…` source: where the mirror is configured
+/// and what `--offline` does.
+fn mirror_hints(mut f: Failure, url: &str, settings: &Settings) -> Failure {
+    if let Some(name) = url.strip_prefix("mirror://").and_then(|r| r.split('/').next()) {
+        f = f
+            .hint(format!(
+                "`{name}` is a mirror: point `[mirrors] {name}` in {} at a base that serves the publisher's layout (a site mirror, or a `file://` copy)",
+                settings.config_file()
+            ))
+            .hint("on a machine without the network, apply with `--offline` once the artifacts are in the store or on a local mirror");
+    }
+    f
 }
 
 /// The download size of each package's source, asked of its locations (a `HEAD` request, or a

@@ -1,0 +1,173 @@
+//! CUDA from NVIDIA-shaped archives: a manifest in NVIDIA's schema listing fixture archives with
+//! NVIDIA's layout (one top folder, `include/`, `lib/`, a `LICENSE` in every one, the driver stub in
+//! `lib/stubs/`), imported with `envctl import nvidia-redist` and served through a loopback mirror.
+
+mod common;
+
+use common::fixture::Fixture;
+use envctl_testkit::{Archive, Entry, sha256_hex};
+
+/// The runtime components of one release, with NVIDIA's names and made-up versions.
+const COMPONENTS: &[(&str, &str)] = &[
+    ("cuda_cudart", "12.4.127"),
+    ("cuda_nvrtc", "12.4.127"),
+    ("cuda_nvtx", "12.4.127"),
+    ("libcublas", "12.4.5.8"),
+    ("libcufft", "11.2.1.3"),
+    ("libcurand", "10.3.5.147"),
+    ("libcusolver", "11.6.1.9"),
+    ("libcusparse", "12.3.1.170"),
+    ("libnpp", "12.2.5.30"),
+    ("libnvjitlink", "12.4.127"),
+    ("libnvjpeg", "12.3.1.117"),
+    ("nvidia_driver", "550.54.15"),
+];
+
+/// Serves every component as NVIDIA lays it out and writes a manifest listing them.
+fn publish(f: &Fixture) -> std::path::PathBuf {
+    let mut manifest = serde_json::json!({
+        "release_date": "2024-04-03", "release_label": "12.4.1", "release_product": "cuda",
+    });
+    for (name, version) in COMPONENTS {
+        let top = format!("{name}-linux-x86_64-{version}-archive");
+        let lib = name.trim_start_matches("cuda_").trim_start_matches("lib");
+        let mut a = Archive::new()
+            .with(Entry::file(&format!("{top}/LICENSE"), format!("license of {name}")))
+            .with(Entry::file(&format!("{top}/include/{lib}.h"), format!("/* {name} {version} */")))
+            .with(Entry::file(&format!("{top}/lib/lib{lib}.so.{version}"), vec![7u8; 64]))
+            .with(Entry::symlink(&format!("{top}/lib/lib{lib}.so"), &format!("lib{lib}.so.{version}")));
+        if *name == "cuda_cudart" {
+            a = a.with(Entry::file(&format!("{top}/lib/stubs/libcuda.so"), "the driver stub"));
+        }
+        let bytes = a.tar_xz();
+        let relative = format!("{name}/linux-x86_64/{top}.tar.xz");
+        f.server.serve(&format!("/nvidia/cuda/redist/{relative}"), bytes.clone());
+        // The same layout on disk: an air-gapped site's copy.
+        let copy = f.sb.path("nvidia-copy/cuda/redist").join(&relative);
+        std::fs::create_dir_all(copy.parent().unwrap()).unwrap();
+        std::fs::write(copy, &bytes).unwrap();
+        manifest[*name] = serde_json::json!({
+            "name": format!("{name} (fixture)"), "license": "CUDA Toolkit", "version": version,
+            "linux-x86_64": { "relative_path": relative, "sha256": sha256_hex(&bytes), "md5": "", "size": bytes.len().to_string() },
+        });
+    }
+    let path = f.sb.path("redistrib_12.4.1.json");
+    std::fs::write(&path, serde_json::to_string_pretty(&manifest).unwrap()).unwrap();
+    path
+}
+
+#[test]
+fn every_runtime_component_of_a_release_applies_without_collision_and_the_stub_stays_off_the_library_path() {
+    let f = Fixture::new();
+    let manifest = publish(&f);
+    let team = f.sb.path("team");
+    f.run(&["import", "nvidia-redist", manifest.to_str().unwrap(), "--out", team.to_str().unwrap()]).ok();
+    assert!(!team.join("nvidia-driver").exists(), "the driver became a recipe");
+    std::fs::write(
+        f.sb.path("config.toml"),
+        format!(
+            "recipes = [\"{}\"]\n[mirrors]\nnvidia = [\"{}\"]\n[fetch]\nretries = 1\nbackoff-ms = 10\n",
+            team.display(),
+            f.server.url("/nvidia")
+        ),
+    )
+    .unwrap();
+    let p = f.profile("gpu", "[packages]\ncuda-runtime = \"12.4\"\n");
+    let apply = f.sb.run_env(&["apply", &p], &[("ENVCTL_SYSTEM_DRIVER", "550.54.15")]);
+    apply.ok();
+    let generation = std::fs::canonicalize(f.profiles_dir().join("gpu")).unwrap();
+    for (name, version) in &COMPONENTS[..COMPONENTS.len() - 1] {
+        let lib = name.trim_start_matches("cuda_").trim_start_matches("lib");
+        assert!(generation.join(format!("lib/lib{lib}.so.{version}")).exists(), "{name}");
+        let license = generation.join(format!("share/licenses/{}/LICENSE", name.replace('_', "-")));
+        assert_eq!(std::fs::read_to_string(&license).unwrap(), format!("license of {name}"));
+    }
+    assert!(!generation.join("LICENSE").exists());
+    let env = f.sb.run_env(&["env", "gpu", "--format", "json"], &[("ENVCTL_SYSTEM_DRIVER", "550.54.15")]);
+    let vars: serde_json::Value = serde_json::from_str(&env.stdout).unwrap();
+    let ld = vars["LD_LIBRARY_PATH"].as_str().unwrap();
+    assert!(ld.contains(&format!("{}/lib", generation.display())), "{ld}");
+    assert!(!ld.contains("stubs"), "the driver stub is on the library path: {ld}");
+    assert_eq!(vars["CUDA_HOME"].as_str(), Some(generation.to_str().unwrap()));
+    // An old driver is caught at lock time, naming it.
+    let p = f.profile("old", "[packages]\ncuda-runtime = \"12.4\"\n");
+    let r = f.sb.run_env(&["lock", &p], &[("ENVCTL_SYSTEM_DRIVER", "470.82.01")]);
+    let err = r.failed();
+    assert!(err.contains("NVIDIA driver") && err.contains("470.82.01"), "{err}");
+}
+
+#[test]
+fn a_bundled_cuda_profile_without_a_reachable_nvidia_fails_naming_the_url_and_the_way_out() {
+    let f = Fixture::new();
+    std::fs::write(
+        f.sb.path("config.toml"),
+        format!(
+            "[mirrors]\nnvidia = [\"{}\"]\n[fetch]\nretries = 0\nbackoff-ms = 10\n",
+            f.server.url("/nowhere")
+        ),
+    )
+    .unwrap();
+    let p = f.profile("gpu", "[packages]\ncuda-cudart = \"12.4\"\n");
+    let r = f.sb.run_env(&["apply", &p], &[("ENVCTL_SYSTEM_DRIVER", "550.54.15")]);
+    let err = r.failed();
+    assert!(err.contains(&f.server.url("/nowhere/cuda/redist/cuda_cudart/linux-x86_64/")), "{err}");
+    assert!(err.contains("[mirrors]") && err.contains("--offline"), "{err}");
+}
+
+#[test]
+fn offline_uses_only_the_store_and_local_mirrors_and_names_what_it_lacks() {
+    let f = Fixture::new();
+    let manifest = publish(&f);
+    let team = f.sb.path("team");
+    f.run(&["import", "nvidia-redist", manifest.to_str().unwrap(), "--out", team.to_str().unwrap()]).ok();
+    let config = |base: String| {
+        std::fs::write(
+            f.sb.path("config.toml"),
+            format!(
+                "recipes = [\"{}\"]\n[mirrors]\nnvidia = [\"{base}\"]\n[fetch]\nretries = 0\n",
+                team.display()
+            ),
+        )
+        .unwrap();
+    };
+    let driver = [("ENVCTL_SYSTEM_DRIVER", "550.54.15")];
+    let p = f.profile("gpu", "[packages]\ncuda-runtime = \"12.4\"\n");
+    // An http mirror and an empty store: offline names every artifact it would have to fetch.
+    config(f.server.url("/nvidia"));
+    let r = f.sb.run_env(&["apply", &p, "--offline"], &driver);
+    let err = r.failed();
+    assert!(
+        err.contains("offline")
+            && err.contains("cuda-cudart 12.4.127 (mirror://nvidia/cuda/redist/cuda_cudart/"),
+        "{err}"
+    );
+    assert_eq!(
+        f.server.hits(
+            "/nvidia/cuda/redist/cuda_cudart/linux-x86_64/cuda_cudart-linux-x86_64-12.4.127-archive.tar.xz"
+        ),
+        0
+    );
+    // A file:// copy of NVIDIA's layout is local: offline works from it.
+    config(format!("file://{}", f.sb.path("nvidia-copy").display()));
+    f.sb.run_env(&["apply", &p, "--offline"], &driver).ok();
+    assert_eq!(
+        f.sb.run_env(&["run", "gpu", "--", "sh", "-c", "ls $CUDA_HOME/lib/libcudart.so.12.4.127"], &driver)
+            .code,
+        0
+    );
+}
+
+#[test]
+fn a_dry_run_names_a_mirror_that_is_not_configured_and_the_configuration_file() {
+    let f = Fixture::new();
+    std::fs::write(
+        f.repo.join("site-1.0.toml"),
+        format!("name = \"site\"\nversion = \"1.0\"\n[[source]]\nurl = \"mirror://site-cache/x.tar.gz\"\nsha256 = \"{}\"\n", "2".repeat(64)),
+    )
+    .unwrap();
+    let p = f.profile("p", "[packages]\nsite = \"1\"\n");
+    let r = f.run(&["apply", &p, "--dry-run"]);
+    r.ok();
+    assert!(r.stderr.contains("mirror `site-cache` is not configured"), "{}", r.stderr);
+    assert!(r.stderr.contains(&f.sb.path("config.toml").display().to_string()), "{}", r.stderr);
+}
