@@ -9,6 +9,7 @@ envctl() { cargo run -q --release -- "$@"; }
 out=$(mktemp -d)
 trap 'rm -rf "$out"' EXIT
 envctl import nvidia-redist recipes/data/nvidia-redist/cuda/*.json recipes/data/nvidia-redist/cudnn/*.json --out "$out"
+envctl import python-build-standalone recipes/data/python-build-standalone/*.json --out "$out"
 rm -rf recipes/bundled.new
 cp -r "$out" recipes/bundled.new
 rm -rf recipes/bundled

@@ -82,6 +82,8 @@ pub enum Command {
 pub enum ImportCommand {
     /// NVIDIA's CUDA and cuDNN `redistrib_<release>.json` manifests
     NvidiaRedist(ImportArgs),
+    /// python-build-standalone's download metadata (uv's `download-metadata.json`, or a pin file)
+    PythonBuildStandalone(ImportArgs),
 }
 
 /// Arguments of every importer.

@@ -309,6 +309,7 @@ pub fn install_request(p: &envctl_recipes::LockedPackage) -> Option<envctl_store
             strip_components: p.source.strip_components,
             subdir: p.source.subdir.clone(),
             moves: p.source.moves.iter().map(|(f, t)| (f.clone(), t.clone())).collect(),
+            root: p.source.root.clone(),
         },
         references: Vec::new(),
     })

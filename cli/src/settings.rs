@@ -25,7 +25,10 @@ use crate::args::Cli;
 use crate::error::{Failure, Result};
 
 /// Mirrors the bundled recipes use, with the publisher's own base; `[mirrors]` replaces them.
-pub const DEFAULT_MIRRORS: &[(&str, &str)] = &[("nvidia", "https://developer.download.nvidia.com/compute")];
+pub const DEFAULT_MIRRORS: &[(&str, &str)] = &[
+    ("nvidia", "https://developer.download.nvidia.com/compute"),
+    ("python-build-standalone", "https://github.com/astral-sh/python-build-standalone/releases/download"),
+];
 
 /// The configuration file's contents. Unknown keys are errors.
 #[derive(Debug, Default, serde::Deserialize)]

@@ -57,6 +57,8 @@ struct CachedSource {
     subdir: Option<String>,
     #[serde(default)]
     moves: BTreeMap<String, String>,
+    #[serde(default)]
+    root: Option<String>,
 }
 
 fn to_cached(r: &Recipe) -> Cached {
@@ -80,6 +82,7 @@ fn to_cached(r: &Recipe) -> Cached {
                 strip_components: s.strip_components,
                 subdir: s.subdir.clone(),
                 moves: s.moves.clone(),
+                root: s.root.clone(),
             })
             .collect(),
         env: r.env.clone(),
@@ -123,6 +126,7 @@ fn from_cached(c: Cached) -> Option<Recipe> {
                 strip_components: s.strip_components,
                 subdir: s.subdir,
                 moves: s.moves,
+                root: s.root,
             })
             .collect(),
         env: c.env,

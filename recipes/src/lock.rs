@@ -85,6 +85,9 @@ pub struct LockedSource {
     /// Entries put elsewhere (`from` → `to`).
     #[serde(default, rename = "move", skip_serializing_if = "std::collections::BTreeMap::is_empty")]
     pub moves: std::collections::BTreeMap<String, String>,
+    /// Only entries under this directory of the archive.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub root: Option<String>,
 }
 
 fn is_zero(n: &u32) -> bool {
@@ -100,6 +103,7 @@ impl From<&Source> for LockedSource {
             strip_components: s.strip_components,
             subdir: s.subdir.clone(),
             moves: s.moves.clone(),
+            root: s.root.clone(),
         }
     }
 }

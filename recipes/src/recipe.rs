@@ -49,6 +49,9 @@ pub struct Source {
     /// many packages ship (`LICENSE`) are kept from colliding in a profile this way.
     #[serde(rename = "move", skip_serializing_if = "BTreeMap::is_empty")]
     pub moves: BTreeMap<String, String>,
+    /// Only entries under this directory of the archive are kept, with it removed.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub root: Option<String>,
 }
 
 fn is_zero(n: &u32) -> bool {
@@ -129,6 +132,7 @@ struct RawSource {
     subdir: Option<Spanned<String>>,
     #[serde(default, rename = "move")]
     moves: BTreeMap<Spanned<String>, Spanned<String>>,
+    root: Option<Spanned<String>>,
 }
 
 const FORMATS: &[&str] = &["tar", "tar.gz", "tar.xz", "tar.zst", "tar.bz2", "zip", "wheel", "whl"];
@@ -228,6 +232,13 @@ impl Recipe {
                 }
                 moves.insert(from.get_ref().clone(), to.get_ref().clone());
             }
+            if let Some(r) = &s.root
+                && (r.get_ref().is_empty()
+                    || r.get_ref().starts_with('/')
+                    || r.get_ref().split('/').any(|c| c == ".."))
+            {
+                return Err(bad(r.span(), "source.root", "must be a relative path without `..`".into()));
+            }
             // A plain relative path names a file beside the recipe (a repository that ships its
             // artifacts), wherever envctl runs from; it is shown and fetched in its canonical form.
             let url = match path.parent() {
@@ -250,6 +261,7 @@ impl Recipe {
                 strip_components: s.strip_components,
                 subdir: s.subdir.map(|d| d.into_inner()),
                 moves,
+                root: s.root.map(|r| r.into_inner()),
             });
         }
         let env = crate::env::check(&raw.env, |span, key, m| bad(span, &key, m))?;

@@ -4,7 +4,7 @@
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
-use envctl_recipes::import::nvidia;
+use envctl_recipes::import::{nvidia, pbs};
 use envctl_recipes::{Recipe, Repository, Version};
 
 fn data() -> PathBuf {
@@ -27,6 +27,20 @@ fn manifests() -> Vec<(String, String)> {
 
 fn generated() -> BTreeMap<String, String> {
     nvidia::import(&manifests()).unwrap().into_iter().map(|g| (g.path, g.text)).collect()
+}
+
+fn pbs_files() -> Vec<(String, String)> {
+    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("data/python-build-standalone");
+    let mut files: Vec<PathBuf> = std::fs::read_dir(&dir).unwrap().map(|e| e.unwrap().path()).collect();
+    files.sort();
+    files.into_iter().map(|f| (f.display().to_string(), std::fs::read_to_string(&f).unwrap())).collect()
+}
+
+/// Everything `recipes/regenerate.sh` writes.
+fn everything() -> BTreeMap<String, String> {
+    let mut all = generated();
+    all.extend(pbs::import(&pbs_files()).unwrap().into_iter().map(|g| (g.path, g.text)));
+    all
 }
 
 fn manifest(product: &str, release: &str) -> serde_json::Value {
@@ -118,7 +132,7 @@ fn the_bundled_repository_is_exactly_what_the_importer_writes() {
             }
         }
     }
-    let want = generated();
+    let want = everything();
     let missing: Vec<_> = want.keys().filter(|k| !on_disk.contains_key(*k)).collect();
     let extra: Vec<_> = on_disk.keys().filter(|k| !want.contains_key(*k)).collect();
     let differ: Vec<_> =
@@ -152,5 +166,32 @@ fn every_bundled_recipe_has_real_hashes_and_its_dependencies_resolve_inside_the_
                 );
             }
         }
+    }
+}
+
+#[test]
+fn cpython_builds_come_from_python_build_standalone_with_their_hashes_and_layouts() {
+    let recipes = everything();
+    let metadata: serde_json::Value =
+        serde_json::from_str(&pbs_files().into_iter().find(|(f, _)| f.contains("install_only")).unwrap().1)
+            .unwrap();
+    let entry = &metadata["cpython-3.11.16-linux-x86_64-gnu"];
+    let r = Recipe::parse(&recipes["python/3.11.16.toml"], Path::new("x.toml")).unwrap();
+    let x86 = r.source_for("linux-x86_64").unwrap();
+    assert_eq!(x86.sha256, entry["sha256"].as_str().unwrap());
+    assert!(
+        x86.url.starts_with("mirror://python-build-standalone/")
+            && x86.url.ends_with("install_only_stripped.tar.gz")
+    );
+    assert_eq!(x86.strip_components, 1);
+    assert!(r.source_for("linux-aarch64").is_some());
+    // 3.7.9: the full x86_64 build, kept from python/install/, with the pinned hash; no aarch64.
+    let r = Recipe::parse(&recipes["python/3.7.9.toml"], Path::new("x.toml")).unwrap();
+    let s = r.source_for("linux-x86_64").unwrap();
+    assert_eq!(s.root.as_deref(), Some("python/install"));
+    assert_eq!(s.sha256, "c6d6256d13e929e77e7ee6e53470fe63ad19d173fee6d56bb1b2dbda67081543");
+    assert!(r.source_for("linux-aarch64").is_none());
+    for minor in 8..=13 {
+        assert!(recipes.keys().any(|k| k.starts_with(&format!("python/3.{minor}."))), "no CPython 3.{minor}");
     }
 }

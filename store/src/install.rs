@@ -109,7 +109,10 @@ impl Store {
             request.unpack.strip_components,
             request.unpack.subdir.as_deref().unwrap_or("")
         );
-        // Only when there are moves, so keys recorded before moves existed stay the same.
+        // Only when set, so keys recorded before these options existed stay the same.
+        if let Some(root) = &request.unpack.root {
+            key.push_str(&format!(" root={root}"));
+        }
         if !request.unpack.moves.is_empty() {
             let moves: Vec<String> = request.unpack.moves.iter().map(|(f, t)| format!("{f}>{t}")).collect();
             key.push_str(&format!(" move={}", moves.join(";")));
@@ -119,6 +122,14 @@ impl Store {
 
     /// The install request a source key was made from (see [`Store::source_key`]), with `url`.
     pub(crate) fn request_from_key(key: &str, url: &str) -> Option<InstallRequest> {
+        let (key, root) = match key.split_once(" root=") {
+            Some((k, rest)) => {
+                let (root, moves) = rest.split_once(" move=").map_or((rest, None), |(r, m)| (r, Some(m)));
+                (moves.map_or_else(|| k.to_owned(), |m| format!("{k} move={m}")), Some(root.to_owned()))
+            }
+            None => (key.to_owned(), None),
+        };
+        let key = key.as_str();
         let (key, moves) = match key.split_once(" move=") {
             Some((k, m)) => (
                 k,
@@ -146,6 +157,7 @@ impl Store {
                 strip_components,
                 subdir: (!subdir.is_empty()).then(|| subdir.to_owned()),
                 moves,
+                root,
             },
             references: Vec::new(),
         })

@@ -125,6 +125,9 @@ pub struct UnpackOptions {
     /// `strip_components`: an entry at `from`, or under it, lands at `to` instead (and outside
     /// `subdir`). Keeps files every component ships (`LICENSE`) from colliding in a profile.
     pub moves: Vec<(String, String)>,
+    /// Only entries under this directory of the archive are kept, with it removed (before
+    /// `strip_components`): a full CPython build keeps its interpreter under `python/install/`.
+    pub root: Option<String>,
 }
 
 /// A relative path as validated components; `what` names it in the error.
@@ -354,6 +357,7 @@ struct Unpacker<'a> {
     strip: usize,
     prefix: Vec<OsString>,
     moves: Vec<(Vec<OsString>, Vec<OsString>)>,
+    keep_under: Vec<OsString>,
     limits: Limits,
     tree: Node,
     entries: u64,
@@ -378,6 +382,12 @@ impl<'a> Unpacker<'a> {
             strip: opts.strip_components as usize,
             prefix: opts.subdir_components()?,
             moves: opts.move_components()?,
+            keep_under: opts
+                .root
+                .as_deref()
+                .map(|r| relative_components(r, "root"))
+                .transpose()?
+                .unwrap_or_default(),
             limits,
             tree: Node::empty_dir(),
             entries: 0,
@@ -440,6 +450,12 @@ impl<'a> Unpacker<'a> {
                     return Err(self.unsafe_entry(raw, "has an absolute path".into()));
                 }
             }
+        }
+        if !self.keep_under.is_empty() {
+            if !comps.starts_with(&self.keep_under) {
+                return Ok(None);
+            }
+            comps.drain(..self.keep_under.len());
         }
         if comps.len() <= self.strip {
             return Ok(None);

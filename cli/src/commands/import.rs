@@ -21,6 +21,14 @@ pub fn run(cmd: &ImportCommand) -> Result<Status> {
             })?;
             write_all(&args.out, &generated)
         }
+        ImportCommand::PythonBuildStandalone(args) => {
+            let inputs = read_all(args)?;
+            let generated = import::pbs::import(&inputs).map_err(|e| {
+                Failure::new("cannot import python-build-standalone's metadata", e)
+                    .hint("give uv's download-metadata.json (or a file of the same entries)")
+            })?;
+            write_all(&args.out, &generated)
+        }
     }
 }
 

@@ -43,6 +43,7 @@ fn add(store: &Store, args: &AddArgs, cli: &Cli) -> Result<Status> {
             strip_components: args.strip_components,
             subdir: args.subdir.clone(),
             moves: Vec::new(),
+            root: None,
         },
         references: Vec::new(),
     };
