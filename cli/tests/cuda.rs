@@ -171,3 +171,54 @@ fn a_dry_run_names_a_mirror_that_is_not_configured_and_the_configuration_file() 
     assert!(r.stderr.contains("mirror `site-cache` is not configured"), "{}", r.stderr);
     assert!(r.stderr.contains(&f.sb.path("config.toml").display().to_string()), "{}", r.stderr);
 }
+
+fn example(name: &str) -> String {
+    std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../examples").join(name).display().to_string()
+}
+
+#[test]
+fn the_bundled_cuda_examples_lock_to_one_release_with_the_matching_cudnn_build() {
+    let f = Fixture::new();
+    let cases = [
+        (
+            "cuda12.4-cudnn9-py311.toml",
+            &[
+                ("cuda-version", "12.4.1"),
+                ("cuda-cudart", "12.4.127"),
+                ("cudnn", "9.8.0.87+cuda12"),
+                ("python", "3.11.16"),
+            ][..],
+        ),
+        (
+            "cuda11.8-toolkit-cudnn8.9-py310.toml",
+            &[
+                ("cuda-version", "11.8.0"),
+                ("cuda-nvcc", "11.8.89"),
+                ("cudnn", "8.9.7.29+cuda11"),
+                ("python", "3.10.21"),
+            ][..],
+        ),
+    ];
+    for (file, want) in cases {
+        // A copy, so the lock is written in the sandbox.
+        let p = f.profile(file.trim_end_matches(".toml"), &std::fs::read_to_string(example(file)).unwrap());
+        f.sb.run_env(&["lock", &p], &[("ENVCTL_SYSTEM_DRIVER", "550.54.15")]).ok();
+        let lock = std::fs::read_to_string(p.replace(".toml", ".lock")).unwrap();
+        let v: toml::Value = toml::from_str(&lock).unwrap();
+        let locked: std::collections::BTreeMap<&str, &str> = v["package"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|p| (p["name"].as_str().unwrap(), p["version"].as_str().unwrap()))
+            .collect();
+        for (name, version) in want {
+            assert_eq!(locked.get(name), Some(version), "{file}: {locked:?}");
+        }
+        // One release: every CUDA component's cuda-version is the same one.
+        assert_eq!(locked.keys().filter(|n| **n == "cuda-version").count(), 1);
+    }
+    let p = f.profile("old-driver", &std::fs::read_to_string(example("cuda12.4-cudnn9-py311.toml")).unwrap());
+    let r = f.sb.run_env(&["lock", &p], &[("ENVCTL_SYSTEM_DRIVER", "470.82.01")]);
+    let err = r.failed();
+    assert!(err.contains("NVIDIA driver >=525.60.13") && err.contains("470.82.01"), "{err}");
+}
