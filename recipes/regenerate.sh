@@ -10,6 +10,10 @@ out=$(mktemp -d)
 trap 'rm -rf "$out"' EXIT
 envctl import nvidia-redist recipes/data/nvidia-redist/cuda/*.json recipes/data/nvidia-redist/cudnn/*.json --out "$out"
 envctl import python-build-standalone recipes/data/python-build-standalone/*.json --out "$out"
+# The conda packages with a published sha256: conda-forge's cudatoolkit 11.8.0 and cuDNN 8.9.7.29.
+# CUDA 10.0 / cuDNN 7.6 have none to bundle: a site imports them from its own channel mirror.
+envctl import conda recipes/data/conda/conda-cuda-packages.json cudatoolkit=11.8.0 cudnn=8.9.7.29 \
+  --mirror conda-forge --out "$out"
 rm -rf recipes/bundled.new
 cp -r "$out" recipes/bundled.new
 rm -rf recipes/bundled

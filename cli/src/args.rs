@@ -84,6 +84,28 @@ pub enum ImportCommand {
     NvidiaRedist(ImportArgs),
     /// python-build-standalone's download metadata (uv's `download-metadata.json`, or a pin file)
     PythonBuildStandalone(ImportArgs),
+    /// Conda packages from a channel (its `repodata.json`, read as a stream) or a JSON list of records
+    Conda(ImportCondaArgs),
+}
+
+/// `envctl import conda`
+#[derive(Debug, Args)]
+pub struct ImportCondaArgs {
+    /// The channel's URL (`https://…`, `file://…`, `mirror://NAME`, a directory), or a JSON file
+    /// listing package records (name, version, build, filename, sha256, depends)
+    pub channel: String,
+    /// What to import: NAME or NAME=VERSION (a VERSION may end in `*`)
+    #[arg(required = true)]
+    pub packages: Vec<String>,
+    /// The recipe repository to write into (created if needed)
+    #[arg(long, value_name = "DIR")]
+    pub out: PathBuf,
+    /// The channel's platform folder
+    #[arg(long, default_value = "linux-64")]
+    pub subdir: String,
+    /// Write sources as `mirror://NAME/<subdir>/<file>` instead of the channel's URL
+    #[arg(long, value_name = "NAME")]
+    pub mirror: Option<String>,
 }
 
 /// Arguments of every importer.

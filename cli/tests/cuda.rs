@@ -222,3 +222,100 @@ fn the_bundled_cuda_examples_lock_to_one_release_with_the_matching_cudnn_build()
     let err = r.failed();
     assert!(err.contains("NVIDIA driver >=525.60.13") && err.contains("470.82.01"), "{err}");
 }
+
+/// A conda package in format v2: a zip of `pkg-*.tar.zst` (payload) and `info-*.tar.zst`.
+fn dot_conda(id: &str, payload: Archive) -> Vec<u8> {
+    let info =
+        Archive::new().with(Entry::file("info/index.json", format!("{{\"name\": \"{id}\"}}"))).tar_zst();
+    Archive::new()
+        .with(Entry::file("metadata.json", "{\"conda_pkg_format_version\": 2}"))
+        .with(Entry::file(&format!("info-{id}.tar.zst"), info))
+        .with(Entry::file(&format!("pkg-{id}.tar.zst"), payload.tar_zst()))
+        .zip()
+}
+
+#[test]
+fn python_3_7_cuda_10_0_and_cudnn_7_6_apply_from_an_imported_conda_channel() {
+    let f = Fixture::new();
+    // The channel: cudatoolkit as .conda and .tar.bz2 (the .conda wins), cudnn as .tar.bz2 only,
+    // one file without a sha256 (left out), and an unrelated package.
+    let toolkit = Archive::new()
+        .with(Entry::file("lib/libcudart.so.10.0.130", vec![1u8; 100]))
+        .with(Entry::symlink("lib/libcudart.so.10.0", "libcudart.so.10.0.130"));
+    let toolkit_v2 = dot_conda("cudatoolkit-10.0.130-0", toolkit.clone());
+    let toolkit_v1 = toolkit.clone().with(Entry::file("info/index.json", "{}")).tar_bz2();
+    let cudnn_v1 = Archive::new()
+        .with(Entry::file("info/index.json", "{}"))
+        .with(Entry::file("info/recipe/meta.yaml", "x"))
+        .with(Entry::file("lib/libcudnn.so.7.6.5", vec![2u8; 100]))
+        .with(Entry::symlink("lib/libcudnn.so.7", "libcudnn.so.7.6.5"))
+        .tar_bz2();
+    for (file, bytes) in [
+        ("cudatoolkit-10.0.130-0.conda", &toolkit_v2),
+        ("cudatoolkit-10.0.130-0.tar.bz2", &toolkit_v1),
+        ("cudnn-7.6.5-cuda10.0_0.tar.bz2", &cudnn_v1),
+    ] {
+        f.server.serve(&format!("/channel/linux-64/{file}"), bytes.clone());
+    }
+    let record = |name: &str, version: &str, build: &str, depends: &[&str], sha: Option<String>| serde_json::json!({ "name": name, "version": version, "build": build, "depends": depends, "sha256": sha, "md5": "0" });
+    let repodata = serde_json::json!({
+        "info": { "subdir": "linux-64" },
+        "packages": {
+            "cudatoolkit-10.0.130-0.tar.bz2": record("cudatoolkit", "10.0.130", "0", &["libgcc-ng >=7.3.0"], Some(sha256_hex(&toolkit_v1))),
+            "cudnn-7.6.5-cuda10.0_0.tar.bz2": record("cudnn", "7.6.5", "cuda10.0_0", &["cudatoolkit >=10.0,<10.1", "__glibc >=2.17"], Some(sha256_hex(&cudnn_v1))),
+            "cudnn-7.6.5-cuda10.1_0.tar.bz2": record("cudnn", "7.6.5", "cuda10.1_0", &["cudatoolkit >=10.1,<10.2"], None),
+            "numpy-1.0-0.tar.bz2": record("numpy", "1.0", "0", &[], Some("3".repeat(64))),
+        },
+        "packages.conda": {
+            "cudatoolkit-10.0.130-0.conda": record("cudatoolkit", "10.0.130", "0", &["libgcc-ng >=7.3.0"], Some(sha256_hex(&toolkit_v2))),
+        },
+    });
+    f.server.serve("/channel/linux-64/repodata.json", repodata.to_string().into_bytes());
+    let team = f.sb.path("team");
+    let r = f.run(&[
+        "import",
+        "conda",
+        &f.server.url("/channel"),
+        "cudatoolkit=10.0.130",
+        "cudnn=7.6.5",
+        "--out",
+        team.to_str().unwrap(),
+    ]);
+    r.ok();
+    assert!(r.stderr.contains("left out cudnn-7.6.5-cuda10.1_0.tar.bz2: no sha256"), "{}", r.stderr);
+    let toolkit_recipe = std::fs::read_to_string(team.join("cudatoolkit/10.0.130+conda.0.toml")).unwrap();
+    assert!(
+        toolkit_recipe.contains("cudatoolkit-10.0.130-0.conda")
+            && toolkit_recipe.contains("format = \"conda\""),
+        "{toolkit_recipe}"
+    );
+    let cudnn_recipe = std::fs::read_to_string(team.join("cudnn/7.6.5+conda.cuda10.0_0.toml")).unwrap();
+    assert!(
+        cudnn_recipe.contains("cudatoolkit = \">=10.0,<10.1\"")
+            && cudnn_recipe.contains("glibc = \">=2.17\""),
+        "{cudnn_recipe}"
+    );
+    // A Python 3.7 of the team's own.
+    let py = Archive::new()
+        .with(Entry::file_mode("bin/python3", "#!/bin/sh\necho Python 3.7.17\n", 0o755))
+        .tar_gz();
+    f.publish("python", "3.7.17", &py, "");
+    std::fs::write(
+        f.sb.path("config.toml"),
+        format!("recipes = [\"{}\", \"{}\"]\n", f.repo.display(), team.display()),
+    )
+    .unwrap();
+    let p = f.profile("vision", "[packages]\npython = \"3.7\"\ncudatoolkit = \"10.0\"\ncudnn = \"7.6\"\n");
+    f.sb.run_env(&["apply", &p], &[("ENVCTL_SYSTEM_DRIVER", "418.40")]).ok();
+    let generation = std::fs::canonicalize(f.profiles_dir().join("vision")).unwrap();
+    assert!(
+        generation.join("lib/libcudart.so.10.0").exists() && generation.join("lib/libcudnn.so.7").exists()
+    );
+    assert!(!generation.join("info").exists(), "a conda package's info/ reached the profile");
+    let env = f.sb.run_env(&["run", "vision", "--", "sh", "-c", "echo $LD_LIBRARY_PATH; python3"], &[]);
+    assert!(
+        env.stdout.contains(&format!("{}/lib", generation.display())) && env.stdout.contains("Python 3.7.17"),
+        "{}",
+        env.stdout
+    );
+}

@@ -216,7 +216,8 @@ fn why_graph_search_and_show_describe_the_resolution() {
             ("8.9.7.29+cuda12", false),
             ("8.9.7.29+cuda11", false),
             ("8.9.7.29+cuda12", true),
-            ("8.9.7.29+cuda11", true)
+            ("8.9.7.29+cuda11", true),
+            ("8.9.7.29+conda.hbc23b4c_3", true)
         ]
     );
 }

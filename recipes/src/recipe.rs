@@ -135,7 +135,8 @@ struct RawSource {
     root: Option<Spanned<String>>,
 }
 
-const FORMATS: &[&str] = &["tar", "tar.gz", "tar.xz", "tar.zst", "tar.bz2", "zip", "wheel", "whl"];
+const FORMATS: &[&str] =
+    &["tar", "tar.gz", "tar.xz", "tar.zst", "tar.bz2", "zip", "wheel", "whl", "conda", "conda-v1"];
 
 impl Recipe {
     /// Reads and checks a recipe file.

@@ -4,7 +4,7 @@
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
-use envctl_recipes::import::{nvidia, pbs};
+use envctl_recipes::import::{conda, nvidia, pbs};
 use envctl_recipes::{Recipe, Repository, Version};
 
 fn data() -> PathBuf {
@@ -40,7 +40,23 @@ fn pbs_files() -> Vec<(String, String)> {
 fn everything() -> BTreeMap<String, String> {
     let mut all = generated();
     all.extend(pbs::import(&pbs_files()).unwrap().into_iter().map(|g| (g.path, g.text)));
+    all.extend(conda_bundled().into_iter().map(|g| (g.path, g.text)));
     all
+}
+
+/// What regenerate.sh imports from the conda list.
+fn conda_bundled() -> Vec<envctl_recipes::import::Generated> {
+    let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("data/conda/conda-cuda-packages.json");
+    let records = conda::records_from_list(&std::fs::read_to_string(path).unwrap(), "x").unwrap();
+    let specs = ["cudatoolkit=11.8.0", "cudnn=8.9.7.29"].map(conda::Spec::parse);
+    conda::import(
+        conda::with_mirror(records, "conda-forge", "linux-64"),
+        "",
+        &specs,
+        "conda-cuda-packages.json",
+    )
+    .unwrap()
+    .0
 }
 
 fn manifest(product: &str, release: &str) -> serde_json::Value {
@@ -194,4 +210,18 @@ fn cpython_builds_come_from_python_build_standalone_with_their_hashes_and_layout
     for minor in 8..=13 {
         assert!(recipes.keys().any(|k| k.starts_with(&format!("python/3.{minor}."))), "no CPython 3.{minor}");
     }
+}
+
+#[test]
+fn conda_forge_cudnn_keeps_its_cuda_family_and_sorts_below_nvidias_own_archive() {
+    let recipes = everything();
+    let r = Recipe::parse(&recipes["cudnn/8.9.7.29+conda.hbc23b4c_3.toml"], Path::new("x.toml")).unwrap();
+    assert_eq!(dependency(&r, "cuda-version"), Some(">=11.0,<12.0a0"));
+    assert_eq!(dependency(&r, "cudatoolkit"), Some("11.*"));
+    assert_eq!(r.sources[0].format.as_deref(), Some("conda"));
+    assert!(r.sources[0].url.starts_with("mirror://conda-forge/linux-64/cudnn-8.9.7.29-hbc23b4c_3.conda"));
+    let nvidia = Version::parse("8.9.7.29+cuda11").unwrap();
+    assert!(r.version < nvidia, "NVIDIA's archive should be preferred");
+    // pkgs/main's files have no published sha256: they are never imported.
+    assert!(!recipes.keys().any(|k| k.contains("h6a678d5_0") || k.starts_with("cudatoolkit/10.")));
 }

@@ -313,6 +313,9 @@ impl Store {
                 let end = chunks.finish();
                 check(end, copied, request, &label)?;
                 let file = fs_err::File::open(&archive)?.into_parts().0;
+                if format == Format::Conda {
+                    return unpack::unpack_conda(file, tree_dir, &label, &request.unpack, limits);
+                }
                 return unpack::unpack_zip(file, tree_dir, &label, format, &request.unpack, limits);
             } else {
                 match decoder(format, &mut chunks) {
@@ -358,14 +361,14 @@ fn decoder<'r>(format: Format, r: &'r mut ChunkReader) -> std::io::Result<Box<dy
         Format::Tar => Box::new(r),
         Format::TarGz => Box::new(flate2::bufread::MultiGzDecoder::new(r)),
         Format::TarXz => Box::new(xz2::bufread::XzDecoder::new_multi_decoder(r)),
-        Format::TarBz2 => Box::new(bzip2::bufread::MultiBzDecoder::new(r)),
+        Format::TarBz2 | Format::CondaV1 => Box::new(bzip2::bufread::MultiBzDecoder::new(r)),
         Format::TarZst => {
             let mut d = zstd::stream::read::Decoder::with_buffer(r)?;
             // Accept archives made with `zstd --long` (windows up to 2 GiB).
             d.window_log_max(31)?;
             Box::new(d)
         }
-        Format::Zip | Format::Wheel => unreachable!("zip formats are unpacked from a file"),
+        Format::Zip | Format::Wheel | Format::Conda => unreachable!("zip formats are unpacked from a file"),
     })
 }
 

@@ -53,6 +53,11 @@ pub enum Format {
     Zip,
     /// A Python wheel (a zip).
     Wheel,
+    /// A conda package, format v2 (`.conda`): a zip holding `pkg-*.tar.zst` (the payload, which is
+    /// installed) and `info-*.tar.zst` (metadata, which is not).
+    Conda,
+    /// A conda package, format v1 (`.tar.bz2`): a bzip2 tar whose `info/` is left out.
+    CondaV1,
 }
 
 impl Format {
@@ -64,6 +69,8 @@ impl Format {
         ("tar.bz2", Format::TarBz2),
         ("zip", Format::Zip),
         ("wheel", Format::Wheel),
+        ("conda", Format::Conda),
+        ("conda-v1", Format::CondaV1),
     ];
 
     /// Parses a format name as recipes and `--format` spell it (`tar.zst`, `zip`, `wheel`, …).
@@ -72,7 +79,7 @@ impl Format {
         Self::NAMES.iter().find(|(n, _)| *n == s).map(|(_, f)| *f).ok_or_else(|| Error::Invalid {
             what: "archive format",
             value: s.to_owned(),
-            rule: "expected one of tar, tar.gz, tar.xz, tar.zst, tar.bz2, zip, wheel",
+            rule: "expected one of tar, tar.gz, tar.xz, tar.zst, tar.bz2, zip, wheel, conda, conda-v1",
         })
     }
 
@@ -95,6 +102,7 @@ impl Format {
             (".tar", Format::Tar),
             (".zip", Format::Zip),
             (".whl", Format::Wheel),
+            (".conda", Format::Conda),
         ];
         suffixes.iter().find(|(s, _)| name.ends_with(s)).map(|(_, f)| *f)
     }
@@ -107,7 +115,7 @@ impl Format {
     /// Whether the format needs random access (zip's directory sits at the end), so the download
     /// must land in a file before unpacking.
     pub fn needs_seek(self) -> bool {
-        matches!(self, Format::Zip | Format::Wheel)
+        matches!(self, Format::Zip | Format::Wheel | Format::Conda)
     }
 }
 
@@ -238,6 +246,10 @@ pub fn unpack_tar(
         u.count_entry()?;
         let raw = entry.path_bytes().into_owned();
         check_pax_size(&mut entry, &raw, &u)?;
+        // A conda package's metadata is not part of what it installs.
+        if format == Format::CondaV1 && (raw == b"info" || raw.starts_with(b"info/")) {
+            continue;
+        }
         let Some(comps) = u.map_path(&raw)? else { continue };
         match kind {
             tar::EntryType::Regular | tar::EntryType::Continuous => {
@@ -266,6 +278,29 @@ pub fn unpack_tar(
         }
     }
     u.finish()
+}
+
+/// Unpacks a `.conda` package (format v2) into `dest`: the payload, `pkg-*.tar.zst`, only.
+pub fn unpack_conda(
+    file: std::fs::File,
+    dest: &Path,
+    label: &str,
+    opts: &UnpackOptions,
+    limits: Limits,
+) -> Result<Unpacked> {
+    let corrupt =
+        |e: std::io::Error| Error::Archive { archive: label.to_owned(), format: "conda".into(), source: e };
+    let mut zip =
+        zip::ZipArchive::new(std::io::BufReader::new(file)).map_err(|e| corrupt(std::io::Error::other(e)))?;
+    let payload = zip
+        .file_names()
+        .find(|n| n.starts_with("pkg-") && n.ends_with(".tar.zst") && !n.contains('/'))
+        .map(str::to_owned)
+        .ok_or_else(|| corrupt(std::io::Error::other("no pkg-*.tar.zst payload inside")))?;
+    let inner = zip.by_name(&payload).map_err(|e| corrupt(std::io::Error::other(e)))?;
+    let mut decoder = zstd::stream::read::Decoder::new(inner).map_err(corrupt)?;
+    decoder.window_log_max(31).map_err(corrupt)?;
+    unpack_tar(decoder, dest, label, Format::Conda, opts, limits)
 }
 
 /// Unpacks a zip (or wheel) file into `dest`, which must be an empty directory.

@@ -7,11 +7,12 @@ use std::path::Path;
 use envctl_recipes::import::{self, Generated};
 
 use super::Status;
-use crate::args::{ImportArgs, ImportCommand};
+use crate::args::{ImportArgs, ImportCommand, ImportCondaArgs};
 use crate::error::{Failure, Result};
 use crate::printer;
+use crate::settings::Settings;
 
-pub fn run(cmd: &ImportCommand) -> Result<Status> {
+pub fn run(cmd: &ImportCommand, settings: &Settings) -> Result<Status> {
     match cmd {
         ImportCommand::NvidiaRedist(args) => {
             let inputs = read_all(args)?;
@@ -21,6 +22,7 @@ pub fn run(cmd: &ImportCommand) -> Result<Status> {
             })?;
             write_all(&args.out, &generated)
         }
+        ImportCommand::Conda(args) => conda(args, settings),
         ImportCommand::PythonBuildStandalone(args) => {
             let inputs = read_all(args)?;
             let generated = import::pbs::import(&inputs).map_err(|e| {
@@ -73,4 +75,44 @@ fn write_all(out: &Path, generated: &[Generated]) -> Result<Status> {
         same
     ));
     Ok(Status::Success)
+}
+
+fn conda(args: &ImportCondaArgs, settings: &Settings) -> Result<Status> {
+    use envctl_recipes::import::conda::{self, Record, Repodata, Spec};
+    let specs: Vec<Spec> = args.packages.iter().map(|p| Spec::parse(p)).collect();
+    let channel = args.channel.trim_end_matches('/');
+    let (records, origin, base): (Vec<(String, Record)>, String, String) = if channel.ends_with(".json") {
+        // A list of records that carry their own file names (and URLs).
+        let text = std::fs::read_to_string(channel)
+            .map_err(|e| Failure::new(format!("cannot read `{channel}`"), e))?;
+        let name = channel.rsplit('/').next().unwrap_or(channel).to_owned();
+        let records = conda::records_from_list(&text, &name)
+            .map_err(|e| Failure::new("cannot import conda packages", e))?;
+        (records, name, String::new())
+    } else {
+        let url = format!("{channel}/{}/repodata.json", args.subdir);
+        let fetcher = envctl_store::Fetcher::new(settings.store_options().fetch);
+        let fail = |e: envctl_store::Error| {
+            Failure::new(format!("cannot read the channel's `{url}`"), e)
+                .hint("give the channel's base URL, the folder that holds linux-64/ and noarch/")
+        };
+        let location =
+            fetcher.locations(&url).map_err(fail)?.into_iter().next().expect("one location at least");
+        let opened = fetcher.open(&location).map_err(fail)?;
+        // Streamed: a channel's repodata runs to hundreds of MB; only small fields are kept.
+        let repodata: Repodata = serde_json::from_reader(std::io::BufReader::new(opened.reader))
+            .map_err(|e| Failure::new(format!("cannot read the channel's `{url}`"), e))?;
+        let records = repodata.packages.into_iter().chain(repodata.conda).collect();
+        (records, format!("{channel} ({})", args.subdir), format!("{channel}/{}", args.subdir))
+    };
+    let records = match &args.mirror {
+        Some(m) => conda::with_mirror(records, m, &args.subdir),
+        None => records,
+    };
+    let (generated, skipped) = conda::import(records, &base, &specs, &origin)
+        .map_err(|e| Failure::new("cannot import conda packages", e))?;
+    for s in &skipped {
+        printer::info(&format!("warning: left out {s}"));
+    }
+    write_all(&args.out, &generated)
 }

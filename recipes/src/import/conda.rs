@@ -1,0 +1,232 @@
+//! Conda packages into recipes: records of a channel's `repodata.json` (read as a stream by the
+//! caller; only the small fields of each record are kept), or a list of records with their file
+//! names and sha256 (`shared/data/conda-cuda/packages.json`).
+//!
+//! - One recipe per name, version and build: the version carries the build as its local label
+//!   (`7.6.5+conda.cuda10.0_0`), so `cudnn = "7.6"` matches every build and the solver picks the
+//!   one whose dependencies fit; `conda.` sorts below NVIDIA's `cuda11`/`cuda12` variants of the
+//!   same release, so NVIDIA's own archive is preferred where both exist.
+//! - The `.conda` file (format `conda`, the payload `pkg-*.tar.zst` only) is preferred to the
+//!   `.tar.bz2` of the same build (format `conda-v1`, `info/` left out).
+//! - `depends` match specs become dependencies when they name a package of the same import or
+//!   `cuda-version` (conda-forge's and envctl's mean the same: the CUDA release a profile is on),
+//!   and `__glibc` / `__cuda` become `[system]` requirements; the rest (a channel's compiler runtimes,
+//!   say) are listed in a comment, since the machine or another repository provides them.
+//! - A record without a sha256 is left out and reported: envctl never trusts a file it cannot
+//!   verify.
+
+use std::collections::{BTreeMap, BTreeSet};
+
+use serde::Deserialize;
+
+use super::{Generated, Problem, quote};
+use crate::version::{Requirement, Version};
+
+/// The fields of a conda package record that recipes need.
+#[derive(Debug, Clone, Deserialize)]
+pub struct Record {
+    /// Package name.
+    pub name: String,
+    /// Version, conda's spelling.
+    pub version: String,
+    /// Build string.
+    pub build: String,
+    /// Run dependencies, as match specs.
+    #[serde(default)]
+    pub depends: Option<Vec<String>>,
+    /// sha256 of the file.
+    #[serde(default)]
+    pub sha256: Option<String>,
+    /// The file name, when the record does not come keyed by it.
+    #[serde(default)]
+    pub filename: Option<String>,
+    /// The full URL, when the record carries it.
+    #[serde(default)]
+    pub url: Option<String>,
+}
+
+/// A channel's `repodata.json`: its two maps of file name to record.
+#[derive(Debug, Default, Deserialize)]
+pub struct Repodata {
+    /// `.tar.bz2` files.
+    #[serde(default)]
+    pub packages: BTreeMap<String, Record>,
+    /// `.conda` files.
+    #[serde(default, rename = "packages.conda")]
+    pub conda: BTreeMap<String, Record>,
+}
+
+/// What to import: `name` or `name=version` (a version may end in `*`).
+#[derive(Debug, Clone)]
+pub struct Spec {
+    /// Package name.
+    pub name: String,
+    /// Version prefix, if any.
+    pub version: Option<String>,
+}
+
+impl Spec {
+    /// Parses `name[=version]`.
+    pub fn parse(text: &str) -> Spec {
+        match text.split_once('=') {
+            Some((n, v)) => {
+                Spec { name: n.trim().to_owned(), version: Some(v.trim().trim_start_matches('=').to_owned()) }
+            }
+            None => Spec { name: text.trim().to_owned(), version: None },
+        }
+    }
+
+    fn matches(&self, r: &Record) -> bool {
+        r.name == self.name
+            && self.version.as_deref().is_none_or(|v| match v.strip_suffix('*') {
+                Some(prefix) => r.version.starts_with(prefix),
+                None => r.version == v,
+            })
+    }
+}
+
+/// Records from a JSON list of records that carry their own file names (and URLs), as
+/// `shared/data/conda-cuda/packages.json` has them.
+pub fn records_from_list(text: &str, origin: &str) -> Result<Vec<(String, Record)>, Problem> {
+    let list: Vec<Record> = serde_json::from_str(text).map_err(|e| Problem {
+        file: origin.to_owned(),
+        message: format!("not a JSON list of records with name, version, build, filename and sha256: {e}"),
+    })?;
+    Ok(list.into_iter().filter_map(|r| Some((r.filename.clone()?, r))).collect())
+}
+
+/// Points every record at `mirror://NAME/<subdir>/<file>` instead of its channel.
+pub fn with_mirror(records: Vec<(String, Record)>, mirror: &str, subdir: &str) -> Vec<(String, Record)> {
+    records
+        .into_iter()
+        .map(|(f, mut r)| {
+            r.url = Some(format!("mirror://{mirror}/{subdir}/{f}"));
+            (f, r)
+        })
+        .collect()
+}
+
+/// One package file to import: its record, file name and where it is fetched from.
+struct File {
+    record: Record,
+    filename: String,
+    url: String,
+}
+
+/// Recipes for the records of `channel`/`subdir` that the specs ask for. `base` is where the files
+/// are fetched from (`<base>/<filename>`). Returns the recipes and a line per record left out.
+pub fn import(
+    records: Vec<(String, Record)>,
+    base: &str,
+    specs: &[Spec],
+    origin: &str,
+) -> Result<(Vec<Generated>, Vec<String>), Problem> {
+    let mut chosen: BTreeMap<(String, String, String), File> = BTreeMap::new();
+    let mut skipped = Vec::new();
+    for (filename, record) in records {
+        if !specs.iter().any(|s| s.matches(&record)) {
+            continue;
+        }
+        if record.sha256.as_deref().is_none_or(|s| s.len() != 64 || !s.bytes().all(|b| b.is_ascii_hexdigit()))
+        {
+            skipped.push(format!("{filename}: no sha256 to verify it by"));
+            continue;
+        }
+        let url = record.url.clone().unwrap_or_else(|| format!("{}/{filename}", base.trim_end_matches('/')));
+        let key = (record.name.clone(), record.version.clone(), record.build.clone());
+        let is_v2 = filename.ends_with(".conda");
+        // The .conda file wins over the .tar.bz2 of the same build.
+        if chosen.get(&key).is_some_and(|f| f.filename.ends_with(".conda")) && !is_v2 {
+            continue;
+        }
+        chosen.insert(key, File { record, filename, url });
+    }
+    for spec in specs {
+        if !chosen.values().any(|f| spec.matches(&f.record)) {
+            let what =
+                spec.version.as_deref().map_or_else(|| spec.name.clone(), |v| format!("{}={v}", spec.name));
+            return Err(Problem {
+                file: origin.to_owned(),
+                message: format!("no package with a sha256 matches `{what}`"),
+            });
+        }
+    }
+    let names: BTreeSet<String> = chosen.values().map(|f| f.record.name.clone()).collect();
+    let mut out = Vec::new();
+    for f in chosen.values() {
+        let r = &f.record;
+        let version = format!(
+            "{}+conda.{}",
+            r.version,
+            r.build.replace(|c: char| !c.is_ascii_alphanumeric() && c != '.' && c != '_', "_")
+        );
+        Version::parse(&version)
+            .map_err(|e| Problem { file: origin.to_owned(), message: format!("{}: {e}", f.filename) })?;
+        let mut deps = BTreeMap::new();
+        let mut system = BTreeMap::new();
+        let mut external = Vec::new();
+        for spec in r.depends.iter().flatten() {
+            let mut words = spec.split_whitespace();
+            let Some(dep) = words.next() else { continue };
+            let constraint = words.next().unwrap_or("*");
+            let requirement = requirement_of_conda(constraint);
+            match (dep, requirement) {
+                ("__glibc", Some(req)) => {
+                    system.insert("glibc", req);
+                }
+                ("__cuda", Some(req)) => {
+                    system.insert("cuda", req);
+                }
+                (name, Some(req)) if names.contains(name) || name == "cuda-version" => {
+                    deps.insert(name.to_owned(), req);
+                }
+                _ => external.push(spec.clone()),
+            }
+        }
+        let format = if f.filename.ends_with(".conda") { "conda" } else { "conda-v1" };
+        let mut text = format!("# Generated by `envctl import conda` from {origin}: {}.\n", f.filename);
+        if !external.is_empty() {
+            text.push_str(&format!(
+                "# Not imported (provided by the machine or another repository): {}.\n",
+                external.join(", ")
+            ));
+        }
+        text.push_str(&format!(
+            "name = {}\nversion = {}\nsummary = {}\n",
+            quote(&r.name),
+            quote(&version),
+            quote(&format!("{} {} (conda build {})", r.name, r.version, r.build))
+        ));
+        if !deps.is_empty() {
+            text.push_str("\n[dependencies]\n");
+            for (n, q) in &deps {
+                text.push_str(&format!("{n} = {}\n", quote(q)));
+            }
+        }
+        if !system.is_empty() {
+            text.push_str("\n[system]\n");
+            for (k, q) in &system {
+                text.push_str(&format!("{k} = {}\n", quote(q)));
+            }
+        }
+        text.push_str(&format!(
+            "\n[[source]]\nplatform = \"linux-x86_64\"\nurl = {}\nsha256 = {}\nformat = {}\n",
+            quote(&f.url),
+            quote(&r.sha256.clone().unwrap_or_default().to_ascii_lowercase()),
+            quote(format)
+        ));
+        out.push(Generated { path: format!("{}/{version}.toml", r.name), text });
+    }
+    Ok((out, skipped))
+}
+
+/// A conda version constraint (`>=10.0,<10.1`, `7.6.*`, `>=3.7,<3.8.0a0|3.9`) as an envctl
+/// requirement, when envctl's grammar reads it the same way (see docs/reference/versions.md: a
+/// bare series is a prefix match in both); `None` otherwise.
+fn requirement_of_conda(constraint: &str) -> Option<String> {
+    let text = constraint.trim();
+    if text.is_empty() || text == "*" {
+        return Some("*".into());
+    }
+    Requirement::parse(text).ok().map(|r| r.as_str().to_owned())
+}
