@@ -319,3 +319,22 @@ fn python_3_7_cuda_10_0_and_cudnn_7_6_apply_from_an_imported_conda_channel() {
         env.stdout
     );
 }
+
+#[test]
+fn search_and_show_list_the_real_versions_from_the_manifests() {
+    let f = Fixture::new();
+    let search = f.run(&["search", "cudnn", "--json"]);
+    let v: serde_json::Value = serde_json::from_str(&search.stdout).unwrap();
+    let cudnn = v.as_array().unwrap().iter().find(|r| r["name"] == "cudnn").unwrap();
+    assert_eq!(cudnn["version"], "9.8.0.87+cuda12", "{cudnn}");
+    let show = f.run(&["show", "cuda-cudart"]);
+    show.ok();
+    for version in ["12.8.90", "12.6.77", "12.4.127", "11.8.89"] {
+        assert!(show.stdout.contains(&format!("cuda-cudart {version}")), "{}", show.stdout);
+    }
+    assert!(
+        show.stdout.contains("sha256 0483bff9a36e7a44465db3cd42874f6f70f019297dcf803fbefcbf58d7448c8f"),
+        "{}",
+        show.stdout
+    );
+}
