@@ -405,19 +405,9 @@ fn a_percent_escape_before_a_multibyte_character_is_an_error_not_a_panic() {
 #[test]
 fn output_into_a_closed_pipe_is_dropped_without_a_panic() {
     let f = Fixture::new();
-    let bin = env!("CARGO_BIN_EXE_envctl");
     let script =
         r#"( sleep 0.3; "$0" doctor; echo "rc=$?" >&2; "$0" search hello; echo "rc=$?" >&2 ) | true"#;
-    let out = f.sb.command(&[]).get_program().to_owned();
-    assert_eq!(out, bin);
-    let mut c = std::process::Command::new("sh");
-    c.arg("-c").arg(script).arg(bin);
-    for (k, v) in f.sb.command(&[]).get_envs() {
-        match v {
-            Some(v) => c.env(k, v),
-            None => c.env_remove(k),
-        };
-    }
+    let mut c = f.sb.through(&["sh", "-c", script], &[]);
     let out = c.output().unwrap();
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(!err.contains("panicked"), "{err}");
@@ -489,34 +479,16 @@ fn writable_by_others(dir: &std::path::Path) -> Vec<String> {
 fn under_umask_000_nothing_envctl_creates_is_writable_by_others() {
     let f = Fixture::new();
     let p = f.profile("p", "[packages]\nhello = \"1\"\n");
-    let bin = env!("CARGO_BIN_EXE_envctl");
+    let umask_000 = ["sh", "-c", "umask 000; exec \"$@\"", "sh"];
     for args in [vec!["apply", p.as_str()], vec!["store", "optimise"], vec!["store", "verify"], vec!["gc"]] {
-        let mut c = f.sb.command(&[]);
-        c.env_remove("NO_COLOR");
-        let mut sh = std::process::Command::new("sh");
-        sh.arg("-c").arg("umask 000; exec \"$@\"").arg("sh").arg(bin).args(&args);
-        for (k, v) in c.get_envs() {
-            match v {
-                Some(v) => sh.env(k, v),
-                None => sh.env_remove(k),
-            };
-        }
-        let out = sh.output().unwrap();
+        let out = f.sb.through(&umask_000, &args).output().unwrap();
         assert!(out.status.success(), "{args:?}: {}", String::from_utf8_lossy(&out.stderr));
     }
     let open = writable_by_others(&f.sb.path("envctl"));
     assert!(open.is_empty(), "writable by others: {open:?}");
     // The user's own umask comes back for the programs a session runs.
-    let r = f.sb.command(&["run", "p", "--", "sh", "-c", "umask"]);
-    let mut sh = std::process::Command::new("sh");
-    sh.arg("-c").arg("umask 007; exec \"$@\"").arg("sh").arg(r.get_program()).args(r.get_args());
-    for (k, v) in r.get_envs() {
-        match v {
-            Some(v) => sh.env(k, v),
-            None => sh.env_remove(k),
-        };
-    }
-    let out = sh.output().unwrap();
+    let umask_007 = ["sh", "-c", "umask 007; exec \"$@\"", "sh"];
+    let out = f.sb.through(&umask_007, &["run", "p", "--", "sh", "-c", "umask"]).output().unwrap();
     assert_eq!(String::from_utf8_lossy(&out.stdout).trim(), "0007");
 }
 
@@ -535,16 +507,7 @@ fn a_user_who_may_only_read_the_home_can_run_list_and_verify_but_not_change_it()
     std::fs::set_permissions(f.sb.dir.path(), std::fs::Permissions::from_mode(0o755)).unwrap();
     let before = list(&f.sb.store());
     let as_nobody = |args: &[&str]| {
-        let c = f.sb.command(args);
-        let mut s = std::process::Command::new("setpriv");
-        s.args(["--reuid=65534", "--regid=65534", "--clear-groups"]).arg(c.get_program()).args(c.get_args());
-        for (k, v) in c.get_envs() {
-            match v {
-                Some(v) => s.env(k, v),
-                None => s.env_remove(k),
-            };
-        }
-        s.stdin(std::process::Stdio::null()).output().unwrap()
+        f.sb.through(&["setpriv", "--reuid=65534", "--regid=65534", "--clear-groups"], args).output().unwrap()
     };
     for args in [
         &["run", "p", "--", "hello"][..],

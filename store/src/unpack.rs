@@ -138,8 +138,8 @@ pub struct UnpackOptions {
     pub root: Option<String>,
 }
 
-/// A relative path as validated components; `what` names it in the error.
-fn relative_components(path: &str, what: &'static str) -> Result<Vec<OsString>> {
+/// A relative path as validated components (`.` alone gives none); `what` names it in the error.
+fn components(path: &str, what: &'static str) -> Result<Vec<OsString>> {
     let mut out = Vec::new();
     for c in Path::new(path).components() {
         match c {
@@ -154,6 +154,12 @@ fn relative_components(path: &str, what: &'static str) -> Result<Vec<OsString>> 
             }
         }
     }
+    Ok(out)
+}
+
+/// As [`components`], and naming at least one entry.
+fn relative_components(path: &str, what: &'static str) -> Result<Vec<OsString>> {
+    let out = components(path, what)?;
     if out.is_empty() {
         return Err(Error::Invalid {
             what,
@@ -177,22 +183,7 @@ impl UnpackOptions {
 
     /// The sub-directory as validated path components.
     pub fn subdir_components(&self) -> Result<Vec<OsString>> {
-        let Some(sub) = &self.subdir else { return Ok(Vec::new()) };
-        let mut out = Vec::new();
-        for c in Path::new(sub).components() {
-            match c {
-                Component::Normal(n) => out.push(n.to_owned()),
-                Component::CurDir => {}
-                _ => {
-                    return Err(Error::Invalid {
-                        what: "subdir",
-                        value: sub.clone(),
-                        rule: "must be a relative path without `..`",
-                    });
-                }
-            }
-        }
-        Ok(out)
+        self.subdir.as_deref().map_or(Ok(Vec::new()), |sub| components(sub, "subdir"))
     }
 }
 

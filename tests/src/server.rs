@@ -156,13 +156,7 @@ fn handle(stream: TcpStream, state: &Mutex<State>) -> std::io::Result<()> {
         return match reply {
             Reply::Status(status) => respond_head(&mut out, status, 0),
             Reply::Raw(_) => Ok(()),
-            Reply::Redirect(location) => {
-                write!(
-                    out,
-                    "HTTP/1.1 302 Found\r\nLocation: {location}\r\nContent-Length: 0\r\nConnection: close\r\n\r\n"
-                )?;
-                out.flush()
-            }
+            Reply::Redirect(location) => redirect(&mut out, &location),
             other => respond_head(&mut out, 200, other.body_len().unwrap_or(0)),
         };
     }
@@ -181,13 +175,7 @@ fn handle(stream: TcpStream, state: &Mutex<State>) -> std::io::Result<()> {
             std::thread::sleep(hang);
             Ok(())
         }
-        Reply::Redirect(location) => {
-            write!(
-                out,
-                "HTTP/1.1 302 Found\r\nLocation: {location}\r\nContent-Length: 0\r\nConnection: close\r\n\r\n"
-            )?;
-            out.flush()
-        }
+        Reply::Redirect(location) => redirect(&mut out, &location),
         Reply::Trickle { body, every } => {
             write!(out, "HTTP/1.1 200 OK\r\nContent-Length: {}\r\nConnection: close\r\n\r\n", body.len())?;
             for b in body {
@@ -204,6 +192,14 @@ fn handle(stream: TcpStream, state: &Mutex<State>) -> std::io::Result<()> {
         }
         Reply::FailThen { .. } => unreachable!("resolved above"),
     }
+}
+
+fn redirect(out: &mut TcpStream, location: &str) -> std::io::Result<()> {
+    write!(
+        out,
+        "HTTP/1.1 302 Found\r\nLocation: {location}\r\nContent-Length: 0\r\nConnection: close\r\n\r\n"
+    )?;
+    out.flush()
 }
 
 fn respond(out: &mut TcpStream, status: u16, body: &[u8]) -> std::io::Result<()> {

@@ -84,6 +84,22 @@ impl Sandbox {
         c
     }
 
+    /// `envctl ARGS` run through another program (`sh -c …`, `setpriv …`): `prefix`, then the
+    /// envctl binary and `args`, with the sandbox's environment.
+    pub fn through(&self, prefix: &[&str], args: &[&str]) -> Command {
+        let inner = self.command(args);
+        let mut c = Command::new(prefix[0]);
+        c.args(&prefix[1..]).arg(inner.get_program()).args(inner.get_args());
+        for (k, v) in inner.get_envs() {
+            match v {
+                Some(v) => c.env(k, v),
+                None => c.env_remove(k),
+            };
+        }
+        c.stdin(Stdio::null());
+        c
+    }
+
     pub fn run(&self, args: &[&str]) -> Run {
         Run::from(self.command(args).output().unwrap())
     }
