@@ -343,6 +343,9 @@ pub struct GenerationsArgs {
     /// Delete all but the newest K generations
     #[arg(long, value_name = "K")]
     pub keep: Option<usize>,
+    /// With a deletion: list what would be deleted and delete nothing
+    #[arg(long)]
+    pub dry_run: bool,
     /// Machine-readable output on stdout
     #[arg(long)]
     pub json: bool,
@@ -378,6 +381,10 @@ pub struct GcArgs {
     /// List what would be removed, with sizes, and remove nothing
     #[arg(long)]
     pub dry_run: bool,
+    /// First delete every profile's generations older than AGE (30d, 12h, 90m; never a current
+    /// one), then collect what only they used
+    #[arg(long, value_name = "AGE")]
+    pub delete_older_than: Option<String>,
     /// Machine-readable output on stdout
     #[arg(long)]
     pub json: bool,

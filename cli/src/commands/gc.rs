@@ -9,6 +9,9 @@ use crate::printer;
 use crate::settings::Settings;
 
 pub fn run(args: &GcArgs, settings: &Settings, _cli: &Cli) -> Result<Status> {
+    if let Some(age) = &args.delete_older_than {
+        delete_older(age, args.dry_run, settings)?;
+    }
     let dir = settings.store_dir();
     let store = Store::open(&dir, settings.store_options())
         .context(|| format!("cannot open the store at `{}`", dir.display()))?;
@@ -40,4 +43,33 @@ pub fn run(args: &GcArgs, settings: &Settings, _cli: &Cli) -> Result<Status> {
         report.kept
     ));
     Ok(Status::Success)
+}
+
+/// `--delete-older-than AGE`: every profile's generations older than AGE, never a current one, each
+/// under its profile's lock (as `envctl generations P --older-than AGE` does).
+fn delete_older(age: &str, dry_run: bool, settings: &Settings) -> Result<()> {
+    let secs = super::profiles::parse_age(age)?;
+    let profiles = envctl_store::Profiles::open(&settings.home)
+        .context(|| "cannot open the profiles directory".into())?;
+    for name in profiles.names().context(|| "cannot list profiles".into())? {
+        let _lock = profiles.lock(&name).context(|| format!("cannot lock profile `{name}`"))?;
+        let gens = profiles.generations(&name).context(|| format!("cannot read profile `{name}`"))?;
+        let doomed = super::profiles::older_than(&gens, secs);
+        if doomed.is_empty() {
+            continue;
+        }
+        let list = doomed.iter().map(u32::to_string).collect::<Vec<_>>().join(", ");
+        if dry_run {
+            printer::status(&format!("would delete generations {list} of `{name}`"));
+        } else {
+            profiles.delete(&name, &doomed).context(|| format!("cannot delete generations of `{name}`"))?;
+            printer::status(&format!("deleted generations {list} of `{name}`"));
+        }
+    }
+    if dry_run {
+        printer::status(
+            "(dry run: the store paths below are what a gc would remove now, before those deletions)",
+        );
+    }
+    Ok(())
 }

@@ -83,12 +83,7 @@ pub fn generations(args: &GenerationsArgs, settings: &Settings, _cli: &Cli) -> R
         let gens = generations_of(&profiles, &args.profile)?;
         let mut doomed: Vec<u32> = args.delete.clone();
         if let Some(age) = &args.older_than {
-            let secs = parse_age(age)?;
-            let now = std::time::SystemTime::now()
-                .duration_since(std::time::UNIX_EPOCH)
-                .map(|d| d.as_secs() as i64)
-                .unwrap_or(0);
-            doomed.extend(gens.iter().filter(|g| !g.current && now - g.created > secs).map(|g| g.number));
+            doomed.extend(older_than(&gens, parse_age(age)?));
         }
         if let Some(keep) = args.keep {
             let mut newest: Vec<&Generation> = gens.iter().collect();
@@ -97,6 +92,15 @@ pub fn generations(args: &GenerationsArgs, settings: &Settings, _cli: &Cli) -> R
         }
         doomed.sort();
         doomed.dedup();
+        if args.dry_run {
+            printer::status(&format!(
+                "would delete {} of `{}`{} (dry run: nothing deleted)",
+                printer::count(doomed.len(), "generation"),
+                args.profile,
+                numbers(&doomed)
+            ));
+            return Ok(Status::Success);
+        }
         profiles
             .delete(&args.profile, &doomed)
             .context(|| format!("cannot delete generations of `{}`", args.profile))?;
@@ -104,11 +108,7 @@ pub fn generations(args: &GenerationsArgs, settings: &Settings, _cli: &Cli) -> R
             "deleted {} of `{}`{}; `envctl gc` frees what only they used",
             printer::count(doomed.len(), "generation"),
             args.profile,
-            if doomed.is_empty() {
-                String::new()
-            } else {
-                format!(" ({})", doomed.iter().map(u32::to_string).collect::<Vec<_>>().join(", "))
-            }
+            numbers(&doomed)
         ));
         return Ok(Status::Success);
     }
@@ -141,7 +141,27 @@ pub fn generations(args: &GenerationsArgs, settings: &Settings, _cli: &Cli) -> R
     Ok(Status::Success)
 }
 
-fn parse_age(s: &str) -> Result<i64> {
+/// ` (1, 2)`, or nothing for none.
+fn numbers(doomed: &[u32]) -> String {
+    if doomed.is_empty() {
+        String::new()
+    } else {
+        format!(" ({})", doomed.iter().map(u32::to_string).collect::<Vec<_>>().join(", "))
+    }
+}
+
+/// The generations (never the current one) created more than `secs` ago.
+pub fn older_than(gens: &[Generation], secs: i64) -> Vec<u32> {
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_secs() as i64)
+        .unwrap_or(0);
+    gens.iter().filter(|g| !g.current && now - g.created > secs).map(|g| g.number).collect()
+}
+
+/// An age with its unit (`30d`, `12h`, `90m`, `45s`). A bare number is refused: read as seconds it
+/// once deleted a month of history meant as `30` days.
+pub fn parse_age(s: &str) -> Result<i64> {
     let (num, unit) = s.split_at(s.trim_end_matches(|c: char| c.is_ascii_alphabetic()).len());
     let n: i64 = num.parse().map_err(|_| {
         Failure::new(format!("invalid age `{s}`"), "expected a number and a unit: 30d, 12h, 90m")
@@ -150,7 +170,11 @@ fn parse_age(s: &str) -> Result<i64> {
         "d" => 86_400,
         "h" => 3_600,
         "m" => 60,
-        "s" | "" => 1,
+        "s" => 1,
+        "" => {
+            return Err(Failure::new(format!("invalid age `{s}`"), format!("`{s}` has no unit"))
+                .hint(format!("write {s}d for days, {s}h for hours, {s}m for minutes or {s}s for seconds")));
+        }
         _ => return Err(Failure::new(format!("invalid age `{s}`"), "units are d, h, m and s")),
     };
     Ok(n * mult)
