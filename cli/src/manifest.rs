@@ -21,6 +21,10 @@ pub struct Manifest {
     /// use `${profile}`.
     #[serde(default)]
     pub env: BTreeMap<String, String>,
+    /// The profile file's own `[env]`, so that an apply can tell a removed variable from an
+    /// unchanged file without loading recipes (absent in generations built before it was recorded).
+    #[serde(default, rename = "profile-env", skip_serializing_if = "Option::is_none")]
+    pub profile_env: Option<BTreeMap<String, String>>,
     /// Search-path variables and the generation's directories for each, relative to its root,
     /// found when the generation was built so that starting a session reads no directory.
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -66,9 +70,35 @@ impl Manifest {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 #[serde(tag = "change", rename_all = "lowercase")]
 pub enum Change {
-    Added { name: String, version: String },
-    Removed { name: String, version: String },
-    Changed { name: String, old: String, new: String },
+    Added {
+        name: String,
+        version: String,
+    },
+    Removed {
+        name: String,
+        version: String,
+    },
+    Changed {
+        name: String,
+        old: String,
+        new: String,
+    },
+    /// A session variable that appeared.
+    Set {
+        variable: String,
+        value: String,
+    },
+    /// A session variable that went away.
+    Unset {
+        variable: String,
+        value: String,
+    },
+    /// A session variable whose value changed.
+    Reset {
+        variable: String,
+        old: String,
+        new: String,
+    },
 }
 
 impl std::fmt::Display for Change {
@@ -77,6 +107,9 @@ impl std::fmt::Display for Change {
             Change::Added { name, version } => write!(f, "+ {name} {version}"),
             Change::Removed { name, version } => write!(f, "- {name} {version}"),
             Change::Changed { name, old, new } => write!(f, "~ {name} {old} -> {new}"),
+            Change::Set { variable, value } => write!(f, "+ ${variable}={value:?}"),
+            Change::Unset { variable, .. } => write!(f, "- ${variable}"),
+            Change::Reset { variable, old, new } => write!(f, "~ ${variable} {old:?} -> {new:?}"),
         }
     }
 }
@@ -98,6 +131,24 @@ pub fn diff(old: Option<&Manifest>, new: &Manifest) -> Vec<Change> {
     for (name, v) in &before {
         if !after.contains_key(name) {
             out.push(Change::Removed { name: (*name).into(), version: (*v).into() });
+        }
+    }
+    // Session variables, for a generation that differs from the previous one (the first
+    // generation's variables are part of what it is, not a change).
+    if let Some(old) = old {
+        for (k, v) in &new.env {
+            match old.env.get(k) {
+                None => out.push(Change::Set { variable: k.clone(), value: v.clone() }),
+                Some(o) if o != v => {
+                    out.push(Change::Reset { variable: k.clone(), old: o.clone(), new: v.clone() })
+                }
+                _ => {}
+            }
+        }
+        for (k, v) in &old.env {
+            if !new.env.contains_key(k) {
+                out.push(Change::Unset { variable: k.clone(), value: v.clone() });
+            }
         }
     }
     out

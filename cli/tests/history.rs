@@ -65,3 +65,32 @@ fn gc_delete_older_than_deletes_old_generations_then_collects_what_only_they_use
     f.run(&["gc", "--delete-older-than", "1d"]).ok();
     assert_eq!(f.run(&["run", "p", "--", "hello"]).ok(), "hello 2.0");
 }
+
+#[test]
+fn removing_or_changing_a_variable_makes_a_generation_and_the_change_is_listed() {
+    let f = Fixture::new();
+    f.run(&["apply", &f.profile("p", "[packages]\nhello = \"1\"\n[env]\nKEEP = \"1\"\nGONE = \"2\"\n")]).ok();
+    // Removing GONE used to be "up to date": the file's variables were still a subset.
+    let r = f.run(&["apply", &f.profile("p", "[packages]\nhello = \"1\"\n[env]\nKEEP = \"3\"\n")]);
+    r.ok();
+    assert!(!r.stderr.contains("up to date"), "{}", r.stderr);
+    let env = f.run(&["env", "p", "--format", "json"]);
+    let vars: serde_json::Value = serde_json::from_str(&env.stdout).unwrap();
+    assert!(vars.get("GONE").is_none() && vars["KEEP"] == "3", "{vars}");
+    let gens = f.run(&["generations", "p"]);
+    gens.ok();
+    let last = gens.stdout.lines().last().unwrap().to_owned();
+    assert!(
+        last.contains("(current)") && last.contains("~ $KEEP \"1\" -> \"3\"") && last.contains("- $GONE"),
+        "{}",
+        gens.stdout
+    );
+    let diff = f.run(&["diff", "p", "--json"]);
+    let changes: serde_json::Value = serde_json::from_str(&diff.stdout).unwrap();
+    let kinds: Vec<&str> =
+        changes["changes"].as_array().unwrap().iter().map(|c| c["change"].as_str().unwrap()).collect();
+    assert_eq!(kinds, ["reset", "unset"], "{changes}");
+    // And applying the same file again is a no-op.
+    let r = f.run(&["apply", &f.profile("p", "[packages]\nhello = \"1\"\n[env]\nKEEP = \"3\"\n")]);
+    assert!(r.stderr.contains("up to date"), "{}", r.stderr);
+}

@@ -276,8 +276,10 @@ fn same_versions(lock: &LockFile, m: &Manifest) -> bool {
             .all(|(l, p)| l.name == p.name && l.version == p.version && l.source.sha256 == p.sha256)
 }
 
+/// Whether the profile file's `[env]` is the one the generation was built from: equal, so that a
+/// removed variable is a change too. A generation that did not record it is rebuilt to find out.
 fn same_env(profile: &ProfileFile, m: &Manifest) -> bool {
-    profile.env.iter().all(|(k, v)| m.env.get(k) == Some(v))
+    m.profile_env.as_ref() == Some(&profile.env)
 }
 
 fn build_manifest(ctx: &Context, lock: &LockFile, name: &str) -> Manifest {
@@ -296,6 +298,7 @@ fn build_manifest(ctx: &Context, lock: &LockFile, name: &str) -> Manifest {
         request: lock.request.clone(),
         platform: lock.platform.clone(),
         env,
+        profile_env: Some(ctx.profile.env.clone()),
         search: None,
         packages: lock
             .packages
