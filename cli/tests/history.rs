@@ -94,3 +94,36 @@ fn removing_or_changing_a_variable_makes_a_generation_and_the_change_is_listed()
     let r = f.run(&["apply", &f.profile("p", "[packages]\nhello = \"1\"\n[env]\nKEEP = \"3\"\n")]);
     assert!(r.stderr.contains("up to date"), "{}", r.stderr);
 }
+
+#[test]
+fn a_session_inside_another_replaces_it_instead_of_stacking() {
+    let f = Fixture::new();
+    f.run(&[
+        "apply",
+        &f.profile("nlp", "[packages]\nhello = \"2\"\n[env]\nNLP_ONLY = \"yes\"\nSHARED = \"nlp\"\n"),
+    ])
+    .ok();
+    f.run(&["apply", &f.profile("vision", "[packages]\nworld = \"1\"\n[env]\nSHARED = \"vision\"\n")]).ok();
+    let nlp = std::fs::canonicalize(f.profiles_dir().join("nlp")).unwrap();
+    let show =
+        "echo PATH=$PATH; echo NLP_ONLY=${NLP_ONLY-unset}; echo SHARED=$SHARED; echo PROFILE=$ENVCTL_PROFILE";
+    let bin = env!("CARGO_BIN_EXE_envctl");
+    let r = f.run(&["run", "nlp", "--", bin, "run", "vision", "--", "sh", "-c", show]);
+    r.ok();
+    assert!(r.stderr.contains("leaving the environment of `nlp` for `vision`"), "{}", r.stderr);
+    assert!(!r.stdout.contains(&nlp.display().to_string()), "nlp's directories stayed:\n{}", r.stdout);
+    assert!(
+        r.stdout.contains("NLP_ONLY=unset")
+            && r.stdout.contains("SHARED=vision")
+            && r.stdout.contains("PROFILE=vision"),
+        "{}",
+        r.stdout
+    );
+    // The same with two `eval "$(envctl env …)"` in one shell.
+    let script = format!("eval \"$(\"$0\" env nlp)\"; eval \"$(\"$0\" env vision)\"; {show}");
+    let out = f.sb.through(&["sh", "-c", &script], &[]).output().unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(!stdout.contains(&nlp.display().to_string()), "nlp's directories stayed:\n{stdout}");
+    assert!(stdout.contains("NLP_ONLY=unset") && stdout.contains("SHARED=vision"), "{stdout}");
+}

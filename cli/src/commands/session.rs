@@ -80,6 +80,34 @@ fn adhoc(packages: &[String], settings: &Settings, cli: &Cli) -> Result<(String,
     Ok((applied.name, applied.generation))
 }
 
+/// The variable in which a session records, for every variable it sets, the value it had before
+/// (or `null`): entering another session first puts those back, so sessions replace each other
+/// instead of stacking (two Pythons' site-packages on one PYTHONPATH).
+const RESTORE: &str = "ENVCTL_RESTORE";
+
+/// `base` as it was before the envctl session it is inside of, if any, and that session's profile.
+fn outside_sessions(mut base: BTreeMap<String, String>) -> (BTreeMap<String, String>, Option<String>) {
+    let Some(saved) = base.remove(RESTORE) else { return (base, None) };
+    let Ok(saved) = serde_json::from_str::<BTreeMap<String, Option<String>>>(&saved) else {
+        return (base, None);
+    };
+    let left = base.get("ENVCTL_PROFILE").cloned();
+    for (k, v) in saved {
+        match v {
+            Some(v) => base.insert(k, v),
+            None => base.remove(&k),
+        };
+    }
+    (base, left)
+}
+
+/// Records in `env` what `base` had for each variable `env` sets (see [`RESTORE`]).
+fn remember(env: &mut BTreeMap<String, String>, base: &BTreeMap<String, String>) {
+    let saved: BTreeMap<&String, Option<&String>> = env.keys().map(|k| (k, base.get(k))).collect();
+    let text = serde_json::to_string(&saved).expect("strings serialize");
+    env.insert(RESTORE.to_owned(), text);
+}
+
 fn prepend(
     var: &str,
     dirs: Vec<PathBuf>,
@@ -163,8 +191,12 @@ pub fn session(args: &SessionArgs, command: Vec<String>, settings: &Settings, cl
     let hold =
         FileLock::shared(&meta.join("store.lock")).map_err(|e| Failure::new("cannot lock the store", e))?;
     let t = target(args.profile.as_deref(), &args.packages, settings, cli)?;
-    let base = base_env(args.pure);
-    let env = environment(&t, &base);
+    let (base, left) = outside_sessions(base_env(args.pure));
+    if let Some(left) = left.filter(|l| *l != t.name) {
+        printer::status(&format!("leaving the environment of `{left}` for `{}`", t.name));
+    }
+    let mut env = environment(&t, &base);
+    remember(&mut env, &base);
     let gen_name = t.generation.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
     // A user who may only read the home cannot register a root; the profile's own generation
     // link keeps the generation alive until its owner deletes it.
@@ -207,10 +239,9 @@ pub fn session(args: &SessionArgs, command: Vec<String>, settings: &Settings, cl
     };
     let mut cmd = std::process::Command::new(&program);
     cmd.args(&rest);
-    if args.pure {
-        cmd.env_clear();
-        cmd.envs(&base);
-    }
+    // The whole environment: what an enclosing session set is gone, not only overridden.
+    cmd.env_clear();
+    cmd.envs(&base);
     cmd.envs(&env);
     // The root's file stays locked in the executed program; its path is kept for GC to find.
     std::mem::forget(root);
@@ -235,8 +266,15 @@ fn write_private(path: &std::path::Path, text: &str) -> std::io::Result<()> {
 
 pub fn env(args: &EnvArgs, settings: &Settings, cli: &Cli) -> Result<Status> {
     let t = target(Some(&args.profile), &[], settings, cli)?;
-    let base = base_env(false);
-    let env = environment(&t, &base);
+    let outer = base_env(false);
+    let (base, _) = outside_sessions(outer.clone());
+    let mut env = environment(&t, &base);
+    remember(&mut env, &base);
+    // What an enclosing session set and this one does not: back to before it, or unset.
+    let unset: Vec<&String> =
+        outer.keys().filter(|k| !base.contains_key(*k) && !env.contains_key(*k)).collect();
+    let restore: Vec<(&String, &String)> =
+        base.iter().filter(|(k, v)| outer.get(*k) != Some(v) && !env.contains_key(*k)).collect();
     // Keys are checked when recipes and profile files are read; a generation written before that
     // check could still carry one that would run code in the shell that evaluates this output.
     if let Some(bad) = env.keys().find(|k| !envctl_recipes::is_variable_name(k)) {
@@ -249,12 +287,18 @@ pub fn env(args: &EnvArgs, settings: &Settings, cli: &Cli) -> Result<Status> {
     match args.format {
         EnvFormat::Json => printer::json(&env),
         EnvFormat::Sh => {
-            for (k, v) in &env {
+            for k in &unset {
+                printer::data(&format!("unset {k}"));
+            }
+            for (k, v) in env.iter().chain(restore) {
                 printer::data(&format!("export {k}='{}'", v.replace('\'', "'\\''")));
             }
         }
         EnvFormat::Fish => {
-            for (k, v) in &env {
+            for k in &unset {
+                printer::data(&format!("set -e {k}"));
+            }
+            for (k, v) in env.iter().chain(restore) {
                 let v = v.replace('\\', "\\\\").replace('\'', "\\'");
                 if k.ends_with("PATH") {
                     printer::data(&format!("set -gx {k} (string split : '{v}')"));
