@@ -16,13 +16,26 @@ fn open(settings: &Settings) -> Result<Profiles> {
 fn generations_of(profiles: &Profiles, name: &str) -> Result<Vec<Generation>> {
     let gens = profiles.generations(name).context(|| format!("cannot read profile `{name}`"))?;
     if gens.is_empty() {
-        return Err(Failure::new(
-            format!("cannot use profile `{name}`"),
-            format!("there is no profile `{name}`"),
-        )
-        .hint("`envctl profiles` lists the profiles; `envctl apply FILE` creates one"));
+        return Err(no_profile(profiles, name, &format!("cannot use profile `{name}`")));
     }
     Ok(gens)
+}
+
+/// The failure for a profile that does not exist, with the nearest existing names.
+pub fn no_profile(profiles: &Profiles, name: &str, what: &str) -> Failure {
+    let mut near: Vec<(f64, String)> = profiles
+        .names()
+        .unwrap_or_default()
+        .into_iter()
+        .map(|n| (strsim::normalized_damerau_levenshtein(name, &n), n))
+        .filter(|(score, _)| *score >= 0.6)
+        .collect();
+    near.sort_by(|a, b| b.0.total_cmp(&a.0));
+    let f = Failure::new(what, format!("there is no profile `{name}`"));
+    match near.first() {
+        Some((_, n)) => f.hint(format!("did you mean `{n}`? (`envctl profiles` lists them all)")),
+        None => f.hint("`envctl profiles` lists the profiles; `envctl apply FILE` creates one"),
+    }
 }
 
 pub fn list(args: &JsonArgs, settings: &Settings, _cli: &Cli) -> Result<Status> {
@@ -59,10 +72,20 @@ pub fn list(args: &JsonArgs, settings: &Settings, _cli: &Cli) -> Result<Status> 
     }
     if args.json {
         printer::json(&rows);
+    } else if rows.is_empty() {
+        printer::status(&format!(
+            "no profiles in `{}` yet: `envctl apply FILE` creates one",
+            settings.home.display()
+        ));
     } else {
+        let width = rows.iter().map(|r| r["name"].as_str().unwrap_or("").len()).max().unwrap_or(0).max(7);
+        printer::data(&format!(
+            "{:<width$}  {:>10}  {:>8}  {:>10}",
+            "PROFILE", "GENERATION", "PACKAGES", "SIZE"
+        ));
         for r in &rows {
             printer::data(&format!(
-                "{:<20} generation {:<4} {:>3} packages  {:>10}",
+                "{:<width$}  {:>10}  {:>8}  {:>10}",
                 r["name"].as_str().unwrap_or(""),
                 r["generation"],
                 r["packages"],

@@ -44,11 +44,11 @@ fn target(spec: Option<&str>, packages: &[String], settings: &Settings, cli: &Cl
                 .current(spec)
                 .context(|| format!("cannot read profile `{spec}`"))?
                 .ok_or_else(|| {
-                    Failure::new(
-                        format!("cannot start a session in `{spec}`"),
-                        format!("there is no profile `{spec}`"),
+                    super::profiles::no_profile(
+                        &profiles,
+                        spec,
+                        &format!("cannot start a session in `{spec}`"),
                     )
-                    .hint("`envctl profiles` lists the profiles; `envctl apply FILE` creates one")
                 })?;
             (spec.to_owned(), current.path)
         }

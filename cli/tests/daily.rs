@@ -1,5 +1,6 @@
-//! Deleting history: a bare number is not an age, deletions can be rehearsed, and `gc` can delete
-//! old generations and collect in one step, as Nix's collector does.
+//! Daily use: deleting history safely (a bare number is not an age, deletions can be rehearsed,
+//! `gc --delete-older-than` as Nix's collector does), `[env]` changes that make generations,
+//! sessions that replace each other, and listings and names a person reads.
 
 mod common;
 
@@ -126,4 +127,24 @@ fn a_session_inside_another_replaces_it_instead_of_stacking() {
     assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
     assert!(!stdout.contains(&nlp.display().to_string()), "nlp's directories stayed:\n{stdout}");
     assert!(stdout.contains("NLP_ONLY=unset") && stdout.contains("SHARED=vision"), "{stdout}");
+}
+
+#[test]
+fn profiles_lists_with_a_header_says_so_when_empty_and_a_typo_gets_the_nearest_name() {
+    let f = Fixture::new();
+    let r = f.run(&["profiles"]);
+    r.ok();
+    assert!(r.stdout.is_empty() && r.stderr.contains("no profiles in"), "{}{}", r.stdout, r.stderr);
+    f.run(&["apply", &f.profile("vision", "[packages]\nhello = \"1\"\n")]).ok();
+    let r = f.run(&["profiles"]);
+    let lines: Vec<&str> = r.stdout.lines().collect();
+    assert!(lines[0].starts_with("PROFILE") && lines[0].contains("PACKAGES"), "{}", r.stdout);
+    assert!(lines[1].starts_with("vision"), "{}", r.stdout);
+    for args in [&["run", "visoin", "--", "hello"][..], &["generations", "visoin"], &["env", "visoin"]] {
+        let err = f.run(args).failed().to_owned();
+        assert!(
+            err.contains("there is no profile `visoin`") && err.contains("did you mean `vision`?"),
+            "{err}"
+        );
+    }
 }
