@@ -148,3 +148,13 @@ fn profiles_lists_with_a_header_says_so_when_empty_and_a_typo_gets_the_nearest_n
         );
     }
 }
+
+#[test]
+fn a_priority_for_a_package_the_profile_does_not_have_is_an_error_with_the_nearest_name() {
+    let f = Fixture::new();
+    let p = f.profile("p", "[packages]\nhello = \"1\"\nworld = \"1\"\n[priority]\nhelo = 3\n");
+    let err = f.run(&["apply", &p]).failed().to_owned();
+    assert!(err.contains("[priority] names `helo`") && err.contains("did you mean `hello`?"), "{err}");
+    let p = f.profile("p", "[packages]\nhello = \"1\"\nworld = \"1\"\n[priority]\nhello = 3\n");
+    f.run(&["apply", &p]).ok();
+}

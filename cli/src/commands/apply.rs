@@ -125,6 +125,7 @@ pub fn apply(file: &Path, options: &ApplyOptions<'_>, settings: &Settings, cli: 
         }
     };
 
+    check_priorities(&ctx, &lock)?;
     let store_dir = settings.store_dir();
     let file_name = file.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
     // Same packages and environment as the current generation (the file changed in a way that
@@ -378,6 +379,31 @@ fn dry_run_plan(
         printer::data(&format!("change {c}"));
     }
     Ok(Applied { name: name.to_owned(), generation: Default::default() })
+}
+
+/// A `[priority]` entry must name a package of the resolution: a typo would otherwise be ignored
+/// and the collision it was meant to settle would come back.
+fn check_priorities(ctx: &Context, lock: &LockFile) -> Result<()> {
+    for name in ctx.profile.priority.keys() {
+        if lock.get(name.as_str()).is_some() {
+            continue;
+        }
+        let near = lock
+            .packages
+            .iter()
+            .map(|p| (strsim::normalized_damerau_levenshtein(name.as_str(), &p.name), p.name.as_str()))
+            .filter(|(score, _)| *score >= 0.6)
+            .max_by(|a, b| a.0.total_cmp(&b.0));
+        let f = Failure::new(
+            format!("cannot apply `{}`", ctx.profile.path.display()),
+            format!("[priority] names `{name}`, which is not in its resolution"),
+        );
+        return Err(match near {
+            Some((_, n)) => f.hint(format!("did you mean `{n}`?")),
+            None => f.hint("a priority settles a collision between two packages the profile installs"),
+        });
+    }
+    Ok(())
 }
 
 /// Offline: every package must be in the store or have a local source; the failure names each
