@@ -158,3 +158,12 @@ fn a_priority_for_a_package_the_profile_does_not_have_is_an_error_with_the_neare
     let p = f.profile("p", "[packages]\nhello = \"1\"\nworld = \"1\"\n[priority]\nhello = 3\n");
     f.run(&["apply", &p]).ok();
 }
+
+#[test]
+fn lock_update_of_a_misspelt_name_suggests_the_nearest() {
+    let f = Fixture::new();
+    let p = f.profile("p", "[packages]\nhello = \"1\"\n");
+    f.run(&["lock", &p]).ok();
+    let err = f.run(&["lock", &p, "--update", "helo"]).failed().to_owned();
+    assert!(err.contains("did you mean `hello`?"), "{err}");
+}

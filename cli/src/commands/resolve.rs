@@ -37,11 +37,22 @@ pub fn lock(args: &LockArgs, settings: &Settings, cli: &Cli) -> Result<Status> {
             let known = ctx.profile.packages.keys().any(|n| n.as_str() == name)
                 || preferred.keys().any(|n| n.as_str() == name);
             if !known {
-                return Err(Failure::new(
+                let mut f = Failure::new(
                     format!("cannot update `{name}`"),
                     format!("`{name}` is neither in `{}` nor in its lock", args.file.display()),
-                )
-                .hint("`envctl lock FILE --update` with no name re-resolves everything"));
+                );
+                let near = ctx
+                    .profile
+                    .packages
+                    .keys()
+                    .chain(preferred.keys())
+                    .map(|n| (strsim::normalized_damerau_levenshtein(name, n.as_str()), n.as_str()))
+                    .filter(|(score, _)| *score >= 0.6)
+                    .max_by(|a, b| a.0.total_cmp(&b.0));
+                if let Some((_, n)) = near {
+                    f = f.hint(format!("did you mean `{n}`?"));
+                }
+                return Err(f.hint("`envctl lock FILE --update` with no name re-resolves everything"));
             }
             preferred.retain(|n, _| n.as_str() != name);
         }
