@@ -167,3 +167,28 @@ fn lock_update_of_a_misspelt_name_suggests_the_nearest() {
     let err = f.run(&["lock", &p, "--update", "helo"]).failed().to_owned();
     assert!(err.contains("did you mean `hello`?"), "{err}");
 }
+
+#[test]
+fn reading_commands_create_no_home_and_no_lock_for_a_profile_that_does_not_exist() {
+    let f = Fixture::new();
+    let home = f.sb.path("envctl");
+    for args in [
+        &["profiles"][..],
+        &["generations", "nope"],
+        &["rollback", "nope"],
+        &["run", "nope", "--", "true"],
+        &["env", "nope"],
+        &["diff", "nope"],
+        &["doctor"],
+    ] {
+        let _ = f.run(args);
+        assert!(!home.exists(), "`envctl {}` created the home", args.join(" "));
+    }
+    f.run(&["apply", &f.profile("p", "[packages]\nhello = \"1\"\n")]).ok();
+    for args in [&["generations", "nope"][..], &["rollback", "nope"], &["run", "nope", "--", "true"]] {
+        assert_eq!(f.run(args).code, 1);
+    }
+    let left: Vec<String> =
+        common::list(&f.profiles_dir()).into_iter().filter(|n| n.contains("nope")).collect();
+    assert!(left.is_empty(), "{left:?}");
+}

@@ -76,6 +76,12 @@ impl Profiles {
         Ok(Profiles { dir })
     }
 
+    /// The profiles under `<home>/profiles` for reading: nothing is created, and a home without
+    /// profiles simply has none.
+    pub fn at(home: &Path) -> Profiles {
+        Profiles { dir: home.join("profiles") }
+    }
+
     /// The directory.
     pub fn dir(&self) -> &Path {
         &self.dir
@@ -153,6 +159,9 @@ impl Profiles {
     /// Profile names, sorted.
     pub fn names(&self) -> Result<Vec<String>> {
         let mut out = Vec::new();
+        if !self.dir.exists() {
+            return Ok(out);
+        }
         for entry in fs_err::read_dir(&self.dir)? {
             let name = entry?.file_name().to_string_lossy().into_owned();
             if !name.starts_with('.') && check_profile_name(&name).is_ok() {
@@ -177,6 +186,9 @@ impl Profiles {
         check_profile_name(name)?;
         let current = self.current_number(name)?;
         let mut out = Vec::new();
+        if current.is_none() && !self.dir.exists() {
+            return Ok(out);
+        }
         for entry in fs_err::read_dir(&self.dir)? {
             let entry = entry?;
             let file = entry.file_name().to_string_lossy().into_owned();

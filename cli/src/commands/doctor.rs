@@ -33,8 +33,7 @@ pub fn run(args: &DoctorArgs, settings: &Settings, cli: &Cli) -> Result<Status> 
         problems.extend(missing.into_iter().map(|p| format!("{p}: no recipe in the repositories in force")));
     } else if settings.home.join("profiles").is_dir() {
         // No file: every profile's current generation, as built.
-        let profiles =
-            Profiles::open(&settings.home).context(|| "cannot open the profiles directory".into())?;
+        let profiles = Profiles::at(&settings.home);
         let repo = settings.repository(cli)?;
         for name in profiles.names().context(|| "cannot list the profiles".into())? {
             let Some(current) =

@@ -9,8 +9,9 @@ use crate::manifest::{self, Manifest};
 use crate::printer;
 use crate::settings::Settings;
 
+/// The profiles, for reading: a listing creates nothing (no home, no directory, no lock file).
 fn open(settings: &Settings) -> Result<Profiles> {
-    Profiles::open(&settings.home).context(|| "cannot open the profiles directory".into())
+    Ok(Profiles::at(&settings.home))
 }
 
 fn generations_of(profiles: &Profiles, name: &str) -> Result<Vec<Generation>> {
@@ -245,6 +246,8 @@ pub fn diff(args: &DiffArgs, settings: &Settings, _cli: &Cli) -> Result<Status> 
 
 pub fn rollback(args: &RollbackArgs, settings: &Settings, _cli: &Cli) -> Result<Status> {
     let profiles = open(settings)?;
+    // Only a profile that exists gets a lock file.
+    generations_of(&profiles, &args.profile)?;
     let _lock = profiles.lock(&args.profile).context(|| format!("cannot lock profile `{}`", args.profile))?;
     let gens = generations_of(&profiles, &args.profile)?;
     let current = gens.iter().find(|g| g.current).map(|g| g.number).unwrap_or(0);

@@ -38,8 +38,7 @@ fn target(spec: Option<&str>, packages: &[String], settings: &Settings, cli: &Cl
             let applied = super::apply::apply(path, &Default::default(), settings, cli)?;
             (applied.name, applied.generation)
         } else {
-            let profiles =
-                Profiles::open(&settings.home).context(|| "cannot open the profiles directory".into())?;
+            let profiles = Profiles::at(&settings.home);
             let current = profiles
                 .current(spec)
                 .context(|| format!("cannot read profile `{spec}`"))?
@@ -187,9 +186,17 @@ pub fn session(args: &SessionArgs, command: Vec<String>, settings: &Settings, cl
     // it: GC needs the lock exclusively, so it cannot remove the generation in between (an ad-hoc
     // one has no other root; a profile's could be rolled back and deleted meanwhile).
     let meta = settings.store_dir().join(".envctl");
-    fs_err::create_dir_all(&meta).map_err(|e| Failure::new("cannot prepare the store", e))?;
-    let hold =
-        FileLock::shared(&meta.join("store.lock")).map_err(|e| Failure::new("cannot lock the store", e))?;
+    // No store yet: there is no generation to protect, and the lookup below says so (a session
+    // creates no home of its own).
+    let hold = if meta.is_dir() || !args.packages.is_empty() {
+        fs_err::create_dir_all(&meta).map_err(|e| Failure::new("cannot prepare the store", e))?;
+        Some(
+            FileLock::shared(&meta.join("store.lock"))
+                .map_err(|e| Failure::new("cannot lock the store", e))?,
+        )
+    } else {
+        None
+    };
     let t = target(args.profile.as_deref(), &args.packages, settings, cli)?;
     let (base, left) = outside_sessions(base_env(args.pure));
     if let Some(left) = left.filter(|l| *l != t.name) {
