@@ -192,3 +192,25 @@ fn reading_commands_create_no_home_and_no_lock_for_a_profile_that_does_not_exist
         common::list(&f.profiles_dir()).into_iter().filter(|n| n.contains("nope")).collect();
     assert!(left.is_empty(), "{left:?}");
 }
+
+#[test]
+fn ad_hoc_packages_take_name_at_requirement_and_their_files_go_with_gc() {
+    let f = Fixture::new();
+    assert_eq!(f.run(&["shell", "-p", "hello@2", "--", "hello"]).ok(), "hello 2.0");
+    assert_eq!(f.run(&["shell", "-p", "hello=1", "--", "hello"]).ok(), "hello 1.0");
+    let err = f.run(&["shell", "-p", "Bad Name@1", "--", "true"]).failed().to_owned();
+    assert!(err.contains("invalid `-p Bad Name@1`") && !err.contains("adhoc/"), "{err}");
+    let adhoc = f.sb.path("envctl/adhoc");
+    assert!(!common::list(&adhoc).is_empty());
+    // Files untouched for more than ten minutes are collected with the store.
+    for name in common::list(&adhoc) {
+        let out = std::process::Command::new("touch")
+            .args(["-d", "1 hour ago"])
+            .arg(adhoc.join(&name))
+            .output()
+            .unwrap();
+        assert!(out.status.success());
+    }
+    f.run(&["gc"]).ok();
+    assert!(common::list(&adhoc).is_empty(), "{:?}", common::list(&adhoc));
+}

@@ -16,6 +16,19 @@ pub fn run(args: &GcArgs, settings: &Settings, _cli: &Cli) -> Result<Status> {
     let store = Store::open(&dir, settings.store_options())
         .context(|| format!("cannot open the store at `{}`", dir.display()))?;
     let report = store.gc(&settings.home, args.dry_run).context(|| "garbage collection failed".into())?;
+    if !args.dry_run {
+        // The files behind ad-hoc environments (`shell -p …`) are only inputs: a live session needs
+        // its generation (kept by its root), not them, and the next `-p` writes them again.
+        // Only files no `-p` has touched for ten minutes, so one being applied right now stays.
+        if let Ok(entries) = std::fs::read_dir(settings.home.join("adhoc")) {
+            for entry in entries.flatten() {
+                let idle = entry.metadata().and_then(|m| m.modified()).ok().and_then(|t| t.elapsed().ok());
+                if idle.is_some_and(|d| d > std::time::Duration::from_secs(600)) {
+                    let _ = std::fs::remove_file(entry.path());
+                }
+            }
+        }
+    }
     if args.json {
         printer::json(&serde_json::json!({
             "dry_run": args.dry_run,

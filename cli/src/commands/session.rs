@@ -62,8 +62,12 @@ fn target(spec: Option<&str>, packages: &[String], settings: &Settings, cli: &Cl
 fn adhoc(packages: &[String], settings: &Settings, cli: &Cli) -> Result<(String, PathBuf)> {
     let mut text = String::from("name = \"adhoc\"\n[packages]\n");
     for p in packages {
-        let (n, r) = p.split_once('=').unwrap_or((p.as_str(), "*"));
-        text.push_str(&format!("{} = {:?}\n", n.trim(), r.trim()));
+        // `NAME=REQ`, or `NAME@REQ` as `envctl show` spells it.
+        let (n, r) = p.split_once(['=', '@']).unwrap_or((p.as_str(), "*"));
+        let (n, r) = (n.trim(), r.trim());
+        envctl_recipes::PackageName::parse(n).map_err(|e| Failure::new(format!("invalid `-p {p}`"), e))?;
+        envctl_recipes::Requirement::parse(r).map_err(|e| Failure::new(format!("invalid `-p {p}`"), e))?;
+        text.push_str(&format!("{n} = {}\n", toml::Value::String(r.to_owned())));
     }
     let dir = settings.home.join("adhoc");
     fs_err::create_dir_all(&dir).map_err(|e| Failure::new("cannot prepare an ad-hoc environment", e))?;
