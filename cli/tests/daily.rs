@@ -214,3 +214,14 @@ fn ad_hoc_packages_take_name_at_requirement_and_their_files_go_with_gc() {
     f.run(&["gc"]).ok();
     assert!(common::list(&adhoc).is_empty(), "{:?}", common::list(&adhoc));
 }
+
+#[test]
+fn store_info_takes_a_relative_link_to_a_profile() {
+    let f = Fixture::new();
+    f.run(&["apply", &f.profile("nlp", "[packages]\nhello = \"1\"\n")]).ok();
+    let mut c = f.sb.command(&["store", "info", "envctl/profiles/nlp"]);
+    c.current_dir(f.sb.dir.path());
+    let out = c.output().unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(String::from_utf8_lossy(&out.stdout).contains("-profile-nlp"));
+}

@@ -269,7 +269,14 @@ impl Store {
     /// Turns a store path as a user gives it (file name, or full path inside this store) into a
     /// valid path's name.
     pub fn resolve(&self, text: &str) -> Result<StorePathName> {
-        let p = Path::new(text);
+        // A relative path that exists (`demo-home/profiles/nlp`) is read from where envctl runs.
+        let absolute;
+        let p = if !Path::new(text).is_absolute() && (text.contains('/') || Path::new(text).exists()) {
+            absolute = std::path::absolute(text)?;
+            absolute.as_path()
+        } else {
+            Path::new(text)
+        };
         if p.is_absolute() && p.parent().map(|d| d != self.dir).unwrap_or(true) {
             // A path elsewhere may still be a symlink into the store (a profile, say).
             let real = fs_err::canonicalize(p)?;
