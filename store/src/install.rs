@@ -122,15 +122,8 @@ impl Store {
 
     /// The install request a source key was made from (see [`Store::source_key`]), with `url`.
     pub(crate) fn request_from_key(key: &str, url: &str) -> Option<InstallRequest> {
-        let (key, root) = match key.split_once(" root=") {
-            Some((k, rest)) => {
-                let (root, moves) = rest.split_once(" move=").map_or((rest, None), |(r, m)| (r, Some(m)));
-                (moves.map_or_else(|| k.to_owned(), |m| format!("{k} move={m}")), Some(root.to_owned()))
-            }
-            None => (key.to_owned(), None),
-        };
-        let key = key.as_str();
-        let (key, moves) = match key.split_once(" move=") {
+        // The optional parts come last, in the order `source_key` appends them.
+        let (key, moves) = match key.rsplit_once(" move=") {
             Some((k, m)) => (
                 k,
                 m.split(';')
@@ -139,6 +132,10 @@ impl Store {
                     .collect(),
             ),
             None => (key, Vec::new()),
+        };
+        let (key, root) = match key.rsplit_once(" root=") {
+            Some((k, r)) => (k, Some(r.to_owned())),
+            None => (key, None),
         };
         let mut parts = key.splitn(6, ' ');
         let sha256 = Sha256::parse(parts.next()?).ok()?;
@@ -477,5 +474,45 @@ impl Read for ChunkReader {
         out[..n].copy_from_slice(&available[..n]);
         self.consume(n);
         Ok(n)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_source_key_reads_back_as_the_request_it_was_made_from() {
+        for (root, moves) in [
+            (None, vec![]),
+            (Some("python/install".to_owned()), vec![]),
+            (None, vec![("LICENSE".to_owned(), "share/licenses/x/LICENSE".to_owned())]),
+            (
+                Some("a/b".to_owned()),
+                vec![("LICENSE".to_owned(), "l/L".to_owned()), ("v.json".to_owned(), "s/v".to_owned())],
+            ),
+        ] {
+            let request = InstallRequest {
+                url: "https://example.org/x.tar.xz".into(),
+                sha256: Sha256::parse(&"ab".repeat(32)).unwrap(),
+                name: Name::parse("cuda-cudart").unwrap(),
+                version: Version::parse("12.4.127").unwrap(),
+                unpack: UnpackOptions {
+                    format: Some(Format::TarXz),
+                    strip_components: 1,
+                    subdir: Some("opt".into()),
+                    moves,
+                    root,
+                },
+                references: Vec::new(),
+            };
+            let key = Store::source_key(&request, Format::TarXz);
+            let back = Store::request_from_key(&key, &request.url).unwrap();
+            assert_eq!(back.unpack, request.unpack, "{key}");
+            assert_eq!(
+                (back.sha256, back.name, back.version),
+                (request.sha256, request.name, request.version)
+            );
+        }
     }
 }
