@@ -64,6 +64,25 @@ fn is_generation_link(file: &str) -> bool {
         .is_some_and(|(stem, n)| !stem.is_empty() && !n.is_empty() && n.bytes().all(|b| b.is_ascii_digit()))
 }
 
+/// What a dot-file of `profiles/` is: the profile it belongs to, and whether it is a temporary
+/// link a killed command may have left (`.NAME.switch<pid>`, `.NAME-N-link.tmp<pid>`) rather than
+/// the profile's lock (`.NAME.lock`).
+fn dot_file(file: &str) -> Option<(&str, bool)> {
+    let rest = file.strip_prefix('.')?;
+    let pid = |p: &str| !p.is_empty() && p.bytes().all(|b| b.is_ascii_digit());
+    if let Some(name) = rest.strip_suffix(".lock") {
+        return Some((name, false));
+    }
+    if let Some((name, p)) = rest.rsplit_once(".switch")
+        && pid(p)
+    {
+        return Some((name, true));
+    }
+    let (link, p) = rest.rsplit_once(".tmp")?;
+    let (name, _) = link.strip_suffix("-link")?.rsplit_once('-')?;
+    (pid(p) && is_generation_link(link)).then_some((name, true))
+}
+
 fn link_name(name: &str, n: u32) -> String {
     format!("{name}-{n}-link")
 }
@@ -110,17 +129,7 @@ impl Profiles {
     fn sweep_temporaries(&self, name: &str) -> Result<()> {
         for entry in fs_err::read_dir(&self.dir)? {
             let file = entry?.file_name().to_string_lossy().into_owned();
-            let Some(rest) = file.strip_prefix('.') else { continue };
-            let temporary = rest
-                .strip_prefix(name)
-                .and_then(|r| r.strip_prefix(".switch"))
-                .or_else(|| {
-                    rest.rsplit_once(".tmp")
-                        .filter(|(link, _)| parse_number(name, link).is_some())
-                        .map(|(_, pid)| pid)
-                })
-                .is_some_and(|pid| !pid.is_empty() && pid.bytes().all(|b| b.is_ascii_digit()));
-            if temporary {
+            if dot_file(&file) == Some((name, true)) {
                 match std::fs::remove_file(self.dir.join(&file)) {
                     Ok(()) => tracing::info!(file, "removed a temporary link left by an interrupted command"),
                     Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
@@ -131,22 +140,13 @@ impl Profiles {
         Ok(())
     }
 
-    /// Every profile with a name file or a lock, including ones whose link a crash never wrote.
+    /// Every profile with a name link, a lock or a temporary link, including ones whose link a
+    /// crash never wrote.
     pub fn known_names(&self) -> Result<Vec<String>> {
         let mut out = std::collections::BTreeSet::new();
         for entry in fs_err::read_dir(&self.dir)? {
             let file = entry?.file_name().to_string_lossy().into_owned();
-            let Some(rest) = file.strip_prefix('.') else { continue };
-            // `.NAME.lock`, `.NAME.switch<pid>`, `.NAME-N-link.tmp<pid>`
-            let name = rest
-                .strip_suffix(".lock")
-                .or_else(|| rest.rsplit_once(".switch").map(|(n, _)| n))
-                .or_else(|| {
-                    let (link, _) = rest.rsplit_once(".tmp")?;
-                    let (name, _) = link.strip_suffix("-link")?.rsplit_once('-')?;
-                    Some(name)
-                });
-            if let Some(name) = name
+            if let Some((name, _)) = dot_file(&file)
                 && check_profile_name(name).is_ok()
             {
                 out.insert(name.to_owned());
@@ -184,39 +184,25 @@ impl Profiles {
     /// Every generation of a profile, oldest first.
     pub fn generations(&self, name: &str) -> Result<Vec<Generation>> {
         check_profile_name(name)?;
-        let current = self.current_number(name)?;
+        // Read first and through the profile's own link: a listing is not atomic, and a
+        // generation switched to while it ran could be missed; the current one is always there.
+        let current = self.current(name)?;
         let mut out = Vec::new();
         if current.is_none() && !self.dir.exists() {
             return Ok(out);
         }
         for entry in fs_err::read_dir(&self.dir)? {
-            let entry = entry?;
-            let file = entry.file_name().to_string_lossy().into_owned();
+            let file = entry?.file_name().to_string_lossy().into_owned();
             let Some(number) = parse_number(name, &file) else { continue };
-            let link = entry.path();
-            // A generation deleted between the listing and here is simply not there any more.
-            let (path, meta) = match (std::fs::read_link(&link), std::fs::symlink_metadata(&link)) {
-                (Ok(path), Ok(meta)) => (path, meta),
-                (Err(e), _) | (_, Err(e)) if e.kind() == std::io::ErrorKind::NotFound => continue,
-                (Err(e), _) | (_, Err(e)) => {
-                    return Err(std::io::Error::new(
-                        e.kind(),
-                        format!("failed to read symbolic link `{}`: {e}", link.display()),
-                    )
-                    .into());
-                }
-            };
-            out.push(Generation { number, path, created: meta.mtime(), current: current == Some(number) });
-        }
-        // A listing is not atomic: a generation switched to while it ran may be missed. The
-        // current one is read through the profile's link, so it is always there.
-        if let Some(now) = self.current(name)? {
-            out.retain(|g| g.number != now.number);
-            for g in &mut out {
-                g.current = false;
+            if current.as_ref().is_some_and(|c| c.number == number) {
+                continue;
             }
-            out.push(now);
+            // A generation deleted between the listing and here is simply not there any more.
+            if let Some((path, created)) = read_generation(&self.dir.join(&file))? {
+                out.push(Generation { number, path, created, current: false });
+            }
         }
+        out.extend(current);
         out.sort_by_key(|g| g.number);
         Ok(out)
     }
@@ -225,27 +211,15 @@ impl Profiles {
     /// deletion running beside it could change underneath).
     pub fn current(&self, name: &str) -> Result<Option<Generation>> {
         check_profile_name(name)?;
-        let mut tries = 0;
-        loop {
+        // Switched away and deleted between our two reads: read the profile again.
+        for _ in 0..10 {
             let Some(number) = self.current_number(name)? else { return Ok(None) };
-            let link = self.dir.join(link_name(name, number));
-            match (std::fs::read_link(&link), std::fs::symlink_metadata(&link)) {
-                (Ok(path), Ok(meta)) => {
-                    return Ok(Some(Generation { number, path, created: meta.mtime(), current: true }));
-                }
-                // Switched away and deleted between our two reads: read the profile again.
-                (Err(e), _) | (_, Err(e)) if e.kind() == std::io::ErrorKind::NotFound && tries < 10 => {
-                    tries += 1;
-                }
-                (Err(e), _) | (_, Err(e)) => {
-                    let message = format!(
-                        "profile `{name}` points at generation {number}, whose link `{}` cannot be read: {e}",
-                        link.display()
-                    );
-                    return Err(std::io::Error::new(e.kind(), message).into());
-                }
+            if let Some((path, created)) = read_generation(&self.dir.join(link_name(name, number)))? {
+                return Ok(Some(Generation { number, path, created, current: true }));
             }
         }
+        let message = format!("profile `{name}` keeps changing while it is read");
+        Err(std::io::Error::new(std::io::ErrorKind::Interrupted, message).into())
     }
 
     /// Adds `store_path` as a new generation and makes it current. Caller holds the profile lock.
@@ -308,6 +282,19 @@ impl Profiles {
             }
         }
         Ok(out)
+    }
+}
+
+/// A generation link's target and creation time (the link's mtime); `None` when it is gone.
+fn read_generation(link: &Path) -> Result<Option<(PathBuf, i64)>> {
+    let read = std::fs::symlink_metadata(link).and_then(|meta| Ok((std::fs::read_link(link)?, meta.mtime())));
+    match read {
+        Ok(found) => Ok(Some(found)),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
+        Err(e) => {
+            let message = format!("failed to read symbolic link `{}`: {e}", link.display());
+            Err(std::io::Error::new(e.kind(), message).into())
+        }
     }
 }
 
