@@ -128,7 +128,14 @@ impl std::fmt::Display for TreeHash {
 
 /// Builds the model of the tree at `root` from disk, hashing every file.
 pub fn scan(root: &Path) -> std::io::Result<Node> {
+    scan_visiting(root, &mut |_, _| {})
+}
+
+/// As [`scan`], handing `visit` every entry's path and metadata on the way (verify checks modes
+/// in the same pass).
+pub fn scan_visiting(root: &Path, visit: &mut dyn FnMut(&Path, &std::fs::Metadata)) -> std::io::Result<Node> {
     let meta = fs_err::symlink_metadata(root)?;
+    visit(root, &meta);
     let ft = meta.file_type();
     if ft.is_symlink() {
         Ok(Node::Symlink(fs_err::read_link(root)?.into_os_string()))
@@ -136,7 +143,7 @@ pub fn scan(root: &Path) -> std::io::Result<Node> {
         let mut children = BTreeMap::new();
         for entry in fs_err::read_dir(root)? {
             let entry = entry?;
-            children.insert(entry.file_name(), scan(&entry.path())?);
+            children.insert(entry.file_name(), scan_visiting(&entry.path(), visit)?);
         }
         Ok(Node::Dir(children))
     } else if ft.is_file() {

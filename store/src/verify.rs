@@ -6,8 +6,6 @@
 //! Paths are checked on every core; verify holds the maintenance lock shared, so it never sees an
 //! optimise or a repair halfway (see `lock`).
 
-use std::collections::BTreeMap;
-use std::ffi::OsString;
 use std::os::unix::fs::PermissionsExt;
 use std::path::Path;
 use std::sync::Mutex;
@@ -64,44 +62,21 @@ pub(crate) fn store_mode(meta: &std::fs::Metadata) -> Option<u32> {
     }
 }
 
-/// Scans like [`tree::scan`], also noting every entry whose mode is not the store's (relative
-/// path, actual mode).
-fn scan_checked(root: &Path, rel: &Path, wrong: &mut Vec<(String, u32)>) -> std::io::Result<Node> {
-    let meta = fs_err::symlink_metadata(root)?;
-    if let Some(want) = store_mode(&meta) {
-        let mode = meta.permissions().mode() & 0o7777;
-        if mode != want {
-            wrong.push((rel.display().to_string(), mode));
-        }
-    }
-    let ft = meta.file_type();
-    if ft.is_dir() {
-        let mut children = BTreeMap::<OsString, Node>::new();
-        for entry in fs_err::read_dir(root)? {
-            let entry = entry?;
-            let name = entry.file_name();
-            let child = scan_checked(&entry.path(), &rel.join(&name), wrong)?;
-            children.insert(name, child);
-        }
-        Ok(Node::Dir(children))
-    } else if ft.is_file() {
-        let (hash, size) = tree::hash_file(root)?;
-        Ok(Node::File { size, executable: meta.permissions().mode() & 0o111 != 0, hash })
-    } else if ft.is_symlink() {
-        Ok(Node::Symlink(fs_err::read_link(root)?.into_os_string()))
-    } else {
-        Err(std::io::Error::other(format!(
-            "`{}` is neither a file, a directory nor a symlink",
-            root.display()
-        )))
-    }
-}
-
 /// Checks one valid path.
 pub(crate) fn check_path(dir: &Path, record: &PathRecord) -> Option<Corruption> {
     let path = dir.join(&record.name);
-    let mut wrong = Vec::new();
-    let (damage, problem) = match scan_checked(&path, Path::new("."), &mut wrong) {
+    // Every entry whose mode is not the store's: its path inside the tree, its mode.
+    let mut wrong: Vec<(String, u32)> = Vec::new();
+    let mut check_mode = |entry: &Path, meta: &std::fs::Metadata| {
+        if let Some(want) = store_mode(meta) {
+            let mode = meta.permissions().mode() & 0o7777;
+            if mode != want {
+                let inside = entry.strip_prefix(&path).unwrap_or(entry);
+                wrong.push((Path::new(".").join(inside).display().to_string(), mode));
+            }
+        }
+    };
+    let (damage, problem) = match tree::scan_visiting(&path, &mut check_mode) {
         Ok(node @ Node::Dir(_)) => {
             let actual = node.tree_hash().to_string();
             if actual != record.tree_hash {
