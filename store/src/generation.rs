@@ -82,9 +82,6 @@ pub(crate) fn build_farm(work: &TempDir, inputs: &[FarmInput], manifest: &str) -
     // Symlink mtimes are left alone in farms: tens of thousands of links, no meaning, and not
     // part of the hash. Directories are normalized.
     normalize_dirs(&tree_dir, &tree)?;
-    // Symlink mtimes are left alone in farms: tens of thousands of links, no meaning, and not
-    // part of the hash. Directories are normalized.
-    normalize_dirs(&tree_dir, &tree)?;
     Ok((tree_dir, tree))
 }
 
