@@ -88,6 +88,8 @@ pub struct Store {
     db: Mutex<Database>,
     pub(crate) fetcher: Fetcher,
     pub(crate) options: StoreOptions,
+    /// Whether this process may write `.envctl/` (asked once, when the store is opened).
+    writable: bool,
     _lock: FileLock,
 }
 
@@ -111,9 +113,10 @@ impl Store {
             db: Mutex::new(db),
             fetcher: Fetcher::new(options.fetch.clone()),
             options,
+            writable: may_write(&meta),
             _lock: lock,
         };
-        if store.writable() {
+        if store.writable {
             // Verify takes it shared, so it must exist before anyone who may only read comes.
             let maintenance = meta.join("maintenance.lock");
             if !maintenance.exists() {
@@ -121,7 +124,7 @@ impl Store {
             }
         }
         // A user who may only read the store leaves leftovers for its owner to sweep.
-        if idle && store.writable() {
+        if idle && store.writable {
             store.sweep()?;
             store._lock.downgrade()?;
         }
@@ -131,12 +134,7 @@ impl Store {
     /// Whether this process may change the store (its owner, or a member of a group that may):
     /// others can still read it, run sessions from it and verify it.
     pub fn writable(&self) -> bool {
-        use std::os::unix::ffi::OsStrExt;
-        let Ok(c) = std::ffi::CString::new(self.dir.join(".envctl").as_os_str().as_bytes()) else {
-            return false;
-        };
-        // SAFETY: `c` is a valid NUL-terminated path for the duration of the call.
-        unsafe { libc::access(c.as_ptr(), libc::W_OK) == 0 }
+        self.writable
     }
 
     /// The store directory.
@@ -314,6 +312,14 @@ impl Drop for ExclusiveGuard<'_> {
     fn drop(&mut self) {
         let _ = self.lock.downgrade();
     }
+}
+
+/// Whether this process may write into `dir` (`access(2)`, so groups and ACLs count).
+fn may_write(dir: &Path) -> bool {
+    use std::os::unix::ffi::OsStrExt;
+    let Ok(c) = std::ffi::CString::new(dir.as_os_str().as_bytes()) else { return false };
+    // SAFETY: `c` is a valid NUL-terminated path for the duration of the call.
+    unsafe { libc::access(c.as_ptr(), libc::W_OK) == 0 }
 }
 
 fn check_layout(path: &Path) -> Result<()> {
