@@ -60,6 +60,11 @@ pub enum Location {
     Empty,
 }
 
+/// The mirror a `mirror://NAME/…` URL names.
+pub fn mirror_name(url: &str) -> Option<&str> {
+    url.strip_prefix("mirror://").map(|rest| rest.split_once('/').map_or(rest, |(name, _)| name))
+}
+
 /// The URL of an empty package (see [`Location::Empty`]).
 pub const EMPTY_URL: &str = "empty:";
 

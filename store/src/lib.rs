@@ -33,7 +33,7 @@ mod verify;
 pub use db::{PathRecord, SCHEMA_VERSION, SourceRecord};
 pub use error::{Error, Result};
 pub use farm::FarmInput;
-pub use fetch::{EMPTY_URL, FetchOptions, Fetcher, Location};
+pub use fetch::{EMPTY_URL, FetchOptions, Fetcher, Location, mirror_name};
 pub use gc::{GcReport, TempRoot};
 pub use install::{InstallRequest, Installed};
 pub use lock::FileLock;

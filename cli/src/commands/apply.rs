@@ -343,7 +343,7 @@ fn dry_run_plan(
     let options = settings.store_options();
     let mut unconfigured = std::collections::BTreeSet::new();
     for p in &to_fetch {
-        if let Some(name) = p.source.url.strip_prefix("mirror://").and_then(|r| r.split('/').next())
+        if let Some(name) = envctl_store::mirror_name(&p.source.url)
             && options.fetch.mirrors.get(name).is_none_or(|bases| bases.is_empty())
         {
             unconfigured.insert(name.to_owned());
@@ -388,18 +388,13 @@ fn check_priorities(ctx: &Context, lock: &LockFile) -> Result<()> {
         if lock.get(name.as_str()).is_some() {
             continue;
         }
-        let near = lock
-            .packages
-            .iter()
-            .map(|p| (strsim::normalized_damerau_levenshtein(name.as_str(), &p.name), p.name.as_str()))
-            .filter(|(score, _)| *score >= 0.6)
-            .max_by(|a, b| a.0.total_cmp(&b.0));
+        let near = crate::error::nearest(name.as_str(), lock.packages.iter().map(|p| p.name.as_str()));
         let f = Failure::new(
             format!("cannot apply `{}`", ctx.profile.path.display()),
             format!("[priority] names `{name}`, which is not in its resolution"),
         );
         return Err(match near {
-            Some((_, n)) => f.hint(format!("did you mean `{n}`?")),
+            Some(n) => f.hint(format!("did you mean `{n}`?")),
             None => f.hint("a priority settles a collision between two packages the profile installs"),
         });
     }
@@ -436,7 +431,7 @@ fn check_offline(
 /// Hints for a failed download from a `mirror://NAME/…` source: where the mirror is configured
 /// and what `--offline` does.
 fn mirror_hints(mut f: Failure, url: &str, settings: &Settings) -> Failure {
-    if let Some(name) = url.strip_prefix("mirror://").and_then(|r| r.split('/').next()) {
+    if let Some(name) = envctl_store::mirror_name(url) {
         f = f
             .hint(format!(
                 "`{name}` is a mirror: point `[mirrors] {name}` in {} at a base that serves the publisher's layout (a site mirror, or a `file://` copy)",

@@ -24,17 +24,10 @@ fn generations_of(profiles: &Profiles, name: &str) -> Result<Vec<Generation>> {
 
 /// The failure for a profile that does not exist, with the nearest existing names.
 pub fn no_profile(profiles: &Profiles, name: &str, what: &str) -> Failure {
-    let mut near: Vec<(f64, String)> = profiles
-        .names()
-        .unwrap_or_default()
-        .into_iter()
-        .map(|n| (strsim::normalized_damerau_levenshtein(name, &n), n))
-        .filter(|(score, _)| *score >= 0.6)
-        .collect();
-    near.sort_by(|a, b| b.0.total_cmp(&a.0));
+    let names = profiles.names().unwrap_or_default();
     let f = Failure::new(what, format!("there is no profile `{name}`"));
-    match near.first() {
-        Some((_, n)) => f.hint(format!("did you mean `{n}`? (`envctl profiles` lists them all)")),
+    match crate::error::nearest(name, names.iter().map(String::as_str)) {
+        Some(n) => f.hint(format!("did you mean `{n}`? (`envctl profiles` lists them all)")),
         None => f.hint("`envctl profiles` lists the profiles; `envctl apply FILE` creates one"),
     }
 }

@@ -41,15 +41,8 @@ pub fn lock(args: &LockArgs, settings: &Settings, cli: &Cli) -> Result<Status> {
                     format!("cannot update `{name}`"),
                     format!("`{name}` is neither in `{}` nor in its lock", args.file.display()),
                 );
-                let near = ctx
-                    .profile
-                    .packages
-                    .keys()
-                    .chain(preferred.keys())
-                    .map(|n| (strsim::normalized_damerau_levenshtein(name, n.as_str()), n.as_str()))
-                    .filter(|(score, _)| *score >= 0.6)
-                    .max_by(|a, b| a.0.total_cmp(&b.0));
-                if let Some((_, n)) = near {
+                let known = ctx.profile.packages.keys().chain(preferred.keys()).map(|n| n.as_str());
+                if let Some(n) = crate::error::nearest(name, known) {
                     f = f.hint(format!("did you mean `{n}`?"));
                 }
                 return Err(f.hint("`envctl lock FILE --update` with no name re-resolves everything"));
