@@ -78,7 +78,7 @@ fn write_all(out: &Path, generated: &[Generated]) -> Result<Status> {
 }
 
 fn conda(args: &ImportCondaArgs, settings: &Settings) -> Result<Status> {
-    use envctl_recipes::import::conda::{self, Record, Repodata, Spec};
+    use envctl_recipes::import::conda::{self, Record, Spec};
     let specs: Vec<Spec> = args.packages.iter().map(|p| Spec::parse(p)).collect();
     let channel = args.channel.trim_end_matches('/');
     let (records, origin, base): (Vec<(String, Record)>, String, String) = if channel.ends_with(".json") {
@@ -99,10 +99,9 @@ fn conda(args: &ImportCondaArgs, settings: &Settings) -> Result<Status> {
         let location =
             fetcher.locations(&url).map_err(fail)?.into_iter().next().expect("one location at least");
         let opened = fetcher.open(&location).map_err(fail)?;
-        // Streamed: a channel's repodata runs to hundreds of MB; only small fields are kept.
-        let repodata: Repodata = serde_json::from_reader(std::io::BufReader::new(opened.reader))
+        let names = specs.iter().map(|s| s.name.clone()).collect();
+        let records = conda::read_repodata(opened.reader, &names)
             .map_err(|e| Failure::new(format!("cannot read the channel's `{url}`"), e))?;
-        let records = repodata.packages.into_iter().chain(repodata.conda).collect();
         (records, format!("{channel} ({})", args.subdir), format!("{channel}/{}", args.subdir))
     };
     let records = match &args.mirror {

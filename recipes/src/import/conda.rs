@@ -45,15 +45,63 @@ pub struct Record {
     pub url: Option<String>,
 }
 
-/// A channel's `repodata.json`: its two maps of file name to record.
-#[derive(Debug, Default, Deserialize)]
-pub struct Repodata {
-    /// `.tar.bz2` files.
-    #[serde(default)]
-    pub packages: BTreeMap<String, Record>,
-    /// `.conda` files.
-    #[serde(default, rename = "packages.conda")]
-    pub conda: BTreeMap<String, Record>,
+/// The records of a channel's `repodata.json` (its `packages` and `packages.conda` maps, file
+/// name to record) whose package name is one of `names`, read as a stream: a channel's file runs to
+/// hundreds of MB and hundreds of thousands of records, and only the few asked for are kept.
+pub fn read_repodata(
+    reader: impl std::io::Read,
+    names: &BTreeSet<String>,
+) -> serde_json::Result<Vec<(String, Record)>> {
+    use serde::de::{DeserializeSeed, IgnoredAny, MapAccess, Visitor};
+
+    /// The whole file: the two maps of records, everything else skipped.
+    struct Top<'a>(&'a BTreeSet<String>);
+    /// One map of records, keeping the wanted ones.
+    struct Files<'a>(&'a BTreeSet<String>);
+
+    impl<'de> Visitor<'de> for Top<'_> {
+        type Value = Vec<(String, Record)>;
+        fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+            f.write_str("a conda repodata.json object")
+        }
+        fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Self::Value, A::Error> {
+            let mut out = Vec::new();
+            while let Some(key) = map.next_key::<String>()? {
+                if key == "packages" || key == "packages.conda" {
+                    out.extend(map.next_value_seed(Files(self.0))?);
+                } else {
+                    map.next_value::<IgnoredAny>()?;
+                }
+            }
+            Ok(out)
+        }
+    }
+    impl<'de> DeserializeSeed<'de> for Files<'_> {
+        type Value = Vec<(String, Record)>;
+        fn deserialize<D: serde::Deserializer<'de>>(self, d: D) -> Result<Self::Value, D::Error> {
+            d.deserialize_map(self)
+        }
+    }
+    impl<'de> Visitor<'de> for Files<'_> {
+        type Value = Vec<(String, Record)>;
+        fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+            f.write_str("a map of file names to package records")
+        }
+        fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Self::Value, A::Error> {
+            let mut out = Vec::new();
+            while let Some(file) = map.next_key::<String>()? {
+                let record: Record = map.next_value()?;
+                if self.0.contains(&record.name) {
+                    out.push((file, record));
+                }
+            }
+            Ok(out)
+        }
+    }
+    let mut de = serde_json::Deserializer::from_reader(std::io::BufReader::new(reader));
+    let records = serde::Deserializer::deserialize_map(&mut de, Top(names))?;
+    de.end()?;
+    Ok(records)
 }
 
 /// What to import: `name` or `name=version` (a version may end in `*`).
@@ -229,4 +277,29 @@ fn requirement_of_conda(constraint: &str) -> Option<String> {
         return Some("*".into());
     }
     Requirement::parse(text).ok().map(|r| r.as_str().to_owned())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn repodata_is_read_keeping_only_the_names_asked_for() {
+        let text = r#"{
+            "info": {"subdir": "linux-64"}, "repodata_version": 1,
+            "packages": {
+                "cudnn-7.6.5-cuda10.0_0.tar.bz2": {"name": "cudnn", "version": "7.6.5", "build": "cuda10.0_0", "depends": ["cudatoolkit >=10.0,<10.1"], "sha256": "aa", "size": 1},
+                "numpy-1.0-0.tar.bz2": {"name": "numpy", "version": "1.0", "build": "0", "depends": [], "license": "BSD"}
+            },
+            "packages.conda": {
+                "cudnn-7.6.5-cuda10.0_0.conda": {"name": "cudnn", "version": "7.6.5", "build": "cuda10.0_0", "sha256": "bb"}
+            },
+            "removed": ["x.tar.bz2"]
+        }"#;
+        let names: BTreeSet<String> = ["cudnn".to_owned()].into();
+        let records = read_repodata(text.as_bytes(), &names).unwrap();
+        let files: Vec<&str> = records.iter().map(|(f, _)| f.as_str()).collect();
+        assert_eq!(files, ["cudnn-7.6.5-cuda10.0_0.tar.bz2", "cudnn-7.6.5-cuda10.0_0.conda"]);
+        assert!(read_repodata(&b"{\"packages\": {\"x\": 1}}"[..], &names).is_err());
+    }
 }
