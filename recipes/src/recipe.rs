@@ -214,31 +214,25 @@ impl Recipe {
                     format!("unknown format `{}`; expected one of {}", f.get_ref(), FORMATS.join(", ")),
                 ));
             }
-            if let Some(d) = &s.subdir
-                && (d.get_ref().starts_with('/') || d.get_ref().split('/').any(|c| c == ".."))
-            {
-                return Err(bad(d.span(), "source.subdir", "must be a relative path without `..`".into()));
+            // subdir, move and root name places inside the package: relative, without `..`.
+            let inside = |p: &Spanned<String>, key: &str| {
+                let t = p.get_ref();
+                if t.is_empty() || t.starts_with('/') || t.split('/').any(|c| c == "..") {
+                    return Err(bad(p.span(), key, format!("`{t}` must be a relative path without `..`")));
+                }
+                Ok(())
+            };
+            if let Some(d) = &s.subdir {
+                inside(d, "source.subdir")?;
             }
             let mut moves = BTreeMap::new();
             for (from, to) in &s.moves {
-                for p in [from, to] {
-                    let t = p.get_ref();
-                    if t.is_empty() || t.starts_with('/') || t.split('/').any(|c| c == "..") {
-                        return Err(bad(
-                            p.span(),
-                            "source.move",
-                            format!("`{t}` must be a relative path without `..`"),
-                        ));
-                    }
-                }
+                inside(from, "source.move")?;
+                inside(to, "source.move")?;
                 moves.insert(from.get_ref().clone(), to.get_ref().clone());
             }
-            if let Some(r) = &s.root
-                && (r.get_ref().is_empty()
-                    || r.get_ref().starts_with('/')
-                    || r.get_ref().split('/').any(|c| c == ".."))
-            {
-                return Err(bad(r.span(), "source.root", "must be a relative path without `..`".into()));
+            if let Some(r) = &s.root {
+                inside(r, "source.root")?;
             }
             // A plain relative path names a file beside the recipe (a repository that ships its
             // artifacts), wherever envctl runs from; it is shown and fetched in its canonical form.

@@ -1,4 +1,4 @@
-//! `envctl import nvidia-redist …`: recipes from a publisher's metadata, written into a recipe
+//! `envctl import nvidia-redist|python-build-standalone|conda …`: recipes from a publisher's metadata, written into a recipe
 //! repository. Files whose text is already there are not rewritten, so a re-run changes nothing;
 //! recipes already in the directory that this run does not produce are kept.
 
