@@ -1,6 +1,7 @@
-//! `envctl import nvidia-redist|python-build-standalone|conda …`: recipes from a publisher's metadata, written into a recipe
-//! repository. Files whose text is already there are not rewritten, so a re-run changes nothing;
-//! recipes already in the directory that this run does not produce are kept.
+//! `envctl import nvidia-redist|python-build-standalone|conda …`: recipes from a publisher's
+//! metadata, written into a recipe repository. Files whose text is already there are not
+//! rewritten, so a re-run changes nothing; recipes already in the directory that this run does
+//! not produce are kept.
 
 use std::path::Path;
 
