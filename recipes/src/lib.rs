@@ -23,4 +23,4 @@ pub use profile::{ProfileFile, Requested};
 pub use recipe::{Recipe, Source, SystemRequirements};
 pub use repo::Repository;
 pub use system::{CUDA_DRIVER_TABLE, SystemFacts, SystemOverrides, cuda_for_driver};
-pub use version::{Bound, Clause, Interval, ParseError, Requirement, Tail, Version};
+pub use version::{Bound, Clause, Interval, Level, ParseError, Requirement, Segment, Suffix, Tail, Version};

@@ -2,27 +2,38 @@
 
 use std::fmt;
 
-/// A package name: `[a-z0-9][a-z0-9._-]*`, at most 100 characters. Virtual packages (system
-/// facts) are named by the solver, never by recipes, so a recipe cannot fake one.
+/// A package name, normalized as PEP 503 says: lowercase, each run of `.`, `_` and `-` one `-`
+/// (`Typing_Extensions` and `typing.extensions` are `typing-extensions`). Written with ASCII
+/// letters, digits, `.`, `_` and `-`, starting with a letter or digit, at most 100 characters.
+/// Virtual packages (system facts) are named by the solver, never by recipes, so a recipe cannot
+/// fake one.
 #[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub struct PackageName(std::sync::Arc<str>);
 
 impl PackageName {
-    /// Checks the rules.
+    /// Checks the rules and normalizes.
     pub fn parse(s: &str) -> Result<PackageName, String> {
         let b = s.as_bytes();
         let ok = !b.is_empty()
             && b.len() <= 100
-            && (b[0].is_ascii_lowercase() || b[0].is_ascii_digit())
-            && b.iter()
-                .all(|&c| c.is_ascii_lowercase() || c.is_ascii_digit() || matches!(c, b'.' | b'_' | b'-'));
-        if ok {
-            Ok(PackageName(s.into()))
-        } else {
-            Err(format!(
-                "invalid package name `{s}`: use lowercase letters, digits, `.`, `_` and `-`, starting with a letter or digit"
-            ))
+            && b[0].is_ascii_alphanumeric()
+            && b.iter().all(|&c| c.is_ascii_alphanumeric() || matches!(c, b'.' | b'_' | b'-'));
+        if !ok {
+            return Err(format!(
+                "invalid package name `{s}`: use letters, digits, `.`, `_` and `-`, starting with a letter or digit"
+            ));
         }
+        let mut out = String::with_capacity(s.len());
+        for c in s.chars() {
+            if matches!(c, '.' | '_' | '-') {
+                if !out.ends_with('-') {
+                    out.push('-');
+                }
+            } else {
+                out.push(c.to_ascii_lowercase());
+            }
+        }
+        Ok(PackageName(out.into()))
     }
 
     /// The name as text.
@@ -40,5 +51,26 @@ impl fmt::Display for PackageName {
 impl std::borrow::Borrow<str> for PackageName {
     fn borrow(&self) -> &str {
         &self.0
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::PackageName;
+
+    #[test]
+    fn names_normalize_as_pep_503_says() {
+        for (written, normal) in [
+            ("Typing_Extensions", "typing-extensions"),
+            ("typing.extensions", "typing-extensions"),
+            ("zope__.interface", "zope-interface"),
+            ("nvidia-cudnn-cu12", "nvidia-cudnn-cu12"),
+            ("PyYAML", "pyyaml"),
+        ] {
+            assert_eq!(PackageName::parse(written).unwrap().as_str(), normal);
+        }
+        assert!(PackageName::parse("_x").is_err());
+        assert!(PackageName::parse("a b").is_err());
+        assert!(PackageName::parse("").is_err());
     }
 }

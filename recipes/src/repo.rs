@@ -108,14 +108,18 @@ impl Repository {
         self.packages.keys()
     }
 
-    /// The recipes of one package, oldest first.
+    /// The recipes of one package, oldest first. `name` may be written any way PEP 503 normalizes
+    /// (`Typing_Extensions`).
     pub fn versions(&self, name: &str) -> Option<&BTreeMap<Version, Arc<Recipe>>> {
-        self.packages.get(name)
+        match self.packages.get(name) {
+            Some(found) => Some(found),
+            None => self.packages.get(PackageName::parse(name).ok()?.as_str()),
+        }
     }
 
     /// One recipe.
     pub fn get(&self, name: &str, version: &Version) -> Option<&Arc<Recipe>> {
-        self.packages.get(name)?.get(version)
+        self.versions(name)?.get(version)
     }
 
     /// Number of recipes.
