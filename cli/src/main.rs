@@ -5,6 +5,7 @@ mod commands;
 mod error;
 mod manifest;
 mod printer;
+mod python;
 mod reporter;
 mod resolution;
 mod settings;

@@ -173,6 +173,14 @@ pub enum Error {
     /// A path that is not (or no longer) a valid store path.
     #[error("`{0}` is not a valid path in this store")]
     NotInStore(String),
+    /// A derived path (bytecode, a `pyvenv.cfg`) could not be made.
+    #[error("cannot make `{key}`: {message}")]
+    Derivation {
+        /// What was being made.
+        key: String,
+        /// Why not.
+        message: String,
+    },
 }
 
 impl Error {

@@ -9,7 +9,7 @@
 //! to inspect.
 
 use std::collections::BTreeMap;
-use std::ffi::OsString;
+use std::ffi::{OsStr, OsString};
 use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
 
@@ -25,6 +25,21 @@ pub struct FarmInput {
     pub path: PathBuf,
     /// Higher wins a collision; equal priorities collide.
     pub priority: i64,
+    /// Top-level directories of the package that appear elsewhere in the farm: `site-packages`
+    /// → `lib/python3.11/site-packages` puts a wheel where the profile's Python looks.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub remap: BTreeMap<String, String>,
+}
+
+/// Where a farm entry's contents come from: a directory of a package, or a directory that only
+/// exists in the farm because a remapped tree is mounted below it (`lib/` → `python3.11/` →
+/// the wheel's `site-packages`).
+#[derive(Debug, Clone)]
+enum Src {
+    /// A real directory; at the top level of a package, without its remapped entries.
+    Dir(PathBuf),
+    /// The farm directories `rest` lead to `target`.
+    Mount(Vec<OsString>, PathBuf),
 }
 
 #[derive(Clone, Copy, PartialEq, Eq)]
@@ -48,41 +63,70 @@ fn kind_of(entry: &fs_err::DirEntry) -> Result<Kind> {
 /// Builds the farm for `inputs` into `dest` (an existing empty directory) and returns its model.
 /// The root is always a real directory.
 pub fn build(dest: &Path, inputs: &[FarmInput]) -> Result<Node> {
-    let sources: Vec<(usize, PathBuf)> =
-        inputs.iter().enumerate().map(|(i, p)| (i, p.path.clone())).collect();
+    let mut sources: Vec<(usize, Src)> = Vec::new();
+    for (i, input) in inputs.iter().enumerate() {
+        sources.push((i, Src::Dir(input.path.clone())));
+        for (from, to) in &input.remap {
+            let target = input.path.join(from);
+            if target.is_dir() {
+                let rest: Vec<OsString> = Path::new(to).iter().map(OsString::from).collect();
+                sources.push((i, Src::Mount(rest, target)));
+            }
+        }
+    }
     let mut rel = PathBuf::new();
     merge_dir(dest, &mut rel, &sources, inputs)
 }
 
-fn merge_dir(
-    dest: &Path,
-    rel: &mut PathBuf,
-    sources: &[(usize, PathBuf)],
-    inputs: &[FarmInput],
-) -> Result<Node> {
-    // name -> [(input, path, kind)]
-    let mut entries: BTreeMap<OsString, Vec<(usize, PathBuf, Kind)>> = BTreeMap::new();
-    for (i, dir) in sources {
-        for entry in fs_err::read_dir(dir)? {
-            let entry = entry?;
-            let kind = kind_of(&entry)?;
-            entries.entry(entry.file_name()).or_default().push((*i, entry.path(), kind));
+fn merge_dir(dest: &Path, rel: &mut PathBuf, sources: &[(usize, Src)], inputs: &[FarmInput]) -> Result<Node> {
+    // name -> [(input, source, kind)]
+    let mut entries: BTreeMap<OsString, Vec<(usize, Src, Kind)>> = BTreeMap::new();
+    let top = rel.as_os_str().is_empty();
+    for (i, src) in sources {
+        match src {
+            Src::Dir(dir) => {
+                for entry in fs_err::read_dir(dir)? {
+                    let entry = entry?;
+                    let name = entry.file_name();
+                    if top && inputs[*i].remap.keys().any(|k| OsStr::new(k) == name) {
+                        continue;
+                    }
+                    let kind = kind_of(&entry)?;
+                    entries.entry(name).or_default().push((*i, Src::Dir(entry.path()), kind));
+                }
+            }
+            Src::Mount(rest, target) => {
+                let next = match rest.len() {
+                    1 => Src::Dir(target.clone()),
+                    _ => Src::Mount(rest[1..].to_vec(), target.clone()),
+                };
+                entries.entry(rest[0].clone()).or_default().push((*i, next, Kind::Dir));
+            }
         }
     }
     let mut children = BTreeMap::new();
     for (name, mut group) in entries {
         rel.push(&name);
         let target = dest.join(&*rel);
-        let node = if group.len() == 1 {
-            let (_, path, _) = group.pop().expect("one entry");
+        let node = if group.len() == 1 && matches!(group[0].1, Src::Dir(_)) {
+            let (_, src, _) = group.pop().expect("one entry");
+            let Src::Dir(path) = src else { unreachable!("matched above") };
             link(&path, &target)?
         } else if group.iter().all(|(_, _, k)| *k == Kind::Dir) {
+            // Several packages' directories, or one that only exists in the farm: a real one.
             fs_err::create_dir(&target)?;
-            let sub: Vec<(usize, PathBuf)> = group.into_iter().map(|(i, p, _)| (i, p)).collect();
+            let sub: Vec<(usize, Src)> = group.into_iter().map(|(i, p, _)| (i, p)).collect();
             merge_dir(dest, rel, &sub, inputs)?
         } else {
             let winner = settle(&group, rel, inputs)?;
-            link(&group[winner].1, &target)?
+            match &group[winner].1 {
+                Src::Dir(path) => link(path, &target)?,
+                Src::Mount(..) => {
+                    fs_err::create_dir(&target)?;
+                    let (i, src, _) = group.swap_remove(winner);
+                    merge_dir(dest, rel, &[(i, src)], inputs)?
+                }
+            }
         };
         children.insert(name, node);
         rel.pop();
@@ -98,7 +142,7 @@ fn link(source: &Path, target: &Path) -> Result<Node> {
 }
 
 /// Picks the entry that wins a path several packages ship, or reports the collision.
-fn settle(group: &[(usize, PathBuf, Kind)], rel: &Path, inputs: &[FarmInput]) -> Result<usize> {
+fn settle(group: &[(usize, Src, Kind)], rel: &Path, inputs: &[FarmInput]) -> Result<usize> {
     let top = group.iter().map(|(i, _, _)| inputs[*i].priority).max().expect("non-empty group");
     let best: Vec<usize> = (0..group.len()).filter(|&g| inputs[group[g].0].priority == top).collect();
     let first = best[0];
@@ -114,7 +158,9 @@ fn settle(group: &[(usize, PathBuf, Kind)], rel: &Path, inputs: &[FarmInput]) ->
     Ok(first)
 }
 
-fn identical(a: &(usize, PathBuf, Kind), b: &(usize, PathBuf, Kind)) -> Result<bool> {
+fn identical(a: &(usize, Src, Kind), b: &(usize, Src, Kind)) -> Result<bool> {
+    let (Src::Dir(pa), Src::Dir(pb)) = (&a.1, &b.1) else { return Ok(false) };
+    let (a, b) = ((a.0, pa.clone(), a.2), (b.0, pb.clone(), b.2));
     match (a.2, b.2) {
         (Kind::Link, Kind::Link) => Ok(fs_err::read_link(&a.1)? == fs_err::read_link(&b.1)?),
         (Kind::File, Kind::File) => {

@@ -313,6 +313,9 @@ impl Store {
                 if format == Format::Conda {
                     return unpack::unpack_conda(file, tree_dir, &label, &request.unpack, limits);
                 }
+                if format == Format::Wheel && request.unpack.is_plain() {
+                    return crate::wheel::unpack_wheel(file, tree_dir, &label, limits);
+                }
                 return unpack::unpack_zip(file, tree_dir, &label, format, &request.unpack, limits);
             } else {
                 match decoder(format, &mut chunks) {

@@ -11,6 +11,7 @@
 #![deny(missing_docs)]
 
 mod db;
+mod derive;
 mod error;
 mod farm;
 mod fetch;
@@ -29,8 +30,10 @@ mod tempdir;
 mod tree;
 mod unpack;
 mod verify;
+mod wheel;
 
 pub use db::{PathRecord, SCHEMA_VERSION, SourceRecord};
+pub use derive::Derivation;
 pub use error::{Error, Result};
 pub use farm::FarmInput;
 pub use fetch::{EMPTY_URL, FetchOptions, Fetcher, Location, mirror_name};

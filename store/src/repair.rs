@@ -42,6 +42,30 @@ impl Store {
         }
         let mut failures = Vec::new();
         for (key, url) in &sources {
+            if let Some(derivation) = crate::derive::Derivation::from_key(key) {
+                // Made by envctl: make it again.
+                let made = self.build_derived(&[&derivation]).and_then(|mut built| {
+                    let (_work, tree_dir) = built.pop().expect("one derivation, one tree");
+                    let tree_hash = crate::tree::scan(&tree_dir)?.tree_hash().to_string();
+                    if tree_hash != record.tree_hash {
+                        return Err(Error::Unrepairable {
+                            name: name.to_owned(),
+                            why: format!(
+                                "making it again gives tree {tree_hash}, not the registered {}",
+                                record.tree_hash
+                            ),
+                        });
+                    }
+                    self.swap_in(name, &tree_dir)
+                });
+                match made {
+                    Ok(()) => return Ok(()),
+                    Err(e) => {
+                        failures.push(e.to_string());
+                        continue;
+                    }
+                }
+            }
             let Some(request) = Self::request_from_key(key, url) else {
                 failures.push(format!("{url}: unreadable source record `{key}`"));
                 continue;

@@ -171,6 +171,12 @@ fn relative_components(path: &str, what: &'static str) -> Result<Vec<OsString>> 
 }
 
 impl UnpackOptions {
+    /// Whether no option moves entries: a wheel is then installed by its own layout (see
+    /// `wheel.rs`) rather than unpacked as a zip.
+    pub fn is_plain(&self) -> bool {
+        self.strip_components == 0 && self.subdir.is_none() && self.moves.is_empty() && self.root.is_none()
+    }
+
     /// The moves as validated path components.
     pub fn move_components(&self) -> Result<Vec<(Vec<OsString>, Vec<OsString>)>> {
         self.moves
@@ -357,7 +363,12 @@ fn check_pax_size<R: Read>(entry: &mut tar::Entry<'_, R>, raw: &[u8], u: &Unpack
 
 /// Refuses a zip entry whose local header names another file than the central directory does:
 /// readers that stream local headers would unpack a different tree from the same bytes.
-fn check_local_name(headers: &std::fs::File, offset: u64, central: &[u8], u: &Unpacker<'_>) -> Result<()> {
+pub(crate) fn check_local_name(
+    headers: &std::fs::File,
+    offset: u64,
+    central: &[u8],
+    u: &Unpacker<'_>,
+) -> Result<()> {
     use std::os::unix::fs::FileExt;
     let mut fixed = [0u8; 30];
     headers.read_exact_at(&mut fixed, offset).map_err(|e| u.corrupt(e))?;
@@ -376,7 +387,7 @@ fn check_local_name(headers: &std::fs::File, offset: u64, central: &[u8], u: &Un
     Ok(())
 }
 
-struct Unpacker<'a> {
+pub(crate) struct Unpacker<'a> {
     root: &'a Path,
     label: &'a str,
     format: Format,
@@ -394,7 +405,7 @@ struct Unpacker<'a> {
 }
 
 impl<'a> Unpacker<'a> {
-    fn new(
+    pub(crate) fn new(
         root: &'a Path,
         label: &'a str,
         format: Format,
@@ -428,15 +439,15 @@ impl<'a> Unpacker<'a> {
         Ok(u)
     }
 
-    fn corrupt(&self, e: std::io::Error) -> Error {
+    pub(crate) fn corrupt(&self, e: std::io::Error) -> Error {
         Error::Archive { archive: self.label.to_owned(), format: self.format.name().to_owned(), source: e }
     }
 
-    fn unsafe_entry(&self, raw: &[u8], reason: String) -> Error {
+    pub(crate) fn unsafe_entry(&self, raw: &[u8], reason: String) -> Error {
         unsafe_entry(self.label, raw, reason)
     }
 
-    fn count_entry(&mut self) -> Result<()> {
+    pub(crate) fn count_entry(&mut self) -> Result<()> {
         self.entries += 1;
         if self.entries > self.limits.max_entries {
             return Err(Error::LimitExceeded {
@@ -462,7 +473,7 @@ impl<'a> Unpacker<'a> {
 
     /// The entry's destination as components under the package root, or `None` when
     /// `strip-components` removes it entirely.
-    fn map_path(&self, raw: &[u8]) -> Result<Option<Vec<OsString>>> {
+    pub(crate) fn map_path(&self, raw: &[u8]) -> Result<Option<Vec<OsString>>> {
         if raw.contains(&0) {
             return Err(self.unsafe_entry(raw, "has a NUL byte in its path".into()));
         }
@@ -499,7 +510,7 @@ impl<'a> Unpacker<'a> {
         Ok(Some(out))
     }
 
-    fn make_dir(&mut self, comps: &[OsString], raw: &[u8]) -> Result<()> {
+    pub(crate) fn make_dir(&mut self, comps: &[OsString], raw: &[u8]) -> Result<()> {
         ensure_dir(&mut self.tree, self.root, comps, self.label, raw).map(|_| ())
     }
 
@@ -547,7 +558,7 @@ impl<'a> Unpacker<'a> {
         children.insert(name.clone(), node);
     }
 
-    fn write_file(
+    pub(crate) fn write_file(
         &mut self,
         comps: &[OsString],
         raw: &[u8],
@@ -647,7 +658,7 @@ impl<'a> Unpacker<'a> {
         Ok(())
     }
 
-    fn finish(self) -> Result<Unpacked> {
+    pub(crate) fn finish(self) -> Result<Unpacked> {
         check_links(&self.tree, &mut Vec::new(), &self.tree, self.label)?;
         finalize(self.root, &self.tree)?;
         Ok(Unpacked { tree: self.tree, skipped: self.skipped })
@@ -787,6 +798,25 @@ pub(crate) fn finalize(root: &Path, tree: &Node) -> std::io::Result<()> {
         }
     }
     walk(&mut root.to_path_buf(), tree)
+}
+
+/// Gives a tree that something else wrote (an interpreter compiling bytecode) the store's modes
+/// and mtimes: files `0444` (`0555` when executable), directories `0555`, children first.
+pub(crate) fn normalize_tree(root: &Path) -> std::io::Result<()> {
+    let meta = fs_err::symlink_metadata(root)?;
+    if meta.is_dir() {
+        for entry in fs_err::read_dir(root)? {
+            normalize_tree(&entry?.path())?;
+        }
+        fs_err::set_permissions(root, std::fs::Permissions::from_mode(0o555))?;
+        set_mtime(root, false)
+    } else if meta.file_type().is_symlink() {
+        set_mtime(root, true)
+    } else {
+        let mode = if meta.permissions().mode() & 0o111 != 0 { 0o555 } else { 0o444 };
+        fs_err::set_permissions(root, std::fs::Permissions::from_mode(mode))?;
+        set_mtime(root, false)
+    }
 }
 
 /// Sets `path`'s mtime to [`NORMALIZED_MTIME`] (of the link itself when `nofollow`).

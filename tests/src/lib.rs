@@ -4,6 +4,7 @@
 
 pub mod archive;
 pub mod faults;
+pub mod python;
 pub mod server;
 
 pub use archive::{Archive, Entry};

@@ -209,15 +209,17 @@ pub fn apply(file: &Path, options: &ApplyOptions<'_>, settings: &Settings, cli: 
     let package_paths: Vec<std::path::PathBuf> =
         lock.packages.iter().map(|p| store_dir.join(p.store_path.as_deref().unwrap_or_default())).collect();
     manifest.search = Some(manifest::search_dirs(&package_paths));
-    let inputs: Vec<FarmInput> = lock
+    let mut inputs: Vec<FarmInput> = lock
         .packages
         .iter()
         .map(|p| FarmInput {
             name: p.name.clone(),
             path: store_dir.join(p.store_path.as_deref().unwrap_or_default()),
             priority: ctx.profile.priority.iter().find(|(n, _)| n.as_str() == p.name).map_or(0, |(_, v)| *v),
+            remap: BTreeMap::new(),
         })
         .collect();
+    crate::python::add_layer(&store, &store_dir, &lock, &mut inputs)?;
     let _profile_lock = match adhoc {
         None => Some(profiles.lock(&name).context(|| format!("cannot lock profile `{name}`"))?),
         Some(_) => None,

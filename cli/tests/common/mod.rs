@@ -33,6 +33,18 @@ impl Run {
         self.stdout.lines().next().unwrap_or("").to_owned()
     }
 
+    /// Asserts success and returns the whole run.
+    pub fn success(self) -> Run {
+        self.ok();
+        self
+    }
+
+    /// Asserts exit code 1 and returns the whole run.
+    pub fn failure(self) -> Run {
+        self.failed();
+        self
+    }
+
     /// Asserts exit code 1 and returns stderr.
     pub fn failed(&self) -> &str {
         assert_eq!(self.code, 1, "expected failure (1)\nstdout:\n{}\nstderr:\n{}", self.stdout, self.stderr);

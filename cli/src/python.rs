@@ -1,0 +1,124 @@
+//! The Python layer of a generation: wheels mounted at the profile Python's `site-packages`,
+//! their bytecode compiled by that Python, and a `pyvenv.cfg` that makes the profile's
+//! `bin/python3` a virtual environment over the profile.
+//!
+//! A wheel's store path does not depend on the Python version (see the store's `wheel.rs`); the
+//! farm puts its `site-packages/` at `lib/pythonX.Y/site-packages` of the profile's Python, the
+//! package named `python`.
+
+use std::collections::BTreeMap;
+use std::path::Path;
+
+use envctl_recipes::{LockFile, LockedPackage};
+use envctl_store::{Derivation, FarmInput, Store, StorePathName};
+
+use crate::error::{Failure, Result, StoreContext};
+
+/// Whether a locked package is a wheel installed by its own layout.
+pub fn is_wheel(p: &LockedPackage) -> bool {
+    let s = &p.source;
+    let format = match &s.format {
+        Some(f) => f == "wheel" || f == "whl",
+        None => {
+            let path = s.url.split(['?', '#']).next().unwrap_or(&s.url);
+            path.to_ascii_lowercase().ends_with(".whl")
+        }
+    };
+    format && s.strip_components == 0 && s.subdir.is_none() && s.moves.is_empty() && s.root.is_none()
+}
+
+/// The profile's Python, installed: its store path, the interpreter inside it and its version.
+struct Interpreter {
+    path: StorePathName,
+    exe: String,
+    version: String,
+    series: String,
+}
+
+fn interpreter(store_dir: &Path, lock: &LockFile) -> Result<Option<Interpreter>> {
+    let Some(python) = lock.get("python") else { return Ok(None) };
+    let name = python.store_path.as_deref().unwrap_or_default();
+    let path = StorePathName::parse(name).map_err(|e| Failure::new("cannot use the profile's Python", e))?;
+    let parts: Vec<&str> = python.version.split(['.', '+']).collect();
+    let series = match parts.as_slice() {
+        [major, minor, ..] => format!("{major}.{minor}"),
+        _ => {
+            return Err(Failure::new(
+                "cannot use the profile's Python",
+                format!("its version `{}` has no minor number", python.version),
+            ));
+        }
+    };
+    let root = store_dir.join(name);
+    let exe = [format!("bin/python{series}"), "bin/python3".to_owned()]
+        .into_iter()
+        .find(|e| root.join(e).is_file())
+        .ok_or_else(|| {
+            Failure::new(
+                format!("cannot use python {} as the profile's Python", python.version),
+                format!("`{}` has neither `bin/python{series}` nor `bin/python3`", root.display()),
+            )
+        })?;
+    Ok(Some(Interpreter { path, exe, version: python.version.clone(), series }))
+}
+
+/// Adds the Python layer to `inputs` (one per locked package, in lock order): remaps each
+/// wheel's `site-packages`, and appends the bytecode and `pyvenv.cfg` paths, made as needed.
+/// Sessions still get `PYTHONPATH` (DESIGN.md), naming the same `site-packages`; the virtual
+/// environment is what runs their `.pth` files and sets `sys.prefix`.
+pub fn add_layer(
+    store: &Store,
+    store_dir: &Path,
+    lock: &LockFile,
+    inputs: &mut Vec<FarmInput>,
+) -> Result<()> {
+    let wheels: Vec<usize> = (0..lock.packages.len()).filter(|&i| is_wheel(&lock.packages[i])).collect();
+    let Some(python) = interpreter(store_dir, lock)? else {
+        if let Some(&i) = wheels.first() {
+            let p = &lock.packages[i];
+            return Err(Failure::new(
+                format!("cannot install {} {}", p.name, p.version),
+                "it is a Python wheel and the profile has no package named `python`",
+            )
+            .hint("add `python = \"3.11\"` (or the version it needs) to the profile's [packages]"));
+        }
+        return Ok(());
+    };
+    let site = format!("lib/python{}/site-packages", python.series);
+    let remap: BTreeMap<String, String> = [("site-packages".to_owned(), site)].into();
+    let mut derivations = vec![Derivation::Venv {
+        python: python.path.clone(),
+        exe: python.exe.clone(),
+        version: python.version.clone(),
+    }];
+    for &i in &wheels {
+        inputs[i].remap = remap.clone();
+        let wheel = lock.packages[i].store_path.as_deref().unwrap_or_default();
+        derivations.push(Derivation::Bytecode {
+            wheel: StorePathName::parse(wheel).map_err(|e| Failure::new("cannot compile bytecode", e))?,
+            python: python.path.clone(),
+            exe: python.exe.clone(),
+            version: python.series.clone(),
+        });
+    }
+    let results = store.derive_all(&derivations);
+    let names = std::iter::once("python (pyvenv.cfg)".to_owned())
+        .chain(wheels.iter().map(|&i| format!("{} (bytecode)", lock.packages[i].name)));
+    for ((made, derivation), name) in results.into_iter().zip(&derivations).zip(names) {
+        let made = made.context(|| match derivation {
+            Derivation::Venv { .. } => "cannot make the profile's pyvenv.cfg".to_owned(),
+            _ => format!("cannot compile {name} for python {}", python.version),
+        })?;
+        inputs.push(FarmInput {
+            name,
+            path: made.path,
+            priority: 0,
+            remap: if matches!(derivation, Derivation::Venv { .. }) {
+                BTreeMap::new()
+            } else {
+                remap.clone()
+            },
+        });
+    }
+    Ok(())
+}

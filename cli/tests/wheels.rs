@@ -1,0 +1,175 @@
+//! Python wheels installed as pip and uv install them: real-layout wheels (with `.data/scripts`,
+//! `.data/headers`, entry points, a RECORD and a tag) served on 127.0.0.1, installed over this
+//! machine's CPython packed as a package, merged from several recipes, imported and run in
+//! sessions.
+
+mod common;
+
+use common::fixture::{Fixture, walk};
+use envctl_testkit::python::{Wheel, python_archive};
+use envctl_testkit::sha256_hex;
+
+/// Publishes the interpreter as the recipe `python X.Y.Z`.
+fn publish_python(f: &Fixture, series: &str) -> String {
+    let (bytes, version) = python_archive(series);
+    let url = f.server.serve(&format!("/python-{version}.tar.zst"), bytes.clone());
+    std::fs::write(
+        f.repo.join(format!("python-{version}.toml")),
+        format!(
+            "name = \"python\"\nversion = \"{version}\"\n[[source]]\nurl = \"{url}\"\nsha256 = \"{}\"\n",
+            sha256_hex(&bytes)
+        ),
+    )
+    .unwrap();
+    version
+}
+
+/// Publishes a wheel with a recipe naming it by URL; `deps` are recipe dependency lines.
+fn publish_wheel(f: &Fixture, wheel: &Wheel, bytes: &[u8], deps: &str) {
+    let url = f.server.serve(&format!("/wheels/{}", wheel.file_name()), bytes.to_vec());
+    std::fs::write(
+        f.repo.join(format!("{}-{}.toml", wheel.name, wheel.version)),
+        format!(
+            "name = \"{}\"\nversion = \"{}\"\n[dependencies]\n{deps}\n[[source]]\nurl = \"{url}\"\nsha256 = \"{}\"\n",
+            wheel.name,
+            wheel.version,
+            sha256_hex(bytes)
+        ),
+    )
+    .unwrap();
+}
+
+fn greeter() -> Wheel {
+    let w = Wheel::new("Greeter_Lib", "1.2.post1", "py3-none-any");
+    let data = w.data_dir();
+    w.file("greeter/__init__.py", "from .core import greet\n")
+        .file("greeter/core.py", "def greet(who='world'):\n    return 'hello ' + who\n")
+        .file(
+            "greeter/cli.py",
+            "import sys\nfrom . import greet\ndef main():\n    print(greet(*sys.argv[1:2]))\n    return 0\n",
+        )
+        .file(
+            &format!("{data}/scripts/greet-raw"),
+            "#!python\nimport greeter\nprint('raw', greeter.greet())\n",
+        )
+        .file(&format!("{data}/headers/greeter.h"), "#define GREETER 1\n")
+        .file(&format!("{data}/data/share/greeter/motd"), "be kind\n")
+        .console_script("greet", "greeter.cli:main")
+}
+
+fn shouter() -> Wheel {
+    Wheel::new("shouter", "0.3.1", "py3-none-any")
+        .file("shouter.py", "import greeter\ndef shout():\n    return greeter.greet().upper()\n")
+        .file("shouter-0.3.1.pth", "import sys; sys.shouter_pth = True\n")
+        .requires("greeter-lib ~=1.2")
+}
+
+#[test]
+fn wheels_install_into_the_profile_python_and_run_in_sessions() {
+    let f = Fixture::new();
+    let version = publish_python(&f, "3.11");
+    let (g, s) = (greeter(), shouter());
+    publish_wheel(&f, &g, &g.build(), "python = \">=3.7\"");
+    publish_wheel(&f, &s, &s.build(), "Greeter_Lib = \"~=1.2\"\npython = \">=3.7\"");
+    let p = f.profile("py", "[packages]\nshouter = \"*\"\npython = \"3.11\"\n");
+    f.run(&["apply", &p]).success();
+
+    // Importable, with metadata, through the profile's own python3.
+    let code = "import greeter, shouter, sys, importlib.metadata as m; \
+                print(shouter.shout(), m.version('greeter-lib'), m.version('shouter'), sys.shouter_pth, sys.prefix != sys.base_prefix)";
+    let out = f.run(&["run", "py", "--", "python3", "-c", code]).success();
+    assert_eq!(out.stdout.trim(), "HELLO WORLD 1.2.post1 0.3.1 True True", "{}", out.stderr);
+
+    // The console script and the #!python script run with the profile's interpreter.
+    let out = f.run(&["run", "py", "--", "greet", "team"]).success();
+    assert_eq!(out.stdout.trim(), "hello team");
+    let out = f.run(&["run", "py", "--", "greet-raw"]).success();
+    assert_eq!(out.stdout.trim(), "raw hello world");
+
+    // The schemes landed where the spec says; site-packages is the Python's own.
+    let gen_dir = std::fs::canonicalize(f.profiles_dir().join("py")).unwrap();
+    let site = gen_dir.join("lib/python3.11/site-packages");
+    assert!(site.join("greeter/core.py").exists() && site.join("shouter.py").exists());
+    assert!(site.join("Greeter_Lib-1.2.post1.dist-info/RECORD").exists());
+    assert!(gen_dir.join("include/Greeter_Lib/greeter.h").exists(), "{:?}", walk(&gen_dir.join("include")));
+    assert_eq!(std::fs::read_to_string(gen_dir.join("share/greeter/motd")).unwrap(), "be kind\n");
+    assert!(gen_dir.join("pyvenv.cfg").exists());
+
+    // Bytecode is there, for this interpreter, and nothing was written into the store by runs.
+    let pyc = site.join("greeter/__pycache__/core.cpython-311.pyc");
+    assert!(pyc.exists(), "{:?}", walk(&site.join("greeter")));
+    let store = f.sb.path("envctl/store");
+    let before = walk(&store).len();
+    f.run(&["run", "py", "--", "python3", "-c", "import greeter.cli"]).success();
+    assert_eq!(walk(&store).len(), before, "a session wrote into the store");
+    let _ = version;
+}
+
+#[test]
+fn bytecode_is_the_same_wherever_and_whenever_it_is_compiled() {
+    let mut hashes = Vec::new();
+    for _ in 0..2 {
+        let f = Fixture::new();
+        publish_python(&f, "3.11");
+        let g = greeter();
+        publish_wheel(&f, &g, &g.build(), "python = \">=3.7\"");
+        let p = f.profile("py", "[packages]\ngreeter-lib = \"*\"\npython = \"3.11\"\n");
+        f.run(&["apply", &p]).success();
+        let store = f.sb.path("envctl/store");
+        let mut names: Vec<String> = std::fs::read_dir(&store)
+            .unwrap()
+            .flatten()
+            .map(|e| e.file_name().to_string_lossy().into_owned())
+            .filter(|n| n.contains("bytecode"))
+            .collect();
+        names.sort();
+        assert_eq!(names.len(), 1, "{names:?}");
+        hashes.push(names.pop().unwrap());
+        std::thread::sleep(std::time::Duration::from_millis(1100));
+    }
+    assert_eq!(hashes[0], hashes[1], "bytecode store paths differ between two sandboxes");
+}
+
+#[test]
+fn a_tampered_record_entry_refuses_the_wheel_naming_the_file() {
+    let f = Fixture::new();
+    publish_python(&f, "3.11");
+    let g = greeter();
+    let bytes = g.build_with(Some(("greeter/core.py", b"def greet(who='world'):\n    return 'pwned'\n")));
+    publish_wheel(&f, &g, &bytes, "python = \">=3.7\"");
+    let p = f.profile("py", "[packages]\ngreeter-lib = \"*\"\npython = \"3.11\"\n");
+    let out = f.run(&["apply", &p]).failure();
+    assert!(out.stderr.contains("greeter/core.py") && out.stderr.contains("RECORD"), "{}", out.stderr);
+    assert!(!f.profiles_dir().join("py").exists());
+}
+
+#[test]
+fn one_pure_wheel_serves_a_3_7_and_a_3_11_profile() {
+    let f = Fixture::new();
+    publish_python(&f, "3.7");
+    publish_python(&f, "3.11");
+    let g = greeter();
+    publish_wheel(&f, &g, &g.build(), "python = \">=3.7\"");
+    let old = f.profile("old", "[packages]\ngreeter-lib = \"*\"\npython = \"3.7\"\n");
+    let new = f.profile("new", "[packages]\ngreeter-lib = \"*\"\npython = \"3.11\"\n");
+    f.run(&["apply", &old]).success();
+    f.run(&["apply", &new]).success();
+    for (profile, want) in [("old", "3.7"), ("new", "3.11")] {
+        let code = "import sys, greeter; print('%d.%d' % sys.version_info[:2], greeter.greet())";
+        let out = f.run(&["run", profile, "--", "python3", "-c", code]).success();
+        assert_eq!(out.stdout.trim(), format!("{want} hello world"), "{}", out.stderr);
+        let out = f.run(&["run", profile, "--", "greet", "x"]).success();
+        assert_eq!(out.stdout.trim(), "hello x");
+    }
+    // One store path for the wheel, one bytecode path per interpreter.
+    let store = f.sb.path("envctl/store");
+    let names: Vec<String> = std::fs::read_dir(&store)
+        .unwrap()
+        .flatten()
+        .map(|e| e.file_name().to_string_lossy().into_owned())
+        .collect();
+    assert_eq!(names.iter().filter(|n| n.ends_with("-greeter-lib-1.2.post1")).count(), 1, "{names:?}");
+    assert_eq!(names.iter().filter(|n| n.contains("greeter-lib-bytecode")).count(), 2, "{names:?}");
+    let old_gen = std::fs::canonicalize(f.profiles_dir().join("old")).unwrap();
+    assert!(old_gen.join("lib/python3.7/site-packages/greeter/__pycache__/core.cpython-37.pyc").exists());
+}

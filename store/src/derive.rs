@@ -1,0 +1,284 @@
+//! Derived store paths: made from other store paths by envctl itself rather than fetched, keyed
+//! by what they are made from, so they are made once and shared like any package.
+//!
+//! - [`Derivation::Bytecode`]: a wheel's `site-packages` compiled for one interpreter. Only the
+//!   `__pycache__/*.pyc` files are kept; a profile mounts them over the wheel's own tree, so a
+//!   pure wheel is stored once and compiled once per Python that uses it. The `.pyc` files are
+//!   PEP 552's unchecked-hash kind, compiled with `PYTHONHASHSEED=0` and a relative file name,
+//!   so the tree hash does not depend on when or where they were made; sessions never write any
+//!   (the store is read-only and each source already has its `.pyc`).
+//! - [`Derivation::Venv`]: a `pyvenv.cfg` naming an interpreter, which makes a profile's
+//!   `bin/python3` a virtual environment over the profile (`site-packages`, `.pth` files and all),
+//!   as uv's and venv's are.
+//!
+//! Each is registered under a source key starting `derived:` and refers to the paths it was made
+//! from (GC keeps them), and `verify --repair` makes it again.
+
+use std::io::Write;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+
+use crate::db::SourceRecord;
+use crate::error::{Error, Result};
+use crate::install::Installed;
+use crate::path::{Name, StorePathName, Version};
+use crate::store::Store;
+use crate::tempdir::TempDir;
+
+/// Something envctl makes from store paths.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Derivation {
+    /// `wheel`'s `site-packages` compiled by the interpreter at `python`/`exe`.
+    Bytecode {
+        /// The wheel's store path.
+        wheel: StorePathName,
+        /// The interpreter's store path.
+        python: StorePathName,
+        /// The interpreter inside it (`bin/python3.11`).
+        exe: String,
+        /// Its `X.Y`.
+        version: String,
+    },
+    /// A `pyvenv.cfg` for the interpreter at `python`/`exe`.
+    Venv {
+        /// The interpreter's store path.
+        python: StorePathName,
+        /// The interpreter inside it (`bin/python3.11`).
+        exe: String,
+        /// Its full version (`3.11.9`).
+        version: String,
+    },
+}
+
+/// Compiles files listed on stdin (`source<TAB>output root<TAB>relative name`), in parallel, the
+/// way pip and uv compile an install. Python 3.7 and later.
+const COMPILE: &str = r#"
+import importlib.util, os, py_compile, sys
+from concurrent.futures import ProcessPoolExecutor
+def one(job):
+    src, root, rel = job
+    out = os.path.join(root, importlib.util.cache_from_source(rel))
+    try:
+        py_compile.compile(src, cfile=out, dfile=rel, doraise=True,
+                           invalidation_mode=py_compile.PycInvalidationMode.UNCHECKED_HASH)
+        return 0
+    except Exception:
+        return 1
+jobs = [l.rstrip("\n").split("\t") for l in sys.stdin if l.strip()]
+if jobs:
+    with ProcessPoolExecutor() as ex:
+        failed = sum(ex.map(one, jobs, chunksize=32))
+    print(failed)
+"#;
+
+impl Derivation {
+    /// The key it is registered under.
+    pub fn key(&self) -> String {
+        match self {
+            Derivation::Bytecode { wheel, python, exe, version } => {
+                format!("derived:bytecode {wheel} {python} {exe} {version}")
+            }
+            Derivation::Venv { python, exe, version } => format!("derived:venv {python} {exe} {version}"),
+        }
+    }
+
+    /// The derivation a key names (see [`Derivation::key`]).
+    pub fn from_key(key: &str) -> Option<Derivation> {
+        let rest = key.strip_prefix("derived:")?;
+        let parts: Vec<&str> = rest.split(' ').collect();
+        match parts.as_slice() {
+            ["bytecode", wheel, python, exe, version] => Some(Derivation::Bytecode {
+                wheel: StorePathName::parse(wheel).ok()?,
+                python: StorePathName::parse(python).ok()?,
+                exe: (*exe).to_owned(),
+                version: (*version).to_owned(),
+            }),
+            ["venv", python, exe, version] => Some(Derivation::Venv {
+                python: StorePathName::parse(python).ok()?,
+                exe: (*exe).to_owned(),
+                version: (*version).to_owned(),
+            }),
+            _ => None,
+        }
+    }
+
+    fn inputs(&self) -> Vec<&StorePathName> {
+        match self {
+            Derivation::Bytecode { wheel, python, .. } => vec![wheel, python],
+            Derivation::Venv { python, .. } => vec![python],
+        }
+    }
+
+    /// Package name and version of the store path.
+    fn label(&self, store: &Store) -> Result<(Name, Version)> {
+        match self {
+            Derivation::Bytecode { wheel, version, .. } => {
+                let package =
+                    store.db().get(wheel.as_str())?.map(|r| r.package).unwrap_or_else(|| "wheel".into());
+                Ok((Name::parse(&format!("{package}-bytecode"))?, Version::parse(&format!("py{version}"))?))
+            }
+            Derivation::Venv { version, .. } => Ok((Name::parse("python-venv")?, Version::parse(version)?)),
+        }
+    }
+}
+
+impl Store {
+    /// Makes each derivation, or finds it made; one result per derivation, in order. Bytecode for
+    /// several wheels is compiled by one run of the interpreter.
+    pub fn derive_all(&self, derivations: &[Derivation]) -> Vec<Result<Installed>> {
+        let mut results: Vec<Option<Result<Installed>>> = derivations.iter().map(|_| None).collect();
+        let mut pending = Vec::new();
+        for (i, d) in derivations.iter().enumerate() {
+            match self.find_derived(d) {
+                Ok(Some(found)) => results[i] = Some(Ok(found)),
+                Ok(None) => pending.push(i),
+                Err(e) => results[i] = Some(Err(e)),
+            }
+        }
+        if !pending.is_empty() {
+            let todo: Vec<&Derivation> = pending.iter().map(|&i| &derivations[i]).collect();
+            match self.build_derived(&todo) {
+                Ok(built) => {
+                    for (i, (work, tree_dir)) in pending.iter().zip(built) {
+                        results[*i] = Some(self.commit_derived(&derivations[*i], &work, &tree_dir));
+                    }
+                }
+                Err(e) => {
+                    let message = e.to_string();
+                    for i in pending {
+                        results[i] = Some(Err(Error::Derivation {
+                            key: derivations[i].key(),
+                            message: message.clone(),
+                        }));
+                    }
+                }
+            }
+        }
+        results.into_iter().map(|r| r.expect("every derivation has a result")).collect()
+    }
+
+    fn find_derived(&self, d: &Derivation) -> Result<Option<Installed>> {
+        let Some(record) = self.db().path_for_source(&d.key())? else { return Ok(None) };
+        let path = self.dir.join(&record.name);
+        Ok(path.is_dir().then_some(Installed { path, record, fetched: false, skipped: Vec::new() }))
+    }
+
+    /// Builds the trees of `todo` in fresh temporary directories, each with its tree's path.
+    pub(crate) fn build_derived(&self, todo: &[&Derivation]) -> Result<Vec<(TempDir, PathBuf)>> {
+        let db = self.db();
+        for d in todo {
+            for input in d.inputs() {
+                if db.get(input.as_str())?.is_none() {
+                    return Err(Error::NotInStore(input.to_string()));
+                }
+            }
+        }
+        drop(db);
+        let mut out = Vec::new();
+        // interpreter -> compile jobs
+        let mut jobs: std::collections::BTreeMap<PathBuf, String> = Default::default();
+        for d in todo {
+            let work = TempDir::new(&self.dir.join(".tmp"))?;
+            let tree = work.fresh("tree")?;
+            match d {
+                Derivation::Venv { python, exe, version } => {
+                    let bin = self.dir.join(python.as_str()).join(exe);
+                    let home = bin.parent().unwrap_or(&bin).to_path_buf();
+                    let text = format!(
+                        "home = {}\ninclude-system-site-packages = false\nversion = {version}\n",
+                        home.display()
+                    );
+                    let mut f = fs_err::File::create(tree.join("pyvenv.cfg"))?;
+                    f.write_all(text.as_bytes())?;
+                }
+                Derivation::Bytecode { wheel, python, exe, .. } => {
+                    let site = self.dir.join(wheel.as_str()).join("site-packages");
+                    fs_err::create_dir(tree.join("site-packages"))?;
+                    let list = jobs.entry(self.dir.join(python.as_str()).join(exe)).or_default();
+                    list_sources(&site, Path::new("site-packages"), &tree, list)?;
+                }
+            }
+            out.push((work, tree));
+        }
+        for (exe, list) in jobs {
+            compile(&exe, &list)?;
+        }
+        for (_, tree) in &out {
+            crate::unpack::normalize_tree(tree)?;
+        }
+        Ok(out)
+    }
+
+    fn commit_derived(&self, d: &Derivation, work: &TempDir, tree_dir: &Path) -> Result<Installed> {
+        let tree = crate::tree::scan(tree_dir)?;
+        let tree_hash = tree.tree_hash();
+        let (name, version) = d.label(self)?;
+        let path_name = StorePathName::derive(&name, &version, &tree_hash);
+        let source = SourceRecord { sha256: String::new(), url: "derived".into() };
+        let references: Vec<String> = d.inputs().iter().map(|p| p.to_string()).collect();
+        let (dest, record) = self.commit(
+            work,
+            tree_dir,
+            &path_name,
+            &tree_hash,
+            tree.stats(),
+            (name.as_str().to_owned(), version.as_str().to_owned()),
+            Some((&d.key(), &source)),
+            &references,
+        )?;
+        Ok(Installed { path: dest, record, fetched: false, skipped: Vec::new() })
+    }
+}
+
+/// Appends a compile job for every `.py` file under `dir` (whose name in the tree is `rel`),
+/// with its output under `out`.
+fn list_sources(dir: &Path, rel: &Path, out: &Path, jobs: &mut String) -> Result<()> {
+    for entry in fs_err::read_dir(dir)? {
+        let entry = entry?;
+        let ft = entry.file_type()?;
+        let name = entry.file_name();
+        let sub = rel.join(&name);
+        if ft.is_dir() && name != "__pycache__" {
+            list_sources(&entry.path(), &sub, out, jobs)?;
+        } else if ft.is_file() && sub.extension().is_some_and(|e| e == "py") {
+            let (src, root, rel) = (entry.path(), out.to_path_buf(), sub);
+            // Tabs and newlines in names cannot be passed this way; such files stay uncompiled.
+            let text = [src.to_string_lossy(), root.to_string_lossy(), rel.to_string_lossy()];
+            if text.iter().all(|t| !t.contains(['\t', '\n'])) {
+                jobs.push_str(&text.join("\t"));
+                jobs.push('\n');
+            }
+        }
+    }
+    Ok(())
+}
+
+/// Runs the interpreter over the compile jobs. Files it cannot compile (Python 2 syntax in a test
+/// directory, say) stay uncompiled, as pip leaves them.
+fn compile(exe: &Path, jobs: &str) -> Result<()> {
+    let failed =
+        |message: String| Error::Derivation { key: format!("compile with {}", exe.display()), message };
+    let mut child = Command::new(exe)
+        .args(["-s", "-c", COMPILE])
+        .env_clear()
+        .env("PYTHONHASHSEED", "0")
+        .env("PATH", "/usr/bin:/bin")
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .map_err(|e| failed(format!("cannot run the interpreter: {e}")))?;
+    let mut stdin = child.stdin.take().expect("piped");
+    let feed = jobs.as_bytes().to_vec();
+    let writer = std::thread::spawn(move || stdin.write_all(&feed));
+    let output = child.wait_with_output().map_err(|e| failed(e.to_string()))?;
+    let _ = writer.join();
+    if !output.status.success() {
+        return Err(failed(format!(
+            "the interpreter exited with {}: {}",
+            output.status,
+            String::from_utf8_lossy(&output.stderr).trim()
+        )));
+    }
+    Ok(())
+}

@@ -1,0 +1,350 @@
+//! Installing a Python wheel the way pip and uv do (the binary distribution format, PEP 427 and
+//! its successors), into a layout that does not depend on the Python version:
+//!
+//! | in the wheel | in the store path |
+//! | --- | --- |
+//! | `pkg/…`, `pkg-1.0.dist-info/…` | `site-packages/…` |
+//! | `pkg-1.0.data/purelib/…`, `…/platlib/…` | `site-packages/…` |
+//! | `pkg-1.0.data/scripts/…` | `bin/…`, a `#!python` line made portable |
+//! | `pkg-1.0.data/headers/…` | `include/<distribution>/…` |
+//! | `pkg-1.0.data/data/…` | `…` (the prefix itself) |
+//! | `console_scripts`, `gui_scripts` entry points | `bin/<name>` |
+//!
+//! A profile mounts `site-packages/` at `lib/pythonX.Y/site-packages` of its own Python (see
+//! `FarmInput::remap`), so one pure wheel serves profiles on several Python versions. Scripts
+//! start with a two-line `/bin/sh` header that runs the `python3` beside the script as invoked
+//! (the profile's `bin/`), so they need no absolute interpreter path either.
+//!
+//! `RECORD` is checked while the wheel is unpacked: every file must be listed with the sha256 it
+//! has, and every listed hash must be of a file the wheel holds; anything else refuses the wheel,
+//! naming the file.
+
+use std::collections::BTreeMap;
+use std::ffi::OsString;
+use std::io::Read;
+
+use base64::Engine;
+use sha2::Digest;
+
+use crate::error::{Error, Result};
+use crate::unpack::{Format, Limits, UnpackOptions, Unpacked, Unpacker, check_local_name};
+
+/// What a wheel's scripts and entry points start with: `/bin/sh` runs the `python3` found beside
+/// the script's path as invoked, which reads the rest as Python (the `'''` hides the shell part).
+pub const SCRIPT_HEADER: &str = "#!/bin/sh\n'''exec' \"$(dirname -- \"$0\")/python3\" \"$0\" \"$@\"\n' '''\n";
+
+/// Unpacks a wheel from `file` into `dest` (see the module docs).
+pub fn unpack_wheel(
+    file: std::fs::File,
+    dest: &std::path::Path,
+    label: &str,
+    limits: Limits,
+) -> Result<Unpacked> {
+    let mut u = Unpacker::new(dest, label, Format::Wheel, &UnpackOptions::default(), limits)?;
+    let zip_err = |e: zip::result::ZipError| std::io::Error::other(e);
+    let headers = file.try_clone().map_err(|e| u.corrupt(e))?;
+    let mut zip = zip::ZipArchive::new(std::io::BufReader::new(file)).map_err(|e| u.corrupt(zip_err(e)))?;
+    let bad = |entry: &str, reason: String| Error::UnsafeEntry {
+        archive: label.to_owned(),
+        entry: entry.to_owned(),
+        reason,
+    };
+
+    // The `.dist-info` directory names the distribution; its `.data` sibling holds the schemes.
+    let dist_info = zip
+        .file_names()
+        .filter_map(|n| n.strip_suffix("/WHEEL"))
+        .find(|d| d.ends_with(".dist-info") && !d.contains('/'))
+        .map(str::to_owned)
+        .ok_or_else(|| bad("WHEEL", "the wheel has no `NAME-VERSION.dist-info/WHEEL`".into()))?;
+    let stem = dist_info.trim_end_matches(".dist-info").to_owned();
+    let data_dir = format!("{stem}.data");
+    let distribution = stem.split('-').next().unwrap_or(&stem).to_owned();
+
+    // archive path -> sha256 of what was written
+    let mut hashes: BTreeMap<String, [u8; 32]> = BTreeMap::new();
+    for i in 0..zip.len() {
+        let mut f = zip.by_index(i).map_err(|e| u.corrupt(zip_err(e)))?;
+        u.count_entry()?;
+        let raw = f.name_raw().to_vec();
+        check_local_name(&headers, f.header_start(), &raw, &u)?;
+        // Checked as any archive path is (no `..`, not absolute), then placed by scheme.
+        let Some(comps) = u.map_path(&raw)? else { continue };
+        let name = String::from_utf8_lossy(&raw).trim_end_matches('/').to_owned();
+        let placed = place(comps, &data_dir, &distribution).map_err(|why| bad(&name, why))?;
+        let Some((comps, scheme)) = placed else {
+            if f.is_dir() {
+                continue;
+            }
+            return Err(bad(&name, "a file must sit inside one of the `.data` schemes".into()));
+        };
+        if f.is_dir() {
+            u.make_dir(&comps, &raw)?;
+            continue;
+        }
+        let mode = f.unix_mode();
+        if mode.is_some_and(|m| m & 0o170000 != 0o100000 && m & 0o170000 != 0) {
+            return Err(bad(&name, "a wheel holds regular files only".into()));
+        }
+        let size = f.size();
+        let exec = mode.is_some_and(|m| m & 0o111 != 0);
+        if scheme == Scheme::Scripts {
+            // Scripts are small: read whole, hash as shipped, write with a portable first line.
+            let mut body = Vec::new();
+            (&mut f)
+                .take(limits.max_bytes.saturating_add(1))
+                .read_to_end(&mut body)
+                .map_err(|e| u.corrupt(e))?;
+            hashes.insert(name.clone(), sha2::Sha256::digest(&body).into());
+            let body = portable_script(body);
+            let len = body.len() as u64;
+            u.write_file(&comps, &raw, &mut std::io::Cursor::new(body), true, len)?;
+        } else {
+            let mut tee = Sha256Reader { inner: &mut f, hasher: sha2::Sha256::new() };
+            u.write_file(&comps, &raw, &mut tee, exec, size)?;
+            hashes.insert(name, tee.hasher.finalize().into());
+        }
+    }
+
+    let record_path = format!("{dist_info}/RECORD");
+    let record = read_back(dest, &["site-packages", &dist_info, "RECORD"])
+        .ok_or_else(|| bad(&record_path, "the wheel has no RECORD".into()))?;
+    check_record(&record, &hashes, &dist_info).map_err(|(entry, why)| bad(&entry, why))?;
+
+    if let Some(text) = read_back(dest, &["site-packages", &dist_info, "entry_points.txt"]) {
+        for (script, target) in
+            entry_points(&text).map_err(|why| bad(&format!("{dist_info}/entry_points.txt"), why))?
+        {
+            let comps = vec![OsString::from("bin"), OsString::from(&script)];
+            let body = entry_point_script(&target)
+                .map_err(|why| bad(&format!("{dist_info}/entry_points.txt"), why))?;
+            let len = body.len() as u64;
+            let raw = format!("{dist_info}/entry_points.txt:{script}");
+            u.write_file(&comps, raw.as_bytes(), &mut std::io::Cursor::new(body.into_bytes()), true, len)?;
+        }
+    }
+    u.finish()
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Scheme {
+    Lib,
+    Scripts,
+    Other,
+}
+
+/// Where a wheel entry lands in the store path; `None` for `NAME.data/` and its scheme
+/// directories themselves, which are not placed anywhere.
+fn place(
+    comps: Vec<OsString>,
+    data_dir: &str,
+    distribution: &str,
+) -> std::result::Result<Option<(Vec<OsString>, Scheme)>, String> {
+    let site = || OsString::from("site-packages");
+    if comps.first().is_none_or(|c| c != data_dir) {
+        let mut out = vec![site()];
+        out.extend(comps);
+        return Ok(Some((out, Scheme::Lib)));
+    }
+    let Some(scheme) = comps.get(1).map(|s| s.to_string_lossy().into_owned()) else { return Ok(None) };
+    let (mut out, kind) = match scheme.as_str() {
+        "purelib" | "platlib" => (vec![site()], Scheme::Lib),
+        "scripts" => (vec![OsString::from("bin")], Scheme::Scripts),
+        "headers" => (vec![OsString::from("include"), OsString::from(distribution)], Scheme::Other),
+        "data" => (Vec::new(), Scheme::Other),
+        other => return Err(format!("names the unknown install scheme `{other}`")),
+    };
+    if comps.len() == 2 {
+        return Ok(None);
+    }
+    out.extend(comps.into_iter().skip(2));
+    Ok(Some((out, kind)))
+}
+
+/// Replaces a `#!python` (or `#!pythonw`) first line with [`SCRIPT_HEADER`]; other scripts are
+/// kept as they are.
+fn portable_script(body: Vec<u8>) -> Vec<u8> {
+    if !body.starts_with(b"#!python") {
+        return body;
+    }
+    let rest = body.iter().position(|b| *b == b'\n').map_or(&[][..], |i| &body[i + 1..]);
+    let mut out = SCRIPT_HEADER.as_bytes().to_vec();
+    out.extend_from_slice(rest);
+    out
+}
+
+struct Sha256Reader<'r, R: Read> {
+    inner: &'r mut R,
+    hasher: sha2::Sha256,
+}
+
+impl<R: Read> Read for Sha256Reader<'_, R> {
+    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+        let n = self.inner.read(buf)?;
+        self.hasher.update(&buf[..n]);
+        Ok(n)
+    }
+}
+
+fn read_back(dest: &std::path::Path, parts: &[&str]) -> Option<String> {
+    let path: std::path::PathBuf =
+        std::iter::once(dest.as_os_str()).chain(parts.iter().map(|p| std::ffi::OsStr::new(*p))).collect();
+    std::fs::read_to_string(path).ok()
+}
+
+/// Checks `RECORD` against what the wheel held. The error names the entry and why.
+fn check_record(
+    record: &str,
+    hashes: &BTreeMap<String, [u8; 32]>,
+    dist_info: &str,
+) -> std::result::Result<(), (String, String)> {
+    let own =
+        [format!("{dist_info}/RECORD"), format!("{dist_info}/RECORD.jws"), format!("{dist_info}/RECORD.p7s")];
+    let mut listed: BTreeMap<String, Option<String>> = BTreeMap::new();
+    for (n, line) in record.lines().enumerate() {
+        if line.trim().is_empty() {
+            continue;
+        }
+        let fields = csv_fields(line);
+        let path = fields.first().cloned().unwrap_or_default();
+        let hash = fields.get(1).filter(|h| !h.is_empty()).cloned();
+        if path.is_empty() {
+            return Err((format!("{dist_info}/RECORD"), format!("line {} names no file", n + 1)));
+        }
+        listed.insert(path, hash);
+    }
+    for (path, digest) in hashes {
+        if own.contains(path) {
+            continue;
+        }
+        let Some(entry) = listed.get(path) else {
+            return Err((path.clone(), "is not listed in the wheel's RECORD".into()));
+        };
+        let Some(hash) = entry else {
+            return Err((path.clone(), "has no hash in the wheel's RECORD".into()));
+        };
+        let want = hash.strip_prefix("sha256=").and_then(|b| {
+            base64::engine::general_purpose::URL_SAFE_NO_PAD.decode(b.trim_end_matches('=')).ok()
+        });
+        match want {
+            Some(w) if w == digest => {}
+            Some(_) => {
+                return Err((path.clone(), "does not have the sha256 the wheel's RECORD lists: the wheel was altered after it was built".into()));
+            }
+            None => {
+                return Err((
+                    path.clone(),
+                    format!("has a RECORD hash envctl cannot check (`{hash}`); expected `sha256=…`"),
+                ));
+            }
+        }
+    }
+    for (path, hash) in &listed {
+        if hash.is_some() && !hashes.contains_key(path) {
+            return Err((path.clone(), "is listed in RECORD but the wheel does not hold it".into()));
+        }
+    }
+    Ok(())
+}
+
+/// The fields of one CSV line (RECORD quotes a path holding a comma).
+fn csv_fields(line: &str) -> Vec<String> {
+    let mut fields = Vec::new();
+    let mut cur = String::new();
+    let mut quoted = false;
+    let mut chars = line.trim_end_matches('\r').chars().peekable();
+    while let Some(c) = chars.next() {
+        match (c, quoted) {
+            ('"', true) if chars.peek() == Some(&'"') => {
+                cur.push('"');
+                chars.next();
+            }
+            ('"', _) => quoted = !quoted,
+            (',', false) => fields.push(std::mem::take(&mut cur)),
+            _ => cur.push(c),
+        }
+    }
+    fields.push(cur);
+    fields
+}
+
+/// The `console_scripts` and `gui_scripts` of an `entry_points.txt`: `(name, "module:attr")`.
+pub fn entry_points(text: &str) -> std::result::Result<Vec<(String, String)>, String> {
+    let mut out = Vec::new();
+    let mut section = String::new();
+    for line in text.lines() {
+        let line = line.trim();
+        if line.is_empty() || line.starts_with('#') || line.starts_with(';') {
+            continue;
+        }
+        if let Some(s) = line.strip_prefix('[').and_then(|l| l.strip_suffix(']')) {
+            section = s.trim().to_owned();
+            continue;
+        }
+        if section != "console_scripts" && section != "gui_scripts" {
+            continue;
+        }
+        let (name, target) =
+            line.split_once('=').ok_or_else(|| format!("`{line}` is not `name = module:attr`"))?;
+        let name = name.trim();
+        if name.is_empty() || name.contains('/') || name.starts_with('.') {
+            return Err(format!("`{name}` cannot be a script name"));
+        }
+        // Extras (`[extra]`) say what must be installed; they do not change the script.
+        let target = target.split('[').next().unwrap_or(target).trim();
+        out.push((name.to_owned(), target.to_owned()));
+    }
+    Ok(out)
+}
+
+/// The script for an entry point `module:attr.sub`, as pip writes it.
+fn entry_point_script(target: &str) -> std::result::Result<String, String> {
+    let (module, attr) =
+        target.split_once(':').ok_or_else(|| format!("entry point `{target}` has no `:attr`"))?;
+    let ident = |s: &str| {
+        !s.is_empty()
+            && s.split('.').all(|p| !p.is_empty() && p.chars().all(|c| c.is_alphanumeric() || c == '_'))
+    };
+    let (module, attr) = (module.trim(), attr.trim());
+    if !ident(module) || !ident(attr) {
+        return Err(format!("entry point `{target}` is not `module:attr`"));
+    }
+    let root = attr.split('.').next().unwrap_or(attr);
+    Ok(format!(
+        "{SCRIPT_HEADER}# -*- coding: utf-8 -*-\nimport re\nimport sys\nfrom {module} import {root}\nif __name__ == \"__main__\":\n    sys.argv[0] = re.sub(r\"(-script\\.pyw|\\.exe)?$\", \"\", sys.argv[0])\n    sys.exit({attr}())\n"
+    ))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn entry_points_become_scripts() {
+        let eps = entry_points("[console_scripts]\ntool = pkg.cli:main [extra]\n\n[gui_scripts]\ng=pkg:App.run\n[other]\nx = y:z\n").unwrap();
+        assert_eq!(eps, vec![("tool".into(), "pkg.cli:main".into()), ("g".into(), "pkg:App.run".into())]);
+        let s = entry_point_script("pkg:App.run").unwrap();
+        assert!(
+            s.starts_with(SCRIPT_HEADER)
+                && s.contains("from pkg import App\n")
+                && s.contains("sys.exit(App.run())"),
+            "{s}"
+        );
+        assert!(entry_point_script("pkg").is_err());
+        assert!(entry_point_script("pkg:main; rm").is_err());
+    }
+
+    #[test]
+    fn record_lines_are_csv() {
+        assert_eq!(csv_fields("a/b.py,sha256=x,12"), ["a/b.py", "sha256=x", "12"]);
+        assert_eq!(csv_fields("\"a,b.py\",sha256=x,1"), ["a,b.py", "sha256=x", "1"]);
+        assert_eq!(csv_fields("p/RECORD,,"), ["p/RECORD", "", ""]);
+    }
+
+    #[test]
+    fn python_scripts_get_the_portable_header() {
+        let out = portable_script(b"#!python\nprint(1)\n".to_vec());
+        assert_eq!(String::from_utf8(out).unwrap(), format!("{SCRIPT_HEADER}print(1)\n"));
+        assert_eq!(portable_script(b"#!/bin/sh\necho\n".to_vec()), b"#!/bin/sh\necho\n");
+    }
+}
