@@ -7,6 +7,7 @@ use std::path::Path;
 
 use envctl_recipes::{
     LockFile, LockedPackage, LockedSource, PackageName, ProfileFile, Repository, SystemFacts, Version,
+    WheelTags,
 };
 use envctl_resolver::{Request, Solution, Task, solve};
 
@@ -70,14 +71,42 @@ impl Context {
             })
             .collect();
         let task = Task { repo: &self.repo, requested, preferred, system: &self.facts };
-        solve(&task).map_err(|e| {
+        let solution = solve(&task).map_err(|e| {
             let hints = e.hints().to_vec();
             let mut f = Failure::new(format!("cannot resolve `{file}`"), e);
             for h in hints {
                 f = f.hint(h);
             }
             f
-        })
+        })?;
+        self.check_wheels(&solution, &file)?;
+        Ok(solution)
+    }
+
+    /// Every wheel of a resolution must run on its Python and on this machine (or the one
+    /// `--system` describes): its tags are checked now, so a wrong wheel fails the lock, naming
+    /// the tag, instead of an import.
+    fn check_wheels(&self, solution: &Solution, file: &str) -> Result<()> {
+        let platform = self.facts.platform();
+        let arch = self.facts.arch.as_deref().unwrap_or("x86_64");
+        let python = solution.packages.iter().find(|(n, _)| n.as_str() == "python").map(|(_, r)| &r.version);
+        for (name, recipe) in &solution.packages {
+            let Some(source) = recipe.source_for(&platform) else { continue };
+            let Some(tags) = WheelTags::from_file_name(&source.url) else { continue };
+            let failure = |why: String| {
+                Failure::new(format!("cannot resolve `{file}`"), format!("{name} {}: {why}", recipe.version))
+                    .hint(format!("its recipe is `{}`", recipe.origin.display()))
+            };
+            let Some(python) = python else {
+                return Err(failure(
+                    "it is a Python wheel and the resolution has no package named `python`".into(),
+                )
+                .hint("add `python = \"3.11\"` (or the version it needs) to [packages]"));
+            };
+            tags.check(python, arch, self.facts.glibc.as_ref())
+                .map_err(|why| failure(format!("the wheel `{}` cannot run here: {why}", tags.text())))?;
+        }
+        Ok(())
     }
 
     /// What the lock's packages need from this machine and it lacks, one line per need, from

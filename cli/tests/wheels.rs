@@ -173,3 +173,38 @@ fn one_pure_wheel_serves_a_3_7_and_a_3_11_profile() {
     let old_gen = std::fs::canonicalize(f.profiles_dir().join("old")).unwrap();
     assert!(old_gen.join("lib/python3.7/site-packages/greeter/__pycache__/core.cpython-37.pyc").exists());
 }
+
+#[test]
+fn a_wheel_that_cannot_run_on_the_profile_python_or_machine_is_refused_at_lock_naming_the_tag() {
+    let f = Fixture::new();
+    let fake = "0".repeat(64);
+    for version in ["3.7.16", "3.11.7"] {
+        std::fs::write(
+            f.repo.join(format!("python-{version}.toml")),
+            format!("name = \"python\"\nversion = \"{version}\"\n[[source]]\nurl = \"https://example.invalid/p.tar\"\nsha256 = \"{fake}\"\n"),
+        )
+        .unwrap();
+    }
+    let recipe = |name: &str, file: &str| {
+        std::fs::write(
+            f.repo.join(format!("{name}.toml")),
+            format!("name = \"{name}\"\nversion = \"1.0\"\n[[source]]\nurl = \"https://example.invalid/{file}\"\nsha256 = \"{fake}\"\n"),
+        )
+        .unwrap();
+    };
+    recipe("fast", "fast-1.0-cp311-cp311-manylinux_2_17_x86_64.whl");
+    recipe("new-glibc", "new_glibc-1.0-cp37-cp37m-manylinux_2_28_x86_64.whl");
+
+    let p = f.profile("old", "[packages]\nfast = \"*\"\npython = \"3.7\"\n");
+    let err = f.run(&["lock", &p]).failure().stderr;
+    assert!(err.contains("cp311") && err.contains("3.7") && err.contains("fast 1.0"), "{err}");
+
+    let p = f.profile("glibc", "[packages]\nnew-glibc = \"*\"\npython = \"3.7\"\n");
+    let err = f.sb.run_env(&["lock", &p], &[("ENVCTL_SYSTEM_GLIBC", "2.17")]).failure().stderr;
+    assert!(err.contains("manylinux_2_28_x86_64") && err.contains("2.17"), "{err}");
+    // The same wheel on a machine with a newer glibc locks.
+    f.sb.run_env(&["lock", &p], &[("ENVCTL_SYSTEM_GLIBC", "2.31")]).success();
+
+    let p = f.profile("right", "[packages]\nfast = \"*\"\npython = \"3.11\"\n");
+    f.run(&["lock", &p]).success();
+}

@@ -14,6 +14,7 @@ mod recipe;
 mod repo;
 mod system;
 mod version;
+mod wheel_tags;
 
 pub use env::is_variable_name;
 pub use error::{Error, Result};
@@ -24,3 +25,4 @@ pub use recipe::{Recipe, Source, SystemRequirements};
 pub use repo::Repository;
 pub use system::{CUDA_DRIVER_TABLE, SystemFacts, SystemOverrides, cuda_for_driver};
 pub use version::{Bound, Clause, Interval, Level, ParseError, Requirement, Segment, Suffix, Tail, Version};
+pub use wheel_tags::WheelTags;
