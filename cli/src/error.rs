@@ -78,6 +78,13 @@ fn store_hints(e: &envctl_store::Error) -> Vec<String> {
         E::UnknownMirror { name, .. } => vec![format!(
             "define it in the configuration file:\n\n    [mirrors]\n    {name} = [\"https://…\"]"
         )],
+        E::UnknownIndex { name, .. } => vec![format!(
+            "define it in the configuration file:\n\n    [indexes]\n    {name} = [\"https://…/simple\"]   # or a directory of wheels{}",
+            if name == "pypi" { "\n\nor give pip an index (`PIP_INDEX_URL`, or `index-url` in pip.conf): envctl uses it for `pypi`" } else { "" }
+        )],
+        E::NotOnIndex { name, .. } => vec![format!(
+            "check the file name in the recipe, or add a base that has it to `[indexes] {name}` in the configuration file"
+        )],
         E::UnknownFormat(_) => vec!["give the format with --format (tar, tar.gz, tar.xz, tar.zst, tar.bz2, zip, wheel)".into()],
         E::TooNew { .. } => vec!["this store was written by a newer envctl; use that version, or another --home".into()],
         _ => Vec::new(),

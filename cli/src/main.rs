@@ -4,6 +4,7 @@ mod args;
 mod commands;
 mod error;
 mod manifest;
+mod pipconf;
 mod printer;
 mod python;
 mod reporter;

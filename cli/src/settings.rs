@@ -4,6 +4,8 @@
 //! recipes = ["/srv/team-recipes"]   # repositories layered over the bundled one
 //! [mirrors]                         # mirror://NAME/rest expands to each base in turn
 //! nvidia = ["https://…/compute"]
+//! [indexes]                         # package indexes for `index = "NAME"` sources
+//! pypi = ["https://…/simple", "/srv/wheels"]   # simple repositories or local directories
 //! [store]
 //! max-unpack-bytes = 68719476736
 //! max-unpack-entries = 2000000
@@ -40,6 +42,9 @@ pub struct Config {
     /// Mirror bases.
     #[serde(default)]
     pub mirrors: BTreeMap<String, Vec<String>>,
+    /// Package index bases (simple repositories or local directories).
+    #[serde(default)]
+    pub indexes: BTreeMap<String, Vec<String>>,
     /// Store settings.
     #[serde(default)]
     pub store: StoreConfig,
@@ -170,6 +175,14 @@ impl Settings {
             .map(|(name, base)| ((*name).to_owned(), vec![(*base).to_owned()]))
             .chain(self.config.mirrors.clone())
             .collect();
+        // `pypi` is where the user's pip looks, unless the configuration names it.
+        o.fetch.indexes = self.config.indexes.clone();
+        if !o.fetch.indexes.contains_key("pypi") {
+            let bases = crate::pipconf::pypi_bases();
+            if !bases.is_empty() {
+                o.fetch.indexes.insert("pypi".into(), bases);
+            }
+        }
         if let Some(v) = f.retries {
             o.fetch.retries = v;
         }

@@ -208,3 +208,63 @@ fn a_wheel_that_cannot_run_on_the_profile_python_or_machine_is_refused_at_lock_n
     let p = f.profile("right", "[packages]\nfast = \"*\"\npython = \"3.11\"\n");
     f.run(&["lock", &p]).success();
 }
+
+/// A fixture with python 3.11 and `greeter-lib` as an index source (`index = "pypi"`).
+fn index_fixture() -> (Fixture, Vec<u8>, String) {
+    let f = Fixture::new();
+    publish_python(&f, "3.11");
+    let g = greeter();
+    let bytes = g.build();
+    let file = g.file_name();
+    std::fs::write(
+        f.repo.join("greeter.toml"),
+        format!(
+            "name = \"greeter-lib\"\nversion = \"1.2.post1\"\n[dependencies]\npython = \">=3.7\"\n[[source]]\nindex = \"pypi\"\nfilename = \"{file}\"\nsha256 = \"{}\"\n",
+            sha256_hex(&bytes)
+        ),
+    )
+    .unwrap();
+    (f, bytes, file)
+}
+
+#[test]
+fn a_recipe_names_an_index_and_a_file_and_the_configuration_says_where_the_index_is() {
+    let (f, bytes, file) = index_fixture();
+    f.server.serve(&format!("/files/ab/{file}"), bytes.clone());
+    let page = format!(
+        "<!DOCTYPE html><html><body><a href=\"../../files/ab/{file}#sha256={}\">{file}</a></body></html>",
+        sha256_hex(&bytes)
+    );
+    f.server.serve("/simple/greeter-lib/", page.into_bytes());
+    let p = f.profile("py", "[packages]\ngreeter-lib = \"*\"\npython = \"3.11\"\n");
+
+    // No index configured anywhere (the machine's own pip variables are cleared): a clear error.
+    let none = [("PIP_INDEX_URL", ""), ("PIP_FIND_LINKS", ""), ("PIP_CONFIG_FILE", "/dev/null")];
+    let err = f.sb.run_env(&["apply", &p], &none).failure().stderr;
+    assert!(err.contains("`pypi`") && err.contains("[indexes]") && err.contains("PIP_INDEX_URL"), "{err}");
+
+    // pip's own configuration is enough for `pypi`: a simple repository on loopback.
+    let simple = f.server.url("/simple");
+    let pip = [("PIP_INDEX_URL", simple.as_str()), ("PIP_FIND_LINKS", ""), ("PIP_CONFIG_FILE", "/dev/null")];
+    f.sb.run_env(&["apply", &p], &pip).success();
+    let out = f.run(&["run", "py", "--", "greet", "index"]).success();
+    assert_eq!(out.stdout.trim(), "hello index");
+    // The lock names the index and the file, not the host.
+    let lock = std::fs::read_to_string(f.sb.path("py.lock")).unwrap();
+    assert!(lock.contains(&format!("url = \"index://pypi/{file}\"")), "{lock}");
+
+    // envctl's own [indexes] may name a local directory of wheels (a fresh store fetches from it).
+    let (f, bytes, file) = index_fixture();
+    let wheels = f.sb.path("wheelhouse");
+    std::fs::create_dir_all(&wheels).unwrap();
+    std::fs::write(wheels.join(&file), &bytes).unwrap();
+    f.sb.config(&format!(
+        "recipes = [\"{}\"]\n[indexes]\npypi = [\"{}\"]\n",
+        f.repo.display(),
+        wheels.display()
+    ));
+    let p = f.profile("py", "[packages]\ngreeter-lib = \"*\"\npython = \"3.11\"\n");
+    f.sb.run_env(&["apply", &p], &none).success();
+    let out = f.run(&["run", "py", "--", "greet", "local"]).success();
+    assert_eq!(out.stdout.trim(), "hello local");
+}

@@ -32,7 +32,8 @@ pub struct Source {
     /// Platform (`linux-x86_64`); any when absent.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub platform: Option<String>,
-    /// URL (`https://`, `mirror://NAME/…`, `file://`).
+    /// URL (`https://`, `mirror://NAME/…`, `file://`, or `index://NAME/FILE` for a file on a
+    /// package index, written in a recipe as `index = "NAME"` and `filename = "FILE"`).
     pub url: String,
     /// sha256, 64 lowercase hex digits.
     pub sha256: String,
@@ -124,7 +125,9 @@ struct RawSystem {
 #[serde(deny_unknown_fields, rename_all = "kebab-case")]
 struct RawSource {
     platform: Option<String>,
-    url: Spanned<String>,
+    url: Option<Spanned<String>>,
+    index: Option<Spanned<String>>,
+    filename: Option<Spanned<String>>,
     sha256: Spanned<String>,
     format: Option<Spanned<String>>,
     #[serde(default)]
@@ -201,10 +204,70 @@ impl Recipe {
                     format!("expected 64 hexadecimal digits, got `{sha}`"),
                 ));
             }
-            let url = s.url.get_ref();
-            if url.is_empty() || url.chars().any(char::is_whitespace) {
-                return Err(bad(s.url.span(), "source.url", format!("invalid URL `{url}`")));
-            }
+            let url = match (&s.url, &s.index, &s.filename) {
+                (Some(url), None, None) => {
+                    let text = url.get_ref();
+                    if text.is_empty() || text.chars().any(char::is_whitespace) {
+                        return Err(bad(url.span(), "source.url", format!("invalid URL `{text}`")));
+                    }
+                    text.clone()
+                }
+                (None, Some(index), Some(file)) => {
+                    let (i, f) = (index.get_ref(), file.get_ref());
+                    if i.is_empty()
+                        || !i.bytes().all(|c| c.is_ascii_alphanumeric() || matches!(c, b'-' | b'_' | b'.'))
+                    {
+                        return Err(bad(
+                            index.span(),
+                            "source.index",
+                            format!(
+                                "invalid index name `{i}`: use letters, digits, `-`, `_` and `.` (the host comes from the configuration)"
+                            ),
+                        ));
+                    }
+                    if f.is_empty()
+                        || f.contains(['/', '\\'])
+                        || f.chars().any(char::is_whitespace)
+                        || f.starts_with('.')
+                    {
+                        return Err(bad(
+                            file.span(),
+                            "source.filename",
+                            format!("`{f}` must be a plain file name"),
+                        ));
+                    }
+                    format!("index://{i}/{f}")
+                }
+                (None, None, None) => {
+                    return Err(bad(
+                        s.sha256.span(),
+                        "source",
+                        "a source needs `url`, or `index` and `filename`".into(),
+                    ));
+                }
+                (Some(url), _, _) => {
+                    return Err(bad(
+                        url.span(),
+                        "source.url",
+                        "give `url` or `index` with `filename`, not both".into(),
+                    ));
+                }
+                (None, Some(index), None) => {
+                    return Err(bad(
+                        index.span(),
+                        "source.index",
+                        "`index` needs `filename` beside it".into(),
+                    ));
+                }
+                (None, None, Some(file)) => {
+                    return Err(bad(
+                        file.span(),
+                        "source.filename",
+                        "`filename` needs `index` beside it".into(),
+                    ));
+                }
+            };
+            let url = &url;
             if let Some(f) = &s.format
                 && !FORMATS.contains(&f.get_ref().as_str())
             {

@@ -173,6 +173,24 @@ pub enum Error {
     /// A path that is not (or no longer) a valid store path.
     #[error("`{0}` is not a valid path in this store")]
     NotInStore(String),
+    /// An `index://NAME/…` source whose index is not configured.
+    #[error("`{url}` names the package index `{name}`, which is not configured")]
+    UnknownIndex {
+        /// The source.
+        url: String,
+        /// The index name.
+        name: String,
+    },
+    /// No base of the index has the file.
+    #[error("no base of the package index `{name}` has `{url}`: {}", tried.join("; "))]
+    NotOnIndex {
+        /// The source.
+        url: String,
+        /// The index name.
+        name: String,
+        /// What each base answered.
+        tried: Vec<String>,
+    },
     /// A derived path (bytecode, a `pyvenv.cfg`) could not be made.
     #[error("cannot make `{key}`: {message}")]
     Derivation {

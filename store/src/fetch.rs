@@ -16,6 +16,9 @@ use crate::error::{Error, Result};
 pub struct FetchOptions {
     /// Mirror name to base URLs, tried in order.
     pub mirrors: BTreeMap<String, Vec<String>>,
+    /// Package index name to its bases (simple repositories, or local directories), tried in
+    /// order, for `index://NAME/FILE` sources.
+    pub indexes: BTreeMap<String, Vec<String>>,
     /// Further attempts at one location after a transient failure (connection, timeout, 5xx).
     pub retries: u32,
     /// Wait before the first retry; doubled for each further one.
@@ -38,6 +41,7 @@ impl Default for FetchOptions {
     fn default() -> FetchOptions {
         FetchOptions {
             mirrors: BTreeMap::new(),
+            indexes: BTreeMap::new(),
             retries: 3,
             backoff: Duration::from_millis(500),
             connect_timeout: Duration::from_secs(15),
@@ -145,6 +149,9 @@ impl Fetcher {
         }
         if url == EMPTY_URL {
             return Ok(vec![Location::Empty]);
+        }
+        if url.starts_with("index://") {
+            return self.index_locations(url);
         }
         if url.starts_with("http://") || url.starts_with("https://") {
             return Ok(vec![Location::Http(url.to_owned())]);

@@ -1,0 +1,110 @@
+//! The pip configuration a user already has, read for one purpose: where the index named `pypi`
+//! is, when envctl's own `[indexes]` does not say. Read as pip reads it: the files
+//! `/etc/xdg/pip/pip.conf`, `/etc/pip.conf`, `~/.pip/pip.conf`, `~/.config/pip/pip.conf` (later
+//! ones override earlier ones), then `PIP_CONFIG_FILE` (`/dev/null`: none of them), then the variables `PIP_INDEX_URL`,
+//! `PIP_EXTRA_INDEX_URL` and `PIP_FIND_LINKS`; in a file, `[install]` overrides `[global]`.
+//! Only `index-url`, `extra-index-url` and `find-links` (local directories) are used.
+
+use std::path::PathBuf;
+
+#[derive(Debug, Default, PartialEq, Eq)]
+struct PipIndexes {
+    index_url: Option<String>,
+    extra_index_urls: Vec<String>,
+    find_links: Vec<String>,
+}
+
+/// The bases of the `pypi` index from the pip configuration, in the order to try them: the index
+/// URL, the extra ones, then `find-links` directories. Empty when pip's configuration names none
+/// (pip then uses its built-in default, which envctl does not assume).
+pub fn pypi_bases() -> Vec<String> {
+    let home = std::env::var_os("HOME").map(PathBuf::from);
+    let xdg = std::env::var_os("XDG_CONFIG_HOME")
+        .map(PathBuf::from)
+        .or_else(|| home.as_ref().map(|h| h.join(".config")));
+    let mut files = vec![PathBuf::from("/etc/xdg/pip/pip.conf"), PathBuf::from("/etc/pip.conf")];
+    if let Some(h) = &home {
+        files.push(h.join(".pip/pip.conf"));
+    }
+    if let Some(x) = &xdg {
+        files.push(x.join("pip/pip.conf"));
+    }
+    match std::env::var_os("PIP_CONFIG_FILE") {
+        // As pip: the null device means "read no configuration file".
+        Some(f) if f == "/dev/null" => files.clear(),
+        Some(f) => files.push(PathBuf::from(f)),
+        None => {}
+    }
+    let mut found = PipIndexes::default();
+    for file in files {
+        if let Ok(text) = std::fs::read_to_string(&file) {
+            apply_file(&mut found, &text);
+        }
+    }
+    let var = |name: &str| std::env::var(name).ok().filter(|v| !v.trim().is_empty());
+    if let Some(v) = var("PIP_INDEX_URL") {
+        found.index_url = Some(v.trim().to_owned());
+    }
+    if let Some(v) = var("PIP_EXTRA_INDEX_URL") {
+        found.extra_index_urls = v.split_whitespace().map(str::to_owned).collect();
+    }
+    if let Some(v) = var("PIP_FIND_LINKS") {
+        found.find_links = v.split_whitespace().map(str::to_owned).collect();
+    }
+    let local = found.find_links.into_iter().filter(|l| l.starts_with('/') || l.starts_with("file://"));
+    found.index_url.into_iter().chain(found.extra_index_urls).chain(local).collect()
+}
+
+/// Applies one pip.conf: `[global]` first, then `[install]` over it.
+fn apply_file(found: &mut PipIndexes, text: &str) {
+    for wanted in ["global", "install"] {
+        let mut section = String::new();
+        let mut key = String::new();
+        for line in text.lines() {
+            let trimmed = line.trim();
+            if trimmed.is_empty() || trimmed.starts_with(['#', ';']) {
+                continue;
+            }
+            if let Some(s) = trimmed.strip_prefix('[').and_then(|l| l.strip_suffix(']')) {
+                section = s.trim().to_owned();
+                key.clear();
+                continue;
+            }
+            if section != wanted {
+                continue;
+            }
+            // A continuation line (indented) adds values to the key above it.
+            let (k, values) = if line.starts_with([' ', '\t']) && !key.is_empty() {
+                (key.clone(), trimmed)
+            } else if let Some((k, v)) = trimmed.split_once(['=', ':']) {
+                key = k.trim().replace('_', "-");
+                (key.clone(), v.trim())
+            } else {
+                continue;
+            };
+            let mut values = values.split_whitespace().map(str::to_owned);
+            match k.as_str() {
+                "index-url" => found.index_url = values.next_back().or(found.index_url.take()),
+                "extra-index-url" => found.extra_index_urls.extend(values),
+                "find-links" => found.find_links.extend(values),
+                _ => {}
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn pip_conf_sections_and_continuations() {
+        let mut found = PipIndexes::default();
+        apply_file(
+            &mut found,
+            "[global]\nindex-url = https://a.example/simple\nfind-links =\n    /opt/wheels\n    /srv/w\n[install]\nindex_url: https://b.example/simple\n[download]\nindex-url = https://c.example/simple\n",
+        );
+        assert_eq!(found.index_url.as_deref(), Some("https://b.example/simple"));
+        assert_eq!(found.find_links, ["/opt/wheels", "/srv/w"]);
+    }
+}

@@ -1,0 +1,174 @@
+//! Package index sources: `index://NAME/FILE`, a file on a Python package index named without
+//! its host. The index's bases come from the configuration (`[indexes]`, or the user's pip
+//! configuration for `pypi`); each is tried in order:
+//!
+//! - a local directory (`file://…` or a path) holds the file itself, flat (as pip's
+//!   `--find-links`) or under the project's directory (a simple index on disk);
+//! - an `http(s)` base is a simple repository (PEP 503): its project page `BASE/PROJECT/` is read
+//!   and the link whose file name is `FILE` is the location, resolved against the page.
+//!
+//! The sha256 of the recipe is checked on whatever is downloaded, so an index can only serve the
+//! right bytes or fail.
+
+use std::io::Read;
+use std::path::PathBuf;
+
+use crate::error::{Error, Result};
+use crate::fetch::{Fetcher, Location};
+
+/// Project pages larger than this are refused (the largest real ones are a few MiB).
+const MAX_PAGE: u64 = 64 << 20;
+
+/// The index an `index://NAME/FILE` URL names.
+pub fn index_name(url: &str) -> Option<&str> {
+    url.strip_prefix("index://").map(|rest| rest.split_once('/').map_or(rest, |(name, _)| name))
+}
+
+/// The project a distribution file belongs to, normalized as PEP 503 says: the part of the file
+/// name before the version (`Typing_Extensions-4.9.0-py3-none-any.whl` → `typing-extensions`).
+pub fn project_of(file: &str) -> String {
+    let name = if file.ends_with(".whl") {
+        file.split('-').next().unwrap_or(file)
+    } else {
+        // An sdist, `NAME-VERSION.tar.gz`: the version starts at the last `-` before a digit.
+        let stem = file.trim_end_matches(".tar.gz").trim_end_matches(".zip");
+        stem.rmatch_indices('-')
+            .find(|(i, _)| stem[i + 1..].starts_with(|c: char| c.is_ascii_digit()))
+            .map_or(stem, |(i, _)| &stem[..i])
+    };
+    let mut out = String::new();
+    for c in name.chars() {
+        if matches!(c, '-' | '_' | '.') {
+            if !out.ends_with('-') {
+                out.push('-');
+            }
+        } else {
+            out.push(c.to_ascii_lowercase());
+        }
+    }
+    out
+}
+
+impl Fetcher {
+    /// The locations of `index://NAME/FILE`: see the module docs.
+    pub(crate) fn index_locations(&self, url: &str) -> Result<Vec<Location>> {
+        let rest = url.strip_prefix("index://").unwrap_or(url);
+        let (name, file) = rest.split_once('/').unwrap_or((rest, ""));
+        if file.is_empty() || file.contains('/') {
+            return Err(Error::UnsupportedUrl(url.to_owned()));
+        }
+        let bases = self
+            .options()
+            .indexes
+            .get(name)
+            .filter(|b| !b.is_empty())
+            .ok_or_else(|| Error::UnknownIndex { url: url.to_owned(), name: name.to_owned() })?;
+        let project = project_of(file);
+        let mut found = Vec::new();
+        let mut misses = Vec::new();
+        for base in bases {
+            if let Some(dir) = local_dir(base) {
+                match [dir.join(file), dir.join(&project).join(file)].into_iter().find(|p| p.is_file()) {
+                    Some(path) => found.push(Location::File(path)),
+                    None => misses.push(format!("{}: no `{file}` there", dir.display())),
+                }
+                continue;
+            }
+            if self.options().offline {
+                continue;
+            }
+            let page = format!("{}/{project}/", base.trim_end_matches('/'));
+            match self.find_on_page(&page, file) {
+                Ok(Some(link)) => found.push(Location::Http(link)),
+                Ok(None) => misses.push(format!("{page}: no link to `{file}`")),
+                Err(e) => misses.push(e.to_string()),
+            }
+        }
+        if found.is_empty() {
+            if self.options().offline && misses.is_empty() {
+                return Err(Error::Offline { url: url.to_owned() });
+            }
+            return Err(Error::NotOnIndex { url: url.to_owned(), name: name.to_owned(), tried: misses });
+        }
+        Ok(found)
+    }
+
+    /// Reads a simple-repository project page and returns the absolute URL of the link to `file`.
+    fn find_on_page(&self, page: &str, file: &str) -> Result<Option<String>> {
+        let mut body = String::new();
+        let opened = self.open(&Location::Http(page.to_owned()))?;
+        opened
+            .reader
+            .take(MAX_PAGE)
+            .read_to_string(&mut body)
+            .map_err(|e| Error::Transport { url: page.to_owned(), message: e.to_string() })?;
+        let base = url::Url::parse(page).map_err(|_| Error::UnsupportedUrl(page.to_owned()))?;
+        for href in hrefs(&body) {
+            let href = href.replace("&amp;", "&");
+            let Ok(link) = base.join(&href) else { continue };
+            let last = link.path_segments().and_then(|mut s| s.next_back()).unwrap_or_default();
+            let decoded = percent_encoding::percent_decode_str(last).decode_utf8_lossy();
+            if decoded == file && matches!(link.scheme(), "http" | "https") {
+                let mut link = link;
+                link.set_fragment(None);
+                return Ok(Some(link.to_string()));
+            }
+        }
+        Ok(None)
+    }
+}
+
+/// A base naming a local directory: `file://…` or an absolute path.
+fn local_dir(base: &str) -> Option<PathBuf> {
+    if let Some(path) = base.strip_prefix("file://") {
+        use std::os::unix::ffi::OsStringExt;
+        let bytes: Vec<u8> = percent_encoding::percent_decode_str(path).collect();
+        return Some(PathBuf::from(std::ffi::OsString::from_vec(bytes)));
+    }
+    base.starts_with('/').then(|| PathBuf::from(base))
+}
+
+/// The values of the `href` attributes of an HTML page, in order.
+fn hrefs(html: &str) -> Vec<&str> {
+    let lower = html.to_ascii_lowercase();
+    let mut out = Vec::new();
+    let mut at = 0;
+    while let Some(i) = lower[at..].find("href=") {
+        let start = at + i + 5;
+        let quote = html[start..].chars().next();
+        let (from, end) = match quote {
+            Some(q @ ('"' | '\'')) => (start + 1, html[start + 1..].find(q).map(|e| start + 1 + e)),
+            _ => (start, html[start..].find([' ', '>']).map(|e| start + e)),
+        };
+        let Some(end) = end else { break };
+        out.push(&html[from..end]);
+        at = end;
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn projects_are_normalized_from_file_names() {
+        assert_eq!(project_of("Typing_Extensions-4.9.0-py3-none-any.whl"), "typing-extensions");
+        assert_eq!(
+            project_of("tensorflow_io_gcs_filesystem-0.37.1-cp311-cp311-manylinux_2_17_x86_64.whl"),
+            "tensorflow-io-gcs-filesystem"
+        );
+        assert_eq!(project_of("zope.interface-6.0.tar.gz"), "zope-interface");
+        assert_eq!(project_of("my-pkg-2-1.0.tar.gz"), "my-pkg-2");
+    }
+
+    #[test]
+    fn links_are_read_from_simple_pages() {
+        let page = r#"<html><body><a href="../../files/ab/x-1.0-py3-none-any.whl#sha256=00">x-1.0</a>
+            <A HREF='https://h.example/y.whl?a=1&amp;b=2'>y</A></body></html>"#;
+        assert_eq!(
+            hrefs(page),
+            ["../../files/ab/x-1.0-py3-none-any.whl#sha256=00", "https://h.example/y.whl?a=1&amp;b=2"]
+        );
+    }
+}
