@@ -86,6 +86,35 @@ pub enum ImportCommand {
     PythonBuildStandalone(ImportArgs),
     /// Conda packages from a channel (its `repodata.json`, read as a stream) or a JSON list of records
     Conda(ImportCondaArgs),
+    /// Python packages: the closure pip resolves for REQUIREMENTs, one recipe per wheel
+    Pip(ImportPipArgs),
+}
+
+/// `envctl import pip`
+#[derive(Debug, Args)]
+pub struct ImportPipArgs {
+    /// What to import, as pip takes it (`tensorflow==2.15.1`, `torch[cuda]>=2.1`)
+    #[arg(required = true)]
+    pub requirements: Vec<String>,
+    /// The interpreter the recipes are for, `X.Y` (or `X.Y.Z`)
+    #[arg(long, value_name = "X.Y")]
+    pub python: String,
+    /// Platform tags wheels may have (pip's `--platform`; repeatable). Default: manylinux for this
+    /// machine's glibc and architecture
+    #[arg(long, value_name = "TAG")]
+    pub platform: Vec<String>,
+    /// The index name the recipes' sources use (its location comes from the configuration)
+    #[arg(long, value_name = "NAME", default_value = "pypi")]
+    pub index: String,
+    /// How to run pip; it resolves through the user's own pip configuration
+    #[arg(long, value_name = "COMMAND", default_value = "python3 -m pip")]
+    pub pip: String,
+    /// A pip installation report to read instead of running pip (`pip install --dry-run --report`)
+    #[arg(long, value_name = "FILE", conflicts_with = "pip")]
+    pub report: Option<PathBuf>,
+    /// The recipe repository to write into (created if needed)
+    #[arg(long, value_name = "DIR")]
+    pub out: PathBuf,
 }
 
 /// `envctl import conda`

@@ -76,6 +76,12 @@ impl Wheel {
         let info = format!("{}.dist-info", self.stem());
         let mut files = self.files.clone();
         let mut metadata = format!("Metadata-Version: 2.1\nName: {}\nVersion: {}\n", self.name, self.version);
+        let mut extras: Vec<&str> =
+            self.requires.iter().filter_map(|r| r.split("extra == \"").nth(1)?.split('"').next()).collect();
+        extras.dedup();
+        for e in extras {
+            metadata.push_str(&format!("Provides-Extra: {e}\n"));
+        }
         for r in &self.requires {
             metadata.push_str(&format!("Requires-Dist: {r}\n"));
         }
@@ -205,4 +211,29 @@ pub fn python_archive(series: &str) -> (Vec<u8>, String) {
     let bytes = archive.tar_zst();
     cache.push((series.to_owned(), bytes.clone(), version.clone()));
     (bytes, version)
+}
+
+/// Serves `wheels` as a simple repository (PEP 503) under `/simple/` of `server`: one project
+/// page per distribution, as `text/html`, linking to the files under `/files/`. Returns the
+/// index URL (`…/simple`).
+pub fn serve_simple_index(server: &crate::Server, wheels: &[(&Wheel, &[u8])]) -> String {
+    let mut projects: std::collections::BTreeMap<String, Vec<String>> = Default::default();
+    for (wheel, bytes) in wheels {
+        let file = wheel.file_name();
+        server.serve(&format!("/files/{file}"), bytes.to_vec());
+        let project = wheel.name.to_ascii_lowercase().replace(['_', '.'], "-");
+        projects.entry(project).or_default().push(format!(
+            "<a href=\"../../files/{file}#sha256={}\">{file}</a><br/>",
+            crate::sha256_hex(bytes)
+        ));
+    }
+    for (project, links) in projects {
+        let body = format!("<!DOCTYPE html>\n<html><body>\n{}\n</body></html>\n", links.join("\n"));
+        let raw = format!(
+            "HTTP/1.1 200 OK\r\nContent-Type: text/html; charset=utf-8\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+            body.len()
+        );
+        server.set(&format!("/simple/{project}/"), crate::Reply::Raw(raw.into_bytes()));
+    }
+    server.url("/simple")
 }

@@ -8,13 +8,14 @@ use std::path::Path;
 use envctl_recipes::import::{self, Generated};
 
 use super::Status;
-use crate::args::{ImportArgs, ImportCommand, ImportCondaArgs};
+use crate::args::{Cli, ImportArgs, ImportCommand, ImportCondaArgs, ImportPipArgs};
 use crate::error::{Failure, Result};
 use crate::printer;
 use crate::settings::Settings;
 
-pub fn run(cmd: &ImportCommand, settings: &Settings) -> Result<Status> {
+pub fn run(cmd: &ImportCommand, settings: &Settings, cli: &Cli) -> Result<Status> {
     match cmd {
+        ImportCommand::Pip(args) => pip(args, cli),
         ImportCommand::NvidiaRedist(args) => {
             let inputs = read_all(args)?;
             let generated = import::nvidia::import(&inputs).map_err(|e| {
@@ -52,10 +53,16 @@ fn read_all(args: &ImportArgs) -> Result<Vec<(String, String)>> {
 }
 
 fn write_all(out: &Path, generated: &[Generated]) -> Result<Status> {
+    write_files(out, generated, false)
+}
+
+/// Writes the recipes; with `keep`, a recipe file already there is left as it is (a version
+/// imported before, perhaps edited since, stays).
+fn write_files(out: &Path, generated: &[Generated], keep: bool) -> Result<Status> {
     let (mut written, mut same) = (0, 0);
     for g in generated {
         let path = out.join(&g.path);
-        if std::fs::read_to_string(&path).is_ok_and(|t| t == g.text) {
+        if (keep && path.exists()) || std::fs::read_to_string(&path).is_ok_and(|t| t == g.text) {
             same += 1;
             continue;
         }
@@ -115,4 +122,97 @@ fn conda(args: &ImportCondaArgs, settings: &Settings) -> Result<Status> {
         printer::info(&format!("warning: left out {s}"));
     }
     write_all(&args.out, &generated)
+}
+
+/// `envctl import pip`: pip resolves the closure for the target (`install --dry-run --report`,
+/// wheels only, through the user's own pip configuration); each distribution becomes a recipe.
+fn pip(args: &ImportPipArgs, cli: &Cli) -> Result<Status> {
+    use envctl_recipes::import::pip::{Target, import};
+    let facts = crate::system::facts(None, cli.system.as_deref())?;
+    let arch = facts.arch.clone().unwrap_or_else(|| "x86_64".into());
+    let (report, origin) = match &args.report {
+        Some(file) => (
+            std::fs::read_to_string(file)
+                .map_err(|e| Failure::new(format!("cannot read `{}`", file.display()), e))?,
+            file.display().to_string(),
+        ),
+        None => {
+            let platforms = if args.platform.is_empty() {
+                let glibc =
+                    facts.glibc.as_ref().map(|g| g.components().to_vec()).unwrap_or_else(|| vec![2, 17]);
+                manylinux_tags(glibc.get(1).copied().unwrap_or(17), &arch)
+            } else {
+                args.platform.clone()
+            };
+            (run_pip(args, &platforms)?, "pip's report".to_owned())
+        }
+    };
+    let target = Target { python: args.python.clone(), arch, index: args.index.clone() };
+    let generated =
+        import(&report, &target, &origin).map_err(|e| Failure::new("cannot import Python packages", e))?;
+    write_files(&args.out, &generated, true)
+}
+
+/// Every manylinux tag a machine with glibc 2.`minor` runs, newest first: pip takes `--platform`
+/// tags literally, so the older ones are spelled out (with their legacy aliases).
+fn manylinux_tags(minor: u64, arch: &str) -> Vec<String> {
+    let mut out = Vec::new();
+    for m in (5..=minor).rev() {
+        out.push(format!("manylinux_2_{m}_{arch}"));
+        match m {
+            17 => out.push(format!("manylinux2014_{arch}")),
+            12 => out.push(format!("manylinux2010_{arch}")),
+            5 => out.push(format!("manylinux1_{arch}")),
+            _ => {}
+        }
+    }
+    out
+}
+
+fn run_pip(args: &ImportPipArgs, platforms: &[String]) -> Result<String> {
+    let words: Vec<&str> = args.pip.split_whitespace().collect();
+    let Some((program, lead)) = words.split_first() else {
+        return Err(Failure::new("cannot run pip", "--pip is empty"));
+    };
+    let work = tempfile::tempdir().map_err(|e| Failure::new("cannot make a temporary directory", e))?;
+    let report = work.path().join("report.json");
+    let mut cmd = std::process::Command::new(program);
+    cmd.args(lead)
+        .args([
+            "install",
+            "--dry-run",
+            "--ignore-installed",
+            "--quiet",
+            "--only-binary=:all:",
+            "--implementation",
+            "cp",
+        ])
+        .arg("--python-version")
+        .arg(&args.python)
+        .arg("--report")
+        .arg(&report)
+        // Platform options need a target; a dry run writes nothing there.
+        .arg("--target")
+        .arg(work.path().join("target"));
+    for p in platforms {
+        cmd.arg("--platform").arg(p);
+    }
+    cmd.args(&args.requirements);
+    let shown = format!("{} install --dry-run --report … {}", args.pip, args.requirements.join(" "));
+    let out = cmd.output().map_err(|e| {
+        Failure::new(format!("cannot run `{shown}`"), e)
+            .hint("give the command that runs pip with --pip (pip 22.2 or later)")
+    })?;
+    if !out.status.success() {
+        return Err(Failure::new(
+            format!("pip could not resolve {}", args.requirements.join(" ")),
+            String::from_utf8_lossy(&out.stderr).trim().to_owned(),
+        )
+        .hint(format!(
+            "pip ran as `{shown}` for CPython {} on {}",
+            args.python,
+            platforms.join(", ")
+        )));
+    }
+    std::fs::read_to_string(&report).map_err(|e| Failure::new("pip wrote no report", e))
 }

@@ -59,7 +59,7 @@ pub fn run() -> ExitCode {
     printer::set_quiet(cli.quiet);
     let result = Settings::load(&cli).and_then(|settings| match &cli.command {
         Command::Store(cmd) => store::run(cmd, &settings, &cli),
-        Command::Import(cmd) => import::run(cmd, &settings),
+        Command::Import(cmd) => import::run(cmd, &settings, &cli),
         Command::Lock(args) => resolve::lock(args, &settings, &cli),
         Command::Apply(args) => apply::run(args, &settings, &cli),
         Command::Shell(args) => session::session(&args.session, args.command.clone(), &settings, &cli),

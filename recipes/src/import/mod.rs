@@ -5,6 +5,7 @@
 pub mod conda;
 pub mod nvidia;
 pub mod pbs;
+pub mod pip;
 
 /// One recipe file an importer writes.
 #[derive(Debug, Clone, PartialEq, Eq)]
