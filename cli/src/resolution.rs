@@ -339,6 +339,8 @@ pub fn install_request(p: &envctl_recipes::LockedPackage) -> Option<envctl_store
             subdir: p.source.subdir.clone(),
             moves: p.source.moves.iter().map(|(f, t)| (f.clone(), t.clone())).collect(),
             root: p.source.root.clone(),
+            // The profile's Python (see python.rs) gets its standard library compiled.
+            bytecode: p.name == "python" && !crate::python::is_wheel(p),
         },
         references: Vec::new(),
     })

@@ -73,6 +73,8 @@ fn wheels_install_into_the_profile_python_and_run_in_sessions() {
     publish_wheel(&f, &s, &s.build(), "Greeter_Lib = \"~=1.2\"\npython = \">=3.7\"");
     let p = f.profile("py", "[packages]\nshouter = \"*\"\npython = \"3.11\"\n");
     f.run(&["apply", &p]).success();
+    let store = f.sb.path("envctl/store");
+    let before = walk(&store).len();
 
     // Importable, with metadata, through the profile's own python3.
     let code = "import greeter, shouter, sys, importlib.metadata as m; \
@@ -98,10 +100,8 @@ fn wheels_install_into_the_profile_python_and_run_in_sessions() {
     // Bytecode is there, for this interpreter, and nothing was written into the store by runs.
     let pyc = site.join("greeter/__pycache__/core.cpython-311.pyc");
     assert!(pyc.exists(), "{:?}", walk(&site.join("greeter")));
-    let store = f.sb.path("envctl/store");
-    let before = walk(&store).len();
-    f.run(&["run", "py", "--", "python3", "-c", "import greeter.cli"]).success();
     assert_eq!(walk(&store).len(), before, "a session wrote into the store");
+    f.run(&["store", "verify"]).success();
     let _ = version;
 }
 
@@ -267,4 +267,28 @@ fn a_recipe_names_an_index_and_a_file_and_the_configuration_says_where_the_index
     f.sb.run_env(&["apply", &p], &none).success();
     let out = f.run(&["run", "py", "--", "greet", "local"]).success();
     assert_eq!(out.stdout.trim(), "hello local");
+}
+
+#[test]
+fn damaged_bytecode_is_compiled_again_by_verify_repair() {
+    use std::os::unix::fs::PermissionsExt;
+    let f = Fixture::new();
+    publish_python(&f, "3.11");
+    let g = greeter();
+    publish_wheel(&f, &g, &g.build(), "python = \">=3.7\"");
+    let p = f.profile("py", "[packages]\ngreeter-lib = \"*\"\npython = \"3.11\"\n");
+    f.run(&["apply", &p]).success();
+    let store = f.sb.store();
+    let bytecode =
+        f.sb.store_paths_on_disk().into_iter().find(|n| n.contains("-greeter-lib-bytecode-")).unwrap();
+    let pyc = store.join(&bytecode).join("site-packages/greeter/__pycache__/core.cpython-311.pyc");
+    let good = std::fs::read(&pyc).unwrap();
+    std::fs::set_permissions(&pyc, std::fs::Permissions::from_mode(0o644)).unwrap();
+    std::fs::write(&pyc, b"not bytecode").unwrap();
+    std::fs::set_permissions(&pyc, std::fs::Permissions::from_mode(0o444)).unwrap();
+    let err = f.run(&["store", "verify"]).failed().to_owned();
+    assert!(err.contains(&bytecode), "{err}");
+    f.run(&["store", "verify", "--repair"]).success();
+    f.run(&["store", "verify"]).success();
+    assert_eq!(std::fs::read(&pyc).unwrap(), good);
 }

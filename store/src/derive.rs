@@ -230,6 +230,44 @@ impl Store {
     }
 }
 
+/// Compiles an interpreter package's own `lib/pythonX.Y` (unpacked at `tree`, not yet in the
+/// store) with the interpreter it ships, in place, then gives the tree the store's modes and
+/// returns its model. The `.pyc` files are unchecked-hash ones: the store's normalized mtimes
+/// would make the timestamp kind stale, and Python would compile the standard library again in
+/// every session (and, run by root, write it into the store). A tree without `bin/python3`
+/// or `lib/python3.*` is left as it is.
+pub(crate) fn compile_interpreter(tree: &Path) -> Result<crate::tree::Node> {
+    let exe = tree.join("bin/python3");
+    let lib = fs_err::read_dir(tree.join("lib")).ok().and_then(|rd| {
+        rd.flatten().map(|e| e.path()).find(|p| {
+            p.file_name().is_some_and(|n| n.to_string_lossy().starts_with("python3"))
+                && p.join("os.py").is_file()
+        })
+    });
+    if let (true, Some(lib)) = (exe.exists(), lib) {
+        // The unpacked tree is read-only like a store path: open its directories for the compiler.
+        make_writable(&lib)?;
+        let rel = lib.strip_prefix(tree).unwrap_or(&lib).to_path_buf();
+        let mut jobs = String::new();
+        list_sources(&lib, &rel, tree, &mut jobs)?;
+        compile(&exe, &jobs)?;
+    }
+    crate::unpack::normalize_tree(tree)?;
+    Ok(crate::tree::scan(tree)?)
+}
+
+fn make_writable(dir: &Path) -> Result<()> {
+    use std::os::unix::fs::PermissionsExt;
+    fs_err::set_permissions(dir, std::fs::Permissions::from_mode(0o755))?;
+    for entry in fs_err::read_dir(dir)? {
+        let entry = entry?;
+        if entry.file_type()?.is_dir() {
+            make_writable(&entry.path())?;
+        }
+    }
+    Ok(())
+}
+
 /// Appends a compile job for every `.py` file under `dir` (whose name in the tree is `rel`),
 /// with its output under `out`.
 fn list_sources(dir: &Path, rel: &Path, out: &Path, jobs: &mut String) -> Result<()> {
@@ -258,8 +296,9 @@ fn list_sources(dir: &Path, rel: &Path, out: &Path, jobs: &mut String) -> Result
 fn compile(exe: &Path, jobs: &str) -> Result<()> {
     let failed =
         |message: String| Error::Derivation { key: format!("compile with {}", exe.display()), message };
+    // -B: the compiler's own imports write no bytecode anywhere (it may be running from the store).
     let mut child = Command::new(exe)
-        .args(["-s", "-c", COMPILE])
+        .args(["-B", "-s", "-c", COMPILE])
         .env_clear()
         .env("PYTHONHASHSEED", "0")
         .env("PATH", "/usr/bin:/bin")

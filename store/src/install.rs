@@ -117,12 +117,19 @@ impl Store {
             let moves: Vec<String> = request.unpack.moves.iter().map(|(f, t)| format!("{f}>{t}")).collect();
             key.push_str(&format!(" move={}", moves.join(";")));
         }
+        if request.unpack.bytecode {
+            key.push_str(" bytecode=interpreter");
+        }
         key
     }
 
     /// The install request a source key was made from (see [`Store::source_key`]), with `url`.
     pub(crate) fn request_from_key(key: &str, url: &str) -> Option<InstallRequest> {
         // The optional parts come last, in the order `source_key` appends them.
+        let (key, bytecode) = match key.strip_suffix(" bytecode=interpreter") {
+            Some(k) => (k, true),
+            None => (key, false),
+        };
         let (key, moves) = match key.rsplit_once(" move=") {
             Some((k, m)) => (
                 k,
@@ -155,6 +162,7 @@ impl Store {
                 subdir: (!subdir.is_empty()).then(|| subdir.to_owned()),
                 moves,
                 root,
+                bytecode,
             },
             references: Vec::new(),
         })
@@ -244,7 +252,12 @@ impl Store {
             loop {
                 let tree_dir = work.fresh("tree")?;
                 match self.attempt(id, location, request, format, work, &tree_dir, reporter) {
-                    Ok(unpacked) => return Ok((unpacked, tree_dir, location.to_string())),
+                    Ok(mut unpacked) => {
+                        if request.unpack.bytecode {
+                            unpacked.tree = crate::derive::compile_interpreter(&tree_dir)?;
+                        }
+                        return Ok((unpacked, tree_dir, location.to_string()));
+                    }
                     Err(e) if e.should_retry() && attempt < options.retries => {
                         let delay = options.backoff * 2u32.saturating_pow(attempt);
                         reporter.retrying(id, &e, attempt + 1, delay);
@@ -505,6 +518,7 @@ mod tests {
                     strip_components: 1,
                     subdir: Some("opt".into()),
                     moves,
+                    bytecode: root.is_some(),
                     root,
                 },
                 references: Vec::new(),

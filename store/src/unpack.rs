@@ -136,6 +136,10 @@ pub struct UnpackOptions {
     /// Only entries under this directory of the archive are kept, with it removed (before
     /// `strip_components`): a full CPython build keeps its interpreter under `python/install/`.
     pub root: Option<String>,
+    /// The package is a Python interpreter: once unpacked, its own `lib/pythonX.Y` is compiled to
+    /// bytecode by it (see `derive.rs`), so sessions find valid bytecode for the standard library
+    /// and never write any.
+    pub bytecode: bool,
 }
 
 /// A relative path as validated components (`.` alone gives none); `what` names it in the error.

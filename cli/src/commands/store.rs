@@ -44,6 +44,7 @@ fn add(store: &Store, args: &AddArgs, cli: &Cli) -> Result<Status> {
             subdir: args.subdir.clone(),
             moves: Vec::new(),
             root: None,
+            bytecode: false,
         },
         references: Vec::new(),
     };
