@@ -104,7 +104,11 @@ pub fn add_layer(
     let results = store.derive_all(&derivations);
     let names = std::iter::once("python (pyvenv.cfg)".to_owned())
         .chain(wheels.iter().map(|&i| format!("{} (bytecode)", lock.packages[i].name)));
-    for ((made, derivation), name) in results.into_iter().zip(&derivations).zip(names) {
+    // A wheel may ship some bytecode of its own (numpy does); it was compiled against mtimes the
+    // store does not keep, so the derived bytecode wins where both have a file.
+    let owners: Vec<Option<i64>> =
+        std::iter::once(None).chain(wheels.iter().map(|&i| Some(inputs[i].priority))).collect();
+    for (((made, derivation), name), owner) in results.into_iter().zip(&derivations).zip(names).zip(owners) {
         let made = made.context(|| match derivation {
             Derivation::Venv { .. } => "cannot make the profile's pyvenv.cfg".to_owned(),
             _ => format!("cannot compile {name} for python {}", python.version),
@@ -112,7 +116,7 @@ pub fn add_layer(
         inputs.push(FarmInput {
             name,
             path: made.path,
-            priority: 0,
+            priority: owner.map_or(0, |p| p.saturating_add(1)),
             remap: if matches!(derivation, Derivation::Venv { .. }) {
                 BTreeMap::new()
             } else {

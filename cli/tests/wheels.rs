@@ -44,6 +44,8 @@ fn greeter() -> Wheel {
     let data = w.data_dir();
     w.file("greeter/__init__.py", "from .core import greet\n")
         .file("greeter/core.py", "def greet(who='world'):\n    return 'hello ' + who\n")
+        // Some wheels ship bytecode of their own (numpy does); a stale one must not win.
+        .file("greeter/__pycache__/core.cpython-311.pyc", "not bytecode for this interpreter")
         .file(
             "greeter/cli.py",
             "import sys\nfrom . import greet\ndef main():\n    print(greet(*sys.argv[1:2]))\n    return 0\n",
