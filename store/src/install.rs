@@ -316,7 +316,16 @@ impl Store {
                 let archive = work.path.join("download");
                 let copied = (|| -> Result<()> {
                     let mut file = fs_err::File::create(&archive)?;
-                    std::io::copy(&mut chunks, &mut file)?;
+                    // A chunk at a time: io::copy's 8 KiB would cost a write(2) each.
+                    loop {
+                        let chunk = chunks.fill_buf()?;
+                        if chunk.is_empty() {
+                            break;
+                        }
+                        file.write_all(chunk)?;
+                        let n = chunk.len();
+                        chunks.consume(n);
+                    }
                     file.flush()?;
                     Ok(())
                 })();

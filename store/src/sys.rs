@@ -35,3 +35,131 @@ pub(crate) fn sync_filesystem(dir: &Path) -> Result<()> {
     }
     Ok(())
 }
+
+/// A file mapped read-only into memory: a zip archive is read through it without a read(2) or
+/// lseek(2) per entry. Only for files envctl wrote itself and nobody else changes (a download in
+/// its private temporary directory): a file truncated under a mapping faults.
+pub(crate) struct Mapped {
+    ptr: *mut libc::c_void,
+    len: usize,
+}
+
+// SAFETY: the mapping is read-only and owned; sharing `&[u8]` views across threads is sound.
+unsafe impl Send for Mapped {}
+// SAFETY: as above.
+unsafe impl Sync for Mapped {}
+
+impl Mapped {
+    pub(crate) fn new(file: &std::fs::File) -> std::io::Result<Mapped> {
+        let len = usize::try_from(file.metadata()?.len()).map_err(std::io::Error::other)?;
+        if len == 0 {
+            return Ok(Mapped { ptr: std::ptr::null_mut(), len: 0 });
+        }
+        // SAFETY: a fresh private read-only mapping of an open descriptor; checked below.
+        let ptr = unsafe {
+            libc::mmap(
+                std::ptr::null_mut(),
+                len,
+                libc::PROT_READ,
+                libc::MAP_PRIVATE,
+                std::os::fd::AsRawFd::as_raw_fd(file),
+                0,
+            )
+        };
+        if ptr == libc::MAP_FAILED {
+            return Err(std::io::Error::last_os_error());
+        }
+        Ok(Mapped { ptr, len })
+    }
+}
+
+impl Mapped {
+    /// Lets the kernel drop the pages wholly inside `from..to` from this process (they are read
+    /// again from the file if touched), so that unpacking a large archive keeps little of it
+    /// resident.
+    pub(crate) fn release(&self, from: u64, to: u64) {
+        let page = 4096u64;
+        let start = from.div_ceil(page) * page;
+        let end = to.min(self.len as u64) / page * page;
+        if end > start {
+            // SAFETY: advising on a page-aligned range inside the mapping; MADV_DONTNEED on a
+            // private read-only file mapping only drops pages, which read back from the file.
+            unsafe {
+                libc::madvise(
+                    self.ptr.cast::<u8>().add(start as usize).cast(),
+                    (end - start) as usize,
+                    libc::MADV_DONTNEED,
+                )
+            };
+        }
+    }
+}
+
+/// A reader over a mapping that releases what it has read (see [`Mapped::release`]) every
+/// 32 MiB, so that even one large entry never keeps more than that of the archive resident.
+/// Clones read independently (one per thread).
+#[derive(Clone)]
+pub(crate) struct MappedReader<'m> {
+    map: &'m Mapped,
+    pos: u64,
+    released: u64,
+}
+
+impl<'m> MappedReader<'m> {
+    pub(crate) fn new(map: &'m Mapped) -> MappedReader<'m> {
+        MappedReader { map, pos: 0, released: 0 }
+    }
+}
+
+impl std::io::Read for MappedReader<'_> {
+    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+        let bytes: &[u8] = self.map;
+        let start = usize::try_from(self.pos).unwrap_or(usize::MAX).min(bytes.len());
+        let n = buf.len().min(bytes.len() - start);
+        buf[..n].copy_from_slice(&bytes[start..start + n]);
+        self.pos += n as u64;
+        if self.pos >= self.released + (32 << 20) {
+            self.map.release(self.released, self.pos);
+            self.released = self.pos;
+        }
+        Ok(n)
+    }
+}
+
+impl std::io::Seek for MappedReader<'_> {
+    fn seek(&mut self, to: std::io::SeekFrom) -> std::io::Result<u64> {
+        let len = self.map.len as i128;
+        let next = match to {
+            std::io::SeekFrom::Start(n) => i128::from(n),
+            std::io::SeekFrom::End(d) => len + i128::from(d),
+            std::io::SeekFrom::Current(d) => i128::from(self.pos) + i128::from(d),
+        };
+        if next < 0 {
+            return Err(std::io::Error::new(std::io::ErrorKind::InvalidInput, "seek before the start"));
+        }
+        self.pos = u64::try_from(next).map_err(std::io::Error::other)?;
+        // Only what this reader reads from here on is its to release.
+        self.released = self.pos;
+        Ok(self.pos)
+    }
+}
+
+impl std::ops::Deref for Mapped {
+    type Target = [u8];
+    fn deref(&self) -> &[u8] {
+        if self.len == 0 {
+            return &[];
+        }
+        // SAFETY: `ptr` maps `len` readable bytes until drop.
+        unsafe { std::slice::from_raw_parts(self.ptr.cast::<u8>(), self.len) }
+    }
+}
+
+impl Drop for Mapped {
+    fn drop(&mut self) {
+        if self.len > 0 {
+            // SAFETY: unmapping exactly what `new` mapped, once.
+            unsafe { libc::munmap(self.ptr, self.len) };
+        }
+    }
+}

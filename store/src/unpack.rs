@@ -316,13 +316,15 @@ pub fn unpack_zip(
     let mut u = Unpacker::new(dest, label, format, opts, limits)?;
     let zip_err = |e: zip::result::ZipError| std::io::Error::other(e);
     // Read with pread: a duplicated descriptor shares its offset with the one the zip reader uses.
-    let headers = file.try_clone().map_err(|e| u.corrupt(e))?;
-    let mut zip = zip::ZipArchive::new(std::io::BufReader::new(file)).map_err(|e| u.corrupt(zip_err(e)))?;
+    let mapped = crate::sys::Mapped::new(&file).map_err(|e| u.corrupt(e))?;
+    let headers: &[u8] = &mapped;
+    let mut zip =
+        zip::ZipArchive::new(crate::sys::MappedReader::new(&mapped)).map_err(|e| u.corrupt(zip_err(e)))?;
     for i in 0..zip.len() {
         let mut f = zip.by_index(i).map_err(|e| u.corrupt(zip_err(e)))?;
         u.count_entry()?;
         let raw = f.name_raw().to_vec();
-        check_local_name(&headers, f.header_start(), &raw, &u)?;
+        check_local_name(headers, f.header_start(), &raw, &u)?;
         let Some(comps) = u.map_path(&raw)? else { continue };
         let mode = f.unix_mode();
         if f.is_dir() {
@@ -367,21 +369,25 @@ fn check_pax_size<R: Read>(entry: &mut tar::Entry<'_, R>, raw: &[u8], u: &Unpack
 
 /// Refuses a zip entry whose local header names another file than the central directory does:
 /// readers that stream local headers would unpack a different tree from the same bytes.
-pub(crate) fn check_local_name(
-    headers: &std::fs::File,
-    offset: u64,
-    central: &[u8],
-    u: &Unpacker<'_>,
-) -> Result<()> {
-    use std::os::unix::fs::FileExt;
+fn read_at(bytes: &[u8], out: &mut [u8], offset: u64) -> std::io::Result<()> {
+    let start = usize::try_from(offset).map_err(std::io::Error::other)?;
+    let src = start.checked_add(out.len()).and_then(|end| bytes.get(start..end));
+    let src = src.ok_or_else(|| {
+        std::io::Error::new(std::io::ErrorKind::UnexpectedEof, "past the end of the archive")
+    })?;
+    out.copy_from_slice(src);
+    Ok(())
+}
+
+pub(crate) fn check_local_name(headers: &[u8], offset: u64, central: &[u8], u: &Unpacker<'_>) -> Result<()> {
     let mut fixed = [0u8; 30];
-    headers.read_exact_at(&mut fixed, offset).map_err(|e| u.corrupt(e))?;
+    read_at(headers, &mut fixed, offset).map_err(|e| u.corrupt(e))?;
     if fixed[..4] != [0x50, 0x4b, 0x03, 0x04] {
         return Err(u.unsafe_entry(central, "has no local header where the central directory says".into()));
     }
     let len = u16::from_le_bytes([fixed[26], fixed[27]]) as usize;
     let mut local = vec![0u8; len];
-    headers.read_exact_at(&mut local, offset + 30).map_err(|e| u.corrupt(e))?;
+    read_at(headers, &mut local, offset + 30).map_err(|e| u.corrupt(e))?;
     if local != central {
         return Err(u.unsafe_entry(
             central,
@@ -465,7 +471,7 @@ impl<'a> Unpacker<'a> {
         Ok(())
     }
 
-    fn too_big(&self) -> Error {
+    pub(crate) fn too_big(&self) -> Error {
         Error::LimitExceeded {
             archive: self.label.to_owned(),
             what: format!(
@@ -574,36 +580,86 @@ impl<'a> Unpacker<'a> {
             return Err(self.too_big());
         }
         let disk = self.slot(comps, raw)?;
+        let budget = std::sync::atomic::AtomicU64::new(self.bytes);
+        let mut buf = std::mem::take(&mut self.buf);
+        let written = self.stream(&disk, reader, executable, &budget, &mut buf);
+        self.buf = buf;
+        let node = written?;
+        self.bytes = budget.into_inner();
+        self.insert(comps, node);
+        Ok(())
+    }
+
+    /// Reserves the slot for a file that [`Unpacker::stream`] will write later (perhaps on another
+    /// thread): its parent directories exist, and nothing stands there. Returns its path on disk.
+    pub(crate) fn reserve(&mut self, comps: &[OsString], raw: &[u8], declared: u64) -> Result<PathBuf> {
+        if lookup(&self.tree, comps).is_some() {
+            return Err(self.unsafe_entry(raw, "appears twice in the archive".into()));
+        }
+        if self.bytes.saturating_add(declared) > self.limits.max_bytes {
+            return Err(self.too_big());
+        }
+        let disk = self.slot(comps, raw)?;
+        self.insert(comps, Node::File { size: 0, executable: false, hash: [0; 32] });
+        Ok(disk)
+    }
+
+    /// Records a file written by [`Unpacker::stream`] into a reserved slot.
+    pub(crate) fn record(&mut self, comps: &[OsString], node: Node) {
+        if let Node::File { size, .. } = &node {
+            self.bytes += size;
+        }
+        self.insert(comps, node);
+    }
+
+    /// Writes `reader` to a new file at `disk` with the store's mode and mtime, hashing it as it
+    /// passes; `budget` counts the bytes every file of the archive has written so far (shared by
+    /// threads writing one archive). Needs only `&self`, so threads can share the unpacker.
+    pub(crate) fn stream(
+        &self,
+        disk: &Path,
+        reader: &mut dyn Read,
+        executable: bool,
+        budget: &std::sync::atomic::AtomicU64,
+        buf: &mut [u8],
+    ) -> Result<Node> {
+        use std::sync::atomic::Ordering;
         let mode = if executable { 0o555 } else { 0o444 };
         let mut file =
-            OpenOptions::new().write(true).create_new(true).mode(mode).open(&disk).map_err(|e| {
+            OpenOptions::new().write(true).create_new(true).mode(mode).open(disk).map_err(|e| {
                 std::io::Error::new(e.kind(), format!("failed to create `{}`: {e}", disk.display()))
             })?;
         let mut hasher = blake3::Hasher::new();
         let mut size = 0u64;
         loop {
-            let n = match reader.read(&mut self.buf) {
-                Ok(0) => break,
-                Ok(n) => n,
-                Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
-                Err(e) => return Err(self.corrupt(e)),
-            };
+            // Fill the buffer before writing: decoders hand out a few KiB at a time, and on these
+            // machines a write(2) costs tens of microseconds whatever its size.
+            let mut n = 0;
+            while n < buf.len() {
+                match reader.read(&mut buf[n..]) {
+                    Ok(0) => break,
+                    Ok(k) => n += k,
+                    Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
+                    Err(e) => return Err(self.corrupt(e)),
+                }
+            }
+            if n == 0 {
+                break;
+            }
             size += n as u64;
-            if self.bytes + size > self.limits.max_bytes {
+            if budget.fetch_add(n as u64, Ordering::Relaxed) + n as u64 > self.limits.max_bytes {
                 return Err(self.too_big());
             }
-            hasher.update(&self.buf[..n]);
-            file.write_all(&self.buf[..n]).map_err(|e| {
+            hasher.update(&buf[..n]);
+            file.write_all(&buf[..n]).map_err(|e| {
                 std::io::Error::new(e.kind(), format!("failed to write `{}`: {e}", disk.display()))
             })?;
         }
-        self.bytes += size;
         if self.fix_mode {
             file.set_permissions(std::fs::Permissions::from_mode(mode))?;
         }
         file.set_times(FileTimes::new().set_modified(SystemTime::UNIX_EPOCH + NORMALIZED_MTIME))?;
-        self.insert(comps, Node::File { size, executable, hash: *hasher.finalize().as_bytes() });
-        Ok(())
+        Ok(Node::File { size, executable, hash: *hasher.finalize().as_bytes() })
     }
 
     fn make_symlink(&mut self, comps: &[OsString], raw: &[u8], target: &[u8]) -> Result<()> {

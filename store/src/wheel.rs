@@ -42,8 +42,10 @@ pub fn unpack_wheel(
 ) -> Result<Unpacked> {
     let mut u = Unpacker::new(dest, label, Format::Wheel, &UnpackOptions::default(), limits)?;
     let zip_err = |e: zip::result::ZipError| std::io::Error::other(e);
-    let headers = file.try_clone().map_err(|e| u.corrupt(e))?;
-    let mut zip = zip::ZipArchive::new(std::io::BufReader::new(file)).map_err(|e| u.corrupt(zip_err(e)))?;
+    let mapped = crate::sys::Mapped::new(&file).map_err(|e| u.corrupt(e))?;
+    let headers: &[u8] = &mapped;
+    let mut zip =
+        zip::ZipArchive::new(crate::sys::MappedReader::new(&mapped)).map_err(|e| u.corrupt(zip_err(e)))?;
     let bad = |entry: &str, reason: String| Error::UnsafeEntry {
         archive: label.to_owned(),
         entry: entry.to_owned(),
@@ -61,13 +63,14 @@ pub fn unpack_wheel(
     let data_dir = format!("{stem}.data");
     let distribution = stem.split('-').next().unwrap_or(&stem).to_owned();
 
-    // archive path -> sha256 of what was written
-    let mut hashes: BTreeMap<String, [u8; 32]> = BTreeMap::new();
+    // Plan, in archive order: check and place every entry, make the directories, reserve each
+    // file's slot. Then write the files on every core, largest first, and record them.
+    let mut jobs = Vec::new();
     for i in 0..zip.len() {
-        let mut f = zip.by_index(i).map_err(|e| u.corrupt(zip_err(e)))?;
+        let f = zip.by_index_raw(i).map_err(|e| u.corrupt(zip_err(e)))?;
         u.count_entry()?;
         let raw = f.name_raw().to_vec();
-        check_local_name(&headers, f.header_start(), &raw, &u)?;
+        check_local_name(headers, f.header_start(), &raw, &u)?;
         // Checked as any archive path is (no `..`, not absolute), then placed by scheme.
         let Some(comps) = u.map_path(&raw)? else { continue };
         let name = String::from_utf8_lossy(&raw).trim_end_matches('/').to_owned();
@@ -86,24 +89,23 @@ pub fn unpack_wheel(
         if mode.is_some_and(|m| m & 0o170000 != 0o100000 && m & 0o170000 != 0) {
             return Err(bad(&name, "a wheel holds regular files only".into()));
         }
-        let size = f.size();
-        let exec = mode.is_some_and(|m| m & 0o111 != 0);
-        if scheme == Scheme::Scripts {
-            // Scripts are small: read whole, hash as shipped, write with a portable first line.
-            let mut body = Vec::new();
-            (&mut f)
-                .take(limits.max_bytes.saturating_add(1))
-                .read_to_end(&mut body)
-                .map_err(|e| u.corrupt(e))?;
-            hashes.insert(name.clone(), sha2::Sha256::digest(&body).into());
-            let body = portable_script(body);
-            let len = body.len() as u64;
-            u.write_file(&comps, &raw, &mut std::io::Cursor::new(body), true, len)?;
-        } else {
-            let mut tee = Sha256Reader { inner: &mut f, hasher: sha2::Sha256::new() };
-            u.write_file(&comps, &raw, &mut tee, exec, size)?;
-            hashes.insert(name, tee.hasher.finalize().into());
-        }
+        let disk = u.reserve(&comps, &raw, f.size())?;
+        jobs.push(Job {
+            index: i,
+            comps,
+            disk,
+            name,
+            executable: scheme == Scheme::Scripts || mode.is_some_and(|m| m & 0o111 != 0),
+            script: scheme == Scheme::Scripts,
+            compressed: f.compressed_size(),
+        });
+    }
+    let written = write_parallel(&u, &zip, &mut jobs, limits)?;
+    // archive path -> sha256 of what was written
+    let mut hashes: BTreeMap<String, [u8; 32]> = BTreeMap::new();
+    for (job, (node, sha)) in jobs.into_iter().zip(written) {
+        u.record(&job.comps, node);
+        hashes.insert(job.name, sha);
     }
 
     let record_path = format!("{dist_info}/RECORD");
@@ -124,6 +126,94 @@ pub fn unpack_wheel(
         }
     }
     u.finish()
+}
+
+/// A file written: its model and the sha256 of what the wheel held.
+type Written = (crate::tree::Node, [u8; 32]);
+
+/// One file of a wheel to write.
+struct Job {
+    index: usize,
+    comps: Vec<OsString>,
+    disk: std::path::PathBuf,
+    name: String,
+    executable: bool,
+    script: bool,
+    compressed: u64,
+}
+
+/// Writes every job's file into its reserved slot, on up to four threads, largest first (one
+/// big shared library should not be the last thing started). Returns each job's node and sha256,
+/// in the order of `jobs` as it is left (sorted by size).
+fn write_parallel(
+    u: &Unpacker<'_>,
+    zip: &zip::ZipArchive<crate::sys::MappedReader<'_>>,
+    jobs: &mut [Job],
+    limits: Limits,
+) -> Result<Vec<Written>> {
+    use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
+    jobs.sort_by(|a, b| b.compressed.cmp(&a.compressed).then(a.index.cmp(&b.index)));
+    let threads =
+        std::thread::available_parallelism().map_or(1, |n| n.get()).clamp(1, 4).min(jobs.len().max(1));
+    let next = AtomicUsize::new(0);
+    let failed = AtomicBool::new(false);
+    let budget = AtomicU64::new(0);
+    let results: Vec<std::sync::Mutex<Option<Result<Written>>>> =
+        jobs.iter().map(|_| std::sync::Mutex::new(None)).collect();
+    let jobs: &[Job] = jobs;
+    std::thread::scope(|scope| {
+        for _ in 0..threads {
+            scope.spawn(|| {
+                let mut zip = zip.clone();
+                let mut buf = vec![0u8; 256 * 1024];
+                loop {
+                    let i = next.fetch_add(1, Ordering::Relaxed);
+                    let Some(job) = jobs.get(i) else { break };
+                    if failed.load(Ordering::Relaxed) {
+                        break;
+                    }
+                    let result = write_one(u, &mut zip, job, &budget, &mut buf, limits);
+                    if result.is_err() {
+                        failed.store(true, Ordering::Relaxed);
+                    }
+                    *results[i].lock().unwrap_or_else(|p| p.into_inner()) = Some(result);
+                }
+            });
+        }
+    });
+    let mut out = Vec::with_capacity(results.len());
+    for slot in results {
+        match slot.into_inner().unwrap_or_else(|p| p.into_inner()) {
+            Some(Ok(done)) => out.push(done),
+            Some(Err(e)) => return Err(e),
+            // Left undone because another job failed; that failure is reported.
+            None => {}
+        }
+    }
+    Ok(out)
+}
+
+fn write_one(
+    u: &Unpacker<'_>,
+    zip: &mut zip::ZipArchive<crate::sys::MappedReader<'_>>,
+    job: &Job,
+    budget: &std::sync::atomic::AtomicU64,
+    buf: &mut [u8],
+    limits: Limits,
+) -> Result<Written> {
+    let mut f = zip.by_index(job.index).map_err(|e| u.corrupt(std::io::Error::other(e)))?;
+    if job.script {
+        // Scripts are small: read whole, hash as shipped, write with a portable first line.
+        let mut body = Vec::new();
+        (&mut f).take(limits.max_bytes.saturating_add(1)).read_to_end(&mut body).map_err(|e| u.corrupt(e))?;
+        let sha = sha2::Sha256::digest(&body).into();
+        let body = portable_script(body);
+        let node = u.stream(&job.disk, &mut std::io::Cursor::new(body), true, budget, buf)?;
+        return Ok((node, sha));
+    }
+    let mut tee = Sha256Reader { inner: &mut f, hasher: sha2::Sha256::new() };
+    let node = u.stream(&job.disk, &mut tee, job.executable, budget, buf)?;
+    Ok((node, tee.hasher.finalize().into()))
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
