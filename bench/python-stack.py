@@ -13,8 +13,9 @@ end, see shared/BENCHMARKING.md):
 
   1. `envctl import pip tensorflow==2.15.1 --python 3.11` (pip resolves; one run);
   2. cold: `envctl apply` into an empty store (the interpreter, its standard library compiled, the
-     42 wheels and their bytecode) against `uv venv` + `uv pip install --compile-bytecode` into a
-     fresh venv from an empty uv cache; both read the same local wheel files;
+     42 wheels and their bytecode), and into a store holding only the interpreter, against
+     `uv venv` + `uv pip install --compile-bytecode` into a fresh venv from an empty uv cache; both
+     read the same local wheel files;
   3. warm: a second profile over the warm store against uv from its warm cache into a fresh venv,
      with and without --compile-bytecode;
   4. the first `import tensorflow` after each install, then `import tensorflow` again: in an
@@ -128,7 +129,10 @@ def main():
     second = os.path.join(WORK, "tf-second.toml")
     shutil.copy(profile, second)
 
-    cold_e, cold_u, warm_e, warm_u, warm_uc, imp_e, imp_u, again_e, again_u = ([] for _ in range(9))
+    only_python = os.path.join(WORK, "py.toml")
+    with open(only_python, "w") as f:
+        f.write(f'[packages]\npython = "{SERIES}"\n')
+    cold_e, cold_p, cold_u, warm_e, warm_u, warm_uc, imp_e, imp_u, again_e, again_u = ([] for _ in range(10))
     for r in range(ROUNDS):
         home = os.path.join(WORK, "home")
         env = dict(base_env, ENVCTL_HOME=home)
@@ -147,6 +151,15 @@ def main():
         timed([uv, "pip", "install", "-q", "--compile-bytecode", "--no-index", "--find-links", wheels,
                "--python", os.path.join(venv, "bin", "python"), REQ], env=dict(os.environ, UV_CACHE_DIR=cache))
         cold_u.append(time.perf_counter() - t)
+        # cold again, with the interpreter already in the store (as uv's venv has its own)
+        home_p = os.path.join(WORK, "home-python")
+        env_p = dict(base_env, ENVCTL_HOME=home_p)
+        timed([envctl, "apply", only_python], env=env_p)
+        os.remove(profile.replace(".toml", ".lock"))
+        read_inputs([wheels])
+        dt, _ = timed([envctl, "apply", profile], env=env_p)
+        cold_p.append(dt)
+        aside(home_p)
         # first import, then again
         dt, out = timed([envctl, "run", "tf", "--", "python3", "-c", IMPORT], env=env)
         assert out.strip() == "6", out
@@ -170,7 +183,7 @@ def main():
             aside(venv2)
         for p in (home, venv, cache):
             aside(p)
-        print(f"round {r + 1}: cold {cold_e[-1]:.1f}/{cold_u[-1]:.1f} s, warm {warm_e[-1]:.2f}/{warm_u[-1]:.2f}"
+        print(f"round {r + 1}: cold {cold_e[-1]:.1f}/{cold_p[-1]:.1f}/{cold_u[-1]:.1f} s, warm {warm_e[-1]:.2f}/{warm_u[-1]:.2f}"
               f"/{warm_uc[-1]:.2f} s, import {imp_e[-1]:.2f}/{imp_u[-1]:.2f} s", flush=True)
 
     m = statistics.median
@@ -182,12 +195,14 @@ def main():
         "| --- | --- | --- | --- |",
         f"| `envctl import pip {REQ} --python {SERIES}` ({n_recipes} recipes, one run) | {t_import:.1f} s | | |",
         f"| cold: empty store / empty cache, `--compile-bytecode` | {m(cold_e):.1f} s | {m(cold_u):.1f} s | {m(cold_e) / m(cold_u):.2f} |",
+        f"| cold, the interpreter already in the store (as uv's venv has it) | {m(cold_p):.1f} s | {m(cold_u):.1f} s | {m(cold_p) / m(cold_u):.2f} |",
         f"| warm: second profile / fresh venv from warm cache, no bytecode | {m(warm_e):.2f} s | {m(warm_u):.2f} s | {m(warm_e) / m(warm_u):.2f} |",
         f"| warm: second profile / fresh venv from warm cache, `--compile-bytecode` | {m(warm_e):.2f} s | {m(warm_uc):.2f} s | {m(warm_e) / m(warm_uc):.2f} |",
         f"| first `import tensorflow` after the install (session / venv) | {m(imp_e):.2f} s | {m(imp_u):.2f} s | {m(imp_e) / m(imp_u):.2f} |",
         f"| `import tensorflow` again | {m(again_e):.2f} s | {m(again_u):.2f} s | {m(again_e) / m(again_u):.2f} |",
         "",
-        "Raw (s): cold envctl " + ", ".join(f"{x:.1f}" for x in cold_e) + "; cold uv " + ", ".join(f"{x:.1f}" for x in cold_u)
+        "Raw (s): cold envctl " + ", ".join(f"{x:.1f}" for x in cold_e)
+        + "; cold envctl, interpreter in store " + ", ".join(f"{x:.1f}" for x in cold_p) + "; cold uv " + ", ".join(f"{x:.1f}" for x in cold_u)
         + "; warm envctl " + ", ".join(f"{x:.2f}" for x in warm_e) + "; warm uv " + ", ".join(f"{x:.2f}" for x in warm_u)
         + "; warm uv --compile-bytecode " + ", ".join(f"{x:.2f}" for x in warm_uc)
         + "; import envctl " + ", ".join(f"{x:.2f}" for x in imp_e) + "; import uv " + ", ".join(f"{x:.2f}" for x in imp_u) + ".",
