@@ -2,9 +2,10 @@
 //! their bytecode compiled by that Python, and a `pyvenv.cfg` that makes the profile's
 //! `bin/python3` a virtual environment over the profile.
 //!
-//! A wheel's store path does not depend on the Python version (see the store's `wheel.rs`); the
-//! farm puts its `site-packages/` at `lib/pythonX.Y/site-packages` of the profile's Python, the
-//! package named `python`.
+//! A wheel's store path does not depend on the Python version (see the store's `wheel.rs`). For
+//! the profile's Python (the package named `python`) a derived path mirrors the wheel's
+//! `site-packages` with bytecode compiled (see the store's `derive.rs`); the farm puts that at
+//! `lib/pythonX.Y/site-packages`, and the rest of the wheel (`bin/`, `include/`, data) where it is.
 
 use std::collections::BTreeMap;
 use std::path::Path;
@@ -91,8 +92,10 @@ pub fn add_layer(
         exe: python.exe.clone(),
         version: python.version.clone(),
     }];
+    // The wheel's own site-packages is left out: its bytecode path mirrors it, links and all.
+    let hidden: BTreeMap<String, String> = [("site-packages".to_owned(), String::new())].into();
     for &i in &wheels {
-        inputs[i].remap = remap.clone();
+        inputs[i].remap = hidden.clone();
         let wheel = lock.packages[i].store_path.as_deref().unwrap_or_default();
         derivations.push(Derivation::Bytecode {
             wheel: StorePathName::parse(wheel).map_err(|e| Failure::new("cannot compile bytecode", e))?,
@@ -103,11 +106,9 @@ pub fn add_layer(
     }
     let results = store.derive_all(&derivations);
     let names = std::iter::once("python (pyvenv.cfg)".to_owned())
-        .chain(wheels.iter().map(|&i| format!("{} (bytecode)", lock.packages[i].name)));
-    // A wheel may ship some bytecode of its own (numpy does); it was compiled against mtimes the
-    // store does not keep, so the derived bytecode wins where both have a file.
-    let owners: Vec<Option<i64>> =
-        std::iter::once(None).chain(wheels.iter().map(|&i| Some(inputs[i].priority))).collect();
+        .chain(wheels.iter().map(|&i| lock.packages[i].name.clone()));
+    // A wheel's priority carries over to its site-packages.
+    let owners: Vec<i64> = std::iter::once(0).chain(wheels.iter().map(|&i| inputs[i].priority)).collect();
     for (((made, derivation), name), owner) in results.into_iter().zip(&derivations).zip(names).zip(owners) {
         let made = made.context(|| match derivation {
             Derivation::Venv { .. } => "cannot make the profile's pyvenv.cfg".to_owned(),
@@ -116,7 +117,7 @@ pub fn add_layer(
         inputs.push(FarmInput {
             name,
             path: made.path,
-            priority: owner.map_or(0, |p| p.saturating_add(1)),
+            priority: owner,
             remap: if matches!(derivation, Derivation::Venv { .. }) {
                 BTreeMap::new()
             } else {

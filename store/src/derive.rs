@@ -1,9 +1,10 @@
 //! Derived store paths: made from other store paths by envctl itself rather than fetched, keyed
 //! by what they are made from, so they are made once and shared like any package.
 //!
-//! - [`Derivation::Bytecode`]: a wheel's `site-packages` compiled for one interpreter. Only the
-//!   `__pycache__/*.pyc` files are kept; a profile mounts them over the wheel's own tree, so a
-//!   pure wheel is stored once and compiled once per Python that uses it. The `.pyc` files are
+//! - [`Derivation::Bytecode`]: a wheel's `site-packages` as one interpreter sees it: its
+//!   directories, a relative symlink to each of its files, and `__pycache__/*.pyc` compiled by that
+//!   interpreter. A profile links this tree's package directories whole; the wheel's files stay
+//!   stored once, shared by every Python that uses them. The `.pyc` files are
 //!   PEP 552's unchecked-hash kind, compiled with `PYTHONHASHSEED=0` and a relative file name,
 //!   so the tree hash does not depend on when or where they were made; sessions never write any
 //!   (the store is read-only and each source already has its `.pyc`).
@@ -195,7 +196,9 @@ impl Store {
                     let site = self.dir.join(wheel.as_str()).join("site-packages");
                     fs_err::create_dir(tree.join("site-packages"))?;
                     let list = jobs.entry(self.dir.join(python.as_str()).join(exe)).or_default();
-                    list_sources(&site, Path::new("site-packages"), &tree, list)?;
+                    if site.is_dir() {
+                        mirror(&site, &tree.join("site-packages"), Path::new("site-packages"), &tree, list)?;
+                    }
                 }
             }
             out.push((work, tree));
@@ -268,6 +271,49 @@ fn make_writable(dir: &Path) -> Result<()> {
     Ok(())
 }
 
+/// Mirrors the wheel's `site-packages` at `src` into `dest`: a real directory for each of its
+/// directories, a relative symlink for each of its files, except its own `__pycache__`
+/// (compiled against mtimes the store does not keep); and a compile job for each `.py` file,
+/// its bytecode written beside the links. A profile then links whole package directories of this
+/// tree instead of merging the wheel's tree with its bytecode file by file.
+fn mirror(src: &Path, dest: &Path, rel: &Path, out: &Path, jobs: &mut String) -> Result<()> {
+    for entry in fs_err::read_dir(src)? {
+        let entry = entry?;
+        let ft = entry.file_type()?;
+        let name = entry.file_name();
+        let (from, to, sub) = (entry.path(), dest.join(&name), rel.join(&name));
+        if ft.is_dir() {
+            if name == "__pycache__" {
+                continue;
+            }
+            fs_err::create_dir(&to)?;
+            mirror(&from, &to, &sub, out, jobs)?;
+            continue;
+        }
+        // Relative, through the store directory: the tree hash must not depend on where the
+        // store is. `rel` is `site-packages/…`, the same in both trees.
+        let up = "../".repeat(rel.components().count() + 1);
+        let wheel =
+            src.ancestors().nth(rel.components().count()).and_then(Path::file_name).unwrap_or_default();
+        let target = Path::new(&up).join(wheel).join(&sub);
+        std::os::unix::fs::symlink(&target, &to)
+            .map_err(|e| std::io::Error::new(e.kind(), format!("cannot link `{}`: {e}", to.display())))?;
+        if ft.is_file() && sub.extension().is_some_and(|e| e == "py") {
+            add_job(jobs, &from, out, &sub);
+        }
+    }
+    Ok(())
+}
+
+fn add_job(jobs: &mut String, src: &Path, root: &Path, rel: &Path) {
+    // Tabs and newlines in names cannot be passed this way; such files stay uncompiled.
+    let text = [src.to_string_lossy(), root.to_string_lossy(), rel.to_string_lossy()];
+    if text.iter().all(|t| !t.contains(['\t', '\n'])) {
+        jobs.push_str(&text.join("\t"));
+        jobs.push('\n');
+    }
+}
+
 /// Appends a compile job for every `.py` file under `dir` (whose name in the tree is `rel`),
 /// with its output under `out`.
 fn list_sources(dir: &Path, rel: &Path, out: &Path, jobs: &mut String) -> Result<()> {
@@ -279,13 +325,7 @@ fn list_sources(dir: &Path, rel: &Path, out: &Path, jobs: &mut String) -> Result
         if ft.is_dir() && name != "__pycache__" {
             list_sources(&entry.path(), &sub, out, jobs)?;
         } else if ft.is_file() && sub.extension().is_some_and(|e| e == "py") {
-            let (src, root, rel) = (entry.path(), out.to_path_buf(), sub);
-            // Tabs and newlines in names cannot be passed this way; such files stay uncompiled.
-            let text = [src.to_string_lossy(), root.to_string_lossy(), rel.to_string_lossy()];
-            if text.iter().all(|t| !t.contains(['\t', '\n'])) {
-                jobs.push_str(&text.join("\t"));
-                jobs.push('\n');
-            }
+            add_job(jobs, &entry.path(), out, &sub);
         }
     }
     Ok(())

@@ -26,7 +26,8 @@ pub struct FarmInput {
     /// Higher wins a collision; equal priorities collide.
     pub priority: i64,
     /// Top-level directories of the package that appear elsewhere in the farm: `site-packages`
-    /// → `lib/python3.11/site-packages` puts a wheel where the profile's Python looks.
+    /// → `lib/python3.11/site-packages` puts a wheel where the profile's Python looks; an empty
+    /// destination leaves the directory out.
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     pub remap: BTreeMap<String, String>,
 }
@@ -68,7 +69,8 @@ pub fn build(dest: &Path, inputs: &[FarmInput]) -> Result<Node> {
         sources.push((i, Src::Dir(input.path.clone())));
         for (from, to) in &input.remap {
             let target = input.path.join(from);
-            if target.is_dir() {
+            // An empty destination leaves the entry out of the farm.
+            if target.is_dir() && !to.is_empty() {
                 let rest: Vec<OsString> = Path::new(to).iter().map(OsString::from).collect();
                 sources.push((i, Src::Mount(rest, target)));
             }
