@@ -2,6 +2,8 @@
 """Writes the committed fuzz seeds (fuzz/seeds/<target>/), deterministically: honest inputs and
 the hostile shapes envctl must refuse. Run from anywhere; running it twice changes nothing."""
 
+import base64
+import hashlib
 import io
 import os
 import tarfile
@@ -148,3 +150,29 @@ evil = bytearray(zipped([("innocent.txt", b"hello", 0o100644)]))
 at = evil.find(b"innocent.txt")
 evil[at:at + 12] = b"../evil.txt_"
 put("zip", "local-name", bytes(evil))
+
+
+def wheel(files, record=None):
+    """A wheel of `files` [(name, bytes, mode)] with its WHEEL and a RECORD (or `record` as given)."""
+    info = "fz-1.0.dist-info"
+    files = files + [(f"{info}/WHEEL", b"Wheel-Version: 1.0\nRoot-Is-Purelib: true\nTag: py3-none-any\n", 0o100644)]
+    if record is None:
+        lines = []
+        for name, payload, _ in files:
+            digest = base64.urlsafe_b64encode(hashlib.sha256(payload).digest()).rstrip(b"=").decode()
+            lines.append(f"{name},sha256={digest},{len(payload)}")
+        lines.append(f"{info}/RECORD,,")
+        record = ("\n".join(lines) + "\n").encode()
+    return zipped(files + [(f"{info}/RECORD", record, 0o100644)])
+
+
+put("wheel", "honest", wheel([("fz/__init__.py", b"x = 1\n", 0o100644),
+                              ("fz-1.0.data/scripts/fz", b"#!python\nprint(1)\n", 0o100755),
+                              ("fz-1.0.data/headers/fz.h", b"#define FZ\n", 0o100644),
+                              ("fz-1.0.dist-info/entry_points.txt", b"[console_scripts]\nfz = fz:main\n", 0o100644)]))
+put("wheel", "dot-dot", wheel([("../escape.py", b"out", 0o100644)]))
+put("wheel", "data-dot-dot", wheel([("fz-1.0.data/data/../../escape", b"out", 0o100644)]))
+put("wheel", "tampered", wheel([("fz/__init__.py", b"x = 1\n", 0o100644)],
+                               record=b"fz/__init__.py,sha256=AAAA,6\n"))
+put("wheel", "entry-point-name", wheel([("fz-1.0.dist-info/entry_points.txt",
+                                         b"[console_scripts]\n../../evil = fz:main\n", 0o100644)]))

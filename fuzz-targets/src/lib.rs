@@ -20,6 +20,7 @@ pub const TARGETS: &[(&str, Target)] = &[
     ("lock", lock),
     ("tar", tar),
     ("zip", zip),
+    ("wheel", wheel),
 ];
 
 /// Versions and requirements: no panic; a version prints to text that parses to the same version.
@@ -153,5 +154,19 @@ pub fn zip(data: &[u8]) {
             &UnpackOptions::default(),
             limits(),
         );
+    });
+}
+
+/// Wheel installation (scheme placement, RECORD, entry points): no panic, no escape, limits hold.
+pub fn wheel(data: &[u8]) {
+    let file = tempfile::tempfile().expect("a temporary file");
+    {
+        use std::io::{Seek, Write};
+        let mut f = &file;
+        f.write_all(data).expect("write the wheel");
+        f.rewind().expect("rewind");
+    }
+    contained(|dest| {
+        let _ = envctl_store::unpack_wheel(file, dest, "fuzz-1.0-py3-none-any.whl", limits());
     });
 }

@@ -51,3 +51,4 @@ pub use tempdir::remove_tree;
 pub use tree::{Node, TreeHash, TreeStats, scan};
 pub use unpack::{Format, Limits, UnpackOptions, Unpacked, unpack_tar, unpack_zip};
 pub use verify::{Corruption, Damage, VerifyReport};
+pub use wheel::unpack_wheel;
