@@ -153,6 +153,14 @@ fn pip(args: &ImportPipArgs, cli: &Cli) -> Result<Status> {
     write_files(&args.out, &generated, true)
 }
 
+/// A list of platform tags, shortened when it is the long manylinux list.
+fn tags_shown(tags: &[String]) -> String {
+    match tags {
+        [first, .., last] if tags.len() > 3 => format!("{first} … {last} ({} tags)", tags.len()),
+        _ => tags.join(", "),
+    }
+}
+
 /// Every manylinux tag a machine with glibc 2.`minor` runs, newest first: pip takes `--platform`
 /// tags literally, so the older ones are spelled out (with their legacy aliases).
 fn manylinux_tags(minor: u64, arch: &str) -> Vec<String> {
@@ -208,11 +216,8 @@ fn run_pip(args: &ImportPipArgs, platforms: &[String]) -> Result<String> {
             format!("pip could not resolve {}", args.requirements.join(" ")),
             String::from_utf8_lossy(&out.stderr).trim().to_owned(),
         )
-        .hint(format!(
-            "pip ran as `{shown}` for CPython {} on {}",
-            args.python,
-            platforms.join(", ")
-        )));
+        .hint(format!("pip ran as `{shown}` for CPython {} on {}", args.python, tags_shown(platforms)))
+        .hint("envctl installs wheels only (pip was told --only-binary=:all:): a distribution published only as source cannot be imported yet"));
     }
     std::fs::read_to_string(&report).map_err(|e| Failure::new("pip wrote no report", e))
 }
