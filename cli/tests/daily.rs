@@ -225,3 +225,19 @@ fn store_info_takes_a_relative_link_to_a_profile() {
     assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
     assert!(String::from_utf8_lossy(&out.stdout).contains("-profile-nlp"));
 }
+
+/// Issue 11, 8: `-v` adds nothing to `apply`.
+#[test]
+fn apply_with_v_says_what_it_did_and_how_long_it_took() {
+    let f = Fixture::new();
+    let p = f.profile("p", "[packages]\nhello = \"1\"\n");
+    let quiet = f.run(&["apply", &p]);
+    quiet.ok();
+    assert!(!quiet.stderr.contains("resolved"), "{}", quiet.stderr);
+    let p = f.profile("q", "[packages]\nhello = \"2\"\nworld = \"1\"\n");
+    let loud = f.run(&["-v", "apply", &p]);
+    loud.ok();
+    for phase in ["resolved", "installed the closure", "built the generation", "elapsed"] {
+        assert!(loud.stderr.contains(phase), "`{phase}` missing:\n{}", loud.stderr);
+    }
+}

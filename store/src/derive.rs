@@ -204,7 +204,9 @@ impl Store {
             out.push((work, tree));
         }
         for (exe, list) in jobs {
+            let started = std::time::Instant::now();
             compile(&exe, &list)?;
+            tracing::info!(interpreter = %exe.display(), files = list.lines().count(), elapsed = ?started.elapsed(), "compiled bytecode");
         }
         for (_, tree) in &out {
             crate::unpack::normalize_tree(tree)?;

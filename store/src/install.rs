@@ -231,6 +231,7 @@ impl Store {
             Some((&key, &source)),
             &references,
         )?;
+        tracing::debug!(path = %dest.display(), files = stats.files, bytes = stats.size, "installed");
         Ok(Installed { path: dest, record, fetched: true, skipped: unpacked.skipped })
     }
 

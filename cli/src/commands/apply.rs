@@ -120,7 +120,9 @@ pub fn apply(file: &Path, options: &ApplyOptions<'_>, settings: &Settings, cli: 
                 }
                 (None, None) => BTreeMap::new(),
             };
+            let started = std::time::Instant::now();
             let solution = ctx.solve(preferred)?;
+            tracing::info!(packages = solution.packages.len(), elapsed = ?started.elapsed(), "resolved");
             build_lock(&solution, request.clone(), &platform, old_lock.as_ref(), settings)?
         }
     };
@@ -175,7 +177,9 @@ pub fn apply(file: &Path, options: &ApplyOptions<'_>, settings: &Settings, cli: 
         })?);
     }
     let bars = Bars::for_cli(cli);
+    let started = std::time::Instant::now();
     let results = store.install_all(&requests, &bars);
+    tracing::info!(packages = requests.len(), elapsed = ?started.elapsed(), "installed the closure");
     let mut fetched = 0;
     for (i, result) in order.iter().zip(results) {
         let p = &mut lock.packages[*i];
@@ -219,7 +223,10 @@ pub fn apply(file: &Path, options: &ApplyOptions<'_>, settings: &Settings, cli: 
             remap: BTreeMap::new(),
         })
         .collect();
+    let started = std::time::Instant::now();
     crate::python::add_layer(&store, &store_dir, &lock, &mut inputs)?;
+    tracing::info!(elapsed = ?started.elapsed(), "python layer ready (bytecode, pyvenv.cfg)");
+    let started = std::time::Instant::now();
     let _profile_lock = match adhoc {
         None => Some(profiles.lock(&name).context(|| format!("cannot lock profile `{name}`"))?),
         Some(_) => None,
@@ -234,6 +241,7 @@ pub fn apply(file: &Path, options: &ApplyOptions<'_>, settings: &Settings, cli: 
         }
         f
     })?;
+    tracing::info!(path = %generation.path.display(), elapsed = ?started.elapsed(), "built the generation");
     if adhoc.is_some() {
         return Ok(Applied { name, generation: generation.path });
     }
