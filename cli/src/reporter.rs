@@ -9,18 +9,17 @@ use indicatif::{MultiProgress, ProgressBar, ProgressDrawTarget, ProgressStyle};
 /// Draws one bar per download.
 pub struct Bars {
     multi: MultiProgress,
+    /// Whether bars are drawn (a terminal, no `-q`, no `-v`).
+    drawn: bool,
     bars: Mutex<HashMap<usize, ProgressBar>>,
 }
 
 impl Bars {
     /// Bars on stderr when it is a terminal and `enabled`; invisible otherwise.
     pub fn new(enabled: bool) -> Bars {
-        let target = if enabled && std::io::stderr().is_terminal() {
-            ProgressDrawTarget::stderr()
-        } else {
-            ProgressDrawTarget::hidden()
-        };
-        Bars { multi: MultiProgress::with_draw_target(target), bars: Mutex::new(HashMap::new()) }
+        let drawn = enabled && std::io::stderr().is_terminal();
+        let target = if drawn { ProgressDrawTarget::stderr() } else { ProgressDrawTarget::hidden() };
+        Bars { multi: MultiProgress::with_draw_target(target), drawn, bars: Mutex::new(HashMap::new()) }
     }
 }
 
@@ -59,7 +58,13 @@ impl envctl_store::Reporter for Bars {
         }
     }
 
+    /// One line per retry: above the bars when they are drawn, else a plain line (not under `-q`).
     fn retrying(&self, _id: usize, error: &envctl_store::Error, attempt: u32, delay: std::time::Duration) {
-        let _ = self.multi.println(format!("warning: {error}; retry {attempt} in {delay:?}"));
+        let line = format!("warning: {error}; retry {attempt} in {delay:?}");
+        if self.drawn {
+            let _ = self.multi.println(line);
+        } else {
+            crate::printer::status(&line);
+        }
     }
 }

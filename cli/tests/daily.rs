@@ -241,3 +241,42 @@ fn apply_with_v_says_what_it_did_and_how_long_it_took() {
         assert!(loud.stderr.contains(phase), "`{phase}` missing:\n{}", loud.stderr);
     }
 }
+
+/// Issue 11, 8: each download retry was reported twice on a terminal (above the bars, and again
+/// as a log line). Run under `script` for a terminal, and without one.
+#[test]
+fn each_retry_is_reported_once_on_a_terminal_and_off_it() {
+    use envctl_testkit::{Reply, sha256_hex};
+    let f = Fixture::new();
+    let bytes = envctl_testkit::Archive::new().with(envctl_testkit::Entry::file("x", "x")).tar_gz();
+    let sha = sha256_hex(&bytes);
+    for (version, terminal) in [("1.0", true), ("2.0", false)] {
+        let path = format!("/flaky-{version}.tar.gz");
+        f.server.set(&path, Reply::FailThen { status: 503, times: 2, body: bytes.clone() });
+        let url = f.server.url(&path);
+        let args = ["store", "add", url.as_str(), "--sha256", &sha, "--name", "flaky", "--version", version];
+        let output = if terminal {
+            let inner = f.sb.command(&args);
+            let quote = |s: &std::ffi::OsStr| format!("'{}'", s.to_string_lossy().replace('\'', "'\\''"));
+            let line = std::iter::once(quote(inner.get_program()))
+                .chain(inner.get_args().map(quote))
+                .collect::<Vec<_>>()
+                .join(" ");
+            let mut c = std::process::Command::new("script");
+            c.args(["-qec", &line, "/dev/null"]).stdin(std::process::Stdio::null());
+            for (k, v) in inner.get_envs() {
+                match v {
+                    Some(v) => c.env(k, v),
+                    None => c.env_remove(k),
+                };
+            }
+            let out = c.output().expect("script(1) runs");
+            String::from_utf8_lossy(&out.stdout).into_owned()
+        } else {
+            f.run(&args).stderr
+        };
+        // A terminal's output moves the cursor instead of ending lines: count the messages.
+        let retries = output.matches("; retry ").count() + output.matches("retrying after").count();
+        assert_eq!(retries, 2, "terminal: {terminal}\n{output}");
+    }
+}

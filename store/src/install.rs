@@ -262,7 +262,8 @@ impl Store {
                     Err(e) if e.should_retry() && attempt < options.retries => {
                         let delay = options.backoff * 2u32.saturating_pow(attempt);
                         reporter.retrying(id, &e, attempt + 1, delay);
-                        tracing::warn!(error = %e, attempt = attempt + 1, "retrying after {delay:?}");
+                        // The reporter tells the user; this is for `-vv`.
+                        tracing::debug!(error = %e, attempt = attempt + 1, "retrying after {delay:?}");
                         std::thread::sleep(delay);
                         attempt += 1;
                     }
