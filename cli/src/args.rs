@@ -75,6 +75,17 @@ pub enum Command {
     /// Write recipes from a publisher's own metadata
     #[command(subcommand)]
     Import(ImportCommand),
+    /// Print a completion script: `envctl completions bash > /etc/bash_completion.d/envctl`
+    Completions(CompletionsArgs),
+    /// Print envctl's manual page (roff), generated from its command line: `envctl man | man -l -`
+    Man,
+}
+
+/// `envctl completions`
+#[derive(Debug, Args)]
+pub struct CompletionsArgs {
+    /// The shell
+    pub shell: clap_complete::Shell,
 }
 
 /// `envctl import …`

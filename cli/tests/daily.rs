@@ -280,3 +280,37 @@ fn each_retry_is_reported_once_on_a_terminal_and_off_it() {
         assert_eq!(retries, 2, "terminal: {terminal}\n{output}");
     }
 }
+
+/// Completions and the manual page come from the command line's own definition.
+#[test]
+fn completions_complete_and_the_manual_page_names_every_command() {
+    let f = Fixture::new();
+    let script = f.run(&["completions", "bash"]);
+    script.ok();
+    let path = f.sb.path("envctl.bash");
+    std::fs::write(&path, &script.stdout).unwrap();
+    // Ask bash itself, as a user's Tab would.
+    let ask = |words: &str, cword: usize| {
+        let code = format!(
+            "source {}; COMP_WORDS=({words}); COMP_CWORD={cword}; COMP_LINE='{words}'; COMP_POINT=${{#COMP_LINE}}; _envctl envctl; printf '%s\\n' \"${{COMPREPLY[@]}}\"",
+            path.display()
+        );
+        let out = std::process::Command::new("bash").args(["-c", &code]).output().unwrap();
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    };
+    let top = ask("envctl imp", 1);
+    assert!(top.lines().any(|l| l == "import"), "{top}");
+    let sub = ask("envctl import p", 2);
+    assert!(sub.lines().any(|l| l == "pip") && sub.lines().any(|l| l == "python-build-standalone"), "{sub}");
+    for shell in ["zsh", "fish"] {
+        let out = f.run(&["completions", shell]);
+        out.ok();
+        assert!(out.stdout.contains("envctl") && out.stdout.contains("import"), "{shell}");
+    }
+    let man = f.run(&["man"]);
+    man.ok();
+    assert!(man.stdout.contains(".TH envctl 1"), "{}", &man.stdout[..200.min(man.stdout.len())]);
+    for command in ["apply", "rollback", "import", "completions"] {
+        assert!(man.stdout.contains(command), "the manual page does not name `{command}`");
+    }
+}

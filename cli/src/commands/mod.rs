@@ -57,6 +57,31 @@ pub fn run() -> ExitCode {
     };
     init_logging(cli.verbose);
     printer::set_quiet(cli.quiet);
+    // Generated from the command line itself; no settings, home or store involved.
+    match &cli.command {
+        Command::Completions(args) => {
+            let mut out = Vec::new();
+            clap_complete::generate(
+                args.shell,
+                &mut <Cli as clap::CommandFactory>::command(),
+                "envctl",
+                &mut out,
+            );
+            printer::raw(&out);
+            return ExitCode::SUCCESS;
+        }
+        Command::Man => {
+            let mut out = Vec::new();
+            let page = clap_mangen::Man::new(<Cli as clap::CommandFactory>::command());
+            if let Err(e) = page.render(&mut out) {
+                printer::info(&format!("error: cannot render the manual page: {e}"));
+                return ExitCode::from(1);
+            }
+            printer::raw(&out);
+            return ExitCode::SUCCESS;
+        }
+        _ => {}
+    }
     let result = Settings::load(&cli).and_then(|settings| match &cli.command {
         Command::Store(cmd) => store::run(cmd, &settings, &cli),
         Command::Import(cmd) => import::run(cmd, &settings, &cli),
@@ -75,6 +100,7 @@ pub fn run() -> ExitCode {
         Command::Search(args) => recipes::search(args, &settings, &cli),
         Command::Show(args) => recipes::show(args, &settings, &cli),
         Command::Doctor(args) => doctor::run(args, &settings, &cli),
+        Command::Completions(_) | Command::Man => unreachable!("answered above"),
     });
     match result {
         Ok(Status::Success) => ExitCode::SUCCESS,
