@@ -51,6 +51,8 @@ pub enum Command {
     Env(EnvArgs),
     /// List profiles
     Profiles(JsonArgs),
+    /// List an applied profile's packages, with versions and sizes
+    List(ListArgs),
     /// List (or delete) a profile's generations
     Generations(GenerationsArgs),
     /// Show what changed between two generations
@@ -79,6 +81,16 @@ pub enum Command {
     Completions(CompletionsArgs),
     /// Print envctl's manual page (roff), generated from its command line: `envctl man | man -l -`
     Man,
+}
+
+/// `envctl list`
+#[derive(Debug, Args)]
+pub struct ListArgs {
+    /// The profile
+    pub profile: String,
+    /// Machine-readable output on stdout
+    #[arg(long)]
+    pub json: bool,
 }
 
 /// `envctl completions`

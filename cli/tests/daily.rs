@@ -314,3 +314,27 @@ fn completions_complete_and_the_manual_page_names_every_command() {
         assert!(man.stdout.contains(command), "the manual page does not name `{command}`");
     }
 }
+
+/// `envctl list PROFILE`: an applied profile's packages with versions and sizes.
+#[test]
+fn list_shows_an_applied_profiles_packages_versions_and_sizes() {
+    let f = Fixture::new();
+    let p = f.profile("team", "[packages]\nhello = \"2\"\nworld = \"1\"\n");
+    f.run(&["apply", &p]).ok();
+    let out = f.run(&["list", "team"]);
+    let header = out.ok();
+    assert!(
+        header.starts_with("PACKAGE") && header.contains("VERSION") && header.contains("SIZE"),
+        "{header}"
+    );
+    let lines: Vec<&str> = out.stdout.lines().collect();
+    assert!(lines.iter().any(|l| l.starts_with("hello") && l.contains("2.0")), "{}", out.stdout);
+    assert!(lines.iter().any(|l| l.starts_with("world") && l.contains("1.0")), "{}", out.stdout);
+    assert!(out.stderr.contains("2 packages"), "{}", out.stderr);
+    let json: serde_json::Value = serde_json::from_str(&f.run(&["list", "team", "--json"]).stdout).unwrap();
+    let packages = json["packages"].as_array().unwrap();
+    assert_eq!(packages.len(), 2);
+    assert!(packages.iter().all(|p| p["bytes"].as_u64().is_some_and(|b| b > 0)), "{json}");
+    let err = f.run(&["list", "tam"]).failed().to_owned();
+    assert!(err.contains("did you mean `team`"), "{err}");
+}

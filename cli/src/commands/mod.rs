@@ -91,6 +91,7 @@ pub fn run() -> ExitCode {
         Command::Run(args) => session::session(&args.session, args.command.clone(), &settings, &cli),
         Command::Env(args) => session::env(args, &settings, &cli),
         Command::Profiles(args) => profiles::list(args, &settings, &cli),
+        Command::List(args) => profiles::packages(args, &settings, &cli),
         Command::Generations(args) => profiles::generations(args, &settings, &cli),
         Command::Diff(args) => profiles::diff(args, &settings, &cli),
         Command::Rollback(args) => profiles::rollback(args, &settings, &cli),

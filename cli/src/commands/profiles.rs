@@ -3,7 +3,7 @@
 use envctl_store::{Generation, Profiles, Store};
 
 use super::Status;
-use crate::args::{Cli, DiffArgs, GenerationsArgs, JsonArgs, RollbackArgs};
+use crate::args::{Cli, DiffArgs, GenerationsArgs, JsonArgs, ListArgs, RollbackArgs};
 use crate::error::{Failure, Result, StoreContext};
 use crate::manifest::{self, Manifest};
 use crate::printer;
@@ -87,6 +87,58 @@ pub fn list(args: &JsonArgs, settings: &Settings, _cli: &Cli) -> Result<Status> 
             ));
         }
     }
+    Ok(Status::Success)
+}
+
+/// `envctl list PROFILE`: the current generation's packages, with versions and store sizes.
+pub fn packages(args: &ListArgs, settings: &Settings, _cli: &Cli) -> Result<Status> {
+    let profiles = open(settings)?;
+    let name = &args.profile;
+    let current = profiles
+        .current(name)
+        .context(|| format!("cannot read profile `{name}`"))?
+        .ok_or_else(|| no_profile(&profiles, name, &format!("cannot list profile `{name}`")))?;
+    let m = Manifest::load(&current.path)
+        .map_err(|e| Failure::new(format!("cannot list profile `{name}`"), e))?;
+    let store_dir = settings.store_dir();
+    let store =
+        Store::open(&store_dir, settings.store_options()).context(|| "cannot open the store".into())?;
+    let mut rows = Vec::new();
+    for p in &m.packages {
+        let size = envctl_store::StorePathName::parse(&p.store_path)
+            .ok()
+            .and_then(|n| store.info(&n).ok())
+            .map(|i| i.record.size);
+        rows.push(serde_json::json!({
+            "name": p.name, "version": p.version, "bytes": size, "store_path": p.store_path,
+        }));
+    }
+    if args.json {
+        printer::json(
+            &serde_json::json!({ "profile": name, "generation": current.number, "packages": rows }),
+        );
+        return Ok(Status::Success);
+    }
+    let width = m.packages.iter().map(|p| p.name.len()).max().unwrap_or(0).max(7);
+    let vwidth = m.packages.iter().map(|p| p.version.len()).max().unwrap_or(0).max(7);
+    printer::data(&format!("{:<width$}  {:<vwidth$}  {:>10}", "PACKAGE", "VERSION", "SIZE"));
+    let mut total = 0;
+    for r in &rows {
+        let bytes = r["bytes"].as_u64();
+        total += bytes.unwrap_or(0);
+        printer::data(&format!(
+            "{:<width$}  {:<vwidth$}  {:>10}",
+            r["name"].as_str().unwrap_or(""),
+            r["version"].as_str().unwrap_or(""),
+            bytes.map_or_else(|| "?".to_owned(), printer::bytes)
+        ));
+    }
+    printer::status(&format!(
+        "`{name}` generation {}: {}, {}",
+        current.number,
+        printer::count(rows.len(), "package"),
+        printer::bytes(total)
+    ));
     Ok(Status::Success)
 }
 
