@@ -53,6 +53,12 @@ pub enum Command {
     Profiles(JsonArgs),
     /// List an applied profile's packages, with versions and sizes
     List(ListArgs),
+    /// Write a profile file, `envctl.toml`, in this directory
+    Init(InitArgs),
+    /// Add packages to a profile file (keeping its comments), then lock and apply it
+    Add(EditArgs),
+    /// Remove packages from a profile file (keeping its comments), then lock and apply it
+    Remove(EditArgs),
     /// List (or delete) a profile's generations
     Generations(GenerationsArgs),
     /// Show what changed between two generations
@@ -81,6 +87,28 @@ pub enum Command {
     Completions(CompletionsArgs),
     /// Print envctl's manual page (roff), generated from its command line: `envctl man | man -l -`
     Man,
+}
+
+/// `envctl init`
+#[derive(Debug, Args)]
+pub struct InitArgs {
+    /// The profile's name [default: this directory's name]
+    #[arg(long)]
+    pub name: Option<String>,
+}
+
+/// `envctl add` and `envctl remove`
+#[derive(Debug, Args)]
+pub struct EditArgs {
+    /// Packages: NAME, or NAME@REQ / NAME=REQ for `add` (`tensorflow@2.15`, `python=3.11`)
+    #[arg(required = true)]
+    pub packages: Vec<String>,
+    /// The profile file [default: envctl.toml here or in a parent directory]
+    #[arg(long, value_name = "FILE")]
+    pub file: Option<PathBuf>,
+    /// Edit the file only; do not lock or apply it
+    #[arg(long)]
+    pub no_apply: bool,
 }
 
 /// `envctl list`

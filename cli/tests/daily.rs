@@ -338,3 +338,58 @@ fn list_shows_an_applied_profiles_packages_versions_and_sizes() {
     let err = f.run(&["list", "tam"]).failed().to_owned();
     assert!(err.contains("did you mean `team`"), "{err}");
 }
+
+/// `envctl init`, `add`, `remove`: the profile file edited from the command line, its comments
+/// kept, then locked and applied; found in a parent directory.
+#[test]
+fn init_add_and_remove_edit_the_file_keeping_comments_and_apply_it() {
+    let f = Fixture::new();
+    let project = f.sb.path("team-vision");
+    std::fs::create_dir_all(project.join("src/deep")).unwrap();
+    let run_in = |dir: &std::path::Path, args: &[&str]| {
+        let out = f.sb.command(args).current_dir(dir).output().unwrap();
+        (out.status.code().unwrap_or(-1), String::from_utf8_lossy(&out.stderr).into_owned())
+    };
+    let (code, err) = run_in(&project, &["init"]);
+    assert_eq!(code, 0, "{err}");
+    let file = project.join("envctl.toml");
+    assert!(std::fs::read_to_string(&file).unwrap().contains("name = \"team-vision\""));
+    let (code, err) = run_in(&project, &["init"]);
+    assert_eq!(code, 1, "a second init must not replace the file: {err}");
+
+    // A comment of the team's own, then `add` from a sub-directory.
+    let text = std::fs::read_to_string(&file)
+        .unwrap()
+        .replace("[packages]\n", "[packages]\n# pinned for the paper\n");
+    std::fs::write(&file, text).unwrap();
+    let (code, err) = run_in(&project.join("src/deep"), &["add", "hello@1", "world"]);
+    assert_eq!(code, 0, "{err}");
+    let text = std::fs::read_to_string(&file).unwrap();
+    assert!(
+        text.contains("# pinned for the paper")
+            && text.contains("hello = \"1\"")
+            && text.contains("world = \"*\""),
+        "{text}"
+    );
+    let out = f.run(&["run", "team-vision", "--", "hello"]);
+    assert_eq!(out.ok(), "hello 1.0");
+
+    // Changing a requirement replaces it; removing a package applies again without it.
+    let (code, err) = run_in(&project, &["add", "hello=2"]);
+    assert_eq!(code, 0, "{err}");
+    assert_eq!(f.run(&["run", "team-vision", "--", "hello"]).ok(), "hello 2.0");
+    let (code, err) = run_in(&project, &["remove", "world"]);
+    assert_eq!(code, 0, "{err}");
+    let text = std::fs::read_to_string(&file).unwrap();
+    assert!(!text.contains("world") && text.contains("# pinned for the paper"), "{text}");
+    let listed = f.run(&["list", "team-vision"]).stdout;
+    assert!(!listed.contains("world") && listed.contains("hello"), "{listed}");
+    let (code, err) = run_in(&project, &["remove", "helo"]);
+    assert_eq!(code, 1);
+    assert!(err.contains("did you mean `hello`"), "{err}");
+
+    // Nowhere to add to.
+    let (code, err) = run_in(&f.sb.path("user"), &["add", "hello"]);
+    assert_eq!(code, 1);
+    assert!(err.contains("envctl init"), "{err}");
+}

@@ -2,6 +2,7 @@
 
 mod apply;
 mod doctor;
+mod edit;
 mod gc;
 mod import;
 mod profiles;
@@ -92,6 +93,9 @@ pub fn run() -> ExitCode {
         Command::Env(args) => session::env(args, &settings, &cli),
         Command::Profiles(args) => profiles::list(args, &settings, &cli),
         Command::List(args) => profiles::packages(args, &settings, &cli),
+        Command::Init(args) => edit::init(args),
+        Command::Add(args) => edit::add(args, &settings, &cli),
+        Command::Remove(args) => edit::remove(args, &settings, &cli),
         Command::Generations(args) => profiles::generations(args, &settings, &cli),
         Command::Diff(args) => profiles::diff(args, &settings, &cli),
         Command::Rollback(args) => profiles::rollback(args, &settings, &cli),
