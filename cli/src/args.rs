@@ -55,6 +55,8 @@ pub enum Command {
     List(ListArgs),
     /// Write a profile file, `envctl.toml`, in this directory
     Init(InitArgs),
+    /// List the newer versions a profile file's requirements would allow (what `lock --update` would change)
+    Outdated(OutdatedArgs),
     /// Add packages to a profile file (keeping its comments), then lock and apply it
     Add(EditArgs),
     /// Remove packages from a profile file (keeping its comments), then lock and apply it
@@ -109,6 +111,16 @@ pub struct EditArgs {
     /// Edit the file only; do not lock or apply it
     #[arg(long)]
     pub no_apply: bool,
+}
+
+/// `envctl outdated`
+#[derive(Debug, Args)]
+pub struct OutdatedArgs {
+    /// The profile file [default: envctl.toml here or in a parent directory]
+    pub file: Option<PathBuf>,
+    /// Machine-readable output on stdout
+    #[arg(long)]
+    pub json: bool,
 }
 
 /// `envctl list`

@@ -393,3 +393,27 @@ fn init_add_and_remove_edit_the_file_keeping_comments_and_apply_it() {
     assert_eq!(code, 1);
     assert!(err.contains("envctl init"), "{err}");
 }
+
+/// `envctl outdated`: what `lock --update` would move, and the newest version there is.
+#[test]
+fn outdated_lists_what_the_requirements_allow_and_what_is_newest() {
+    let f = Fixture::new();
+    let p = f.profile("team", "[packages]\nhello = \"1\"\nworld = \"*\"\n");
+    f.run(&["lock", &p]).ok();
+    let json: serde_json::Value = serde_json::from_str(&f.run(&["outdated", &p, "--json"]).stdout).unwrap();
+    assert_eq!(
+        json,
+        serde_json::json!([{"name": "hello", "locked": "1.0", "allowed": "1.0", "newest": "2.0"}]),
+        "world is at its newest and is not listed"
+    );
+    // The requirement loosened, the lock not yet updated: 2.0 is allowed now.
+    std::fs::write(&p, "[packages]\nhello = \"*\"\nworld = \"*\"\n").unwrap();
+    let out = f.run(&["outdated", &p]);
+    let header = out.ok();
+    assert!(header.starts_with("PACKAGE") && header.contains("ALLOWED"), "{header}");
+    let row = out.stdout.lines().find(|l| l.starts_with("hello")).unwrap();
+    assert_eq!(row.split_whitespace().collect::<Vec<_>>(), ["hello", "1.0", "2.0", "2.0"]);
+    assert!(out.stderr.contains("--update"), "{}", out.stderr);
+    let lock = std::fs::read_to_string(f.sb.path("team.lock")).unwrap();
+    assert!(lock.contains("version = \"1.0\""), "outdated must not write the lock");
+}

@@ -119,7 +119,7 @@ fn finish(file: &Path, args: &EditArgs, settings: &Settings, cli: &Cli) -> Resul
 }
 
 /// The profile file: the one given, else `envctl.toml` here or in the nearest parent that has one.
-fn profile_file(given: Option<&Path>) -> Result<PathBuf> {
+pub fn profile_file(given: Option<&Path>) -> Result<PathBuf> {
     if let Some(f) = given {
         return Ok(f.to_path_buf());
     }

@@ -94,6 +94,7 @@ pub fn run() -> ExitCode {
         Command::Profiles(args) => profiles::list(args, &settings, &cli),
         Command::List(args) => profiles::packages(args, &settings, &cli),
         Command::Init(args) => edit::init(args),
+        Command::Outdated(args) => resolve::outdated(args, &settings, &cli),
         Command::Add(args) => edit::add(args, &settings, &cli),
         Command::Remove(args) => edit::remove(args, &settings, &cli),
         Command::Generations(args) => profiles::generations(args, &settings, &cli),

@@ -162,3 +162,55 @@ pub fn graph(args: &GraphArgs, settings: &Settings, cli: &Cli) -> Result<Status>
     }
     Ok(Status::Success)
 }
+
+/// `envctl outdated [FILE]`: each locked package that a fresh resolution (no version kept, as
+/// `lock --update` does) would move, and the newest version any recipe has. Writes nothing.
+pub fn outdated(args: &crate::args::OutdatedArgs, settings: &Settings, cli: &Cli) -> Result<Status> {
+    let file = super::edit::profile_file(args.file.as_deref())?;
+    let ctx = Context::load(&file, settings, cli)?;
+    let lock_path = ctx.profile.lock_path();
+    let Some(lock) = load_lock(&lock_path)? else {
+        return Err(Failure::new(
+            format!("cannot compare `{}`", file.display()),
+            format!("`{}` does not exist", lock_path.display()),
+        )
+        .hint(format!("`envctl lock {}` writes it", file.display())));
+    };
+    let solution = ctx.solve(Default::default())?;
+    let mut rows = Vec::new();
+    for p in &lock.packages {
+        let fresh =
+            solution.packages.iter().find(|(n, _)| n.as_str() == p.name).map(|(_, r)| r.version.to_string());
+        let newest = ctx.repo.versions(&p.name).and_then(|v| v.keys().next_back()).map(|v| v.to_string());
+        if fresh.as_deref() != Some(p.version.as_str()) || newest.as_deref() != Some(p.version.as_str()) {
+            rows.push(
+                serde_json::json!({"name": p.name, "locked": p.version, "allowed": fresh, "newest": newest}),
+            );
+        }
+    }
+    if args.json {
+        printer::json(&rows);
+        return Ok(Status::Success);
+    }
+    if rows.is_empty() {
+        printer::status(&format!(
+            "every package of `{}` is at the newest version there is",
+            lock_path.display()
+        ));
+        return Ok(Status::Success);
+    }
+    let width = rows.iter().map(|r| r["name"].as_str().unwrap_or("").len()).max().unwrap_or(0).max(7);
+    printer::data(&format!("{:<width$}  {:<12}  {:<12}  {:<12}", "PACKAGE", "LOCKED", "ALLOWED", "NEWEST"));
+    for r in &rows {
+        let text = |v: &serde_json::Value| v.as_str().unwrap_or("-").to_owned();
+        printer::data(&format!(
+            "{:<width$}  {:<12}  {:<12}  {:<12}",
+            text(&r["name"]),
+            text(&r["locked"]),
+            text(&r["allowed"]),
+            text(&r["newest"])
+        ));
+    }
+    printer::status(&format!("`envctl lock {} --update` moves each package to ALLOWED", file.display()));
+    Ok(Status::Success)
+}
