@@ -306,20 +306,21 @@ pub fn build_lock(
             tree_hash: None,
             source: LockedSource::from(source),
         };
-        if let Some(prev) = old.and_then(|o| o.get(name.as_str()))
+        // What this store holds for the source (verified when it was installed) is recorded;
+        // else what the old lock promised for the same version and source. A re-lock thus
+        // replaces a promise this machine's install contradicted (one written by an older envctl
+        // that unpacked the source otherwise), instead of writing it again.
+        let installed =
+            store.as_ref().zip(install_request(&locked)).and_then(|(s, r)| s.find(&r).ok().flatten());
+        if let Some(found) = installed {
+            locked.store_path = Some(found.record.name.clone());
+            locked.tree_hash = Some(found.record.tree_hash.clone());
+        } else if let Some(prev) = old.and_then(|o| o.get(name.as_str()))
             && prev.version == locked.version
             && prev.source == locked.source
         {
             locked.store_path = prev.store_path.clone();
             locked.tree_hash = prev.tree_hash.clone();
-        }
-        if locked.store_path.is_none()
-            && let Some(store) = &store
-            && let Some(request) = install_request(&locked)
-            && let Ok(Some(found)) = store.find(&request)
-        {
-            locked.store_path = Some(found.record.name.clone());
-            locked.tree_hash = Some(found.record.tree_hash.clone());
         }
         packages.push(locked);
     }

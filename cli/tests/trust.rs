@@ -337,8 +337,14 @@ fn a_hand_edited_lock_is_refused_naming_the_entry_before_anything_is_installed()
     // A well-formed tree hash that is not what the source unpacks to: refused before any generation.
     let wrong = good.replacen(
         &hello,
-        &hello
-            .replace("[package.source]", &format!("tree-hash = \"{}\"\n\n[package.source]", "ab".repeat(32))),
+        &hello.replace(
+            "[package.source]",
+            &format!(
+                "store-path = \"{}-hello-1.0\"\ntree-hash = \"{}\"\n\n[package.source]",
+                "0".repeat(32),
+                "ab".repeat(32)
+            ),
+        ),
         1,
     );
     std::fs::write(&lock_path, &wrong).unwrap();
@@ -346,6 +352,14 @@ fn a_hand_edited_lock_is_refused_naming_the_entry_before_anything_is_installed()
     let err = f.run(&["--home", home.to_str().unwrap(), "apply", &p]).failed().to_owned();
     assert!(err.contains("refusing the lock") && err.contains(&"ab".repeat(32)), "{err}");
     assert!(list(&home.join("profiles")).iter().all(|n| n.starts_with('.')), "a generation was made");
+    // Re-locking on this machine records what its store verified, so the next apply works (a lock
+    // written by an envctl that unpacked the source otherwise must not trap its user).
+    f.run(&["--home", home.to_str().unwrap(), "lock", &p, "--update"]).ok();
+    assert!(
+        !std::fs::read_to_string(&lock_path).unwrap().contains(&"ab".repeat(32)),
+        "the re-lock kept the stale promise"
+    );
+    f.run(&["--home", home.to_str().unwrap(), "apply", &p]).ok();
     // The honest lock still applies.
     std::fs::write(&lock_path, &good).unwrap();
     f.run(&["apply", &p]).ok();
