@@ -21,7 +21,7 @@
 
 use std::collections::BTreeMap;
 use std::ffi::OsString;
-use std::io::Read;
+use std::io::{BufRead, Read};
 
 use base64::Engine;
 use sha2::Digest;
@@ -100,7 +100,7 @@ pub fn unpack_wheel(
             compressed: f.compressed_size(),
         });
     }
-    let written = write_parallel(&u, &zip, &mut jobs, limits)?;
+    let written = write_parallel(&u, &zip, &mut jobs)?;
     // archive path -> sha256 of what was written
     let mut hashes: BTreeMap<String, [u8; 32]> = BTreeMap::new();
     for (job, (node, sha)) in jobs.into_iter().zip(written) {
@@ -149,7 +149,6 @@ fn write_parallel(
     u: &Unpacker<'_>,
     zip: &zip::ZipArchive<crate::sys::MappedReader<'_>>,
     jobs: &mut [Job],
-    limits: Limits,
 ) -> Result<Vec<Written>> {
     use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
     jobs.sort_by(|a, b| b.compressed.cmp(&a.compressed).then(a.index.cmp(&b.index)));
@@ -172,7 +171,7 @@ fn write_parallel(
                     if failed.load(Ordering::Relaxed) {
                         break;
                     }
-                    let result = write_one(u, &mut zip, job, &budget, &mut buf, limits);
+                    let result = write_one(u, &mut zip, job, &budget, &mut buf);
                     if result.is_err() {
                         failed.store(true, Ordering::Relaxed);
                     }
@@ -199,17 +198,16 @@ fn write_one(
     job: &Job,
     budget: &std::sync::atomic::AtomicU64,
     buf: &mut [u8],
-    limits: Limits,
 ) -> Result<Written> {
     let mut f = zip.by_index(job.index).map_err(|e| u.corrupt(std::io::Error::other(e)))?;
     if job.script {
-        // Scripts are small: read whole, hash as shipped, write with a portable first line.
-        let mut body = Vec::new();
-        (&mut f).take(limits.max_bytes.saturating_add(1)).read_to_end(&mut body).map_err(|e| u.corrupt(e))?;
-        let sha = sha2::Sha256::digest(&body).into();
-        let body = portable_script(body);
-        let node = u.stream(&job.disk, &mut std::io::Cursor::new(body), true, budget, buf)?;
-        return Ok((node, sha));
+        // Hashed as shipped, written with a portable first line, streamed like any file.
+        let mut tee = Sha256Reader { inner: &mut f, hasher: sha2::Sha256::new() };
+        let node = {
+            let mut script = portable_script(std::io::BufReader::new(&mut tee)).map_err(|e| u.corrupt(e))?;
+            u.stream(&job.disk, &mut script, true, budget, buf)?
+        };
+        return Ok((node, tee.hasher.finalize().into()));
     }
     let mut tee = Sha256Reader { inner: &mut f, hasher: sha2::Sha256::new() };
     let node = u.stream(&job.disk, &mut tee, job.executable, budget, buf)?;
@@ -253,14 +251,14 @@ fn place(
 
 /// Replaces a `#!python` (or `#!pythonw`) first line with [`SCRIPT_HEADER`]; other scripts are
 /// kept as they are.
-fn portable_script(body: Vec<u8>) -> Vec<u8> {
-    if !body.starts_with(b"#!python") {
-        return body;
+fn portable_script<'r>(mut script: impl BufRead + 'r) -> std::io::Result<impl Read + 'r> {
+    // The first line only (at most 4 KiB: a longer one is no `#!python` line), the rest streamed.
+    let mut first = Vec::new();
+    (&mut script).take(4096).read_until(b'\n', &mut first)?;
+    if first.starts_with(b"#!python") && first.ends_with(b"\n") {
+        first = SCRIPT_HEADER.as_bytes().to_vec();
     }
-    let rest = body.iter().position(|b| *b == b'\n').map_or(&[][..], |i| &body[i + 1..]);
-    let mut out = SCRIPT_HEADER.as_bytes().to_vec();
-    out.extend_from_slice(rest);
-    out
+    Ok(std::io::Cursor::new(first).chain(script))
 }
 
 struct Sha256Reader<'r, R: Read> {
@@ -433,8 +431,13 @@ mod tests {
 
     #[test]
     fn python_scripts_get_the_portable_header() {
-        let out = portable_script(b"#!python\nprint(1)\n".to_vec());
+        let read = |script: &[u8]| {
+            let mut out = Vec::new();
+            portable_script(script).unwrap().read_to_end(&mut out).unwrap();
+            out
+        };
+        let out = read(b"#!python\nprint(1)\n");
         assert_eq!(String::from_utf8(out).unwrap(), format!("{SCRIPT_HEADER}print(1)\n"));
-        assert_eq!(portable_script(b"#!/bin/sh\necho\n".to_vec()), b"#!/bin/sh\necho\n");
+        assert_eq!(read(b"#!/bin/sh\necho\n"), b"#!/bin/sh\necho\n");
     }
 }
