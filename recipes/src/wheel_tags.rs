@@ -97,36 +97,30 @@ fn tag_version(v: &str) -> Option<(u64, u64)> {
     Some((major, minor))
 }
 
-fn platform_fits(tag: &str, arch: &str, glibc: Option<&Version>) -> Result<(), String> {
-    if tag == "any" {
-        return Ok(());
-    }
-    let Some(rest) = tag.strip_suffix(&format!("_{arch}")) else {
-        return Err(format!("platform tag `{tag}` is not for {arch} Linux"));
-    };
-    let needs = match rest {
-        "linux" => None,
+/// The glibc `X.Y` a manylinux platform tag for `arch` needs (`manylinux2014_x86_64` → 2.17,
+/// `manylinux_2_28_x86_64` → 2.28); `None` for any other tag.
+pub fn manylinux_glibc(tag: &str, arch: &str) -> Option<(u64, u64)> {
+    match tag.strip_suffix(&format!("_{arch}"))? {
         "manylinux1" => Some((2, 5)),
         "manylinux2010" => Some((2, 12)),
         "manylinux2014" => Some((2, 17)),
         r => {
-            let v = r
-                .strip_prefix("manylinux_")
-                .ok_or_else(|| format!("platform tag `{tag}` is not for glibc Linux"))?;
-            let (a, b) = v.split_once('_').ok_or_else(|| format!("platform tag `{tag}` is malformed"))?;
-            Some((
-                a.parse().map_err(|_| format!("platform tag `{tag}` is malformed"))?,
-                b.parse().map_err(|_| format!("platform tag `{tag}` is malformed"))?,
-            ))
+            let (a, b) = r.strip_prefix("manylinux_")?.split_once('_')?;
+            Some((a.parse().ok()?, b.parse().ok()?))
         }
+    }
+}
+
+fn platform_fits(tag: &str, arch: &str, glibc: Option<&Version>) -> Result<(), String> {
+    if tag == "any" || tag == format!("linux_{arch}") {
+        return Ok(());
+    }
+    let Some((a, b)) = manylinux_glibc(tag, arch) else {
+        return Err(format!("platform tag `{tag}` is not for glibc Linux on {arch}"));
     };
-    match (needs, glibc) {
-        (Some((a, b)), Some(have)) => {
-            let need = Version::parse(&format!("{a}.{b}")).expect("two numbers are a version");
-            if *have < need {
-                return Err(format!("platform tag `{tag}` needs glibc {a}.{b}, this machine has {have}"));
-            }
-            Ok(())
+    match glibc {
+        Some(have) if *have < Version::parse(&format!("{a}.{b}")).expect("two numbers are a version") => {
+            Err(format!("platform tag `{tag}` needs glibc {a}.{b}, this machine has {have}"))
         }
         _ => Ok(()),
     }

@@ -16,7 +16,7 @@ use serde::Deserialize;
 use super::{Generated, Problem, quote};
 use crate::name::PackageName;
 use crate::version::{Requirement, Version};
-use crate::wheel_tags::WheelTags;
+use crate::wheel_tags::{WheelTags, manylinux_glibc};
 
 /// What the recipes are for.
 #[derive(Debug, Clone)]
@@ -189,7 +189,7 @@ pub fn import(report: &str, target: &Target, origin: &str) -> Result<Vec<Generat
         deps.insert("python".into(), python_requirement(&tags, m.requires_python.as_deref(), &series));
 
         let mut system = Vec::new();
-        if let Some(glibc) = tags.platform.iter().filter_map(|p| glibc_of(p, &target.arch)).min() {
+        if let Some(glibc) = tags.platform.iter().filter_map(|p| manylinux_glibc(p, &target.arch)).min() {
             system.push(format!("glibc = {}", quote(&format!(">={}.{}", glibc.0, glibc.1))));
         }
         if tags.platform.iter().any(|p| p != "any") {
@@ -259,20 +259,6 @@ fn python_requirement(tags: &WheelTags, requires: Option<&str>, series: &str) ->
     match requires.map(str::trim).filter(|r| !r.is_empty()) {
         Some(r) if Requirement::parse(r).is_ok() => r.replace(' ', ""),
         _ => ">=3".to_owned(),
-    }
-}
-
-/// The glibc a manylinux platform tag needs.
-fn glibc_of(tag: &str, arch: &str) -> Option<(u64, u64)> {
-    let rest = tag.strip_suffix(&format!("_{arch}"))?;
-    match rest {
-        "manylinux1" => Some((2, 5)),
-        "manylinux2010" => Some((2, 12)),
-        "manylinux2014" => Some((2, 17)),
-        r => {
-            let (a, b) = r.strip_prefix("manylinux_")?.split_once('_')?;
-            Some((a.parse().ok()?, b.parse().ok()?))
-        }
     }
 }
 
