@@ -15,17 +15,9 @@ use envctl_store::{Derivation, FarmInput, Store, StorePathName};
 
 use crate::error::{Failure, Result, StoreContext};
 
-/// Whether a locked package is a wheel installed by its own layout.
+/// Whether a locked package is a wheel installed by its own layout (the store decides).
 pub fn is_wheel(p: &LockedPackage) -> bool {
-    let s = &p.source;
-    let format = match &s.format {
-        Some(f) => f == "wheel" || f == "whl",
-        None => {
-            let path = s.url.split(['?', '#']).next().unwrap_or(&s.url);
-            path.to_ascii_lowercase().ends_with(".whl")
-        }
-    };
-    format && s.strip_components == 0 && s.subdir.is_none() && s.moves.is_empty() && s.root.is_none()
+    crate::resolution::install_request(p).is_some_and(|r| r.unpack.installs_as_wheel(&r.url))
 }
 
 /// The profile's Python, installed: its store path, the interpreter inside it and its version.

@@ -329,7 +329,7 @@ pub fn build_lock(
 
 /// The store request for a locked package, when its values pass the store's checks.
 pub fn install_request(p: &envctl_recipes::LockedPackage) -> Option<envctl_store::InstallRequest> {
-    Some(envctl_store::InstallRequest {
+    let mut request = envctl_store::InstallRequest {
         url: p.source.url.clone(),
         sha256: envctl_store::Sha256::parse(&p.source.sha256).ok()?,
         name: envctl_store::Name::parse(&p.name).ok()?,
@@ -340,9 +340,11 @@ pub fn install_request(p: &envctl_recipes::LockedPackage) -> Option<envctl_store
             subdir: p.source.subdir.clone(),
             moves: p.source.moves.iter().map(|(f, t)| (f.clone(), t.clone())).collect(),
             root: p.source.root.clone(),
-            // The profile's Python (see python.rs) gets its standard library compiled.
-            bytecode: p.name == "python" && !crate::python::is_wheel(p),
+            bytecode: false,
         },
         references: Vec::new(),
-    })
+    };
+    // The profile's Python (see python.rs) gets its standard library compiled.
+    request.unpack.bytecode = p.name == "python" && !request.unpack.installs_as_wheel(&request.url);
+    Some(request)
 }

@@ -337,7 +337,7 @@ impl Store {
                 if format == Format::Conda {
                     return unpack::unpack_conda(file, tree_dir, &label, &request.unpack, limits);
                 }
-                if format == Format::Wheel && request.unpack.is_plain() {
+                if request.unpack.installs_as_wheel(&request.url) {
                     return crate::wheel::unpack_wheel(file, tree_dir, &label, limits);
                 }
                 return unpack::unpack_zip(file, tree_dir, &label, format, &request.unpack, limits);

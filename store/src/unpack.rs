@@ -181,6 +181,12 @@ impl UnpackOptions {
         self.strip_components == 0 && self.subdir.is_none() && self.moves.is_empty() && self.root.is_none()
     }
 
+    /// Whether a source at `url` unpacked with these options is installed as a wheel (its own
+    /// layout, RECORD checked), rather than unpacked as an archive.
+    pub fn installs_as_wheel(&self, url: &str) -> bool {
+        self.is_plain() && self.format.or_else(|| Format::from_file_name(url)) == Some(Format::Wheel)
+    }
+
     /// The moves as validated path components.
     pub fn move_components(&self) -> Result<Vec<(Vec<OsString>, Vec<OsString>)>> {
         self.moves
