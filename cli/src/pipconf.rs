@@ -18,6 +18,12 @@ struct PipIndexes {
 /// URL, the extra ones, then `find-links` directories. Empty when pip's configuration names none
 /// (pip then uses its built-in default, which envctl does not assume).
 pub fn pypi_bases() -> Vec<String> {
+    // Read once per process: the settings ask for the store options several times a command.
+    static BASES: std::sync::OnceLock<Vec<String>> = std::sync::OnceLock::new();
+    BASES.get_or_init(read_pypi_bases).clone()
+}
+
+fn read_pypi_bases() -> Vec<String> {
     let home = std::env::var_os("HOME").map(PathBuf::from);
     let xdg = std::env::var_os("XDG_CONFIG_HOME")
         .map(PathBuf::from)

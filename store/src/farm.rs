@@ -162,18 +162,17 @@ fn settle(group: &[(usize, Src, Kind)], rel: &Path, inputs: &[FarmInput]) -> Res
 
 fn identical(a: &(usize, Src, Kind), b: &(usize, Src, Kind)) -> Result<bool> {
     let (Src::Dir(pa), Src::Dir(pb)) = (&a.1, &b.1) else { return Ok(false) };
-    let (a, b) = ((a.0, pa.clone(), a.2), (b.0, pb.clone(), b.2));
     match (a.2, b.2) {
-        (Kind::Link, Kind::Link) => Ok(fs_err::read_link(&a.1)? == fs_err::read_link(&b.1)?),
+        (Kind::Link, Kind::Link) => Ok(fs_err::read_link(pa)? == fs_err::read_link(pb)?),
         (Kind::File, Kind::File) => {
-            let (ma, mb) = (fs_err::metadata(&a.1)?, fs_err::metadata(&b.1)?);
+            let (ma, mb) = (fs_err::metadata(pa)?, fs_err::metadata(pb)?);
             if (ma.dev(), ma.ino()) == (mb.dev(), mb.ino()) {
                 return Ok(true);
             }
             if ma.len() != mb.len() || (ma.mode() & 0o111 != 0) != (mb.mode() & 0o111 != 0) {
                 return Ok(false);
             }
-            Ok(tree::hash_file(&a.1)?.0 == tree::hash_file(&b.1)?.0)
+            Ok(tree::hash_file(pa)?.0 == tree::hash_file(pb)?.0)
         }
         _ => Ok(false),
     }
