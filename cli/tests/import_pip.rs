@@ -5,23 +5,12 @@
 mod common;
 
 use common::fixture::Fixture;
-use envctl_testkit::python::{Wheel, python_archive, serve_simple_index};
-use envctl_testkit::sha256_hex;
+use envctl_testkit::python::{Wheel, serve_simple_index};
 
 #[test]
 fn pip_resolves_the_closure_and_the_recipes_install_and_run() {
     let f = Fixture::new();
-    // python 3.11, as a recipe of the fixture's repository.
-    let (bytes, version) = python_archive("3.11");
-    let url = f.server.serve(&format!("/python-{version}.tar.zst"), bytes.clone());
-    std::fs::write(
-        f.repo.join("python.toml"),
-        format!(
-            "name = \"python\"\nversion = \"{version}\"\n[[source]]\nurl = \"{url}\"\nsha256 = \"{}\"\n",
-            sha256_hex(&bytes)
-        ),
-    )
-    .unwrap();
+    f.publish_python("3.11");
 
     let app = Wheel::new("cheer-app", "2.0", "py3-none-any")
         .file("cheer_app/__init__.py", "import Fancy_Fmt\ndef main():\n    print(Fancy_Fmt.fmt('cheers'))\n")

@@ -6,23 +6,8 @@
 mod common;
 
 use common::fixture::{Fixture, walk};
-use envctl_testkit::python::{Wheel, python_archive};
+use envctl_testkit::python::{Wheel, serve_simple_index};
 use envctl_testkit::sha256_hex;
-
-/// Publishes the interpreter as the recipe `python X.Y.Z`.
-fn publish_python(f: &Fixture, series: &str) -> String {
-    let (bytes, version) = python_archive(series);
-    let url = f.server.serve(&format!("/python-{version}.tar.zst"), bytes.clone());
-    std::fs::write(
-        f.repo.join(format!("python-{version}.toml")),
-        format!(
-            "name = \"python\"\nversion = \"{version}\"\n[[source]]\nurl = \"{url}\"\nsha256 = \"{}\"\n",
-            sha256_hex(&bytes)
-        ),
-    )
-    .unwrap();
-    version
-}
 
 /// Publishes a wheel with a recipe naming it by URL; `deps` are recipe dependency lines.
 fn publish_wheel(f: &Fixture, wheel: &Wheel, bytes: &[u8], deps: &str) {
@@ -69,7 +54,7 @@ fn shouter() -> Wheel {
 #[test]
 fn wheels_install_into_the_profile_python_and_run_in_sessions() {
     let f = Fixture::new();
-    let version = publish_python(&f, "3.11");
+    let version = f.publish_python("3.11");
     let (g, s) = (greeter(), shouter());
     publish_wheel(&f, &g, &g.build(), "python = \">=3.7\"");
     publish_wheel(&f, &s, &s.build(), "Greeter_Lib = \"~=1.2\"\npython = \">=3.7\"");
@@ -112,7 +97,7 @@ fn bytecode_is_the_same_wherever_and_whenever_it_is_compiled() {
     let mut hashes = Vec::new();
     for _ in 0..2 {
         let f = Fixture::new();
-        publish_python(&f, "3.11");
+        f.publish_python("3.11");
         let g = greeter();
         publish_wheel(&f, &g, &g.build(), "python = \">=3.7\"");
         let p = f.profile("py", "[packages]\ngreeter-lib = \"*\"\npython = \"3.11\"\n");
@@ -135,7 +120,7 @@ fn bytecode_is_the_same_wherever_and_whenever_it_is_compiled() {
 #[test]
 fn a_tampered_record_entry_refuses_the_wheel_naming_the_file() {
     let f = Fixture::new();
-    publish_python(&f, "3.11");
+    f.publish_python("3.11");
     let g = greeter();
     let bytes = g.build_with(Some(("greeter/core.py", b"def greet(who='world'):\n    return 'pwned'\n")));
     publish_wheel(&f, &g, &bytes, "python = \">=3.7\"");
@@ -148,8 +133,8 @@ fn a_tampered_record_entry_refuses_the_wheel_naming_the_file() {
 #[test]
 fn one_pure_wheel_serves_a_3_7_and_a_3_11_profile() {
     let f = Fixture::new();
-    publish_python(&f, "3.7");
-    publish_python(&f, "3.11");
+    f.publish_python("3.7");
+    f.publish_python("3.11");
     let g = greeter();
     publish_wheel(&f, &g, &g.build(), "python = \">=3.7\"");
     let old = f.profile("old", "[packages]\ngreeter-lib = \"*\"\npython = \"3.7\"\n");
@@ -212,9 +197,9 @@ fn a_wheel_that_cannot_run_on_the_profile_python_or_machine_is_refused_at_lock_n
 }
 
 /// A fixture with python 3.11 and `greeter-lib` as an index source (`index = "pypi"`).
-fn index_fixture() -> (Fixture, Vec<u8>, String) {
+fn index_fixture() -> (Fixture, Wheel, Vec<u8>, String) {
     let f = Fixture::new();
-    publish_python(&f, "3.11");
+    f.publish_python("3.11");
     let g = greeter();
     let bytes = g.build();
     let file = g.file_name();
@@ -226,18 +211,13 @@ fn index_fixture() -> (Fixture, Vec<u8>, String) {
         ),
     )
     .unwrap();
-    (f, bytes, file)
+    (f, g, bytes, file)
 }
 
 #[test]
 fn a_recipe_names_an_index_and_a_file_and_the_configuration_says_where_the_index_is() {
-    let (f, bytes, file) = index_fixture();
-    f.server.serve(&format!("/files/ab/{file}"), bytes.clone());
-    let page = format!(
-        "<!DOCTYPE html><html><body><a href=\"../../files/ab/{file}#sha256={}\">{file}</a></body></html>",
-        sha256_hex(&bytes)
-    );
-    f.server.serve("/simple/greeter-lib/", page.into_bytes());
+    let (f, g, bytes, file) = index_fixture();
+    let simple = serve_simple_index(&f.server, &[(&g, &bytes)]);
     let p = f.profile("py", "[packages]\ngreeter-lib = \"*\"\npython = \"3.11\"\n");
 
     // No index configured anywhere (the machine's own pip variables are cleared): a clear error.
@@ -246,7 +226,6 @@ fn a_recipe_names_an_index_and_a_file_and_the_configuration_says_where_the_index
     assert!(err.contains("`pypi`") && err.contains("[indexes]") && err.contains("PIP_INDEX_URL"), "{err}");
 
     // pip's own configuration is enough for `pypi`: a simple repository on loopback.
-    let simple = f.server.url("/simple");
     let pip = [("PIP_INDEX_URL", simple.as_str()), ("PIP_FIND_LINKS", ""), ("PIP_CONFIG_FILE", "/dev/null")];
     f.sb.run_env(&["apply", &p], &pip).success();
     let out = f.run(&["run", "py", "--", "greet", "index"]).success();
@@ -256,7 +235,7 @@ fn a_recipe_names_an_index_and_a_file_and_the_configuration_says_where_the_index
     assert!(lock.contains(&format!("url = \"index://pypi/{file}\"")), "{lock}");
 
     // envctl's own [indexes] may name a local directory of wheels (a fresh store fetches from it).
-    let (f, bytes, file) = index_fixture();
+    let (f, _, bytes, file) = index_fixture();
     let wheels = f.sb.path("wheelhouse");
     std::fs::create_dir_all(&wheels).unwrap();
     std::fs::write(wheels.join(&file), &bytes).unwrap();
@@ -275,7 +254,7 @@ fn a_recipe_names_an_index_and_a_file_and_the_configuration_says_where_the_index
 fn damaged_bytecode_is_compiled_again_by_verify_repair() {
     use std::os::unix::fs::PermissionsExt;
     let f = Fixture::new();
-    publish_python(&f, "3.11");
+    f.publish_python("3.11");
     let g = greeter();
     publish_wheel(&f, &g, &g.build(), "python = \">=3.7\"");
     let p = f.profile("py", "[packages]\ngreeter-lib = \"*\"\npython = \"3.11\"\n");

@@ -136,15 +136,18 @@ pub fn tar(data: &[u8]) {
     });
 }
 
+/// `data` in an unnamed temporary file, at its start (zip readers need a file to seek in).
+fn temp_file(data: &[u8]) -> std::fs::File {
+    use std::io::{Seek, Write};
+    let mut file = tempfile::tempfile().expect("a temporary file");
+    file.write_all(data).expect("write the archive");
+    file.rewind().expect("rewind");
+    file
+}
+
 /// Zip unpacking: no panic, no escape, limits hold.
 pub fn zip(data: &[u8]) {
-    let file = tempfile::tempfile().expect("a temporary file");
-    {
-        use std::io::{Seek, Write};
-        let mut f = &file;
-        f.write_all(data).expect("write the zip");
-        f.rewind().expect("rewind");
-    }
+    let file = temp_file(data);
     contained(|dest| {
         let _ = envctl_store::unpack_zip(
             file,
@@ -159,13 +162,7 @@ pub fn zip(data: &[u8]) {
 
 /// Wheel installation (scheme placement, RECORD, entry points): no panic, no escape, limits hold.
 pub fn wheel(data: &[u8]) {
-    let file = tempfile::tempfile().expect("a temporary file");
-    {
-        use std::io::{Seek, Write};
-        let mut f = &file;
-        f.write_all(data).expect("write the wheel");
-        f.rewind().expect("rewind");
-    }
+    let file = temp_file(data);
     contained(|dest| {
         let _ = envctl_store::unpack_wheel(file, dest, "fuzz-1.0-py3-none-any.whl", limits());
     });

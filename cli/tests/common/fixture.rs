@@ -53,6 +53,22 @@ impl Fixture {
         path.display().to_string()
     }
 
+    /// Publishes this machine's CPython `series` (see `python_archive`) as the recipe `python`;
+    /// returns its full version.
+    pub fn publish_python(&self, series: &str) -> String {
+        let (bytes, version) = envctl_testkit::python::python_archive(series);
+        let url = self.server.serve(&format!("/python-{version}.tar.zst"), bytes.clone());
+        std::fs::write(
+            self.repo.join(format!("python-{version}.toml")),
+            format!(
+                "name = \"python\"\nversion = \"{version}\"\n[[source]]\nurl = \"{url}\"\nsha256 = \"{}\"\n",
+                sha256_hex(&bytes)
+            ),
+        )
+        .unwrap();
+        version
+    }
+
     pub fn run(&self, args: &[&str]) -> Run {
         self.sb.run(args)
     }
