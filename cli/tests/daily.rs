@@ -417,3 +417,39 @@ fn outdated_lists_what_the_requirements_allow_and_what_is_newest() {
     let lock = std::fs::read_to_string(f.sb.path("team.lock")).unwrap();
     assert!(lock.contains("version = \"1.0\""), "outdated must not write the lock");
 }
+
+#[test]
+fn env_values_extend_path_variables_expand_home_and_refuse_unknown_names() {
+    let f = Fixture::new();
+    // A recipe's variable that the profile builds on rather than replaces.
+    let a = envctl_testkit::Archive::new().with(envctl_testkit::Entry::file("lib/libtool.so", "x"));
+    f.publish("tool", "1.0", &a.tar_gz(), "[env]\nTOOL_PLUGINS = \"${profile}/plugins\"");
+    let file = f.profile(
+        "p",
+        "[packages]\nhello = \"1\"\ntool = \"1\"\n[env]\nPYTHONPATH = \"/my/src:${PYTHONPATH}\"\n\
+         PATH = \"${PATH}:/opt/late\"\nDATA = \"$HOME/data\"\nTOOL_PLUGINS = \"/mine:${TOOL_PLUGINS}\"\n\
+         PRICE = \"$$5\"\n",
+    );
+    f.run(&["apply", &file]).ok();
+    let r = f.sb.run_env(&["env", "p", "--format", "json"], &[("PATH", "/usr/bin:/bin"), ("PYTHONPATH", "")]);
+    let vars: serde_json::Value = serde_json::from_str(&r.success().stdout).unwrap();
+    let generation = vars["ENVCTL_GENERATION"].as_str().unwrap();
+    // Nothing on PYTHONPATH yet: no empty entry (the current directory) is left behind.
+    assert_eq!(vars["PYTHONPATH"], "/my/src", "{vars}");
+    assert_eq!(vars["PATH"], format!("{generation}/bin:/usr/bin:/bin:/opt/late"), "{vars}");
+    assert_eq!(vars["DATA"], format!("{}/data", f.sb.path("user").display()), "{vars}");
+    assert_eq!(vars["TOOL_PLUGINS"], format!("/mine:{generation}/plugins"), "{vars}");
+    assert_eq!(vars["PRICE"], "$5", "{vars}");
+    // With a PYTHONPATH outside, the profile's entry goes first and the outside one is kept.
+    let r = f.sb.run_env(&["env", "p", "--format", "json"], &[("PYTHONPATH", "/outside")]);
+    let vars: serde_json::Value = serde_json::from_str(&r.success().stdout).unwrap();
+    assert_eq!(vars["PYTHONPATH"], "/my/src:/outside", "{vars}");
+
+    // A typo is refused with the file, the line and the name it was probably meant to be.
+    let bad = f.profile("q", "[packages]\nhello = \"1\"\n[env]\nX = \"${profil}/bin\"\n");
+    let err = f.run(&["apply", &bad]).failed().to_owned();
+    assert!(
+        err.contains("q.toml") && err.contains("line 4") && err.contains("did you mean `${profile}`"),
+        "{err}"
+    );
+}

@@ -294,15 +294,24 @@ fn same_env(profile: &ProfileFile, m: &Manifest) -> bool {
 }
 
 fn build_manifest(ctx: &Context, lock: &LockFile, name: &str) -> Manifest {
-    let mut env = BTreeMap::new();
-    for p in &lock.packages {
-        if let Ok(v) = envctl_recipes::Version::parse(&p.version)
-            && let Some(recipe) = ctx.repo.get(&p.name, &v)
-        {
-            env.extend(recipe.env.clone());
+    // Recipes' in install order, then the profile's; a later entry that names its own variable
+    // (`PYTHONPATH = "/src:${PYTHONPATH}"`) builds on the earlier one instead of replacing it.
+    let mut env: BTreeMap<String, String> = BTreeMap::new();
+    let layers = lock
+        .packages
+        .iter()
+        .filter_map(|p| ctx.repo.get(&p.name, &envctl_recipes::Version::parse(&p.version).ok()?))
+        .map(|recipe| &recipe.env)
+        .chain([&ctx.profile.env]);
+    for layer in layers {
+        for (k, v) in layer {
+            let value = match env.get(k) {
+                Some(previous) => envctl_recipes::compose_env(k, v, previous),
+                None => v.clone(),
+            };
+            env.insert(k.clone(), value);
         }
     }
-    env.extend(ctx.profile.env.clone());
     Manifest {
         version: MANIFEST_VERSION,
         profile: name.to_owned(),

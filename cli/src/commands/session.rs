@@ -128,7 +128,7 @@ fn prepend(
 }
 
 /// The session's variables: search paths into the generation, CUDA_HOME, then recipe and profile
-/// `[env]` with `${profile}` expanded. `base` is the environment it extends.
+/// `[env]` with its `${NAME}` references expanded. `base` is the environment it extends.
 fn environment(t: &Target, base: &BTreeMap<String, String>) -> BTreeMap<String, String> {
     let g = &t.generation;
     let mut env = BTreeMap::new();
@@ -137,7 +137,7 @@ fn environment(t: &Target, base: &BTreeMap<String, String>) -> BTreeMap<String, 
         // Generations from before the manifest recorded them: look (slower on huge farms).
         None => crate::manifest::search_dirs(std::slice::from_ref(g)),
     };
-    for var in ["PATH", "LD_LIBRARY_PATH", "LIBRARY_PATH", "CPATH", "PKG_CONFIG_PATH", "PYTHONPATH"] {
+    for &var in envctl_recipes::SEARCH_VARIABLES {
         let dirs: Vec<PathBuf> =
             search.get(var).map(|rels| rels.iter().map(|r| g.join(r)).collect()).unwrap_or_default();
         prepend(var, dirs, base, &mut env);
@@ -150,8 +150,15 @@ fn environment(t: &Target, base: &BTreeMap<String, String>) -> BTreeMap<String, 
         env.insert("CUDA_HOME".into(), g.display().to_string());
         env.insert("CUDA_PATH".into(), g.display().to_string());
     }
+    // `${NAME}` in a value is what the session has so far, else what it started with; the
+    // variable's own name is its value without the `[env]` entry (checked when files are read).
+    let computed = env.clone();
     for (k, v) in &t.manifest.env {
-        env.insert(k.clone(), v.replace("${profile}", &g.display().to_string()));
+        let value = envctl_recipes::expand_env(v, |name| match name {
+            "profile" => Some(g.display().to_string()),
+            _ => computed.get(name).or_else(|| base.get(name)).cloned(),
+        });
+        env.insert(k.clone(), value);
     }
     env.insert("ENVCTL_PROFILE".into(), t.name.clone());
     env.insert("ENVCTL_GENERATION".into(), g.display().to_string());
