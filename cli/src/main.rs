@@ -10,6 +10,7 @@ mod python;
 mod reporter;
 mod resolution;
 mod settings;
+mod shells;
 mod system;
 
 fn main() -> std::process::ExitCode {

@@ -453,3 +453,56 @@ fn env_values_extend_path_variables_expand_home_and_refuse_unknown_names() {
         "{err}"
     );
 }
+
+/// `envctl shell p` in `shell`, with `rc` (relative to the sandbox's home) holding `rc_text`,
+/// reading `commands` on its input; returns what it printed.
+fn shell_session(f: &Fixture, shell: &std::path::Path, rc: &str, rc_text: &str, commands: &str) -> String {
+    use std::io::Write;
+    let rc = f.sb.path("user").join(rc);
+    std::fs::create_dir_all(rc.parent().unwrap()).unwrap();
+    std::fs::write(&rc, rc_text).unwrap();
+    let mut c = f.sb.command(&["shell", "p"]);
+    c.env("SHELL", shell).env("PATH", "/usr/local/bin:/usr/bin:/bin");
+    c.stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped());
+    let mut child = c.spawn().unwrap();
+    child.stdin.take().unwrap().write_all(commands.as_bytes()).unwrap();
+    let out = child.wait_with_output().unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
+    assert!(out.status.success(), "{shell:?}: {stdout}\n{}", String::from_utf8_lossy(&out.stderr));
+    stdout
+}
+
+#[test]
+fn the_profile_comes_first_after_bash_zsh_and_fish_read_the_users_startup_files() {
+    let f = Fixture::new();
+    f.run(&["apply", &f.profile("p", "[packages]\nhello = \"1\"\n[env]\nMODE = \"profile\"\n")]).ok();
+    let generation = std::fs::canonicalize(f.profiles_dir().join("p")).unwrap();
+    let first = format!("PATH={}/bin:", generation.display());
+    let check = |shell: &str, out: &str| {
+        let line = |key: &str| out.lines().find(|l| l.starts_with(key)).unwrap_or_default().to_owned();
+        // The profile first, what the startup file added kept after it, its variable overridden.
+        assert!(line("PATH=").starts_with(&first), "{shell}: {out}");
+        assert!(line("PATH=").contains("/opt/conda/bin"), "{shell}: {out}");
+        assert_eq!(line("MODE="), "MODE=profile", "{shell}: {out}");
+        assert!(line("PROMPT=").contains("(envctl:p)"), "{shell}: {out}");
+        assert_eq!(line("HELLO="), "HELLO=hello 1.0", "{shell}: {out}");
+    };
+    let posix = "echo PATH=$PATH\necho MODE=$MODE\necho PROMPT=$PS1\necho HELLO=$(hello)\nexit\n";
+    let rc = "export PATH=/opt/conda/bin:$PATH\nexport MODE=rc\nPS1='$ '\n";
+    let out = shell_session(&f, std::path::Path::new("/bin/bash"), ".bashrc", rc, posix);
+    check("bash", &out);
+    let zsh = envctl_testkit::tools::tool("zsh", "zsh");
+    let out = shell_session(&f, &zsh, ".zshrc", rc, posix);
+    check("zsh", &out);
+    let fish = envctl_testkit::tools::tool("fish", "fish");
+    let fish_rc = "set -gx PATH /opt/conda/bin $PATH\nset -gx MODE rc\n";
+    let commands = "echo PATH=(string join : $PATH)\necho MODE=$MODE\necho PROMPT=(fish_prompt)\necho HELLO=(hello)\nexit\n";
+    let out = shell_session(&f, &fish, ".config/fish/config.fish", fish_rc, commands);
+    check("fish", &out);
+    // GC removes the startup files with their (now stale) roots.
+    f.run(&["gc"]).ok();
+    let left: Vec<_> = std::fs::read_dir(f.sb.path("envctl/gcroots/tmp")).unwrap().collect();
+    assert!(left.is_empty(), "{left:?}");
+}

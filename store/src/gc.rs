@@ -125,8 +125,15 @@ fn root_names(home: &Path, stale: &mut usize, dry_run: bool) -> Result<BTreeSet<
             }
         }
     }
+    // A root may have companions, `<root>.<something>` (a session's shell startup files): they
+    // go when their root goes.
+    let mut companions = Vec::new();
     for entry in fs_err::read_dir(gcroots.join("tmp"))? {
         let path = entry?.path();
+        if path.file_name().is_some_and(|n| n.to_string_lossy().contains('.')) {
+            companions.push(path);
+            continue;
+        }
         match FileLock::try_exclusive(&path)? {
             Some(_stale) => {
                 *stale += 1;
@@ -142,6 +149,11 @@ fn root_names(home: &Path, stale: &mut usize, dry_run: bool) -> Result<BTreeSet<
                     }
                 }
             }
+        }
+    }
+    if !dry_run {
+        for path in companions.iter().filter(|p| !p.with_extension("").exists()) {
+            let _ = if path.is_dir() { std::fs::remove_dir_all(path) } else { std::fs::remove_file(path) };
         }
     }
     Ok(names)

@@ -6,6 +6,7 @@ pub mod archive;
 pub mod faults;
 pub mod python;
 pub mod server;
+pub mod tools;
 
 pub use archive::{Archive, Entry};
 pub use server::{Reply, Server};

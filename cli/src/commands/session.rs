@@ -231,28 +231,31 @@ pub fn session(args: &SessionArgs, command: Vec<String>, settings: &Settings, cl
     };
     drop(hold);
 
+    let mut extra = Vec::new();
     let (program, rest): (String, Vec<String>) = match command.split_first() {
         Some((p, r)) => (p.clone(), r.to_vec()),
         None => {
             let shell = base.get("SHELL").cloned().unwrap_or_else(|| "/bin/sh".into());
-            let mut rest = Vec::new();
-            if let (true, Some(root)) = (shell.ends_with("/bash"), &root) {
-                // A prompt hint: bash reads this instead of ~/.bashrc, and sources it first.
-                let rc = root.path().with_extension("bashrc");
-                let text = format!(
-                    "[ -f ~/.bashrc ] && . ~/.bashrc\nPS1=\"(envctl:{}) $PS1\"\n",
-                    t.name.replace(['"', '\\', '$', '`'], "")
-                );
-                if write_private(&rc, &text).is_ok() {
-                    rest = vec!["--rcfile".into(), rc.display().to_string()];
+            // Without a root (a read-only home) there is nowhere to keep startup files: the shell
+            // starts as it is.
+            let startup = match &root {
+                Some(root) => {
+                    let zdotdir =
+                        base.get("ZDOTDIR").or_else(|| base.get("HOME")).cloned().unwrap_or_default();
+                    crate::shells::startup(&shell, &t.name, &env, root.path(), &zdotdir).unwrap_or_else(|e| {
+                        tracing::warn!("cannot prepare the shell's startup files: {e}");
+                        Default::default()
+                    })
                 }
-            }
+                None => Default::default(),
+            };
+            extra = startup.env;
             printer::status(&format!(
                 "entering `{}` ({}); exit the shell to leave",
                 t.name,
                 t.generation.display()
             ));
-            (shell, rest)
+            (shell, startup.args)
         }
     };
     let mut cmd = std::process::Command::new(&program);
@@ -261,6 +264,7 @@ pub fn session(args: &SessionArgs, command: Vec<String>, settings: &Settings, cl
     cmd.env_clear();
     cmd.envs(&base);
     cmd.envs(&env);
+    cmd.envs(extra);
     // The root's file stays locked in the executed program; its path is kept for GC to find.
     std::mem::forget(root);
     super::restore_user_umask();
@@ -272,14 +276,6 @@ pub fn session(args: &SessionArgs, command: Vec<String>, settings: &Settings, cl
 fn is_permission(e: &envctl_store::Error) -> bool {
     use std::io::ErrorKind::{PermissionDenied, ReadOnlyFilesystem};
     matches!(e, envctl_store::Error::Io(io) if matches!(io.kind(), PermissionDenied | ReadOnlyFilesystem))
-}
-
-/// Writes a file only its owner can read (a session's rc file).
-fn write_private(path: &std::path::Path, text: &str) -> std::io::Result<()> {
-    use std::io::Write;
-    use std::os::unix::fs::OpenOptionsExt;
-    let mut f = std::fs::OpenOptions::new().write(true).create_new(true).mode(0o600).open(path)?;
-    f.write_all(text.as_bytes())
 }
 
 pub fn env(args: &EnvArgs, settings: &Settings, cli: &Cli) -> Result<Status> {
