@@ -25,6 +25,10 @@ pub struct Manifest {
     /// unchanged file without loading recipes (absent in generations built before it was recorded).
     #[serde(default, rename = "profile-env", skip_serializing_if = "Option::is_none")]
     pub profile_env: Option<BTreeMap<String, String>>,
+    /// The profile file's `[system]` (the facts it asserts, in `SystemOverrides::canonical`
+    /// form), so that `envctl doctor` judges the profile as `envctl doctor FILE` does.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub system: Option<String>,
     /// Search-path variables and the generation's directories for each, relative to its root,
     /// found when the generation was built so that starting a session reads no directory.
     #[serde(default, skip_serializing_if = "Option::is_none")]

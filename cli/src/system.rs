@@ -14,28 +14,52 @@
 use std::ffi::{CStr, c_char, c_int, c_void};
 use std::path::Path;
 use std::process::Command;
+use std::sync::OnceLock;
 
 use envctl_recipes::{SystemFacts, SystemOverrides, Version, cuda_for_driver};
 
 use crate::error::{Failure, Result};
 
-/// Detects the machine's facts.
-pub fn detect() -> SystemFacts {
+/// The driver and where it was read, detected once per process.
+fn driver() -> Option<&'static (Version, String)> {
+    static DRIVER: OnceLock<Option<(Version, String)>> = OnceLock::new();
+    DRIVER.get_or_init(detect_driver).as_ref()
+}
+
+/// Which facts to detect: those no override sets.
+#[derive(Debug, Clone, Copy)]
+struct Wanted {
+    driver: bool,
+    cuda: bool,
+    sm: bool,
+    glibc: bool,
+    arch: bool,
+}
+
+/// Detects the facts `wanted` asks for, and nothing else: reading the driver can mean running
+/// `nvidia-smi`, which no override should pay for.
+fn detect(wanted: Wanted, driver_overridden_to_some: bool) -> SystemFacts {
     let mut facts = SystemFacts::default();
-    if let Some((driver, origin)) = detect_driver() {
-        facts.driver = Some(driver);
-        facts.origin.insert("driver", origin);
-    } else {
-        facts.origin.insert("driver", "no NVIDIA kernel module or nvidia-smi found".into());
+    if wanted.driver {
+        if let Some((driver, origin)) = driver() {
+            facts.driver = Some(driver.clone());
+            facts.origin.insert("driver", origin.clone());
+        } else {
+            facts.origin.insert("driver", "no NVIDIA kernel module or nvidia-smi found".into());
+        }
     }
-    if facts.driver.is_some() {
+    if wanted.cuda
+        && let Some((driver, _)) = driver()
+    {
         if let Some(cuda) = nvml_cuda_version() {
             facts.cuda = Some(cuda);
             facts.origin.insert("cuda", "NVML".into());
-        } else if let Some(cuda) = facts.driver.as_ref().and_then(cuda_for_driver) {
+        } else if let Some(cuda) = cuda_for_driver(driver) {
             facts.cuda = Some(cuda);
             facts.origin.insert("cuda", "derived from the driver version".into());
         }
+    }
+    if wanted.sm && (driver_overridden_to_some || (wanted.driver && driver().is_some())) {
         let sm = nvidia_smi(&["--query-gpu=compute_cap", "--format=csv,noheader"])
             .map(|out| out.lines().filter_map(|l| Version::parse(l.trim()).ok()).collect::<Vec<_>>())
             .unwrap_or_default();
@@ -44,12 +68,16 @@ pub fn detect() -> SystemFacts {
             facts.origin.insert("sm", "nvidia-smi".into());
         }
     }
-    if let Some(glibc) = glibc_version() {
+    if wanted.glibc
+        && let Some(glibc) = glibc_version()
+    {
         facts.glibc = Some(glibc);
         facts.origin.insert("glibc", "gnu_get_libc_version()".into());
     }
-    facts.arch = Some(std::env::consts::ARCH.to_owned());
-    facts.origin.insert("arch", "this build of envctl".into());
+    if wanted.arch {
+        facts.arch = Some(std::env::consts::ARCH.to_owned());
+        facts.origin.insert("arch", "this build of envctl".into());
+    }
     facts
 }
 
@@ -161,15 +189,50 @@ pub fn env_overrides() -> Result<SystemOverrides> {
     Ok(o)
 }
 
-/// Detected facts with every override applied, in precedence order.
+/// Detected facts with every override applied, in precedence order. Only facts no override
+/// sets are detected.
 pub fn facts(profile: Option<&SystemOverrides>, system_file: Option<&Path>) -> Result<SystemFacts> {
-    let mut facts = detect();
+    layered(profile, system_file, false)
+}
+
+/// The platform sources are chosen by (`linux-x86_64`), with the overrides applied: all a lock's
+/// request hash needs, so an unchanged profile is recognised without detecting anything else.
+pub fn platform(profile: Option<&SystemOverrides>, system_file: Option<&Path>) -> Result<String> {
+    Ok(layered(profile, system_file, true)?.platform())
+}
+
+fn layered(
+    profile: Option<&SystemOverrides>,
+    system_file: Option<&Path>,
+    arch_only: bool,
+) -> Result<SystemFacts> {
+    let env = env_overrides()?;
+    let file = system_file
+        .map(|path| {
+            SystemOverrides::load(path)
+                .map(|o| (o, path))
+                .map_err(|e| Failure::new("cannot read the --system file", e))
+        })
+        .transpose()?;
+    let layers: Vec<&SystemOverrides> =
+        profile.into_iter().chain([&env]).chain(file.as_ref().map(|(o, _)| o)).collect();
+    let set = |fact: fn(&SystemOverrides) -> bool| layers.iter().any(|o| fact(o));
+    // The last layer that sets the driver decides whether there is one to ask about GPUs.
+    let overridden_driver = layers.iter().rev().find_map(|o| o.driver.as_ref());
+    let wanted = Wanted {
+        driver: overridden_driver.is_none() && !arch_only,
+        // A driver set by an override brings its CUDA version from the table when none is set.
+        cuda: !set(|o| o.cuda.is_some()) && overridden_driver.is_none() && !arch_only,
+        sm: !set(|o| o.sm.is_some()) && !arch_only,
+        glibc: !set(|o| o.glibc.is_some()) && !arch_only,
+        arch: !set(|o| o.arch.is_some()),
+    };
+    let mut facts = detect(wanted, overridden_driver.is_some_and(Option::is_some) && !arch_only);
     if let Some(p) = profile {
         p.apply(&mut facts, "the profile's [system]");
     }
-    env_overrides()?.apply_with(&mut facts, |key| format!("ENVCTL_SYSTEM_{}", key.to_ascii_uppercase()));
-    if let Some(path) = system_file {
-        let o = SystemOverrides::load(path).map_err(|e| Failure::new("cannot read the --system file", e))?;
+    env.apply_with(&mut facts, |key| format!("ENVCTL_SYSTEM_{}", key.to_ascii_uppercase()));
+    if let Some((o, path)) = &file {
         o.apply(&mut facts, &format!("--system {}", path.display()));
     }
     Ok(facts)

@@ -506,3 +506,63 @@ fn the_profile_comes_first_after_bash_zsh_and_fish_read_the_users_startup_files(
     let left: Vec<_> = std::fs::read_dir(f.sb.path("envctl/gcroots/tmp")).unwrap().collect();
     assert!(left.is_empty(), "{left:?}");
 }
+
+#[test]
+fn doctor_with_and_without_the_file_agree_about_a_profile_whose_file_sets_system_facts() {
+    let f = Fixture::new();
+    let a = envctl_testkit::Archive::new().with(envctl_testkit::Entry::file("lib/libgpu.so", "x"));
+    f.publish("gpu", "1.0", &a.tar_gz(), "[system]\ndriver = \">=450\"");
+    // This machine has no NVIDIA driver; the profile says which one its nodes have.
+    let file = f.profile("p", "[packages]\ngpu = \"1\"\n[system]\ndriver = \"535.104.05\"\n");
+    f.run(&["apply", &file]).ok();
+    let with_file = f.run(&["doctor", &file]).success();
+    assert!(
+        with_file.stdout.contains("driver:    535.104.05    (the profile's [system])"),
+        "{}",
+        with_file.stdout
+    );
+    let without = f.run(&["doctor"]).success();
+    assert!(
+        without
+            .stderr
+            .contains("profile `p` (generation 1): its profile file's [system] sets driver 535.104.05"),
+        "{}",
+        without.stderr
+    );
+    let json: serde_json::Value =
+        serde_json::from_str(&f.run(&["doctor", "--json"]).success().stdout).unwrap();
+    assert_eq!(json["assumed"]["p"], "driver 535.104.05", "{json}");
+    // A variable set for this command outranks the file in both, and both then say no.
+    let env = [("ENVCTL_SYSTEM_DRIVER", "418.40")];
+    let a = f.sb.run_env(&["doctor", &file], &env);
+    let b = f.sb.run_env(&["doctor"], &env);
+    for (what, run) in [("doctor FILE", &a), ("doctor", &b)] {
+        assert!(run.failed().contains("gpu 1.0") && run.stderr.contains(">=450"), "{what}: {}", run.stderr);
+    }
+    assert!(b.stderr.contains("overridden by ENVCTL_SYSTEM_DRIVER"), "{}", b.stderr);
+}
+
+#[test]
+fn an_apply_with_nothing_to_do_detects_no_driver() {
+    let f = Fixture::new();
+    let bin = f.sb.path("fake-bin");
+    std::fs::create_dir_all(&bin).unwrap();
+    let smi = bin.join("nvidia-smi");
+    std::fs::write(&smi, "#!/bin/sh\necho \"$*\" >> \"$(dirname \"$0\")/calls\"\nexit 6\n").unwrap();
+    std::fs::set_permissions(&smi, std::os::unix::fs::PermissionsExt::from_mode(0o755)).unwrap();
+    let path = format!("{}:{}", bin.display(), std::env::var("PATH").unwrap());
+    let file = f.profile("p", "[packages]\nhello = \"1\"\n");
+    f.sb.run_env(&["apply", &file], &[("PATH", &path)]).ok();
+    let calls = bin.join("calls");
+    // Building looked (this machine has no kernel module to read first)...
+    let looked = std::path::Path::new("/sys/module/nvidia/version").exists()
+        || std::path::Path::new("/proc/driver/nvidia/version").exists();
+    assert!(looked || calls.exists(), "the first apply asked nothing");
+    let _ = std::fs::remove_file(&calls);
+    // ...the no-op did not.
+    let r = f.sb.run_env(&["apply", &file], &[("PATH", &path)]);
+    assert!(r.stderr.contains("up to date"), "{}", r.stderr);
+    assert!(!calls.exists(), "{}", std::fs::read_to_string(&calls).unwrap_or_default());
+    f.sb.run_env(&["run", "p", "--", "true"], &[("PATH", &path)]).ok();
+    assert!(!calls.exists(), "{}", std::fs::read_to_string(&calls).unwrap_or_default());
+}

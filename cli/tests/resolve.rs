@@ -297,7 +297,7 @@ fn fake_nvidia_smi(sb: &Sandbox) -> String {
     let bin = sb.path("fake-bin");
     std::fs::create_dir_all(&bin).unwrap();
     // Answers the two queries envctl makes, the way nvidia-smi prints them, and fails on others.
-    let script = "#!/bin/sh\ncase \"$1 $2\" in\n  '--query-gpu=driver_version --format=csv,noheader') printf '550.54.14\\n550.54.14\\n' ;;\n  '--query-gpu=compute_cap --format=csv,noheader') printf '8.6\\n7.5\\n' ;;\n  *) exit 6 ;;\nesac\n";
+    let script = "#!/bin/sh\necho \"$*\" >> \"$(dirname \"$0\")/calls\"\ncase \"$1 $2\" in\n  '--query-gpu=driver_version --format=csv,noheader') printf '550.54.14\\n550.54.14\\n' ;;\n  '--query-gpu=compute_cap --format=csv,noheader') printf '8.6\\n7.5\\n' ;;\n  *) exit 6 ;;\nesac\n";
     let smi = bin.join("nvidia-smi");
     std::fs::write(&smi, script).unwrap();
     std::fs::set_permissions(&smi, std::os::unix::fs::PermissionsExt::from_mode(0o755)).unwrap();
@@ -324,6 +324,24 @@ fn facts_are_detected_through_nvidia_smi_when_the_kernel_files_are_absent() {
     }
     assert_eq!(facts["sm"], serde_json::json!(["8.6", "7.5"]), "{facts}");
     assert_eq!(facts["origin"]["sm"], "nvidia-smi", "{facts}");
+}
+
+#[test]
+fn facts_every_override_sets_are_not_detected() {
+    let sb = Sandbox::new();
+    let path = fake_nvidia_smi(&sb);
+    let calls = sb.path("fake-bin/calls");
+    let overridden =
+        [("PATH", path.as_str()), ("ENVCTL_SYSTEM_DRIVER", "535.104.05"), ("ENVCTL_SYSTEM_SM", "8.0")];
+    let out = sb.run_env(&["doctor", "--json"], &overridden);
+    let facts: serde_json::Value = serde_json::from_str(&out.stdout).unwrap();
+    assert_eq!(facts["sm"], serde_json::json!(["8.0"]), "{facts}");
+    assert!(!calls.exists(), "nvidia-smi ran: {}", std::fs::read_to_string(&calls).unwrap_or_default());
+    // The driver alone overridden: the GPUs are still asked for, the driver is not.
+    let out = sb.run_env(&["doctor", "--json"], &overridden[..2]);
+    let facts: serde_json::Value = serde_json::from_str(&out.stdout).unwrap();
+    assert_eq!(facts["sm"], serde_json::json!(["8.6", "7.5"]), "{facts}");
+    assert_eq!(std::fs::read_to_string(&calls).unwrap(), "--query-gpu=compute_cap --format=csv,noheader\n");
 }
 
 #[test]

@@ -219,6 +219,44 @@ impl SystemOverrides {
         *self == SystemOverrides::default()
     }
 
+    /// Reads back what [`canonical`](Self::canonical) wrote (a generation's record of its
+    /// profile's `[system]`).
+    pub fn from_canonical(text: &str) -> std::result::Result<SystemOverrides, String> {
+        let mut o = SystemOverrides::default();
+        let version = |v: &str| Version::parse(v).map_err(|e| format!("`{v}`: {e}"));
+        for line in text.lines().filter(|l| !l.trim().is_empty()) {
+            let (key, value) = line.split_once('=').ok_or_else(|| format!("`{line}` is not `key=value`"))?;
+            match key {
+                "driver" if value.is_empty() => o.driver = Some(None),
+                "driver" => o.driver = Some(Some(version(value)?)),
+                "cuda" => o.cuda = Some(version(value)?),
+                "sm" => {
+                    o.sm = Some(
+                        value
+                            .split(',')
+                            .filter(|v| !v.is_empty())
+                            .map(version)
+                            .collect::<std::result::Result<_, _>>()?,
+                    )
+                }
+                "glibc" => o.glibc = Some(version(value)?),
+                "arch" => o.arch = Some(value.to_owned()),
+                _ => return Err(format!("unknown fact `{key}`")),
+            }
+        }
+        Ok(o)
+    }
+
+    /// `driver 535.104.05, sm 8.0 8.6`: the facts set, for a person.
+    pub fn describe(&self) -> String {
+        let fact = |l: &str| match l.split_once('=') {
+            Some(("driver", "")) => "no driver".to_owned(),
+            Some((k, v)) => format!("{k} {}", v.replace(',', " ")),
+            None => l.to_owned(),
+        };
+        self.canonical().lines().map(fact).collect::<Vec<_>>().join(", ")
+    }
+
     /// A canonical text of the overrides, for the request hash.
     pub fn canonical(&self) -> String {
         let mut s = String::new();
@@ -244,6 +282,20 @@ impl SystemOverrides {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_canonical_text_reads_back() {
+        let o = SystemOverrides {
+            driver: Some(None),
+            cuda: Some(Version::parse("12.2").unwrap()),
+            sm: Some(vec![Version::parse("8.0").unwrap(), Version::parse("8.6").unwrap()]),
+            glibc: None,
+            arch: Some("aarch64".into()),
+        };
+        assert_eq!(SystemOverrides::from_canonical(&o.canonical()).unwrap(), o);
+        assert_eq!(o.describe(), "no driver, cuda 12.2, sm 8.0 8.6, arch aarch64");
+        assert!(SystemOverrides::from_canonical("gpu=1\n").is_err());
+    }
 
     #[test]
     fn unmet_requirements_name_what_is_needed_and_what_is_here() {

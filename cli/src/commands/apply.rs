@@ -58,8 +58,7 @@ pub fn apply(file: &Path, options: &ApplyOptions<'_>, settings: &Settings, cli: 
     let profile = load_profile(file)?;
     let name = profile_name.unwrap_or(&profile.name).to_owned();
     envctl_store::check_profile_name(&name).context(|| format!("cannot apply `{}`", file.display()))?;
-    let facts: SystemFacts = crate::system::facts(Some(&profile.system), cli.system.as_deref())?;
-    let platform = facts.platform();
+    let platform = crate::system::platform(Some(&profile.system), cli.system.as_deref())?;
     let request = profile.request_hash(&platform);
     let lock_path = profile.lock_path();
     let old_lock = LockFile::load(&lock_path).map_err(|e| Failure::new("cannot read the lock file", e))?;
@@ -88,6 +87,7 @@ pub fn apply(file: &Path, options: &ApplyOptions<'_>, settings: &Settings, cli: 
         return Ok(Applied { name, generation: current.map(|g| g.path).unwrap_or_default() });
     }
 
+    let facts: SystemFacts = crate::system::facts(Some(&profile.system), cli.system.as_deref())?;
     let mut ctx = Context::from_parts(profile, facts, settings.repository(cli)?);
     ctx.label = adhoc.map(str::to_owned);
     let mut lock = match fresh {
@@ -319,6 +319,7 @@ fn build_manifest(ctx: &Context, lock: &LockFile, name: &str) -> Manifest {
         platform: lock.platform.clone(),
         env,
         profile_env: Some(ctx.profile.env.clone()),
+        system: (!ctx.profile.system.is_empty()).then(|| ctx.profile.system.canonical()),
         search: None,
         packages: lock
             .packages

@@ -1,7 +1,7 @@
 //! `envctl doctor`: this machine's facts, where each came from, and whether a profile file's lock
 //! (or, with no file, every profile's current generation) fits them.
 
-use envctl_recipes::{LockFile, SystemFacts, Version};
+use envctl_recipes::{LockFile, SystemFacts, SystemOverrides, Version};
 use envctl_store::Profiles;
 
 use super::Status;
@@ -16,6 +16,7 @@ pub fn run(args: &DoctorArgs, settings: &Settings, cli: &Cli) -> Result<Status> 
     let profile = args.file.as_deref().map(crate::resolution::load_profile).transpose()?;
     let facts = crate::system::facts(profile.as_ref().map(|p| &p.system), cli.system.as_deref())?;
     let mut problems = Vec::new();
+    let mut assumptions = std::collections::BTreeMap::new();
     if let Some(profile) = &profile {
         let lock =
             LockFile::load(&profile.lock_path()).map_err(|e| Failure::new("cannot read the lock file", e))?;
@@ -32,6 +33,8 @@ pub fn run(args: &DoctorArgs, settings: &Settings, cli: &Cli) -> Result<Status> 
         problems.extend(found);
         problems.extend(missing.into_iter().map(|p| format!("{p}: no recipe in the repositories in force")));
     } else if settings.home.join("profiles").is_dir() {
+        // A profile file's `[system]` is part of what its generations were built for: each
+        // profile is judged with it, as `envctl doctor FILE` judges the file.
         // No file: every profile's current generation, as built.
         let profiles = Profiles::at(&settings.home);
         let repo = settings.repository(cli)?;
@@ -44,7 +47,29 @@ pub fn run(args: &DoctorArgs, settings: &Settings, cli: &Cli) -> Result<Status> 
             let Ok(manifest) = Manifest::load(&current.path) else { continue };
             let packages = manifest.packages.iter().map(|p| (p.name.as_str(), p.version.as_str()));
             let prefix = format!("profile `{name}` (generation {}): ", current.number);
-            let (found, missing) = unmet_needs(packages, &repo, &facts, &prefix);
+            let assumed = match manifest.system.as_deref().map(SystemOverrides::from_canonical) {
+                Some(Ok(o)) if !o.is_empty() => Some(o),
+                Some(Err(e)) => {
+                    problems.push(format!("{prefix}its record of the profile's [system] is unreadable: {e}"));
+                    None
+                }
+                _ => None,
+            };
+            let own_facts = match &assumed {
+                Some(o) => {
+                    let own = crate::system::facts(Some(o), cli.system.as_deref())?;
+                    if !args.json {
+                        printer::info(&format!(
+                            "note: {prefix}its profile file's [system] sets {}; judged with those facts",
+                            describe_effective(o, &own)
+                        ));
+                    }
+                    assumptions.insert(name.clone(), o.describe());
+                    own
+                }
+                None => facts.clone(),
+            };
+            let (found, missing) = unmet_needs(packages, &repo, &own_facts, &prefix);
             problems.extend(found);
             if !missing.is_empty() {
                 printer::info(&format!(
@@ -64,6 +89,7 @@ pub fn run(args: &DoctorArgs, settings: &Settings, cli: &Cli) -> Result<Status> 
             "platform": facts.platform(),
             "origin": facts.origin,
             "problems": problems,
+            "assumed": assumptions,
         }));
     } else {
         print_facts(&facts);
@@ -93,4 +119,35 @@ fn print_facts(f: &SystemFacts) {
     printer::data(&format!("glibc:     {}{}", show(f.glibc.as_ref()), origin("glibc")));
     printer::data(&format!("arch:      {}{}", f.arch.as_deref().unwrap_or("unknown"), origin("arch")));
     printer::data(&format!("platform:  {}", f.platform()));
+}
+
+/// The facts `o` sets, each with the value that holds once later overrides (ENVCTL_SYSTEM_*,
+/// --system) are applied, so the note never claims a value that is not the one used.
+fn describe_effective(o: &SystemOverrides, facts: &SystemFacts) -> String {
+    let mut parts = Vec::new();
+    let origin = |k: &str| facts.origin.get(k).map(String::as_str).unwrap_or("");
+    let later = |k: &str| {
+        let o = origin(k);
+        if o == "the profile's [system]" { String::new() } else { format!(" (overridden by {o})") }
+    };
+    if o.driver.is_some() {
+        let v = facts.driver.as_ref().map_or("none".to_owned(), |v| v.to_string());
+        parts.push(format!("driver {v}{}", later("driver")));
+    }
+    if o.cuda.is_some() {
+        let v = facts.cuda.as_ref().map_or("none".to_owned(), |v| v.to_string());
+        parts.push(format!("cuda {v}{}", later("cuda")));
+    }
+    if o.sm.is_some() {
+        let v: Vec<String> = facts.sm.iter().map(|v| v.to_string()).collect();
+        parts.push(format!("sm {}{}", v.join(" "), later("sm")));
+    }
+    if o.glibc.is_some() {
+        let v = facts.glibc.as_ref().map_or("none".to_owned(), |v| v.to_string());
+        parts.push(format!("glibc {v}{}", later("glibc")));
+    }
+    if o.arch.is_some() {
+        parts.push(format!("arch {}{}", facts.arch.as_deref().unwrap_or("unknown"), later("arch")));
+    }
+    parts.join(", ")
 }
