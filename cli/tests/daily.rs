@@ -566,3 +566,48 @@ fn an_apply_with_nothing_to_do_detects_no_driver() {
     f.sb.run_env(&["run", "p", "--", "true"], &[("PATH", &path)]).ok();
     assert!(!calls.exists(), "{}", std::fs::read_to_string(&calls).unwrap_or_default());
 }
+
+#[test]
+fn a_lock_keeps_relative_path_sources_relative_so_another_clone_applies_it_frozen() {
+    let sb = common::Sandbox::new();
+    let project = sb.path("clone-a");
+    std::fs::create_dir_all(project.join("recipes")).unwrap();
+    std::fs::create_dir_all(project.join("artifacts")).unwrap();
+    let a = envctl_testkit::Archive::new().with(envctl_testkit::Entry::file_mode(
+        "bin/hello",
+        "#!/bin/sh\necho hi\n",
+        0o755,
+    ));
+    let bytes = a.tar_gz();
+    std::fs::write(project.join("artifacts/hello-1.0.tar.gz"), &bytes).unwrap();
+    std::fs::write(
+        project.join("recipes/hello-1.0.toml"),
+        format!(
+            "name = \"hello\"\nversion = \"1.0\"\n[[source]]\nurl = \"../artifacts/hello-1.0.tar.gz\"\nsha256 = \"{}\"\n",
+            envctl_testkit::sha256_hex(&bytes)
+        ),
+    )
+    .unwrap();
+    std::fs::write(project.join("p.toml"), "[packages]\nhello = \"1\"\n").unwrap();
+    sb.config(&format!("recipes = [\"{}\"]", project.join("recipes").display()));
+    sb.run(&["lock", &project.join("p.toml").display().to_string()]).ok();
+    let lock = std::fs::read_to_string(project.join("p.lock")).unwrap();
+    assert!(lock.contains("url = \"artifacts/hello-1.0.tar.gz\""), "{lock}");
+    assert!(!lock.contains(&project.display().to_string()), "{lock}");
+
+    // Another clone, elsewhere; the first one is gone.
+    let other = sb.path("elsewhere/clone-b");
+    std::fs::create_dir_all(other.parent().unwrap()).unwrap();
+    std::fs::rename(&project, &other).unwrap();
+    sb.config(&format!("recipes = [\"{}\"]", other.join("recipes").display()));
+    let file = other.join("p.toml").display().to_string();
+    sb.run(&["apply", "--frozen", &file]).ok();
+    assert_eq!(sb.run(&["run", "p", "--", "hello"]).ok(), "hi");
+    // Applying recorded the store path in the lock, not this clone's absolute paths.
+    let after = std::fs::read_to_string(other.join("p.lock")).unwrap();
+    assert!(
+        after.contains("url = \"artifacts/hello-1.0.tar.gz\"") && after.contains("store-path"),
+        "{after}"
+    );
+    assert!(!after.contains(&other.display().to_string()), "{after}");
+}

@@ -63,7 +63,7 @@ pub fn profile(data: &[u8]) {
 pub fn lock(data: &[u8]) {
     let Ok(text) = std::str::from_utf8(data) else { return };
     if let Ok(l) = LockFile::parse(text, Path::new("fuzz/x.lock")) {
-        let written = l.to_text("x.toml");
+        let written = l.to_text("x.toml", Path::new("fuzz"));
         let again = LockFile::parse(&written, Path::new("fuzz/x.lock"))
             .unwrap_or_else(|e| panic!("a written lock does not read back: {e}\n{written}"));
         let mut sorted = l.clone();

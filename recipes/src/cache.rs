@@ -59,6 +59,8 @@ struct CachedSource {
     moves: BTreeMap<String, String>,
     #[serde(default)]
     root: Option<String>,
+    #[serde(default)]
+    relative: bool,
 }
 
 fn to_cached(r: &Recipe) -> Cached {
@@ -83,6 +85,7 @@ fn to_cached(r: &Recipe) -> Cached {
                 subdir: s.subdir.clone(),
                 moves: s.moves.clone(),
                 root: s.root.clone(),
+                relative: s.relative,
             })
             .collect(),
         env: r.env.clone(),
@@ -127,6 +130,7 @@ fn from_cached(c: Cached) -> Option<Recipe> {
                 subdir: s.subdir,
                 moves: s.moves,
                 root: s.root,
+                relative: s.relative,
             })
             .collect(),
         env: c.env,

@@ -88,6 +88,33 @@ pub struct LockedSource {
     /// Only entries under this directory of the archive.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub root: Option<String>,
+    /// `url` is a local path the file holds relative to the lock's directory (`url` here holds it
+    /// made absolute), as uv keeps path dependencies: the lock works in any clone.
+    #[serde(skip)]
+    pub relative: bool,
+}
+
+/// Whether a recipe's or lock's `url` is a plain relative path (no scheme, not absolute).
+pub(crate) fn is_relative_path(url: &str) -> bool {
+    !url.contains("://") && url != "empty:" && !url.starts_with('/') && !url.is_empty()
+}
+
+/// The directory a file is in (`.` for a bare name).
+pub(crate) fn dir_of(path: &Path) -> &Path {
+    match path.parent() {
+        Some(p) if !p.as_os_str().is_empty() => p,
+        _ => Path::new("."),
+    }
+}
+
+/// `rel` in `dir`, absolute, symlinks resolved where it exists.
+pub(crate) fn absolute_in(dir: &Path, rel: &str) -> String {
+    // Through components: `./` and a trailing `/` go, so the path reads back as it was written.
+    let joined: std::path::PathBuf = dir.join(rel).components().collect();
+    std::fs::canonicalize(&joined)
+        .or_else(|_| std::path::absolute(&joined))
+        .map(|p| p.display().to_string())
+        .unwrap_or_else(|_| rel.to_owned())
 }
 
 fn is_zero(n: &u32) -> bool {
@@ -104,6 +131,7 @@ impl From<&Source> for LockedSource {
             subdir: s.subdir.clone(),
             moves: s.moves.clone(),
             root: s.root.clone(),
+            relative: s.relative,
         }
     }
 }
@@ -139,15 +167,33 @@ impl LockFile {
                 ),
             });
         }
-        toml::from_str(text).map_err(|e| Error::Toml { path: path.to_path_buf(), message: e.to_string() })
+        let mut lock: LockFile = toml::from_str(text)
+            .map_err(|e| Error::Toml { path: path.to_path_buf(), message: e.to_string() })?;
+        let dir = dir_of(path);
+        for p in &mut lock.packages {
+            if is_relative_path(&p.source.url) {
+                p.source.url = absolute_in(dir, &p.source.url);
+                p.source.relative = true;
+            }
+        }
+        Ok(lock)
     }
 
-    /// The lock as text: byte-for-byte the same for the same resolution.
-    pub fn to_text(&self, profile_file: &str) -> String {
+    /// The lock as text for a file in `dir`: byte-for-byte the same for the same resolution, and
+    /// the same in every clone (relative paths relative to `dir`).
+    pub fn to_text(&self, profile_file: &str, dir: &Path) -> String {
         let mut sorted = self.clone();
         sorted.packages.sort_by(|a, b| a.name.cmp(&b.name));
+        let dir =
+            std::fs::canonicalize(dir).or_else(|_| std::path::absolute(dir)).unwrap_or(dir.to_path_buf());
         for p in &mut sorted.packages {
             p.dependencies.sort();
+            if p.source.relative
+                && let Some(rel) = pathdiff::diff_paths(&p.source.url, &dir)
+            {
+                p.source.url =
+                    if rel.as_os_str().is_empty() { ".".into() } else { rel.display().to_string() };
+            }
         }
         let body = toml::to_string(&sorted).expect("a lock file always serializes");
         format!(
@@ -159,7 +205,7 @@ impl LockFile {
     pub fn write(&self, path: &Path, profile_file: &str) -> Result<()> {
         let tmp = path.with_extension(format!("lock.tmp{}", std::process::id()));
         let io = |source| Error::Read { path: path.to_path_buf(), source };
-        std::fs::write(&tmp, self.to_text(profile_file)).map_err(io)?;
+        std::fs::write(&tmp, self.to_text(profile_file, dir_of(path))).map_err(io)?;
         std::fs::rename(&tmp, path).map_err(io)
     }
 

@@ -53,6 +53,10 @@ pub struct Source {
     /// Only entries under this directory of the archive are kept, with it removed.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub root: Option<String>,
+    /// The recipe gave a path relative to itself (`url` holds it made absolute): a lock keeps it
+    /// relative to the lock, so a checkout that ships its artifacts locks the same in any clone.
+    #[serde(skip)]
+    pub relative: bool,
 }
 
 fn is_zero(n: &u32) -> bool {
@@ -299,17 +303,11 @@ impl Recipe {
             }
             // A plain relative path names a file beside the recipe (a repository that ships its
             // artifacts), wherever envctl runs from; it is shown and fetched in its canonical form.
-            let url = match path.parent() {
-                Some(dir)
-                    if !url.contains("://") && url != "empty:" && !url.starts_with('/') && dir.is_dir() =>
-                {
-                    let joined = dir.join(url);
-                    std::fs::canonicalize(&joined)
-                        .or_else(|_| std::path::absolute(&joined))
-                        .map(|p| p.display().to_string())
-                        .unwrap_or_else(|_| url.clone())
+            let (url, relative) = match path.parent() {
+                Some(dir) if crate::lock::is_relative_path(url) && dir.is_dir() => {
+                    (crate::lock::absolute_in(dir, url), true)
                 }
-                _ => url.clone(),
+                _ => (url.clone(), false),
             };
             sources.push(Source {
                 platform: s.platform,
@@ -320,6 +318,7 @@ impl Recipe {
                 subdir: s.subdir.map(|d| d.into_inner()),
                 moves,
                 root: s.root.map(|r| r.into_inner()),
+                relative,
             });
         }
         let env = crate::env::check(&raw.env, |span, key, m| bad(span, &key, m))?;
