@@ -11,13 +11,51 @@ pub fn data(line: &str) {
     let _ = writeln!(std::io::stdout().lock(), "{line}");
 }
 
+/// Writes one line of data to stdout, coloured as [`paint`] says when stdout is a terminal that
+/// wants colour (a change in a plan or a diff).
+pub fn change(line: &str) {
+    let _ = writeln!(anstream::stdout().lock(), "{}", paint(line));
+}
+
 /// Writes bytes of data to stdout as they are (a generated script or manual page).
 pub fn raw(bytes: &[u8]) {
     let _ = std::io::stdout().lock().write_all(bytes);
 }
 
-fn to_stderr(line: &str) {
-    let _ = writeln!(std::io::stderr().lock(), "{line}");
+fn to_stderr(text: &str) {
+    // anstream drops the colour when stderr is not a terminal, or NO_COLOR is set.
+    let mut err = anstream::stderr().lock();
+    for line in text.split('\n') {
+        let _ = writeln!(err, "{}", paint(line));
+    }
+}
+
+/// A line with colour where its start says what it is: `error:` red, `warning:` and `problem:`
+/// yellow, `hint:` cyan, a change (`+ added`, `- removed`, `~ changed`, indented or after
+/// `change `) green, red or yellow. Anything else is left alone.
+pub fn paint(line: &str) -> String {
+    use anstyle::{AnsiColor, Style};
+    let style = |c: AnsiColor| Style::new().fg_color(Some(c.into()));
+    for (word, s) in [
+        ("error:", style(AnsiColor::Red).bold()),
+        ("warning:", style(AnsiColor::Yellow).bold()),
+        ("problem:", style(AnsiColor::Yellow).bold()),
+        ("hint:", style(AnsiColor::Cyan).bold()),
+    ] {
+        if let Some(rest) = line.strip_prefix(word) {
+            return format!("{s}{word}{s:#}{rest}");
+        }
+    }
+    let body = line.trim_start();
+    let body = body.strip_prefix("change ").unwrap_or(body);
+    let colour = match body.as_bytes() {
+        [b'+', b' ', ..] => AnsiColor::Green,
+        [b'-', b' ', ..] => AnsiColor::Red,
+        [b'~', b' ', ..] => AnsiColor::Yellow,
+        _ => return line.to_owned(),
+    };
+    let s = style(colour);
+    format!("{s}{line}{s:#}")
 }
 
 static QUIET: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
@@ -83,6 +121,15 @@ pub fn timestamp(secs: i64) -> String {
 
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn lines_are_painted_by_what_they_start_with() {
+        assert_eq!(super::paint("error: x"), "\u{1b}[1m\u{1b}[31merror:\u{1b}[0m x");
+        assert!(super::paint("  + numpy 1.26").starts_with("\u{1b}[32m"));
+        assert!(super::paint("change ~ python 3.7 -> 3.11").starts_with("\u{1b}[33m"));
+        assert_eq!(super::paint("numpy 1.26"), "numpy 1.26");
+        assert_eq!(super::paint("-1 B"), "-1 B");
+    }
+
     #[test]
     fn timestamps_and_sizes_render() {
         assert_eq!(super::timestamp(0), "1970-01-01T00:00:00Z");

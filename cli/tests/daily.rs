@@ -242,6 +242,26 @@ fn apply_with_v_says_what_it_did_and_how_long_it_took() {
     }
 }
 
+/// Runs `inner` under `script(1)`, so that its stdout and stderr are a terminal; returns what
+/// the terminal showed.
+fn on_terminal(inner: std::process::Command) -> String {
+    let quote = |s: &std::ffi::OsStr| format!("'{}'", s.to_string_lossy().replace('\'', "'\\''"));
+    let line = std::iter::once(quote(inner.get_program()))
+        .chain(inner.get_args().map(quote))
+        .collect::<Vec<_>>()
+        .join(" ");
+    let mut c = std::process::Command::new("script");
+    c.args(["-qec", &line, "/dev/null"]).stdin(std::process::Stdio::null());
+    for (k, v) in inner.get_envs() {
+        match v {
+            Some(v) => c.env(k, v),
+            None => c.env_remove(k),
+        };
+    }
+    let out = c.output().expect("script(1) runs");
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
 /// Issue 11, 8: each download retry was reported twice on a terminal (above the bars, and again
 /// as a log line). Run under `script` for a terminal, and without one.
 #[test]
@@ -255,26 +275,7 @@ fn each_retry_is_reported_once_on_a_terminal_and_off_it() {
         f.server.set(&path, Reply::FailThen { status: 503, times: 2, body: bytes.clone() });
         let url = f.server.url(&path);
         let args = ["store", "add", url.as_str(), "--sha256", &sha, "--name", "flaky", "--version", version];
-        let output = if terminal {
-            let inner = f.sb.command(&args);
-            let quote = |s: &std::ffi::OsStr| format!("'{}'", s.to_string_lossy().replace('\'', "'\\''"));
-            let line = std::iter::once(quote(inner.get_program()))
-                .chain(inner.get_args().map(quote))
-                .collect::<Vec<_>>()
-                .join(" ");
-            let mut c = std::process::Command::new("script");
-            c.args(["-qec", &line, "/dev/null"]).stdin(std::process::Stdio::null());
-            for (k, v) in inner.get_envs() {
-                match v {
-                    Some(v) => c.env(k, v),
-                    None => c.env_remove(k),
-                };
-            }
-            let out = c.output().expect("script(1) runs");
-            String::from_utf8_lossy(&out.stdout).into_owned()
-        } else {
-            f.run(&args).stderr
-        };
+        let output = if terminal { on_terminal(f.sb.command(&args)) } else { f.run(&args).stderr };
         // A terminal's output moves the cursor instead of ending lines: count the messages.
         let retries = output.matches("; retry ").count() + output.matches("retrying after").count();
         assert_eq!(retries, 2, "terminal: {terminal}\n{output}");
@@ -610,4 +611,27 @@ fn a_lock_keeps_relative_path_sources_relative_so_another_clone_applies_it_froze
         "{after}"
     );
     assert!(!after.contains(&other.display().to_string()), "{after}");
+}
+
+#[test]
+fn errors_and_changes_are_coloured_on_a_terminal_unless_no_color_is_set() {
+    let f = Fixture::new();
+    f.run(&["apply", &f.profile("p", "[packages]\nhello = \"1\"\n")]).ok();
+    let file = f.profile("p", "[packages]\nhello = \"2\"\nworld = \"1\"\n");
+    let mut coloured = f.sb.command(&["apply", "--dry-run", &file]);
+    coloured.env_remove("NO_COLOR");
+    let out = on_terminal(coloured);
+    assert!(out.contains("\u{1b}[32mchange + world 1.0"), "{out:?}");
+    assert!(out.contains("\u{1b}[33mchange ~ hello 1.0 -> 2.0"), "{out:?}");
+    let mut failing = f.sb.command(&["run", "nope", "--", "true"]);
+    failing.env_remove("NO_COLOR");
+    let out = on_terminal(failing);
+    assert!(out.contains("\u{1b}[31merror:\u{1b}[0m"), "{out:?}");
+    // NO_COLOR, and anything that is not a terminal, get plain text.
+    let out = on_terminal(f.sb.command(&["run", "nope", "--", "true"]));
+    assert!(out.contains("error: ") && !out.contains('\u{1b}'), "{out:?}");
+    let mut piped = f.sb.command(&["apply", "--dry-run", &file]);
+    piped.env_remove("NO_COLOR");
+    let out = piped.output().unwrap();
+    assert!(!out.stdout.contains(&0x1b) && !out.stderr.contains(&0x1b));
 }

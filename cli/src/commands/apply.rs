@@ -396,7 +396,7 @@ fn dry_run_plan(
         printer::info("  no package changes against the current generation");
     }
     for c in changes {
-        printer::data(&format!("change {c}"));
+        printer::change(&format!("change {c}"));
     }
     Ok(Applied { name: name.to_owned(), generation: Default::default() })
 }

@@ -283,7 +283,7 @@ pub fn diff(args: &DiffArgs, settings: &Settings, _cli: &Cli) -> Result<Status> 
             b.number
         ));
         for c in changes {
-            printer::data(&c.to_string());
+            printer::change(&c.to_string());
         }
     }
     Ok(Status::Success)
