@@ -126,11 +126,14 @@ pub struct OutdatedArgs {
 /// `envctl list`
 #[derive(Debug, Args)]
 pub struct ListArgs {
-    /// The profile
-    pub profile: String,
+    /// The profile [default: the one `envctl.toml` here or in a parent directory names]
+    pub profile: Option<String>,
     /// Machine-readable output on stdout
     #[arg(long)]
     pub json: bool,
+    /// Each requested package with what it depends on, as a tree
+    #[arg(long, conflicts_with = "json")]
+    pub tree: bool,
 }
 
 /// `envctl completions`
@@ -219,6 +222,9 @@ pub struct LockArgs {
     /// Re-resolve: every package, or only NAME (and what must move with it)
     #[arg(long, value_name = "NAME", num_args = 0..=1, default_missing_value = "")]
     pub update: Option<String>,
+    /// The lock's packages and what changed, as JSON on stdout
+    #[arg(long)]
+    pub json: bool,
 }
 
 /// `envctl search`
@@ -244,8 +250,9 @@ pub struct ShowArgs {
 /// `envctl why`
 #[derive(Debug, Args)]
 pub struct WhyArgs {
-    /// The profile file
-    pub file: PathBuf,
+    /// A profile file (resolved now), or an applied profile's name (its current generation)
+    #[arg(value_name = "FILE|PROFILE")]
+    pub target: String,
     /// The package to explain
     pub name: String,
     /// Machine-readable output on stdout
@@ -256,8 +263,9 @@ pub struct WhyArgs {
 /// `envctl graph`
 #[derive(Debug, Args)]
 pub struct GraphArgs {
-    /// The profile file
-    pub file: PathBuf,
+    /// A profile file (resolved now), or an applied profile's name (its current generation)
+    #[arg(value_name = "FILE|PROFILE")]
+    pub target: String,
     /// Graphviz DOT on stdout
     #[arg(long, conflicts_with = "json")]
     pub dot: bool,
@@ -365,12 +373,16 @@ pub struct ApplyArgs {
     /// would need the network
     #[arg(long)]
     pub offline: bool,
+    /// What happened (or, with --dry-run, would happen) as JSON on stdout
+    #[arg(long)]
+    pub json: bool,
 }
 
 /// Options shared by `shell` and `run`.
-#[derive(Debug, Args)]
+#[derive(Debug, Clone, Args)]
 pub struct SessionArgs {
-    /// A profile name, or a profile file (applied first)
+    /// A profile name, or a profile file (applied first) [default: `envctl.toml` here or in a
+    /// parent directory]
     pub profile: Option<String>,
     /// An ad-hoc environment of these packages instead of a profile (NAME=REQ, repeatable)
     #[arg(short = 'p', long = "package", value_name = "NAME=REQ")]
@@ -395,8 +407,9 @@ pub struct ShellArgs {
 pub struct RunArgs {
     #[command(flatten)]
     pub session: SessionArgs,
-    /// The command
-    #[arg(last = true, required = true)]
+    /// The command and its arguments, after the profile (`--` before it is optional; without a
+    /// profile, `envctl run -- CMD` runs it in the profile `envctl.toml` names)
+    #[arg(trailing_var_arg = true, allow_hyphen_values = true, value_name = "CMD")]
     pub command: Vec<String>,
 }
 
@@ -414,8 +427,8 @@ pub enum EnvFormat {
 /// `envctl env`
 #[derive(Debug, Args)]
 pub struct EnvArgs {
-    /// A profile name, or a profile file
-    pub profile: String,
+    /// A profile name, or a profile file [default: `envctl.toml` here or in a parent directory]
+    pub profile: Option<String>,
     /// Output format
     #[arg(long, value_enum, default_value = "sh")]
     pub format: EnvFormat,

@@ -33,6 +33,10 @@ pub struct Manifest {
     /// found when the generation was built so that starting a session reads no directory.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub search: Option<BTreeMap<String, Vec<String>>>,
+    /// The packages the profile file asked for (absent in generations built before it was
+    /// recorded).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub requested: Vec<String>,
     #[serde(default, rename = "package")]
     pub packages: Vec<ManifestPackage>,
 }
@@ -46,6 +50,9 @@ pub struct ManifestPackage {
     pub store_path: String,
     pub sha256: String,
     pub url: String,
+    /// The packages of the generation it depends on, by name.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub dependencies: Vec<String>,
 }
 
 impl Manifest {

@@ -635,3 +635,95 @@ fn errors_and_changes_are_coloured_on_a_terminal_unless_no_color_is_set() {
     let out = piped.output().unwrap();
     assert!(!out.stdout.contains(&0x1b) && !out.stderr.contains(&0x1b));
 }
+
+/// A profile `p` of `app` (needing hello and world) and `tool` (needing world), applied from
+/// `envctl.toml` in `proj/`.
+fn with_dependencies() -> (Fixture, std::path::PathBuf) {
+    let f = Fixture::new();
+    let a = envctl_testkit::Archive::new().with(envctl_testkit::Entry::file("share/app", "a"));
+    f.publish("app", "1.0", &a.tar_gz(), "[dependencies]\nhello = \"1\"\nworld = \"1\"");
+    let t = envctl_testkit::Archive::new().with(envctl_testkit::Entry::file("share/tool", "t"));
+    f.publish("tool", "1.0", &t.tar_gz(), "[dependencies]\nworld = \"1\"");
+    let proj = f.sb.path("proj/src/deep");
+    std::fs::create_dir_all(&proj).unwrap();
+    let file = f.sb.path("proj/envctl.toml");
+    std::fs::write(&file, "name = \"p\"\n[packages]\napp = \"1\"\ntool = \"1\"\n").unwrap();
+    f.run(&["apply", &file.display().to_string()]).ok();
+    (f, proj)
+}
+
+#[test]
+fn list_tree_why_and_graph_read_an_applied_profile() {
+    let (f, _) = with_dependencies();
+    let tree = f.run(&["list", "p", "--tree"]).success().stdout;
+    assert_eq!(tree, "app 1.0\n├── hello 1.0\n└── world 1.0\ntool 1.0\n└── world 1.0\n", "{tree}");
+    let why = f.run(&["why", "p", "world"]).success().stdout;
+    assert_eq!(
+        why, "app 1.0    (asked for by profile `p`, generation 1)\n└─ world 1.0    (needs world)\n",
+        "{why}"
+    );
+    let graph = f.run(&["graph", "p"]).success().stdout;
+    assert!(graph.contains("app 1.0 -> hello, world\n") && graph.contains("tool 1.0 -> world\n"), "{graph}");
+    // The file gives the same graph, with each edge's requirement.
+    let file = f.sb.path("proj/envctl.toml").display().to_string();
+    assert_eq!(f.run(&["graph", &file]).success().stdout, graph);
+    let why = f.run(&["why", &file, "world"]).success().stdout;
+    assert!(why.contains("└─ world 1.0    (needs world 1)"), "{why}");
+    let err = f.run(&["why", "q", "world"]).failed().to_owned();
+    assert!(err.contains("there is no profile `q`"), "{err}");
+}
+
+#[test]
+fn run_env_and_list_find_envctl_toml_in_a_parent_and_run_takes_the_command_without_dashes() {
+    let (f, deep) = with_dependencies();
+    let run = |args: &[&str]| {
+        let mut c = f.sb.command(args);
+        c.current_dir(&deep);
+        common::Run::from(c.output().unwrap())
+    };
+    // A profile, then the command and its options, no `--`.
+    assert_eq!(f.run(&["run", "p", "hello", "--version"]).ok(), "hello 1.0");
+    assert_eq!(f.run(&["run", "p", "sh", "-c", "echo $ENVCTL_PROFILE"]).ok(), "p");
+    // No profile: `--`, then the command, in the profile envctl.toml names.
+    assert_eq!(run(&["run", "--", "sh", "-c", "echo $ENVCTL_PROFILE"]).ok(), "p");
+    let env = run(&["env", "--format", "json"]).success().stdout;
+    assert!(env.contains("\"ENVCTL_PROFILE\": \"p\""), "{env}");
+    let list = run(&["list"]).success().stdout;
+    assert!(list.starts_with("PACKAGE") && list.contains("tool"), "{list}");
+    // Nowhere to find one: says where it looked.
+    let err = f.run(&["list"]).failed().to_owned();
+    assert!(err.contains("no `envctl.toml` here or in a parent directory"), "{err}");
+}
+
+#[test]
+fn apply_and_lock_say_what_they_did_as_json() {
+    let f = Fixture::new();
+    let json = |r: common::Run| -> serde_json::Value { serde_json::from_str(&r.success().stdout).unwrap() };
+    let file = f.profile("p", "[packages]\nhello = \"1\"\n");
+    let plan = json(f.run(&["apply", "--dry-run", "--json", &file]));
+    assert_eq!(plan["outcome"], "planned", "{plan}");
+    assert_eq!(plan["fetch"][0]["name"], "hello", "{plan}");
+    assert!(plan["fetch"][0]["bytes"].as_u64().is_some_and(|b| b > 0), "{plan}");
+    assert_eq!(plan["changes"][0], serde_json::json!({"change": "added", "name": "hello", "version": "1.0"}));
+    let done = json(f.run(&["apply", "--json", &file]));
+    assert_eq!(
+        (done["outcome"].as_str(), done["generation"].as_u64(), done["fetched"].as_u64()),
+        (Some("switched"), Some(1), Some(1)),
+        "{done}"
+    );
+    assert!(done["path"].as_str().is_some_and(|p| std::path::Path::new(p).is_dir()), "{done}");
+    let again = json(f.run(&["apply", "--json", &file]));
+    assert_eq!(again["outcome"], "up-to-date", "{again}");
+
+    let file = f.profile("p", "[packages]\nhello = \"2\"\nworld = \"1\"\n");
+    let lock = json(f.run(&["lock", "--json", &file]));
+    assert_eq!(lock["outcome"], "written", "{lock}");
+    assert_eq!(
+        lock["changes"],
+        serde_json::json!([
+            {"change": "changed", "name": "hello", "old": "1.0", "new": "2.0"},
+            {"change": "added", "name": "world", "version": "1.0"},
+        ])
+    );
+    assert_eq!(json(f.run(&["lock", "--json", &file]))["outcome"], "up-to-date");
+}

@@ -290,6 +290,10 @@ fn what_a_user_sees_through_the_two_team_story() {
     insta::assert_snapshot!("generations_nlp", seen(&sb, &envctl(&sb, &["generations", "nlp"])));
     insta::assert_snapshot!("profiles", seen_without_sizes(&sb, &envctl(&sb, &["profiles"])));
     insta::assert_snapshot!("why_cudnn", seen(&sb, &envctl(&sb, &["why", &vision, "cudnn"])));
+    insta::assert_snapshot!("why_cudnn_in_profile", seen(&sb, &envctl(&sb, &["why", "vision", "cudnn"])));
+    insta::assert_snapshot!("list_vision", seen_without_sizes(&sb, &envctl(&sb, &["list", "vision"])));
+    insta::assert_snapshot!("list_tree_vision", seen(&sb, &envctl(&sb, &["list", "vision", "--tree"])));
+    insta::assert_snapshot!("outdated_vision", seen(&sb, &envctl(&sb, &["outdated", &vision])));
     envctl(&sb, &["rollback", "nlp"]).ok();
     envctl(&sb, &["generations", "nlp", "--delete", "2"]).ok();
     insta::assert_snapshot!("gc", seen_without_sizes(&sb, &envctl(&sb, &["gc"])));

@@ -19,13 +19,24 @@ pub struct DepGraph {
 impl DepGraph {
     /// Builds the graph of chosen recipes; `roots` are the requested packages.
     pub fn new(packages: &BTreeMap<PackageName, Arc<Recipe>>, roots: &[PackageName]) -> DepGraph {
+        let edges = packages.iter().map(|(n, r)| (n.clone(), r.dependencies.keys().cloned().collect()));
+        DepGraph::from_edges(edges, roots)
+    }
+
+    /// Builds the graph of packages and what each depends on (a generation's record of them);
+    /// dependencies that are not among the packages are left out.
+    pub fn from_edges(
+        packages: impl IntoIterator<Item = (PackageName, Vec<PackageName>)>,
+        roots: &[PackageName],
+    ) -> DepGraph {
+        let packages: BTreeMap<PackageName, Vec<PackageName>> = packages.into_iter().collect();
         let mut graph = DiGraph::new();
         let mut index = BTreeMap::new();
         for name in packages.keys() {
             index.insert(name.clone(), graph.add_node(name.clone()));
         }
-        for (name, recipe) in packages {
-            for dep in recipe.dependencies.keys() {
+        for (name, deps) in &packages {
+            for dep in deps {
                 if let (Some(&a), Some(&b)) = (index.get(name), index.get(dep)) {
                     graph.add_edge(a, b, ());
                 }
@@ -110,13 +121,13 @@ impl DepGraph {
     }
 
     /// Graphviz DOT, with versions as labels; deterministic.
-    pub fn to_dot(&self, packages: &BTreeMap<PackageName, Arc<Recipe>>) -> String {
+    pub fn to_dot(&self, version: impl Fn(&PackageName) -> String) -> String {
         let mut out = String::from("digraph profile {\n  rankdir=LR;\n  node [shape=box];\n");
-        for (name, recipe) in packages {
+        for name in self.index.keys() {
             let style = if self.roots.contains(name) { ", style=bold" } else { "" };
-            out.push_str(&format!("  \"{name}\" [label=\"{name}\\n{}\"{style}];\n", recipe.version));
+            out.push_str(&format!("  \"{name}\" [label=\"{name}\\n{}\"{style}];\n", version(name)));
         }
-        for name in packages.keys() {
+        for name in self.index.keys() {
             for dep in self.dependencies(name) {
                 out.push_str(&format!("  \"{name}\" -> \"{dep}\";\n"));
             }

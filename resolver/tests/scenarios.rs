@@ -180,7 +180,7 @@ fn the_graph_orders_dependencies_first_and_explains_why() {
     let why: Vec<String> =
         s.graph.why(&PackageName::parse("cuda").unwrap()).unwrap().iter().map(|n| n.to_string()).collect();
     assert_eq!(why, ["tensorflow", "cuda"]);
-    let dot = s.graph.to_dot(&s.packages);
+    let dot = s.graph.to_dot(|n| s.packages[n].version.to_string());
     assert!(dot.contains("\"cudnn\" -> \"cuda\";"), "{dot}");
 }
 

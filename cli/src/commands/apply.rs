@@ -23,6 +23,29 @@ use crate::settings::Settings;
 pub struct Applied {
     pub name: String,
     pub generation: std::path::PathBuf,
+    /// What happened, for `apply --json`.
+    pub report: serde_json::Value,
+}
+
+/// `apply --json`'s object: the profile, the outcome (`up-to-date`, `unchanged`, `switched`,
+/// `planned` for a dry run, `built` for an ad-hoc environment), and `extra` fields.
+fn report(
+    name: &str,
+    outcome: &str,
+    generation: Option<u32>,
+    path: &Path,
+    extra: serde_json::Value,
+) -> serde_json::Value {
+    let mut v = serde_json::json!({
+        "profile": name,
+        "outcome": outcome,
+        "generation": generation,
+        "path": (!path.as_os_str().is_empty()).then(|| path.display().to_string()),
+    });
+    if let (Some(o), serde_json::Value::Object(e)) = (v.as_object_mut(), extra) {
+        o.extend(e);
+    }
+    v
 }
 
 pub fn run(args: &ApplyArgs, settings: &Settings, cli: &Cli) -> Result<Status> {
@@ -32,8 +55,13 @@ pub fn run(args: &ApplyArgs, settings: &Settings, cli: &Cli) -> Result<Status> {
         frozen: args.frozen,
         offline: args.offline,
         adhoc: None,
+        json: args.json,
     };
-    apply(&args.file, &options, settings, cli).map(|_| Status::Success)
+    let applied = apply(&args.file, &options, settings, cli)?;
+    if args.json {
+        printer::json(&applied.report);
+    }
+    Ok(Status::Success)
 }
 
 /// How to apply a profile file.
@@ -51,10 +79,12 @@ pub struct ApplyOptions<'a> {
     /// explanations use those words instead of envctl's own file, and the generation is built
     /// but no profile is switched to it, so it is garbage once no session holds it.
     pub adhoc: Option<&'a str>,
+    /// Leave stdout to the caller's JSON (a dry run's plan goes into the report only).
+    pub json: bool,
 }
 
 pub fn apply(file: &Path, options: &ApplyOptions<'_>, settings: &Settings, cli: &Cli) -> Result<Applied> {
-    let ApplyOptions { profile: profile_name, dry_run, frozen, offline, adhoc } = *options;
+    let ApplyOptions { profile: profile_name, dry_run, frozen, offline, adhoc, json } = *options;
     let profile = load_profile(file)?;
     let name = profile_name.unwrap_or(&profile.name).to_owned();
     envctl_store::check_profile_name(&name).context(|| format!("cannot apply `{}`", file.display()))?;
@@ -84,7 +114,9 @@ pub fn apply(file: &Path, options: &ApplyOptions<'_>, settings: &Settings, cli: 
             "`{name}` is up to date (generation {})",
             current.as_ref().map_or(0, |g| g.number)
         ));
-        return Ok(Applied { name, generation: current.map(|g| g.path).unwrap_or_default() });
+        let (number, path) = current.map(|g| (g.number, g.path)).unwrap_or_default();
+        let report = report(&name, "up-to-date", Some(number), &path, serde_json::json!({}));
+        return Ok(Applied { name, generation: path, report });
     }
 
     let facts: SystemFacts = crate::system::facts(Some(&profile.system), cli.system.as_deref())?;
@@ -151,10 +183,11 @@ pub fn apply(file: &Path, options: &ApplyOptions<'_>, settings: &Settings, cli: 
             lock.write(&lock_path, &file_name).map_err(|e| Failure::new("cannot write the lock file", e))?;
         }
         printer::status(&format!("`{name}`: no package changes; it stays at generation {}", g.number));
-        return Ok(Applied { name, generation: g.path.clone() });
+        let report = report(&name, "unchanged", Some(g.number), &g.path, serde_json::json!({}));
+        return Ok(Applied { name, generation: g.path.clone(), report });
     }
     if dry_run {
-        return dry_run_plan(&ctx, &lock, current_manifest.as_ref(), &name, settings);
+        return dry_run_plan(&ctx, &lock, current_manifest.as_ref(), &name, settings, json);
     }
     let mut store_options = settings.store_options();
     store_options.fetch.offline = offline;
@@ -243,16 +276,16 @@ pub fn apply(file: &Path, options: &ApplyOptions<'_>, settings: &Settings, cli: 
     })?;
     tracing::info!(path = %generation.path.display(), elapsed = ?started.elapsed(), "built the generation");
     if adhoc.is_some() {
-        return Ok(Applied { name, generation: generation.path });
+        let report = report(&name, "built", None, &generation.path, serde_json::json!({}));
+        return Ok(Applied { name, generation: generation.path, report });
     }
     // Re-read under the profile lock: another apply may have switched meanwhile.
     let current = profiles.current(&name).context(|| format!("cannot read profile `{name}`"))?;
     if current.as_ref().is_some_and(|g| g.path == generation.path) {
-        printer::status(&format!(
-            "`{name}` is up to date (generation {})",
-            current.as_ref().map_or(0, |g| g.number)
-        ));
-        return Ok(Applied { name, generation: generation.path });
+        let number = current.as_ref().map_or(0, |g| g.number);
+        printer::status(&format!("`{name}` is up to date (generation {number})"));
+        let report = report(&name, "up-to-date", Some(number), &generation.path, serde_json::json!({}));
+        return Ok(Applied { name, generation: generation.path, report });
     }
     let number = profiles
         .add_generation(&name, &generation.path)
@@ -262,10 +295,13 @@ pub fn apply(file: &Path, options: &ApplyOptions<'_>, settings: &Settings, cli: 
         "`{name}` is now generation {number} ({}, {fetched} fetched)",
         printer::count(lock.packages.len(), "package")
     ));
-    for c in changes {
+    for c in &changes {
         printer::status(&format!("  {c}"));
     }
-    Ok(Applied { name, generation: generation.path })
+    let extra =
+        serde_json::json!({ "packages": lock.packages.len(), "fetched": fetched, "changes": changes });
+    let report = report(&name, "switched", Some(number), &generation.path, extra);
+    Ok(Applied { name, generation: generation.path, report })
 }
 
 fn same_packages(lock: &LockFile, m: &Manifest) -> bool {
@@ -330,8 +366,14 @@ fn build_manifest(ctx: &Context, lock: &LockFile, name: &str) -> Manifest {
                 store_path: p.store_path.clone().unwrap_or_default(),
                 sha256: p.source.sha256.clone(),
                 url: p.source.url.clone(),
+                dependencies: {
+                    let mut d = p.dependencies.clone();
+                    d.sort();
+                    d
+                },
             })
             .collect(),
+        requested: ctx.profile.packages.keys().map(|n| n.to_string()).collect(),
     }
 }
 
@@ -341,6 +383,7 @@ fn dry_run_plan(
     current: Option<&Manifest>,
     name: &str,
     settings: &Settings,
+    json: bool,
 ) -> Result<Applied> {
     let store_dir = settings.store_dir();
     let store = if store_dir.join(".envctl/db.sqlite").exists() {
@@ -376,9 +419,15 @@ fn dry_run_plan(
         ));
     }
     let sizes = download_sizes(&to_fetch, options.fetch, options.jobs);
+    let mut fetch = Vec::new();
     for (p, size) in to_fetch.iter().zip(&sizes) {
-        let size = size.map_or_else(|| "size unknown".to_owned(), printer::bytes);
-        printer::data(&format!("fetch {} {} {} ({size})", p.name, p.version, p.source.url));
+        fetch.push(
+            serde_json::json!({ "name": p.name, "version": p.version, "url": p.source.url, "bytes": size }),
+        );
+        if !json {
+            let size = size.map_or_else(|| "size unknown".to_owned(), printer::bytes);
+            printer::data(&format!("fetch {} {} {} ({size})", p.name, p.version, p.source.url));
+        }
     }
     if !to_fetch.is_empty() {
         let known: u64 = sizes.iter().flatten().sum();
@@ -395,10 +444,14 @@ fn dry_run_plan(
     if changes.is_empty() && current.is_some() {
         printer::info("  no package changes against the current generation");
     }
-    for c in changes {
-        printer::change(&format!("change {c}"));
+    if !json {
+        for c in &changes {
+            printer::change(&format!("change {c}"));
+        }
     }
-    Ok(Applied { name: name.to_owned(), generation: Default::default() })
+    let extra = serde_json::json!({ "packages": lock.packages.len(), "fetch": fetch, "changes": changes });
+    let report = report(name, "planned", None, Path::new(""), extra);
+    Ok(Applied { name: name.to_owned(), generation: Default::default(), report })
 }
 
 /// A `[priority]` entry must name a package of the resolution: a typo would otherwise be ignored

@@ -89,7 +89,15 @@ pub fn run() -> ExitCode {
         Command::Lock(args) => resolve::lock(args, &settings, &cli),
         Command::Apply(args) => apply::run(args, &settings, &cli),
         Command::Shell(args) => session::session(&args.session, args.command.clone(), &settings, &cli),
-        Command::Run(args) => session::session(&args.session, args.command.clone(), &settings, &cli),
+        Command::Run(args) => {
+            let (session, command) = session::run_words(&args.session, &args.command);
+            if command.is_empty() {
+                return Err(crate::error::Failure::new("no command to run", "give one after the profile").hint(
+                    "`envctl run PROFILE CMD ARGS…`, or `envctl run -- CMD ARGS…` in the profile of `envctl.toml`; `envctl shell PROFILE` starts a shell",
+                ));
+            }
+            session::session(&session, command, &settings, &cli)
+        }
         Command::Env(args) => session::env(args, &settings, &cli),
         Command::Profiles(args) => profiles::list(args, &settings, &cli),
         Command::List(args) => profiles::packages(args, &settings, &cli),

@@ -93,7 +93,10 @@ pub fn list(args: &JsonArgs, settings: &Settings, _cli: &Cli) -> Result<Status> 
 /// `envctl list PROFILE`: the current generation's packages, with versions and store sizes.
 pub fn packages(args: &ListArgs, settings: &Settings, _cli: &Cli) -> Result<Status> {
     let profiles = open(settings)?;
-    let name = &args.profile;
+    let name = &match &args.profile {
+        Some(name) => name.clone(),
+        None => crate::resolution::load_profile(&super::edit::profile_file(None)?)?.name,
+    };
     let current = profiles
         .current(name)
         .context(|| format!("cannot read profile `{name}`"))?
@@ -119,6 +122,19 @@ pub fn packages(args: &ListArgs, settings: &Settings, _cli: &Cli) -> Result<Stat
         );
         return Ok(Status::Success);
     }
+    if args.tree {
+        if m.requested.is_empty() {
+            return Err(Failure::new(
+                format!("cannot show profile `{name}` as a tree"),
+                format!("its generation {} was built before envctl recorded dependencies", current.number),
+            )
+            .hint("apply its profile file again"));
+        }
+        for line in tree(&m) {
+            printer::data(&line);
+        }
+        return Ok(Status::Success);
+    }
     let width = m.packages.iter().map(|p| p.name.len()).max().unwrap_or(0).max(7);
     let vwidth = m.packages.iter().map(|p| p.version.len()).max().unwrap_or(0).max(7);
     printer::data(&format!("{:<width$}  {:<vwidth$}  {:>10}", "PACKAGE", "VERSION", "SIZE"));
@@ -140,6 +156,46 @@ pub fn packages(args: &ListArgs, settings: &Settings, _cli: &Cli) -> Result<Stat
         printer::bytes(total)
     ));
     Ok(Status::Success)
+}
+
+/// The generation's packages as `cargo tree` draws them: each requested package, then what it
+/// depends on beneath it; a package shown once already is marked `(*)` instead of repeated.
+fn tree(m: &Manifest) -> Vec<String> {
+    let by_name: std::collections::BTreeMap<&str, &crate::manifest::ManifestPackage> =
+        m.packages.iter().map(|p| (p.name.as_str(), p)).collect();
+    let mut seen = std::collections::BTreeSet::new();
+    let mut out = Vec::new();
+    fn walk<'m>(
+        name: &'m str,
+        prefix: &str,
+        branch: &str,
+        by_name: &std::collections::BTreeMap<&str, &'m crate::manifest::ManifestPackage>,
+        seen: &mut std::collections::BTreeSet<&'m str>,
+        out: &mut Vec<String>,
+    ) {
+        let Some(p) = by_name.get(name) else { return };
+        let again = !seen.insert(name);
+        let mark = if again && !p.dependencies.is_empty() { " (*)" } else { "" };
+        out.push(format!("{prefix}{branch}{} {}{mark}", p.name, p.version));
+        if again {
+            return;
+        }
+        let child_prefix = match branch {
+            "" => String::new(),
+            "└── " => format!("{prefix}    "),
+            _ => format!("{prefix}│   "),
+        };
+        for (i, d) in p.dependencies.iter().enumerate() {
+            let last = i + 1 == p.dependencies.len();
+            walk(d, &child_prefix, if last { "└── " } else { "├── " }, by_name, seen, out);
+        }
+    }
+    let mut requested = m.requested.clone();
+    requested.sort();
+    for r in &requested {
+        walk(r, "", "", &by_name, &mut seen, &mut out);
+    }
+    out
 }
 
 pub fn generations(args: &GenerationsArgs, settings: &Settings, _cli: &Cli) -> Result<Status> {

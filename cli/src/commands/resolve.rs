@@ -5,11 +5,12 @@ use std::collections::BTreeMap;
 use std::path::Path;
 
 use envctl_recipes::{LockFile, PackageName};
-use envctl_resolver::Solution;
+use envctl_resolver::DepGraph;
 
 use super::Status;
 use crate::args::{Cli, GraphArgs, LockArgs, WhyArgs};
-use crate::error::{Failure, Result};
+use crate::error::{Failure, Result, StoreContext};
+use crate::manifest::{Change, Manifest};
 use crate::printer;
 use crate::resolution::{Context, build_lock, load_lock, versions_of};
 use crate::settings::Settings;
@@ -24,8 +25,12 @@ pub fn lock(args: &LockArgs, settings: &Settings, cli: &Cli) -> Result<Status> {
         && old.request == request
     {
         printer::status(&format!("`{}` is up to date", lock_path.display()));
-        for need in ctx.unmet_by(old) {
+        let unmet = ctx.unmet_by(old);
+        for need in &unmet {
             printer::info(&format!("warning: it does not fit this machine: {need}"));
+        }
+        if args.json {
+            printer::json(&lock_report(&lock_path, "up-to-date", old, Vec::new(), &unmet));
         }
         return Ok(Status::Success);
     }
@@ -54,110 +59,200 @@ pub fn lock(args: &LockArgs, settings: &Settings, cli: &Cli) -> Result<Status> {
     let new = build_lock(&solution, request, &platform, old.as_ref(), settings)?;
     let file_name = args.file.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
     new.write(&lock_path, &file_name).map_err(|e| Failure::new("cannot write the lock file", e))?;
-    report_changes(old.as_ref(), &new);
+    let changes = report_changes(old.as_ref(), &new);
     printer::status(&format!(
         "wrote `{}` ({})",
         lock_path.display(),
         printer::count(new.packages.len(), "package")
     ));
+    if args.json {
+        printer::json(&lock_report(&lock_path, "written", &new, changes, &[]));
+    }
     Ok(Status::Success)
 }
 
-fn report_changes(old: Option<&LockFile>, new: &LockFile) {
+/// `lock --json`'s object.
+fn lock_report(
+    path: &Path,
+    outcome: &str,
+    lock: &LockFile,
+    changes: Vec<Change>,
+    unmet: &[String],
+) -> serde_json::Value {
+    let packages: Vec<_> =
+        lock.packages.iter().map(|p| serde_json::json!({ "name": p.name, "version": p.version })).collect();
+    serde_json::json!({
+        "lock": path.display().to_string(),
+        "outcome": outcome,
+        "packages": packages,
+        "changes": changes,
+        "does_not_fit": unmet,
+    })
+}
+
+/// Prints what changed between two locks, and returns it.
+fn report_changes(old: Option<&LockFile>, new: &LockFile) -> Vec<Change> {
+    let mut changes = Vec::new();
     let before: BTreeMap<&str, &str> = old
         .map(|o| o.packages.iter().map(|p| (p.name.as_str(), p.version.as_str())).collect())
         .unwrap_or_default();
     let after: BTreeMap<&str, &str> =
         new.packages.iter().map(|p| (p.name.as_str(), p.version.as_str())).collect();
     for (name, v) in &after {
-        match before.get(name) {
-            None => printer::status(&format!("  + {name} {v}")),
-            Some(b) if b != v => printer::status(&format!("  ~ {name} {b} -> {v}")),
+        let (name, version) = (name.to_string(), v.to_string());
+        match before.get(name.as_str()) {
+            None => changes.push(Change::Added { name, version }),
+            Some(b) if b != v => changes.push(Change::Changed { name, old: b.to_string(), new: version }),
             _ => {}
         }
     }
     for (name, v) in &before {
         if !after.contains_key(name) {
-            printer::status(&format!("  - {name} {v}"));
+            changes.push(Change::Removed { name: name.to_string(), version: v.to_string() });
         }
     }
+    for c in &changes {
+        printer::status(&format!("  {c}"));
+    }
+    changes
 }
 
-/// Resolves the profile file, pinned to its lock when the lock is up to date.
-fn resolved(file: &Path, settings: &Settings, cli: &Cli) -> Result<(Context, Solution)> {
-    let ctx = Context::load(file, settings, cli)?;
-    let preferred = ctx.fresh_lock()?.as_ref().map(versions_of).unwrap_or_default();
-    let solution = ctx.solve(preferred)?;
-    Ok((ctx, solution))
+/// What `why` and `graph` look at: a profile file resolved now (pinned to its lock when that is
+/// up to date), or an applied profile's current generation as it was built.
+struct View {
+    graph: DepGraph,
+    versions: BTreeMap<PackageName, String>,
+    /// The requirement behind each edge, when resolved from a file.
+    needs: BTreeMap<(PackageName, PackageName), String>,
+    /// Where each requested package was asked for.
+    asked: BTreeMap<PackageName, String>,
+    /// What was looked at, for messages.
+    what: String,
+}
+
+/// A target names a file when it ends in `.toml` or is a file; otherwise a profile.
+fn view(target: &str, settings: &Settings, cli: &Cli) -> Result<View> {
+    let path = Path::new(target);
+    if target.ends_with(".toml") || path.is_file() {
+        let ctx = Context::load(path, settings, cli)?;
+        let preferred = ctx.fresh_lock()?.as_ref().map(versions_of).unwrap_or_default();
+        let solution = ctx.solve(preferred)?;
+        let versions = solution.packages.iter().map(|(n, r)| (n.clone(), r.version.to_string())).collect();
+        let needs = solution
+            .packages
+            .iter()
+            .flat_map(|(n, r)| {
+                r.dependencies.iter().map(move |(d, q)| ((n.clone(), d.clone()), q.to_string()))
+            })
+            .collect();
+        let asked = ctx
+            .profile
+            .packages
+            .iter()
+            .map(|(n, r)| (n.clone(), format!("asked for at {}:{}: {}", path.display(), r.line, r.text)))
+            .collect();
+        return Ok(View {
+            graph: solution.graph,
+            versions,
+            needs,
+            asked,
+            what: format!("the resolution of `{}`", path.display()),
+        });
+    }
+    let profiles = envctl_store::Profiles::at(&settings.home);
+    let current =
+        profiles.current(target).context(|| format!("cannot read profile `{target}`"))?.ok_or_else(|| {
+            super::profiles::no_profile(&profiles, target, &format!("cannot read profile `{target}`"))
+        })?;
+    let m = Manifest::load(&current.path)
+        .map_err(|e| Failure::new(format!("cannot read profile `{target}`"), e))?;
+    if m.requested.is_empty() {
+        return Err(Failure::new(
+            format!("cannot show the dependencies of profile `{target}`"),
+            format!("its generation {} was built before envctl recorded them", current.number),
+        )
+        .hint("apply its profile file again, or give the file instead of the name"));
+    }
+    let parse = |n: &str| PackageName::parse(n).ok();
+    let edges = m
+        .packages
+        .iter()
+        .filter_map(|p| Some((parse(&p.name)?, p.dependencies.iter().filter_map(|d| parse(d)).collect())));
+    let roots: Vec<PackageName> = m.requested.iter().filter_map(|n| parse(n)).collect();
+    let asked = roots
+        .iter()
+        .map(|n| (n.clone(), format!("asked for by profile `{target}`, generation {}", current.number)))
+        .collect();
+    Ok(View {
+        graph: DepGraph::from_edges(edges, &roots),
+        versions: m.packages.iter().filter_map(|p| Some((parse(&p.name)?, p.version.clone()))).collect(),
+        needs: BTreeMap::new(),
+        asked,
+        what: format!("profile `{target}`'s current generation"),
+    })
 }
 
 pub fn why(args: &WhyArgs, settings: &Settings, cli: &Cli) -> Result<Status> {
-    let (ctx, solution) = resolved(&args.file, settings, cli)?;
+    let v = view(&args.target, settings, cli)?;
     let target = PackageName::parse(&args.name)
         .map_err(|e| Failure::new(format!("cannot explain `{}`", args.name), e))?;
-    let Some(chain) = solution.graph.why(&target) else {
+    let Some(chain) = v.graph.why(&target) else {
         return Err(Failure::new(
             format!("cannot explain `{}`", args.name),
-            format!("`{}` is not part of the resolution of `{}`", args.name, args.file.display()),
+            format!("`{}` is not part of {}", args.name, v.what),
         )
-        .hint(format!("`envctl graph {}` lists everything that is", args.file.display())));
+        .hint(format!("`envctl graph {}` lists everything that is", args.target)));
     };
-    let root = &ctx.profile.packages[&chain[0]];
-    let asked = format!("{}:{}: {}", args.file.display(), root.line, root.text);
+    let asked = v.asked.get(&chain[0]).cloned().unwrap_or_default();
     if args.json {
         let steps: Vec<_> = chain
             .iter()
-            .map(|n| serde_json::json!({ "name": n.as_str(), "version": solution.packages[n].version.to_string() }))
+            .map(|n| serde_json::json!({ "name": n.as_str(), "version": v.versions[n] }))
             .collect();
         printer::json(&serde_json::json!({ "chain": steps, "requested_at": asked }));
     } else {
-        printer::data(&format!(
-            "{} {}    (asked for at {asked})",
-            chain[0], solution.packages[&chain[0]].version
-        ));
+        printer::data(&format!("{} {}    ({asked})", chain[0], v.versions[&chain[0]]));
         for (depth, n) in chain.iter().enumerate().skip(1) {
-            let req = &solution.packages[&chain[depth - 1]].dependencies[n];
-            printer::data(&format!(
-                "{}└─ {} {}    (needs {n} {req})",
-                "   ".repeat(depth - 1),
-                n,
-                solution.packages[n].version
-            ));
+            let needs = match v.needs.get(&(chain[depth - 1].clone(), n.clone())) {
+                Some(req) => format!("needs {n} {req}"),
+                None => format!("needs {n}"),
+            };
+            printer::data(&format!("{}└─ {} {}    ({needs})", "   ".repeat(depth - 1), n, v.versions[n]));
         }
     }
     Ok(Status::Success)
 }
 
 pub fn graph(args: &GraphArgs, settings: &Settings, cli: &Cli) -> Result<Status> {
-    let (_ctx, solution) = resolved(&args.file, settings, cli)?;
+    let v = view(&args.target, settings, cli)?;
     if args.dot {
-        for line in solution.graph.to_dot(&solution.packages).lines() {
+        for line in v.graph.to_dot(|n| v.versions[n].clone()).lines() {
             printer::data(line);
         }
     } else if args.json {
-        let nodes: Vec<_> = solution
+        let nodes: Vec<_> = v
             .graph
             .install_order()
             .iter()
             .map(|n| {
                 serde_json::json!({
                     "name": n.as_str(),
-                    "version": solution.packages[n].version.to_string(),
-                    "requested": solution.graph.roots().contains(n),
-                    "dependencies": solution.graph.dependencies(n).iter().map(|d| d.as_str()).collect::<Vec<_>>(),
+                    "version": v.versions[n],
+                    "requested": v.graph.roots().contains(n),
+                    "dependencies": v.graph.dependencies(n).iter().map(|d| d.as_str()).collect::<Vec<_>>(),
                 })
             })
             .collect();
         printer::json(&nodes);
     } else {
-        for n in solution.graph.install_order() {
-            let deps = solution.graph.dependencies(&n);
+        for n in v.graph.install_order() {
+            let deps = v.graph.dependencies(&n);
             let arrow = if deps.is_empty() {
                 String::new()
             } else {
                 format!(" -> {}", deps.iter().map(|d| d.as_str()).collect::<Vec<_>>().join(", "))
             };
-            printer::data(&format!("{} {}{arrow}", n, solution.packages[&n].version));
+            printer::data(&format!("{} {}{arrow}", n, v.versions[&n]));
         }
     }
     Ok(Status::Success)
@@ -199,17 +294,26 @@ pub fn outdated(args: &crate::args::OutdatedArgs, settings: &Settings, cli: &Cli
         ));
         return Ok(Status::Success);
     }
-    let width = rows.iter().map(|r| r["name"].as_str().unwrap_or("").len()).max().unwrap_or(0).max(7);
-    printer::data(&format!("{:<width$}  {:<12}  {:<12}  {:<12}", "PACKAGE", "LOCKED", "ALLOWED", "NEWEST"));
-    for r in &rows {
-        let text = |v: &serde_json::Value| v.as_str().unwrap_or("-").to_owned();
-        printer::data(&format!(
-            "{:<width$}  {:<12}  {:<12}  {:<12}",
-            text(&r["name"]),
-            text(&r["locked"]),
-            text(&r["allowed"]),
-            text(&r["newest"])
-        ));
+    let text = |v: &serde_json::Value| v.as_str().unwrap_or("-").to_owned();
+    let table: Vec<[String; 4]> = rows
+        .iter()
+        .map(|r| [text(&r["name"]), text(&r["locked"]), text(&r["allowed"]), text(&r["newest"])])
+        .collect();
+    let header = ["PACKAGE", "LOCKED", "ALLOWED", "NEWEST"].map(String::from);
+    let widths: Vec<usize> =
+        (0..4).map(|i| table.iter().chain([&header]).map(|row| row[i].len()).max().unwrap_or(0)).collect();
+    for row in std::iter::once(&header).chain(&table) {
+        let line = format!(
+            "{:<w0$}  {:<w1$}  {:<w2$}  {}",
+            row[0],
+            row[1],
+            row[2],
+            row[3],
+            w0 = widths[0],
+            w1 = widths[1],
+            w2 = widths[2]
+        );
+        printer::data(&line);
     }
     printer::status(&format!("`envctl lock {} --update` moves each package to ALLOWED", file.display()));
     Ok(Status::Success)

@@ -29,10 +29,21 @@ fn target(spec: Option<&str>, packages: &[String], settings: &Settings, cli: &Cl
     let (name, generation) = if !packages.is_empty() {
         adhoc(packages, settings, cli)?
     } else {
-        let spec = spec.ok_or_else(|| {
-            Failure::new("no profile given", "name a profile, a profile file, or packages with -p NAME=REQ")
-                .hint("`envctl profiles` lists the profiles")
-        })?;
+        let found;
+        let spec = match spec {
+            Some(spec) => spec,
+            None => {
+                let file = super::edit::profile_file(None).map_err(|_| {
+                    Failure::new(
+                        "no profile given",
+                        "name a profile, a profile file, or packages with -p NAME=REQ; no `envctl.toml` is here or in a parent directory",
+                    )
+                    .hint("`envctl profiles` lists the profiles")
+                })?;
+                found = file.display().to_string();
+                &found
+            }
+        };
         let path = Path::new(spec);
         if spec.ends_with(".toml") && path.is_file() {
             let applied = super::apply::apply(path, &Default::default(), settings, cli)?;
@@ -55,6 +66,25 @@ fn target(spec: Option<&str>, packages: &[String], settings: &Settings, cli: &Cl
     let manifest =
         Manifest::load(&generation).map_err(|e| Failure::new("cannot read the generation's manifest", e))?;
     Ok(Target { name, generation, manifest })
+}
+
+/// `envctl run`'s words: the profile, then the command. `--` is optional after a profile
+/// (`envctl run vision python3 x.py`); the profile clap found is part of the command when `--`
+/// came before it (`envctl run -- python3 x.py`, in `envctl.toml`'s profile) or `-p` packages
+/// name the environment.
+pub fn run_words(session: &SessionArgs, command: &[String]) -> (SessionArgs, Vec<String>) {
+    let raw: Vec<String> = std::env::args().collect();
+    let dashdash = raw.iter().position(|a| a == "--");
+    let mut session = session.clone();
+    let mut command = command.to_vec();
+    if let Some(profile) = &session.profile {
+        let before_dashdash = dashdash.is_none_or(|i| raw[..i].contains(profile));
+        if !session.packages.is_empty() || !before_dashdash {
+            command.insert(0, profile.clone());
+            session.profile = None;
+        }
+    }
+    (session, command)
 }
 
 /// Resolves and installs `-p NAME=REQ` packages into a generation no profile points at; the
@@ -279,7 +309,7 @@ fn is_permission(e: &envctl_store::Error) -> bool {
 }
 
 pub fn env(args: &EnvArgs, settings: &Settings, cli: &Cli) -> Result<Status> {
-    let t = target(Some(&args.profile), &[], settings, cli)?;
+    let t = target(args.profile.as_deref(), &[], settings, cli)?;
     let outer = base_env(false);
     let (base, _) = outside_sessions(outer.clone());
     let mut env = environment(&t, &base);
