@@ -58,14 +58,120 @@ pub fn remove_tree(path: &Path) -> std::io::Result<()> {
         Err(e) => return Err(e),
     };
     if meta.is_dir() {
-        if meta.permissions().mode() & 0o700 != 0o700 {
-            fs_err::set_permissions(path, std::fs::Permissions::from_mode(0o755))?;
-        }
-        for entry in fs_err::read_dir(path)? {
-            remove_tree(&entry?.path())?;
-        }
-        fs_err::remove_dir(path)
+        remove_dir_contents(path, &meta).and_then(|()| fs_err::remove_dir(path))
     } else {
         fs_err::remove_file(path)
+    }
+}
+
+/// Empties a directory whose metadata is `meta`. Entries are told apart by the type the directory
+/// listing gives, so a file costs one `unlink` and no `lstat` (GC of 60,000 files is mostly these
+/// calls).
+fn remove_dir_contents(path: &Path, meta: &std::fs::Metadata) -> std::io::Result<()> {
+    if meta.permissions().mode() & 0o700 != 0o700 {
+        fs_err::set_permissions(path, std::fs::Permissions::from_mode(0o755))?;
+    }
+    for entry in fs_err::read_dir(path)? {
+        let entry = entry?;
+        let child = entry.path();
+        if entry.file_type()?.is_dir() {
+            let meta = fs_err::symlink_metadata(&child)?;
+            remove_dir_contents(&child, &meta)?;
+            fs_err::remove_dir(&child)?;
+        } else {
+            match std::fs::remove_file(&child) {
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+                other => other?,
+            }
+        }
+    }
+    Ok(())
+}
+
+/// Removes several trees on `workers` threads. The work is split below each tree's top: its
+/// entries are shared out one by one, so two large trees and one huge one keep every worker busy
+/// alike. Each tree is removed whole or the first error is returned (the rest still tried).
+pub fn remove_trees(paths: &[PathBuf], workers: usize) -> std::io::Result<()> {
+    use std::sync::Mutex;
+    // Make every top directory writable and list it; its entries are the units of work.
+    let mut units: Vec<PathBuf> = Vec::new();
+    let mut tops: Vec<PathBuf> = Vec::new();
+    let mut first_error: Option<std::io::Error> = None;
+    for path in paths {
+        match std::fs::symlink_metadata(path) {
+            Ok(meta) if meta.is_dir() => {
+                let listed = (|| {
+                    if meta.permissions().mode() & 0o700 != 0o700 {
+                        fs_err::set_permissions(path, std::fs::Permissions::from_mode(0o755))?;
+                    }
+                    fs_err::read_dir(path)?.map(|e| e.map(|e| e.path())).collect::<std::io::Result<Vec<_>>>()
+                })();
+                match listed {
+                    Ok(entries) => {
+                        units.extend(entries);
+                        tops.push(path.clone());
+                    }
+                    Err(e) => {
+                        first_error.get_or_insert(e);
+                    }
+                }
+            }
+            Ok(_) => {
+                if let Err(e) = fs_err::remove_file(path) {
+                    first_error.get_or_insert(e);
+                }
+            }
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+            Err(e) => {
+                first_error.get_or_insert(e);
+            }
+        }
+    }
+    let next = AtomicU64::new(0);
+    let error = Mutex::new(first_error);
+    std::thread::scope(|s| {
+        for _ in 0..workers.clamp(1, units.len().max(1)) {
+            s.spawn(|| {
+                while let Some(unit) = units.get(next.fetch_add(1, Ordering::Relaxed) as usize) {
+                    if let Err(e) = remove_tree(unit) {
+                        error.lock().unwrap_or_else(|p| p.into_inner()).get_or_insert(e);
+                    }
+                }
+            });
+        }
+    });
+    let mut error = error.into_inner().unwrap_or_else(|p| p.into_inner());
+    for top in &tops {
+        if let Err(e) = fs_err::remove_dir(top) {
+            error.get_or_insert(e);
+        }
+    }
+    error.map_or(Ok(()), Err)
+}
+
+#[cfg(test)]
+mod tests {
+    use std::os::unix::fs::PermissionsExt;
+
+    #[test]
+    fn read_only_trees_are_removed_on_several_threads_and_a_missing_one_is_fine() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut trees = Vec::new();
+        for t in 0..3 {
+            let tree = dir.path().join(format!("t{t}"));
+            for d in 0..4 {
+                let sub = tree.join(format!("d{d}/deeper"));
+                std::fs::create_dir_all(&sub).unwrap();
+                std::fs::write(sub.join("f"), "x").unwrap();
+                std::os::unix::fs::symlink("f", sub.join("link")).unwrap();
+                std::fs::set_permissions(&sub, std::fs::Permissions::from_mode(0o555)).unwrap();
+            }
+            std::fs::write(tree.join("top"), "x").unwrap();
+            std::fs::set_permissions(&tree, std::fs::Permissions::from_mode(0o555)).unwrap();
+            trees.push(tree);
+        }
+        trees.push(dir.path().join("never-there"));
+        super::remove_trees(&trees, 2).unwrap();
+        assert_eq!(std::fs::read_dir(dir.path()).unwrap().count(), 0);
     }
 }
