@@ -47,6 +47,9 @@ pub enum Command {
     Shell(ShellArgs),
     /// Run one command in a profile's environment and return its exit code
     Run(RunArgs),
+    /// Binary caches: signing keys, pushing closures
+    #[command(subcommand)]
+    Cache(CacheCommand),
     /// Print a profile's environment for `eval` or direnv
     Env(EnvArgs),
     /// List profiles
@@ -298,6 +301,66 @@ pub enum StoreCommand {
     /// Hard-link identical files across store paths
     #[command(alias = "optimize")]
     Optimise(JsonArgs),
+    /// Write the closure of profiles or store paths to one signed file (for an air-gapped site)
+    Export(ExportArgs),
+    /// Check and register the store paths of a file `store export` wrote
+    Import(StoreImportArgs),
+}
+
+/// `envctl store export`
+#[derive(Debug, Args)]
+pub struct ExportArgs {
+    /// Profiles (their current generation's packages) or store paths
+    #[arg(required = true, value_name = "PROFILE|PATH")]
+    pub what: Vec<String>,
+    /// The secret key to sign with (`envctl cache keygen` writes one)
+    #[arg(long, value_name = "SECRET_FILE")]
+    pub key: PathBuf,
+    /// The file to write
+    #[arg(short = 'o', long = "output", value_name = "FILE")]
+    pub output: PathBuf,
+}
+
+/// `envctl store import`
+#[derive(Debug, Args)]
+pub struct StoreImportArgs {
+    /// A file `envctl store export` wrote
+    pub file: PathBuf,
+}
+
+/// `envctl cache`
+#[derive(Debug, Subcommand)]
+pub enum CacheCommand {
+    /// Write a new signing key pair: DIR/NAME.secret (mode 0600) and DIR/NAME.public
+    Keygen(KeygenArgs),
+    /// Upload the closure of profiles or store paths to a binary cache, signed
+    Push(PushArgs),
+}
+
+/// `envctl cache keygen`
+#[derive(Debug, Args)]
+pub struct KeygenArgs {
+    /// The key's name (`lab-cache-1`): signatures and trusted keys carry it
+    pub name: String,
+    /// Where to write the two files
+    #[arg(long, value_name = "DIR")]
+    pub out: PathBuf,
+}
+
+/// `envctl cache push`
+#[derive(Debug, Args)]
+pub struct PushArgs {
+    /// The cache: a directory (local disk, NFS) or file://DIR
+    pub target: String,
+    /// Profiles (their current generation's packages) or store paths
+    #[arg(required = true, value_name = "PROFILE|PATH")]
+    pub what: Vec<String>,
+    /// The secret key to sign with
+    #[arg(long, value_name = "SECRET_FILE")]
+    pub key: PathBuf,
+    /// Print JSON
+    #[arg(long)]
+    pub json: bool,
 }
 
 /// `envctl store verify`

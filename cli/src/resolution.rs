@@ -343,6 +343,8 @@ pub fn install_request(p: &envctl_recipes::LockedPackage) -> Option<envctl_store
             bytecode: false,
         },
         references: Vec::new(),
+        // Caches are asked for the path the lock promises.
+        store_path: p.store_path.as_deref().and_then(|s| envctl_store::StorePathName::parse(s).ok()),
     };
     // The profile's Python (see python.rs) gets its standard library compiled.
     request.unpack.bytecode = p.name == "python" && !request.unpack.installs_as_wheel(&request.url);

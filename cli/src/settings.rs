@@ -17,6 +17,10 @@
 //! connect-timeout-secs = 15
 //! read-timeout-secs = 60
 //! deadline-secs = 10800            # a whole download, however steadily it trickles
+//! trusted-keys = ["lab-1:BASE64…"]  # (top level) whose signed paths caches and imports may give
+//! [[caches]]                        # asked before recipes' sources, lowest priority first
+//! url = "/nfs/envctl-cache"         # a directory, file://DIR or http(s)://BASE
+//! priority = 10
 //! ```
 
 use std::collections::BTreeMap;
@@ -51,6 +55,22 @@ pub struct Config {
     /// Fetch settings.
     #[serde(default)]
     pub fetch: FetchConfig,
+    /// Binary caches asked before recipes' sources.
+    #[serde(default)]
+    pub caches: Vec<CacheConfig>,
+    /// Public keys (`NAME:BASE64`) whose signatures make a cache's or an export's path acceptable.
+    #[serde(default)]
+    pub trusted_keys: Vec<String>,
+}
+
+/// `[[caches]]`
+#[derive(Debug, serde::Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "kebab-case")]
+pub struct CacheConfig {
+    /// A directory, `file://DIR`, or an `http(s)://` base.
+    pub url: String,
+    /// Lower is asked first (default 50).
+    pub priority: Option<i64>,
 }
 
 /// `[store]`
@@ -82,6 +102,8 @@ pub struct Settings {
     pub config: Config,
     /// Where the configuration file is (or would be), to name in hints.
     pub config_path: Option<PathBuf>,
+    /// `trusted-keys`, parsed.
+    pub trusted_keys: Vec<envctl_store::PublicKey>,
 }
 
 fn env_dir(var: &str, fallback: &str) -> Option<PathBuf> {
@@ -116,7 +138,21 @@ impl Settings {
             },
             None => Config::default(),
         };
-        Ok(Settings { home, config, config_path: path })
+        let mut trusted_keys = Vec::new();
+        for text in &config.trusted_keys {
+            let key = envctl_store::PublicKey::parse(text).map_err(|e| {
+                Failure::new(
+                    format!(
+                        "invalid configuration file `{}`",
+                        path.as_deref().map_or_else(|| "?".into(), |p| p.display().to_string())
+                    ),
+                    format!("trusted-keys: {e}"),
+                )
+                .hint("each entry is the one line of a `.public` file `envctl cache keygen` wrote")
+            })?;
+            trusted_keys.push(key);
+        }
+        Ok(Settings { home, config, config_path: path, trusted_keys })
     }
 
     /// The recipe repositories in force: the bundled one, then the configuration's `recipes`,
@@ -198,6 +234,13 @@ impl Settings {
         if let Some(v) = f.deadline_secs {
             o.fetch.deadline = Duration::from_secs(v);
         }
+        o.caches = self
+            .config
+            .caches
+            .iter()
+            .map(|c| envctl_store::Cache { url: c.url.clone(), priority: c.priority.unwrap_or(50) })
+            .collect();
+        o.trusted_keys = self.trusted_keys.clone();
         o
     }
 }

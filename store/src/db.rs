@@ -178,6 +178,21 @@ impl Database {
         rows.collect::<rusqlite::Result<Vec<_>>>().map_err(self.err())
     }
 
+    /// The sources that produced a path, with their keys, by key.
+    pub fn keyed_sources(&self, name: &str) -> Result<Vec<(String, SourceRecord)>> {
+        let mut stmt = self
+            .conn
+            .prepare(
+                "SELECT s.key, s.sha256, s.url FROM sources s JOIN paths p ON s.path_id = p.id
+                 WHERE p.name = ?1 ORDER BY s.key",
+            )
+            .map_err(self.err())?;
+        let rows = stmt
+            .query_map([name], |r| Ok((r.get(0)?, SourceRecord { sha256: r.get(1)?, url: r.get(2)? })))
+            .map_err(self.err())?;
+        rows.collect::<rusqlite::Result<_>>().map_err(self.err())
+    }
+
     /// Records how a generation was built, unless it already has a record.
     pub fn record_build(&self, name: &str, profile: &str, inputs: &str, manifest: &str) -> Result<()> {
         self.conn

@@ -94,6 +94,17 @@ pub enum Error {
         /// The underlying error.
         source: std::io::Error,
     },
+    /// A signing key that cannot be used.
+    #[error("{0}")]
+    Key(String),
+    /// A path from a cache or an export that fails a check; nothing of it is registered.
+    #[error("refusing `{name}`: {why}")]
+    Untrusted {
+        /// The store path (or the object) concerned.
+        name: String,
+        /// Which check failed.
+        why: String,
+    },
     /// A file system operation failed (the message names the path).
     #[error(transparent)]
     Io(#[from] std::io::Error),

@@ -43,6 +43,9 @@ pub struct InstallRequest {
     pub unpack: UnpackOptions,
     /// Store paths this one refers to (registered as references; they must be valid).
     pub references: Vec<StorePathName>,
+    /// The store path it unpacks to, when known (a lock that was applied once says): binary
+    /// caches are asked for it by this name.
+    pub store_path: Option<StorePathName>,
 }
 
 /// The result of an install.
@@ -165,6 +168,7 @@ impl Store {
                 bytecode,
             },
             references: Vec::new(),
+            store_path: None,
         })
     }
 
@@ -213,6 +217,11 @@ impl Store {
             return Ok(found);
         }
 
+        if !self.options.caches.is_empty()
+            && let Some(installed) = self.ask_caches(request, &key, reporter)
+        {
+            return Ok(installed);
+        }
         let work = TempDir::new(&self.dir.join(".tmp"))?;
         let (unpacked, tree_dir, url) = self.fetch_and_unpack(id, request, format, &work, reporter)?;
         let tree_hash = unpacked.tree.tree_hash();
@@ -533,6 +542,7 @@ mod tests {
                     root,
                 },
                 references: Vec::new(),
+                store_path: None,
             };
             let key = Store::source_key(&request, Format::TarXz);
             let back = Store::request_from_key(&key, &request.url).unwrap();

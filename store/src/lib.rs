@@ -10,6 +10,7 @@
 
 #![deny(missing_docs)]
 
+mod caches;
 mod db;
 mod derive;
 mod error;
@@ -19,6 +20,7 @@ mod gc;
 mod generation;
 mod index;
 mod install;
+mod keys;
 mod lock;
 mod optimise;
 mod path;
@@ -28,11 +30,13 @@ mod reporter;
 mod store;
 mod sys;
 mod tempdir;
+mod transfer;
 mod tree;
 mod unpack;
 mod verify;
 mod wheel;
 
+pub use caches::{Cache, PushReport};
 pub use db::{PathRecord, SCHEMA_VERSION, SourceRecord};
 pub use derive::Derivation;
 pub use error::{Error, Result};
@@ -41,6 +45,7 @@ pub use fetch::{EMPTY_URL, FetchOptions, Fetcher, Location, mirror_name};
 pub use gc::{GcReport, TempRoot};
 pub use index::index_name;
 pub use install::{InstallRequest, Installed};
+pub use keys::{PublicKey, SecretKey};
 pub use lock::FileLock;
 pub use optimise::OptimiseReport;
 pub use path::{Name, Sha256, StorePathName, Version};
@@ -48,6 +53,7 @@ pub use profile::{Generation, Profiles, check_profile_name};
 pub use reporter::{NoReporter, Reporter};
 pub use store::{LAYOUT_VERSION, PathInfo, Store, StoreOptions};
 pub use tempdir::remove_tree;
+pub use transfer::{ArchiveInfo, ObjectSource, PathObject};
 pub use tree::{Node, TreeHash, TreeStats, scan};
 pub use unpack::{Format, Limits, UnpackOptions, Unpacked, unpack_tar, unpack_zip};
 pub use verify::{Corruption, Damage, VerifyReport};

@@ -60,11 +60,22 @@ pub struct StoreOptions {
     /// so that a power loss cannot leave a registered path with files the disk never received.
     /// A killed process is safe either way; this guards against the machine going down.
     pub fsync: bool,
+    /// Binary caches asked before a recipe's own source (see `caches`).
+    pub caches: Vec<crate::caches::Cache>,
+    /// Keys whose signatures make a cache's or an export's path acceptable.
+    pub trusted_keys: Vec<crate::keys::PublicKey>,
 }
 
 impl Default for StoreOptions {
     fn default() -> StoreOptions {
-        StoreOptions { limits: Limits::default(), fetch: FetchOptions::default(), jobs: 4, fsync: true }
+        StoreOptions {
+            limits: Limits::default(),
+            fetch: FetchOptions::default(),
+            jobs: 4,
+            fsync: true,
+            caches: Vec::new(),
+            trusted_keys: Vec::new(),
+        }
     }
 }
 

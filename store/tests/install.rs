@@ -47,6 +47,7 @@ fn install_all_runs_at_most_jobs_downloads_at_once_and_reports_every_byte() {
             version: Version::parse("1.0").unwrap(),
             unpack: UnpackOptions::default(),
             references: Vec::new(),
+            store_path: None,
         });
     }
     let store =
@@ -80,6 +81,7 @@ fn a_reference_to_an_unknown_path_is_refused_and_nothing_is_registered() {
         references: vec![
             envctl_store::StorePathName::parse("00000000000000000000000000000000-gone-1").unwrap(),
         ],
+        store_path: None,
     };
     let err = store.install(&request, &envctl_store::NoReporter).unwrap_err().to_string();
     assert!(err.contains("gone-1"), "{err}");

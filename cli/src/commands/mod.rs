@@ -1,6 +1,7 @@
 //! Dispatch: one match, one file per command group, each returning an exit status.
 
 mod apply;
+mod cache;
 mod doctor;
 mod edit;
 mod gc;
@@ -84,7 +85,10 @@ pub fn run() -> ExitCode {
         _ => {}
     }
     let result = Settings::load(&cli).and_then(|settings| match &cli.command {
+        Command::Store(crate::args::StoreCommand::Export(args)) => cache::export(args, &settings),
+        Command::Store(crate::args::StoreCommand::Import(args)) => cache::import(args, &settings, &cli),
         Command::Store(cmd) => store::run(cmd, &settings, &cli),
+        Command::Cache(cmd) => cache::run(cmd, &settings, &cli),
         Command::Import(cmd) => import::run(cmd, &settings, &cli),
         Command::Lock(args) => resolve::lock(args, &settings, &cli),
         Command::Apply(args) => apply::run(args, &settings, &cli),

@@ -19,6 +19,7 @@ pub fn run(cmd: &StoreCommand, settings: &Settings, cli: &Cli) -> Result<Status>
         StoreCommand::Info(a) => info(&store, &a.path, a.json),
         StoreCommand::Verify(a) => verify(&store, a.repair, a.json, cli),
         StoreCommand::Optimise(a) => optimise(&store, a.json),
+        StoreCommand::Export(_) | StoreCommand::Import(_) => unreachable!("dispatched to cache.rs"),
     }
 }
 
@@ -47,6 +48,7 @@ fn add(store: &Store, args: &AddArgs, cli: &Cli) -> Result<Status> {
             bytecode: false,
         },
         references: Vec::new(),
+        store_path: None,
     };
     let bars = Bars::for_cli(cli);
     let installed = store.install(&request, &bars).context(what)?;

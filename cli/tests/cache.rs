@@ -1,0 +1,279 @@
+//! Store paths between machines: signing keys, a directory binary cache that a second home
+//! installs from without the upstream sources, closures exported to one file and imported on an
+//! air-gapped home, and every tampering refused with nothing registered.
+
+mod common;
+
+use std::path::{Path, PathBuf};
+
+use common::Sandbox;
+use common::fixture::Fixture;
+
+/// Home A with profile `p` (hello, and app which needs world) applied, its file and lock in
+/// `proj/`, and a key pair `lab` in `keys/`.
+fn first_machine() -> (Fixture, String) {
+    let f = Fixture::new();
+    let a = envctl_testkit::Archive::new()
+        .with(envctl_testkit::Entry::file_mode("bin/app", "#!/bin/sh\necho app\n", 0o755))
+        .with(envctl_testkit::Entry::symlink("bin/app-link", "app"));
+    f.publish("app", "1.0", &a.tar_gz(), "[dependencies]\nworld = \"1\"");
+    let proj = f.sb.path("proj");
+    std::fs::create_dir_all(&proj).unwrap();
+    let file = proj.join("p.toml");
+    std::fs::write(&file, "[packages]\nhello = \"1\"\napp = \"1\"\n").unwrap();
+    f.run(&["apply", &file.display().to_string()]).ok();
+    let keys = f.sb.path("keys");
+    let public = f.run(&["cache", "keygen", "lab", "--out", &keys.display().to_string()]).ok();
+    (f, public)
+}
+
+/// A second home sharing nothing with the first but the recipes, the profile file and its lock.
+fn second_machine(f: &Fixture, extra_config: &str) -> Sandbox {
+    let b = Sandbox::new();
+    b.config(&format!("recipes = [\"{}\"]\n{extra_config}", f.repo.display()));
+    std::fs::create_dir_all(b.path("proj")).unwrap();
+    for name in ["p.toml", "p.lock"] {
+        std::fs::copy(f.sb.path("proj").join(name), b.path("proj").join(name)).unwrap();
+    }
+    b
+}
+
+/// The upstream answers 404 for every package from now on.
+fn upstream_gone(f: &Fixture) {
+    for path in ["/hello-1.0.tar.gz", "/hello-2.0.tar.gz", "/world-1.0.tar.gz", "/app-1.0.tar.gz"] {
+        f.server.set(path, envctl_testkit::Reply::Status(404));
+    }
+}
+
+/// GETs of package archives the upstream has answered.
+fn upstream_hits(f: &Fixture) -> usize {
+    ["/hello-1.0.tar.gz", "/world-1.0.tar.gz", "/app-1.0.tar.gz"].iter().map(|p| f.server.hits(p)).sum()
+}
+
+fn package_paths(store: &Path) -> Vec<String> {
+    let mut names: Vec<String> = std::fs::read_dir(store)
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .filter(|n| !n.starts_with('.') && !n.contains("-profile-"))
+        .collect();
+    names.sort();
+    names
+}
+
+/// Every file under `dir` with its contents (or link target) and executable bit.
+fn contents(dir: &Path) -> Vec<(PathBuf, Vec<u8>, bool)> {
+    use std::os::unix::fs::PermissionsExt;
+    let mut out: Vec<_> = common::fixture::walk(dir)
+        .into_iter()
+        .filter_map(|p| {
+            let meta = std::fs::symlink_metadata(&p).ok()?;
+            let rel = p.strip_prefix(dir).unwrap().to_path_buf();
+            if meta.is_symlink() {
+                Some((rel, std::fs::read_link(&p).unwrap().into_os_string().into_encoded_bytes(), false))
+            } else if meta.is_file() {
+                Some((rel, std::fs::read(&p).unwrap(), meta.permissions().mode() & 0o111 != 0))
+            } else {
+                None
+            }
+        })
+        .collect();
+    out.sort();
+    out
+}
+
+#[test]
+fn keygen_writes_a_private_secret_and_the_line_to_trust() {
+    use std::os::unix::fs::PermissionsExt;
+    let (f, public) = first_machine();
+    let secret = f.sb.path("keys/lab.secret");
+    assert_eq!(std::fs::metadata(&secret).unwrap().permissions().mode() & 0o777, 0o600);
+    assert_eq!(std::fs::read_to_string(f.sb.path("keys/lab.public")).unwrap().trim(), public);
+    assert!(public.starts_with("lab:") && public.len() > 40, "{public}");
+    // Never over an existing key.
+    let again = f.run(&["cache", "keygen", "lab", "--out", &f.sb.path("keys").display().to_string()]);
+    assert!(again.failed().contains("exists"), "{}", again.stderr);
+}
+
+#[test]
+fn a_second_home_installs_the_profile_from_the_cache_without_the_upstream_sources() {
+    let (f, public) = first_machine();
+    let cache = f.sb.path("nfs/cache");
+    let key = f.sb.path("keys/lab.secret").display().to_string();
+    let push = f.run(&["cache", "push", &cache.display().to_string(), "p", "--key", &key, "--json"]);
+    let report: serde_json::Value = serde_json::from_str(&push.success().stdout).unwrap();
+    // hello, app and world travel; the generation is built by each machine.
+    assert_eq!(report["pushed"].as_array().unwrap().len(), 3, "{report}");
+    let again = f.run(&["cache", "push", &cache.display().to_string(), "p", "--key", &key, "--json"]);
+    let again: serde_json::Value = serde_json::from_str(&again.success().stdout).unwrap();
+    assert_eq!(again["skipped"].as_array().unwrap().len(), 3, "{again}");
+
+    let b = second_machine(
+        &f,
+        &format!("trusted-keys = [\"{public}\"]\n[[caches]]\nurl = \"{}\"\n", cache.display()),
+    );
+    upstream_gone(&f);
+    let before = upstream_hits(&f);
+    let apply = b.run(&["apply", "--frozen", &b.path("proj/p.toml").display().to_string()]);
+    apply.ok();
+    assert_eq!(upstream_hits(&f), before, "the upstream was asked");
+    let a = &f.sb;
+    assert_eq!(package_paths(&a.store()), package_paths(&b.store()));
+    for name in package_paths(&a.store()) {
+        assert_eq!(contents(&a.store().join(&name)), contents(&b.store().join(&name)), "{name}");
+    }
+    assert_eq!(b.run(&["run", "p", "app"]).ok(), "app");
+    b.run(&["store", "verify"]).ok();
+}
+
+#[test]
+fn a_tampered_or_untrusted_cache_is_passed_over_and_nothing_of_it_is_registered() {
+    let (f, public) = first_machine();
+    let cache = f.sb.path("cache");
+    let key = f.sb.path("keys/lab.secret").display().to_string();
+    f.run(&["cache", "push", &cache.display().to_string(), "p", "--key", &key]).ok();
+    let objects: Vec<PathBuf> = std::fs::read_dir(&cache)
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .filter(|p| p.extension().is_some_and(|e| e == "json"))
+        .collect();
+    let hello = objects.iter().find(|p| p.to_string_lossy().contains("-hello-")).unwrap().clone();
+    let world = objects.iter().find(|p| p.to_string_lossy().contains("-world-")).unwrap().clone();
+    let pristine = f.sb.path("pristine");
+    common::copy_dir(&cache, &pristine);
+    let restore = || {
+        std::fs::remove_dir_all(&cache).unwrap();
+        common::copy_dir(&pristine, &cache);
+    };
+    let config = format!("trusted-keys = [\"{public}\"]\n[[caches]]\nurl = \"file://{}\"\n", cache.display());
+    let file = |b: &Sandbox| b.path("proj/p.toml").display().to_string();
+
+    // A changed byte in an archive: with the upstream reachable, the next source serves it.
+    let archive = hello.with_extension("tar.zst");
+    let mut bytes = std::fs::read(&archive).unwrap();
+    let middle = bytes.len() / 2;
+    bytes[middle] ^= 0x40;
+    std::fs::write(&archive, bytes).unwrap();
+    let b = second_machine(&f, &config);
+    let r = b.run(&["apply", "--frozen", &file(&b)]);
+    r.ok();
+    assert!(r.stderr.contains("passed over") && r.stderr.contains("hello"), "{}", r.stderr);
+    restore();
+
+    // Another path's archive in its place, the object's archive sha256 and size changed to
+    // match (they are not what is signed): the tree it unpacks to is not the signed one.
+    let other = world.with_extension("tar.zst");
+    std::fs::copy(&other, &archive).unwrap();
+    let mut object: serde_json::Value = serde_json::from_slice(&std::fs::read(&hello).unwrap()).unwrap();
+    let theirs: serde_json::Value = serde_json::from_slice(&std::fs::read(&world).unwrap()).unwrap();
+    object["archive"]["sha256"] = theirs["archive"]["sha256"].clone();
+    object["archive"]["size"] = theirs["archive"]["size"].clone();
+    std::fs::write(&hello, serde_json::to_vec(&object).unwrap()).unwrap();
+    let b = second_machine(&f, &config);
+    let r = b.run(&["apply", "--frozen", &file(&b)]);
+    r.ok();
+    assert!(
+        r.stderr.contains("unpacks to tree") && r.stderr.contains("the signed object says"),
+        "{}",
+        r.stderr
+    );
+    restore();
+
+    // Metadata swapped (hello's object says world's name), and a signature by a key nobody
+    // trusts: refused, and with the upstream gone nothing at all is registered.
+    std::fs::copy(&world, &hello).unwrap();
+    let stranger = f.sb.path("stranger");
+    f.run(&["cache", "keygen", "stranger", "--out", &stranger.display().to_string()]).ok();
+    let other_cache = f.sb.path("other-cache");
+    f.run(&[
+        "cache",
+        "push",
+        &other_cache.display().to_string(),
+        "p",
+        "--key",
+        &stranger.join("stranger.secret").display().to_string(),
+    ])
+    .ok();
+    let two_caches = format!(
+        "trusted-keys = [\"{public}\"]\n[[caches]]\nurl = \"{}\"\n[[caches]]\nurl = \"{}\"\npriority = 1\n",
+        cache.display(),
+        other_cache.display()
+    );
+    let b = second_machine(&f, &two_caches);
+    upstream_gone(&f);
+    let r = b.run(&["apply", "--frozen", &file(&b)]);
+    let err = r.failed();
+    assert!(err.contains("no trusted key verifies its signature (signed by stranger)"), "{err}");
+    assert!(err.contains("the cache's object for it describes"), "{err}");
+    let listed = b.run(&["store", "ls", "--json"]);
+    let paths: serde_json::Value = serde_json::from_str(&listed.success().stdout).unwrap();
+    let names: Vec<&str> = paths.as_array().unwrap().iter().filter_map(|p| p["name"].as_str()).collect();
+    assert!(!names.iter().any(|n| n.contains("-hello-")), "{names:?}");
+    b.run(&["store", "verify"]).ok();
+}
+
+#[test]
+fn an_exported_closure_is_imported_checked_and_applied_offline() {
+    let (f, public) = first_machine();
+    let key = f.sb.path("keys/lab.secret").display().to_string();
+    let export = f.sb.path("p.envctl");
+    f.run(&["store", "export", "p", "--key", &key, "-o", &export.display().to_string()]).ok();
+    let b = second_machine(&f, &format!("trusted-keys = [\"{public}\"]\n"));
+    upstream_gone(&f);
+    let a = &f.sb;
+
+    // Tampered: one byte changed anywhere past the header; refused, nothing registered.
+    let bytes = std::fs::read(&export).unwrap();
+    let mut bad = bytes.clone();
+    let at = bad.len() - 2048;
+    bad[at] ^= 0x01;
+    let tampered = b.path("tampered.envctl");
+    std::fs::write(&tampered, &bad).unwrap();
+    let r = b.run(&["store", "import", &tampered.display().to_string()]);
+    assert!(r.failed().contains("cannot import"), "{}", r.stderr);
+    assert!(b.run(&["store", "ls"]).stdout.trim().is_empty());
+    // Untrusted: a home that trusts no key refuses it whole.
+    let c = Sandbox::new();
+    let err = c.run(&["store", "import", &export.display().to_string()]).failed().to_owned();
+    assert!(err.contains("no key is trusted"), "{err}");
+    assert!(c.run(&["store", "ls"]).stdout.trim().is_empty());
+
+    b.run(&["store", "import", &export.display().to_string()]).ok();
+    b.run(&["apply", "--offline", "--frozen", &b.path("proj/p.toml").display().to_string()]).ok();
+    assert_eq!(package_paths(&a.store()), package_paths(&b.store()));
+    assert_eq!(b.run(&["run", "p", "hello"]).ok(), "hello 1.0");
+}
+
+#[test]
+fn a_cache_served_over_http_is_read_like_a_directory_and_a_fresh_lock_finds_paths_by_source() {
+    let (f, public) = first_machine();
+    let cache = f.sb.path("cache");
+    let key = f.sb.path("keys/lab.secret").display().to_string();
+    f.run(&["cache", "push", &cache.display().to_string(), "p", "--key", &key]).ok();
+    // The cache directory served as it is, by-source pointers included.
+    for file in common::fixture::walk(&cache).into_iter().filter(|p| p.is_file()) {
+        let rel = file.strip_prefix(&cache).unwrap().display().to_string();
+        f.server.serve(&format!("/cache/{rel}"), std::fs::read(&file).unwrap());
+    }
+    let b = second_machine(
+        &f,
+        &format!("trusted-keys = [\"{public}\"]\n[[caches]]\nurl = \"{}\"\n", f.server.url("/cache/")),
+    );
+    // A lock that does not name store paths yet: the cache is asked by source.
+    let lock = std::fs::read_to_string(b.path("proj/p.lock")).unwrap();
+    let bare: String = lock
+        .lines()
+        .filter(|l| !l.starts_with("store-path") && !l.starts_with("tree-hash"))
+        .map(|l| format!("{l}\n"))
+        .collect();
+    std::fs::write(b.path("proj/p.lock"), bare).unwrap();
+    upstream_gone(&f);
+    let before = upstream_hits(&f);
+    b.run(&["apply", "--frozen", &b.path("proj/p.toml").display().to_string()]).ok();
+    assert_eq!(upstream_hits(&f), before, "the upstream was asked");
+    assert_eq!(package_paths(&f.sb.store()), package_paths(&b.store()));
+    let pointers: usize = std::fs::read_dir(cache.join("by-source"))
+        .unwrap()
+        .map(|e| f.server.hits(&format!("/cache/by-source/{}", e.unwrap().file_name().to_string_lossy())))
+        .sum();
+    assert_eq!(pointers, 3, "each package was looked up by its source");
+}
