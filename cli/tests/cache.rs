@@ -277,3 +277,58 @@ fn a_cache_served_over_http_is_read_like_a_directory_and_a_fresh_lock_finds_path
         .sum();
     assert_eq!(pointers, 3, "each package was looked up by its source");
 }
+
+#[test]
+fn push_over_http_put_then_a_second_home_reads_the_same_base() {
+    let (f, public) = first_machine();
+    f.server.accept_puts("/upload/");
+    let key = f.sb.path("keys/lab.secret").display().to_string();
+    let base = f.server.url("/upload/cache");
+    let r = f.run(&["cache", "push", &base, "p", "--key", &key, "--json"]);
+    let report: serde_json::Value = serde_json::from_str(&r.success().stdout).unwrap();
+    assert_eq!(report["pushed"].as_array().unwrap().len(), 3, "{report}");
+    // Pushing again finds each object (HEAD) and uploads nothing.
+    let puts = |f: &Fixture| -> usize {
+        package_paths(&f.sb.store())
+            .iter()
+            .map(|n| f.server.puts(&format!("/upload/cache/{n}.tar.zst")))
+            .sum()
+    };
+    assert_eq!(puts(&f), 3);
+    f.run(&["cache", "push", &base, "p", "--key", &key]).ok();
+    assert_eq!(puts(&f), 3);
+    let b = second_machine(&f, &format!("trusted-keys = [\"{public}\"]\n[[caches]]\nurl = \"{base}\"\n"));
+    upstream_gone(&f);
+    b.run(&["apply", "--frozen", &b.path("proj/p.toml").display().to_string()]).ok();
+    assert_eq!(package_paths(&f.sb.store()), package_paths(&b.store()));
+}
+
+#[test]
+fn push_to_s3_compatible_storage_then_a_second_home_installs_from_it() {
+    let s3 = envctl_testkit::s3::S3Server::start("lab-cache");
+    let (f, public) = first_machine();
+    let key = f.sb.path("keys/lab.secret").display().to_string();
+    let url = format!("s3://lab-cache/envctl?endpoint={}&region=us-east-1", s3.endpoint());
+    let creds = [("AWS_ACCESS_KEY_ID", "testing"), ("AWS_SECRET_ACCESS_KEY", "testing")];
+    let r = f.sb.run_env(&["cache", "push", &url, "p", "--key", &key, "--json"], &creds);
+    let report: serde_json::Value = serde_json::from_str(&r.success().stdout).unwrap();
+    assert_eq!(report["pushed"].as_array().unwrap().len(), 3, "{report}");
+    let keys = s3.keys("lab-cache");
+    for name in package_paths(&f.sb.store()) {
+        assert!(keys.contains(&format!("envctl/{name}.json")), "{keys:?}");
+        assert!(keys.contains(&format!("envctl/{name}.tar.zst")), "{keys:?}");
+    }
+    let again = f.sb.run_env(&["cache", "push", &url, "p", "--key", &key, "--json"], &creds);
+    let again: serde_json::Value = serde_json::from_str(&again.success().stdout).unwrap();
+    assert_eq!(again["skipped"].as_array().unwrap().len(), 3, "{again}");
+
+    let b = second_machine(&f, &format!("trusted-keys = [\"{public}\"]\n[[caches]]\nurl = \"{url}\"\n"));
+    upstream_gone(&f);
+    let before = upstream_hits(&f);
+    b.run_env(&["apply", "--frozen", &b.path("proj/p.toml").display().to_string()], &creds).ok();
+    assert_eq!(upstream_hits(&f), before, "the upstream was asked");
+    assert_eq!(package_paths(&f.sb.store()), package_paths(&b.store()));
+    for name in package_paths(&f.sb.store()) {
+        assert_eq!(contents(&f.sb.store().join(&name)), contents(&b.store().join(&name)), "{name}");
+    }
+}

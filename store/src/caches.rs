@@ -17,6 +17,7 @@ use crate::keys::SecretKey;
 use crate::path::StorePathName;
 use crate::reporter::Reporter;
 use crate::store::Store;
+use crate::tempdir::TempDir;
 use crate::transfer::{PathObject, write_atomically};
 
 /// A configured cache.
@@ -44,28 +45,177 @@ fn pointer(key: &str) -> String {
     format!("by-source/{}", &blake3::hash(key.as_bytes()).to_hex()[..32])
 }
 
-/// A cache URL as a local directory, if it is one.
-fn local_dir(url: &str) -> Option<PathBuf> {
-    if let Some(rest) = url.strip_prefix("file://") {
-        return Some(PathBuf::from(
-            percent_encoding::percent_decode_str(rest).decode_utf8_lossy().into_owned(),
-        ));
-    }
-    (!url.contains("://")).then(|| PathBuf::from(url))
+/// Where a cache's objects are: a directory, an HTTP(S) base, or an S3-compatible bucket
+/// (`s3://BUCKET/PREFIX?endpoint=URL&region=REGION`, as Nix writes them).
+enum Backend {
+    Dir(PathBuf),
+    Http(String),
+    S3(Box<S3>),
 }
 
-/// `base` joined with a relative object name.
-fn object_url(base: &str, file: &str) -> String {
-    format!("{}/{file}", base.trim_end_matches('/'))
+/// An S3-compatible bucket: requests are presigned (SigV4, `rusty-s3`) and sent by the fetcher's
+/// HTTP client.
+struct S3 {
+    bucket: rusty_s3::Bucket,
+    prefix: String,
+    credentials: Option<rusty_s3::Credentials>,
+}
+
+/// How long a presigned request stays valid.
+const PRESIGN: std::time::Duration = std::time::Duration::from_secs(3600);
+
+impl Backend {
+    fn parse(url: &str) -> Result<Backend> {
+        if let Some(rest) = url.strip_prefix("file://") {
+            return Ok(Backend::Dir(PathBuf::from(
+                percent_encoding::percent_decode_str(rest).decode_utf8_lossy().into_owned(),
+            )));
+        }
+        if url.starts_with("http://") || url.starts_with("https://") {
+            return Ok(Backend::Http(url.trim_end_matches('/').to_owned()));
+        }
+        if url.starts_with("s3://") {
+            return S3::parse(url).map(|s| Backend::S3(Box::new(s)));
+        }
+        if url.contains("://") {
+            return Err(Error::UnsupportedUrl(url.to_owned()));
+        }
+        Ok(Backend::Dir(PathBuf::from(url)))
+    }
+
+    fn is_local(&self) -> bool {
+        matches!(self, Backend::Dir(_))
+    }
+
+    /// Where the fetcher reads `file` from.
+    fn get_url(&self, file: &str) -> String {
+        match self {
+            Backend::Dir(dir) => dir.join(file).display().to_string(),
+            Backend::Http(base) => format!("{base}/{file}"),
+            Backend::S3(s3) => s3.sign(rusty_s3::Method::Get, file),
+        }
+    }
+
+    fn exists(&self, fetcher: &crate::fetch::Fetcher, file: &str) -> Result<bool> {
+        match self {
+            Backend::Dir(dir) => Ok(dir.join(file).is_file()),
+            Backend::Http(base) => fetcher.exists(&format!("{base}/{file}")),
+            Backend::S3(s3) => fetcher.exists(&s3.sign(rusty_s3::Method::Head, file)),
+        }
+    }
+
+    /// Stores `file` with the contents of the local file `from`, whole or not at all.
+    fn put(&self, fetcher: &crate::fetch::Fetcher, file: &str, from: &Path) -> Result<()> {
+        let url = match self {
+            Backend::Dir(dir) => {
+                return write_atomically(&dir.join(file), |f| {
+                    std::io::copy(&mut fs_err::File::open(from)?, f)?;
+                    Ok(())
+                });
+            }
+            Backend::Http(base) => format!("{base}/{file}"),
+            Backend::S3(s3) => s3.sign(rusty_s3::Method::Put, file),
+        };
+        let body = fs_err::File::open(from)?;
+        let len = body.metadata()?.len();
+        fetcher.put(&url, std::io::BufReader::with_capacity(256 * 1024, body), len)
+    }
+}
+
+impl S3 {
+    fn parse(url: &str) -> Result<S3> {
+        let bad = |why: String| Error::Untrusted {
+            name: url.to_owned(),
+            why: format!("not an S3 cache URL: {why}"),
+        };
+        let parsed = url::Url::parse(url).map_err(|e| bad(e.to_string()))?;
+        let name = parsed
+            .host_str()
+            .filter(|h| !h.is_empty())
+            .ok_or_else(|| bad("it names no bucket".into()))?
+            .to_owned();
+        let prefix = parsed.path().trim_matches('/').to_owned();
+        let query: std::collections::BTreeMap<String, String> = parsed.query_pairs().into_owned().collect();
+        let env = |k: &str| std::env::var(k).ok().filter(|v| !v.is_empty());
+        let region = query
+            .get("region")
+            .cloned()
+            .or_else(|| env("AWS_REGION"))
+            .or_else(|| env("AWS_DEFAULT_REGION"))
+            .unwrap_or_else(|| "us-east-1".to_owned());
+        let endpoint = query
+            .get("endpoint")
+            .cloned()
+            .or_else(|| env("AWS_ENDPOINT_URL_S3"))
+            .or_else(|| env("AWS_ENDPOINT_URL"));
+        let (endpoint, style) = match endpoint {
+            Some(e) => (e, rusty_s3::UrlStyle::Path),
+            None => (format!("https://s3.{region}.amazonaws.com"), rusty_s3::UrlStyle::VirtualHost),
+        };
+        let endpoint = url::Url::parse(&endpoint).map_err(|e| bad(format!("endpoint `{endpoint}`: {e}")))?;
+        let bucket = rusty_s3::Bucket::new(endpoint, style, name, region).map_err(|e| bad(e.to_string()))?;
+        Ok(S3 { bucket, prefix, credentials: aws_credentials() })
+    }
+
+    fn key(&self, file: &str) -> String {
+        if self.prefix.is_empty() { file.to_owned() } else { format!("{}/{file}", self.prefix) }
+    }
+
+    fn sign(&self, method: rusty_s3::Method, file: &str) -> String {
+        use rusty_s3::S3Action;
+        let key = self.key(file);
+        let creds = self.credentials.as_ref();
+        let url = match method {
+            rusty_s3::Method::Put => self.bucket.put_object(creds, &key).sign(PRESIGN),
+            rusty_s3::Method::Head => self.bucket.head_object(creds, &key).sign(PRESIGN),
+            _ => self.bucket.get_object(creds, &key).sign(PRESIGN),
+        };
+        url.to_string()
+    }
+}
+
+/// Credentials from where AWS's own tools look: `AWS_ACCESS_KEY_ID`/`AWS_SECRET_ACCESS_KEY`
+/// (and `AWS_SESSION_TOKEN`), else the `AWS_PROFILE` (or `default`) section of
+/// `AWS_SHARED_CREDENTIALS_FILE` or `~/.aws/credentials`. None: anonymous requests.
+fn aws_credentials() -> Option<rusty_s3::Credentials> {
+    if let Some(c) = rusty_s3::Credentials::from_env() {
+        return Some(c);
+    }
+    let file = std::env::var_os("AWS_SHARED_CREDENTIALS_FILE")
+        .map(PathBuf::from)
+        .or_else(|| std::env::var_os("HOME").map(|h| PathBuf::from(h).join(".aws/credentials")))?;
+    let text = std::fs::read_to_string(file).ok()?;
+    let profile = std::env::var("AWS_PROFILE").unwrap_or_else(|_| "default".to_owned());
+    let mut section = String::new();
+    let mut values = std::collections::BTreeMap::new();
+    for line in text.lines().map(str::trim) {
+        if let Some(name) = line.strip_prefix('[').and_then(|l| l.strip_suffix(']')) {
+            section = name.trim().to_owned();
+        } else if section == profile
+            && let Some((k, v)) = line.split_once('=')
+        {
+            values.insert(k.trim().to_owned(), v.trim().to_owned());
+        }
+    }
+    let key = values.get("aws_access_key_id")?;
+    let secret = values.get("aws_secret_access_key")?;
+    Some(match values.get("aws_session_token") {
+        Some(token) => rusty_s3::Credentials::new_with_token(key, secret, token),
+        None => rusty_s3::Credentials::new(key, secret),
+    })
 }
 
 impl Store {
-    /// Pushes `names` (see [`Store::transferable_closure`]) to the directory cache `dir`, signed
-    /// with `key`, on up to `jobs` threads. Paths whose object is there already are skipped.
-    pub fn push_to_dir(&self, dir: &Path, names: &[String], key: &SecretKey) -> Result<PushReport> {
+    /// Pushes `names` (see [`Store::transferable_closure`]) to the cache at `target` (a
+    /// directory, an HTTP(S) base that accepts `PUT`, or an `s3://` bucket), signed with `key`,
+    /// on up to `jobs` threads. Paths whose object is there already are skipped.
+    pub fn push(&self, target: &str, names: &[String], key: &SecretKey) -> Result<PushReport> {
         use std::sync::Mutex;
         use std::sync::atomic::{AtomicUsize, Ordering};
-        fs_err::create_dir_all(dir.join("by-source"))?;
+        let backend = Backend::parse(target)?;
+        if let Backend::Dir(dir) = &backend {
+            fs_err::create_dir_all(dir.join("by-source"))?;
+        }
         let report = Mutex::new(PushReport::default());
         let next = AtomicUsize::new(0);
         let first_error: Mutex<Option<Error>> = Mutex::new(None);
@@ -73,7 +223,7 @@ impl Store {
             for _ in 0..self.options.jobs.clamp(1, names.len().max(1)) {
                 s.spawn(|| {
                     while let Some(name) = names.get(next.fetch_add(1, Ordering::Relaxed)) {
-                        match self.push_one(dir, name, key) {
+                        match self.push_one(&backend, name, key) {
                             Ok(Some(bytes)) => {
                                 let mut r = report.lock().unwrap_or_else(|p| p.into_inner());
                                 r.pushed.push(name.clone());
@@ -99,41 +249,40 @@ impl Store {
         Ok(report)
     }
 
-    /// Writes one path's archive, object and pointers; `None` when the object was there.
-    fn push_one(&self, dir: &Path, name: &str, key: &SecretKey) -> Result<Option<u64>> {
-        let object_path = dir.join(format!("{name}.json"));
-        if object_path.is_file() {
+    /// Uploads one path: its archive, its pointers, then its object (the object last, so that a
+    /// reader never finds an object whose archive is not there); `None` when the object was.
+    fn push_one(&self, backend: &Backend, name: &str, key: &SecretKey) -> Result<Option<u64>> {
+        let object_file = format!("{name}.json");
+        if backend.exists(&self.fetcher, &object_file)? {
             return Ok(None);
         }
-        let mut archive = None;
-        write_atomically(&dir.join(format!("{name}.tar.zst")), |f| {
-            archive = Some(self.write_archive(name, std::io::BufWriter::new(f))?);
-            Ok(())
-        })?;
-        let archive = archive.expect("written");
+        let work = TempDir::new(&self.dir().join(".tmp"))?;
+        let staged = work.path.join("archive");
+        let archive = self.write_archive(name, std::io::BufWriter::new(fs_err::File::create(&staged)?))?;
         let bytes = archive.1;
+        backend.put(&self.fetcher, &format!("{name}.tar.zst"), &staged)?;
         let object = self.path_object(name, key, archive)?;
+        let small = work.path.join("small");
         for source in &object.sources {
-            write_atomically(&dir.join(pointer(&source.key)), |f| {
-                Ok(std::io::Write::write_all(f, name.as_bytes())?)
-            })?;
+            fs_err::write(&small, name.as_bytes())?;
+            backend.put(&self.fetcher, &pointer(&source.key), &small)?;
         }
-        let text = serde_json::to_vec_pretty(&object).map_err(std::io::Error::other)?;
-        write_atomically(&object_path, |f| Ok(std::io::Write::write_all(f, &text)?))?;
+        fs_err::write(&small, serde_json::to_vec_pretty(&object).map_err(std::io::Error::other)?)?;
+        backend.put(&self.fetcher, &object_file, &small)?;
         Ok(Some(bytes))
     }
 
     /// Reads a small object from a cache; `Ok(None)` when the cache does not have it.
-    fn read_object(&self, base: &str, file: &str) -> Result<Option<Vec<u8>>> {
+    fn read_object(&self, backend: &Backend, file: &str) -> Result<Option<Vec<u8>>> {
         const LIMIT: u64 = 1 << 20;
-        let url = object_url(base, file);
-        if let Some(dir) = local_dir(base) {
+        if let Backend::Dir(dir) = backend {
             return match std::fs::read(dir.join(file)) {
                 Ok(bytes) => Ok(Some(bytes)),
                 Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
                 Err(e) => Err(e.into()),
             };
         }
+        let url = backend.get_url(file);
         let location = self
             .fetcher
             .locations(&url)?
@@ -186,19 +335,20 @@ impl Store {
         key: &str,
         reporter: &dyn Reporter,
     ) -> Result<Option<Installed>> {
-        if self.options.fetch.offline && local_dir(&cache.url).is_none() {
+        let backend = Backend::parse(&cache.url)?;
+        if self.options.fetch.offline && !backend.is_local() {
             return Ok(None);
         }
         let name = match &request.store_path {
             Some(name) => name.to_string(),
-            None => match self.read_object(&cache.url, &pointer(key))? {
+            None => match self.read_object(&backend, &pointer(key))? {
                 Some(bytes) => String::from_utf8_lossy(&bytes).trim().to_owned(),
                 None => return Ok(None),
             },
         };
         let name = StorePathName::parse(&name)?;
-        let Some(bytes) = self.read_object(&cache.url, &format!("{name}.json"))? else { return Ok(None) };
-        let object = PathObject::parse(&bytes, &object_url(&cache.url, &format!("{name}.json")))?;
+        let Some(bytes) = self.read_object(&backend, &format!("{name}.json"))? else { return Ok(None) };
+        let object = PathObject::parse(&bytes, &format!("{}/{name}.json", cache.url))?;
         if object.name != name.as_str() {
             return Err(Error::Untrusted {
                 name: name.to_string(),
@@ -212,13 +362,13 @@ impl Store {
                 why: "its signed sources do not include this one".into(),
             });
         }
-        let archive = object_url(&cache.url, &object.archive.file);
-        if object.archive.file.contains('/') || object.archive.file.starts_with('.') {
+        if object.archive.file != format!("{}.tar.zst", object.name) {
             return Err(Error::Untrusted {
                 name: object.name,
                 why: format!("archive name `{}`", object.archive.file),
             });
         }
+        let archive = backend.get_url(&object.archive.file);
         let installed = self.receive(&object, &archive, &self.options.trusted_keys, reporter)?;
         // The request's own source leads here from now on.
         let source = crate::db::SourceRecord { sha256: request.sha256.to_string(), url: request.url.clone() };

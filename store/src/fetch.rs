@@ -206,6 +206,26 @@ impl Fetcher {
         }
     }
 
+    /// Uploads `len` bytes from `body` to `url` with `PUT` (a cache upload; no redirects).
+    pub fn put(&self, url: &str, body: impl Read, len: u64) -> Result<()> {
+        match self.agent.put(url).set("Content-Length", &len.to_string()).send(body) {
+            Ok(_) => Ok(()),
+            Err(ureq::Error::Status(status, _)) => Err(Error::HttpStatus { url: url.to_owned(), status }),
+            Err(ureq::Error::Transport(t)) => {
+                Err(Error::Transport { url: url.to_owned(), message: t.to_string() })
+            }
+        }
+    }
+
+    /// Whether `url` answers a `HEAD` with success (`false` for 404 and 410).
+    pub fn exists(&self, url: &str) -> Result<bool> {
+        match self.request("HEAD", url) {
+            Ok(_) => Ok(true),
+            Err(Error::HttpStatus { status: 404 | 410, .. }) => Ok(false),
+            Err(e) => Err(e),
+        }
+    }
+
     /// Sends `method` to `url`, following redirects itself: only to `http` or `https`, never from
     /// `https` down to `http`, at most [`MAX_REDIRECTS`], and never in a loop.
     fn request(&self, method: &str, url: &str) -> Result<ureq::Response> {

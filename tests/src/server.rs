@@ -3,7 +3,7 @@
 //! request gets the headers a `GET` would (status and `Content-Length`) and is counted apart too.
 
 use std::collections::HashMap;
-use std::io::{BufRead, BufReader, Write};
+use std::io::{BufRead, BufReader, Read, Write};
 use std::net::{TcpListener, TcpStream};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -53,6 +53,8 @@ struct State {
     replies: HashMap<String, Reply>,
     hits: HashMap<String, usize>,
     heads: HashMap<String, usize>,
+    puts: HashMap<String, usize>,
+    put_prefixes: Vec<String>,
 }
 
 /// The server; it runs until the process ends.
@@ -77,6 +79,17 @@ impl Server {
             }
         });
         Server { port, state }
+    }
+
+    /// Accepts `PUT` under `prefix` from now on (an upload target, as a WebDAV-style cache
+    /// server is); what is put is served to later `GET`s.
+    pub fn accept_puts(&self, prefix: &str) {
+        self.state.lock().unwrap().put_prefixes.push(prefix.to_owned());
+    }
+
+    /// How many `PUT`s `path` received.
+    pub fn puts(&self, path: &str) -> usize {
+        self.state.lock().unwrap().puts.get(path).copied().unwrap_or(0)
     }
 
     /// The URL of `path` (which starts with `/`).
@@ -120,15 +133,38 @@ fn handle(stream: TcpStream, state: &Mutex<State>) -> std::io::Result<()> {
     let mut reader = BufReader::new(stream.try_clone()?);
     let mut request_line = String::new();
     reader.read_line(&mut request_line)?;
+    let mut length = 0usize;
     loop {
         let mut line = String::new();
         if reader.read_line(&mut line)? == 0 || line == "\r\n" || line == "\n" {
             break;
         }
+        if let Some((name, value)) = line.split_once(':')
+            && name.eq_ignore_ascii_case("content-length")
+        {
+            length = value.trim().parse().unwrap_or(0);
+        }
     }
     let mut words = request_line.split_whitespace();
-    let head = words.next() == Some("HEAD");
+    let method = words.next().unwrap_or("GET").to_owned();
+    let head = method == "HEAD";
     let path = words.next().unwrap_or("/").to_owned();
+    if method == "PUT" {
+        // Stored where a later GET finds it, under a prefix `accept_puts` opened; else 405.
+        let mut body = vec![0u8; length];
+        reader.read_exact(&mut body)?;
+        let mut s = state.lock().unwrap();
+        *s.puts.entry(path.clone()).or_default() += 1;
+        let status = if s.put_prefixes.iter().any(|p| path.starts_with(p.as_str())) {
+            s.replies.insert(path, Reply::Body(body));
+            201
+        } else {
+            405
+        };
+        drop(s);
+        let mut out = stream;
+        return respond(&mut out, status, b"");
+    }
     let reply = {
         let mut s = state.lock().unwrap();
         if head {

@@ -93,19 +93,8 @@ fn push(args: &PushArgs, settings: &Settings) -> Result<Status> {
     let key = load_key(&args.key)?;
     let store = open_store(settings)?;
     let names = closure(&store, &args.what, settings)?;
-    let dir = match args.target.strip_prefix("file://") {
-        Some(rest) => std::path::PathBuf::from(rest),
-        None if !args.target.contains("://") => std::path::PathBuf::from(&args.target),
-        None => {
-            return Err(Failure::new(
-                format!("cannot push to `{}`", args.target),
-                "only directory caches (a path or file://DIR) can be pushed to by this build",
-            )
-            .hint("push to a directory the nodes mount (NFS), or copy one with `envctl store export`"));
-        }
-    };
     let report =
-        store.push_to_dir(&dir, &names, &key).context(|| format!("cannot push to `{}`", dir.display()))?;
+        store.push(&args.target, &names, &key).context(|| format!("cannot push to `{}`", args.target))?;
     if args.json {
         printer::json(&report);
     } else {
@@ -113,7 +102,7 @@ fn push(args: &PushArgs, settings: &Settings) -> Result<Status> {
             "pushed {} ({}) to `{}`; {} there already",
             printer::count(report.pushed.len(), "path"),
             printer::bytes(report.bytes),
-            dir.display(),
+            args.target,
             report.skipped.len()
         ));
     }
@@ -132,7 +121,7 @@ pub fn export(args: &ExportArgs, settings: &Settings) -> Result<Status> {
         .prefix(".envctl-export")
         .tempdir_in(args.output.parent().filter(|p| !p.as_os_str().is_empty()).unwrap_or(Path::new(".")))
         .map_err(|e| fail(&e))?;
-    store.push_to_dir(staging.path(), &names, &key).map_err(|e| fail(&e))?;
+    store.push(&staging.path().display().to_string(), &names, &key).map_err(|e| fail(&e))?;
     let tmp = staging.path().join("export.tar");
     {
         let file = fs_err::File::create(&tmp).map_err(|e| fail(&e))?;
