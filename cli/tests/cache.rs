@@ -332,3 +332,22 @@ fn push_to_s3_compatible_storage_then_a_second_home_installs_from_it() {
         assert_eq!(contents(&f.sb.store().join(&name)), contents(&b.store().join(&name)), "{name}");
     }
 }
+
+#[test]
+fn downloads_go_through_the_proxy_the_environment_names_except_for_no_proxy_hosts() {
+    let f = Fixture::new();
+    let bytes = envctl_testkit::Archive::new().with(envctl_testkit::Entry::file("x", "x")).tar_gz();
+    let sha = envctl_testkit::sha256_hex(&bytes);
+    // A proxy sees the absolute URL in the request line; the testkit server answers by it.
+    let url = "http://envctl-test.invalid/x.tar.gz";
+    f.server.serve(url, bytes);
+    let args = ["store", "add", url, "--sha256", &sha, "--name", "x", "--version", "1"];
+    let proxy = f.server.base();
+    f.sb.run_env(&args, &[("http_proxy", &proxy)]).ok();
+    assert_eq!(f.server.hits(url), 1);
+    // Listed in NO_PROXY: asked directly, and that host does not exist.
+    let again = ["store", "add", url, "--sha256", &sha, "--name", "y", "--version", "1"];
+    let r = f.sb.run_env(&again, &[("http_proxy", &proxy), ("NO_PROXY", "localhost,.invalid")]);
+    assert!(r.failed().contains("envctl-test.invalid"), "{}", r.stderr);
+    assert_eq!(f.server.hits(url), 1);
+}

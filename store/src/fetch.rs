@@ -2,7 +2,10 @@
 //! `mirror://NAME/rest`, which expands to each configured base of mirror `NAME` in turn.
 //!
 //! This module opens a location and classifies failures; retries, hashing and unpacking are the
-//! installer's, which streams straight from the reader returned here.
+//! installer's, which streams straight from the reader returned here. One client (ureq, rustls)
+//! serves every request, sources and binary caches alike: it trusts the system's certificate
+//! store, and goes through the proxy `http_proxy`/`https_proxy`/`ALL_PROXY` name, except for hosts
+//! `NO_PROXY` lists.
 
 use std::collections::BTreeMap;
 use std::io::Read;
@@ -93,6 +96,12 @@ pub struct Opened {
 /// Opens locations.
 pub struct Fetcher {
     agent: ureq::Agent,
+    /// Through `http_proxy` (or `ALL_PROXY`), for `http://` URLs, when the environment names one.
+    http_proxy: Option<ureq::Agent>,
+    /// Through `https_proxy` (or `ALL_PROXY`), for `https://` URLs.
+    https_proxy: Option<ureq::Agent>,
+    /// `NO_PROXY`: hosts reached directly.
+    no_proxy: String,
     options: FetchOptions,
 }
 
@@ -100,13 +109,47 @@ impl Fetcher {
     /// A fetcher with these options.
     pub fn new(options: FetchOptions) -> Fetcher {
         // Redirects are followed here, not by the client, so that each target is checked first.
-        let agent = ureq::AgentBuilder::new()
-            .redirects(0)
-            .timeout_connect(options.connect_timeout)
-            .timeout_read(options.read_timeout)
-            .user_agent(concat!("envctl/", env!("CARGO_PKG_VERSION")))
-            .build();
-        Fetcher { agent, options }
+        let builder = || {
+            ureq::AgentBuilder::new()
+                .redirects(0)
+                .timeout_connect(options.connect_timeout)
+                .timeout_read(options.read_timeout)
+                .user_agent(concat!("envctl/", env!("CARGO_PKG_VERSION")))
+        };
+        let env = |names: &[&str]| names.iter().find_map(|n| std::env::var(n).ok().filter(|v| !v.is_empty()));
+        let proxied = |names: &[&str]| {
+            let url = env(names)?;
+            match ureq::Proxy::new(&url) {
+                Ok(proxy) => Some(builder().proxy(proxy).build()),
+                Err(e) => {
+                    tracing::warn!("ignoring the proxy `{url}` ({}): {e}", names[0]);
+                    None
+                }
+            }
+        };
+        Fetcher {
+            agent: builder().build(),
+            http_proxy: proxied(&["http_proxy", "HTTP_PROXY", "all_proxy", "ALL_PROXY"]),
+            https_proxy: proxied(&["https_proxy", "HTTPS_PROXY", "all_proxy", "ALL_PROXY"]),
+            no_proxy: env(&["no_proxy", "NO_PROXY"]).unwrap_or_default(),
+            options,
+        }
+    }
+
+    /// The client for `url`: through the proxy the environment names for its scheme, unless
+    /// `NO_PROXY` lists its host (`*`, the host itself, or a domain it is in).
+    fn agent_for(&self, url: &str) -> &ureq::Agent {
+        let proxy = if url.starts_with("https://") { &self.https_proxy } else { &self.http_proxy };
+        let Some(proxy) = proxy else { return &self.agent };
+        let host = url::Url::parse(url)
+            .ok()
+            .and_then(|u| u.host_str().map(|h| h.trim_matches(['[', ']']).to_owned()));
+        let Some(host) = host else { return proxy };
+        let bypass = self.no_proxy.split(',').map(str::trim).filter(|e| !e.is_empty()).any(|entry| {
+            let entry = entry.trim_start_matches("*.").trim_start_matches('.');
+            entry == "*" || host == entry || host.ends_with(&format!(".{entry}"))
+        });
+        if bypass { &self.agent } else { proxy }
     }
 
     /// The options in force.
@@ -208,7 +251,7 @@ impl Fetcher {
 
     /// Uploads `len` bytes from `body` to `url` with `PUT` (a cache upload; no redirects).
     pub fn put(&self, url: &str, body: impl Read, len: u64) -> Result<()> {
-        match self.agent.put(url).set("Content-Length", &len.to_string()).send(body) {
+        match self.agent_for(url).put(url).set("Content-Length", &len.to_string()).send(body) {
             Ok(_) => Ok(()),
             Err(ureq::Error::Status(status, _)) => Err(Error::HttpStatus { url: url.to_owned(), status }),
             Err(ureq::Error::Transport(t)) => {
@@ -232,7 +275,7 @@ impl Fetcher {
         let mut current = url.to_owned();
         let mut seen = vec![current.clone()];
         loop {
-            let resp = match self.agent.request(method, &current).call() {
+            let resp = match self.agent_for(&current).request(method, &current).call() {
                 Ok(resp) => resp,
                 Err(ureq::Error::Status(status, _)) => {
                     return Err(Error::HttpStatus { url: current, status });
