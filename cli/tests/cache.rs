@@ -113,6 +113,9 @@ fn a_second_home_installs_the_profile_from_the_cache_without_the_upstream_source
     );
     upstream_gone(&f);
     let before = upstream_hits(&f);
+    // The plan says where each package will come from.
+    let plan = b.run(&["apply", "--dry-run", &b.path("proj/p.toml").display().to_string()]).success().stdout;
+    assert_eq!(plan.matches(&format!("from cache {}", cache.display())).count(), 3, "{plan}");
     let apply = b.run(&["apply", "--frozen", &b.path("proj/p.toml").display().to_string()]);
     apply.ok();
     assert_eq!(upstream_hits(&f), before, "the upstream was asked");

@@ -205,6 +205,30 @@ fn aws_credentials() -> Option<rusty_s3::Credentials> {
     })
 }
 
+/// Reads a small object from a cache; `Ok(None)` when the cache does not have it.
+fn read_object(fetcher: &crate::fetch::Fetcher, backend: &Backend, file: &str) -> Result<Option<Vec<u8>>> {
+    const LIMIT: u64 = 1 << 20;
+    if let Backend::Dir(dir) = backend {
+        return match std::fs::read(dir.join(file)) {
+            Ok(bytes) => Ok(Some(bytes)),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
+            Err(e) => Err(e.into()),
+        };
+    }
+    let url = backend.get_url(file);
+    let location =
+        fetcher.locations(&url)?.into_iter().next().ok_or_else(|| Error::UnsupportedUrl(url.clone()))?;
+    match fetcher.open(&location) {
+        Ok(opened) => {
+            let mut bytes = Vec::new();
+            opened.reader.take(LIMIT).read_to_end(&mut bytes)?;
+            Ok(Some(bytes))
+        }
+        Err(Error::HttpStatus { status: 404 | 410, .. }) => Ok(None),
+        Err(e) => Err(e),
+    }
+}
+
 impl Store {
     /// Pushes `names` (see [`Store::transferable_closure`]) to the cache at `target` (a
     /// directory, an HTTP(S) base that accepts `PUT`, or an `s3://` bucket), signed with `key`,
@@ -272,34 +296,6 @@ impl Store {
         Ok(Some(bytes))
     }
 
-    /// Reads a small object from a cache; `Ok(None)` when the cache does not have it.
-    fn read_object(&self, backend: &Backend, file: &str) -> Result<Option<Vec<u8>>> {
-        const LIMIT: u64 = 1 << 20;
-        if let Backend::Dir(dir) = backend {
-            return match std::fs::read(dir.join(file)) {
-                Ok(bytes) => Ok(Some(bytes)),
-                Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
-                Err(e) => Err(e.into()),
-            };
-        }
-        let url = backend.get_url(file);
-        let location = self
-            .fetcher
-            .locations(&url)?
-            .into_iter()
-            .next()
-            .ok_or_else(|| Error::UnsupportedUrl(url.clone()))?;
-        match self.fetcher.open(&location) {
-            Ok(opened) => {
-                let mut bytes = Vec::new();
-                opened.reader.take(LIMIT).read_to_end(&mut bytes)?;
-                Ok(Some(bytes))
-            }
-            Err(Error::HttpStatus { status: 404 | 410, .. }) => Ok(None),
-            Err(e) => Err(e),
-        }
-    }
-
     /// The path for `request` from the first cache that has it and passes every check, if any.
     /// `key` is the request's source key; `store_path` what the lock promises, when it says.
     pub(crate) fn ask_caches(
@@ -341,13 +337,15 @@ impl Store {
         }
         let name = match &request.store_path {
             Some(name) => name.to_string(),
-            None => match self.read_object(&backend, &pointer(key))? {
+            None => match read_object(&self.fetcher, &backend, &pointer(key))? {
                 Some(bytes) => String::from_utf8_lossy(&bytes).trim().to_owned(),
                 None => return Ok(None),
             },
         };
         let name = StorePathName::parse(&name)?;
-        let Some(bytes) = self.read_object(&backend, &format!("{name}.json"))? else { return Ok(None) };
+        let Some(bytes) = read_object(&self.fetcher, &backend, &format!("{name}.json"))? else {
+            return Ok(None);
+        };
         let object = PathObject::parse(&bytes, &format!("{}/{name}.json", cache.url))?;
         if object.name != name.as_str() {
             return Err(Error::Untrusted {
@@ -375,4 +373,31 @@ impl Store {
         self.db().register(&installed.record, Some((key, &source)), &[])?;
         Ok(Some(installed))
     }
+}
+
+/// The first cache that would give `request`'s path, checked as far as can be without
+/// fetching its archive (a trusted signature, the right name): its URL and the archive's size.
+/// For `apply --dry-run`.
+pub fn cache_offer(options: &crate::store::StoreOptions, request: &InstallRequest) -> Option<(String, u64)> {
+    let fetcher = crate::fetch::Fetcher::new(options.fetch.clone());
+    let format = request.unpack.format.or_else(|| crate::unpack::Format::from_file_name(&request.url))?;
+    let key = Store::source_key(request, format);
+    let mut caches = options.caches.clone();
+    caches.sort_by_key(|c| c.priority);
+    caches.into_iter().find_map(|cache| {
+        let backend = Backend::parse(&cache.url).ok()?;
+        if options.fetch.offline && !backend.is_local() {
+            return None;
+        }
+        let name = match &request.store_path {
+            Some(name) => name.to_string(),
+            None => String::from_utf8_lossy(&read_object(&fetcher, &backend, &pointer(&key)).ok()??)
+                .trim()
+                .to_owned(),
+        };
+        let bytes = read_object(&fetcher, &backend, &format!("{name}.json")).ok()??;
+        let object = PathObject::parse(&bytes, &name).ok()?;
+        (object.name == name && object.check(&options.trusted_keys).is_ok())
+            .then(|| (cache.url.clone(), object.archive.size))
+    })
 }

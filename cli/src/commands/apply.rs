@@ -418,15 +418,34 @@ fn dry_run_plan(
             settings.config_file()
         ));
     }
-    let sizes = download_sizes(&to_fetch, options.fetch, options.jobs);
+    // What a binary cache would give, checked as far as can be without fetching it.
+    let offers: Vec<Option<(String, u64)>> = to_fetch
+        .iter()
+        .map(|p| install_request(p).and_then(|r| envctl_store::cache_offer(&options, &r)))
+        .collect();
+    let upstream: Vec<&LockedPackage> =
+        to_fetch.iter().zip(&offers).filter(|(_, o)| o.is_none()).map(|(p, _)| *p).collect();
+    let mut upstream_sizes = download_sizes(&upstream, options.fetch, options.jobs).into_iter();
+    let sizes: Vec<Option<u64>> = offers
+        .iter()
+        .map(|o| match o {
+            Some((_, size)) => Some(*size),
+            None => upstream_sizes.next().flatten(),
+        })
+        .collect();
     let mut fetch = Vec::new();
-    for (p, size) in to_fetch.iter().zip(&sizes) {
-        fetch.push(
-            serde_json::json!({ "name": p.name, "version": p.version, "url": p.source.url, "bytes": size }),
-        );
+    for ((p, size), offer) in to_fetch.iter().zip(&sizes).zip(&offers) {
+        let from = offer.as_ref().map_or(p.source.url.as_str(), |(cache, _)| cache.as_str());
+        fetch.push(serde_json::json!({
+            "name": p.name, "version": p.version, "url": from, "bytes": size, "cache": offer.is_some(),
+        }));
         if !json {
             let size = size.map_or_else(|| "size unknown".to_owned(), printer::bytes);
-            printer::data(&format!("fetch {} {} {} ({size})", p.name, p.version, p.source.url));
+            let from = match offer {
+                Some((cache, _)) => format!("from cache {cache}"),
+                None => p.source.url.clone(),
+            };
+            printer::data(&format!("fetch {} {} {from} ({size})", p.name, p.version));
         }
     }
     if !to_fetch.is_empty() {
