@@ -354,3 +354,71 @@ fn downloads_go_through_the_proxy_the_environment_names_except_for_no_proxy_host
     assert!(r.failed().contains("envctl-test.invalid"), "{}", r.stderr);
     assert_eq!(f.server.hits(url), 1);
 }
+
+/// A push or a pull killed at each of its renames (where objects and store paths appear) leaves
+/// both sides consistent: no object without its archive, nothing half-registered, and the next
+/// run completes.
+#[test]
+fn a_push_or_pull_killed_at_any_rename_leaves_both_sides_consistent() {
+    use envctl_testkit::faults::{build_shim, count_calls, kill_at};
+    let (f, public) = first_machine();
+    let shim = build_shim(f.sb.path("").as_path());
+    let key = f.sb.path("keys/lab.secret").display().to_string();
+    let cache = f.sb.path("cache");
+    let push =
+        |f: &Fixture| f.sb.command(&["cache", "push", &cache.display().to_string(), "p", "--key", &key]);
+    let counts = count_calls(push(&f), &shim, &f.sb.path(""));
+    std::fs::remove_dir_all(&cache).unwrap();
+    let renames = counts.get("rename").copied().unwrap_or(0);
+    assert!(renames >= 9, "{counts:?}");
+    let consistent = |cache: &Path| {
+        for entry in std::fs::read_dir(cache).into_iter().flatten() {
+            let path = entry.unwrap().path();
+            if path.extension().is_some_and(|e| e == "json") {
+                assert!(path.with_extension("tar.zst").is_file(), "an object without its archive: {path:?}");
+            }
+        }
+    };
+    for at in 1..=renames {
+        let _ = std::fs::remove_dir_all(&cache);
+        let mut c = push(&f);
+        kill_at(&mut c, &shim, "rename", at);
+        let status = c.status().unwrap();
+        assert!(!status.success(), "push was not killed at rename {at}");
+        consistent(&cache);
+        // The next push completes what the killed one left.
+        f.run(&["cache", "push", &cache.display().to_string(), "p", "--key", &key]).ok();
+        consistent(&cache);
+        let objects = std::fs::read_dir(&cache)
+            .unwrap()
+            .filter(|e| e.as_ref().unwrap().path().extension().is_some_and(|x| x == "json"))
+            .count();
+        assert_eq!(objects, 3, "after a push killed at rename {at}");
+    }
+
+    // Pulls: killed at each rename of an apply from the cache, then run to the end.
+    let b = second_machine(
+        &f,
+        &format!("trusted-keys = [\"{public}\"]\n[[caches]]\nurl = \"{}\"\n", cache.display()),
+    );
+    upstream_gone(&f);
+    let file = b.path("proj/p.toml").display().to_string();
+    let pull = || b.command(&["apply", "--frozen", &file]);
+    let counts = count_calls(pull(), &shim, &b.path(""));
+    let renames = counts.get("rename").copied().unwrap_or(0);
+    assert!(renames >= 3, "{counts:?}");
+    for at in 1..=renames {
+        std::fs::remove_dir_all(b.path("envctl")).unwrap();
+        let mut c = pull();
+        kill_at(&mut c, &shim, "rename", at);
+        assert!(!c.status().unwrap().success(), "apply was not killed at rename {at}");
+        b.run(&["store", "verify"]).ok();
+        b.run(&["apply", "--frozen", &file]).ok();
+        b.run(&["store", "verify"]).ok();
+        assert_eq!(
+            package_paths(&f.sb.store()),
+            package_paths(&b.store()),
+            "after a pull killed at rename {at}"
+        );
+    }
+}
