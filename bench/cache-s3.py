@@ -1,0 +1,181 @@
+#!/usr/bin/env python3
+"""Binary cache push and pull against a loopback S3-compatible server (issue: beyond one machine).
+
+  python3 bench/cache-s3.py [ROUNDS]       (default 3; not CI)
+
+Needs curl, tar, zstd and moto's server (installed with pip into the testkit's virtual
+environment under the temporary directory when absent, as the tests do). Builds envctl --release.
+
+The closure: 60 packages of 3,000 files each (files of 100 B to 4 KiB of random bytes, so the
+archives barely compress), about 360 MiB. Per round, alternating with the floor:
+
+  * push: `envctl cache push s3://bench/rN…` of the profile (archive, sign, upload on 4 threads)
+    against `curl -T` of the same archives to the same server, 4 at a time;
+  * pull: `envctl apply --frozen` of the profile on a fresh home whose only source is the cache
+    (objects, archives, every check, unpack, register, build the generation) against `curl` of
+    the same objects to /dev/null, 4 at a time.
+
+Writes bench/out/cache-s3.md; everything is deleted at the end.
+"""
+import glob, hashlib, os, random, shutil, socket, statistics, subprocess, sys, tempfile, time
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+OUT = os.path.join(ROOT, "bench", "out")
+WORK = os.path.join(OUT, "cache-s3-work")
+ROUNDS = int(sys.argv[1]) if len(sys.argv) > 1 else 3
+PKGS, SHARED, OWN = 60, 1000, 2000
+QUIET = dict(stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+MOTO = "moto[server]==5.2.5"
+
+
+def sh(*args, **kw):
+    return subprocess.run(args, check=True, **kw)
+
+
+def timed(args, env=None):
+    t = time.perf_counter()
+    subprocess.run(args, check=True, env=env, **QUIET)
+    return time.perf_counter() - t
+
+
+def make_tree(path, p):
+    rng = random.Random(p)
+    os.makedirs(os.path.join(path, "lib"))
+    for i in range(SHARED):
+        with open(os.path.join(path, "lib", f"libpkg{p:03d}_{i}.so"), "wb") as f:
+            f.write(rng.randbytes(rng.randint(100, 4096)))
+    for d in range(20):
+        own = os.path.join(path, "share", f"pkg{p:03d}", f"d{d}")
+        os.makedirs(own)
+        for i in range(OWN // 20):
+            with open(os.path.join(own, f"f{i}"), "wb") as f:
+                f.write(rng.randbytes(rng.randint(100, 4096)))
+
+
+def moto_server():
+    venv = os.path.join(tempfile.gettempdir(), "envctl-testkit-moto")
+    binary = os.path.join(venv, "bin", "moto_server")
+    if not os.path.exists(binary):
+        sh(sys.executable, "-m", "venv", venv)
+        sh(os.path.join(venv, "bin", "python"), "-m", "pip", "install", "-q", MOTO)
+    s = socket.socket()
+    s.bind(("127.0.0.1", 0))
+    port = s.getsockname()[1]
+    s.close()
+    proc = subprocess.Popen([binary, "-H", "127.0.0.1", "-p", str(port)], **QUIET)
+    endpoint = f"http://127.0.0.1:{port}"
+    for _ in range(300):
+        if subprocess.run(["curl", "-sf", "-X", "PUT", f"{endpoint}/bench"], **QUIET).returncode == 0:
+            return proc, endpoint
+        time.sleep(0.1)
+    raise SystemExit("moto_server did not start")
+
+
+def parallel_curl(args_per_file, files):
+    # 4 at a time, as envctl's jobs = 4.
+    t = time.perf_counter()
+    procs = []
+    for f in files:
+        procs.append(subprocess.Popen(["curl", "-sf"] + args_per_file(f), **QUIET))
+        if len(procs) == 4:
+            for p in procs:
+                assert p.wait() == 0
+            procs = []
+    for p in procs:
+        assert p.wait() == 0
+    return time.perf_counter() - t
+
+
+def main():
+    sh("cargo", "build", "--release", "-q", "-p", "envctl", cwd=ROOT)
+    envctl = os.path.join(ROOT, "target", "release", "envctl")
+    shutil.rmtree(WORK, ignore_errors=True)
+    src, repo, home = (os.path.join(WORK, d) for d in ("src", "repo", "home"))
+    os.makedirs(repo)
+    base_env = dict(os.environ, ENVCTL_SYSTEM_DRIVER="535.104.05", AWS_ACCESS_KEY_ID="bench",
+                    AWS_SECRET_ACCESS_KEY="bench", XDG_CONFIG_HOME=os.path.join(WORK, "config"))
+    base_env.pop("ENVCTL_CONFIG", None)
+    env = dict(base_env, ENVCTL_HOME=home, ENVCTL_RECIPES=repo)
+    for p in range(PKGS):
+        tree = os.path.join(src, f"pkg{p:03d}")
+        make_tree(tree, p)
+        archive = os.path.join(WORK, f"pkg{p:03d}.tar.zst")
+        sh("tar", "-C", tree, "--zstd", "-cf", archive, ".")
+        sha = hashlib.sha256(open(archive, "rb").read()).hexdigest()
+        with open(os.path.join(repo, f"pkg{p:03d}.toml"), "w") as f:
+            f.write(f'name = "pkg{p:03d}"\nversion = "1.0"\n[[source]]\nurl = "file://{archive}"\nsha256 = "{sha}"\n')
+    shutil.rmtree(src)
+    profile = os.path.join(WORK, "big.toml")
+    with open(profile, "w") as f:
+        f.write("[packages]\n" + "".join(f'pkg{p:03d} = "1"\n' for p in range(PKGS)))
+    sh(envctl, "apply", profile, env=env, **QUIET)
+    keys = os.path.join(WORK, "keys")
+    public = subprocess.run([envctl, "cache", "keygen", "bench", "--out", keys], check=True, env=env,
+                            capture_output=True, text=True).stdout.strip()
+    secret = os.path.join(keys, "bench.secret")
+    # The recipes' own sources disappear: a pull can only come from the cache.
+    hidden = os.path.join(WORK, "upstream-hidden")
+    os.makedirs(hidden)
+    for a in glob.glob(os.path.join(WORK, "pkg*.tar.zst")):
+        shutil.move(a, hidden)
+    proc, endpoint = moto_server()
+    try:
+        push_t, up_t, pull_t, down_t, local_t = [], [], [], [], []
+        size = pushed = 0
+        for r in range(ROUNDS):
+            url = f"s3://bench/r{r}?endpoint={endpoint}&region=us-east-1"
+            push_t.append(timed([envctl, "cache", "push", url, "big", "--key", secret], env))
+            # The floor uploads the recipes' own archives (tar.zst of the same trees, as large
+            # within a few percent: random bytes do not compress), readable without signing.
+            listing = subprocess.run(["curl", "-sf", f"{endpoint}/bench?list-type=2&prefix=r{r}/"],
+                                     check=True, capture_output=True, text=True).stdout
+            pushed = sum(int(x.split("</Size>")[0]) for x in listing.split("<Size>")[1:])
+            upstream = sorted(glob.glob(os.path.join(hidden, "*.tar.zst")))
+            size = sum(os.path.getsize(f) for f in upstream)
+            up_t.append(parallel_curl(lambda f: ["-H", "x-amz-acl: public-read", "-T", f,
+                                                 f"{endpoint}/bench/raw{r}/{os.path.basename(f)}"], upstream))
+
+            # Pull: a fresh home with only the cache.
+            node = os.path.join(WORK, f"node{r}")
+            config = os.path.join(WORK, f"config{r}", "envctl")
+            os.makedirs(config)
+            with open(os.path.join(config, "config.toml"), "w") as f:
+                f.write(f'trusted-keys = ["{public}"]\n[[caches]]\nurl = "{url}"\n')
+            node_env = dict(env, ENVCTL_HOME=node, XDG_CONFIG_HOME=os.path.dirname(config))
+            pull_t.append(timed([envctl, "apply", "--frozen", profile], node_env))
+            # The same apply from the recipes' own archives on local disk, no cache: what
+            # unpacking, hashing and registering 180,000 files and building the generation cost.
+            for a in upstream:
+                shutil.move(a, WORK)
+            local = dict(env, ENVCTL_HOME=os.path.join(WORK, f"local{r}"))
+            local_t.append(timed([envctl, "apply", "--frozen", profile], local))
+            for a in glob.glob(os.path.join(WORK, "pkg*.tar.zst")):
+                shutil.move(a, hidden)
+            down_t.append(parallel_curl(lambda f: ["-o", "/dev/null", f"{endpoint}/bench/raw{r}/{os.path.basename(f)}"],
+                                        upstream))
+        med = statistics.median
+        lines = [
+            f"closure: {PKGS} packages; envctl pushed {pushed / 2**20:.0f} MiB of objects, the floor moves the "
+            f"recipes' archives, {size / 2**20:.0f} MiB; {ROUNDS} rounds, medians; loopback moto {MOTO.split('==')[1]}",
+            "",
+            "| measurement | envctl | floor (curl, 4 at a time) | speed vs floor |",
+            "| --- | ---: | ---: | ---: |",
+            f"| push (`cache push s3://…`) | {med(push_t):.2f} s | upload: {med(up_t):.2f} s | {med(up_t) / med(push_t):.2f}x |",
+            f"| pull (`apply --frozen` on an empty home) | {med(pull_t):.2f} s | download: {med(down_t):.2f} s | {med(down_t) / med(pull_t):.2f}x |",
+            f"| the same apply from the archives on local disk, no cache | {med(local_t):.2f} s | | pull / local: {med(pull_t) / med(local_t):.2f}x |",
+            "",
+            "raw (s): push " + " ".join(f"{x:.2f}" for x in push_t) + "; upload " + " ".join(f"{x:.2f}" for x in up_t)
+            + "; pull " + " ".join(f"{x:.2f}" for x in pull_t) + "; download " + " ".join(f"{x:.2f}" for x in down_t)
+            + "; local " + " ".join(f"{x:.2f}" for x in local_t),
+        ]
+        os.makedirs(OUT, exist_ok=True)
+        with open(os.path.join(OUT, "cache-s3.md"), "w") as f:
+            f.write("\n".join(lines) + "\n")
+        print("\n".join(lines))
+    finally:
+        proc.kill()
+        shutil.rmtree(WORK, ignore_errors=True)
+
+
+if __name__ == "__main__":
+    main()
