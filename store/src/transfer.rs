@@ -3,7 +3,7 @@
 //!
 //! Per store path, two objects: `NAME.json`, its [`PathObject`] (name, package, version, tree
 //! hash, size, references, the sources it answers, the archive's sha256, signatures), and
-//! `NAME.tar.zst`, a deterministic archive of its tree (entries sorted, owner 0, mtime 0, modes
+//! `NAME.tar.zst`, a deterministic archive of its tree (entries sorted, owner 0, a fixed mtime, modes
 //! as the store keeps them). A receiver trusts nothing it has not checked: the signature must be
 //! by a trusted key and cover the object's name, tree hash, size, references and sources; the
 //! name must be the one the store derives from the package, version and tree hash; the archive
