@@ -3,8 +3,8 @@
 //!
 //! Per store path, two objects: `NAME.json`, its [`PathObject`] (name, package, version, tree
 //! hash, size, references, the sources it answers, the archive's sha256, signatures), and
-//! `NAME.tar.zst`, a deterministic archive of its tree (entries sorted, owner 0, a fixed mtime, modes
-//! as the store keeps them). A receiver trusts nothing it has not checked: the signature must be
+//! `NAME.tar.zst`, a deterministic archive of its tree (entries sorted, owner 0, a fixed mtime,
+//! modes by the executable bit). A receiver trusts nothing it has not checked: the signature must be
 //! by a trusted key and cover the object's name, tree hash, size, references and sources; the
 //! name must be the one the store derives from the package, version and tree hash; the archive
 //! is fetched through the same pipeline as any source (its sha256 checked while streaming, every
