@@ -27,8 +27,6 @@ pub enum Status {
     Failure,
 }
 
-/// Parses the command line, runs the command, renders a failure. The one place exit codes are
-/// decided.
 /// The umask the user started envctl with, restored for the programs sessions run.
 static USER_UMASK: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(0o022);
 
@@ -48,6 +46,8 @@ pub fn restore_user_umask() {
     unsafe { libc::umask(USER_UMASK.load(std::sync::atomic::Ordering::Relaxed) as libc::mode_t) };
 }
 
+/// Parses the command line, runs the command, renders a failure. The one place exit codes are
+/// decided.
 pub fn run() -> ExitCode {
     guard_umask();
     let cli = match Cli::try_parse() {
