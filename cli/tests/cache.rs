@@ -422,3 +422,33 @@ fn a_push_or_pull_killed_at_any_rename_leaves_both_sides_consistent() {
         );
     }
 }
+
+#[test]
+fn offline_installs_use_local_caches_only() {
+    let (f, public) = first_machine();
+    let key = f.sb.path("keys/lab.secret").display().to_string();
+    let cache = f.sb.path("cache");
+    f.run(&["cache", "push", &cache.display().to_string(), "p", "--key", &key]).ok();
+    for file in common::fixture::walk(&cache).into_iter().filter(|p| p.is_file()) {
+        let rel = file.strip_prefix(&cache).unwrap().display().to_string();
+        f.server.serve(&format!("/cache/{rel}"), std::fs::read(&file).unwrap());
+    }
+    // A cache over HTTP is the network: --offline does not ask it, and says what it would need.
+    let http = second_machine(
+        &f,
+        &format!("trusted-keys = [\"{public}\"]\n[[caches]]\nurl = \"{}\"\n", f.server.url("/cache")),
+    );
+    let file = |b: &Sandbox| b.path("proj/p.toml").display().to_string();
+    let r = http.run(&["apply", "--offline", "--frozen", &file(&http)]);
+    assert!(r.failed().contains("offline"), "{}", r.stderr);
+    let hits: usize =
+        package_paths(&f.sb.store()).iter().map(|n| f.server.hits(&format!("/cache/{n}.json"))).sum();
+    assert_eq!(hits, 0);
+    // A directory cache is local: --offline installs from it.
+    let dir = second_machine(
+        &f,
+        &format!("trusted-keys = [\"{public}\"]\n[[caches]]\nurl = \"{}\"\n", cache.display()),
+    );
+    dir.run(&["apply", "--offline", "--frozen", &file(&dir)]).ok();
+    assert_eq!(package_paths(&f.sb.store()), package_paths(&dir.store()));
+}

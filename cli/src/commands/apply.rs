@@ -506,7 +506,11 @@ fn check_offline(
     for p in &lock.packages {
         let Some(request) = install_request(p) else { continue };
         let in_store = store.find(&request).ok().flatten().is_some();
-        if !in_store && fetcher.locations(&p.source.url).is_err() {
+        // `options` is offline: only caches on a local directory are asked.
+        if !in_store
+            && fetcher.locations(&p.source.url).is_err()
+            && envctl_store::cache_offer(options, &request).is_none()
+        {
             lacking.push(format!("{} {} ({})", p.name, p.version, p.source.url));
         }
     }
@@ -517,7 +521,7 @@ fn check_offline(
         format!("cannot apply `{}` offline", file.display()),
         format!("not in the store and without a local source: {}", lacking.join("; ")),
     )
-    .hint("bring them in first: a `file://` mirror base in [mirrors], `envctl store add`, or an apply on a machine with network"))
+    .hint("bring them in first: a `file://` mirror base in [mirrors], a binary cache on a local directory, `envctl store import`, `envctl store add`, or an apply on a machine with network"))
 }
 
 /// Hints for a failed download from a `mirror://NAME/…` source: where the mirror is configured
