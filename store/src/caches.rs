@@ -1,12 +1,14 @@
-//! Binary caches: a directory (a local disk, NFS) or an HTTP(S) base holding [`PathObject`]s and
-//! their archives (see `transfer`), plus `by-source/<KEY HASH>` pointers from a source key to the
-//! path it unpacks to, for a lock that does not yet name its store paths.
+//! Binary caches: a directory (a local disk, NFS), an HTTP(S) base, or an S3-compatible bucket
+//! holding [`PathObject`]s and their archives (see `transfer`), plus `by-source/<KEY HASH>`
+//! pointers from a source key to the path it unpacks to, for a lock that does not yet name its
+//! store paths.
 //!
 //! Installs ask each configured cache, in priority order, before the recipe's own source; a
 //! cache that lacks the path, cannot be reached or serves something that fails a check is passed
 //! over with a warning, and the next one (finally the upstream source) is tried. Pushing writes
-//! the archive, then the object, each through a temporary file and a rename: a killed push leaves
-//! at most an archive without an object, which no reader uses, and the next push completes it.
+//! the archive, then the pointers, then the object, each whole or not at all (a temporary file
+//! and a rename in a directory, one `PUT` elsewhere): a killed push leaves at most an archive
+//! without an object, which no reader uses, and the next push completes it.
 
 use std::io::Read;
 use std::path::{Path, PathBuf};
