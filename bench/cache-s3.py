@@ -2,6 +2,7 @@
 """Binary cache push and pull against a loopback S3-compatible server (issue: beyond one machine).
 
   python3 bench/cache-s3.py [ROUNDS]       (default 3; not CI)
+  FSYNC=0 python3 bench/cache-s3.py        (the pulling home runs with `[store] fsync = false`)
 
 Needs curl, tar, zstd and moto's server (installed with pip into the testkit's virtual
 environment under the temporary directory when absent, as the tests do). Builds envctl --release.
@@ -141,6 +142,8 @@ def main():
             os.makedirs(config)
             with open(os.path.join(config, "config.toml"), "w") as f:
                 f.write(f'trusted-keys = ["{public}"]\n[[caches]]\nurl = "{url}"\n')
+                if os.environ.get("FSYNC") == "0":
+                    f.write("[store]\nfsync = false\n")
             node_env = dict(env, ENVCTL_HOME=node, XDG_CONFIG_HOME=os.path.dirname(config))
             pull_t.append(timed([envctl, "apply", "--frozen", profile], node_env))
             # The same apply from the recipes' own archives on local disk, no cache: what
