@@ -365,8 +365,13 @@ fn a_push_or_pull_killed_at_any_rename_leaves_both_sides_consistent() {
     let shim = build_shim(f.sb.path("").as_path());
     let key = f.sb.path("keys/lab.secret").display().to_string();
     let cache = f.sb.path("cache");
-    let push =
-        |f: &Fixture| f.sb.command(&["cache", "push", &cache.display().to_string(), "p", "--key", &key]);
+    let quiet = |mut c: std::process::Command| {
+        c.stdout(std::process::Stdio::null()).stderr(std::process::Stdio::null());
+        c
+    };
+    let push = |f: &Fixture| {
+        quiet(f.sb.command(&["cache", "push", &cache.display().to_string(), "p", "--key", &key]))
+    };
     let counts = count_calls(push(&f), &shim, &f.sb.path(""));
     std::fs::remove_dir_all(&cache).unwrap();
     let renames = counts.get("rename").copied().unwrap_or(0);
@@ -403,7 +408,7 @@ fn a_push_or_pull_killed_at_any_rename_leaves_both_sides_consistent() {
     );
     upstream_gone(&f);
     let file = b.path("proj/p.toml").display().to_string();
-    let pull = || b.command(&["apply", "--frozen", &file]);
+    let pull = || quiet(b.command(&["apply", "--frozen", &file]));
     let counts = count_calls(pull(), &shim, &b.path(""));
     let renames = counts.get("rename").copied().unwrap_or(0);
     assert!(renames >= 3, "{counts:?}");
