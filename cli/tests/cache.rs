@@ -118,6 +118,7 @@ fn a_second_home_installs_the_profile_from_the_cache_without_the_upstream_source
     assert_eq!(plan.matches(&format!("from cache {}", cache.display())).count(), 3, "{plan}");
     let apply = b.run(&["apply", "--frozen", &b.path("proj/p.toml").display().to_string()]);
     apply.ok();
+    assert!(apply.stderr.contains("(3 packages, 3 fetched, all from caches)"), "{}", apply.stderr);
     assert_eq!(upstream_hits(&f), before, "the upstream was asked");
     let a = &f.sb;
     assert_eq!(package_paths(&a.store()), package_paths(&b.store()));

@@ -310,8 +310,9 @@ impl Store {
         caches.sort_by_key(|c| c.priority);
         for cache in &caches {
             match self.ask_cache(cache, request, key, reporter) {
-                Ok(Some(installed)) => {
+                Ok(Some(mut installed)) => {
                     tracing::info!(path = %installed.record.name, cache = %cache.url, "installed from a cache");
+                    installed.cache = Some(cache.url.clone());
                     return Some(installed);
                 }
                 Ok(None) => {}

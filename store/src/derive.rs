@@ -161,7 +161,13 @@ impl Store {
     fn find_derived(&self, d: &Derivation) -> Result<Option<Installed>> {
         let Some(record) = self.db().path_for_source(&d.key())? else { return Ok(None) };
         let path = self.dir.join(&record.name);
-        Ok(path.is_dir().then_some(Installed { path, record, fetched: false, skipped: Vec::new() }))
+        Ok(path.is_dir().then_some(Installed {
+            path,
+            record,
+            fetched: false,
+            skipped: Vec::new(),
+            cache: None,
+        }))
     }
 
     /// Builds the trees of `todo` in fresh temporary directories, each with its tree's path.
@@ -231,7 +237,7 @@ impl Store {
             Some((&d.key(), &source)),
             &references,
         )?;
-        Ok(Installed { path: dest, record, fetched: false, skipped: Vec::new() })
+        Ok(Installed { path: dest, record, fetched: false, skipped: Vec::new(), cache: None })
     }
 }
 

@@ -38,7 +38,7 @@ impl Store {
             self.commit(&work, &tree_dir, &name, &tree_hash, tree.stats(), package, None, &references)?;
         let recorded = serde_json::to_string(inputs).map_err(std::io::Error::other)?;
         self.db().record_build(&record.name, profile, &recorded, manifest)?;
-        Ok(Installed { path: dest, record, fetched: false, skipped: Vec::new() })
+        Ok(Installed { path: dest, record, fetched: false, skipped: Vec::new(), cache: None })
     }
 }
 

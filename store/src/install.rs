@@ -59,6 +59,8 @@ pub struct Installed {
     pub fetched: bool,
     /// Archive entries skipped on purpose (device nodes, fifos).
     pub skipped: Vec<String>,
+    /// The binary cache it came from, when one gave it.
+    pub cache: Option<String>,
 }
 
 impl Store {
@@ -174,7 +176,7 @@ impl Store {
 
     fn found(&self, record: PathRecord) -> Option<Installed> {
         let path = self.dir.join(&record.name);
-        path.is_dir().then_some(Installed { path, record, fetched: false, skipped: Vec::new() })
+        path.is_dir().then_some(Installed { path, record, fetched: false, skipped: Vec::new(), cache: None })
     }
 
     /// The installed path for a request, if the store has it; fetches nothing.
@@ -241,7 +243,7 @@ impl Store {
             &references,
         )?;
         tracing::debug!(path = %dest.display(), files = stats.files, bytes = stats.size, "installed");
-        Ok(Installed { path: dest, record, fetched: true, skipped: unpacked.skipped })
+        Ok(Installed { path: dest, record, fetched: true, skipped: unpacked.skipped, cache: None })
     }
 
     /// Tries each location of the source, retrying transient failures with backoff. Returns the

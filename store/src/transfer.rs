@@ -283,6 +283,7 @@ impl Store {
                 record,
                 fetched: false,
                 skipped: vec![],
+                cache: None,
             });
         }
         let request = InstallRequest {
@@ -327,7 +328,7 @@ impl Store {
         for (key, source) in sources {
             db.register(&record, Some((key, &source)), &[])?;
         }
-        Ok(Installed { path: dest, record, fetched: true, skipped: vec![] })
+        Ok(Installed { path: dest, record, fetched: true, skipped: vec![], cache: None })
     }
 }
 

@@ -214,12 +214,14 @@ pub fn apply(file: &Path, options: &ApplyOptions<'_>, settings: &Settings, cli: 
     let results = store.install_all(&requests, &bars);
     tracing::info!(packages = requests.len(), elapsed = ?started.elapsed(), "installed the closure");
     let mut fetched = 0;
+    let mut from_caches = 0;
     for (i, result) in order.iter().zip(results) {
         let p = &mut lock.packages[*i];
         let installed = result
             .context(|| format!("cannot install {} {} from `{}`", p.name, p.version, p.source.url))
             .map_err(|f| mirror_hints(f, &p.source.url, settings))?;
         fetched += usize::from(installed.fetched);
+        from_caches += usize::from(installed.cache.is_some());
         // What the lock promised is what was installed, or nothing of it becomes a generation.
         let promised = [(&p.tree_hash, &installed.record.tree_hash), (&p.store_path, &installed.record.name)];
         if let Some((Some(want), got)) =
@@ -291,8 +293,13 @@ pub fn apply(file: &Path, options: &ApplyOptions<'_>, settings: &Settings, cli: 
         .add_generation(&name, &generation.path)
         .context(|| format!("cannot switch profile `{name}`"))?;
     let changes = manifest::diff(current_manifest.as_ref(), &manifest);
+    let caches = match from_caches {
+        0 => String::new(),
+        n if n == fetched => ", all from caches".to_owned(),
+        n => format!(", {n} of them from caches"),
+    };
     printer::status(&format!(
-        "`{name}` is now generation {number} ({}, {fetched} fetched)",
+        "`{name}` is now generation {number} ({}, {fetched} fetched{caches})",
         printer::count(lock.packages.len(), "package")
     ));
     for c in &changes {
