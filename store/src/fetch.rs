@@ -95,19 +95,25 @@ pub struct Opened {
 
 /// Opens locations.
 pub struct Fetcher {
-    agent: ureq::Agent,
+    /// The HTTP clients, built on the first request: building one loads the system's certificate
+    /// store (a hundred and more files), which a command that fetches nothing must not pay for.
+    clients: std::sync::OnceLock<Clients>,
+    options: FetchOptions,
+}
+
+/// The HTTP clients of a fetcher.
+struct Clients {
+    direct: ureq::Agent,
     /// Through `http_proxy` (or `ALL_PROXY`), for `http://` URLs, when the environment names one.
     http_proxy: Option<ureq::Agent>,
     /// Through `https_proxy` (or `ALL_PROXY`), for `https://` URLs.
     https_proxy: Option<ureq::Agent>,
     /// `NO_PROXY`: hosts reached directly.
     no_proxy: String,
-    options: FetchOptions,
 }
 
-impl Fetcher {
-    /// A fetcher with these options.
-    pub fn new(options: FetchOptions) -> Fetcher {
+impl Clients {
+    fn new(options: &FetchOptions) -> Clients {
         // Redirects are followed here, not by the client, so that each target is checked first.
         let builder = || {
             ureq::AgentBuilder::new()
@@ -127,29 +133,36 @@ impl Fetcher {
                 }
             }
         };
-        Fetcher {
-            agent: builder().build(),
+        Clients {
+            direct: builder().build(),
             http_proxy: proxied(&["http_proxy", "HTTP_PROXY", "all_proxy", "ALL_PROXY"]),
             https_proxy: proxied(&["https_proxy", "HTTPS_PROXY", "all_proxy", "ALL_PROXY"]),
             no_proxy: env(&["no_proxy", "NO_PROXY"]).unwrap_or_default(),
-            options,
         }
+    }
+}
+
+impl Fetcher {
+    /// A fetcher with these options.
+    pub fn new(options: FetchOptions) -> Fetcher {
+        Fetcher { clients: std::sync::OnceLock::new(), options }
     }
 
     /// The client for `url`: through the proxy the environment names for its scheme, unless
     /// `NO_PROXY` lists its host (`*`, the host itself, or a domain it is in).
     fn agent_for(&self, url: &str) -> &ureq::Agent {
-        let proxy = if url.starts_with("https://") { &self.https_proxy } else { &self.http_proxy };
-        let Some(proxy) = proxy else { return &self.agent };
+        let c = self.clients.get_or_init(|| Clients::new(&self.options));
+        let proxy = if url.starts_with("https://") { &c.https_proxy } else { &c.http_proxy };
+        let Some(proxy) = proxy else { return &c.direct };
         let host = url::Url::parse(url)
             .ok()
             .and_then(|u| u.host_str().map(|h| h.trim_matches(['[', ']']).to_owned()));
         let Some(host) = host else { return proxy };
-        let bypass = self.no_proxy.split(',').map(str::trim).filter(|e| !e.is_empty()).any(|entry| {
+        let bypass = c.no_proxy.split(',').map(str::trim).filter(|e| !e.is_empty()).any(|entry| {
             let entry = entry.trim_start_matches("*.").trim_start_matches('.');
             entry == "*" || host == entry || host.ends_with(&format!(".{entry}"))
         });
-        if bypass { &self.agent } else { proxy }
+        if bypass { &c.direct } else { proxy }
     }
 
     /// The options in force.
