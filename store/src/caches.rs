@@ -299,26 +299,33 @@ impl Store {
     }
 
     /// The path for `request` from the first cache that has it and passes every check, if any.
-    /// `key` is the request's source key; `store_path` what the lock promises, when it says.
+    /// `key` is the request's source key.
     pub(crate) fn ask_caches(
         &self,
         request: &InstallRequest,
         key: &str,
         reporter: &dyn Reporter,
     ) -> Option<Installed> {
-        let mut caches = self.options.caches.clone();
-        caches.sort_by_key(|c| c.priority);
-        for cache in &caches {
-            match self.ask_cache(cache, request, key, reporter) {
+        for (url, backend) in &self.caches.list {
+            let received = self.caches.lookup(backend, url, request, key).and_then(|object| {
+                let Some(object) = object else { return Ok(None) };
+                let archive = backend.get_url(&object.archive.file);
+                let installed = self.receive(&object, &archive, &self.caches.trusted, reporter)?;
+                // The request's own source leads here from now on.
+                let source =
+                    crate::db::SourceRecord { sha256: request.sha256.to_string(), url: request.url.clone() };
+                self.db().register(&installed.record, Some((key, &source)), &[])?;
+                Ok(Some(installed))
+            });
+            match received {
                 Ok(Some(mut installed)) => {
-                    tracing::info!(path = %installed.record.name, cache = %cache.url, "installed from a cache");
-                    installed.cache = Some(cache.url.clone());
+                    tracing::info!(path = %installed.record.name, cache = %url, "installed from a cache");
+                    installed.cache = Some(url.clone());
                     return Some(installed);
                 }
                 Ok(None) => {}
                 Err(e) => tracing::warn!(
-                    "cache `{}` passed over for {} {}: {e}",
-                    cache.url,
+                    "cache `{url}` passed over for {} {}: {e}",
                     request.name.as_str(),
                     request.version.as_str()
                 ),
@@ -326,81 +333,91 @@ impl Store {
         }
         None
     }
+}
 
-    fn ask_cache(
+/// The configured caches, parsed once (an S3 cache's credentials are read once, not per
+/// install), in the order to ask them, with what their objects are checked against.
+pub struct Caches {
+    fetcher: crate::fetch::Fetcher,
+    list: Vec<(String, Backend)>,
+    trusted: Vec<crate::keys::PublicKey>,
+}
+
+impl Caches {
+    /// The caches `options` configures, lowest priority first; with `fetch.offline`, only those
+    /// on a local directory. One that cannot be parsed is left out with a warning.
+    pub fn new(options: &crate::store::StoreOptions) -> Caches {
+        let mut caches = options.caches.clone();
+        caches.sort_by_key(|c| c.priority);
+        let list = caches
+            .into_iter()
+            .filter_map(|c| match Backend::parse(&c.url) {
+                Ok(b) if options.fetch.offline && !b.is_local() => None,
+                Ok(b) => Some((c.url, b)),
+                Err(e) => {
+                    tracing::warn!("cache `{}` left out: {e}", c.url);
+                    None
+                }
+            })
+            .collect();
+        Caches {
+            fetcher: crate::fetch::Fetcher::new(options.fetch.clone()),
+            list,
+            trusted: options.trusted_keys.clone(),
+        }
+    }
+
+    /// Whether there is any cache to ask.
+    pub fn is_empty(&self) -> bool {
+        self.list.is_empty()
+    }
+
+    /// The first cache that would give `request`'s path, checked as far as can be without
+    /// fetching its archive (a trusted signature, the right name): its URL and the archive's size.
+    /// For `apply --dry-run` and `--offline`.
+    pub fn offer(&self, request: &InstallRequest) -> Option<(String, u64)> {
+        let format = request.unpack.format.or_else(|| crate::unpack::Format::from_file_name(&request.url))?;
+        let key = Store::source_key(request, format);
+        self.list.iter().find_map(|(url, backend)| {
+            let object = self.lookup(backend, url, request, &key).ok()??;
+            object.check(&self.trusted).is_ok().then(|| (url.clone(), object.archive.size))
+        })
+    }
+
+    /// The object `backend` holds for `request` (by the store path the lock names, else through
+    /// the pointer for its source key `key`), refused unless it describes that path, answers that
+    /// source when asked by source, and names its archive as every object does; `None` when the
+    /// cache does not have it.
+    fn lookup(
         &self,
-        cache: &Cache,
+        backend: &Backend,
+        url: &str,
         request: &InstallRequest,
         key: &str,
-        reporter: &dyn Reporter,
-    ) -> Result<Option<Installed>> {
-        let backend = Backend::parse(&cache.url)?;
-        if self.options.fetch.offline && !backend.is_local() {
-            return Ok(None);
-        }
+    ) -> Result<Option<PathObject>> {
         let name = match &request.store_path {
             Some(name) => name.to_string(),
-            None => match read_object(&self.fetcher, &backend, &pointer(key))? {
+            None => match read_object(&self.fetcher, backend, &pointer(key))? {
                 Some(bytes) => String::from_utf8_lossy(&bytes).trim().to_owned(),
                 None => return Ok(None),
             },
         };
         let name = StorePathName::parse(&name)?;
-        let Some(bytes) = read_object(&self.fetcher, &backend, &format!("{name}.json"))? else {
+        let Some(bytes) = read_object(&self.fetcher, backend, &format!("{name}.json"))? else {
             return Ok(None);
         };
-        let object = PathObject::parse(&bytes, &format!("{}/{name}.json", cache.url))?;
+        let object = PathObject::parse(&bytes, &format!("{url}/{name}.json"))?;
+        let untrusted = |why: String| Error::Untrusted { name: name.to_string(), why };
         if object.name != name.as_str() {
-            return Err(Error::Untrusted {
-                name: name.to_string(),
-                why: format!("the cache's object for it describes `{}`", object.name),
-            });
+            return Err(untrusted(format!("the cache's object for it describes `{}`", object.name)));
         }
         // Asked for by source: the signed object must say it answers that source.
         if request.store_path.is_none() && !object.sources.iter().any(|s| s.key == key) {
-            return Err(Error::Untrusted {
-                name: object.name,
-                why: "its signed sources do not include this one".into(),
-            });
+            return Err(untrusted("its signed sources do not include this one".into()));
         }
         if object.archive.file != format!("{}.tar.zst", object.name) {
-            return Err(Error::Untrusted {
-                name: object.name,
-                why: format!("archive name `{}`", object.archive.file),
-            });
+            return Err(untrusted(format!("archive name `{}`", object.archive.file)));
         }
-        let archive = backend.get_url(&object.archive.file);
-        let installed = self.receive(&object, &archive, &self.options.trusted_keys, reporter)?;
-        // The request's own source leads here from now on.
-        let source = crate::db::SourceRecord { sha256: request.sha256.to_string(), url: request.url.clone() };
-        self.db().register(&installed.record, Some((key, &source)), &[])?;
-        Ok(Some(installed))
+        Ok(Some(object))
     }
-}
-
-/// The first cache that would give `request`'s path, checked as far as can be without
-/// fetching its archive (a trusted signature, the right name): its URL and the archive's size.
-/// For `apply --dry-run`.
-pub fn cache_offer(options: &crate::store::StoreOptions, request: &InstallRequest) -> Option<(String, u64)> {
-    let fetcher = crate::fetch::Fetcher::new(options.fetch.clone());
-    let format = request.unpack.format.or_else(|| crate::unpack::Format::from_file_name(&request.url))?;
-    let key = Store::source_key(request, format);
-    let mut caches = options.caches.clone();
-    caches.sort_by_key(|c| c.priority);
-    caches.into_iter().find_map(|cache| {
-        let backend = Backend::parse(&cache.url).ok()?;
-        if options.fetch.offline && !backend.is_local() {
-            return None;
-        }
-        let name = match &request.store_path {
-            Some(name) => name.to_string(),
-            None => String::from_utf8_lossy(&read_object(&fetcher, &backend, &pointer(&key)).ok()??)
-                .trim()
-                .to_owned(),
-        };
-        let bytes = read_object(&fetcher, &backend, &format!("{name}.json")).ok()??;
-        let object = PathObject::parse(&bytes, &name).ok()?;
-        (object.name == name && object.check(&options.trusted_keys).is_ok())
-            .then(|| (cache.url.clone(), object.archive.size))
-    })
 }

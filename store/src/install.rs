@@ -219,7 +219,7 @@ impl Store {
             return Ok(found);
         }
 
-        if !self.options.caches.is_empty()
+        if !self.caches.is_empty()
             && let Some(installed) = self.ask_caches(request, &key, reporter)
         {
             return Ok(installed);

@@ -36,7 +36,7 @@ mod unpack;
 mod verify;
 mod wheel;
 
-pub use caches::{Cache, PushReport, cache_offer};
+pub use caches::{Cache, Caches, PushReport};
 pub use db::{PathRecord, SCHEMA_VERSION, SourceRecord};
 pub use derive::Derivation;
 pub use error::{Error, Result};

@@ -97,6 +97,8 @@ pub struct PathInfo {
 pub struct Store {
     pub(crate) dir: PathBuf,
     db: Mutex<Database>,
+    /// The binary caches installs ask first, parsed once.
+    pub(crate) caches: crate::caches::Caches,
     pub(crate) fetcher: Fetcher,
     pub(crate) options: StoreOptions,
     /// Whether this process may write `.envctl/` (asked once, when the store is opened).
@@ -122,6 +124,7 @@ impl Store {
         let store = Store {
             dir: dir.to_path_buf(),
             db: Mutex::new(db),
+            caches: crate::caches::Caches::new(&options),
             fetcher: Fetcher::new(options.fetch.clone()),
             options,
             writable: may_write(&meta),
@@ -140,6 +143,11 @@ impl Store {
             store._lock.downgrade()?;
         }
         Ok(store)
+    }
+
+    /// The binary caches installs ask first (with `--offline`, the local ones).
+    pub fn caches(&self) -> &crate::caches::Caches {
+        &self.caches
     }
 
     /// Whether this process may change the store (its owner, or a member of a group that may):

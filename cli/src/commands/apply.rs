@@ -426,10 +426,9 @@ fn dry_run_plan(
         ));
     }
     // What a binary cache would give, checked as far as can be without fetching it.
-    let offers: Vec<Option<(String, u64)>> = to_fetch
-        .iter()
-        .map(|p| install_request(p).and_then(|r| envctl_store::cache_offer(&options, &r)))
-        .collect();
+    let caches = envctl_store::Caches::new(&options);
+    let offers: Vec<Option<(String, u64)>> =
+        to_fetch.iter().map(|p| install_request(p).and_then(|r| caches.offer(&r))).collect();
     let upstream: Vec<&LockedPackage> =
         to_fetch.iter().zip(&offers).filter(|(_, o)| o.is_none()).map(|(p, _)| *p).collect();
     let mut upstream_sizes = download_sizes(&upstream, options.fetch, options.jobs).into_iter();
@@ -514,9 +513,7 @@ fn check_offline(
         let Some(request) = install_request(p) else { continue };
         let in_store = store.find(&request).ok().flatten().is_some();
         // `options` is offline: only caches on a local directory are asked.
-        if !in_store
-            && fetcher.locations(&p.source.url).is_err()
-            && envctl_store::cache_offer(options, &request).is_none()
+        if !in_store && fetcher.locations(&p.source.url).is_err() && store.caches().offer(&request).is_none()
         {
             lacking.push(format!("{} {} ({})", p.name, p.version, p.source.url));
         }
