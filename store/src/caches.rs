@@ -106,21 +106,34 @@ impl Backend {
         }
     }
 
-    /// Stores `file` with the contents of the local file `from`, whole or not at all.
-    fn put(&self, fetcher: &crate::fetch::Fetcher, file: &str, from: &Path) -> Result<()> {
+    /// Stores `file` with what `write` writes, whole or not at all: in a directory through a
+    /// temporary file and a rename (written in place, no copy), elsewhere staged in `staging`
+    /// and sent with one `PUT`.
+    fn put<T>(
+        &self,
+        fetcher: &crate::fetch::Fetcher,
+        file: &str,
+        staging: &Path,
+        write: impl FnOnce(&mut dyn std::io::Write) -> Result<T>,
+    ) -> Result<T> {
         let url = match self {
             Backend::Dir(dir) => {
-                return write_atomically(&dir.join(file), |f| {
-                    std::io::copy(&mut fs_err::File::open(from)?, f)?;
+                let mut out = None;
+                write_atomically(&dir.join(file), |f| {
+                    out = Some(write(f)?);
                     Ok(())
-                });
+                })?;
+                return Ok(out.expect("the writer ran"));
             }
             Backend::Http(base) => format!("{base}/{file}"),
             Backend::S3(s3) => s3.sign(rusty_s3::Method::Put, file),
         };
-        let body = fs_err::File::open(from)?;
+        let staged = staging.join("staged");
+        let out = write(&mut fs_err::File::create(&staged)?)?;
+        let body = fs_err::File::open(&staged)?;
         let len = body.metadata()?.len();
-        fetcher.put(&url, std::io::BufReader::with_capacity(256 * 1024, body), len)
+        fetcher.put(&url, std::io::BufReader::with_capacity(256 * 1024, body), len)?;
+        Ok(out)
     }
 }
 
@@ -283,18 +296,18 @@ impl Store {
             return Ok(None);
         }
         let work = TempDir::new(&self.dir().join(".tmp"))?;
-        let staged = work.path.join("archive");
-        let archive = self.write_archive(name, std::io::BufWriter::new(fs_err::File::create(&staged)?))?;
+        let archive = backend.put(&self.fetcher, &format!("{name}.tar.zst"), &work.path, |w| {
+            self.write_archive(name, std::io::BufWriter::new(w))
+        })?;
         let bytes = archive.1;
-        backend.put(&self.fetcher, &format!("{name}.tar.zst"), &staged)?;
         let object = self.path_object(name, key, archive)?;
-        let small = work.path.join("small");
         for source in &object.sources {
-            fs_err::write(&small, name.as_bytes())?;
-            backend.put(&self.fetcher, &pointer(&source.key), &small)?;
+            backend.put(&self.fetcher, &pointer(&source.key), &work.path, |w| {
+                Ok(w.write_all(name.as_bytes())?)
+            })?;
         }
-        fs_err::write(&small, serde_json::to_vec_pretty(&object).map_err(std::io::Error::other)?)?;
-        backend.put(&self.fetcher, &object_file, &small)?;
+        let text = serde_json::to_vec_pretty(&object).map_err(std::io::Error::other)?;
+        backend.put(&self.fetcher, &object_file, &work.path, |w| Ok(w.write_all(&text)?))?;
         Ok(Some(bytes))
     }
 
