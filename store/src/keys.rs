@@ -45,6 +45,16 @@ fn check_name(name: &str) -> Result<()> {
     Ok(())
 }
 
+/// `NAME:BASE64` with a valid name and exactly `N` bytes; `what` starts each error.
+fn split_key<'t, const N: usize>(text: &'t str, what: &str) -> Result<(&'t str, [u8; N])> {
+    let (name, data) = text.trim().split_once(':').ok_or_else(|| bad_key(what, "expected NAME:BASE64"))?;
+    check_name(name)?;
+    let bytes = STANDARD.decode(data).map_err(|e| bad_key(what, e.to_string()))?;
+    let bytes =
+        bytes.try_into().map_err(|b: Vec<u8>| bad_key(what, format!("{} bytes, expected {N}", b.len())))?;
+    Ok((name, bytes))
+}
+
 impl SecretKey {
     /// A new random key.
     pub fn generate(name: &str) -> Result<SecretKey> {
@@ -63,15 +73,7 @@ impl SecretKey {
 
     /// Parses `NAME:BASE64(seed ‖ public)`.
     pub fn parse(text: &str) -> Result<SecretKey> {
-        let (name, data) = text
-            .trim()
-            .split_once(':')
-            .ok_or_else(|| bad_key("invalid secret key", "expected NAME:BASE64"))?;
-        check_name(name)?;
-        let bytes = STANDARD.decode(data).map_err(|e| bad_key("invalid secret key", e.to_string()))?;
-        if bytes.len() != 64 {
-            return Err(bad_key("invalid secret key", format!("{} bytes, expected 64", bytes.len())));
-        }
+        let (name, bytes) = split_key::<64>(text, "invalid secret key")?;
         let key = SecretKey::from_seed(name, bytes[..32].try_into().expect("32 bytes"))?;
         if key.pair.public_key().as_ref() != &bytes[32..] {
             return Err(bad_key("invalid secret key", "its public half does not match its seed"));
@@ -112,15 +114,7 @@ impl SecretKey {
 impl PublicKey {
     /// Parses `NAME:BASE64(public key)`.
     pub fn parse(text: &str) -> Result<PublicKey> {
-        let (name, data) = text
-            .trim()
-            .split_once(':')
-            .ok_or_else(|| bad_key("invalid public key", "expected NAME:BASE64"))?;
-        check_name(name)?;
-        let bytes = STANDARD.decode(data).map_err(|e| bad_key("invalid public key", e.to_string()))?;
-        let key: [u8; 32] = bytes
-            .try_into()
-            .map_err(|b: Vec<u8>| bad_key("invalid public key", format!("{} bytes, expected 32", b.len())))?;
+        let (name, key) = split_key::<32>(text, "invalid public key")?;
         Ok(PublicKey { name: name.to_owned(), key })
     }
 
