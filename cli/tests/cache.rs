@@ -50,6 +50,15 @@ fn upstream_hits(f: &Fixture) -> usize {
     ["/hello-1.0.tar.gz", "/world-1.0.tar.gz", "/app-1.0.tar.gz"].iter().map(|p| f.server.hits(p)).sum()
 }
 
+/// Serves the directory cache `cache` as it is, pointers included, under `/cache/` on the
+/// fixture's server.
+fn serve_cache(f: &Fixture, cache: &Path) {
+    for file in common::fixture::walk(cache).into_iter().filter(|p| p.is_file()) {
+        let rel = file.strip_prefix(cache).unwrap().display().to_string();
+        f.server.serve(&format!("/cache/{rel}"), std::fs::read(&file).unwrap());
+    }
+}
+
 fn package_paths(store: &Path) -> Vec<String> {
     let mut names: Vec<String> = std::fs::read_dir(store)
         .unwrap()
@@ -253,11 +262,7 @@ fn a_cache_served_over_http_is_read_like_a_directory_and_a_fresh_lock_finds_path
     let cache = f.sb.path("cache");
     let key = f.sb.path("keys/lab.secret").display().to_string();
     f.run(&["cache", "push", &cache.display().to_string(), "p", "--key", &key]).ok();
-    // The cache directory served as it is, by-source pointers included.
-    for file in common::fixture::walk(&cache).into_iter().filter(|p| p.is_file()) {
-        let rel = file.strip_prefix(&cache).unwrap().display().to_string();
-        f.server.serve(&format!("/cache/{rel}"), std::fs::read(&file).unwrap());
-    }
+    serve_cache(&f, &cache);
     let b = second_machine(
         &f,
         &format!("trusted-keys = [\"{public}\"]\n[[caches]]\nurl = \"{}\"\n", f.server.url("/cache/")),
@@ -435,10 +440,7 @@ fn offline_installs_use_local_caches_only() {
     let key = f.sb.path("keys/lab.secret").display().to_string();
     let cache = f.sb.path("cache");
     f.run(&["cache", "push", &cache.display().to_string(), "p", "--key", &key]).ok();
-    for file in common::fixture::walk(&cache).into_iter().filter(|p| p.is_file()) {
-        let rel = file.strip_prefix(&cache).unwrap().display().to_string();
-        f.server.serve(&format!("/cache/{rel}"), std::fs::read(&file).unwrap());
-    }
+    serve_cache(&f, &cache);
     // A cache over HTTP is the network: --offline does not ask it, and says what it would need.
     let http = second_machine(
         &f,
