@@ -18,39 +18,17 @@ archives barely compress), about 360 MiB. Per round, alternating with the floor:
 
 Writes bench/out/cache-s3.md; everything is deleted at the end.
 """
-import glob, hashlib, os, random, shutil, socket, statistics, subprocess, sys, tempfile, time
+import glob, hashlib, os, shutil, socket, statistics, subprocess, sys, tempfile, time
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from common import QUIET, make_tree, sh, timed
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 OUT = os.path.join(ROOT, "bench", "out")
 WORK = os.path.join(OUT, "cache-s3-work")
 ROUNDS = int(sys.argv[1]) if len(sys.argv) > 1 else 3
-PKGS, SHARED, OWN = 60, 1000, 2000
-QUIET = dict(stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+PKGS = 60
 MOTO = "moto[server]==5.2.5"
-
-
-def sh(*args, **kw):
-    return subprocess.run(args, check=True, **kw)
-
-
-def timed(args, env=None):
-    t = time.perf_counter()
-    subprocess.run(args, check=True, env=env, **QUIET)
-    return time.perf_counter() - t
-
-
-def make_tree(path, p):
-    rng = random.Random(p)
-    os.makedirs(os.path.join(path, "lib"))
-    for i in range(SHARED):
-        with open(os.path.join(path, "lib", f"libpkg{p:03d}_{i}.so"), "wb") as f:
-            f.write(rng.randbytes(rng.randint(100, 4096)))
-    for d in range(20):
-        own = os.path.join(path, "share", f"pkg{p:03d}", f"d{d}")
-        os.makedirs(own)
-        for i in range(OWN // 20):
-            with open(os.path.join(own, f"f{i}"), "wb") as f:
-                f.write(rng.randbytes(rng.randint(100, 4096)))
 
 
 def moto_server():

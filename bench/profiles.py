@@ -18,21 +18,14 @@ everything is deleted at the end. Writes bench/out/profiles.md.
 """
 import hashlib, os, shutil, statistics, subprocess, sys, time
 
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from common import sh, timed
+
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 OUT = os.path.join(ROOT, "bench", "out")
 WORK = os.path.join(OUT, "profiles-work")
 ROUNDS = int(sys.argv[1]) if len(sys.argv) > 1 else 5
 PKGS, SHARED, OWN = 60, 1000, 2000
-
-
-def sh(*args, **kw):
-    return subprocess.run(args, check=True, **kw)
-
-
-def timed(args, env=None):
-    t = time.perf_counter()
-    subprocess.run(args, check=True, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    return time.perf_counter() - t
 
 
 def median_ms(xs):

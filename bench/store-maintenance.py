@@ -19,43 +19,21 @@ arms alternate, each after an untimed read of its inputs (the host trims the pag
 
 Writes bench/out/store-maintenance.md; everything is deleted at the end.
 """
-import hashlib, os, random, shutil, statistics, subprocess, sys, time
+import hashlib, os, shutil, statistics, subprocess, sys, time
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from common import OWN, QUIET, SHARED, make_tree, sh, timed
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 OUT = os.path.join(ROOT, "bench", "out")
 WORK = os.path.join(OUT, "maintenance-work")
 ROUNDS = int(sys.argv[1]) if len(sys.argv) > 1 else 5
-KEPT, DOOMED, SHARED, OWN = 60, 20, 1000, 2000
-QUIET = dict(stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-
-
-def sh(*args, **kw):
-    return subprocess.run(args, check=True, **kw)
+KEPT, DOOMED = 60, 20
 
 
 def need(program, package):
     if shutil.which(program) is None:
         sh("apt-get", "install", "-y", "-q", package, env=dict(os.environ, DEBIAN_FRONTEND="noninteractive"), **QUIET)
-
-
-def timed(args, env=None):
-    t = time.perf_counter()
-    subprocess.run(args, check=True, env=env, **QUIET)
-    return time.perf_counter() - t
-
-
-def make_tree(path, p):
-    rng = random.Random(p)
-    os.makedirs(os.path.join(path, "lib"))
-    for i in range(SHARED):
-        with open(os.path.join(path, "lib", f"libpkg{p:03d}_{i}.so"), "wb") as f:
-            f.write(rng.randbytes(rng.randint(100, 4096)))
-    for d in range(20):
-        own = os.path.join(path, "share", f"pkg{p:03d}", f"d{d}")
-        os.makedirs(own)
-        for i in range(OWN // 20):
-            with open(os.path.join(own, f"f{i}"), "wb") as f:
-                f.write(rng.randbytes(rng.randint(100, 4096)))
 
 
 def files_under(paths):
