@@ -224,8 +224,13 @@ fn aws_credentials() -> Option<rusty_s3::Credentials> {
 fn read_object(fetcher: &crate::fetch::Fetcher, backend: &Backend, file: &str) -> Result<Option<Vec<u8>>> {
     const LIMIT: u64 = 1 << 20;
     if let Backend::Dir(dir) = backend {
-        return match std::fs::read(dir.join(file)) {
-            Ok(bytes) => Ok(Some(bytes)),
+        // Bounded like a download: a cache directory is input from elsewhere too.
+        return match std::fs::File::open(dir.join(file)) {
+            Ok(f) => {
+                let mut bytes = Vec::new();
+                f.take(LIMIT).read_to_end(&mut bytes)?;
+                Ok(Some(bytes))
+            }
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
             Err(e) => Err(e.into()),
         };
