@@ -189,6 +189,9 @@ pub fn env_overrides() -> Result<SystemOverrides> {
     Ok(o)
 }
 
+/// The origin of a fact a profile file's `[system]` sets.
+pub const PROFILE_ORIGIN: &str = "the profile's [system]";
+
 /// Detected facts with every override applied, in precedence order. Only facts no override
 /// sets are detected.
 pub fn facts(profile: Option<&SystemOverrides>, system_file: Option<&Path>) -> Result<SystemFacts> {
@@ -229,7 +232,7 @@ fn layered(
     };
     let mut facts = detect(wanted, overridden_driver.is_some_and(Option::is_some) && !arch_only);
     if let Some(p) = profile {
-        p.apply(&mut facts, "the profile's [system]");
+        p.apply(&mut facts, PROFILE_ORIGIN);
     }
     env.apply_with(&mut facts, |key| format!("ENVCTL_SYSTEM_{}", key.to_ascii_uppercase()));
     if let Some((o, path)) = &file {

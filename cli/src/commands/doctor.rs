@@ -128,7 +128,7 @@ fn describe_effective(o: &SystemOverrides, facts: &SystemFacts) -> String {
     let origin = |k: &str| facts.origin.get(k).map(String::as_str).unwrap_or("");
     let later = |k: &str| {
         let o = origin(k);
-        if o == "the profile's [system]" { String::new() } else { format!(" (overridden by {o})") }
+        if o == crate::system::PROFILE_ORIGIN { String::new() } else { format!(" (overridden by {o})") }
     };
     if o.driver.is_some() {
         let v = facts.driver.as_ref().map_or("none".to_owned(), |v| v.to_string());
