@@ -91,7 +91,7 @@ impl Context {
         let arch = self.facts.arch.as_deref().unwrap_or("x86_64");
         let python = solution.packages.iter().find(|(n, _)| n.as_str() == "python").map(|(_, r)| &r.version);
         for (name, recipe) in &solution.packages {
-            let Some(source) = recipe.source_for(&platform) else { continue };
+            let Some(source) = recipe.source_for(&platform, python) else { continue };
             let Some(tags) = WheelTags::from_file_name(&source.url) else { continue };
             let failure = |why: String| {
                 Failure::new(format!("cannot resolve `{file}`"), format!("{name} {}: {why}", recipe.version))
@@ -186,13 +186,20 @@ impl Context {
                 ));
             }
         }
+        let python = match by_name.get("python") {
+            Some(p) => Some(version_of(p)?),
+            None => None,
+        };
         for p in &lock.packages {
             let entry = format!("package `{} {}`", p.name, p.version);
             let Some(recipe) = self.repo.get(&p.name, &version_of(p)?) else {
                 return Err(refuse(&entry, "no recipe of the repositories has this name and version".into()));
             };
-            let Some(source) = recipe.source_for(&platform) else {
-                return Err(refuse(&entry, format!("its recipe has no source for `{platform}`")));
+            let Some(source) = recipe.source_for(&platform, python.as_ref()) else {
+                return Err(refuse(
+                    &entry,
+                    format!("its recipe has no source for `{platform}`{}", for_python(python.as_ref())),
+                ));
             };
             if LockedSource::from(source) != p.source {
                 return Err(refuse(
@@ -293,11 +300,20 @@ pub fn build_lock(
     } else {
         None
     };
+    let python = solution.packages.iter().find(|(n, _)| n.as_str() == "python").map(|(_, r)| &r.version);
     let mut packages = Vec::new();
     for (name, recipe) in &solution.packages {
-        let source = recipe
-            .source_for(platform)
-            .expect("the solver only picks recipes with a source for the platform");
+        let source = recipe.source_for(platform, python).ok_or_else(|| {
+            Failure::new(
+                format!("cannot lock {name} {}", recipe.version),
+                format!("its recipe has no source for `{platform}`{}", for_python(python)),
+            )
+            .hint(format!(
+                "its recipe `{}` has sources for: {}",
+                recipe.origin.display(),
+                sources_shown(recipe)
+            ))
+        })?;
         let mut locked = LockedPackage {
             name: name.to_string(),
             version: recipe.version.to_string(),
@@ -349,4 +365,25 @@ pub fn install_request(p: &envctl_recipes::LockedPackage) -> Option<envctl_store
     // The profile's Python (see python.rs) gets its standard library compiled.
     request.unpack.bytecode = p.name == "python" && !request.unpack.installs_as_wheel(&request.url);
     Some(request)
+}
+
+/// ` and Python X.Y.Z` when a Python is resolved.
+fn for_python(python: Option<&Version>) -> String {
+    python.map(|v| format!(" and Python {v}")).unwrap_or_default()
+}
+
+/// A recipe's sources as `platform (python)` pairs, for a hint.
+fn sources_shown(recipe: &envctl_recipes::Recipe) -> String {
+    let shown: Vec<String> = recipe
+        .sources
+        .iter()
+        .map(|s| {
+            let platform = s.platform.as_deref().unwrap_or("any platform");
+            match &s.python {
+                Some(p) => format!("{platform} with Python {}", p.as_str()),
+                None => platform.to_owned(),
+            }
+        })
+        .collect();
+    shown.join("; ")
 }

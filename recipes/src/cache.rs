@@ -24,8 +24,8 @@ use crate::recipe::{Recipe, Source, SystemRequirements};
 use crate::repo::Repository;
 use crate::version::{Requirement, Version};
 
-/// 2: sources gained `move`.
-const FORMAT: u32 = 2;
+/// 2: sources gained `move`; 3: `python`.
+const FORMAT: u32 = 3;
 
 #[derive(Serialize, Deserialize)]
 struct CacheFile {
@@ -61,6 +61,8 @@ struct CachedSource {
     root: Option<String>,
     #[serde(default)]
     relative: bool,
+    #[serde(default)]
+    python: Option<String>,
 }
 
 fn to_cached(r: &Recipe) -> Cached {
@@ -86,6 +88,7 @@ fn to_cached(r: &Recipe) -> Cached {
                 moves: s.moves.clone(),
                 root: s.root.clone(),
                 relative: s.relative,
+                python: req(&s.python),
             })
             .collect(),
         env: r.env.clone(),
@@ -121,18 +124,21 @@ fn from_cached(c: Cached) -> Option<Recipe> {
         sources: c
             .sources
             .into_iter()
-            .map(|s| Source {
-                platform: s.platform,
-                url: s.url,
-                sha256: s.sha256,
-                format: s.format,
-                strip_components: s.strip_components,
-                subdir: s.subdir,
-                moves: s.moves,
-                root: s.root,
-                relative: s.relative,
+            .map(|s| {
+                Some(Source {
+                    python: req(&s.python)?,
+                    platform: s.platform,
+                    url: s.url,
+                    sha256: s.sha256,
+                    format: s.format,
+                    strip_components: s.strip_components,
+                    subdir: s.subdir,
+                    moves: s.moves,
+                    root: s.root,
+                    relative: s.relative,
+                })
             })
-            .collect(),
+            .collect::<Option<_>>()?,
         env: c.env,
         origin: c.origin,
     })

@@ -53,6 +53,10 @@ pub struct Source {
     /// Only entries under this directory of the archive are kept, with it removed.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub root: Option<String>,
+    /// Only for these Pythons (a wheel built for one interpreter, `cp311`): the source a profile
+    /// uses is the one whose `python` holds its resolved Python. Any Python when absent.
+    #[serde(skip)]
+    pub python: Option<Requirement>,
     /// The recipe gave a path relative to itself (`url` holds it made absolute): a lock keeps it
     /// relative to the lock, so a checkout that ships its artifacts locks the same in any clone.
     #[serde(skip)]
@@ -87,12 +91,25 @@ pub struct Recipe {
 }
 
 impl Recipe {
-    /// The source for `platform`: the one naming it, else one with no platform.
-    pub fn source_for(&self, platform: &str) -> Option<&Source> {
-        self.sources
-            .iter()
-            .find(|s| s.platform.as_deref() == Some(platform))
-            .or_else(|| self.sources.iter().find(|s| s.platform.is_none()))
+    /// The source for `platform` and, when one is resolved, `python`: among the sources whose
+    /// `python` holds it (or that name none), the one naming the platform, else one with no
+    /// platform; a source for that very Python comes before one for any.
+    pub fn source_for(&self, platform: &str, python: Option<&Version>) -> Option<&Source> {
+        let fits = |s: &&Source| match (&s.python, python) {
+            (Some(req), Some(v)) => req.matches(v),
+            (Some(_), None) => false,
+            (None, _) => true,
+        };
+        let on = |p: Option<&str>| {
+            let with = self.sources.iter().filter(fits).filter(move |s| s.platform.as_deref() == p);
+            with.clone().find(|s| s.python.is_some()).or_else(|| with.clone().next())
+        };
+        on(Some(platform)).or_else(|| on(None))
+    }
+
+    /// Whether some source serves `platform` (for some Python).
+    pub fn has_source(&self, platform: &str) -> bool {
+        self.sources.iter().any(|s| s.platform.is_none() || s.platform.as_deref() == Some(platform))
     }
 }
 
@@ -140,10 +157,11 @@ struct RawSource {
     #[serde(default, rename = "move")]
     moves: BTreeMap<Spanned<String>, Spanned<String>>,
     root: Option<Spanned<String>>,
+    python: Option<Spanned<String>>,
 }
 
 const FORMATS: &[&str] =
-    &["tar", "tar.gz", "tar.xz", "tar.zst", "tar.bz2", "zip", "wheel", "whl", "conda", "conda-v1"];
+    &["tar", "tar.gz", "tar.xz", "tar.zst", "tar.bz2", "zip", "wheel", "whl", "conda", "conda-v1", "sdist"];
 
 impl Recipe {
     /// Reads and checks a recipe file.
@@ -301,6 +319,7 @@ impl Recipe {
             if let Some(r) = &s.root {
                 inside(r, "source.root")?;
             }
+            let python = req(&s.python, "source.python")?;
             // A plain relative path names a file beside the recipe (a repository that ships its
             // artifacts), wherever envctl runs from; it is shown and fetched in its canonical form.
             let (url, relative) = match path.parent() {
@@ -318,6 +337,7 @@ impl Recipe {
                 subdir: s.subdir.map(|d| d.into_inner()),
                 moves,
                 root: s.root.map(|r| r.into_inner()),
+                python,
                 relative,
             });
         }
@@ -371,10 +391,59 @@ TF_CPP_MIN_LOG_LEVEL = "1"
         assert_eq!(r.dependencies.len(), 3);
         assert_eq!(r.system.driver.as_ref().unwrap().to_string(), ">=410.48");
         assert_eq!(
-            r.source_for("linux-x86_64").unwrap().subdir.as_deref(),
+            r.source_for("linux-x86_64", None).unwrap().subdir.as_deref(),
             Some("lib/python3.7/site-packages")
         );
-        assert!(r.source_for("linux-aarch64").is_none());
+        assert!(r.source_for("linux-aarch64", None).is_none());
+    }
+
+    #[test]
+    fn a_wheel_per_python_is_chosen_by_the_resolved_python() {
+        let text = |extra: &str| {
+            format!(
+                r#"name = "numpy"
+version = "1.26.4"
+[dependencies]
+python = "3.10|3.11"
+[[source]]
+python = "3.10"
+index = "pypi"
+filename = "numpy-1.26.4-cp310-cp310-manylinux_2_17_x86_64.whl"
+sha256 = "{a}"
+[[source]]
+python = "3.11"
+index = "pypi"
+filename = "numpy-1.26.4-cp311-cp311-manylinux_2_17_x86_64.whl"
+sha256 = "{b}"
+{extra}"#,
+                a = "a".repeat(64),
+                b = "b".repeat(64)
+            )
+        };
+        let r = Recipe::parse(&text(""), Path::new("numpy.toml")).unwrap();
+        let on =
+            |v: &str| r.source_for("linux-x86_64", Some(&Version::parse(v).unwrap())).map(|s| s.url.clone());
+        assert!(on("3.11.9").unwrap().contains("cp311"));
+        assert!(on("3.10.14").unwrap().contains("cp310"));
+        assert_eq!(on("3.12.1"), None);
+        assert!(r.source_for("linux-x86_64", None).is_none(), "no Python resolved, no wheel for one");
+        assert!(r.has_source("linux-x86_64"));
+        // A source for any Python serves the rest; one for the very Python comes first.
+        let r = Recipe::parse(
+            &text(&format!(
+                "[[source]]\nindex = \"pypi\"\nfilename = \"numpy-1.26.4.tar.gz\"\nsha256 = \"{}\"\n",
+                "c".repeat(64)
+            )),
+            Path::new("numpy.toml"),
+        )
+        .unwrap();
+        let on =
+            |v: &str| r.source_for("linux-x86_64", Some(&Version::parse(v).unwrap())).unwrap().url.clone();
+        assert!(on("3.11.9").contains("cp311"));
+        assert!(on("3.12.1").ends_with(".tar.gz"));
+        let bad = text("").replace("python = \"3.11\"\nindex", "python = \"3.x\"\nindex");
+        let e = Recipe::parse(&bad, Path::new("numpy.toml")).unwrap_err().to_string();
+        assert!(e.contains("numpy.toml") && e.contains("source.python"), "{e}");
     }
 
     #[test]

@@ -189,7 +189,7 @@ impl Provider<'_> {
             .versions(name.as_str())
             .into_iter()
             .flat_map(|versions| versions.iter().rev())
-            .filter(|(_, r)| r.source_for(&self.platform).is_some())
+            .filter(|(_, r)| r.has_source(&self.platform))
             .map(|(v, _)| v.clone())
             .collect();
         let list = std::rc::Rc::new(list);
