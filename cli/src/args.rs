@@ -163,11 +163,16 @@ pub enum ImportCommand {
 #[derive(Debug, Args)]
 pub struct ImportPipArgs {
     /// What to import, as pip takes it (`tensorflow==2.15.1`, `torch[cuda]>=2.1`)
-    #[arg(required = true)]
+    #[arg(required_unless_present = "stacks")]
     pub requirements: Vec<String>,
-    /// The interpreter the recipes are for, `X.Y` (or `X.Y.Z`)
-    #[arg(long, value_name = "X.Y")]
-    pub python: String,
+    /// The interpreter the recipes are for, `X.Y` (or `X.Y.Z`); repeat it (or give `3.10,3.11`)
+    /// for recipes that serve several, each wheel a source for its own Python
+    #[arg(long, value_name = "X.Y", required_unless_present = "stacks", value_delimiter = ',')]
+    pub python: Vec<String>,
+    /// A TOML file of requests, each `[[stack]]` with `requirements` and `python` lists: one
+    /// import of them all, so recipes shared by several stacks serve all their Pythons
+    #[arg(long, value_name = "FILE", conflicts_with_all = ["requirements", "python", "report"])]
+    pub stacks: Option<PathBuf>,
     /// Platform tags wheels may have (pip's `--platform`; repeatable). Default: manylinux for this
     /// machine's glibc and architecture
     #[arg(long, value_name = "TAG")]
@@ -178,9 +183,10 @@ pub struct ImportPipArgs {
     /// How to run pip; it resolves through the user's own pip configuration
     #[arg(long, value_name = "COMMAND", default_value = "python3 -m pip")]
     pub pip: String,
-    /// A pip installation report to read instead of running pip (`pip install --dry-run --report`)
+    /// A pip installation report to read instead of running pip (`pip install --dry-run
+    /// --report`); one per `--python`, in the same order
     #[arg(long, value_name = "FILE", conflicts_with = "pip")]
-    pub report: Option<PathBuf>,
+    pub report: Vec<PathBuf>,
     /// The recipe repository to write into (created if needed)
     #[arg(long, value_name = "DIR")]
     pub out: PathBuf,

@@ -126,30 +126,69 @@ fn conda(args: &ImportCondaArgs, settings: &Settings) -> Result<Status> {
 
 /// `envctl import pip`: pip resolves the closure for the target (`install --dry-run --report`,
 /// wheels only, through the user's own pip configuration); each distribution becomes a recipe.
+/// One request of a `--stacks` file.
+#[derive(serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+struct Stack {
+    requirements: Vec<String>,
+    python: Vec<String>,
+}
+
+#[derive(serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+struct Stacks {
+    stack: Vec<Stack>,
+}
+
 fn pip(args: &ImportPipArgs, cli: &Cli) -> Result<Status> {
-    use envctl_recipes::import::pip::{Target, import};
+    use envctl_recipes::import::pip::{Target, import_many};
     let facts = crate::system::facts(None, cli.system.as_deref())?;
     let arch = facts.arch.clone().unwrap_or_else(|| "x86_64".into());
-    let (report, origin) = match &args.report {
-        Some(file) => (
-            std::fs::read_to_string(file)
-                .map_err(|e| Failure::new(format!("cannot read `{}`", file.display()), e))?,
-            file.display().to_string(),
-        ),
-        None => {
-            let platforms = if args.platform.is_empty() {
-                let glibc =
-                    facts.glibc.as_ref().map(|g| g.components().to_vec()).unwrap_or_else(|| vec![2, 17]);
-                manylinux_tags(glibc.get(1).copied().unwrap_or(17), &arch)
-            } else {
-                args.platform.clone()
-            };
-            (run_pip(args, &platforms)?, "pip's report".to_owned())
+    if !args.report.is_empty() && args.report.len() != args.python.len() {
+        return Err(Failure::new(
+            "cannot import Python packages",
+            format!("{} reports for {} Pythons", args.report.len(), args.python.len()),
+        )
+        .hint("give one --report per --python, in the same order"));
+    }
+    let stacks = match &args.stacks {
+        Some(file) => {
+            let text = std::fs::read_to_string(file)
+                .map_err(|e| Failure::new(format!("cannot read `{}`", file.display()), e))?;
+            let stacks: Stacks = toml::from_str(&text)
+                .map_err(|e| Failure::new(format!("cannot read `{}`", file.display()), e))
+                .map_err(|f| f.hint("give [[stack]] tables, each with `requirements` and `python` lists"))?;
+            stacks.stack
         }
+        None => vec![Stack { requirements: args.requirements.clone(), python: args.python.clone() }],
     };
-    let target = Target { python: args.python.clone(), arch, index: args.index.clone() };
-    let generated =
-        import(&report, &target, &origin).map_err(|e| Failure::new("cannot import Python packages", e))?;
+    let platforms = if args.platform.is_empty() {
+        let glibc = facts.glibc.as_ref().map(|g| g.components().to_vec()).unwrap_or_else(|| vec![2, 17]);
+        manylinux_tags(glibc.get(1).copied().unwrap_or(17), &arch)
+    } else {
+        args.platform.clone()
+    };
+    let mut reports = Vec::new();
+    for stack in &stacks {
+        for (i, python) in stack.python.iter().enumerate() {
+            let target = Target { python: python.clone(), arch: arch.clone(), index: args.index.clone() };
+            let (report, origin) = match args.report.get(i) {
+                Some(file) => (
+                    std::fs::read_to_string(file)
+                        .map_err(|e| Failure::new(format!("cannot read `{}`", file.display()), e))?,
+                    file.display().to_string(),
+                ),
+                None => (
+                    run_pip(&args.pip, &stack.requirements, python, &platforms)?,
+                    format!("pip's report of {} for CPython {python}", stack.requirements.join(" ")),
+                ),
+            };
+            reports.push((report, target, origin));
+        }
+    }
+    let reports: Vec<(&str, &Target, &str)> =
+        reports.iter().map(|(r, t, o)| (r.as_str(), t, o.as_str())).collect();
+    let generated = import_many(&reports).map_err(|e| Failure::new("cannot import Python packages", e))?;
     write_files(&args.out, &generated, true)
 }
 
@@ -177,8 +216,8 @@ fn manylinux_tags(minor: u64, arch: &str) -> Vec<String> {
     out
 }
 
-fn run_pip(args: &ImportPipArgs, platforms: &[String]) -> Result<String> {
-    let words: Vec<&str> = args.pip.split_whitespace().collect();
+fn run_pip(pip: &str, requirements: &[String], python: &str, platforms: &[String]) -> Result<String> {
+    let words: Vec<&str> = pip.split_whitespace().collect();
     let Some((program, lead)) = words.split_first() else {
         return Err(Failure::new("cannot run pip", "--pip is empty"));
     };
@@ -196,7 +235,7 @@ fn run_pip(args: &ImportPipArgs, platforms: &[String]) -> Result<String> {
             "cp",
         ])
         .arg("--python-version")
-        .arg(&args.python)
+        .arg(python)
         .arg("--report")
         .arg(&report)
         // Platform options need a target; a dry run writes nothing there.
@@ -205,18 +244,18 @@ fn run_pip(args: &ImportPipArgs, platforms: &[String]) -> Result<String> {
     for p in platforms {
         cmd.arg("--platform").arg(p);
     }
-    cmd.args(&args.requirements);
-    let shown = format!("{} install --dry-run --report … {}", args.pip, args.requirements.join(" "));
+    cmd.args(requirements);
+    let shown = format!("{pip} install --dry-run --report … {}", requirements.join(" "));
     let out = cmd.output().map_err(|e| {
         Failure::new(format!("cannot run `{shown}`"), e)
             .hint("give the command that runs pip with --pip (pip 22.2 or later)")
     })?;
     if !out.status.success() {
         return Err(Failure::new(
-            format!("pip could not resolve {}", args.requirements.join(" ")),
+            format!("pip could not resolve {}", requirements.join(" ")),
             String::from_utf8_lossy(&out.stderr).trim().to_owned(),
         )
-        .hint(format!("pip ran as `{shown}` for CPython {} on {}", args.python, tags_shown(platforms)))
+        .hint(format!("pip ran as `{shown}` for CPython {python} on {}", tags_shown(platforms)))
         .hint("envctl installs wheels only (pip was told --only-binary=:all:): a distribution published only as source cannot be imported yet"));
     }
     std::fs::read_to_string(&report).map_err(|e| Failure::new("pip wrote no report", e))

@@ -73,9 +73,55 @@ struct ArchiveInfo {
     hash: Option<String>,
 }
 
+/// One distribution as one report resolved it.
+struct Entry {
+    name: PackageName,
+    version: Version,
+    summary: Option<String>,
+    license: Option<String>,
+    /// dependency → requirement text
+    deps: BTreeMap<String, String>,
+    /// The Python series of a version-specific wheel (`3.11` for `cp311`).
+    specific: Option<Version>,
+    /// `python` for a wheel that runs on many (from `Requires-Python`).
+    requires_python: String,
+    glibc: Option<(u64, u64)>,
+    arch: Option<String>,
+    cuda: Option<u64>,
+    file: String,
+    sha256: String,
+}
+
 /// The recipes for a pip report's closure (see the module docs). `origin` names the report in
 /// errors.
 pub fn import(report: &str, target: &Target, origin: &str) -> Result<Vec<Generated>, Problem> {
+    import_many(&[(report, target, origin)])
+}
+
+/// The recipes for several reports of one request, each for its own Python, merged: one recipe
+/// per distribution version whose `python` dependency is every series it was resolved for; a
+/// version-specific wheel (`cp311`) becomes a source for its Python (`python = "3.11"`), a wheel
+/// for any Python one source for all. A dependency one Python needs is kept for all (a
+/// requirement of `pubgrub` cannot depend on which Python the same solve picks), and two
+/// requirements on one name must both hold.
+pub fn import_many(reports: &[(&str, &Target, &str)]) -> Result<Vec<Generated>, Problem> {
+    let mut all: BTreeMap<(PackageName, Version), Vec<(Entry, &Target)>> = BTreeMap::new();
+    for (report, target, origin) in reports {
+        for e in entries(report, target, origin)? {
+            all.entry((e.name.clone(), e.version.clone())).or_default().push((e, target));
+        }
+    }
+    let mut out = Vec::new();
+    for ((name, version), entries) in all {
+        out.push(merge(&name, &version, &entries).map_err(|message| Problem {
+            file: reports.iter().map(|r| r.2).collect::<Vec<_>>().join(", "),
+            message,
+        })?);
+    }
+    Ok(out)
+}
+
+fn entries(report: &str, target: &Target, origin: &str) -> Result<Vec<Entry>, Problem> {
     let problem = |message: String| Problem { file: origin.to_owned(), message };
     let report: Report =
         serde_json::from_str(report).map_err(|e| problem(format!("not a pip installation report: {e}")))?;
@@ -160,7 +206,7 @@ pub fn import(report: &str, target: &Target, origin: &str) -> Result<Vec<Generat
                     .or_else(|| a.hash.as_ref()?.strip_prefix("sha256=").map(str::to_owned))
             })
             .ok_or_else(|| problem(format!("{name}: the report gives no sha256 for `{file}`")))?;
-        Version::parse(&m.version).map_err(|e| problem(format!("{name}: {e}")))?;
+        let version = Version::parse(&m.version).map_err(|e| problem(format!("{name}: {e}")))?;
         let tags = WheelTags::from_file_name(&file)
             .ok_or_else(|| problem(format!("{name}: `{file}` is not a wheel (envctl installs wheels only; pip was told --only-binary=:all:)")))?;
         tags.check(&python, &target.arch, None).map_err(|why| problem(format!("{name}: `{file}`: {why}")))?;
@@ -178,60 +224,125 @@ pub fn import(report: &str, target: &Target, origin: &str) -> Result<Vec<Generat
                 _ => "*".to_owned(),
             };
             // Several lines for one name (under different markers) all hold.
-            let merged = match deps.remove(dep.as_str()) {
-                Some(prev) if prev != "*" && spec != "*" => format!("{prev},{spec}"),
-                Some(prev) if spec == "*" => prev,
-                _ => spec,
-            };
+            let merged = both(deps.remove(dep.as_str()), spec);
             Requirement::parse(&merged).map_err(|e| problem(format!("{name}: requirement on {dep}: {e}")))?;
             deps.insert(dep.to_string(), merged);
         }
-        deps.insert("python".into(), python_requirement(&tags, m.requires_python.as_deref(), &series));
-
-        let mut system = Vec::new();
-        if let Some(glibc) = tags.platform.iter().filter_map(|p| manylinux_glibc(p, &target.arch)).min() {
-            system.push(format!("glibc = {}", quote(&format!(">={}.{}", glibc.0, glibc.1))));
-        }
-        if tags.platform.iter().any(|p| p != "any") {
-            system.push(format!("arch = {}", quote(&target.arch)));
-        }
-        if let Some(cuda) = cuda_major(name.as_str()) {
-            system.insert(0, format!("cuda = {}", quote(&format!(">={cuda}"))));
-        }
-
-        let mut text = format!(
-            "# Written by `envctl import pip` for CPython {} on {}.\nname = {}\nversion = {}\n",
-            target.python,
-            target.arch,
-            quote(name.as_str()),
-            quote(&m.version)
-        );
-        if let Some(s) = m.summary.as_deref().filter(|s| !s.trim().is_empty()) {
-            text.push_str(&format!("summary = {}\n", quote(s.trim())));
-        }
-        if let Some(l) = license(m) {
-            text.push_str(&format!("license = {}\n", quote(&l)));
-        }
-        text.push_str("\n[dependencies]\n");
-        for (dep, spec) in &deps {
-            text.push_str(&format!("{} = {}\n", bare_key(dep), quote(spec)));
-        }
-        if !system.is_empty() {
-            text.push_str("\n[system]\n");
-            for line in &system {
-                text.push_str(line);
-                text.push('\n');
-            }
-        }
-        text.push_str(&format!(
-            "\n[[source]]\nindex = {}\nfilename = {}\nsha256 = {}\n",
-            quote(&target.index),
-            quote(&file),
-            quote(&sha.to_ascii_lowercase())
-        ));
-        out.push(Generated { path: format!("{name}/{}.toml", m.version), text });
+        let specific = tags.abi.iter().any(|a| a != "none" && a != "abi3");
+        out.push(Entry {
+            name: name.clone(),
+            version,
+            summary: m.summary.as_deref().map(str::trim).filter(|s| !s.is_empty()).map(str::to_owned),
+            license: license(m),
+            deps,
+            specific: specific
+                .then(|| Version::parse(&series))
+                .transpose()
+                .map_err(|e| problem(e.to_string()))?,
+            requires_python: python_requirement(m.requires_python.as_deref()),
+            glibc: tags.platform.iter().filter_map(|p| manylinux_glibc(p, &target.arch)).min(),
+            arch: tags.platform.iter().any(|p| p != "any").then(|| target.arch.clone()),
+            cuda: cuda_major(name.as_str()),
+            file,
+            sha256: sha.to_ascii_lowercase(),
+        });
     }
     Ok(out)
+}
+
+/// Two requirements on one name that must both hold, as one.
+fn both(prev: Option<String>, spec: String) -> String {
+    match prev {
+        Some(prev) if prev == spec || spec == "*" => prev,
+        Some(prev) if prev != "*" => format!("{prev},{spec}"),
+        _ => spec,
+    }
+}
+
+/// One recipe from what each report said of one distribution version.
+fn merge(name: &PackageName, version: &Version, entries: &[(Entry, &Target)]) -> Result<Generated, String> {
+    let first = &entries[0].0;
+    let mut deps: BTreeMap<String, String> = BTreeMap::new();
+    for (e, _) in entries {
+        for (dep, spec) in &e.deps {
+            let merged = both(deps.remove(dep), spec.clone());
+            deps.insert(dep.clone(), merged);
+        }
+    }
+    // Sources: one per file, with the Pythons whose reports chose it. One file for every Python
+    // is one source for any Python its tags allow; else each source is for its own Pythons.
+    let mut files: BTreeMap<&str, (&Entry, BTreeSet<Version>)> = BTreeMap::new();
+    for (e, t) in entries {
+        let series = Version::parse(&t.python.split('.').take(2).collect::<Vec<_>>().join("."))
+            .map_err(|e| e.to_string())?;
+        files.entry(e.file.as_str()).or_insert((e, BTreeSet::new())).1.insert(series);
+    }
+    let union = |set: &mut dyn Iterator<Item = &Version>| {
+        let set: BTreeSet<&Version> = set.collect();
+        set.iter().map(|v| v.to_string()).collect::<Vec<_>>().join("|")
+    };
+    let one_file = files.len() == 1;
+    let python = match files.values().next() {
+        Some((e, _)) if one_file && e.specific.is_none() => e.requires_python.clone(),
+        _ => union(&mut files.values().flat_map(|(_, s)| s.iter())),
+    };
+    deps.insert("python".into(), python);
+    for (dep, spec) in &deps {
+        Requirement::parse(spec).map_err(|e| format!("{name} {version}: requirement on {dep}: {e}"))?;
+    }
+
+    let mut system = Vec::new();
+    if let Some(cuda) = first.cuda {
+        system.push(format!("cuda = {}", quote(&format!(">={cuda}"))));
+    }
+    if let Some(glibc) = entries.iter().filter_map(|(e, _)| e.glibc).max() {
+        system.push(format!("glibc = {}", quote(&format!(">={}.{}", glibc.0, glibc.1))));
+    }
+    if let Some(arch) = entries.iter().find_map(|(e, _)| e.arch.as_ref()) {
+        system.push(format!("arch = {}", quote(arch)));
+    }
+
+    let pythons: BTreeSet<Version> =
+        entries.iter().filter_map(|(_, t)| Version::parse(&t.python).ok()).collect();
+    let pythons: Vec<String> = pythons.iter().map(|v| v.to_string()).collect();
+    let target = entries[0].1;
+    let mut text = format!(
+        "# Written by `envctl import pip` for CPython {} on {}.\nname = {}\nversion = {}\n",
+        pythons.join(", "),
+        target.arch,
+        quote(name.as_str()),
+        quote(&version.to_string())
+    );
+    if let Some(s) = &first.summary {
+        text.push_str(&format!("summary = {}\n", quote(s)));
+    }
+    if let Some(l) = &first.license {
+        text.push_str(&format!("license = {}\n", quote(l)));
+    }
+    text.push_str("\n[dependencies]\n");
+    for (dep, spec) in &deps {
+        text.push_str(&format!("{} = {}\n", bare_key(dep), quote(spec)));
+    }
+    if !system.is_empty() {
+        text.push_str("\n[system]\n");
+        for line in &system {
+            text.push_str(line);
+            text.push('\n');
+        }
+    }
+    for (file, (e, series)) in &files {
+        text.push_str("\n[[source]]\n");
+        if !one_file {
+            text.push_str(&format!("python = {}\n", quote(&union(&mut series.iter()))));
+        }
+        text.push_str(&format!(
+            "index = {}\nfilename = {}\nsha256 = {}\n",
+            quote(&target.index),
+            quote(file),
+            quote(&e.sha256)
+        ));
+    }
+    Ok(Generated { path: format!("{name}/{version}.toml"), text })
 }
 
 /// The requirements that hold for the target with `extras`.
@@ -249,13 +360,8 @@ fn normalize_extra(e: &str) -> String {
     PackageName::parse(e).map(|n| n.to_string()).unwrap_or_else(|_| e.to_ascii_lowercase())
 }
 
-/// `python` as the wheel needs it: its own series for a version-specific tag (`cp311`), else
-/// what `Requires-Python` says, else any Python 3.
-fn python_requirement(tags: &WheelTags, requires: Option<&str>, series: &str) -> String {
-    let specific = tags.abi.iter().any(|a| a != "none" && a != "abi3");
-    if specific {
-        return series.to_owned();
-    }
+/// `python` for a wheel that runs on many: what `Requires-Python` says, else any Python 3.
+fn python_requirement(requires: Option<&str>) -> String {
     match requires.map(str::trim).filter(|r| !r.is_empty()) {
         Some(r) if Requirement::parse(r).is_ok() => r.replace(' ', ""),
         _ => ">=3".to_owned(),
@@ -367,5 +473,49 @@ mod tests {
             "{}",
             cudnn.text
         );
+    }
+
+    #[test]
+    fn reports_for_several_pythons_merge_into_one_recipe_per_version() {
+        let report = |py: &str, crypto_deps: &[&str]| {
+            serde_json::json!({"install": [
+                item("numpy", "1.26.4", &format!("numpy-1.26.4-cp{py}-cp{py}-manylinux_2_17_x86_64.manylinux2014_x86_64.whl"), &[], Some(">=3.9")),
+                item("cryptography", "50.0.2", &format!("cryptography-50.0.2-cp{}-abi3-manylinux_2_28_x86_64.whl", if py == "311" { "311" } else { "37" }), crypto_deps, Some(">=3.8")),
+                item("typing_extensions", "4.9.0", "typing_extensions-4.9.0-py3-none-any.whl", &[], Some(">=3.8")),
+            ]})
+            .to_string()
+        };
+        let (r310, r311) = (
+            report("310", &["typing-extensions>=4.13.2; python_version < \"3.11\""]),
+            report("311", &["typing-extensions>=4.13.2; python_version < \"3.11\""]),
+        );
+        let t310 = Target { python: "3.10".into(), arch: "x86_64".into(), index: "pypi".into() };
+        let t311 = Target { python: "3.11".into(), ..t310.clone() };
+        let out = import_many(&[(&r311, &t311, "a.json"), (&r310, &t310, "b.json")]).unwrap();
+        let get = |p: &str| out.iter().find(|g| g.path == p).unwrap().text.clone();
+        let numpy = get("numpy/1.26.4.toml");
+        assert!(numpy.contains("python = \"3.10|3.11\""), "{numpy}");
+        assert!(numpy.contains("for CPython 3.10, 3.11 on x86_64"), "{numpy}");
+        let r = crate::Recipe::parse(&numpy, std::path::Path::new("numpy.toml")).unwrap();
+        let on =
+            |v: &str| r.source_for("linux-x86_64", Some(&Version::parse(v).unwrap())).unwrap().url.clone();
+        assert!(on("3.10.4").contains("cp310") && on("3.11.9").contains("cp311"), "{numpy}");
+        // abi3 files chosen per Python: each source for the Python that chose it; the 3.10-only
+        // dependency holds for both.
+        let crypto = get("cryptography/50.0.2.toml");
+        assert_eq!(crypto.matches("[[source]]").count(), 2, "{crypto}");
+        assert!(
+            crypto.contains("python = \"3.10|3.11\"") && crypto.contains("typing-extensions = \">=4.13.2\""),
+            "{crypto}"
+        );
+        let r = crate::Recipe::parse(&crypto, std::path::Path::new("c.toml")).unwrap();
+        let on =
+            |v: &str| r.source_for("linux-x86_64", Some(&Version::parse(v).unwrap())).unwrap().url.clone();
+        assert!(on("3.10.4").contains("cp37-abi3") && on("3.11.9").contains("cp311-abi3"), "{crypto}");
+        // One file for every Python: one source, for any Python its metadata allows.
+        let te = get("typing-extensions/4.9.0.toml");
+        assert!(te.contains("python = \">=3.8\"") && te.matches("[[source]]").count() == 1, "{te}");
+        // The order the reports come in changes nothing.
+        assert_eq!(out, import_many(&[(&r310, &t310, "b.json"), (&r311, &t311, "a.json")]).unwrap());
     }
 }
