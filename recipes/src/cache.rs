@@ -24,7 +24,7 @@ use crate::recipe::{Recipe, Source, SystemRequirements};
 use crate::repo::Repository;
 use crate::version::{Requirement, Version};
 
-/// 2: sources gained `move`; 3: `python`.
+/// 2: sources gained `move`; 3: `python` and `hints`.
 const FORMAT: u32 = 3;
 
 #[derive(Serialize, Deserialize)]
@@ -44,6 +44,8 @@ struct Cached {
     system: [Option<String>; 5],
     sources: Vec<CachedSource>,
     env: BTreeMap<String, String>,
+    #[serde(default)]
+    hints: BTreeMap<String, String>,
     origin: PathBuf,
 }
 
@@ -92,6 +94,7 @@ fn to_cached(r: &Recipe) -> Cached {
             })
             .collect(),
         env: r.env.clone(),
+        hints: r.hints.iter().map(|(n, h)| (n.to_string(), h.clone())).collect(),
         origin: r.origin.clone(),
     }
 }
@@ -140,6 +143,11 @@ fn from_cached(c: Cached) -> Option<Recipe> {
             })
             .collect::<Option<_>>()?,
         env: c.env,
+        hints: c
+            .hints
+            .into_iter()
+            .map(|(n, h)| Some((PackageName::parse(&n).ok()?, h)))
+            .collect::<Option<_>>()?,
         origin: c.origin,
     })
 }

@@ -86,6 +86,9 @@ pub struct Recipe {
     pub sources: Vec<Source>,
     /// Environment variables for sessions; values may use `${profile}`.
     pub env: BTreeMap<String, String>,
+    /// What to tell a user when a dependency cannot be met, by dependency: where a package
+    /// without a published hash comes from (`cudatoolkit` 10.0: the site's own conda channel).
+    pub hints: BTreeMap<PackageName, String>,
     /// The file it was read from (`<bundled>/…` for the embedded repository).
     pub origin: PathBuf,
 }
@@ -130,6 +133,8 @@ struct RawRecipe {
     source: Vec<RawSource>,
     #[serde(default)]
     env: BTreeMap<Spanned<String>, Spanned<String>>,
+    #[serde(default)]
+    hints: BTreeMap<Spanned<String>, String>,
 }
 
 #[derive(Deserialize, Default)]
@@ -342,6 +347,12 @@ impl Recipe {
             });
         }
         let env = crate::env::check(&raw.env, |span, key, m| bad(span, &key, m))?;
+        let mut hints = BTreeMap::new();
+        for (dep, text) in raw.hints {
+            let key = format!("hints.{}", dep.get_ref());
+            let n = PackageName::parse(dep.get_ref()).map_err(|m| bad(dep.span(), &key, m))?;
+            hints.insert(n, text);
+        }
         Ok(Recipe {
             name,
             version,
@@ -351,6 +362,7 @@ impl Recipe {
             system,
             sources,
             env,
+            hints,
             origin: path.to_path_buf(),
         })
     }

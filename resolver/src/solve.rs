@@ -446,5 +446,18 @@ fn explain(tree: &Tree, task: &Task<'_>) -> SolveError {
             hints.push(hint);
         }
     }
+    // What a recipe says to do when one of its dependencies cannot be met.
+    for e in &externals {
+        if let External::FromDependencyOf(Pkg::Real(p), versions, Pkg::Real(d), _) = e {
+            let recipes = task.repo.versions(p.as_str()).into_iter().flat_map(|vs| vs.iter());
+            for (_, recipe) in recipes.filter(|(v, _)| versions.contains(v)) {
+                if let Some(hint) = recipe.hints.get(d)
+                    && !hints.contains(hint)
+                {
+                    hints.push(hint.clone());
+                }
+            }
+        }
+    }
     SolveError::NoSolution { explanation, hints }
 }
