@@ -171,8 +171,12 @@ pub struct ImportPipArgs {
     pub python: Vec<String>,
     /// A TOML file of requests, each `[[stack]]` with `requirements` and `python` lists: one
     /// import of them all, so recipes shared by several stacks serve all their Pythons
-    #[arg(long, value_name = "FILE", conflicts_with_all = ["requirements", "python", "report"])]
+    #[arg(long, value_name = "FILE", conflicts_with_all = ["requirements", "python", "report", "source"])]
     pub stacks: Option<PathBuf>,
+    /// A distribution published only as source that may be built (pure Python; repeatable).
+    /// pip then runs without platform options, so `--pip` must run on the target Python
+    #[arg(long, value_name = "NAME")]
+    pub source: Vec<String>,
     /// Platform tags wheels may have (pip's `--platform`; repeatable). Default: manylinux for this
     /// machine's glibc and architecture
     #[arg(long, value_name = "TAG")]

@@ -9,6 +9,7 @@ mod printer;
 mod python;
 mod reporter;
 mod resolution;
+mod sdist;
 mod settings;
 mod shells;
 mod system;

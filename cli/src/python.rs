@@ -65,9 +65,12 @@ pub fn add_layer(
     lock: &LockFile,
     inputs: &mut Vec<FarmInput>,
 ) -> Result<()> {
-    let wheels: Vec<usize> = (0..lock.packages.len()).filter(|&i| is_wheel(&lock.packages[i])).collect();
+    let mut built: BTreeMap<usize, String> = BTreeMap::new();
+    let sdists: Vec<usize> =
+        (0..lock.packages.len()).filter(|&i| crate::sdist::is_sdist(&lock.packages[i])).collect();
+    let mut wheels: Vec<usize> = (0..lock.packages.len()).filter(|&i| is_wheel(&lock.packages[i])).collect();
     let Some(python) = interpreter(store_dir, lock)? else {
-        if let Some(&i) = wheels.first() {
+        if let Some(&i) = wheels.first().or(sdists.first()) {
             let p = &lock.packages[i];
             return Err(Failure::new(
                 format!("cannot install {} {}", p.name, p.version),
@@ -77,6 +80,28 @@ pub fn add_layer(
         }
         return Ok(());
     };
+    // Source distributions become wheels first; from then on each is a wheel like the others.
+    if !sdists.is_empty() {
+        let builds =
+            sdists.iter().map(|&i| build_of(store_dir, lock, i, &python)).collect::<Result<Vec<_>>>()?;
+        for ((made, &i), build) in store.derive_all(&builds).into_iter().zip(&sdists).zip(&builds) {
+            let p = &lock.packages[i];
+            let made = made.map_err(|e| {
+                Failure::new(
+                    format!(
+                        "cannot build {} {} from source with python {}",
+                        p.name, p.version, python.version
+                    ),
+                    e,
+                )
+                .hint(format!("the build was `{}`", build.key()))
+            })?;
+            inputs[i].path = made.path.clone();
+            built.insert(i, made.record.name.clone());
+        }
+        wheels.extend(&sdists);
+        wheels.sort();
+    }
     let site = format!("lib/python{}/site-packages", python.series);
     let remap: BTreeMap<String, String> = [("site-packages".to_owned(), site)].into();
     let mut derivations = vec![Derivation::Venv {
@@ -88,7 +113,8 @@ pub fn add_layer(
     let hidden: BTreeMap<String, String> = [("site-packages".to_owned(), String::new())].into();
     for &i in &wheels {
         inputs[i].remap = hidden.clone();
-        let wheel = lock.packages[i].store_path.as_deref().unwrap_or_default();
+        let wheel = built.get(&i).map(String::as_str);
+        let wheel = wheel.unwrap_or(lock.packages[i].store_path.as_deref().unwrap_or_default());
         derivations.push(Derivation::Bytecode {
             wheel: StorePathName::parse(wheel).map_err(|e| Failure::new("cannot compile bytecode", e))?,
             python: python.path.clone(),
@@ -118,4 +144,35 @@ pub fn add_layer(
         });
     }
     Ok(())
+}
+
+/// How the source distribution at `lock.packages[i]` is built: by the backend its tree names,
+/// with the wheels among its locked dependencies (its build requirements, which its recipe
+/// lists with the rest) on the backend's import path.
+fn build_of(store_dir: &Path, lock: &LockFile, i: usize, python: &Interpreter) -> Result<Derivation> {
+    let p = &lock.packages[i];
+    let fail = |why: String| Failure::new(format!("cannot build {} {} from source", p.name, p.version), why);
+    let sdist = p.store_path.as_deref().unwrap_or_default();
+    let build = crate::sdist::check(&store_dir.join(sdist)).map_err(fail)?;
+    let mut requires = Vec::new();
+    for dep in &p.dependencies {
+        let Some(d) = lock.get(dep) else { continue };
+        if crate::sdist::is_sdist(d) {
+            return Err(fail(format!(
+                "it depends on {dep}, itself built from source; build requirements must be wheels"
+            )));
+        }
+        if is_wheel(d) {
+            let path = d.store_path.as_deref().unwrap_or_default();
+            requires.push(StorePathName::parse(path).map_err(|e| fail(e.to_string()))?);
+        }
+    }
+    Ok(Derivation::Build {
+        sdist: StorePathName::parse(sdist).map_err(|e| fail(e.to_string()))?,
+        python: python.path.clone(),
+        exe: python.exe.clone(),
+        backend: build.backend,
+        backend_path: build.backend_path,
+        requires,
+    })
 }

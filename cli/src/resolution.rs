@@ -12,7 +12,7 @@ use envctl_recipes::{
 use envctl_resolver::{Request, Solution, Task, solve};
 
 use crate::args::Cli;
-use crate::error::{Failure, Result};
+use crate::error::{Failure, Result, StoreContext};
 use crate::settings::Settings;
 
 /// Reads a profile file; the one place its errors get their hint.
@@ -295,7 +295,7 @@ pub fn build_lock(
 ) -> Result<LockFile> {
     // Store paths are recorded when the store already has them; nothing is fetched here.
     let store_dir = settings.store_dir();
-    let store = if store_dir.join(".envctl/db.sqlite").exists() {
+    let mut store = if store_dir.join(".envctl/db.sqlite").exists() {
         envctl_store::Store::open(&store_dir, settings.store_options()).ok()
     } else {
         None
@@ -326,6 +326,17 @@ pub fn build_lock(
         // else what the old lock promised for the same version and source. A re-lock thus
         // replaces a promise this machine's install contradicted (one written by an older envctl
         // that unpacked the source otherwise), instead of writing it again.
+        // A source distribution is fetched and looked into now, as uv reads one at lock time:
+        // one that needs a compiler fails the lock, not a later apply.
+        if crate::sdist::is_sdist(&locked) {
+            if store.is_none() {
+                store = Some(
+                    envctl_store::Store::open(&store_dir, settings.store_options())
+                        .context(|| format!("cannot open the store at `{}`", store_dir.display()))?,
+                );
+            }
+            crate::sdist::locked(store.as_ref().expect("opened above"), &locked)?;
+        }
         let installed =
             store.as_ref().zip(install_request(&locked)).and_then(|(s, r)| s.find(&r).ok().flatten());
         if let Some(found) = installed {
@@ -345,6 +356,18 @@ pub fn build_lock(
 
 /// The store request for a locked package, when its values pass the store's checks.
 pub fn install_request(p: &envctl_recipes::LockedPackage) -> Option<envctl_store::InstallRequest> {
+    if crate::sdist::is_sdist(p) {
+        // The source tree is what is stored; the python layer builds the wheel from it.
+        return Some(envctl_store::InstallRequest {
+            url: p.source.url.clone(),
+            sha256: envctl_store::Sha256::parse(&p.source.sha256).ok()?,
+            name: envctl_store::Name::parse(&p.name).ok()?,
+            version: envctl_store::Version::parse(&p.version).ok()?,
+            unpack: crate::sdist::unpack_options(),
+            references: Vec::new(),
+            store_path: p.store_path.as_deref().and_then(|s| envctl_store::StorePathName::parse(s).ok()),
+        });
+    }
     let mut request = envctl_store::InstallRequest {
         url: p.source.url.clone(),
         sha256: envctl_store::Sha256::parse(&p.source.sha256).ok()?,

@@ -12,6 +12,12 @@
 //!   `bin/python3` a virtual environment over the profile (`site-packages`, `.pth` files and all),
 //!   as uv's and venv's are.
 //!
+//! - [`Derivation::Build`]: a pure-Python source distribution built into a wheel by its PEP 517
+//!   backend, run by the profile's interpreter with the backend's wheels on its import path (no
+//!   network, no user site, `SOURCE_DATE_EPOCH` fixed), then installed as any wheel is. The tree
+//!   is keyed by the sdist's store path (itself named by the sdist's sha256), the interpreter and
+//!   the backend's paths, so the same inputs give the same wheel, made once.
+//!
 //! Each is registered under a source key starting `derived:` and refers to the paths it was made
 //! from (GC keeps them), and `verify --repair` makes it again.
 
@@ -39,6 +45,23 @@ pub enum Derivation {
         exe: String,
         /// Its `X.Y`.
         version: String,
+    },
+    /// The source tree `sdist` built into a wheel by `backend` (`module:object`), run by the
+    /// interpreter at `python`/`exe` with each of `requires`' `site-packages` on its import path,
+    /// and `backend_path` (directories of the tree) before them.
+    Build {
+        /// The unpacked source distribution's store path.
+        sdist: StorePathName,
+        /// The interpreter's store path.
+        python: StorePathName,
+        /// The interpreter inside it (`bin/python3.7`).
+        exe: String,
+        /// The build backend, `module:object`.
+        backend: String,
+        /// The tree's own directories the backend is imported from (pyproject's `backend-path`).
+        backend_path: Vec<String>,
+        /// Store paths of the wheels the backend needs.
+        requires: Vec<StorePathName>,
     },
     /// A `pyvenv.cfg` for the interpreter at `python`/`exe`.
     Venv {
@@ -80,6 +103,13 @@ impl Derivation {
                 format!("derived:bytecode {wheel} {python} {exe} {version}")
             }
             Derivation::Venv { python, exe, version } => format!("derived:venv {python} {exe} {version}"),
+            Derivation::Build { sdist, python, exe, backend, backend_path, requires } => {
+                let path = if backend_path.is_empty() { "-".to_owned() } else { backend_path.join(",") };
+                let requires: Vec<&str> = requires.iter().map(|r| r.as_str()).collect();
+                format!("derived:build {sdist} {python} {exe} {backend} {path} {}", requires.join(" "))
+                    .trim_end()
+                    .to_owned()
+            }
         }
     }
 
@@ -99,6 +129,17 @@ impl Derivation {
                 exe: (*exe).to_owned(),
                 version: (*version).to_owned(),
             }),
+            ["build", sdist, python, exe, backend, path, requires @ ..] => Some(Derivation::Build {
+                sdist: StorePathName::parse(sdist).ok()?,
+                python: StorePathName::parse(python).ok()?,
+                exe: (*exe).to_owned(),
+                backend: (*backend).to_owned(),
+                backend_path: match *path {
+                    "-" => Vec::new(),
+                    p => p.split(',').map(str::to_owned).collect(),
+                },
+                requires: requires.iter().map(|r| StorePathName::parse(r).ok()).collect::<Option<_>>()?,
+            }),
             _ => None,
         }
     }
@@ -107,6 +148,9 @@ impl Derivation {
         match self {
             Derivation::Bytecode { wheel, python, .. } => vec![wheel, python],
             Derivation::Venv { python, .. } => vec![python],
+            Derivation::Build { sdist, python, requires, .. } => {
+                [sdist, python].into_iter().chain(requires.iter()).collect()
+            }
         }
     }
 
@@ -119,6 +163,11 @@ impl Derivation {
                 Ok((Name::parse(&format!("{package}-bytecode"))?, Version::parse(&format!("py{version}"))?))
             }
             Derivation::Venv { version, .. } => Ok((Name::parse("python-venv")?, Version::parse(version)?)),
+            Derivation::Build { sdist, .. } => {
+                let record =
+                    store.db().get(sdist.as_str())?.ok_or_else(|| Error::NotInStore(sdist.to_string()))?;
+                Ok((Name::parse(&format!("{}-wheel", record.package))?, Version::parse(&record.version)?))
+            }
         }
     }
 }
@@ -198,6 +247,15 @@ impl Store {
                     let mut f = fs_err::File::create(tree.join("pyvenv.cfg"))?;
                     f.write_all(text.as_bytes())?;
                 }
+                Derivation::Build { sdist, python, exe, backend, backend_path, requires } => {
+                    let started = std::time::Instant::now();
+                    let sdist_dir = self.dir.join(sdist.as_str());
+                    let python_path: Vec<PathBuf> =
+                        requires.iter().map(|r| self.dir.join(r.as_str()).join("site-packages")).collect();
+                    let exe = self.dir.join(python.as_str()).join(exe);
+                    build_wheel(&work, &sdist_dir, &exe, backend, backend_path, &python_path, &tree)?;
+                    tracing::info!(sdist = %sdist, elapsed = ?started.elapsed(), "built a wheel from source");
+                }
                 Derivation::Bytecode { wheel, python, exe, .. } => {
                     let site = self.dir.join(wheel.as_str()).join("site-packages");
                     fs_err::create_dir(tree.join("site-packages"))?;
@@ -239,6 +297,115 @@ impl Store {
         )?;
         Ok(Installed { path: dest, record, fetched: false, skipped: Vec::new(), cache: None })
     }
+}
+
+/// Runs a PEP 517 backend's `build_wheel`: the tree is the script's first argument (the
+/// backend imports and runs there), the wheel lands in the second.
+const BUILD: &str = r#"
+import importlib, os, sys
+src, out, spec = sys.argv[1:4]
+sys.path[:0] = [os.path.join(src, p) for p in sys.argv[4:]]
+os.chdir(src)
+module, _, attr = spec.partition(":")
+backend = importlib.import_module(module)
+for part in filter(None, attr.split(".")):
+    backend = getattr(backend, part)
+print(backend.build_wheel(out))
+"#;
+
+/// Builds the source tree at `sdist` into a wheel with `exe` and installs the wheel into `tree`
+/// (see [`Derivation::Build`]). The backend runs on a writable copy, offline as far as envctl
+/// can make it (no proxy, no user site, no inherited environment), with a fixed
+/// `SOURCE_DATE_EPOCH` so that what it stamps does not depend on the day.
+fn build_wheel(
+    work: &TempDir,
+    sdist: &Path,
+    exe: &Path,
+    backend: &str,
+    backend_path: &[String],
+    python_path: &[PathBuf],
+    tree: &Path,
+) -> Result<()> {
+    let src = work.fresh("src")?;
+    copy_tree(sdist, &src)?;
+    let dist = work.fresh("dist")?;
+    let home = work.fresh("home")?;
+    let joined = std::env::join_paths(python_path).map_err(std::io::Error::other)?;
+    let out = Command::new(exe)
+        .args(["-B", "-c", BUILD])
+        .arg(&src)
+        .arg(&dist)
+        .arg(backend)
+        .args(backend_path)
+        .current_dir(&src)
+        .env_clear()
+        .env("PATH", "/usr/bin:/bin")
+        .env("HOME", &home)
+        .env("TMPDIR", &home)
+        .env("LC_ALL", "C.UTF-8")
+        .env("PYTHONPATH", joined)
+        .env("PYTHONNOUSERSITE", "1")
+        .env("PYTHONHASHSEED", "0")
+        .env("PYTHONDONTWRITEBYTECODE", "1")
+        .env("SOURCE_DATE_EPOCH", "315532800")
+        .env("PIP_NO_INDEX", "1")
+        .stdin(Stdio::null())
+        .output()
+        .map_err(|e| std::io::Error::new(e.kind(), format!("cannot run `{}`: {e}", exe.display())))?;
+    let tail = |bytes: &[u8]| {
+        let text = String::from_utf8_lossy(bytes);
+        let lines: Vec<&str> = text.lines().collect();
+        lines[lines.len().saturating_sub(15)..].join("\n")
+    };
+    if !out.status.success() {
+        return Err(Error::Build(format!(
+            "the build backend `{backend}` failed ({}):\n{}",
+            out.status,
+            tail(&out.stderr)
+        )));
+    }
+    let wheels: Vec<PathBuf> = fs_err::read_dir(&dist)?
+        .filter_map(|e| e.ok().map(|e| e.path()))
+        .filter(|p| p.extension().is_some_and(|e| e == "whl"))
+        .collect();
+    let [wheel] = wheels.as_slice() else {
+        return Err(Error::Build(format!(
+            "the build backend `{backend}` made {} wheels, not one",
+            wheels.len()
+        )));
+    };
+    let name = wheel.file_name().unwrap_or_default().to_string_lossy().into_owned();
+    if !name.contains("-none-any.whl") {
+        return Err(Error::Build(format!(
+            "the build backend `{backend}` made `{name}`, a wheel for one platform: it compiled something"
+        )));
+    }
+    crate::wheel::unpack_wheel(
+        fs_err::File::open(wheel)?.into(),
+        tree,
+        &name,
+        crate::unpack::Limits::default(),
+    )?;
+    Ok(())
+}
+
+/// Copies the directory tree at `from` into the existing directory `to`, writable.
+fn copy_tree(from: &Path, to: &Path) -> Result<()> {
+    for entry in walkdir::WalkDir::new(from).min_depth(1) {
+        let entry = entry.map_err(std::io::Error::other)?;
+        let dest = to.join(entry.path().strip_prefix(from).unwrap_or(entry.path()));
+        let ft = entry.file_type();
+        if ft.is_dir() {
+            fs_err::create_dir(&dest)?;
+        } else if ft.is_symlink() {
+            std::os::unix::fs::symlink(fs_err::read_link(entry.path())?, &dest)?;
+        } else {
+            fs_err::copy(entry.path(), &dest)?;
+            use std::os::unix::fs::PermissionsExt;
+            fs_err::set_permissions(&dest, std::fs::Permissions::from_mode(0o644))?;
+        }
+    }
+    Ok(())
 }
 
 /// Compiles an interpreter package's own `lib/pythonX.Y` (unpacked at `tree`, not yet in the

@@ -202,6 +202,9 @@ pub enum Error {
         /// What each base answered.
         tried: Vec<String>,
     },
+    /// A source distribution's build backend failed, or made no pure wheel.
+    #[error("{0}")]
+    Build(String),
     /// A derived path (bytecode, a `pyvenv.cfg`) could not be made.
     #[error("cannot make `{key}`: {message}")]
     Derivation {

@@ -3,6 +3,7 @@
 //! rewritten, so a re-run changes nothing; recipes already in the directory that this run does
 //! not produce are kept.
 
+use std::collections::BTreeMap;
 use std::path::Path;
 
 use envctl_recipes::import::{self, Generated};
@@ -15,7 +16,7 @@ use crate::settings::Settings;
 
 pub fn run(cmd: &ImportCommand, settings: &Settings, cli: &Cli) -> Result<Status> {
     match cmd {
-        ImportCommand::Pip(args) => pip(args, cli),
+        ImportCommand::Pip(args) => pip(args, settings, cli),
         ImportCommand::NvidiaRedist(args) => {
             let inputs = read_all(args)?;
             let generated = import::nvidia::import(&inputs).map_err(|e| {
@@ -132,6 +133,18 @@ fn conda(args: &ImportCondaArgs, settings: &Settings) -> Result<Status> {
 struct Stack {
     requirements: Vec<String>,
     python: Vec<String>,
+    /// How to run pip for this stack (else `--pip`).
+    #[serde(default)]
+    pip: Option<String>,
+    /// Distributions published only as source that may be built.
+    #[serde(default)]
+    source: Vec<String>,
+    /// Dependencies the metadata leaves out: distribution → dependency → requirement.
+    #[serde(default)]
+    add: BTreeMap<String, BTreeMap<String, String>>,
+    /// Hints for dependencies that cannot be met: distribution → dependency → text.
+    #[serde(default)]
+    hints: BTreeMap<String, BTreeMap<String, String>>,
 }
 
 #[derive(serde::Deserialize)]
@@ -140,8 +153,9 @@ struct Stacks {
     stack: Vec<Stack>,
 }
 
-fn pip(args: &ImportPipArgs, cli: &Cli) -> Result<Status> {
-    use envctl_recipes::import::pip::{Target, import_many};
+fn pip(args: &ImportPipArgs, settings: &Settings, cli: &Cli) -> Result<Status> {
+    use envctl_recipes::PackageName;
+    use envctl_recipes::import::pip::{Options, SdistRef, Target, import_many};
     let facts = crate::system::facts(None, cli.system.as_deref())?;
     let arch = facts.arch.clone().unwrap_or_else(|| "x86_64".into());
     if !args.report.is_empty() && args.report.len() != args.python.len() {
@@ -160,7 +174,14 @@ fn pip(args: &ImportPipArgs, cli: &Cli) -> Result<Status> {
                 .map_err(|f| f.hint("give [[stack]] tables, each with `requirements` and `python` lists"))?;
             stacks.stack
         }
-        None => vec![Stack { requirements: args.requirements.clone(), python: args.python.clone() }],
+        None => vec![Stack {
+            requirements: args.requirements.clone(),
+            python: args.python.clone(),
+            pip: None,
+            source: args.source.clone(),
+            add: BTreeMap::new(),
+            hints: BTreeMap::new(),
+        }],
     };
     let platforms = if args.platform.is_empty() {
         let glibc = facts.glibc.as_ref().map(|g| g.components().to_vec()).unwrap_or_else(|| vec![2, 17]);
@@ -179,7 +200,7 @@ fn pip(args: &ImportPipArgs, cli: &Cli) -> Result<Status> {
                     file.display().to_string(),
                 ),
                 None => (
-                    run_pip(&args.pip, &stack.requirements, python, &platforms)?,
+                    run_pip(stack.pip.as_deref().unwrap_or(&args.pip), stack, python, &platforms)?,
                     format!("pip's report of {} for CPython {python}", stack.requirements.join(" ")),
                 ),
             };
@@ -188,7 +209,41 @@ fn pip(args: &ImportPipArgs, cli: &Cli) -> Result<Status> {
     }
     let reports: Vec<(&str, &Target, &str)> =
         reports.iter().map(|(r, t, o)| (r.as_str(), t, o.as_str())).collect();
-    let generated = import_many(&reports).map_err(|e| Failure::new("cannot import Python packages", e))?;
+    let by_name = |table: BTreeMap<String, BTreeMap<String, String>>| -> Result<_> {
+        table
+            .into_iter()
+            .map(|(n, v)| {
+                Ok((PackageName::parse(&n).map_err(|e| Failure::new("cannot read the stacks", e))?, v))
+            })
+            .collect::<Result<BTreeMap<_, _>>>()
+    };
+    let (mut add, mut hints) = (BTreeMap::new(), BTreeMap::new());
+    for stack in stacks {
+        add.extend(by_name(stack.add)?);
+        hints.extend(by_name(stack.hints)?);
+    }
+    // A source distribution is put into the store and looked into (build system, compiler).
+    let mut store = None;
+    let mut inspect = |sdist: &SdistRef| -> std::result::Result<envctl_recipes::BuildSystem, String> {
+        if store.is_none() {
+            let dir = settings.store_dir();
+            store =
+                Some(envctl_store::Store::open(&dir, settings.store_options()).map_err(|e| e.to_string())?);
+        }
+        let request = envctl_store::InstallRequest {
+            url: sdist.url.clone(),
+            sha256: envctl_store::Sha256::parse(&sdist.sha256).map_err(|e| e.to_string())?,
+            name: envctl_store::Name::parse(&sdist.name).map_err(|e| e.to_string())?,
+            version: envctl_store::Version::parse(&sdist.version).map_err(|e| e.to_string())?,
+            unpack: crate::sdist::unpack_options(),
+            references: Vec::new(),
+            store_path: None,
+        };
+        crate::sdist::fetch_and_check(store.as_ref().expect("opened above"), &request).map(|(_, build)| build)
+    };
+    let options = Options { inspect: Some(&mut inspect), add, hints };
+    let generated =
+        import_many(&reports, options).map_err(|e| Failure::new("cannot import Python packages", e))?;
     write_files(&args.out, &generated, true)
 }
 
@@ -216,36 +271,42 @@ fn manylinux_tags(minor: u64, arch: &str) -> Vec<String> {
     out
 }
 
-fn run_pip(pip: &str, requirements: &[String], python: &str, platforms: &[String]) -> Result<String> {
+fn run_pip(pip: &str, stack: &Stack, python: &str, platforms: &[String]) -> Result<String> {
+    let requirements = &stack.requirements;
     let words: Vec<&str> = pip.split_whitespace().collect();
     let Some((program, lead)) = words.split_first() else {
         return Err(Failure::new("cannot run pip", "--pip is empty"));
     };
+    let shown = format!("{pip} install --dry-run --report … {}", requirements.join(" "));
     let work = tempfile::tempdir().map_err(|e| Failure::new("cannot make a temporary directory", e))?;
     let report = work.path().join("report.json");
     let mut cmd = std::process::Command::new(program);
-    cmd.args(lead)
-        .args([
-            "install",
-            "--dry-run",
-            "--ignore-installed",
-            "--quiet",
-            "--only-binary=:all:",
-            "--implementation",
-            "cp",
-        ])
-        .arg("--python-version")
-        .arg(python)
-        .arg("--report")
-        .arg(&report)
-        // Platform options need a target; a dry run writes nothing there.
-        .arg("--target")
-        .arg(work.path().join("target"));
-    for p in platforms {
-        cmd.arg("--platform").arg(p);
+    cmd.args(lead).args(["install", "--dry-run", "--ignore-installed", "--quiet"]);
+    if stack.source.is_empty() {
+        cmd.args(["--only-binary=:all:", "--implementation", "cp"])
+            .arg("--python-version")
+            .arg(python)
+            // Platform options need a target; a dry run writes nothing there.
+            .arg("--target")
+            .arg(work.path().join("target"));
+        for p in platforms {
+            cmd.arg("--platform").arg(p);
+        }
+    } else {
+        // pip builds an sdist's metadata with its own interpreter and refuses platform options
+        // then: it resolves for the Python it runs on, which must be the target.
+        let runs_on = pip_python(program, lead)?;
+        if runs_on.split('.').take(2).ne(python.split('.').take(2)) {
+            return Err(Failure::new(
+                format!("cannot resolve {} for CPython {python}", requirements.join(" ")),
+                format!("`{pip}` runs on Python {runs_on}"),
+            )
+            .hint(format!("a distribution published only as source ({}) needs pip on the target Python: give --pip \"python{python} -m pip\"", stack.source.join(", "))));
+        }
+        cmd.arg("--only-binary=:all:").arg(format!("--no-binary={}", stack.source.join(",")));
     }
+    cmd.arg("--report").arg(&report);
     cmd.args(requirements);
-    let shown = format!("{pip} install --dry-run --report … {}", requirements.join(" "));
     let out = cmd.output().map_err(|e| {
         Failure::new(format!("cannot run `{shown}`"), e)
             .hint("give the command that runs pip with --pip (pip 22.2 or later)")
@@ -256,7 +317,26 @@ fn run_pip(pip: &str, requirements: &[String], python: &str, platforms: &[String
             String::from_utf8_lossy(&out.stderr).trim().to_owned(),
         )
         .hint(format!("pip ran as `{shown}` for CPython {python} on {}", tags_shown(platforms)))
-        .hint("envctl installs wheels only (pip was told --only-binary=:all:): a distribution published only as source cannot be imported yet"));
+        .hint("envctl imports wheels, and source distributions named with --source (pure Python only)"));
     }
     std::fs::read_to_string(&report).map_err(|e| Failure::new("pip wrote no report", e))
+}
+
+/// The `X.Y.Z` of the Python a pip command runs on.
+fn pip_python(program: &str, lead: &[&str]) -> Result<String> {
+    let out = std::process::Command::new(program)
+        .args(lead)
+        .arg("--version")
+        .output()
+        .map_err(|e| Failure::new(format!("cannot run `{program}`"), e))?;
+    let text = String::from_utf8_lossy(&out.stdout);
+    // "pip 22.0.4 from /…/site-packages/pip (python 3.7)"
+    text.rsplit("(python ")
+        .next()
+        .and_then(|t| t.split(')').next())
+        .filter(|v| out.status.success() && v.starts_with(|c: char| c.is_ascii_digit()))
+        .map(str::to_owned)
+        .ok_or_else(|| {
+            Failure::new(format!("cannot tell which Python `{program}` runs on"), text.trim().to_owned())
+        })
 }

@@ -90,12 +90,45 @@ struct Entry {
     cuda: Option<u64>,
     file: String,
     sha256: String,
+    /// For a source distribution: its build backend.
+    sdist: Option<String>,
+}
+
+/// A source distribution in a report, for [`Options::inspect`] to look into.
+#[derive(Debug, Clone)]
+pub struct SdistRef {
+    /// Distribution name.
+    pub name: String,
+    /// Its version.
+    pub version: String,
+    /// Where the report says it is (the user's index; never written into a recipe).
+    pub url: String,
+    /// Its sha256.
+    pub sha256: String,
+    /// Its file name.
+    pub file: String,
+}
+
+/// Looks into a source distribution: its build system, or why it cannot be built.
+pub type Inspect<'a> = &'a mut dyn FnMut(&SdistRef) -> Result<crate::BuildSystem, String>;
+
+/// What the reports alone cannot tell.
+#[derive(Default)]
+pub struct Options<'a> {
+    /// Reads a source distribution's build system, or says why it cannot be built (a compiler
+    /// needed). Without it, a report holding a source distribution is refused.
+    pub inspect: Option<Inspect<'a>>,
+    /// Dependencies the publisher's metadata leaves out, by distribution: TensorFlow 1.15's GPU
+    /// wheel names no CUDA, yet loads `libcudart.so.10.0`.
+    pub add: BTreeMap<PackageName, BTreeMap<String, String>>,
+    /// Hints shown when a dependency cannot be met, by distribution and dependency.
+    pub hints: BTreeMap<PackageName, BTreeMap<String, String>>,
 }
 
 /// The recipes for a pip report's closure (see the module docs). `origin` names the report in
 /// errors.
 pub fn import(report: &str, target: &Target, origin: &str) -> Result<Vec<Generated>, Problem> {
-    import_many(&[(report, target, origin)])
+    import_many(&[(report, target, origin)], Options::default())
 }
 
 /// The recipes for several reports of one request, each for its own Python, merged: one recipe
@@ -104,16 +137,19 @@ pub fn import(report: &str, target: &Target, origin: &str) -> Result<Vec<Generat
 /// for any Python one source for all. A dependency one Python needs is kept for all (a
 /// requirement of `pubgrub` cannot depend on which Python the same solve picks), and two
 /// requirements on one name must both hold.
-pub fn import_many(reports: &[(&str, &Target, &str)]) -> Result<Vec<Generated>, Problem> {
+pub fn import_many(
+    reports: &[(&str, &Target, &str)],
+    mut options: Options,
+) -> Result<Vec<Generated>, Problem> {
     let mut all: BTreeMap<(PackageName, Version), Vec<(Entry, &Target)>> = BTreeMap::new();
     for (report, target, origin) in reports {
-        for e in entries(report, target, origin)? {
+        for e in entries(report, target, origin, &mut options)? {
             all.entry((e.name.clone(), e.version.clone())).or_default().push((e, target));
         }
     }
     let mut out = Vec::new();
     for ((name, version), entries) in all {
-        out.push(merge(&name, &version, &entries).map_err(|message| Problem {
+        out.push(merge(&name, &version, &entries, &options).map_err(|message| Problem {
             file: reports.iter().map(|r| r.2).collect::<Vec<_>>().join(", "),
             message,
         })?);
@@ -121,7 +157,12 @@ pub fn import_many(reports: &[(&str, &Target, &str)]) -> Result<Vec<Generated>, 
     Ok(out)
 }
 
-fn entries(report: &str, target: &Target, origin: &str) -> Result<Vec<Entry>, Problem> {
+fn entries(
+    report: &str,
+    target: &Target,
+    origin: &str,
+    options: &mut Options,
+) -> Result<Vec<Entry>, Problem> {
     let problem = |message: String| Problem { file: origin.to_owned(), message };
     let report: Report =
         serde_json::from_str(report).map_err(|e| problem(format!("not a pip installation report: {e}")))?;
@@ -207,9 +248,45 @@ fn entries(report: &str, target: &Target, origin: &str) -> Result<Vec<Entry>, Pr
             })
             .ok_or_else(|| problem(format!("{name}: the report gives no sha256 for `{file}`")))?;
         let version = Version::parse(&m.version).map_err(|e| problem(format!("{name}: {e}")))?;
-        let tags = WheelTags::from_file_name(&file)
-            .ok_or_else(|| problem(format!("{name}: `{file}` is not a wheel (envctl installs wheels only; pip was told --only-binary=:all:)")))?;
-        tags.check(&python, &target.arch, None).map_err(|why| problem(format!("{name}: `{file}`: {why}")))?;
+        let sha256 = sha.to_ascii_lowercase();
+        // A source distribution is built by its backend, whose requirements join its own.
+        let (tags, build) = match WheelTags::from_file_name(&file) {
+            Some(tags) => {
+                tags.check(&python, &target.arch, None)
+                    .map_err(|why| problem(format!("{name}: `{file}`: {why}")))?;
+                (tags, None)
+            }
+            None if crate::is_sdist_file(&file) => {
+                let Some(inspect) = options.inspect.as_mut() else {
+                    return Err(problem(format!(
+                        "{name}: `{file}` is a source distribution, and nothing here can look into it"
+                    )));
+                };
+                let sdist = SdistRef {
+                    name: name.to_string(),
+                    version: m.version.clone(),
+                    url: item.download_info.url.clone(),
+                    sha256: sha256.clone(),
+                    file: file.clone(),
+                };
+                let build = inspect(&sdist).map_err(|why| {
+                    problem(format!(
+                        "{name} {} is published only as source (`{file}`) and cannot be built here: {why}",
+                        m.version
+                    ))
+                })?;
+                (
+                    WheelTags::from_file_name(&format!("{name}-0-py3-none-any.whl"))
+                        .expect("a pure wheel's tags"),
+                    Some(build),
+                )
+            }
+            None => {
+                return Err(problem(format!(
+                    "{name}: `{file}` is neither a wheel nor a source distribution"
+                )));
+            }
+        };
 
         let mut deps: BTreeMap<String, String> = BTreeMap::new();
         for req in active(reqs, &env, &extras[name]) {
@@ -228,6 +305,31 @@ fn entries(report: &str, target: &Target, origin: &str) -> Result<Vec<Entry>, Pr
             Requirement::parse(&merged).map_err(|e| problem(format!("{name}: requirement on {dep}: {e}")))?;
             deps.insert(dep.to_string(), merged);
         }
+        if let Some(build) = &build {
+            for text in &build.requires {
+                let req: pep508_rs::Requirement = pep508_rs::Requirement::from_str(text).map_err(|e| {
+                    problem(format!("{name}: cannot read the build requirement `{text}`: {e}"))
+                })?;
+                if !req.marker.evaluate(&env, &[]) {
+                    continue;
+                }
+                let dep = PackageName::parse(req.name.as_ref()).map_err(problem)?;
+                if !items.contains_key(&dep) {
+                    return Err(problem(format!(
+                        "{name} {} is published only as source and its build backend needs `{text}`, which the closure lacks: add `{dep}` to the request",
+                        m.version
+                    )));
+                }
+                let spec = match &req.version_or_url {
+                    Some(pep508_rs::VersionOrUrl::VersionSpecifier(s)) if !s.is_empty() => {
+                        s.iter().map(|v| v.to_string()).collect::<Vec<_>>().join(",")
+                    }
+                    _ => "*".to_owned(),
+                };
+                let merged = both(deps.remove(dep.as_str()), spec);
+                deps.insert(dep.to_string(), merged);
+            }
+        }
         let specific = tags.abi.iter().any(|a| a != "none" && a != "abi3");
         out.push(Entry {
             name: name.clone(),
@@ -244,7 +346,8 @@ fn entries(report: &str, target: &Target, origin: &str) -> Result<Vec<Entry>, Pr
             arch: tags.platform.iter().any(|p| p != "any").then(|| target.arch.clone()),
             cuda: cuda_major(name.as_str()),
             file,
-            sha256: sha.to_ascii_lowercase(),
+            sha256,
+            sdist: build.map(|b| b.backend),
         });
     }
     Ok(out)
@@ -260,7 +363,12 @@ fn both(prev: Option<String>, spec: String) -> String {
 }
 
 /// One recipe from what each report said of one distribution version.
-fn merge(name: &PackageName, version: &Version, entries: &[(Entry, &Target)]) -> Result<Generated, String> {
+fn merge(
+    name: &PackageName,
+    version: &Version,
+    entries: &[(Entry, &Target)],
+    options: &Options,
+) -> Result<Generated, String> {
     let first = &entries[0].0;
     let mut deps: BTreeMap<String, String> = BTreeMap::new();
     for (e, _) in entries {
@@ -268,6 +376,10 @@ fn merge(name: &PackageName, version: &Version, entries: &[(Entry, &Target)]) ->
             let merged = both(deps.remove(dep), spec.clone());
             deps.insert(dep.clone(), merged);
         }
+    }
+    for (dep, spec) in options.add.get(name).into_iter().flatten() {
+        let merged = both(deps.remove(dep), spec.clone());
+        deps.insert(dep.clone(), merged);
     }
     // Sources: one per file, with the Pythons whose reports chose it. One file for every Python
     // is one source for any Python its tags allow; else each source is for its own Pythons.
@@ -319,6 +431,11 @@ fn merge(name: &PackageName, version: &Version, entries: &[(Entry, &Target)]) ->
     if let Some(l) = &first.license {
         text.push_str(&format!("license = {}\n", quote(l)));
     }
+    if let Some(backend) = &first.sdist {
+        text.push_str(&format!(
+            "# Published only as source: built into a wheel with the profile's Python by its build\n# backend `{backend}`, whose requirements are among the dependencies.\n"
+        ));
+    }
     text.push_str("\n[dependencies]\n");
     for (dep, spec) in &deps {
         text.push_str(&format!("{} = {}\n", bare_key(dep), quote(spec)));
@@ -341,6 +458,15 @@ fn merge(name: &PackageName, version: &Version, entries: &[(Entry, &Target)]) ->
             quote(file),
             quote(&e.sha256)
         ));
+        if e.sdist.is_some() {
+            text.push_str("format = \"sdist\"\n");
+        }
+    }
+    if let Some(hints) = options.hints.get(name).filter(|h| !h.is_empty()) {
+        text.push_str("\n[hints]\n");
+        for (dep, hint) in hints {
+            text.push_str(&format!("{} = {}\n", bare_key(dep), quote(hint)));
+        }
     }
     Ok(Generated { path: format!("{name}/{version}.toml"), text })
 }
@@ -491,7 +617,8 @@ mod tests {
         );
         let t310 = Target { python: "3.10".into(), arch: "x86_64".into(), index: "pypi".into() };
         let t311 = Target { python: "3.11".into(), ..t310.clone() };
-        let out = import_many(&[(&r311, &t311, "a.json"), (&r310, &t310, "b.json")]).unwrap();
+        let out =
+            import_many(&[(&r311, &t311, "a.json"), (&r310, &t310, "b.json")], Options::default()).unwrap();
         let get = |p: &str| out.iter().find(|g| g.path == p).unwrap().text.clone();
         let numpy = get("numpy/1.26.4.toml");
         assert!(numpy.contains("python = \"3.10|3.11\""), "{numpy}");
@@ -516,6 +643,9 @@ mod tests {
         let te = get("typing-extensions/4.9.0.toml");
         assert!(te.contains("python = \">=3.8\"") && te.matches("[[source]]").count() == 1, "{te}");
         // The order the reports come in changes nothing.
-        assert_eq!(out, import_many(&[(&r310, &t310, "b.json"), (&r311, &t311, "a.json")]).unwrap());
+        assert_eq!(
+            out,
+            import_many(&[(&r310, &t310, "b.json"), (&r311, &t311, "a.json")], Options::default()).unwrap()
+        );
     }
 }

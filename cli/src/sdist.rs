@@ -1,0 +1,73 @@
+//! Python source distributions: fetched and unpacked into the store like any source (its top
+//! folder stripped), looked into before anything builds, and built into a wheel by the profile's
+//! Python (see the store's `derive.rs`, `Derivation::Build`).
+//!
+//! `envctl import pip` and `envctl lock` look into each sdist they meet, as uv does when it reads
+//! an sdist's metadata at lock time: one that needs a compiler is refused then, naming the file
+//! that shows it, rather than failing halfway through an `apply`.
+
+use std::path::Path;
+
+use envctl_recipes::{BuildSystem, LockedPackage};
+use envctl_store::{InstallRequest, NoReporter, Store};
+
+use crate::error::{Failure, Result};
+
+/// Whether a locked package is built from a source distribution.
+pub fn is_sdist(p: &LockedPackage) -> bool {
+    p.source.format.as_deref() == Some("sdist")
+}
+
+/// Reads the unpacked source tree at `tree`: how it builds, or why it cannot be built here.
+pub fn check(tree: &Path) -> std::result::Result<BuildSystem, String> {
+    let read = |name: &str| std::fs::read_to_string(tree.join(name)).ok();
+    let build = BuildSystem::from_pyproject(read("pyproject.toml").as_deref(), "pyproject.toml")?;
+    let files: Vec<String> = walkdir::WalkDir::new(tree)
+        .into_iter()
+        .filter_map(|e| e.ok())
+        .filter(|e| e.file_type().is_file())
+        .filter_map(|e| Some(e.path().strip_prefix(tree).ok()?.to_string_lossy().into_owned()))
+        .collect();
+    if !files.iter().any(|f| f == "pyproject.toml" || f == "setup.py" || f == "setup.cfg") {
+        return Err("it has no pyproject.toml, setup.py or setup.cfg at its top".into());
+    }
+    match build.needs_compiler(files.iter().map(String::as_str), read("setup.py").as_deref()) {
+        Some(why) => Err(format!("building it needs a compiler: {why}")),
+        None => Ok(build),
+    }
+}
+
+/// Puts the source distribution `request` names into the store (found or fetched) and checks it;
+/// its store path and build system. The error is the reason alone, for its caller's context.
+pub fn fetch_and_check(
+    store: &Store,
+    request: &InstallRequest,
+) -> std::result::Result<(String, BuildSystem), String> {
+    let installed =
+        store.install(request, &NoReporter).map_err(|e| format!("cannot fetch `{}`: {e}", request.url))?;
+    let build = check(&installed.path)?;
+    Ok((installed.record.name.clone(), build))
+}
+
+/// [`fetch_and_check`] for a locked package, as a command's failure.
+pub fn locked(store: &Store, p: &LockedPackage) -> Result<(String, BuildSystem)> {
+    let request = crate::resolution::install_request(p).ok_or_else(|| {
+        Failure::new(
+            format!("cannot build {} {} from source", p.name, p.version),
+            "its locked source does not parse",
+        )
+    })?;
+    fetch_and_check(store, &request).map_err(|why| {
+        Failure::new(format!("cannot build {} {} from source", p.name, p.version), why)
+            .hint(format!("its source distribution is `{}` (sha256 {})", p.source.url, p.source.sha256))
+            .hint(
+                "envctl builds pure-Python source distributions only; ask for a version published as a wheel",
+            )
+    })
+}
+
+/// Unpack options for a source distribution: its archive format from the file name, its one top
+/// folder (`gast-0.2.2/`) stripped.
+pub fn unpack_options() -> envctl_store::UnpackOptions {
+    envctl_store::UnpackOptions { strip_components: 1, ..Default::default() }
+}

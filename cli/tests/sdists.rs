@@ -1,0 +1,165 @@
+//! Python source distributions published without a wheel (TensorFlow 1.15 pins `gast==0.2.2`,
+//! which has none): a pure-Python sdist is built into a wheel by its PEP 517 backend, itself a
+//! wheel from a recipe, run by the profile's interpreter, the same on every machine; one that
+//! needs a compiler is refused at lock time, naming it and why; a backend that fails leaves the
+//! profile as it was.
+
+mod common;
+
+use common::fixture::{Fixture, walk};
+use envctl_testkit::python::Wheel;
+use envctl_testkit::{Archive, Entry, sha256_hex};
+
+/// A PEP 517 backend in the style of flit_core: packs the tree's package and `PKG-INFO` into a
+/// wheel, and writes down which interpreter ran it and what environment it saw.
+const BACKEND: &str = r#"
+import base64, hashlib, os, sys, zipfile
+
+def _hash(data):
+    return "sha256=" + base64.urlsafe_b64encode(hashlib.sha256(data).digest()).rstrip(b"=").decode()
+
+def build_wheel(wheel_directory, config_settings=None, metadata_directory=None):
+    if os.path.exists("FAIL"):
+        raise RuntimeError("the fixture backend was told to fail")
+    meta = dict(l.split(": ", 1) for l in open("PKG-INFO").read().splitlines() if ": " in l)
+    name, version = meta["Name"], meta["Version"]
+    dist = name.replace("-", "_")
+    files = {}
+    for root, dirs, names in os.walk(dist):
+        dirs.sort()
+        for n in sorted(names):
+            p = os.path.join(root, n)
+            files[p] = open(p, "rb").read()
+    seen = (tuple(sys.version_info[:2]), os.environ.get("SOURCE_DATE_EPOCH"), "SECRET_TOKEN" in os.environ)
+    files[dist + "/_built_by.py"] = ("BUILT_BY = %r\n" % (seen,)).encode()
+    info = "%s-%s.dist-info" % (dist, version)
+    files[info + "/METADATA"] = ("Metadata-Version: 2.1\nName: %s\nVersion: %s\n" % (name, version)).encode()
+    files[info + "/WHEEL"] = b"Wheel-Version: 1.0\nGenerator: tinybuild\nRoot-Is-Purelib: true\nTag: py3-none-any\n"
+    record = "".join("%s,%s,%d\n" % (p, _hash(d), len(d)) for p, d in sorted(files.items()))
+    files[info + "/RECORD"] = (record + info + "/RECORD,,\n").encode()
+    wheel = "%s-%s-py3-none-any.whl" % (dist, version)
+    with zipfile.ZipFile(os.path.join(wheel_directory, wheel), "w") as z:
+        for p, d in sorted(files.items()):
+            z.writestr(zipfile.ZipInfo(p, date_time=(1980, 1, 1, 0, 0, 0)), d)
+    return wheel
+"#;
+
+/// Publishes the backend as the wheel `tinybuild` 1.0.
+fn publish_backend(f: &Fixture) {
+    let w = Wheel::new("tinybuild", "1.0", "py3-none-any").file("tinybuild.py", BACKEND);
+    let bytes = w.build();
+    let url = f.server.serve(&format!("/wheels/{}", w.file_name()), bytes.clone());
+    std::fs::write(
+        f.repo.join("tinybuild-1.0.toml"),
+        format!(
+            "name = \"tinybuild\"\nversion = \"1.0\"\n[dependencies]\npython = \">=3\"\n[[source]]\nurl = \"{url}\"\nsha256 = \"{}\"\n",
+            sha256_hex(&bytes)
+        ),
+    )
+    .unwrap();
+}
+
+/// Publishes the sdist `NAME-1.0.tar.gz` (one top folder, as sdists are) with `files` besides its
+/// `PKG-INFO`, and a recipe naming it `format = "sdist"` that depends on the backend.
+fn publish_sdist(f: &Fixture, name: &str, files: &[(&str, &str)]) -> String {
+    let top = format!("{}-1.0", name.replace('-', "_"));
+    let mut a = Archive::new().with(Entry::file(
+        &format!("{top}/PKG-INFO"),
+        format!("Metadata-Version: 2.1\nName: {name}\nVersion: 1.0\n"),
+    ));
+    for (path, text) in files {
+        a = a.with(Entry::file(&format!("{top}/{path}"), *text));
+    }
+    let bytes = a.tar_gz();
+    let url = f.server.serve(&format!("/sdists/{top}.tar.gz"), bytes.clone());
+    let sha = sha256_hex(&bytes);
+    std::fs::write(
+        f.repo.join(format!("{name}-1.0.toml")),
+        format!(
+            "name = \"{name}\"\nversion = \"1.0\"\n[dependencies]\npython = \">=3\"\ntinybuild = \"*\"\n[[source]]\nurl = \"{url}\"\nsha256 = \"{sha}\"\nformat = \"sdist\"\n"
+        ),
+    )
+    .unwrap();
+    sha
+}
+
+const PYPROJECT: &str = "[build-system]\nrequires = [\"tinybuild\"]\nbuild-backend = \"tinybuild\"\n";
+
+fn built_paths(f: &Fixture) -> Vec<String> {
+    let mut names: Vec<String> = std::fs::read_dir(f.sb.store())
+        .unwrap()
+        .filter_map(|e| Some(e.ok()?.file_name().to_string_lossy().into_owned()))
+        .filter(|n| n.ends_with("-gast-wheel-1.0"))
+        .collect();
+    names.sort();
+    names
+}
+
+#[test]
+fn a_pure_source_distribution_is_built_by_its_backend_with_the_profile_python_the_same_everywhere() {
+    let mut seen = Vec::new();
+    for _ in 0..2 {
+        let f = Fixture::new();
+        f.publish_python("3.7");
+        publish_backend(&f);
+        let sha = publish_sdist(
+            &f,
+            "gast",
+            &[("pyproject.toml", PYPROJECT), ("gast/__init__.py", "GAST = 'from source'\n")],
+        );
+        let p = f.profile("vision", "[packages]\ngast = \"1.0\"\npython = \"3.7\"\n");
+        f.run(&["lock", &p]).success();
+        let lock = std::fs::read_to_string(p.replace(".toml", ".lock")).unwrap();
+        assert!(lock.contains(&sha) && lock.contains("format = \"sdist\""), "{lock}");
+        let apply = f.sb.run_env(&["apply", &p], &[("SECRET_TOKEN", "x")]);
+        apply.ok();
+        let code = "import gast, gast._built_by as b; print(gast.GAST, b.BUILT_BY)";
+        let out = f.run(&["run", "vision", "--", "python3", "-c", code]).success();
+        // Built by the profile's 3.7, with the fixed epoch, without the caller's environment.
+        assert_eq!(out.stdout.trim(), "from source ((3, 7), '315532800', False)", "{}", out.stderr);
+        // The sdist's own tree is not in the profile; the built wheel's bytecode is.
+        let profile = f.profiles_dir().join("vision");
+        let files: Vec<String> = walk(&profile).iter().map(|p| p.display().to_string()).collect();
+        assert!(!files.iter().any(|p| p.ends_with("PKG-INFO") || p.ends_with("pyproject.toml")), "{files:?}");
+        f.run(&["store", "verify"]).success();
+        seen.push(built_paths(&f));
+    }
+    assert_eq!(seen[0].len(), 1, "{seen:?}");
+    assert_eq!(seen[0], seen[1], "two machines built different wheels from one sdist");
+}
+
+#[test]
+fn a_source_distribution_that_needs_a_compiler_is_refused_at_lock_naming_it_and_why() {
+    let f = Fixture::new();
+    f.publish_python("3.7");
+    publish_backend(&f);
+    publish_sdist(
+        &f,
+        "speedy",
+        &[
+            ("setup.py", "from setuptools import setup\nsetup(name='speedy')\n"),
+            ("speedy/__init__.py", ""),
+            ("speedy/_fast.c", "int fast(void) { return 1; }\n"),
+        ],
+    );
+    let p = f.profile("fast", "[packages]\nspeedy = \"1.0\"\npython = \"3.7\"\n");
+    let run = f.run(&["lock", &p]).failure();
+    let e = run.failed();
+    assert!(e.contains("speedy 1.0") && e.contains("speedy/_fast.c") && e.contains("compiler"), "{e}");
+    assert!(!std::path::Path::new(&p.replace(".toml", ".lock")).exists(), "a lock was written");
+}
+
+#[test]
+fn a_failing_backend_names_the_package_and_its_output_and_the_profile_stays_as_it_was() {
+    let f = Fixture::new();
+    f.publish_python("3.7");
+    publish_backend(&f);
+    publish_sdist(&f, "gast", &[("pyproject.toml", PYPROJECT), ("FAIL", ""), ("gast/__init__.py", "")]);
+    let p = f.profile("vision", "[packages]\ngast = \"1.0\"\npython = \"3.7\"\n");
+    let run = f.run(&["apply", &p]).failure();
+    let e = run.failed();
+    assert!(e.contains("gast 1.0") && e.contains("the fixture backend was told to fail"), "{e}");
+    assert!(!f.profiles_dir().join("vision").exists(), "a generation was switched to");
+    assert!(built_paths(&f).is_empty());
+    assert!(f.sb.tmp_entries().is_empty(), "{:?}", f.sb.tmp_entries());
+}
