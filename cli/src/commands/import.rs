@@ -189,10 +189,24 @@ fn pip(args: &ImportPipArgs, settings: &Settings, cli: &Cli) -> Result<Status> {
     } else {
         args.platform.clone()
     };
+    let by_name = |table: &BTreeMap<String, BTreeMap<String, String>>| -> Result<_> {
+        table
+            .iter()
+            .map(|(n, v)| {
+                Ok((PackageName::parse(n).map_err(|e| Failure::new("cannot read the stacks", e))?, v.clone()))
+            })
+            .collect::<Result<BTreeMap<_, _>>>()
+    };
     let mut reports = Vec::new();
     for stack in &stacks {
         for (i, python) in stack.python.iter().enumerate() {
-            let target = Target { python: python.clone(), arch: arch.clone(), index: args.index.clone() };
+            let target = Target {
+                python: python.clone(),
+                arch: arch.clone(),
+                index: args.index.clone(),
+                add: by_name(&stack.add)?,
+                hints: by_name(&stack.hints)?,
+            };
             let (report, origin) = match args.report.get(i) {
                 Some(file) => (
                     std::fs::read_to_string(file)
@@ -209,19 +223,6 @@ fn pip(args: &ImportPipArgs, settings: &Settings, cli: &Cli) -> Result<Status> {
     }
     let reports: Vec<(&str, &Target, &str)> =
         reports.iter().map(|(r, t, o)| (r.as_str(), t, o.as_str())).collect();
-    let by_name = |table: BTreeMap<String, BTreeMap<String, String>>| -> Result<_> {
-        table
-            .into_iter()
-            .map(|(n, v)| {
-                Ok((PackageName::parse(&n).map_err(|e| Failure::new("cannot read the stacks", e))?, v))
-            })
-            .collect::<Result<BTreeMap<_, _>>>()
-    };
-    let (mut add, mut hints) = (BTreeMap::new(), BTreeMap::new());
-    for stack in stacks {
-        add.extend(by_name(stack.add)?);
-        hints.extend(by_name(stack.hints)?);
-    }
     // A source distribution is put into the store and looked into (build system, compiler).
     let mut store = None;
     let mut inspect = |sdist: &SdistRef| -> std::result::Result<envctl_recipes::BuildSystem, String> {
@@ -241,7 +242,7 @@ fn pip(args: &ImportPipArgs, settings: &Settings, cli: &Cli) -> Result<Status> {
         };
         crate::sdist::fetch_and_check(store.as_ref().expect("opened above"), &request).map(|(_, build)| build)
     };
-    let options = Options { inspect: Some(&mut inspect), add, hints };
+    let options = Options { inspect: Some(&mut inspect) };
     let generated =
         import_many(&reports, options).map_err(|e| Failure::new("cannot import Python packages", e))?;
     write_files(&args.out, &generated, true)
@@ -337,6 +338,7 @@ fn pip_python(program: &str, lead: &[&str]) -> Result<String> {
         .filter(|v| out.status.success() && v.starts_with(|c: char| c.is_ascii_digit()))
         .map(str::to_owned)
         .ok_or_else(|| {
-            Failure::new(format!("cannot tell which Python `{program}` runs on"), text.trim().to_owned())
+            let said = [text.trim(), String::from_utf8_lossy(&out.stderr).trim()].join("\n");
+            Failure::new(format!("cannot tell which Python `{program}` runs on"), said.trim().to_owned())
         })
 }

@@ -19,7 +19,7 @@ use crate::version::{Requirement, Version};
 use crate::wheel_tags::{WheelTags, manylinux_glibc};
 
 /// What the recipes are for.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, Default)]
 pub struct Target {
     /// The interpreter, `X.Y` or `X.Y.Z`.
     pub python: String,
@@ -27,6 +27,11 @@ pub struct Target {
     pub arch: String,
     /// The index name the sources use.
     pub index: String,
+    /// Dependencies the publisher's metadata leaves out, by distribution of this request:
+    /// TensorFlow 1.15's GPU wheel names no CUDA, yet loads `libcudart.so.10.0`.
+    pub add: BTreeMap<PackageName, BTreeMap<String, String>>,
+    /// Hints shown when a dependency cannot be met, by distribution of this request and dependency.
+    pub hints: BTreeMap<PackageName, BTreeMap<String, String>>,
 }
 
 #[derive(Deserialize)]
@@ -118,11 +123,6 @@ pub struct Options<'a> {
     /// Reads a source distribution's build system, or says why it cannot be built (a compiler
     /// needed). Without it, a report holding a source distribution is refused.
     pub inspect: Option<Inspect<'a>>,
-    /// Dependencies the publisher's metadata leaves out, by distribution: TensorFlow 1.15's GPU
-    /// wheel names no CUDA, yet loads `libcudart.so.10.0`.
-    pub add: BTreeMap<PackageName, BTreeMap<String, String>>,
-    /// Hints shown when a dependency cannot be met, by distribution and dependency.
-    pub hints: BTreeMap<PackageName, BTreeMap<String, String>>,
 }
 
 /// The recipes for a pip report's closure (see the module docs). `origin` names the report in
@@ -149,7 +149,7 @@ pub fn import_many(
     }
     let mut out = Vec::new();
     for ((name, version), entries) in all {
-        out.push(merge(&name, &version, &entries, &options).map_err(|message| Problem {
+        out.push(merge(&name, &version, &entries).map_err(|message| Problem {
             file: reports.iter().map(|r| r.2).collect::<Vec<_>>().join(", "),
             message,
         })?);
@@ -363,12 +363,7 @@ fn both(prev: Option<String>, spec: String) -> String {
 }
 
 /// One recipe from what each report said of one distribution version.
-fn merge(
-    name: &PackageName,
-    version: &Version,
-    entries: &[(Entry, &Target)],
-    options: &Options,
-) -> Result<Generated, String> {
+fn merge(name: &PackageName, version: &Version, entries: &[(Entry, &Target)]) -> Result<Generated, String> {
     let first = &entries[0].0;
     let mut deps: BTreeMap<String, String> = BTreeMap::new();
     for (e, _) in entries {
@@ -377,9 +372,14 @@ fn merge(
             deps.insert(dep.clone(), merged);
         }
     }
-    for (dep, spec) in options.add.get(name).into_iter().flatten() {
-        let merged = both(deps.remove(dep), spec.clone());
-        deps.insert(dep.clone(), merged);
+    // What the requests that resolved this version add.
+    let mut hints: BTreeMap<&String, &String> = BTreeMap::new();
+    for (_, target) in entries {
+        for (dep, spec) in target.add.get(name).into_iter().flatten() {
+            let merged = both(deps.remove(dep), spec.clone());
+            deps.insert(dep.clone(), merged);
+        }
+        hints.extend(target.hints.get(name).into_iter().flatten());
     }
     // Sources: one per file, with the Pythons whose reports chose it. One file for every Python
     // is one source for any Python its tags allow; else each source is for its own Pythons.
@@ -462,7 +462,7 @@ fn merge(
             text.push_str("format = \"sdist\"\n");
         }
     }
-    if let Some(hints) = options.hints.get(name).filter(|h| !h.is_empty()) {
+    if !hints.is_empty() {
         text.push_str("\n[hints]\n");
         for (dep, hint) in hints {
             text.push_str(&format!("{} = {}\n", bare_key(dep), quote(hint)));
@@ -550,7 +550,12 @@ mod tests {
             item("typing_extensions", "4.9.0", "typing_extensions-4.9.0-py3-none-any.whl", &[], Some(">=3.8")),
             item("tensorflow-io-gcs-filesystem", "0.37.1", "tensorflow_io_gcs_filesystem-0.37.1-cp311-cp311-manylinux_2_17_x86_64.manylinux2014_x86_64.whl", &[], Some("<3.13,>=3.7")),
         ]});
-        let target = Target { python: "3.11".into(), arch: "x86_64".into(), index: "pypi".into() };
+        let target = Target {
+            python: "3.11".into(),
+            arch: "x86_64".into(),
+            index: "pypi".into(),
+            ..Default::default()
+        };
         let out = import(&report.to_string(), &target, "report.json").unwrap();
         let tf = out.iter().find(|g| g.path == "tensorflow/2.15.1.toml").unwrap();
         assert!(tf.text.contains("numpy = \">=1.23.5,<2.0.0\""), "{}", tf.text);
@@ -589,7 +594,12 @@ mod tests {
         tf["requested_extras"] = serde_json::json!(["and-cuda"]);
         let report = serde_json::json!({"install": [tf,
             item("nvidia-cudnn-cu12", "8.9.4.25", "nvidia_cudnn_cu12-8.9.4.25-py3-none-manylinux1_x86_64.whl", &[], Some(">=3"))]});
-        let target = Target { python: "3.11".into(), arch: "x86_64".into(), index: "pypi".into() };
+        let target = Target {
+            python: "3.11".into(),
+            arch: "x86_64".into(),
+            index: "pypi".into(),
+            ..Default::default()
+        };
         let out = import(&report.to_string(), &target, "r").unwrap();
         let tf = out.iter().find(|g| g.path.starts_with("tensorflow/")).unwrap();
         assert!(tf.text.contains("nvidia-cudnn-cu12 = \"==8.9.4.25\""), "{}", tf.text);
@@ -615,7 +625,12 @@ mod tests {
             report("310", &["typing-extensions>=4.13.2; python_version < \"3.11\""]),
             report("311", &["typing-extensions>=4.13.2; python_version < \"3.11\""]),
         );
-        let t310 = Target { python: "3.10".into(), arch: "x86_64".into(), index: "pypi".into() };
+        let t310 = Target {
+            python: "3.10".into(),
+            arch: "x86_64".into(),
+            index: "pypi".into(),
+            ..Default::default()
+        };
         let t311 = Target { python: "3.11".into(), ..t310.clone() };
         let out =
             import_many(&[(&r311, &t311, "a.json"), (&r310, &t310, "b.json")], Options::default()).unwrap();
@@ -647,5 +662,89 @@ mod tests {
             out,
             import_many(&[(&r310, &t310, "b.json"), (&r311, &t311, "a.json")], Options::default()).unwrap()
         );
+    }
+
+    #[test]
+    fn a_source_distribution_is_looked_into_and_additions_stay_with_their_request() {
+        let report = |tf: &str, extra: &[serde_json::Value]| {
+            let mut install = vec![
+                item(
+                    tf,
+                    "1.15.5",
+                    &format!("{}-1.15.5-cp37-cp37m-manylinux2010_x86_64.whl", tf.replace('-', "_")),
+                    &["gast==0.2.2"],
+                    None,
+                ),
+                item("gast", "0.2.2", "gast-0.2.2.tar.gz", &[], Some(">=2.7")),
+                item("setuptools", "68.0.0", "setuptools-68.0.0-py3-none-any.whl", &[], Some(">=3.7")),
+            ];
+            install.extend(extra.iter().cloned());
+            serde_json::json!({ "install": install }).to_string()
+        };
+        let wheel = item("wheel", "0.42.0", "wheel-0.42.0-py3-none-any.whl", &[], Some(">=3.7"));
+        let gpu = Target {
+            python: "3.7".into(),
+            arch: "x86_64".into(),
+            index: "pypi".into(),
+            add: [(
+                PackageName::parse("tensorflow-gpu").unwrap(),
+                [("cudatoolkit".to_owned(), "10.0".to_owned())].into(),
+            )]
+            .into(),
+            hints: [(
+                PackageName::parse("tensorflow-gpu").unwrap(),
+                [("cudatoolkit".to_owned(), "ask your site".to_owned())].into(),
+            )]
+            .into(),
+        };
+        let cpu = Target { add: BTreeMap::new(), hints: BTreeMap::new(), ..gpu.clone() };
+        let (r_gpu, r_cpu) =
+            (report("tensorflow-gpu", std::slice::from_ref(&wheel)), report("tensorflow", &[wheel]));
+        let mut looked = Vec::new();
+        let mut inspect = |s: &SdistRef| {
+            looked.push(s.file.clone());
+            Ok(crate::BuildSystem::from_pyproject(None, "pyproject.toml").unwrap())
+        };
+        let out = import_many(
+            &[(&r_gpu, &gpu, "gpu.json"), (&r_cpu, &cpu, "cpu.json")],
+            Options { inspect: Some(&mut inspect) },
+        )
+        .unwrap();
+        assert_eq!(looked, ["gast-0.2.2.tar.gz", "gast-0.2.2.tar.gz"]);
+        let get = |p: &str| out.iter().find(|g| g.path == p).unwrap().text.clone();
+        let gast = get("gast/0.2.2.toml");
+        assert!(
+            gast.contains("format = \"sdist\"")
+                && gast.contains("setuptools = \">=40.8.0\"")
+                && gast.contains("wheel = \"*\""),
+            "{gast}"
+        );
+        crate::Recipe::parse(&gast, std::path::Path::new("gast.toml")).unwrap();
+        let tf_gpu = get("tensorflow-gpu/1.15.5.toml");
+        assert!(
+            tf_gpu.contains("cudatoolkit = \"10.0\"")
+                && tf_gpu.contains("[hints]\ncudatoolkit = \"ask your site\""),
+            "{tf_gpu}"
+        );
+        let r = crate::Recipe::parse(&tf_gpu, std::path::Path::new("tf.toml")).unwrap();
+        assert_eq!(r.hints.len(), 1);
+        let tf_cpu = get("tensorflow/1.15.5.toml");
+        assert!(!tf_cpu.contains("cudatoolkit"), "{tf_cpu}");
+
+        // A backend requirement outside the closure, and an sdist that cannot be built.
+        let no_wheel = report("tensorflow", &[]);
+        let mut inspect = |_: &SdistRef| Ok(crate::BuildSystem::from_pyproject(None, "p").unwrap());
+        let e =
+            import_many(&[(&no_wheel, &cpu, "r.json")], Options { inspect: Some(&mut inspect) }).unwrap_err();
+        assert!(
+            e.message.contains("gast 0.2.2") && e.message.contains("add `wheel` to the request"),
+            "{e:?}"
+        );
+        let mut inspect = |_: &SdistRef| Err("building it needs a compiler: it holds `gast/_x.c`".to_owned());
+        let e =
+            import_many(&[(&r_cpu, &cpu, "r.json")], Options { inspect: Some(&mut inspect) }).unwrap_err();
+        assert!(e.message.contains("published only as source") && e.message.contains("gast/_x.c"), "{e:?}");
+        let e = import_many(&[(&r_cpu, &cpu, "r.json")], Options::default()).unwrap_err();
+        assert!(e.message.contains("gast-0.2.2.tar.gz"), "{e:?}");
     }
 }
