@@ -335,7 +335,7 @@ pub fn build_lock(
                         .context(|| format!("cannot open the store at `{}`", store_dir.display()))?,
                 );
             }
-            crate::sdist::locked(store.as_ref().expect("opened above"), &locked)?;
+            crate::sdist::check_at_lock(store.as_ref().expect("opened above"), &locked)?;
         }
         let installed =
             store.as_ref().zip(install_request(&locked)).and_then(|(s, r)| s.find(&r).ok().flatten());

@@ -49,21 +49,29 @@ pub fn fetch_and_check(
     Ok((installed.record.name.clone(), build))
 }
 
-/// [`fetch_and_check`] for a locked package, as a command's failure.
-pub fn locked(store: &Store, p: &LockedPackage) -> Result<(String, BuildSystem)> {
-    let request = crate::resolution::install_request(p).ok_or_else(|| {
-        Failure::new(
-            format!("cannot build {} {} from source", p.name, p.version),
-            "its locked source does not parse",
-        )
-    })?;
-    fetch_and_check(store, &request).map_err(|why| {
+/// Looks into a locked package's source distribution at lock time: a tree that cannot be built
+/// fails the lock. One that cannot be fetched now (an offline login node) is only reported, and is
+/// looked into when it is applied, before anything builds.
+pub fn check_at_lock(store: &Store, p: &LockedPackage) -> Result<()> {
+    let fail = |why: String| {
         Failure::new(format!("cannot build {} {} from source", p.name, p.version), why)
             .hint(format!("its source distribution is `{}` (sha256 {})", p.source.url, p.source.sha256))
             .hint(
                 "envctl builds pure-Python source distributions only; ask for a version published as a wheel",
             )
-    })
+    };
+    let request = crate::resolution::install_request(p)
+        .ok_or_else(|| fail("its locked source does not parse".into()))?;
+    match store.install(&request, &NoReporter) {
+        Ok(installed) => check(&installed.path).map(|_| ()).map_err(fail),
+        Err(e) => {
+            crate::printer::info(&format!(
+                "warning: {} {} is published only as source and cannot be fetched now ({e}); it is looked into when applied",
+                p.name, p.version
+            ));
+            Ok(())
+        }
+    }
 }
 
 /// Unpack options for a source distribution: its archive format from the file name, its one top

@@ -62,6 +62,11 @@ fn publish_backend(f: &Fixture) {
 /// Publishes the sdist `NAME-1.0.tar.gz` (one top folder, as sdists are) with `files` besides its
 /// `PKG-INFO`, and a recipe naming it `format = "sdist"` that depends on the backend.
 fn publish_sdist(f: &Fixture, name: &str, files: &[(&str, &str)]) -> String {
+    publish_sdist_bytes(f, name, files).0
+}
+
+/// [`publish_sdist`], also giving the archive's bytes.
+fn publish_sdist_bytes(f: &Fixture, name: &str, files: &[(&str, &str)]) -> (String, Vec<u8>) {
     let top = format!("{}-1.0", name.replace('-', "_"));
     let mut a = Archive::new().with(Entry::file(
         &format!("{top}/PKG-INFO"),
@@ -80,7 +85,7 @@ fn publish_sdist(f: &Fixture, name: &str, files: &[(&str, &str)]) -> String {
         ),
     )
     .unwrap();
-    sha
+    (sha, bytes)
 }
 
 const PYPROJECT: &str = "[build-system]\nrequires = [\"tinybuild\"]\nbuild-backend = \"tinybuild\"\n";
@@ -162,4 +167,32 @@ fn a_failing_backend_names_the_package_and_its_output_and_the_profile_stays_as_i
     assert!(!f.profiles_dir().join("vision").exists(), "a generation was switched to");
     assert!(built_paths(&f).is_empty());
     assert!(f.sb.tmp_entries().is_empty(), "{:?}", f.sb.tmp_entries());
+}
+
+#[test]
+fn an_sdist_that_cannot_be_fetched_at_lock_is_reported_and_looked_into_when_applied() {
+    let f = Fixture::new();
+    f.publish_python("3.7");
+    publish_backend(&f);
+    let files = [("setup.py", "setup(ext_modules=[])\n"), ("speedy/_fast.c", "")];
+    let (sha, bytes) = publish_sdist_bytes(&f, "speedy", &files);
+    // The recipe names a place the server does not serve yet: the lock cannot look into it, says
+    // so, and still locks.
+    let recipe = f.repo.join("speedy-1.0.toml");
+    let text = std::fs::read_to_string(&recipe).unwrap().replace("/sdists/", "/later/");
+    std::fs::write(&recipe, text).unwrap();
+    let p = f.profile("fast", "[packages]\nspeedy = \"1.0\"\npython = \"3.7\"\n");
+    let run = f.run(&["lock", &p]).success();
+    assert!(
+        run.stderr.contains("warning: speedy 1.0 is published only as source and cannot be fetched now"),
+        "{}",
+        run.stderr
+    );
+    assert!(std::fs::read_to_string(p.replace(".toml", ".lock")).unwrap().contains(&sha));
+    // Once it is there, apply looks into it before anything builds, and refuses it.
+    f.server.serve("/later/speedy-1.0.tar.gz", bytes);
+    let run = f.run(&["apply", &p]).failure();
+    let e = run.failed();
+    assert!(e.contains("speedy 1.0") && e.contains("speedy/_fast.c") && e.contains("compiler"), "{e}");
+    assert!(!f.profiles_dir().join("fast").exists());
 }
