@@ -167,7 +167,7 @@ fn the_bundled_repository_is_exactly_what_the_importer_writes() {
 }
 
 #[test]
-fn every_bundled_recipe_has_real_hashes_and_its_dependencies_resolve_inside_the_repository() {
+fn bundled_recipes_have_real_hashes_and_their_dependencies_resolve_inside_or_say_where_from() {
     let repo = Repository::bundled().unwrap();
     assert!(repo.len() > 100, "{}", repo.len());
     for name in repo.names() {
@@ -182,10 +182,13 @@ fn every_bundled_recipe_has_real_hashes_and_its_dependencies_resolve_inside_the_
             for (dep, req) in &recipe.dependencies {
                 let found =
                     repo.versions(dep.as_str()).is_some_and(|vs| vs.keys().any(|v: &Version| req.matches(v)));
+                // What a site must provide itself (TensorFlow 1.15's CUDA 10.0) says how.
+                let hinted = recipe.hints.get(dep).is_some_and(|h| h.contains("envctl import"));
                 assert!(
-                    found,
-                    "{} {}: no `{dep} {req}` in the bundled repository",
-                    recipe.name, recipe.version
+                    found || hinted,
+                    "{} {}: no `{dep} {req}` in the bundled repository, and no hint where it comes from",
+                    recipe.name,
+                    recipe.version
                 );
             }
         }
