@@ -273,3 +273,39 @@ fn damaged_bytecode_is_compiled_again_by_verify_repair() {
     f.run(&["store", "verify"]).success();
     assert_eq!(std::fs::read(&pyc).unwrap(), good);
 }
+
+#[test]
+fn wheels_sharing_a_namespace_file_of_one_content_merge_and_of_two_contents_collide() {
+    // NVIDIA's nvidia-*-cu12 wheels each ship the same empty `nvidia/__init__.py`.
+    let f = Fixture::new();
+    f.publish_python("3.11");
+    let runtime = Wheel::new("nvidia-cuda-runtime-cu12", "12.2.140", "py3-none-manylinux1_x86_64")
+        .file("nvidia/__init__.py", "")
+        .file("nvidia/cuda_runtime/__init__.py", "NAME = 'cudart'\n");
+    let cudnn = Wheel::new("nvidia-cudnn-cu12", "8.9.4.25", "py3-none-manylinux1_x86_64")
+        .file("nvidia/__init__.py", "")
+        .file("nvidia/cudnn/__init__.py", "NAME = 'cudnn'\n");
+    publish_wheel(&f, &runtime, &runtime.build(), "python = \">=3\"");
+    publish_wheel(&f, &cudnn, &cudnn.build(), "python = \">=3\"");
+    let p = f.profile(
+        "gpu",
+        "[packages]\npython = \"3.11\"\nnvidia-cuda-runtime-cu12 = \"*\"\nnvidia-cudnn-cu12 = \"*\"\n",
+    );
+    f.run(&["apply", &p]).success();
+    let code = "import nvidia.cuda_runtime as a, nvidia.cudnn as b; print(a.NAME, b.NAME)";
+    let out = f.run(&["run", "gpu", "--", "python3", "-c", code]).success();
+    assert_eq!(out.stdout.trim(), "cudart cudnn", "{}", out.stderr);
+
+    // The same path with two contents is still a collision, named.
+    let other = Wheel::new("nvidia-other-cu12", "1.0", "py3-none-any")
+        .file("nvidia/__init__.py", "print('not empty')\n")
+        .file("nvidia/other/__init__.py", "");
+    publish_wheel(&f, &other, &other.build(), "python = \">=3\"");
+    let p = f.profile(
+        "clash",
+        "[packages]\npython = \"3.11\"\nnvidia-cudnn-cu12 = \"*\"\nnvidia-other-cu12 = \"*\"\n",
+    );
+    let run = f.run(&["apply", &p]).failure();
+    let e = run.failed();
+    assert!(e.contains("both ship") && e.contains("nvidia/__init__.py"), "{e}");
+}

@@ -160,12 +160,21 @@ fn settle(group: &[(usize, Src, Kind)], rel: &Path, inputs: &[FarmInput]) -> Res
     Ok(first)
 }
 
+/// Whether two packages' entries at one path are the same to whoever reads them: the same link
+/// target, or the same file (bytes and executable bit), directly or through links. The wheels of
+/// one namespace (NVIDIA's `nvidia-*-cu12` all ship an empty `nvidia/__init__.py`) reach the
+/// farm through each wheel's bytecode tree as links into their own store paths: different
+/// targets, one content.
 fn identical(a: &(usize, Src, Kind), b: &(usize, Src, Kind)) -> Result<bool> {
     let (Src::Dir(pa), Src::Dir(pb)) = (&a.1, &b.1) else { return Ok(false) };
     match (a.2, b.2) {
-        (Kind::Link, Kind::Link) => Ok(fs_err::read_link(pa)? == fs_err::read_link(pb)?),
-        (Kind::File, Kind::File) => {
-            let (ma, mb) = (fs_err::metadata(pa)?, fs_err::metadata(pb)?);
+        (Kind::Link, Kind::Link) if fs_err::read_link(pa)? == fs_err::read_link(pb)? => Ok(true),
+        (Kind::Link | Kind::File, Kind::Link | Kind::File) => {
+            // Through links; a dangling one is never the same as anything.
+            let (Ok(ma), Ok(mb)) = (std::fs::metadata(pa), std::fs::metadata(pb)) else { return Ok(false) };
+            if !ma.is_file() || !mb.is_file() {
+                return Ok(false);
+            }
             if (ma.dev(), ma.ino()) == (mb.dev(), mb.ino()) {
                 return Ok(true);
             }
