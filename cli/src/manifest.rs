@@ -206,3 +206,31 @@ pub fn search_dirs(packages: &[std::path::PathBuf]) -> BTreeMap<String, Vec<Stri
     }
     out
 }
+
+/// The library directories of NVIDIA's CUDA wheels in the generation at `root` whose Python is
+/// `python` (the version of its package named `python`): `lib/python3.11/site-packages/nvidia/
+/// cudnn/lib`, …, relative to the root.
+///
+/// Those wheels (`nvidia-*-cu12`) keep their libraries in `site-packages/nvidia/*/lib`, where the
+/// frameworks look through `$ORIGIN/../nvidia/…/lib` run paths. In a profile, a framework's
+/// directory is a link into its own store path, and `..` from there leads out of the profile; a
+/// session's library path, searched before run paths, names these directories instead. Read
+/// when the session starts (one small directory; never `lib/`, which can hold thousands of
+/// entries), so generations built before this work too.
+pub fn wheel_library_dirs(root: &std::path::Path, python: Option<&str>) -> Vec<String> {
+    let Some(series) = python.and_then(|v| {
+        let mut parts = v.split(['.', '+']);
+        Some(format!("{}.{}", parts.next()?, parts.next()?))
+    }) else {
+        return Vec::new();
+    };
+    let base = format!("lib/python{series}/site-packages/nvidia");
+    let Ok(rd) = std::fs::read_dir(root.join(&base)) else { return Vec::new() };
+    let mut names: Vec<String> = rd
+        .flatten()
+        .map(|e| e.file_name().to_string_lossy().into_owned())
+        .filter(|n| root.join(&base).join(n).join("lib").is_dir())
+        .collect();
+    names.sort();
+    names.into_iter().map(|n| format!("{base}/{n}/lib")).collect()
+}

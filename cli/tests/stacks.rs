@@ -33,6 +33,31 @@ fn shared_object(soname: &str, symbol: &str, value: i32, returns: bool) -> Vec<u
     std::fs::read(out).unwrap()
 }
 
+/// An extension module as TensorFlow 2 builds them: linked against `libcudart.so.12` (the bytes
+/// given), found at run time through `$ORIGIN/../../nvidia/cuda_runtime/lib`, the run path the
+/// real `libtensorflow_framework.so.2` carries; `tf_cuda_version()` asks the runtime.
+fn extension_module(cudart: &[u8]) -> Vec<u8> {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(dir.path().join("libcudart.so.12"), cudart).unwrap();
+    std::fs::write(
+        dir.path().join("pywrap.c"),
+        "int cudaRuntimeGetVersion(int *);\nint tf_cuda_version(void) { int v = 0; cudaRuntimeGetVersion(&v); return v; }\n",
+    )
+    .unwrap();
+    let out = dir.path().join("_pywrap.so");
+    let status = std::process::Command::new(std::env::var("CC").unwrap_or_else(|_| "cc".into()))
+        .args(["-shared", "-fPIC", "-o"])
+        .arg(&out)
+        .arg(dir.path().join("pywrap.c"))
+        .arg(format!("-L{}", dir.path().display()))
+        .arg("-l:libcudart.so.12")
+        .arg("-Wl,--enable-new-dtags,-rpath,$ORIGIN/../../nvidia/cuda_runtime/lib")
+        .status()
+        .expect("a C compiler (cc) builds the fixture libraries");
+    assert!(status.success());
+    std::fs::read(out).unwrap()
+}
+
 /// Serves a wheel and writes its recipe with `deps`.
 fn publish_wheel(f: &Fixture, wheel: &Wheel, deps: &str) {
     let bytes = wheel.build();
@@ -65,14 +90,11 @@ def versions():
 
 const TF2: &str = r#"
 import ctypes, os
-import nvidia.cuda_runtime
 def versions():
-    # TensorFlow 2 loads the CUDA of its nvidia-* wheels from their package directories.
-    lib = os.path.join(os.path.dirname(nvidia.cuda_runtime.__file__), "lib", "libcudart.so.12")
-    cudart = ctypes.CDLL(lib)
-    v = ctypes.c_int()
-    assert cudart.cudaRuntimeGetVersion(ctypes.byref(v)) == 0
-    return (v.value,)
+    # TensorFlow 2's extension modules reach the CUDA of its nvidia-* wheels through their run
+    # paths ($ORIGIN/../../nvidia/...), from wherever the profile put the package.
+    lib = ctypes.CDLL(os.path.join(os.path.dirname(__file__), "python", "_pywrap.so"))
+    return (lib.tf_cuda_version(),)
 "#;
 
 /// The channel: cudatoolkit 10.0.130 and cudnn 7.6.5 for CUDA 10.0 as conda v1 packages, laid
@@ -130,16 +152,15 @@ fn a_tensorflow_1_and_a_tensorflow_2_shaped_profile_each_load_their_own_cuda_run
     let tf1 = Wheel::new("tensorflow-gpu", "1.15.5", "cp37-cp37m-manylinux2010_x86_64")
         .file("tensorflow/__init__.py", TF1);
     publish_wheel(&f, &tf1, "python = \"3.7\"\ncudatoolkit = \"10.0\"\ncudnn = \"7.6\"");
+    let cudart12 = shared_object("libcudart.so.12", "cudaRuntimeGetVersion", 12020, false);
     let runtime = Wheel::new("nvidia-cuda-runtime-cu12", "12.2.140", "py3-none-manylinux1_x86_64")
         .file("nvidia/__init__.py", "")
         .file("nvidia/cuda_runtime/__init__.py", "")
-        .file(
-            "nvidia/cuda_runtime/lib/libcudart.so.12",
-            shared_object("libcudart.so.12", "cudaRuntimeGetVersion", 12020, false),
-        );
+        .file("nvidia/cuda_runtime/lib/libcudart.so.12", cudart12.clone());
     publish_wheel(&f, &runtime, "python = \">=3\"");
     let tf2 = Wheel::new("tensorflow", "2.15.1", "cp311-cp311-manylinux_2_17_x86_64")
-        .file("tensorflow/__init__.py", TF2);
+        .file("tensorflow/__init__.py", TF2)
+        .file("tensorflow/python/_pywrap.so", extension_module(&cudart12));
     publish_wheel(&f, &tf2, "python = \"3.11\"\nnvidia-cuda-runtime-cu12 = \"==12.2.140\"");
 
     let vision = f.profile("vision", "[packages]\ntensorflow-gpu = \"1.15\"\n");

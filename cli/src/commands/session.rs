@@ -162,11 +162,16 @@ fn prepend(
 fn environment(t: &Target, base: &BTreeMap<String, String>) -> BTreeMap<String, String> {
     let g = &t.generation;
     let mut env = BTreeMap::new();
-    let search = match &t.manifest.search {
+    let mut search = match &t.manifest.search {
         Some(s) => s.clone(),
         // Generations from before the manifest recorded them: look (slower on huge farms).
         None => crate::manifest::search_dirs(std::slice::from_ref(g)),
     };
+    let python = t.manifest.packages.iter().find(|p| p.name == "python").map(|p| p.version.as_str());
+    let wheel_libs = crate::manifest::wheel_library_dirs(g, python);
+    if !wheel_libs.is_empty() {
+        search.entry("LD_LIBRARY_PATH".into()).or_default().extend(wheel_libs);
+    }
     for &var in envctl_recipes::SEARCH_VARIABLES {
         let dirs: Vec<PathBuf> =
             search.get(var).map(|rels| rels.iter().map(|r| g.join(r)).collect()).unwrap_or_default();
