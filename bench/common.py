@@ -1,8 +1,11 @@
 """What the benchmark scripts share: running commands, timing them, and the synthetic corpus of
 package trees (files of 100 B to 4 KiB of random bytes, so archives of them do not compress)."""
+import hashlib
 import os
 import random
+import shutil
 import subprocess
+import tarfile
 import time
 
 QUIET = dict(stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
@@ -32,3 +35,32 @@ def make_tree(path, p):
         for i in range(OWN // 20):
             with open(os.path.join(own, f"f{i}"), "wb") as f:
                 f.write(rng.randbytes(rng.randint(100, 4096)))
+
+
+def pack_python(series, cache):
+    """This machine's CPython `series` as a package archive in `cache`, without site-packages:
+    (version, archive path, its sha256, the interpreter it was packed from)."""
+    exe = shutil.which(f"python{series}") or shutil.which("python3")
+    out = subprocess.run([exe, "-c", "import sys, platform; print(sys.base_prefix); print(platform.python_version())"],
+                         check=True, stdout=subprocess.PIPE).stdout.decode().split()
+    prefix, version = out[0], out[1]
+    if not version.startswith(series + "."):
+        raise SystemExit(f"no CPython {series} here (python{series} is {version})")
+    archive = os.path.join(cache, f"python-{version}.tar.zst")
+    if not os.path.exists(archive):
+        os.makedirs(cache, exist_ok=True)
+        skip = {"site-packages", "test", "tests", "idlelib", "tkinter", "turtledemo"}
+        raw = archive[: -len(".zst")]
+        with tarfile.open(raw, "w", format=tarfile.GNU_FORMAT) as tar:
+            tar.add(os.path.join(prefix, "bin", f"python{series}"), f"bin/python{series}")
+            link = tarfile.TarInfo("bin/python3")
+            link.type, link.linkname = tarfile.SYMTYPE, f"python{series}"
+            tar.addfile(link)
+            for n in sorted(os.listdir(os.path.join(prefix, "lib"))):
+                if n.startswith("libpython") and not n.endswith(".a"):
+                    tar.add(os.path.join(prefix, "lib", n), f"lib/{n}")
+            tar.add(os.path.join(prefix, "lib", f"python{series}"), f"lib/python{series}",
+                    filter=lambda ti: None if os.path.basename(ti.name) in skip or "/config-" in ti.name else ti)
+        sh("zstd", "-q", "-f", "-T0", "--rm", raw, "-o", archive)
+    sha = hashlib.sha256(open(archive, "rb").read()).hexdigest()
+    return version, archive, sha, os.path.join(prefix, "bin", f"python{series}")

@@ -23,7 +23,10 @@ end, see shared/BENCHMARKING.md):
 
 Writes bench/out/python-stack.md.
 """
-import hashlib, os, shutil, statistics, subprocess, sys, tarfile, time
+import os, shutil, statistics, subprocess, sys, time
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from common import pack_python  # noqa: E402
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 OUT = os.path.join(ROOT, "bench", "out")
@@ -57,31 +60,6 @@ def aside(path):
         os.rename(path, os.path.join(ATTIC, f"{os.path.basename(path)}-{time.time_ns()}"))
 
 
-def pack_python():
-    """This machine's CPython 3.11 as a package archive, without site-packages."""
-    exe = shutil.which(f"python{SERIES}") or sys.executable
-    out = subprocess.run([exe, "-c", "import sys, platform; print(sys.base_prefix); print(platform.python_version())"],
-                         check=True, stdout=subprocess.PIPE).stdout.decode().split()
-    prefix, version = out[0], out[1]
-    archive = os.path.join(CACHE, f"python-{version}.tar.zst")
-    if not os.path.exists(archive):
-        skip = {"site-packages", "test", "tests", "idlelib", "tkinter", "turtledemo"}
-        raw = archive[: -len(".zst")]
-        with tarfile.open(raw, "w", format=tarfile.GNU_FORMAT) as tar:
-            tar.add(os.path.join(prefix, "bin", f"python{SERIES}"), f"bin/python{SERIES}")
-            link = tarfile.TarInfo("bin/python3")
-            link.type, link.linkname = tarfile.SYMTYPE, f"python{SERIES}"
-            tar.addfile(link)
-            for n in sorted(os.listdir(os.path.join(prefix, "lib"))):
-                if n.startswith("libpython") and not n.endswith(".a"):
-                    tar.add(os.path.join(prefix, "lib", n), f"lib/{n}")
-            tar.add(os.path.join(prefix, "lib", f"python{SERIES}"), f"lib/python{SERIES}",
-                    filter=lambda ti: None if os.path.basename(ti.name) in skip or "/config-" in ti.name else ti)
-        sh("zstd", "-q", "-f", "-T0", "--rm", raw, "-o", archive)
-    sha = hashlib.sha256(open(archive, "rb").read()).hexdigest()
-    return version, archive, sha, os.path.join(prefix, "bin", f"python{SERIES}")
-
-
 def read_inputs(paths):
     """Reads the inputs once, untimed, so that the run measures the program, not the disk."""
     for d in paths:
@@ -105,7 +83,7 @@ def main():
         open(os.path.join(wheels, ".done"), "w").close()
     files = [f for f in os.listdir(wheels) if f.endswith(".whl")]
     size = sum(os.path.getsize(os.path.join(wheels, f)) for f in files)
-    version, archive, sha, host_python = pack_python()
+    version, archive, sha, host_python = pack_python(SERIES, CACHE)
 
     shutil.rmtree(WORK, ignore_errors=True)
     os.makedirs(WORK)
