@@ -94,7 +94,13 @@ fn merge_dir(dest: &Path, rel: &mut PathBuf, sources: &[(usize, Src)], inputs: &
                         continue;
                     }
                     let kind = kind_of(&entry)?;
-                    entries.entry(name).or_default().push((*i, Src::Dir(entry.path()), kind));
+                    // Most names come from one package: room for one (a profile's `lib/` holds
+                    // tens of thousands of them).
+                    entries.entry(name).or_insert_with(|| Vec::with_capacity(1)).push((
+                        *i,
+                        Src::Dir(entry.path()),
+                        kind,
+                    ));
                 }
             }
             Src::Mount(rest, target) => {
@@ -113,7 +119,7 @@ fn merge_dir(dest: &Path, rel: &mut PathBuf, sources: &[(usize, Src)], inputs: &
         let node = if group.len() == 1 && matches!(group[0].1, Src::Dir(_)) {
             let (_, src, _) = group.pop().expect("one entry");
             let Src::Dir(path) = src else { unreachable!("matched above") };
-            link(&path, &target)?
+            link(path, &target)?
         } else if group.iter().all(|(_, _, k)| *k == Kind::Dir) {
             // Several packages' directories, or one that only exists in the farm: a real one.
             fs_err::create_dir(&target)?;
@@ -122,7 +128,7 @@ fn merge_dir(dest: &Path, rel: &mut PathBuf, sources: &[(usize, Src)], inputs: &
         } else {
             let winner = settle(&group, rel, inputs)?;
             match &group[winner].1 {
-                Src::Dir(path) => link(path, &target)?,
+                Src::Dir(path) => link(path.clone(), &target)?,
                 Src::Mount(..) => {
                     fs_err::create_dir(&target)?;
                     let (i, src, _) = group.swap_remove(winner);
@@ -136,11 +142,11 @@ fn merge_dir(dest: &Path, rel: &mut PathBuf, sources: &[(usize, Src)], inputs: &
     Ok(Node::Dir(children))
 }
 
-fn link(source: &Path, target: &Path) -> Result<Node> {
-    std::os::unix::fs::symlink(source, target).map_err(|e| {
+fn link(source: PathBuf, target: &Path) -> Result<Node> {
+    std::os::unix::fs::symlink(&source, target).map_err(|e| {
         std::io::Error::new(e.kind(), format!("failed to create symlink `{}`: {e}", target.display()))
     })?;
-    Ok(Node::Symlink(source.as_os_str().to_owned()))
+    Ok(Node::Symlink(source.into_os_string()))
 }
 
 /// Picks the entry that wins a path several packages ship, or reports the collision.
