@@ -47,16 +47,7 @@ def build_wheel(wheel_directory, config_settings=None, metadata_directory=None):
 /// Publishes the backend as the wheel `tinybuild` 1.0.
 fn publish_backend(f: &Fixture) {
     let w = Wheel::new("tinybuild", "1.0", "py3-none-any").file("tinybuild.py", BACKEND);
-    let bytes = w.build();
-    let url = f.server.serve(&format!("/wheels/{}", w.file_name()), bytes.clone());
-    std::fs::write(
-        f.repo.join("tinybuild-1.0.toml"),
-        format!(
-            "name = \"tinybuild\"\nversion = \"1.0\"\n[dependencies]\npython = \">=3\"\n[[source]]\nurl = \"{url}\"\nsha256 = \"{}\"\n",
-            sha256_hex(&bytes)
-        ),
-    )
-    .unwrap();
+    f.publish_wheel(&w, &w.build(), "python = \">=3\"");
 }
 
 /// Publishes the sdist `NAME-1.0.tar.gz` (one top folder, as sdists are) with `files` besides its

@@ -58,22 +58,6 @@ fn extension_module(cudart: &[u8]) -> Vec<u8> {
     std::fs::read(out).unwrap()
 }
 
-/// Serves a wheel and writes its recipe with `deps`.
-fn publish_wheel(f: &Fixture, wheel: &Wheel, deps: &str) {
-    let bytes = wheel.build();
-    let url = f.server.serve(&format!("/wheels/{}", wheel.file_name()), bytes.clone());
-    std::fs::write(
-        f.repo.join(format!("{}-{}.toml", wheel.name, wheel.version)),
-        format!(
-            "name = \"{}\"\nversion = \"{}\"\n[dependencies]\n{deps}\n[[source]]\nurl = \"{url}\"\nsha256 = \"{}\"\n",
-            wheel.name,
-            wheel.version,
-            sha256_hex(&bytes)
-        ),
-    )
-    .unwrap();
-}
-
 /// What the frameworks' `__init__.py` do here: load the CUDA runtime (and cuDNN) the way each
 /// TensorFlow generation does, and report their versions.
 const TF1: &str = r#"
@@ -151,17 +135,17 @@ fn a_tensorflow_1_and_a_tensorflow_2_shaped_profile_each_load_their_own_cuda_run
 
     let tf1 = Wheel::new("tensorflow-gpu", "1.15.5", "cp37-cp37m-manylinux2010_x86_64")
         .file("tensorflow/__init__.py", TF1);
-    publish_wheel(&f, &tf1, "python = \"3.7\"\ncudatoolkit = \"10.0\"\ncudnn = \"7.6\"");
+    f.publish_wheel(&tf1, &tf1.build(), "python = \"3.7\"\ncudatoolkit = \"10.0\"\ncudnn = \"7.6\"");
     let cudart12 = shared_object("libcudart.so.12", "cudaRuntimeGetVersion", 12020, false);
     let runtime = Wheel::new("nvidia-cuda-runtime-cu12", "12.2.140", "py3-none-manylinux1_x86_64")
         .file("nvidia/__init__.py", "")
         .file("nvidia/cuda_runtime/__init__.py", "")
         .file("nvidia/cuda_runtime/lib/libcudart.so.12", cudart12.clone());
-    publish_wheel(&f, &runtime, "python = \">=3\"");
+    f.publish_wheel(&runtime, &runtime.build(), "python = \">=3\"");
     let tf2 = Wheel::new("tensorflow", "2.15.1", "cp311-cp311-manylinux_2_17_x86_64")
         .file("tensorflow/__init__.py", TF2)
         .file("tensorflow/python/_pywrap.so", extension_module(&cudart12));
-    publish_wheel(&f, &tf2, "python = \"3.11\"\nnvidia-cuda-runtime-cu12 = \"==12.2.140\"");
+    f.publish_wheel(&tf2, &tf2.build(), "python = \"3.11\"\nnvidia-cuda-runtime-cu12 = \"==12.2.140\"");
 
     let vision = f.profile("vision", "[packages]\ntensorflow-gpu = \"1.15\"\n");
     let nlp = f.profile("nlp", "[packages]\ntensorflow = \"2.15\"\n");

@@ -9,21 +9,6 @@ use common::fixture::{Fixture, walk};
 use envctl_testkit::python::{Wheel, serve_simple_index};
 use envctl_testkit::sha256_hex;
 
-/// Publishes a wheel with a recipe naming it by URL; `deps` are recipe dependency lines.
-fn publish_wheel(f: &Fixture, wheel: &Wheel, bytes: &[u8], deps: &str) {
-    let url = f.server.serve(&format!("/wheels/{}", wheel.file_name()), bytes.to_vec());
-    std::fs::write(
-        f.repo.join(format!("{}-{}.toml", wheel.name, wheel.version)),
-        format!(
-            "name = \"{}\"\nversion = \"{}\"\n[dependencies]\n{deps}\n[[source]]\nurl = \"{url}\"\nsha256 = \"{}\"\n",
-            wheel.name,
-            wheel.version,
-            sha256_hex(bytes)
-        ),
-    )
-    .unwrap();
-}
-
 fn greeter() -> Wheel {
     let w = Wheel::new("Greeter_Lib", "1.2.post1", "py3-none-any");
     let data = w.data_dir();
@@ -56,8 +41,8 @@ fn wheels_install_into_the_profile_python_and_run_in_sessions() {
     let f = Fixture::new();
     let version = f.publish_python("3.11");
     let (g, s) = (greeter(), shouter());
-    publish_wheel(&f, &g, &g.build(), "python = \">=3.7\"");
-    publish_wheel(&f, &s, &s.build(), "Greeter_Lib = \"~=1.2\"\npython = \">=3.7\"");
+    f.publish_wheel(&g, &g.build(), "python = \">=3.7\"");
+    f.publish_wheel(&s, &s.build(), "Greeter_Lib = \"~=1.2\"\npython = \">=3.7\"");
     let p = f.profile("py", "[packages]\nshouter = \"*\"\npython = \"3.11\"\n");
     f.run(&["apply", &p]).success();
     let store = f.sb.path("envctl/store");
@@ -99,7 +84,7 @@ fn bytecode_is_the_same_wherever_and_whenever_it_is_compiled() {
         let f = Fixture::new();
         f.publish_python("3.11");
         let g = greeter();
-        publish_wheel(&f, &g, &g.build(), "python = \">=3.7\"");
+        f.publish_wheel(&g, &g.build(), "python = \">=3.7\"");
         let p = f.profile("py", "[packages]\ngreeter-lib = \"*\"\npython = \"3.11\"\n");
         f.run(&["apply", &p]).success();
         let store = f.sb.path("envctl/store");
@@ -123,7 +108,7 @@ fn a_tampered_record_entry_refuses_the_wheel_naming_the_file() {
     f.publish_python("3.11");
     let g = greeter();
     let bytes = g.build_with(Some(("greeter/core.py", b"def greet(who='world'):\n    return 'pwned'\n")));
-    publish_wheel(&f, &g, &bytes, "python = \">=3.7\"");
+    f.publish_wheel(&g, &bytes, "python = \">=3.7\"");
     let p = f.profile("py", "[packages]\ngreeter-lib = \"*\"\npython = \"3.11\"\n");
     let out = f.run(&["apply", &p]).failure();
     assert!(out.stderr.contains("greeter/core.py") && out.stderr.contains("RECORD"), "{}", out.stderr);
@@ -136,7 +121,7 @@ fn one_pure_wheel_serves_a_3_7_and_a_3_11_profile() {
     f.publish_python("3.7");
     f.publish_python("3.11");
     let g = greeter();
-    publish_wheel(&f, &g, &g.build(), "python = \">=3.7\"");
+    f.publish_wheel(&g, &g.build(), "python = \">=3.7\"");
     let old = f.profile("old", "[packages]\ngreeter-lib = \"*\"\npython = \"3.7\"\n");
     let new = f.profile("new", "[packages]\ngreeter-lib = \"*\"\npython = \"3.11\"\n");
     f.run(&["apply", &old]).success();
@@ -256,7 +241,7 @@ fn damaged_bytecode_is_compiled_again_by_verify_repair() {
     let f = Fixture::new();
     f.publish_python("3.11");
     let g = greeter();
-    publish_wheel(&f, &g, &g.build(), "python = \">=3.7\"");
+    f.publish_wheel(&g, &g.build(), "python = \">=3.7\"");
     let p = f.profile("py", "[packages]\ngreeter-lib = \"*\"\npython = \"3.11\"\n");
     f.run(&["apply", &p]).success();
     let store = f.sb.store();
@@ -285,8 +270,8 @@ fn wheels_sharing_a_namespace_file_of_one_content_merge_and_of_two_contents_coll
     let cudnn = Wheel::new("nvidia-cudnn-cu12", "8.9.4.25", "py3-none-manylinux1_x86_64")
         .file("nvidia/__init__.py", "")
         .file("nvidia/cudnn/__init__.py", "NAME = 'cudnn'\n");
-    publish_wheel(&f, &runtime, &runtime.build(), "python = \">=3\"");
-    publish_wheel(&f, &cudnn, &cudnn.build(), "python = \">=3\"");
+    f.publish_wheel(&runtime, &runtime.build(), "python = \">=3\"");
+    f.publish_wheel(&cudnn, &cudnn.build(), "python = \">=3\"");
     let p = f.profile(
         "gpu",
         "[packages]\npython = \"3.11\"\nnvidia-cuda-runtime-cu12 = \"*\"\nnvidia-cudnn-cu12 = \"*\"\n",
@@ -300,7 +285,7 @@ fn wheels_sharing_a_namespace_file_of_one_content_merge_and_of_two_contents_coll
     let other = Wheel::new("nvidia-other-cu12", "1.0", "py3-none-any")
         .file("nvidia/__init__.py", "print('not empty')\n")
         .file("nvidia/other/__init__.py", "");
-    publish_wheel(&f, &other, &other.build(), "python = \">=3\"");
+    f.publish_wheel(&other, &other.build(), "python = \">=3\"");
     let p = f.profile(
         "clash",
         "[packages]\npython = \"3.11\"\nnvidia-cudnn-cu12 = \"*\"\nnvidia-other-cu12 = \"*\"\n",

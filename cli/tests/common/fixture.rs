@@ -46,6 +46,22 @@ impl Fixture {
         sha
     }
 
+    /// Serves a wheel's `bytes` and writes its recipe, naming it by URL; `deps` are recipe
+    /// dependency lines.
+    pub fn publish_wheel(&self, wheel: &envctl_testkit::python::Wheel, bytes: &[u8], deps: &str) {
+        let url = self.server.serve(&format!("/wheels/{}", wheel.file_name()), bytes.to_vec());
+        std::fs::write(
+            self.repo.join(format!("{}-{}.toml", wheel.name, wheel.version)),
+            format!(
+                "name = \"{}\"\nversion = \"{}\"\n[dependencies]\n{deps}\n[[source]]\nurl = \"{url}\"\nsha256 = \"{}\"\n",
+                wheel.name,
+                wheel.version,
+                sha256_hex(bytes)
+            ),
+        )
+        .unwrap();
+    }
+
     /// Writes a profile file `<name>.toml` in the sandbox and returns its path.
     pub fn profile(&self, name: &str, body: &str) -> String {
         let path = self.sb.path(&format!("{name}.toml"));
