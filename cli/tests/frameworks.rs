@@ -288,3 +288,25 @@ fn requests_the_stacks_cannot_meet_are_explained_in_one_screen() {
     assert!(e.contains("tensorflow 2.15") && e.contains("python") && e.contains("tf.toml:3"), "{e}");
     assert!(e.lines().count() <= 25, "more than a screen:\n{e}");
 }
+
+#[test]
+fn show_names_each_wheel_s_python_and_where_a_missing_dependency_comes_from() {
+    let sb = Sandbox::new();
+    let out = sb.run(&["show", "torch@2.8"]).success();
+    for python in ["3.10", "3.11", "3.12"] {
+        let tag = python.replace('.', "");
+        assert!(
+            out.stdout
+                .lines()
+                .any(|l| l.contains(&format!("[python {python}]")) && l.contains(&format!("-cp{tag}-"))),
+            "{}",
+            out.stdout
+        );
+    }
+    let out = sb.run(&["show", "tensorflow-gpu@1.15"]).success();
+    assert!(out.stdout.contains("without cudatoolkit: TensorFlow 1.15 needs CUDA 10.0"), "{}", out.stdout);
+    let json = sb.run(&["show", "tensorflow-gpu@1.15", "--json"]).success();
+    let v: serde_json::Value = serde_json::from_str(&json.stdout).unwrap();
+    let first = if v.is_array() { v[0].clone() } else { v };
+    assert!(first["hints"]["cudnn"].as_str().unwrap().contains("envctl import conda"), "{first}");
+}

@@ -55,7 +55,7 @@ pub struct Source {
     pub root: Option<String>,
     /// Only for these Pythons (a wheel built for one interpreter, `cp311`): the source a profile
     /// uses is the one whose `python` holds its resolved Python. Any Python when absent.
-    #[serde(skip)]
+    #[serde(skip_serializing_if = "Option::is_none", serialize_with = "requirement_text")]
     pub python: Option<Requirement>,
     /// The recipe gave a path relative to itself (`url` holds it made absolute): a lock keeps it
     /// relative to the lock, so a checkout that ships its artifacts locks the same in any clone.
@@ -65,6 +65,16 @@ pub struct Source {
 
 fn is_zero(n: &u32) -> bool {
     *n == 0
+}
+
+fn requirement_text<S: serde::Serializer>(
+    r: &Option<Requirement>,
+    s: S,
+) -> std::result::Result<S::Ok, S::Error> {
+    match r {
+        Some(r) => s.serialize_str(r.as_str()),
+        None => s.serialize_none(),
+    }
 }
 
 /// One version of one package.

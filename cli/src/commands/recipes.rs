@@ -48,6 +48,7 @@ fn recipe_json(r: &Recipe) -> serde_json::Value {
         "system": { "driver": opt(&s.driver), "cuda": opt(&s.cuda), "sm": opt(&s.sm), "glibc": opt(&s.glibc), "arch": s.arch },
         "sources": r.sources,
         "env": r.env,
+        "hints": r.hints.iter().map(|(n, h)| (n.to_string(), h.clone())).collect::<std::collections::BTreeMap<_, _>>(),
         "recipe": r.origin.display().to_string(),
     })
 }
@@ -116,11 +117,15 @@ pub fn show(args: &ShowArgs, settings: &Settings, cli: &Cli) -> Result<Status> {
         }
         for src in &r.sources {
             printer::data(&format!(
-                "  source:       {}{} (sha256 {})",
+                "  source:       {}{}{} (sha256 {})",
                 src.platform.as_deref().map(|p| format!("[{p}] ")).unwrap_or_default(),
+                src.python.as_ref().map(|p| format!("[python {}] ", p.as_str())).unwrap_or_default(),
                 src.url,
                 src.sha256
             ));
+        }
+        for (dep, hint) in &r.hints {
+            printer::data(&format!("  without {dep}: {hint}"));
         }
         printer::data(&format!("  recipe:       {}", r.origin.display()));
     }
