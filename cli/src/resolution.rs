@@ -285,15 +285,18 @@ pub fn parse_versions<'a>(pairs: impl Iterator<Item = (&'a str, &'a str)>) -> BT
     pairs.filter_map(|(n, v)| Some((PackageName::parse(n).ok()?, Version::parse(v).ok()?))).collect()
 }
 
-/// The lock for a solution, keeping the store paths of an old lock where nothing changed.
+/// The lock for a solution, keeping the store paths of an old lock where nothing changed. With
+/// `look_into_sdists`, source distributions are fetched and looked into (see sdist.rs); a dry
+/// run passes false and fetches nothing.
 pub fn build_lock(
     solution: &Solution,
     request: String,
     platform: &str,
     old: Option<&LockFile>,
     settings: &Settings,
+    look_into_sdists: bool,
 ) -> Result<LockFile> {
-    // Store paths are recorded when the store already has them; nothing is fetched here.
+    // Store paths are recorded when the store already has them; nothing else is fetched here.
     let store_dir = settings.store_dir();
     let mut store = if store_dir.join(".envctl/db.sqlite").exists() {
         envctl_store::Store::open(&store_dir, settings.store_options()).ok()
@@ -328,7 +331,7 @@ pub fn build_lock(
         // that unpacked the source otherwise), instead of writing it again.
         // A source distribution is fetched and looked into now, as uv reads one at lock time:
         // one that needs a compiler fails the lock, not a later apply.
-        if crate::sdist::is_sdist(&locked) {
+        if look_into_sdists && crate::sdist::is_sdist(&locked) {
             if store.is_none() {
                 store = Some(
                     envctl_store::Store::open(&store_dir, settings.store_options())

@@ -187,3 +187,20 @@ fn an_sdist_that_cannot_be_fetched_at_lock_is_reported_and_looked_into_when_appl
     assert!(e.contains("speedy 1.0") && e.contains("speedy/_fast.c") && e.contains("compiler"), "{e}");
     assert!(!f.profiles_dir().join("fast").exists());
 }
+
+#[test]
+fn a_dry_run_fetches_no_source_distribution() {
+    let f = Fixture::new();
+    f.publish_python("3.7");
+    publish_backend(&f);
+    publish_sdist(&f, "gast", &[("pyproject.toml", PYPROJECT), ("gast/__init__.py", "")]);
+    let p = f.profile("vision", "[packages]\ngast = \"1.0\"\npython = \"3.7\"\n");
+    let run = f.run(&["apply", &p, "--dry-run"]).success();
+    assert!(run.stdout.contains("gast") || run.stderr.contains("gast"), "{}{}", run.stdout, run.stderr);
+    let store = f.sb.store();
+    let fetched: Vec<String> = std::fs::read_dir(&store)
+        .map(|rd| rd.flatten().map(|e| e.file_name().to_string_lossy().into_owned()).collect())
+        .unwrap_or_default();
+    // (The plan asks the server for the size; the store gets nothing.)
+    assert!(!fetched.iter().any(|n| n.contains("gast")), "{fetched:?}");
+}

@@ -155,7 +155,7 @@ pub fn apply(file: &Path, options: &ApplyOptions<'_>, settings: &Settings, cli: 
             let started = std::time::Instant::now();
             let solution = ctx.solve(preferred)?;
             tracing::info!(packages = solution.packages.len(), elapsed = ?started.elapsed(), "resolved");
-            build_lock(&solution, request.clone(), &platform, old_lock.as_ref(), settings)?
+            build_lock(&solution, request.clone(), &platform, old_lock.as_ref(), settings, !dry_run)?
         }
     };
 

@@ -56,7 +56,7 @@ pub fn lock(args: &LockArgs, settings: &Settings, cli: &Cli) -> Result<Status> {
         }
     }
     let solution = ctx.solve(preferred)?;
-    let new = build_lock(&solution, request, &platform, old.as_ref(), settings)?;
+    let new = build_lock(&solution, request, &platform, old.as_ref(), settings, true)?;
     let file_name = args.file.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
     new.write(&lock_path, &file_name).map_err(|e| Failure::new("cannot write the lock file", e))?;
     let changes = report_changes(old.as_ref(), &new);
