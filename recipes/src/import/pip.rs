@@ -254,7 +254,7 @@ fn entries(
             Some(tags) => {
                 tags.check(&python, &target.arch, None)
                     .map_err(|why| problem(format!("{name}: `{file}`: {why}")))?;
-                (tags, None)
+                (Some(tags), None)
             }
             None if crate::is_sdist_file(&file) => {
                 let Some(inspect) = options.inspect.as_mut() else {
@@ -275,11 +275,8 @@ fn entries(
                         m.version
                     ))
                 })?;
-                (
-                    WheelTags::from_file_name(&format!("{name}-0-py3-none-any.whl"))
-                        .expect("a pure wheel's tags"),
-                    Some(build),
-                )
+                // Built into a pure wheel: no interpreter, ABI or platform of its own.
+                (None, Some(build))
             }
             None => {
                 return Err(problem(format!(
@@ -294,12 +291,7 @@ fn entries(
             if !items.contains_key(&dep) || dep == *name {
                 continue;
             }
-            let spec = match &req.version_or_url {
-                Some(pep508_rs::VersionOrUrl::VersionSpecifier(s)) if !s.is_empty() => {
-                    s.iter().map(|v| v.to_string()).collect::<Vec<_>>().join(",")
-                }
-                _ => "*".to_owned(),
-            };
+            let spec = specifier(req);
             // Several lines for one name (under different markers) all hold.
             let merged = both(deps.remove(dep.as_str()), spec);
             Requirement::parse(&merged).map_err(|e| problem(format!("{name}: requirement on {dep}: {e}")))?;
@@ -320,17 +312,13 @@ fn entries(
                         m.version
                     )));
                 }
-                let spec = match &req.version_or_url {
-                    Some(pep508_rs::VersionOrUrl::VersionSpecifier(s)) if !s.is_empty() => {
-                        s.iter().map(|v| v.to_string()).collect::<Vec<_>>().join(",")
-                    }
-                    _ => "*".to_owned(),
-                };
+                let spec = specifier(&req);
                 let merged = both(deps.remove(dep.as_str()), spec);
                 deps.insert(dep.to_string(), merged);
             }
         }
-        let specific = tags.abi.iter().any(|a| a != "none" && a != "abi3");
+        let platforms = tags.as_ref().map(|t| t.platform.as_slice()).unwrap_or_default();
+        let specific = tags.as_ref().is_some_and(|t| t.abi.iter().any(|a| a != "none" && a != "abi3"));
         out.push(Entry {
             name: name.clone(),
             version,
@@ -342,8 +330,8 @@ fn entries(
                 .transpose()
                 .map_err(|e| problem(e.to_string()))?,
             requires_python: python_requirement(m.requires_python.as_deref()),
-            glibc: tags.platform.iter().filter_map(|p| manylinux_glibc(p, &target.arch)).min(),
-            arch: tags.platform.iter().any(|p| p != "any").then(|| target.arch.clone()),
+            glibc: platforms.iter().filter_map(|p| manylinux_glibc(p, &target.arch)).min(),
+            arch: platforms.iter().any(|p| p != "any").then(|| target.arch.clone()),
             cuda: cuda_major(name.as_str()),
             file,
             sha256,
@@ -351,6 +339,16 @@ fn entries(
         });
     }
     Ok(out)
+}
+
+/// A requirement's version specifiers as recipe text (`>=1.0,<2`), `*` for none.
+fn specifier(req: &pep508_rs::Requirement) -> String {
+    match &req.version_or_url {
+        Some(pep508_rs::VersionOrUrl::VersionSpecifier(s)) if !s.is_empty() => {
+            s.iter().map(|v| v.to_string()).collect::<Vec<_>>().join(",")
+        }
+        _ => "*".to_owned(),
+    }
 }
 
 /// Two requirements on one name that must both hold, as one.
