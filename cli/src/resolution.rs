@@ -359,30 +359,23 @@ pub fn build_lock(
 
 /// The store request for a locked package, when its values pass the store's checks.
 pub fn install_request(p: &envctl_recipes::LockedPackage) -> Option<envctl_store::InstallRequest> {
-    if crate::sdist::is_sdist(p) {
-        // The source tree is what is stored; the python layer builds the wheel from it.
-        return Some(envctl_store::InstallRequest {
-            url: p.source.url.clone(),
-            sha256: envctl_store::Sha256::parse(&p.source.sha256).ok()?,
-            name: envctl_store::Name::parse(&p.name).ok()?,
-            version: envctl_store::Version::parse(&p.version).ok()?,
-            unpack: crate::sdist::unpack_options(),
-            references: Vec::new(),
-            store_path: p.store_path.as_deref().and_then(|s| envctl_store::StorePathName::parse(s).ok()),
-        });
-    }
     let mut request = envctl_store::InstallRequest {
         url: p.source.url.clone(),
         sha256: envctl_store::Sha256::parse(&p.source.sha256).ok()?,
         name: envctl_store::Name::parse(&p.name).ok()?,
         version: envctl_store::Version::parse(&p.version).ok()?,
-        unpack: envctl_store::UnpackOptions {
-            format: p.source.format.as_deref().map(envctl_store::Format::parse).transpose().ok()?,
-            strip_components: p.source.strip_components,
-            subdir: p.source.subdir.clone(),
-            moves: p.source.moves.iter().map(|(f, t)| (f.clone(), t.clone())).collect(),
-            root: p.source.root.clone(),
-            bytecode: false,
+        // A source distribution's tree is what is stored; the python layer builds the wheel.
+        unpack: if crate::sdist::is_sdist(p) {
+            crate::sdist::unpack_options()
+        } else {
+            envctl_store::UnpackOptions {
+                format: p.source.format.as_deref().map(envctl_store::Format::parse).transpose().ok()?,
+                strip_components: p.source.strip_components,
+                subdir: p.source.subdir.clone(),
+                moves: p.source.moves.iter().map(|(f, t)| (f.clone(), t.clone())).collect(),
+                root: p.source.root.clone(),
+                bytecode: false,
+            }
         },
         references: Vec::new(),
         // Caches are asked for the path the lock promises.
