@@ -18,10 +18,10 @@ archives barely compress), about 360 MiB. Per round, alternating with the floor:
 
 Writes bench/out/cache-s3.md; everything is deleted at the end.
 """
-import glob, hashlib, os, shutil, socket, statistics, subprocess, sys, tempfile, time
+import glob, os, shutil, socket, statistics, subprocess, sys, tempfile, time
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from common import QUIET, make_tree, sh, timed
+from common import QUIET, build_envctl, corpus, sh, timed
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 OUT = os.path.join(ROOT, "bench", "out")
@@ -66,8 +66,7 @@ def parallel_curl(args_per_file, files):
 
 
 def main():
-    sh("cargo", "build", "--release", "-q", "-p", "envctl", cwd=ROOT)
-    envctl = os.path.join(ROOT, "target", "release", "envctl")
+    envctl = build_envctl()
     shutil.rmtree(WORK, ignore_errors=True)
     src, repo, home = (os.path.join(WORK, d) for d in ("src", "repo", "home"))
     os.makedirs(repo)
@@ -75,14 +74,7 @@ def main():
                     AWS_SECRET_ACCESS_KEY="bench", XDG_CONFIG_HOME=os.path.join(WORK, "config"))
     base_env.pop("ENVCTL_CONFIG", None)
     env = dict(base_env, ENVCTL_HOME=home, ENVCTL_RECIPES=repo)
-    for p in range(PKGS):
-        tree = os.path.join(src, f"pkg{p:03d}")
-        make_tree(tree, p)
-        archive = os.path.join(WORK, f"pkg{p:03d}.tar.zst")
-        sh("tar", "-C", tree, "--zstd", "-cf", archive, ".")
-        sha = hashlib.sha256(open(archive, "rb").read()).hexdigest()
-        with open(os.path.join(repo, f"pkg{p:03d}.toml"), "w") as f:
-            f.write(f'name = "pkg{p:03d}"\nversion = "1.0"\n[[source]]\nurl = "file://{archive}"\nsha256 = "{sha}"\n')
+    corpus(PKGS, src, repo, WORK)
     shutil.rmtree(src)
     profile = os.path.join(WORK, "big.toml")
     with open(profile, "w") as f:

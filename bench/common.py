@@ -9,6 +9,7 @@ import tarfile
 import time
 
 QUIET = dict(stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 SHARED, OWN = 1000, 2000
 
 
@@ -64,3 +65,26 @@ def pack_python(series, cache):
         sh("zstd", "-q", "-f", "-T0", "--rm", raw, "-o", archive)
     sha = hashlib.sha256(open(archive, "rb").read()).hexdigest()
     return version, archive, sha, os.path.join(prefix, "bin", f"python{series}")
+
+
+def build_envctl():
+    """Builds the release binary and returns its path."""
+    sh("cargo", "build", "--release", "-q", "-p", "envctl", cwd=ROOT)
+    return os.path.join(ROOT, "target", "release", "envctl")
+
+
+def corpus(count, src, repo, out):
+    """The synthetic corpus as packages: for each of `count`, its tree under `src` (`make_tree`),
+    a `tar.zst` of it in `out` and a recipe `pkgNNN 1.0` naming that file in `repo`. Returns the
+    archives' paths."""
+    archives = []
+    for p in range(count):
+        tree = os.path.join(src, f"pkg{p:03d}")
+        make_tree(tree, p)
+        archive = os.path.join(out, f"pkg{p:03d}.tar.zst")
+        sh("tar", "-C", tree, "--zstd", "-cf", archive, ".")
+        archives.append(archive)
+        sha = hashlib.sha256(open(archive, "rb").read()).hexdigest()
+        with open(os.path.join(repo, f"pkg{p:03d}.toml"), "w") as f:
+            f.write(f'name = "pkg{p:03d}"\nversion = "1.0"\n[[source]]\nurl = "file://{archive}"\nsha256 = "{sha}"\n')
+    return archives

@@ -31,7 +31,7 @@ import time
 import tomllib
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from common import pack_python, sh  # noqa: E402
+from common import build_envctl, pack_python, sh  # noqa: E402
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 OUT = os.path.join(ROOT, "bench", "out")
@@ -92,8 +92,7 @@ def manylinux_tags():
 
 
 def main():
-    sh("cargo", "build", "--release", "-q", "-p", "envctl", cwd=ROOT)
-    envctl = os.path.join(ROOT, "target", "release", "envctl")
+    envctl = build_envctl()
     os.makedirs(OUT, exist_ok=True)
     version, archive, sha, _ = pack_python("3.11", CACHE)
     recipes = os.path.join(CACHE, "recipes")

@@ -19,7 +19,7 @@ everything is deleted at the end. Writes bench/out/profiles.md.
 import hashlib, os, shutil, statistics, subprocess, sys, time
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from common import sh, timed
+from common import build_envctl, sh, timed
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 OUT = os.path.join(ROOT, "bench", "out")
@@ -33,8 +33,7 @@ def median_ms(xs):
 
 
 def main():
-    sh("cargo", "build", "--release", "-q", "-p", "envctl", cwd=ROOT)
-    envctl = os.path.join(ROOT, "target", "release", "envctl")
+    envctl = build_envctl()
     shutil.rmtree(WORK, ignore_errors=True)
     src, repo, home = (os.path.join(WORK, d) for d in ("src", "repo", "home"))
     os.makedirs(repo)

@@ -26,7 +26,7 @@ Writes bench/out/python-stack.md.
 import os, shutil, statistics, subprocess, sys, time
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from common import pack_python  # noqa: E402
+from common import build_envctl, pack_python  # noqa: E402
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 OUT = os.path.join(ROOT, "bench", "out")
@@ -71,8 +71,7 @@ def read_inputs(paths):
 
 
 def main():
-    sh("cargo", "build", "--release", "-q", "-p", "envctl", cwd=ROOT)
-    envctl = os.path.join(ROOT, "target", "release", "envctl")
+    envctl = build_envctl()
     uv = shutil.which("uv") or sys.exit("uv not found: pip install uv")
     os.makedirs(OUT, exist_ok=True)
     wheels = os.path.join(CACHE, "wheels")

@@ -19,10 +19,10 @@ arms alternate, each after an untimed read of its inputs (the host trims the pag
 
 Writes bench/out/store-maintenance.md; everything is deleted at the end.
 """
-import hashlib, os, shutil, statistics, subprocess, sys, time
+import hashlib, os, shutil, statistics, subprocess, sys
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from common import OWN, QUIET, SHARED, make_tree, sh, timed
+from common import OWN, QUIET, SHARED, build_envctl, corpus, sh, timed
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 OUT = os.path.join(ROOT, "bench", "out")
@@ -55,8 +55,7 @@ def read_all(paths):
 def main():
     need("b3sum", "b3sum")
     need("nix-store", "nix-bin")
-    sh("cargo", "build", "--release", "-q", "-p", "envctl", cwd=ROOT)
-    envctl = os.path.join(ROOT, "target", "release", "envctl")
+    envctl = build_envctl()
     shutil.rmtree(WORK, ignore_errors=True)
     src, repo, home = (os.path.join(WORK, d) for d in ("src", "repo", "home"))
     os.makedirs(repo)
@@ -65,16 +64,7 @@ def main():
     env["XDG_CONFIG_HOME"] = os.path.join(WORK, "config")
     nix_env = dict(os.environ, NIX_CONFIG="build-users-group =\nexperimental-features =")
 
-    archives = []
-    for p in range(KEPT + DOOMED):
-        tree = os.path.join(src, f"pkg{p:03d}")
-        make_tree(tree, p)
-        archive = os.path.join(WORK, f"pkg{p:03d}.tar.zst")
-        sh("tar", "-C", tree, "--zstd", "-cf", archive, ".")
-        archives.append(archive)
-        sha = hashlib.sha256(open(archive, "rb").read()).hexdigest()
-        with open(os.path.join(repo, f"pkg{p:03d}.toml"), "w") as f:
-            f.write(f'name = "pkg{p:03d}"\nversion = "1.0"\n[[source]]\nurl = "file://{archive}"\nsha256 = "{sha}"\n')
+    archives = corpus(KEPT + DOOMED, src, repo, WORK)
     kept_files = len(files_under([os.path.join(src, f"pkg{p:03d}") for p in range(KEPT)]))
     kept_bytes = sum(os.path.getsize(f) for f in files_under([os.path.join(src, f"pkg{p:03d}") for p in range(KEPT)]))
 
