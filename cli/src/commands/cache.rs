@@ -181,8 +181,9 @@ pub fn import(args: &StoreImportArgs, settings: &Settings, cli: &Cli) -> Result<
                 .hint("give a file that `envctl store export` wrote"));
         }
         if !seen_mark {
+            // The mark is one short line: nothing longer is read, whatever the file holds.
             let mut text = String::new();
-            entry.read_to_string(&mut text).map_err(|e| Failure::new(what(), e))?;
+            (&mut entry).take(64).read_to_string(&mut text).map_err(|e| Failure::new(what(), e))?;
             if name != EXPORT_MARK || text.trim() != EXPORT_FORMAT {
                 return Err(Failure::new(what(), "it is not an envctl export (format 1)")
                     .hint("give a file that `envctl store export` wrote"));
