@@ -463,3 +463,95 @@ fn shell_starts_the_users_shell_in_the_profile_and_returns_its_status() {
     assert_eq!(out.stdout, "profile=vision\n1.15.5\n");
     assert!(out.stderr.contains("entering `vision`"), "{}", out.stderr);
 }
+
+/// Every entry of a farm below `root` but its manifest: relative path and link target (or `/`
+/// for a directory).
+fn farm_entries(root: &Path) -> Vec<(String, String)> {
+    fn walk(root: &Path, dir: &Path, out: &mut Vec<(String, String)>) {
+        for entry in std::fs::read_dir(dir).unwrap() {
+            let path = entry.unwrap().path();
+            let rel = path.strip_prefix(root).unwrap().display().to_string();
+            if rel == ".envctl" {
+                continue;
+            }
+            match std::fs::read_link(&path) {
+                Ok(target) => out.push((rel, target.display().to_string())),
+                Err(_) => {
+                    out.push((rel, "/".into()));
+                    walk(root, &path, out);
+                }
+            }
+        }
+    }
+    let mut out = Vec::new();
+    walk(root, root, &mut out);
+    out.sort();
+    out
+}
+
+#[test]
+fn switching_one_package_shares_the_previous_generations_links_and_never_its_damage() {
+    use std::os::unix::fs::{MetadataExt, PermissionsExt};
+    let t = Team::new();
+    for v in ["1.0", "2.0"] {
+        let a = Archive::new()
+            .with(Entry::file("lib/libfoo.so", format!("foo {v}")))
+            .with(Entry::file("share/foo/readme", v.to_owned()));
+        t.publish("libfoo", v, a, &[], "");
+    }
+    let bar =
+        Archive::new().with(Entry::file("lib/libbar.so", "bar")).with(Entry::file("lib/libbar.so.1", "bar1"));
+    t.publish("libbar", "1.0", bar, &[], "");
+    let file = t.profile("team.toml", "[packages]\nlibfoo = \"1\"\nlibbar = \"1\"\n");
+    t.envctl(&["apply", &file]).ok();
+    let current = || std::fs::canonicalize(t.sb.path("envctl/profiles/team")).unwrap();
+    let inode = |g: &Path, rel: &str| std::fs::symlink_metadata(g.join(rel)).unwrap().ino();
+    let first = current();
+
+    t.profile("team.toml", "[packages]\nlibfoo = \"2\"\nlibbar = \"1\"\n");
+    t.envctl(&["apply", &file]).ok();
+    let second = current();
+    assert_ne!(first, second);
+    // libbar's links are the first generation's own (one inode, one block); libfoo's are new.
+    for rel in ["lib/libbar.so", "lib/libbar.so.1"] {
+        assert_eq!(inode(&first, rel), inode(&second, rel), "{rel} was made again");
+    }
+    assert_ne!(inode(&first, "lib/libfoo.so"), inode(&second, "lib/libfoo.so"));
+    assert_eq!(std::fs::read_to_string(second.join("lib/libfoo.so")).unwrap(), "foo 2.0");
+    assert_eq!(std::fs::read_to_string(second.join("share/foo/readme")).unwrap(), "2.0");
+    // Built from nothing (another profile), the same packages give the same farm.
+    let fresh = t.profile("fresh.toml", "[packages]\nlibfoo = \"2\"\nlibbar = \"1\"\n");
+    t.envctl(&["apply", &fresh]).ok();
+    let scratch = std::fs::canonicalize(t.sb.path("envctl/profiles/fresh")).unwrap();
+    assert_ne!(inode(&scratch, "lib/libbar.so"), inode(&second, "lib/libbar.so"));
+    assert_eq!(farm_entries(&scratch), farm_entries(&second));
+    t.sb.run(&["store", "verify"]).ok();
+
+    // Someone with write access points one of the current generation's links elsewhere: the
+    // next generation does not inherit it, and verify names only the damaged one.
+    let lib = second.join("lib");
+    std::fs::set_permissions(&lib, std::fs::Permissions::from_mode(0o755)).unwrap();
+    std::fs::remove_file(lib.join("libbar.so")).unwrap();
+    std::os::unix::fs::symlink("/etc/hostname", lib.join("libbar.so")).unwrap();
+    std::fs::set_permissions(&lib, std::fs::Permissions::from_mode(0o555)).unwrap();
+    t.profile("team.toml", "[packages]\nlibfoo = \"2\"\nlibbar = \"1\"\n[env]\nTEAM = \"vision\"\n");
+    t.envctl(&["apply", &file]).ok();
+    let third = current();
+    assert_ne!(third, second);
+    assert_eq!(std::fs::read_to_string(third.join("lib/libbar.so")).unwrap(), "bar");
+    assert_ne!(inode(&third, "lib/libbar.so"), inode(&second, "lib/libbar.so"));
+    assert_eq!(inode(&third, "lib/libbar.so.1"), inode(&first, "lib/libbar.so.1"));
+    assert_eq!(farm_entries(&third), farm_entries(&scratch));
+    let verify = t.sb.run(&["store", "verify"]);
+    let report = verify.failed();
+    let name = |g: &Path| g.file_name().unwrap().to_string_lossy().into_owned();
+    assert!(report.contains(&name(&second)), "{report}");
+    assert!(!report.contains(&name(&third)), "{report}");
+
+    // Deleting the generations it shares links with leaves the current one whole.
+    t.envctl(&["generations", "team", "--delete", "1", "2"]).ok();
+    t.envctl(&["gc"]).ok();
+    assert!(!first.exists() && !second.exists());
+    assert_eq!(std::fs::read_to_string(third.join("lib/libbar.so.1")).unwrap(), "bar1");
+    t.sb.run(&["store", "verify"]).ok();
+}

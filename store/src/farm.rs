@@ -14,6 +14,7 @@ use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
 
 use crate::error::{Error, Result};
+use crate::sys::{self, DirFd};
 use crate::tree::{self, Node};
 
 /// One package going into a farm.
@@ -61,9 +62,10 @@ fn kind_of(entry: &fs_err::DirEntry) -> Result<Kind> {
     })
 }
 
-/// Builds the farm for `inputs` into `dest` (an existing empty directory) and returns its model.
-/// The root is always a real directory.
-pub fn build(dest: &Path, inputs: &[FarmInput]) -> Result<Node> {
+/// Plans the farm for `inputs`: its model, read from the packages' trees, nothing written. The
+/// root is always a directory; every other entry is a directory (where several packages meet) or
+/// a symlink into one package.
+pub fn plan(inputs: &[FarmInput]) -> Result<Node> {
     let mut sources: Vec<(usize, Src)> = Vec::new();
     for (i, input) in inputs.iter().enumerate() {
         sources.push((i, Src::Dir(input.path.clone())));
@@ -77,10 +79,10 @@ pub fn build(dest: &Path, inputs: &[FarmInput]) -> Result<Node> {
         }
     }
     let mut rel = PathBuf::new();
-    merge_dir(dest, &mut rel, &sources, inputs)
+    merge_dir(&mut rel, &sources, inputs)
 }
 
-fn merge_dir(dest: &Path, rel: &mut PathBuf, sources: &[(usize, Src)], inputs: &[FarmInput]) -> Result<Node> {
+fn merge_dir(rel: &mut PathBuf, sources: &[(usize, Src)], inputs: &[FarmInput]) -> Result<Node> {
     // name -> [(input, source, kind)]
     let mut entries: BTreeMap<OsString, Vec<(usize, Src, Kind)>> = BTreeMap::new();
     let top = rel.as_os_str().is_empty();
@@ -115,25 +117,20 @@ fn merge_dir(dest: &Path, rel: &mut PathBuf, sources: &[(usize, Src)], inputs: &
     let mut children = BTreeMap::new();
     for (name, mut group) in entries {
         rel.push(&name);
-        let target = dest.join(&*rel);
         let node = if group.len() == 1 && matches!(group[0].1, Src::Dir(_)) {
             let (_, src, _) = group.pop().expect("one entry");
             let Src::Dir(path) = src else { unreachable!("matched above") };
-            link(path, &target)?
+            Node::Symlink(path.into_os_string())
         } else if group.iter().all(|(_, _, k)| *k == Kind::Dir) {
             // Several packages' directories, or one that only exists in the farm: a real one.
-            fs_err::create_dir(&target)?;
             let sub: Vec<(usize, Src)> = group.into_iter().map(|(i, p, _)| (i, p)).collect();
-            merge_dir(dest, rel, &sub, inputs)?
+            merge_dir(rel, &sub, inputs)?
         } else {
             let winner = settle(&group, rel, inputs)?;
-            match &group[winner].1 {
-                Src::Dir(path) => link(path.clone(), &target)?,
-                Src::Mount(..) => {
-                    fs_err::create_dir(&target)?;
-                    let (i, src, _) = group.swap_remove(winner);
-                    merge_dir(dest, rel, &[(i, src)], inputs)?
-                }
+            let (i, src, _) = group.swap_remove(winner);
+            match src {
+                Src::Dir(path) => Node::Symlink(path.into_os_string()),
+                Src::Mount(..) => merge_dir(rel, &[(i, src)], inputs)?,
             }
         };
         children.insert(name, node);
@@ -142,11 +139,94 @@ fn merge_dir(dest: &Path, rel: &mut PathBuf, sources: &[(usize, Src)], inputs: &
     Ok(Node::Dir(children))
 }
 
-fn link(source: PathBuf, target: &Path) -> Result<Node> {
-    std::os::unix::fs::symlink(&source, target).map_err(|e| {
-        std::io::Error::new(e.kind(), format!("failed to create symlink `{}`: {e}", target.display()))
-    })?;
-    Ok(Node::Symlink(source.into_os_string()))
+/// Writes the farm `tree` (from [`plan`]) into `dest`, an existing empty directory. A link that
+/// the farm at `earlier` (the profile's current generation) holds at the same place with the same
+/// target, as `readlink` finds it there, is not made again but hard-linked from it: one directory
+/// entry, no new inode and no new block. Any other link is a new symlink. Returns how many links
+/// were shared.
+pub(crate) fn write(dest: &Path, tree: &Node, earlier: Option<&Path>) -> Result<u64> {
+    let Node::Dir(children) = tree else { return Err(not_a_farm(dest)) };
+    let root = DirFd::open(dest)?;
+    // An earlier farm that cannot be opened is only a missed chance to share.
+    let earlier = earlier.and_then(|p| DirFd::open(p).ok());
+    let mut shared = 0;
+    write_dir(&mut dest.to_path_buf(), &root, children, earlier.as_ref(), &mut shared)?;
+    Ok(shared)
+}
+
+/// Above this many entries, a directory's links are looked up in the earlier farm on a second
+/// thread while this one writes: a profile's `lib/` has tens of thousands.
+const CONFIRM_APART: usize = 4096;
+
+fn write_dir(
+    path: &mut PathBuf,
+    dir: &DirFd,
+    children: &BTreeMap<OsString, Node>,
+    earlier: Option<&DirFd>,
+    shared: &mut u64,
+) -> Result<()> {
+    // For each link in order: whether the earlier farm has the same one here.
+    let confirm = move |(name, node): (&OsString, &Node)| match node {
+        Node::Symlink(target) => Some(earlier.is_some_and(|old| sys::link_points_to(old, name, target))),
+        _ => None,
+    };
+    match earlier {
+        Some(_) if children.len() > CONFIRM_APART => std::thread::scope(|scope| {
+            let (tx, rx) = std::sync::mpsc::sync_channel::<Vec<bool>>(8);
+            scope.spawn(move || {
+                let mut chunk = Vec::with_capacity(1024);
+                for verdict in children.iter().filter_map(confirm) {
+                    chunk.push(verdict);
+                    if chunk.len() == 1024
+                        && tx.send(std::mem::replace(&mut chunk, Vec::with_capacity(1024))).is_err()
+                    {
+                        return;
+                    }
+                }
+                let _ = tx.send(chunk);
+            });
+            write_entries(path, dir, children, earlier, &mut rx.into_iter().flatten(), shared)
+        }),
+        _ => write_entries(path, dir, children, earlier, &mut children.iter().filter_map(confirm), shared),
+    }
+}
+
+fn write_entries(
+    path: &mut PathBuf,
+    dir: &DirFd,
+    children: &BTreeMap<OsString, Node>,
+    earlier: Option<&DirFd>,
+    confirmed: &mut dyn Iterator<Item = bool>,
+    shared: &mut u64,
+) -> Result<()> {
+    for (name, node) in children {
+        path.push(name);
+        match node {
+            Node::Dir(sub) => {
+                sys::mkdir_at(dir, name, path)?;
+                let fd = DirFd::open_at(dir, name, path)?;
+                // Not a directory there (or none): nothing below it to share.
+                let old = earlier.and_then(|old| DirFd::open_at(old, name, path).ok());
+                write_dir(path, &fd, sub, old.as_ref(), shared)?;
+            }
+            Node::Symlink(target) => {
+                let reused = confirmed.next().unwrap_or(false)
+                    && earlier.is_some_and(|old| sys::link_at(old, name, dir).is_ok());
+                if reused {
+                    *shared += 1;
+                } else {
+                    sys::symlink_at(target, dir, name, path)?;
+                }
+            }
+            Node::File { .. } => return Err(not_a_farm(path)),
+        }
+        path.pop();
+    }
+    Ok(())
+}
+
+fn not_a_farm(path: &Path) -> Error {
+    std::io::Error::other(format!("`{}`: a farm holds only directories and links", path.display())).into()
 }
 
 /// Picks the entry that wins a path several packages ship, or reports the collision.

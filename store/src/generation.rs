@@ -6,6 +6,7 @@ use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 use std::time::SystemTime;
 
+use crate::db::PathRecord;
 use crate::error::{Error, Result};
 use crate::farm::{self, FarmInput};
 use crate::install::Installed;
@@ -18,8 +19,17 @@ use crate::unpack;
 impl Store {
     /// Builds a profile generation from packages already in the store: the symlink farm plus
     /// `.envctl/manifest.toml` with `manifest`, registered with a reference to every package. An
-    /// identical generation that already exists is reused.
-    pub fn add_generation(&self, profile: &str, inputs: &[FarmInput], manifest: &str) -> Result<Installed> {
+    /// identical generation that already exists is reused. Links that `previous` (the profile's
+    /// current generation) has at the same place with the same target are hard-linked from it
+    /// rather than made again: switching one package of a large profile writes only that
+    /// package's links, and the new generation shares the inodes and blocks of the rest.
+    pub fn add_generation(
+        &self,
+        profile: &str,
+        inputs: &[FarmInput],
+        manifest: &str,
+        previous: Option<&Path>,
+    ) -> Result<Installed> {
         let profile_name = Name::parse(profile)?;
         let mut references = Vec::new();
         for input in inputs {
@@ -29,33 +39,72 @@ impl Store {
             }
             references.push(name);
         }
-        let work = TempDir::new(&self.dir.join(".tmp"))?;
-        let (tree_dir, tree) = build_farm(&work, inputs, manifest)?;
+        let mut tree = plan_generation(inputs, manifest)?;
         let tree_hash = tree.tree_hash();
         let name = StorePathName::derive_generation(&profile_name, &tree_hash);
+        let recorded = serde_json::to_string(inputs).map_err(std::io::Error::other)?;
+        // Switching back to a generation that still exists costs its plan, not its links.
+        if let Some(record) = self.valid(&name)? {
+            self.db().record_build(&record.name, profile, &recorded, manifest)?;
+            let path = self.dir.join(name.as_str());
+            return Ok(Installed { path, record, fetched: false, skipped: Vec::new(), cache: None });
+        }
+        // Only a store path is shared from (a hard link must stay inside the store).
+        let earlier = previous.filter(|p| p.parent() == Some(self.dir.as_path()));
+        let work = TempDir::new(&self.dir.join(".tmp"))?;
+        let (tree_dir, shared) = write_generation(&work, &mut tree, manifest, earlier)?;
+        tracing::info!(shared, "links shared with the previous generation");
         let package = (format!("profile-{profile}"), "generation".to_owned());
         let (dest, record) =
             self.commit(&work, &tree_dir, &name, &tree_hash, tree.stats(), package, None, &references)?;
-        let recorded = serde_json::to_string(inputs).map_err(std::io::Error::other)?;
         self.db().record_build(&record.name, profile, &recorded, manifest)?;
         Ok(Installed { path: dest, record, fetched: false, skipped: Vec::new(), cache: None })
     }
+
+    /// The record of `name` if it is registered and on disk (checked under its path lock).
+    fn valid(&self, name: &StorePathName) -> Result<Option<PathRecord>> {
+        let _path_lock = self.path_lock(name)?;
+        let record = self.db().get(name.as_str())?;
+        Ok(record.filter(|_| self.dir.join(name.as_str()).is_dir()))
+    }
 }
 
-/// Builds a generation's tree in a fresh directory of `work`: the farm, the manifest, every
-/// directory read-only. The same inputs and manifest give the same tree hash.
-pub(crate) fn build_farm(work: &TempDir, inputs: &[FarmInput], manifest: &str) -> Result<(PathBuf, Node)> {
-    let tree_dir = work.fresh("tree")?;
-    let mut tree = farm::build(&tree_dir, inputs)?;
-    // The manifest: written like any store file (read-only, normalized mtime).
-    let meta_dir = tree_dir.join(".envctl");
-    if fs_err::symlink_metadata(&meta_dir).is_ok() {
+/// A generation's model: the farm planned from `inputs`, plus `.envctl/manifest.toml` holding
+/// `manifest`. The same inputs and manifest give the same tree hash.
+pub(crate) fn plan_generation(inputs: &[FarmInput], manifest: &str) -> Result<Node> {
+    let mut tree = farm::plan(inputs)?;
+    if let Node::Dir(children) = &tree
+        && children.contains_key(std::ffi::OsStr::new(".envctl"))
+    {
         return Err(Error::Collision {
             path: ".envctl".into(),
             first: "envctl".into(),
             second: "a package".into(),
         });
     }
+    add_manifest(&mut tree, manifest);
+    Ok(tree)
+}
+
+/// Writes the generation `tree` (from [`plan_generation`], with `manifest`) in a fresh directory
+/// of `work`: the farm, the manifest, every directory read-only. Returns the directory and how
+/// many links were shared with `reuse`.
+pub(crate) fn write_generation(
+    work: &TempDir,
+    tree: &mut Node,
+    manifest: &str,
+    earlier: Option<&Path>,
+) -> Result<(PathBuf, u64)> {
+    let Node::Dir(children) = tree else { unreachable!("a plan's root is a directory") };
+    let meta = children.remove(std::ffi::OsStr::new(".envctl"));
+    let tree_dir = work.fresh("tree")?;
+    let shared = farm::write(&tree_dir, tree, earlier);
+    if let (Node::Dir(children), Some(meta)) = (&mut *tree, meta) {
+        children.insert(".envctl".into(), meta);
+    }
+    let shared = shared?;
+    // The manifest: written like any store file (read-only, normalized mtime).
+    let meta_dir = tree_dir.join(".envctl");
     fs_err::create_dir(&meta_dir)?;
     let manifest_path = meta_dir.join("manifest.toml");
     {
@@ -67,7 +116,15 @@ pub(crate) fn build_farm(work: &TempDir, inputs: &[FarmInput], manifest: &str) -
             std::fs::FileTimes::new().set_modified(SystemTime::UNIX_EPOCH + unpack::NORMALIZED_MTIME),
         )?;
     }
-    if let Node::Dir(children) = &mut tree {
+    // Symlink mtimes are left alone in farms: tens of thousands of links, no meaning, and not
+    // part of the hash. Directories are normalized.
+    normalize_dirs(&tree_dir, tree)?;
+    Ok((tree_dir, shared))
+}
+
+/// Adds `.envctl/manifest.toml` to a farm's model.
+fn add_manifest(tree: &mut Node, manifest: &str) {
+    if let Node::Dir(children) = tree {
         let mut meta = std::collections::BTreeMap::new();
         meta.insert(
             std::ffi::OsString::from("manifest.toml"),
@@ -79,10 +136,6 @@ pub(crate) fn build_farm(work: &TempDir, inputs: &[FarmInput], manifest: &str) -
         );
         children.insert(".envctl".into(), Node::Dir(meta));
     }
-    // Symlink mtimes are left alone in farms: tens of thousands of links, no meaning, and not
-    // part of the hash. Directories are normalized.
-    normalize_dirs(&tree_dir, &tree)?;
-    Ok((tree_dir, tree))
 }
 
 /// Makes every directory of a farm read-only with the normalized mtime, children first.

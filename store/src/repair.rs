@@ -112,7 +112,8 @@ impl Store {
             }
         }
         let work = TempDir::new(&self.dir.join(".tmp"))?;
-        let (tree_dir, tree) = crate::generation::build_farm(&work, &inputs, manifest)?;
+        let mut tree = crate::generation::plan_generation(&inputs, manifest)?;
+        let (tree_dir, _) = crate::generation::write_generation(&work, &mut tree, manifest, None)?;
         let tree_hash = tree.tree_hash().to_string();
         if tree_hash != record.tree_hash {
             return Err(unrepairable(format!(

@@ -1,5 +1,5 @@
-//! Thin wrappers over the system calls std does not offer: an atomic swap of two paths and a
-//! filesystem flush.
+//! Thin wrappers over the system calls std does not offer: an atomic swap of two paths, a
+//! filesystem flush, entries made relative to an open directory, and read-only mappings.
 
 use std::path::Path;
 
@@ -32,6 +32,96 @@ pub(crate) fn sync_filesystem(dir: &Path) -> Result<()> {
         return Err(
             std::io::Error::new(e.kind(), format!("cannot flush `{}` to disk: {e}", dir.display())).into()
         );
+    }
+    Ok(())
+}
+
+/// An open directory, for creating and reading entries relative to it: a farm of 60,000 links
+/// costs one path lookup per directory instead of one per link.
+pub(crate) struct DirFd(std::os::fd::OwnedFd);
+
+fn c_name(name: &std::ffi::OsStr) -> std::io::Result<std::ffi::CString> {
+    use std::os::unix::ffi::OsStrExt;
+    std::ffi::CString::new(name.as_bytes()).map_err(std::io::Error::other)
+}
+
+fn with_path(e: std::io::Error, what: &str, path: &Path) -> std::io::Error {
+    std::io::Error::new(e.kind(), format!("failed to {what} `{}`: {e}", path.display()))
+}
+
+impl DirFd {
+    /// Opens the directory at `path` (a symlink is not followed).
+    pub(crate) fn open(path: &Path) -> std::io::Result<DirFd> {
+        let name = c_name(path.as_os_str())?;
+        DirFd::open_raw(libc::AT_FDCWD, &name).map_err(|e| with_path(e, "open directory", path))
+    }
+
+    /// Opens the directory `name` inside `parent`; `shown` names it in errors.
+    pub(crate) fn open_at(parent: &DirFd, name: &std::ffi::OsStr, shown: &Path) -> std::io::Result<DirFd> {
+        use std::os::fd::AsRawFd;
+        DirFd::open_raw(parent.0.as_raw_fd(), &c_name(name)?)
+            .map_err(|e| with_path(e, "open directory", shown))
+    }
+
+    fn open_raw(at: libc::c_int, name: &std::ffi::CStr) -> std::io::Result<DirFd> {
+        use std::os::fd::FromRawFd;
+        let flags = libc::O_RDONLY | libc::O_DIRECTORY | libc::O_NOFOLLOW | libc::O_CLOEXEC;
+        // SAFETY: a valid NUL-terminated name; the descriptor returned is owned from here on.
+        let fd = unsafe { libc::openat(at, name.as_ptr(), flags) };
+        if fd < 0 {
+            return Err(std::io::Error::last_os_error());
+        }
+        // SAFETY: `fd` is a fresh descriptor nothing else owns.
+        Ok(DirFd(unsafe { std::os::fd::OwnedFd::from_raw_fd(fd) }))
+    }
+
+    fn raw(&self) -> libc::c_int {
+        std::os::fd::AsRawFd::as_raw_fd(&self.0)
+    }
+}
+
+/// Creates the directory `name` in `dir` (mode 0755); `shown` names it in errors.
+pub(crate) fn mkdir_at(dir: &DirFd, name: &std::ffi::OsStr, shown: &Path) -> std::io::Result<()> {
+    let c = c_name(name)?;
+    // SAFETY: a valid descriptor and NUL-terminated name for the duration of the call.
+    if unsafe { libc::mkdirat(dir.raw(), c.as_ptr(), 0o755) } != 0 {
+        return Err(with_path(std::io::Error::last_os_error(), "create directory", shown));
+    }
+    Ok(())
+}
+
+/// Creates the symlink `name` → `target` in `dir`; `shown` names it in errors.
+pub(crate) fn symlink_at(
+    target: &std::ffi::OsStr,
+    dir: &DirFd,
+    name: &std::ffi::OsStr,
+    shown: &Path,
+) -> std::io::Result<()> {
+    let (t, c) = (c_name(target)?, c_name(name)?);
+    // SAFETY: valid NUL-terminated strings and a valid descriptor for the duration of the call.
+    if unsafe { libc::symlinkat(t.as_ptr(), dir.raw(), c.as_ptr()) } != 0 {
+        return Err(with_path(std::io::Error::last_os_error(), "create symlink", shown));
+    }
+    Ok(())
+}
+
+/// Whether the entry `name` of `dir` is a symlink to `target`.
+pub(crate) fn link_points_to(dir: &DirFd, name: &std::ffi::OsStr, target: &std::ffi::OsStr) -> bool {
+    use std::os::unix::ffi::OsStrExt;
+    let Ok(c) = c_name(name) else { return false };
+    let mut buf = [0u8; 4096];
+    // SAFETY: a valid descriptor and name; the kernel writes at most `buf.len()` bytes.
+    let n = unsafe { libc::readlinkat(dir.raw(), c.as_ptr(), buf.as_mut_ptr().cast(), buf.len()) };
+    usize::try_from(n).is_ok_and(|n| &buf[..n] == target.as_bytes())
+}
+
+/// Hard-links the entry `name` of `from` (a symlink itself, not what it points to) as `name` in
+/// `to`.
+pub(crate) fn link_at(from: &DirFd, name: &std::ffi::OsStr, to: &DirFd) -> std::io::Result<()> {
+    let c = c_name(name)?;
+    // SAFETY: valid descriptors and name for the duration of the call; flags 0 = do not follow.
+    if unsafe { libc::linkat(from.raw(), c.as_ptr(), to.raw(), c.as_ptr(), 0) } != 0 {
+        return Err(std::io::Error::last_os_error());
     }
     Ok(())
 }

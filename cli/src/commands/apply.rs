@@ -266,7 +266,8 @@ pub fn apply(file: &Path, options: &ApplyOptions<'_>, settings: &Settings, cli: 
         None => Some(profiles.lock(&name).context(|| format!("cannot lock profile `{name}`"))?),
         Some(_) => None,
     };
-    let generation = store.add_generation(&name, &inputs, &manifest.to_text()).map_err(|e| {
+    let previous = current.as_ref().map(|g| g.path.as_path());
+    let generation = store.add_generation(&name, &inputs, &manifest.to_text(), previous).map_err(|e| {
         let hint = matches!(e, envctl_store::Error::Collision { .. }).then(|| {
             format!("give one of them priority in `{}`:\n\n    [priority]\n    PACKAGE = 10", file.display())
         });
