@@ -320,9 +320,11 @@ impl Store {
         let limits = self.options.limits;
         std::thread::scope(|s| {
             let (tx, rx) = sync_channel(CHANNEL_DEPTH);
+            // Read chunks go back to the download thread to be filled again.
+            let (back, spare) = sync_channel(CHANNEL_DEPTH + 1);
             let reader = opened.reader;
-            s.spawn(move || pump(reader, tx, reporter, id));
-            let mut chunks = ChunkReader { rx, chunk: Vec::new(), pos: 0, end: None };
+            s.spawn(move || pump(reader, tx, spare, reporter, id));
+            let mut chunks = ChunkReader { rx, back, chunk: Vec::new(), pos: 0, end: None };
 
             let unpacked = if format.needs_seek() {
                 // Zip needs its central directory first: land the file, check it, then open it.
@@ -414,12 +416,20 @@ enum Msg {
 }
 
 /// Reads the source on its own thread, hashing as bytes pass, so that the network, sha256 and the
-/// unpacker (decompression, writing, blake3) overlap on two cores.
-fn pump(mut reader: Box<dyn Read + Send>, tx: SyncSender<Msg>, reporter: &dyn Reporter, id: usize) {
+/// unpacker (decompression, writing, blake3) overlap on two cores. Chunks the unpacker has read
+/// come back on `spare` and are filled again: the download allocates only the few in flight.
+fn pump(
+    mut reader: Box<dyn Read + Send>,
+    tx: SyncSender<Msg>,
+    spare: Receiver<Vec<u8>>,
+    reporter: &dyn Reporter,
+    id: usize,
+) {
     let mut hasher = sha2::Sha256::new();
     let mut size = 0u64;
     loop {
-        let mut buf = vec![0u8; CHUNK];
+        let mut buf = spare.try_recv().unwrap_or_default();
+        buf.resize(CHUNK, 0);
         let mut filled = 0;
         let failed = loop {
             match reader.read(&mut buf[filled..]) {
@@ -456,6 +466,7 @@ fn pump(mut reader: Box<dyn Read + Send>, tx: SyncSender<Msg>, reporter: &dyn Re
 
 struct ChunkReader {
     rx: Receiver<Msg>,
+    back: SyncSender<Vec<u8>>,
     chunk: Vec<u8>,
     pos: usize,
     end: Option<std::io::Result<(Sha256, u64)>>,
@@ -480,7 +491,9 @@ impl BufRead for ChunkReader {
         while self.pos >= self.chunk.len() && self.end.is_none() {
             match self.rx.recv() {
                 Ok(Msg::Data(d)) => {
-                    self.chunk = d;
+                    let read = std::mem::replace(&mut self.chunk, d);
+                    // A full return channel or a finished download: the chunk is dropped.
+                    let _ = self.back.try_send(read);
                     self.pos = 0;
                 }
                 Ok(Msg::End(sha, size)) => self.end = Some(Ok((sha, size))),
