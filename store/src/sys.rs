@@ -78,6 +78,107 @@ impl DirFd {
     fn raw(&self) -> libc::c_int {
         std::os::fd::AsRawFd::as_raw_fd(&self.0)
     }
+
+    /// Its metadata (`fstat`).
+    pub(crate) fn metadata(&self) -> std::io::Result<std::fs::Metadata> {
+        self.as_file(|f| f.metadata())
+    }
+
+    /// Runs `f` with this descriptor seen as a `File`, without giving it up.
+    fn as_file<T>(&self, f: impl FnOnce(&std::fs::File) -> T) -> T {
+        use std::os::fd::FromRawFd;
+        // SAFETY: the `File` borrows the descriptor for the call and is never dropped (so never
+        // closes it).
+        let file = std::mem::ManuallyDrop::new(unsafe { std::fs::File::from_raw_fd(self.raw()) });
+        f(&file)
+    }
+
+    /// Its entries but `.` and `..`, each with its type when the filesystem gives it
+    /// (`readdir`'s `d_type`), in no particular order.
+    pub(crate) fn entries(&self) -> std::io::Result<Vec<(std::ffi::OsString, Option<EntryKind>)>> {
+        use std::os::unix::ffi::OsStrExt;
+        // fdopendir takes the descriptor it is given, and closedir closes it: give it a copy.
+        // SAFETY: duplicating a valid descriptor.
+        let copy = unsafe { libc::fcntl(self.raw(), libc::F_DUPFD_CLOEXEC, 0) };
+        if copy < 0 {
+            return Err(std::io::Error::last_os_error());
+        }
+        // SAFETY: `copy` is a fresh descriptor of a directory, owned by the stream from here on.
+        let stream = unsafe { libc::fdopendir(copy) };
+        if stream.is_null() {
+            let e = std::io::Error::last_os_error();
+            // SAFETY: fdopendir failed, so `copy` is still ours to close.
+            unsafe { libc::close(copy) };
+            return Err(e);
+        }
+        // The stream reads from the copy's offset, which it shares with this descriptor.
+        // SAFETY: `stream` is a valid directory stream.
+        unsafe { libc::rewinddir(stream) };
+        let mut out = Vec::new();
+        let result = loop {
+            // SAFETY: errno is thread-local; clearing it tells end-of-stream from an error.
+            unsafe { *libc::__errno_location() = 0 };
+            // SAFETY: `stream` is valid until closedir below.
+            let entry = unsafe { libc::readdir64(stream) };
+            if entry.is_null() {
+                let e = std::io::Error::last_os_error();
+                break if e.raw_os_error() == Some(0) { Ok(()) } else { Err(e) };
+            }
+            // SAFETY: readdir64 returned a valid entry whose name is NUL-terminated.
+            let (name, kind) =
+                unsafe { (std::ffi::CStr::from_ptr((*entry).d_name.as_ptr()).to_bytes(), (*entry).d_type) };
+            if name == b"." || name == b".." {
+                continue;
+            }
+            let kind = match kind {
+                libc::DT_DIR => Some(EntryKind::Dir),
+                libc::DT_REG => Some(EntryKind::File),
+                libc::DT_LNK => Some(EntryKind::Symlink),
+                libc::DT_UNKNOWN => None,
+                _ => Some(EntryKind::Other),
+            };
+            out.push((std::ffi::OsStr::from_bytes(name).to_os_string(), kind));
+        };
+        // SAFETY: closing the stream once; it closes `copy`.
+        unsafe { libc::closedir(stream) };
+        result.map(|()| out)
+    }
+}
+
+/// What a directory entry is, as `readdir` reports it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum EntryKind {
+    Dir,
+    File,
+    Symlink,
+    /// A device, FIFO or socket.
+    Other,
+}
+
+/// Opens the regular file `name` in `dir` for reading; a symlink there is not followed (the
+/// open fails), nor does a FIFO block it.
+pub(crate) fn open_file_at(dir: &DirFd, name: &std::ffi::OsStr) -> std::io::Result<std::fs::File> {
+    use std::os::fd::FromRawFd;
+    let c = c_name(name)?;
+    let flags = libc::O_RDONLY | libc::O_NOFOLLOW | libc::O_NONBLOCK | libc::O_NOCTTY | libc::O_CLOEXEC;
+    // SAFETY: a valid descriptor and NUL-terminated name; the descriptor returned is owned below.
+    let fd = unsafe { libc::openat(dir.raw(), c.as_ptr(), flags) };
+    if fd < 0 {
+        return Err(std::io::Error::last_os_error());
+    }
+    // SAFETY: `fd` is a fresh descriptor nothing else owns.
+    Ok(unsafe { std::fs::File::from_raw_fd(fd) })
+}
+
+/// The target of the symlink `name` in `dir`.
+pub(crate) fn read_link_at(dir: &DirFd, name: &std::ffi::OsStr) -> std::io::Result<std::ffi::OsString> {
+    use std::os::unix::ffi::OsStrExt;
+    let c = c_name(name)?;
+    let mut buf = [0u8; 4096];
+    // SAFETY: a valid descriptor and name; the kernel writes at most `buf.len()` bytes.
+    let n = unsafe { libc::readlinkat(dir.raw(), c.as_ptr(), buf.as_mut_ptr().cast(), buf.len()) };
+    let n = usize::try_from(n).map_err(|_| std::io::Error::last_os_error())?;
+    Ok(std::ffi::OsStr::from_bytes(&buf[..n]).to_os_string())
 }
 
 /// Creates the directory `name` in `dir` (mode 0755); `shown` names it in errors.

@@ -22,7 +22,9 @@ use std::ffi::OsString;
 use std::io::Read;
 use std::os::unix::ffi::OsStrExt;
 use std::os::unix::fs::PermissionsExt;
-use std::path::Path;
+use std::path::{Path, PathBuf};
+
+use crate::sys::{self, DirFd, EntryKind};
 
 /// One entry of a tree.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -131,40 +133,96 @@ pub fn scan(root: &Path) -> std::io::Result<Node> {
     scan_visiting(root, &mut |_, _| {})
 }
 
-/// As [`scan`], handing `visit` every entry's path and metadata on the way (verify checks modes
-/// in the same pass).
+/// As [`scan`], handing `visit` the path and metadata of every directory and file on the way
+/// (verify checks modes in the same pass). Below the root, entries are opened and read relative
+/// to their open directory, and `readdir` gives each one's type: a file costs an open, an
+/// `fstat`, one read if it fits the buffer and a close; a symlink one `readlinkat`.
 pub fn scan_visiting(root: &Path, visit: &mut dyn FnMut(&Path, &std::fs::Metadata)) -> std::io::Result<Node> {
     let meta = fs_err::symlink_metadata(root)?;
-    visit(root, &meta);
     let ft = meta.file_type();
     if ft.is_symlink() {
         Ok(Node::Symlink(fs_err::read_link(root)?.into_os_string()))
     } else if ft.is_dir() {
-        let mut children = BTreeMap::new();
-        for entry in fs_err::read_dir(root)? {
-            let entry = entry?;
-            children.insert(entry.file_name(), scan_visiting(&entry.path(), visit)?);
-        }
-        Ok(Node::Dir(children))
+        let dir = DirFd::open(root)?;
+        visit(root, &dir.metadata().map_err(|e| at(root, e))?);
+        scan_dir(&mut root.to_path_buf(), &dir, visit)
     } else if ft.is_file() {
+        visit(root, &meta);
         let (hash, size) = hash_file(root)?;
         Ok(Node::File { size, executable: meta.permissions().mode() & 0o111 != 0, hash })
     } else {
-        Err(std::io::Error::other(format!(
-            "`{}` is neither a file, a directory nor a symlink",
-            root.display()
-        )))
+        Err(neither(root))
     }
+}
+
+fn scan_dir(
+    path: &mut PathBuf,
+    dir: &DirFd,
+    visit: &mut dyn FnMut(&Path, &std::fs::Metadata),
+) -> std::io::Result<Node> {
+    let mut children = BTreeMap::new();
+    for (name, kind) in dir.entries().map_err(|e| at(path, e))? {
+        path.push(&name);
+        let kind = match kind {
+            Some(kind) => kind,
+            // The filesystem does not say: ask.
+            None => {
+                let ft = fs_err::symlink_metadata(&*path)?.file_type();
+                match () {
+                    () if ft.is_dir() => EntryKind::Dir,
+                    () if ft.is_symlink() => EntryKind::Symlink,
+                    () if ft.is_file() => EntryKind::File,
+                    () => EntryKind::Other,
+                }
+            }
+        };
+        let node = match kind {
+            EntryKind::Symlink => Node::Symlink(sys::read_link_at(dir, &name).map_err(|e| at(path, e))?),
+            EntryKind::Dir => {
+                let sub = DirFd::open_at(dir, &name, path)?;
+                visit(path, &sub.metadata().map_err(|e| at(path, e))?);
+                scan_dir(path, &sub, visit)?
+            }
+            EntryKind::File => {
+                let mut file = sys::open_file_at(dir, &name).map_err(|e| at(path, e))?;
+                let meta = file.metadata().map_err(|e| at(path, e))?;
+                if !meta.is_file() {
+                    return Err(neither(path));
+                }
+                visit(path, &meta);
+                let (hash, size) = hash_open(&mut file, Some(meta.len())).map_err(|e| at(path, e))?;
+                Node::File { size, executable: meta.permissions().mode() & 0o111 != 0, hash }
+            }
+            EntryKind::Other => return Err(neither(path)),
+        };
+        children.insert(name, node);
+        path.pop();
+    }
+    Ok(Node::Dir(children))
+}
+
+fn at(path: &Path, e: std::io::Error) -> std::io::Error {
+    std::io::Error::new(e.kind(), format!("{e}: `{}`", path.display()))
+}
+
+fn neither(path: &Path) -> std::io::Error {
+    std::io::Error::other(format!("`{}` is neither a file, a directory nor a symlink", path.display()))
 }
 
 /// blake3 and size of one file's contents, streamed.
 pub fn hash_file(path: &Path) -> std::io::Result<([u8; 32], u64)> {
+    let mut file = fs_err::File::open(path)?;
+    hash_open(&mut file, None)
+}
+
+/// blake3 and size of what `file` holds from here to its end. With its `expected` size, a short
+/// read that reaches it ends the loop, so a file smaller than the buffer costs one read.
+fn hash_open(file: &mut dyn Read, expected: Option<u64>) -> std::io::Result<([u8; 32], u64)> {
     thread_local! {
         // One buffer per thread for its whole life: store files average a few KB, and zeroing a
         // fresh buffer per file cost more than hashing them.
         static BUF: std::cell::RefCell<Vec<u8>> = std::cell::RefCell::new(vec![0u8; 256 * 1024]);
     }
-    let mut file = fs_err::File::open(path)?;
     BUF.with_borrow_mut(|buf| {
         let mut hasher = blake3::Hasher::new();
         let mut size = 0u64;
@@ -179,6 +237,9 @@ pub fn hash_file(path: &Path) -> std::io::Result<([u8; 32], u64)> {
             }
             hasher.update(&buf[..n]);
             size += n as u64;
+            if n < buf.len() && Some(size) == expected {
+                break;
+            }
         }
         Ok((*hasher.finalize().as_bytes(), size))
     })
