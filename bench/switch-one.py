@@ -158,12 +158,15 @@ def main():
     with open(os.path.join(OUT, "switch-one.md"), "w") as fh:
         fh.write("\n".join(lines) + "\n")
     print("\n".join(lines))
-    # Nix: drop the profile's generations, then the paths they and this run added.
-    built = {os.path.realpath(os.path.join(WORK, n)) for n in os.listdir(WORK) if n.startswith("nix-profile")}
+    # Nix: drop the profile's generations, then this run's paths and everything that refers to
+    # them (user environments, their manifests and derivations), or the paths stay alive and
+    # the next run's `nix-store --verify` elsewhere checks them too.
     for n in os.listdir(WORK):
         if n.startswith("nix-profile"):
             os.unlink(os.path.join(WORK, n))
-    subprocess.run(["nix-store", "--delete", *built, *nix_paths.values()], env=nix_env, **QUIET)
+    doomed = subprocess.run(["nix-store", "-q", "--referrers-closure", *nix_paths.values()], check=True,
+                            capture_output=True, text=True, env=nix_env).stdout.split()
+    sh("nix-store", "--delete", *doomed, env=nix_env, **QUIET)
     sh("chmod", "-R", "u+w", WORK)
     shutil.rmtree(WORK)
 
