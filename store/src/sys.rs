@@ -208,12 +208,7 @@ pub(crate) fn symlink_at(
 
 /// Whether the entry `name` of `dir` is a symlink to `target`.
 pub(crate) fn link_points_to(dir: &DirFd, name: &std::ffi::OsStr, target: &std::ffi::OsStr) -> bool {
-    use std::os::unix::ffi::OsStrExt;
-    let Ok(c) = c_name(name) else { return false };
-    let mut buf = [0u8; 4096];
-    // SAFETY: a valid descriptor and name; the kernel writes at most `buf.len()` bytes.
-    let n = unsafe { libc::readlinkat(dir.raw(), c.as_ptr(), buf.as_mut_ptr().cast(), buf.len()) };
-    usize::try_from(n).is_ok_and(|n| &buf[..n] == target.as_bytes())
+    read_link_at(dir, name).is_ok_and(|t| t == target)
 }
 
 /// Hard-links the entry `name` of `from` (a symlink itself, not what it points to) as `name` in
