@@ -67,6 +67,29 @@ def pack_python(series, cache):
     return version, archive, sha, os.path.join(prefix, "bin", f"python{series}")
 
 
+def need(program, package):
+    """Installs Debian's `package` when `program` is not on PATH."""
+    if shutil.which(program) is None:
+        sh("apt-get", "install", "-y", "-q", package, env=dict(os.environ, DEBIAN_FRONTEND="noninteractive"), **QUIET)
+
+
+# Nix 2.8 from Debian, run as root without build users or experimental features.
+NIX_ENV = dict(os.environ, NIX_CONFIG="build-users-group =\nexperimental-features =")
+
+
+def fresh_work(work):
+    """An empty `work` with `src/`, `repo/` (made) and `home/` (not yet), and the environment
+    that points envctl at them: its home, the recipes, a fixed driver, no user configuration.
+    Returns (src, repo, home, env)."""
+    shutil.rmtree(work, ignore_errors=True)
+    src, repo, home = (os.path.join(work, d) for d in ("src", "repo", "home"))
+    os.makedirs(repo)
+    env = dict(os.environ, ENVCTL_HOME=home, ENVCTL_RECIPES=repo, ENVCTL_SYSTEM_DRIVER="535.104.05",
+               XDG_CONFIG_HOME=os.path.join(work, "config"))
+    env.pop("ENVCTL_CONFIG", None)
+    return src, repo, home, env
+
+
 def build_envctl():
     """Builds the release binary and returns its path."""
     sh("cargo", "build", "--release", "-q", "-p", "envctl", cwd=ROOT)

@@ -20,7 +20,7 @@ everything is deleted at the end. Writes bench/out/profiles.md.
 import hashlib, os, shutil, statistics, subprocess, sys, time
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from common import build_envctl, sh, timed
+from common import build_envctl, fresh_work, sh, timed
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 OUT = os.path.join(ROOT, "bench", "out")
@@ -35,12 +35,7 @@ def median_ms(xs):
 
 def main():
     envctl = build_envctl()
-    shutil.rmtree(WORK, ignore_errors=True)
-    src, repo, home = (os.path.join(WORK, d) for d in ("src", "repo", "home"))
-    os.makedirs(repo)
-    env = dict(os.environ, ENVCTL_HOME=home, ENVCTL_RECIPES=repo, ENVCTL_SYSTEM_DRIVER="535.104.05")
-    env.pop("ENVCTL_CONFIG", None)
-    env["XDG_CONFIG_HOME"] = os.path.join(WORK, "config")
+    src, repo, home, env = fresh_work(WORK)
 
     # Packages: trees, archives, recipes.
     for p in range(PKGS):

@@ -22,18 +22,13 @@ Writes bench/out/store-maintenance.md; everything is deleted at the end.
 import hashlib, os, shutil, statistics, subprocess, sys
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from common import OWN, QUIET, SHARED, build_envctl, corpus, sh, timed
+from common import NIX_ENV, OWN, QUIET, SHARED, build_envctl, corpus, fresh_work, need, sh, timed
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 OUT = os.path.join(ROOT, "bench", "out")
 WORK = os.path.join(OUT, "maintenance-work")
 ROUNDS = int(sys.argv[1]) if len(sys.argv) > 1 else 5
 KEPT, DOOMED = 60, 20
-
-
-def need(program, package):
-    if shutil.which(program) is None:
-        sh("apt-get", "install", "-y", "-q", package, env=dict(os.environ, DEBIAN_FRONTEND="noninteractive"), **QUIET)
 
 
 def files_under(paths):
@@ -56,13 +51,8 @@ def main():
     need("b3sum", "b3sum")
     need("nix-store", "nix-bin")
     envctl = build_envctl()
-    shutil.rmtree(WORK, ignore_errors=True)
-    src, repo, home = (os.path.join(WORK, d) for d in ("src", "repo", "home"))
-    os.makedirs(repo)
-    env = dict(os.environ, ENVCTL_HOME=home, ENVCTL_RECIPES=repo, ENVCTL_SYSTEM_DRIVER="535.104.05")
-    env.pop("ENVCTL_CONFIG", None)
-    env["XDG_CONFIG_HOME"] = os.path.join(WORK, "config")
-    nix_env = dict(os.environ, NIX_CONFIG="build-users-group =\nexperimental-features =")
+    src, repo, home, env = fresh_work(WORK)
+    nix_env = NIX_ENV
 
     archives = corpus(KEPT + DOOMED, src, repo, WORK)
     kept_files = len(files_under([os.path.join(src, f"pkg{p:03d}") for p in range(KEPT)]))

@@ -26,7 +26,7 @@ import subprocess
 import sys
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from common import QUIET, build_envctl, corpus, sh, timed
+from common import NIX_ENV, QUIET, build_envctl, corpus, fresh_work, need, sh, timed
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 OUT = os.path.join(ROOT, "bench", "out")
@@ -34,11 +34,6 @@ WORK = os.path.join(OUT, "switch-one-work")
 ROUNDS = int(sys.argv[1]) if len(sys.argv) > 1 else 5
 PKGS = 60
 LAST = f"pkg{PKGS - 1:03d}"
-
-
-def need(tool, package):
-    if shutil.which(tool) is None:
-        sh("apt-get", "install", "-y", "-q", package, **QUIET)
 
 
 def walk(paths):
@@ -56,13 +51,8 @@ def du(*paths):
 def main():
     need("nix-env", "nix-bin")
     envctl = build_envctl()
-    shutil.rmtree(WORK, ignore_errors=True)
-    src, repo, home = (os.path.join(WORK, d) for d in ("src", "repo", "home"))
-    os.makedirs(repo)
-    env = dict(os.environ, ENVCTL_HOME=home, ENVCTL_RECIPES=repo, ENVCTL_SYSTEM_DRIVER="535.104.05")
-    env.pop("ENVCTL_CONFIG", None)
-    env["XDG_CONFIG_HOME"] = os.path.join(WORK, "config")
-    nix_env = dict(os.environ, NIX_CONFIG="build-users-group =\nexperimental-features =")
+    src, repo, home, env = fresh_work(WORK)
+    nix_env = NIX_ENV
 
     corpus(PKGS, src, repo, WORK)
     # Nix names a path after its directory: pkgNNN-1.0 parses as name pkgNNN, version 1.0.
