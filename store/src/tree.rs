@@ -168,11 +168,14 @@ fn scan_dir(
             // The filesystem does not say: ask.
             None => {
                 let ft = fs_err::symlink_metadata(&*path)?.file_type();
-                match () {
-                    () if ft.is_dir() => EntryKind::Dir,
-                    () if ft.is_symlink() => EntryKind::Symlink,
-                    () if ft.is_file() => EntryKind::File,
-                    () => EntryKind::Other,
+                if ft.is_dir() {
+                    EntryKind::Dir
+                } else if ft.is_symlink() {
+                    EntryKind::Symlink
+                } else if ft.is_file() {
+                    EntryKind::File
+                } else {
+                    EntryKind::Other
                 }
             }
         };
