@@ -306,9 +306,16 @@ fn verify_finds_a_file_changed_behind_the_stores_back() {
     let sb = Sandbox::new();
     let server = Server::start();
     let (_, path) = install_sample(&sb, &server);
+    // Reading the store must not dirty its inodes: an access time set back two days (which a
+    // `relatime` mount would refresh on the next read) is still there after verify.
+    let two_days_ago = std::time::SystemTime::now() - Duration::from_secs(2 * 86_400);
+    let version = path.join("version.txt");
+    let file = std::fs::File::open(&version).unwrap();
+    file.set_times(std::fs::FileTimes::new().set_accessed(two_days_ago)).unwrap();
     let clean = sb.run(&["store", "verify"]);
     clean.ok();
     assert!(clean.stderr.contains("checked 1 store path, 0 corrupted"), "{}", clean.stderr);
+    assert_eq!(file.metadata().unwrap().accessed().unwrap(), two_days_ago, "verify changed an access time");
 
     tamper(&path.join("version.txt"));
     let out = sb.run(&["store", "verify"]);

@@ -65,12 +65,7 @@ impl DirFd {
 
     fn open_raw(at: libc::c_int, name: &std::ffi::CStr) -> std::io::Result<DirFd> {
         use std::os::fd::FromRawFd;
-        let flags = libc::O_RDONLY | libc::O_DIRECTORY | libc::O_NOFOLLOW | libc::O_CLOEXEC;
-        // SAFETY: a valid NUL-terminated name; the descriptor returned is owned from here on.
-        let fd = unsafe { libc::openat(at, name.as_ptr(), flags) };
-        if fd < 0 {
-            return Err(std::io::Error::last_os_error());
-        }
+        let fd = open_reading(at, name, libc::O_DIRECTORY)?;
         // SAFETY: `fd` is a fresh descriptor nothing else owns.
         Ok(DirFd(unsafe { std::os::fd::OwnedFd::from_raw_fd(fd) }))
     }
@@ -159,15 +154,36 @@ pub(crate) enum EntryKind {
 /// open fails), nor does a FIFO block it.
 pub(crate) fn open_file_at(dir: &DirFd, name: &std::ffi::OsStr) -> std::io::Result<std::fs::File> {
     use std::os::fd::FromRawFd;
-    let c = c_name(name)?;
-    let flags = libc::O_RDONLY | libc::O_NOFOLLOW | libc::O_NONBLOCK | libc::O_NOCTTY | libc::O_CLOEXEC;
-    // SAFETY: a valid descriptor and NUL-terminated name; the descriptor returned is owned below.
-    let fd = unsafe { libc::openat(dir.raw(), c.as_ptr(), flags) };
-    if fd < 0 {
-        return Err(std::io::Error::last_os_error());
-    }
+    let fd = open_reading(dir.raw(), &c_name(name)?, libc::O_NONBLOCK | libc::O_NOCTTY)?;
     // SAFETY: `fd` is a fresh descriptor nothing else owns.
     Ok(unsafe { std::fs::File::from_raw_fd(fd) })
+}
+
+/// Set once the kernel has refused `O_NOATIME` (the store belongs to another user).
+static NOATIME_REFUSED: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
+
+/// `openat` for reading, not following a final symlink, with `extra` flags. Store entries are
+/// opened `O_NOATIME` where the kernel allows it (the caller owns them): a scan of the store
+/// would otherwise dirty the inode of every file it reads (on a `relatime` mount the first read
+/// after a write updates the access time), and those inodes would then have to be written back.
+fn open_reading(at: libc::c_int, name: &std::ffi::CStr, extra: libc::c_int) -> std::io::Result<libc::c_int> {
+    use std::sync::atomic::Ordering;
+    let flags = libc::O_RDONLY | libc::O_NOFOLLOW | libc::O_CLOEXEC | extra;
+    if !NOATIME_REFUSED.load(Ordering::Relaxed) {
+        // SAFETY: a valid descriptor (or AT_FDCWD) and a NUL-terminated name.
+        let fd = unsafe { libc::openat(at, name.as_ptr(), flags | libc::O_NOATIME) };
+        if fd >= 0 {
+            return Ok(fd);
+        }
+        let e = std::io::Error::last_os_error();
+        if e.raw_os_error() != Some(libc::EPERM) {
+            return Err(e);
+        }
+        NOATIME_REFUSED.store(true, Ordering::Relaxed);
+    }
+    // SAFETY: as above.
+    let fd = unsafe { libc::openat(at, name.as_ptr(), flags) };
+    if fd < 0 { Err(std::io::Error::last_os_error()) } else { Ok(fd) }
 }
 
 /// The target of the symlink `name` in `dir`.
