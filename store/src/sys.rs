@@ -159,6 +159,16 @@ pub(crate) fn open_file_at(dir: &DirFd, name: &std::ffi::OsStr) -> std::io::Resu
     Ok(unsafe { std::fs::File::from_raw_fd(fd) })
 }
 
+/// Starts writing `file`'s dirty pages to disk without waiting for them (`sync_file_range` with
+/// `SYNC_FILE_RANGE_WRITE`): this flushes nothing by itself and guarantees nothing, it only moves
+/// the disk work earlier. A failure changes nothing and is ignored.
+pub(crate) fn start_writeback(file: &std::fs::File) {
+    // SAFETY: a valid descriptor; offset 0 and length 0 mean the whole file.
+    unsafe {
+        libc::sync_file_range(std::os::fd::AsRawFd::as_raw_fd(file), 0, 0, libc::SYNC_FILE_RANGE_WRITE)
+    };
+}
+
 /// Set once the kernel has refused `O_NOATIME` (the store belongs to another user).
 static NOATIME_REFUSED: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
 

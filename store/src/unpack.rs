@@ -229,6 +229,12 @@ pub struct Unpacked {
     pub skipped: Vec<String>,
 }
 
+/// Files of this size or more are handed to the disk as soon as they are written, while the rest
+/// of the archive unpacks, so the flush before registration (`syncfs`) finds little of them left
+/// to write. Smaller files are left to that flush, which writes them together: starting each one
+/// on its own made the install slower (see docs/performance.md).
+const EARLY_WRITEBACK: u64 = 64 * 1024;
+
 /// The mtime every store file gets: one second after the epoch, as Nix does.
 pub const NORMALIZED_MTIME: Duration = Duration::from_secs(1);
 
@@ -660,6 +666,9 @@ impl<'a> Unpacker<'a> {
             file.write_all(&buf[..n]).map_err(|e| {
                 std::io::Error::new(e.kind(), format!("failed to write `{}`: {e}", disk.display()))
             })?;
+        }
+        if size >= EARLY_WRITEBACK {
+            crate::sys::start_writeback(&file);
         }
         if self.fix_mode {
             file.set_permissions(std::fs::Permissions::from_mode(mode))?;
