@@ -328,6 +328,28 @@ fn verify_finds_a_file_changed_behind_the_stores_back() {
 }
 
 #[test]
+fn verify_names_a_path_gone_from_disk_and_one_that_is_no_longer_a_directory() {
+    let sb = Sandbox::new();
+    let server = Server::start();
+    let (_, path) = install_sample(&sb, &server);
+    let aside = sb.path("aside");
+    std::fs::rename(&path, &aside).unwrap();
+    let out = sb.run(&["store", "verify", "--json"]);
+    assert_eq!(out.code, 1, "{}", out.stderr);
+    let report: serde_json::Value = serde_json::from_str(&out.stdout).unwrap();
+    assert_eq!(report["corrupted"][0]["damage"], "missing", "{}", out.stdout);
+
+    std::fs::write(&path, "not a tree").unwrap();
+    let out = sb.run(&["store", "verify"]);
+    let err = out.failed();
+    assert!(err.contains(&path.display().to_string()) && err.contains("is not a directory"), "{err}");
+
+    std::fs::remove_file(&path).unwrap();
+    std::fs::rename(&aside, &path).unwrap();
+    sb.run(&["store", "verify"]).ok();
+}
+
+#[test]
 fn verify_repair_fetches_the_source_again_and_refuses_what_does_not_match() {
     let sb = Sandbox::new();
     let server = Server::start();

@@ -128,26 +128,18 @@ impl std::fmt::Display for TreeHash {
     }
 }
 
-/// Builds the model of the tree at `root` from disk, hashing every file.
+/// Builds the model of the tree at `root` from disk, hashing every file. Below the root, entries
+/// are opened and read relative to their open directory, and `readdir` gives each one's type: a
+/// file costs an open, an `fstat`, one read if it fits the buffer and a close; a symlink one
+/// `readlinkat`.
 pub fn scan(root: &Path) -> std::io::Result<Node> {
-    scan_visiting(root, &mut |_, _| {})
-}
-
-/// As [`scan`], handing `visit` the path and metadata of every directory and file on the way
-/// (verify checks modes in the same pass). Below the root, entries are opened and read relative
-/// to their open directory, and `readdir` gives each one's type: a file costs an open, an
-/// `fstat`, one read if it fits the buffer and a close; a symlink one `readlinkat`.
-pub fn scan_visiting(root: &Path, visit: &mut dyn FnMut(&Path, &std::fs::Metadata)) -> std::io::Result<Node> {
     let meta = fs_err::symlink_metadata(root)?;
     let ft = meta.file_type();
     if ft.is_symlink() {
         Ok(Node::Symlink(fs_err::read_link(root)?.into_os_string()))
     } else if ft.is_dir() {
-        let dir = DirFd::open(root)?;
-        visit(root, &dir.metadata().map_err(|e| at(root, e))?);
-        scan_dir(&mut root.to_path_buf(), &dir, visit)
+        scan_dir(&mut root.to_path_buf(), &DirFd::open(root)?)
     } else if ft.is_file() {
-        visit(root, &meta);
         let (hash, size) = hash_file(root)?;
         Ok(Node::File { size, executable: meta.permissions().mode() & 0o111 != 0, hash })
     } else {
@@ -155,45 +147,15 @@ pub fn scan_visiting(root: &Path, visit: &mut dyn FnMut(&Path, &std::fs::Metadat
     }
 }
 
-fn scan_dir(
-    path: &mut PathBuf,
-    dir: &DirFd,
-    visit: &mut dyn FnMut(&Path, &std::fs::Metadata),
-) -> std::io::Result<Node> {
+fn scan_dir(path: &mut PathBuf, dir: &DirFd) -> std::io::Result<Node> {
     let mut children = BTreeMap::new();
     for (name, kind) in dir.entries().map_err(|e| at(path, e))? {
         path.push(&name);
-        let kind = match kind {
-            Some(kind) => kind,
-            // The filesystem does not say: ask.
-            None => {
-                let ft = fs_err::symlink_metadata(&*path)?.file_type();
-                if ft.is_dir() {
-                    EntryKind::Dir
-                } else if ft.is_symlink() {
-                    EntryKind::Symlink
-                } else if ft.is_file() {
-                    EntryKind::File
-                } else {
-                    EntryKind::Other
-                }
-            }
-        };
-        let node = match kind {
+        let node = match entry_kind(path, kind)? {
             EntryKind::Symlink => Node::Symlink(sys::read_link_at(dir, &name).map_err(|e| at(path, e))?),
-            EntryKind::Dir => {
-                let sub = DirFd::open_at(dir, &name, path)?;
-                visit(path, &sub.metadata().map_err(|e| at(path, e))?);
-                scan_dir(path, &sub, visit)?
-            }
+            EntryKind::Dir => scan_dir(path, &DirFd::open_at(dir, &name, path)?)?,
             EntryKind::File => {
-                let mut file = sys::open_file_at(dir, &name).map_err(|e| at(path, e))?;
-                let meta = file.metadata().map_err(|e| at(path, e))?;
-                if !meta.is_file() {
-                    return Err(neither(path));
-                }
-                visit(path, &meta);
-                let (hash, size) = hash_open(&mut file, Some(meta.len())).map_err(|e| at(path, e))?;
+                let (meta, hash, size) = read_file_at(dir, &name, path)?;
                 Node::File { size, executable: meta.permissions().mode() & 0o111 != 0, hash }
             }
             EntryKind::Other => return Err(neither(path)),
@@ -202,6 +164,125 @@ fn scan_dir(
         path.pop();
     }
     Ok(Node::Dir(children))
+}
+
+/// The canonical hash of the directory tree at `root`, computed as it is read, without building
+/// its model: each directory's entries are sorted and fed to one hasher in the serialization's
+/// order. `visit` is handed the path and metadata of every directory and file on the way (verify
+/// checks modes in the same pass). The same hash as `scan(root)?.tree_hash()`.
+pub fn hash_dir_visiting(
+    root: &Path,
+    visit: &mut dyn FnMut(&Path, &std::fs::Metadata),
+) -> std::io::Result<TreeHash> {
+    let dir = DirFd::open(root)?;
+    visit(root, &dir.metadata().map_err(|e| at(root, e))?);
+    let mut out = Serializer::new();
+    out.put(b"envctl-tree-v1\0");
+    hash_dir(&mut root.to_path_buf(), &dir, visit, &mut out)?;
+    Ok(out.finish())
+}
+
+fn hash_dir(
+    path: &mut PathBuf,
+    dir: &DirFd,
+    visit: &mut dyn FnMut(&Path, &std::fs::Metadata),
+    out: &mut Serializer,
+) -> std::io::Result<()> {
+    let mut entries = dir.entries().map_err(|e| at(path, e))?;
+    entries.sort_unstable_by(|a, b| a.0.as_bytes().cmp(b.0.as_bytes()));
+    out.put(b"d");
+    out.put(&(entries.len() as u64).to_le_bytes());
+    for (name, kind) in entries {
+        path.push(&name);
+        out.put(&(name.len() as u64).to_le_bytes());
+        out.put(name.as_bytes());
+        match entry_kind(path, kind)? {
+            EntryKind::Symlink => {
+                let target = sys::read_link_at(dir, &name).map_err(|e| at(path, e))?;
+                out.put(b"l");
+                out.put(&(target.len() as u64).to_le_bytes());
+                out.put(target.as_bytes());
+            }
+            EntryKind::Dir => {
+                let sub = DirFd::open_at(dir, &name, path)?;
+                visit(path, &sub.metadata().map_err(|e| at(path, e))?);
+                hash_dir(path, &sub, visit, out)?;
+            }
+            EntryKind::File => {
+                let (meta, hash, size) = read_file_at(dir, &name, path)?;
+                visit(path, &meta);
+                out.put(b"f");
+                out.put(if meta.permissions().mode() & 0o111 != 0 { b"x" } else { b"-" });
+                out.put(&size.to_le_bytes());
+                out.put(&hash);
+            }
+            EntryKind::Other => return Err(neither(path)),
+        }
+        path.pop();
+    }
+    Ok(())
+}
+
+/// The serialization on its way into blake3, gathered into large updates: fed a few bytes at a
+/// time the hasher compresses one 64-byte block after another, given many KiB at once it hashes
+/// several chunks side by side.
+struct Serializer {
+    hasher: blake3::Hasher,
+    buf: Vec<u8>,
+}
+
+impl Serializer {
+    const FLUSH_AT: usize = 64 * 1024;
+
+    fn new() -> Serializer {
+        Serializer { hasher: blake3::Hasher::new(), buf: Vec::with_capacity(Self::FLUSH_AT + 4096) }
+    }
+
+    fn put(&mut self, bytes: &[u8]) {
+        self.buf.extend_from_slice(bytes);
+        if self.buf.len() >= Self::FLUSH_AT {
+            self.hasher.update(&self.buf);
+            self.buf.clear();
+        }
+    }
+
+    fn finish(mut self) -> TreeHash {
+        self.hasher.update(&self.buf);
+        TreeHash(*self.hasher.finalize().as_bytes())
+    }
+}
+
+/// The type of the entry at `path`: what `readdir` said, or, where the filesystem does not say,
+/// what `lstat` says.
+fn entry_kind(path: &Path, kind: Option<EntryKind>) -> std::io::Result<EntryKind> {
+    if let Some(kind) = kind {
+        return Ok(kind);
+    }
+    let ft = fs_err::symlink_metadata(path)?.file_type();
+    Ok(if ft.is_dir() {
+        EntryKind::Dir
+    } else if ft.is_symlink() {
+        EntryKind::Symlink
+    } else if ft.is_file() {
+        EntryKind::File
+    } else {
+        EntryKind::Other
+    })
+}
+
+/// Opens the regular file `name` of `dir` (at `path`) and hashes it: its metadata, blake3, size.
+fn read_file_at(
+    dir: &DirFd,
+    name: &std::ffi::OsStr,
+    path: &Path,
+) -> std::io::Result<(std::fs::Metadata, [u8; 32], u64)> {
+    let mut file = sys::open_file_at(dir, name).map_err(|e| at(path, e))?;
+    let meta = file.metadata().map_err(|e| at(path, e))?;
+    if !meta.is_file() {
+        return Err(neither(path));
+    }
+    let (hash, size) = hash_open(&mut file, Some(meta.len())).map_err(|e| at(path, e))?;
+    Ok((meta, hash, size))
 }
 
 fn at(path: &Path, e: std::io::Error) -> std::io::Error {
@@ -274,6 +355,41 @@ mod tests {
         let moved = renamed.remove(std::ffi::OsStr::new("a")).unwrap();
         renamed.insert("c".into(), moved);
         assert_ne!(Node::Dir(a).tree_hash(), Node::Dir(renamed).tree_hash());
+    }
+
+    #[test]
+    fn hashing_a_directory_as_it_is_read_gives_the_hash_of_its_model() {
+        use std::os::unix::fs::PermissionsExt;
+        let tmp = tempfile::tempdir().unwrap();
+        let root = tmp.path().join("tree");
+        // Created out of name order, with names that sort differently as bytes and as text, a
+        // file larger than the read buffer, an empty directory and more entries than the
+        // serializer gathers before it hashes.
+        for dir in ["z", "a/deep/er", "B", "empty"] {
+            fs_err::create_dir_all(root.join(dir)).unwrap();
+        }
+        for i in (0..3000).rev() {
+            fs_err::write(root.join("z").join(format!("file-{i:04}-with-a-long-name")), i.to_string())
+                .unwrap();
+        }
+        fs_err::write(root.join("a/deep/er/big"), vec![7u8; 600 * 1024]).unwrap();
+        fs_err::write(root.join("B/run"), "#!/bin/sh\n").unwrap();
+        std::fs::set_permissions(root.join("B/run"), std::fs::Permissions::from_mode(0o755)).unwrap();
+        std::os::unix::fs::symlink("../a/deep", root.join("B/link")).unwrap();
+        fs_err::write(root.join("\u{e9}t\u{e9}"), "").unwrap();
+
+        let mut visited = Vec::new();
+        let streamed = hash_dir_visiting(&root, &mut |p, _| visited.push(p.to_owned())).unwrap();
+        assert_eq!(streamed, scan(&root).unwrap().tree_hash());
+        // Every directory and file, not the symlink: 7 directories, the root included, 3,003 files.
+        assert_eq!(visited.len(), 7 + 3003);
+        assert!(!visited.contains(&root.join("B/link")));
+
+        // And it changes with what the model sees: one file made executable.
+        std::fs::set_permissions(root.join("a/deep/er/big"), std::fs::Permissions::from_mode(0o755)).unwrap();
+        let changed = hash_dir_visiting(&root, &mut |_, _| {}).unwrap();
+        assert_ne!(changed, streamed);
+        assert_eq!(changed, scan(&root).unwrap().tree_hash());
     }
 
     #[test]

@@ -14,7 +14,7 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use crate::db::PathRecord;
 use crate::error::Result;
 use crate::store::Store;
-use crate::tree::{self, Node};
+use crate::tree;
 
 /// What kind of damage [`Store::verify`] found.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
@@ -76,9 +76,15 @@ pub(crate) fn check_path(dir: &Path, record: &PathRecord) -> Option<Corruption> 
             }
         }
     };
-    let (damage, problem) = match tree::scan_visiting(&path, &mut check_mode) {
-        Ok(node @ Node::Dir(_)) => {
-            let actual = node.tree_hash().to_string();
+    let hashed = match std::fs::symlink_metadata(&path) {
+        Ok(meta) if !meta.is_dir() => Err((Damage::Unreadable, "is not a directory".to_owned())),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Err((Damage::Missing, "is missing".to_owned())),
+        _ => tree::hash_dir_visiting(&path, &mut check_mode)
+            .map_err(|e| (Damage::Unreadable, format!("cannot be read: {e}"))),
+    };
+    let (damage, problem) = match hashed {
+        Ok(actual) => {
+            let actual = actual.to_string();
             if actual != record.tree_hash {
                 (Damage::Contents, format!("tree hash is {actual}, the database says {}", record.tree_hash))
             } else if let Some((first, mode)) = wrong.first() {
@@ -91,11 +97,7 @@ pub(crate) fn check_path(dir: &Path, record: &PathRecord) -> Option<Corruption> 
                 return None;
             }
         }
-        Ok(_) => (Damage::Unreadable, "is not a directory".to_owned()),
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound && !path.exists() => {
-            (Damage::Missing, "is missing".to_owned())
-        }
-        Err(e) => (Damage::Unreadable, format!("cannot be read: {e}")),
+        Err(found) => found,
     };
     Some(Corruption { name: record.name.clone(), problem, damage })
 }
