@@ -15,7 +15,8 @@
 //! the store normalizes them, so they carry nothing.
 //!
 //! The unpacker builds this model while it writes, hashing each file as it streams past, so an
-//! install never reads its tree back; `verify` builds it again from disk with [`scan`].
+//! install never reads its tree back. [`scan`] builds it again from disk (repair, derivations);
+//! verify only needs the hash and computes it as it reads, with [`hash_dir_visiting`].
 
 use std::collections::BTreeMap;
 use std::ffi::OsString;
