@@ -17,11 +17,12 @@
 //! shared (GC waits).
 
 use std::collections::HashMap;
-use std::os::unix::fs::{MetadataExt, PermissionsExt};
+use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 
 use crate::error::Result;
 use crate::store::Store;
+use crate::sys::{self, DirFd, EntryKind};
 use crate::tree;
 use crate::unpack;
 
@@ -36,59 +37,52 @@ pub struct OptimiseReport {
     pub bytes_saved: u64,
 }
 
+/// A regular file of the store, as the scan found it.
+struct Candidate {
+    path: PathBuf,
+    size: u64,
+    executable: bool,
+    ino: (u64, u64),
+    nlink: u64,
+}
+
 impl Store {
     /// Replaces identical files (same contents, same executable bit) across the store by hard links
-    /// to one copy. Only files whose size and mode collide are read.
+    /// to one copy. Only files whose size and mode collide are read. The store is scanned, and
+    /// those files hashed, on every core; the links are then made one at a time.
     pub fn optimise(&self) -> Result<OptimiseReport> {
-        struct Candidate {
-            path: PathBuf,
-            ino: (u64, u64),
-            nlink: u64,
-        }
         let _maintenance = self.maintenance_lock(true)?;
         recover(self.dir())?;
         let mut journal = Journal::open(self.dir())?;
         let mut report = OptimiseReport::default();
+
+        let mut records = self.list()?;
+        records.sort_by_key(|r| std::cmp::Reverse(r.files));
+        let roots: Vec<PathBuf> = records.iter().map(|r| self.dir.join(&r.name)).collect();
+        let found = on_every_core(&roots, |root, out: &mut Vec<Candidate>| scan(root, out))?;
+        report.files = found.len() as u64;
         let mut by_shape: HashMap<(u64, bool), Vec<Candidate>> = HashMap::new();
-        for record in self.list()? {
-            let root = self.dir.join(&record.name);
-            let mut stack = vec![root];
-            while let Some(dir) = stack.pop() {
-                for entry in fs_err::read_dir(&dir)? {
-                    let entry = entry?;
-                    let meta = fs_err::symlink_metadata(entry.path())?;
-                    if meta.is_dir() {
-                        stack.push(entry.path());
-                    } else if meta.is_file() {
-                        report.files += 1;
-                        if meta.len() > 0 {
-                            by_shape.entry((meta.len(), meta.mode() & 0o111 != 0)).or_default().push(
-                                Candidate {
-                                    path: entry.path(),
-                                    ino: (meta.dev(), meta.ino()),
-                                    nlink: meta.nlink(),
-                                },
-                            );
-                        }
-                    }
-                }
-            }
+        for c in found.into_iter().filter(|c| c.size > 0) {
+            by_shape.entry((c.size, c.executable)).or_default().push(c);
         }
+        // Only groups holding two different inodes can gain anything; each inode is read once.
+        by_shape.retain(|_, group| group.len() > 1 && group.iter().any(|c| c.ino != group[0].ino));
+        let mut to_hash: HashMap<(u64, u64), &Path> = HashMap::new();
+        for c in by_shape.values().flatten() {
+            to_hash.entry(c.ino).or_insert(&c.path);
+        }
+        let to_hash: Vec<((u64, u64), &Path)> = to_hash.into_iter().collect();
+        let hashes: HashMap<(u64, u64), [u8; 32]> = on_every_core(&to_hash, |(ino, path), out| {
+            out.push((*ino, tree::hash_file(path)?.0));
+            Ok(())
+        })?
+        .into_iter()
+        .collect();
+
         for ((size, _), group) in by_shape {
-            if group.len() < 2 || group.iter().all(|c| c.ino == group[0].ino) {
-                continue;
-            }
             let mut first_by_hash: HashMap<[u8; 32], (PathBuf, (u64, u64))> = HashMap::new();
-            let mut seen_inodes: HashMap<(u64, u64), [u8; 32]> = HashMap::new();
             for c in group {
-                let hash = match seen_inodes.get(&c.ino) {
-                    Some(h) => *h,
-                    None => {
-                        let h = tree::hash_file(&c.path)?.0;
-                        seen_inodes.insert(c.ino, h);
-                        h
-                    }
-                };
+                let hash = hashes[&c.ino];
                 match first_by_hash.get(&hash) {
                     None => {
                         first_by_hash.insert(hash, (c.path, c.ino));
@@ -107,6 +101,75 @@ impl Store {
         journal.finish()?;
         Ok(report)
     }
+}
+
+/// Runs `work` on every item, shared out over the machine's cores in order, and gathers what the
+/// calls push. The first error wins (the others still finish their item).
+fn on_every_core<I: Sync, T: Send>(
+    items: &[I],
+    work: impl Fn(&I, &mut Vec<T>) -> Result<()> + Sync,
+) -> Result<Vec<T>> {
+    use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+    let next = AtomicUsize::new(0);
+    let failed = AtomicBool::new(false);
+    let workers = std::thread::available_parallelism().map_or(2, |n| n.get()).min(items.len().max(1));
+    let results: Vec<Result<Vec<T>>> = std::thread::scope(|s| {
+        let handles: Vec<_> = (0..workers)
+            .map(|_| {
+                s.spawn(|| {
+                    let mut out = Vec::new();
+                    while !failed.load(Ordering::Relaxed) {
+                        let Some(item) = items.get(next.fetch_add(1, Ordering::Relaxed)) else { break };
+                        if let Err(e) = work(item, &mut out) {
+                            failed.store(true, Ordering::Relaxed);
+                            return Err(e);
+                        }
+                    }
+                    Ok(out)
+                })
+            })
+            .collect();
+        handles.into_iter().map(|h| h.join().unwrap_or_else(|p| std::panic::resume_unwind(p))).collect()
+    });
+    let mut all = Vec::new();
+    for r in results {
+        all.extend(r?);
+    }
+    Ok(all)
+}
+
+/// Every regular file under the store path `root`, read relative to open directories: `readdir`
+/// gives each entry's type, and a file costs one `fstatat`.
+fn scan(root: &Path, out: &mut Vec<Candidate>) -> Result<()> {
+    fn walk(path: &mut PathBuf, dir: &DirFd, out: &mut Vec<Candidate>) -> std::io::Result<()> {
+        for (name, kind) in dir.entries()? {
+            path.push(&name);
+            match kind {
+                Some(EntryKind::Dir) => walk(path, &DirFd::open_at(dir, &name, path)?, out)?,
+                Some(EntryKind::Symlink | EntryKind::Other) => {}
+                // A file, or a filesystem that does not say: `lstat` tells.
+                Some(EntryKind::File) | None => {
+                    let st = sys::stat_at(dir, &name)
+                        .map_err(|e| std::io::Error::new(e.kind(), format!("{e}: `{}`", path.display())))?;
+                    match st.st_mode & libc::S_IFMT {
+                        libc::S_IFREG => out.push(Candidate {
+                            path: path.clone(),
+                            size: st.st_size as u64,
+                            executable: st.st_mode & 0o111 != 0,
+                            ino: (st.st_dev, st.st_ino),
+                            nlink: st.st_nlink,
+                        }),
+                        libc::S_IFDIR => walk(path, &DirFd::open_at(dir, &name, path)?, out)?,
+                        _ => {}
+                    }
+                }
+            }
+            path.pop();
+        }
+        Ok(())
+    }
+    let mut path = root.to_path_buf();
+    Ok(walk(&mut path, &DirFd::open(root)?, out)?)
 }
 
 /// The list of directories an optimise has opened (see the module docs).

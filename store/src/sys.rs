@@ -196,6 +196,18 @@ fn open_reading(at: libc::c_int, name: &std::ffi::CStr, extra: libc::c_int) -> s
     if fd < 0 { Err(std::io::Error::last_os_error()) } else { Ok(fd) }
 }
 
+/// `lstat` of `name` in `dir`: a symlink there is described, not followed.
+pub(crate) fn stat_at(dir: &DirFd, name: &std::ffi::OsStr) -> std::io::Result<libc::stat> {
+    let c = c_name(name)?;
+    // SAFETY: an all-zero `stat` is a valid value of this plain C struct.
+    let mut st: libc::stat = unsafe { std::mem::zeroed() };
+    // SAFETY: a valid descriptor and NUL-terminated name; the kernel fills `st`.
+    if unsafe { libc::fstatat(dir.raw(), c.as_ptr(), &mut st, libc::AT_SYMLINK_NOFOLLOW) } != 0 {
+        return Err(std::io::Error::last_os_error());
+    }
+    Ok(st)
+}
+
 /// The target of the symlink `name` in `dir`.
 pub(crate) fn read_link_at(dir: &DirFd, name: &std::ffi::OsStr) -> std::io::Result<std::ffi::OsString> {
     use std::os::unix::ffi::OsStrExt;
