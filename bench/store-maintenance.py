@@ -14,6 +14,9 @@ arms alternate, each after an untimed read of its inputs (the host trims the pag
 
   * verify: `envctl store verify` vs `nix-store --verify --check-contents`, against the floor of
     `b3sum` over the same files on two processes;
+  * optimise: `envctl store optimise` vs `nix-store --optimise` over the same trees (no two files
+    alike, so both read everything and link nothing; Nix's first pass also fills its `.links`
+    index, and its later passes skip every file already in it);
   * GC: 20 more packages (60,000 files) installed unrooted on both sides, untimed, then
     `envctl gc` vs `nix-store --delete` of the same 20 paths.
 
@@ -75,6 +78,7 @@ def main():
     env_kept = sorted(os.path.join(store, n) for n in os.listdir(store) if "-pkg" in n)
 
     verify_e, verify_n, verify_f = [], [], []
+    optimise_e, optimise_n = [], []
     b3 = os.path.join(WORK, "b3sum-floor.sh")
     with open(b3, "w") as f:
         f.write('find "$@" -type f -print0 | xargs -0 -P2 -n 2000 b3sum > /dev/null\n')
@@ -88,6 +92,10 @@ def main():
         verify_n.append(timed(["nix-store", "--verify", "--check-contents"], nix_env))
         read_all(env_kept)
         verify_f.append(timed(["sh", b3] + env_kept))
+        read_all(env_kept)
+        optimise_e.append(timed([envctl, "store", "optimise"], env))
+        read_all(nix_kept)
+        optimise_n.append(timed(["nix-store", "--optimise"], nix_env))
 
         # GC: the same 20 trees unrooted, then deleted; each arm installs its own set, untimed.
         def add_envctl():
@@ -123,16 +131,22 @@ def main():
         "| --- | ---: | ---: | ---: | ---: | ---: |",
         f"| verify (`store verify` / `--verify --check-contents`) | {med(verify_e):.2f} s | {med(verify_n):.2f} s | "
         f"b3sum on 2 processes: {med(verify_f):.2f} s | {med(verify_e) / med(verify_n):.2f}x | {med(verify_e) / med(verify_f):.2f}x |",
+        f"| optimise (`store optimise` / `--optimise`) | {med(optimise_e):.2f} s | {med(optimise_n):.2f} s | "
+        f"the same b3sum: {med(verify_f):.2f} s | {med(optimise_e) / med(optimise_n):.2f}x | {med(optimise_e) / med(verify_f):.2f}x |",
+        f"| optimise, first round (Nix fills `.links`) | {optimise_e[0]:.2f} s | {optimise_n[0]:.2f} s | | "
+        f"{optimise_e[0] / optimise_n[0]:.2f}x | |",
         f"| GC of {DOOMED} packages (`gc` / `nix-store --delete`) | {med(gc_e):.2f} s | {med(gc_n):.2f} s | | "
         f"{med(gc_e) / med(gc_n):.2f}x | |",
         "",
         "raw (s): verify envctl " + " ".join(f"{x:.2f}" for x in verify_e)
         + "; nix " + " ".join(f"{x:.2f}" for x in verify_n)
         + "; b3sum " + " ".join(f"{x:.2f}" for x in verify_f),
+        "raw (s): optimise envctl " + " ".join(f"{x:.2f}" for x in optimise_e)
+        + "; nix " + " ".join(f"{x:.2f}" for x in optimise_n),
         "raw (s): gc envctl " + " ".join(f"{x:.2f}" for x in gc_e) + "; nix " + " ".join(f"{x:.2f}" for x in gc_n),
     ]
     if gc_o:
-        lines.insert(6, f"| GC, baseline build (`ENVCTL_BASELINE={baseline}`) | {med(gc_o):.2f} s | | | "
+        lines.insert(8, f"| GC, baseline build (`ENVCTL_BASELINE={baseline}`) | {med(gc_o):.2f} s | | | "
                         f"{med(gc_o) / med(gc_n):.2f}x | |")
         lines.append("raw (s): gc baseline " + " ".join(f"{x:.2f}" for x in gc_o))
     os.makedirs(OUT, exist_ok=True)
