@@ -477,6 +477,60 @@ fn optimise_links_identical_files_and_the_store_still_verifies() {
 }
 
 #[test]
+fn optimise_scans_each_path_once_and_links_a_later_one_to_what_it_recorded() {
+    let sb = Sandbox::new();
+    let server = Server::start();
+    let shared = vec![42u8; 100_000];
+    let add = |name: &str, shared: &[u8]| {
+        let bytes = Archive::new()
+            .with(Entry::file("lib/libshared.so", shared.to_vec()))
+            .with(Entry::file(name, name))
+            .tar();
+        let url = server.serve(&format!("/{name}.tar"), bytes.clone());
+        sb.add(&url, &sha256_hex(&bytes), name, "1", &[]).ok()
+    };
+    let report = |sb: &Sandbox| -> serde_json::Value {
+        let out = sb.run(&["store", "optimise", "--json"]);
+        out.ok();
+        serde_json::from_str(&out.stdout).unwrap()
+    };
+    let ino = |p: &str| std::fs::metadata(Path::new(p).join("lib/libshared.so")).unwrap().ino();
+    let pa = add("a", &shared);
+    let pb = add("b", &shared);
+    let first = report(&sb);
+    assert_eq!((first["files"].as_u64(), first["linked"].as_u64()), (Some(4), Some(1)));
+    // Nothing new: nothing scanned.
+    let second = report(&sb);
+    assert_eq!((second["paths"].as_u64(), second["files"].as_u64()), (Some(0), Some(0)));
+
+    // A later path with the same library is scanned alone and linked to the recorded copy.
+    let pc = add("c", &shared);
+    let third = report(&sb);
+    assert_eq!((third["files"].as_u64(), third["linked"].as_u64()), (Some(2), Some(1)), "{third}");
+    assert_eq!(ino(&pc), ino(&pa));
+    assert_eq!(ino(&pb), ino(&pa));
+    sb.run(&["store", "verify"]).ok();
+
+    // A recorded copy damaged since is read again first, and nothing is linked to it.
+    tamper(&Path::new(&pa).join("lib/libshared.so"));
+    let pd = add("d", &shared);
+    assert_eq!(report(&sb)["linked"], 0);
+    assert_ne!(ino(&pd), ino(&pa));
+    assert_eq!(std::fs::read(Path::new(&pd).join("lib/libshared.so")).unwrap(), shared);
+    let out = sb.run(&["store", "verify"]);
+    let err = out.failed();
+    assert!(!err.contains(&pd), "the new path was damaged: {err}");
+
+    // Collected paths take their records with them: a new copy after GC is scanned and kept.
+    sb.run(&["gc"]).ok();
+    assert!(!Path::new(&pa).exists());
+    let pe = add("e", &shared);
+    let last = report(&sb);
+    assert_eq!((last["paths"].as_u64(), last["linked"].as_u64()), (Some(1), Some(0)), "{last}");
+    assert_eq!(std::fs::read(Path::new(&pe).join("lib/libshared.so")).unwrap(), shared);
+}
+
+#[test]
 fn info_and_ls_describe_paths_in_text_and_json() {
     let sb = Sandbox::new();
     let server = Server::start();

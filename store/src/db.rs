@@ -12,6 +12,8 @@
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
+use std::collections::HashMap;
+
 use rusqlite::{Connection, OptionalExtension, TransactionBehavior, params};
 
 use crate::error::{Error, Result};
@@ -50,7 +52,36 @@ const MIGRATIONS: &[&str] = &[
         inputs   TEXT NOT NULL,               -- JSON: [{name, path, priority}] in farm order
         manifest TEXT NOT NULL
     );",
+    // 3: what optimise has seen, so that it reads each store path once in the store's life: the
+    // paths it has scanned, and each of their regular files with the blake3 of its contents once
+    // a file of the same size and mode gave a reason to read it.
+    "CREATE TABLE optimised_paths (
+        path_id INTEGER PRIMARY KEY REFERENCES paths(id) ON DELETE CASCADE
+    );
+    CREATE TABLE optimised_files (
+        path_id    INTEGER NOT NULL REFERENCES paths(id) ON DELETE CASCADE,
+        file       BLOB NOT NULL,             -- inside the store path, as its bytes
+        size       INTEGER NOT NULL,
+        executable INTEGER NOT NULL,
+        hash       BLOB                       -- blake3 of the contents; NULL until read
+    );
+    CREATE INDEX optimised_files_path ON optimised_files(path_id);",
 ];
+
+/// A regular file of a store path that optimise has seen (see [`Database::optimised_files`]).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SeenFile {
+    /// The store path's name.
+    pub path: String,
+    /// Its place inside the store path, as bytes.
+    pub file: Vec<u8>,
+    /// Its size in bytes.
+    pub size: u64,
+    /// Whether it is executable.
+    pub executable: bool,
+    /// blake3 of its contents, once read.
+    pub hash: Option<[u8; 32]>,
+}
 
 /// What a path must escape inside an SQLite `file:` URI.
 const URI_PATH: &percent_encoding::AsciiSet =
@@ -306,6 +337,109 @@ impl Database {
             let rid = rid.ok_or_else(|| Error::NotInStore(reference.clone()))?;
             tx.execute("INSERT OR IGNORE INTO refs (referrer, reference) VALUES (?1, ?2)", params![id, rid])
                 .map_err(err)?;
+        }
+        tx.commit().map_err(err)
+    }
+
+    /// Valid paths optimise has not scanned yet.
+    pub fn unoptimised(&self) -> Result<Vec<PathRecord>> {
+        let mut stmt = self
+            .conn
+            .prepare(&format!(
+                "SELECT {COLUMNS} FROM paths p WHERE p.id NOT IN (SELECT path_id FROM optimised_paths) ORDER BY p.name"
+            ))
+            .map_err(self.err())?;
+        let rows = stmt.query_map([], record).map_err(self.err())?;
+        rows.collect::<rusqlite::Result<_>>().map_err(self.err())
+    }
+
+    /// The files optimise has seen whose size and mode are among `shapes`, in paths still valid,
+    /// with their row ids. One pass over the table: it is read only when new paths are there to
+    /// compare, and a lookup per shape cost more than the pass.
+    pub fn optimised_files(
+        &self,
+        shapes: &std::collections::HashSet<(u64, bool)>,
+    ) -> Result<Vec<(i64, SeenFile)>> {
+        let mut stmt = self
+            .conn
+            .prepare(
+                "SELECT f.rowid, p.name, f.file, f.size, f.executable, f.hash
+                 FROM optimised_files f JOIN paths p ON f.path_id = p.id",
+            )
+            .map_err(self.err())?;
+        let mut rows = stmt.query([]).map_err(self.err())?;
+        let mut out = Vec::new();
+        while let Some(r) = rows.next().map_err(self.err())? {
+            let shape = (r.get::<_, i64>(3).map_err(self.err())? as u64, r.get(4).map_err(self.err())?);
+            if !shapes.contains(&shape) {
+                continue;
+            }
+            let hash: Option<Vec<u8>> = r.get(5).map_err(self.err())?;
+            out.push((
+                r.get(0).map_err(self.err())?,
+                SeenFile {
+                    path: r.get(1).map_err(self.err())?,
+                    file: r.get(2).map_err(self.err())?,
+                    size: shape.0,
+                    executable: shape.1,
+                    hash: hash.and_then(|h| <[u8; 32]>::try_from(h).ok()),
+                },
+            ));
+        }
+        Ok(out)
+    }
+
+    /// Records, in one transaction, what an optimise saw: `paths` scanned, the `files` found in
+    /// them, and hashes `learned` of files seen before.
+    pub fn record_optimised(
+        &mut self,
+        paths: &[String],
+        files: &[SeenFile],
+        learned: &[(i64, [u8; 32])],
+    ) -> Result<()> {
+        let path = self.path.clone();
+        let err = |e| Error::db(&path, e);
+        // A first optimise of a large store writes a row per file (180,000 for the benchmark
+        // store): with SQLite's default 2 MB page cache the transaction spilled pages to the
+        // WAL as it went.
+        self.conn.pragma_update(None, "cache_size", -65536).map_err(err)?;
+        let tx = self.conn.transaction_with_behavior(TransactionBehavior::Immediate).map_err(err)?;
+        {
+            let mut ids: HashMap<&str, Option<i64>> = HashMap::new();
+            let mut id_of = tx.prepare("SELECT id FROM paths WHERE name = ?1").map_err(err)?;
+            let mut file_row = tx
+                .prepare(
+                    "INSERT INTO optimised_files (path_id, file, size, executable, hash)
+                     VALUES (?1, ?2, ?3, ?4, ?5)",
+                )
+                .map_err(err)?;
+            for f in files {
+                let id = match ids.get(f.path.as_str()) {
+                    Some(id) => *id,
+                    None => {
+                        let id = id_of.query_row([&f.path], |r| r.get(0)).optional().map_err(err)?;
+                        *ids.entry(&f.path).or_insert(id)
+                    }
+                };
+                // A path collected meanwhile has nothing to record.
+                let Some(id) = id else { continue };
+                file_row
+                    .execute(params![id, f.file, f.size as i64, f.executable, f.hash.map(|h| h.to_vec())])
+                    .map_err(err)?;
+            }
+            let mut hash_row =
+                tx.prepare("UPDATE optimised_files SET hash = ?2 WHERE rowid = ?1").map_err(err)?;
+            for (row, hash) in learned {
+                hash_row.execute(params![row, hash.to_vec()]).map_err(err)?;
+            }
+            let mut path_row = tx
+                .prepare(
+                    "INSERT OR IGNORE INTO optimised_paths (path_id) SELECT id FROM paths WHERE name = ?1",
+                )
+                .map_err(err)?;
+            for p in paths {
+                path_row.execute([p]).map_err(err)?;
+            }
         }
         tx.commit().map_err(err)
     }

@@ -17,9 +17,12 @@
 //! shared (GC waits).
 
 use std::collections::HashMap;
-use std::os::unix::fs::PermissionsExt;
+use std::ffi::OsStr;
+use std::os::unix::ffi::OsStrExt;
+use std::os::unix::fs::{MetadataExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 
+use crate::db::SeenFile;
 use crate::error::Result;
 use crate::store::Store;
 use crate::sys::{self, DirFd, EntryKind};
@@ -29,7 +32,9 @@ use crate::unpack;
 /// The outcome of [`Store::optimise`].
 #[derive(Debug, Clone, Default, serde::Serialize)]
 pub struct OptimiseReport {
-    /// Files scanned.
+    /// Store paths scanned: those added since the last optimise.
+    pub paths: u64,
+    /// Files scanned, in those paths.
     pub files: u64,
     /// Files replaced by a hard link to an identical one.
     pub linked: u64,
@@ -37,68 +42,171 @@ pub struct OptimiseReport {
     pub bytes_saved: u64,
 }
 
-/// A regular file of the store, as the scan found it.
+/// A regular file of a store path not optimised before, as the scan found it.
 struct Candidate {
+    /// The store path it is in, and its place there.
+    seen: SeenFile,
     path: PathBuf,
-    size: u64,
-    executable: bool,
     ino: (u64, u64),
     nlink: u64,
 }
 
+/// What a file with given contents can be linked to: the first file found with them.
+struct Keep {
+    path: PathBuf,
+    /// Its inode, once known.
+    ino: Option<(u64, u64)>,
+    /// Whether its contents were read in this run (a hash recorded by an earlier one is read again
+    /// before anything is linked to it: the file may have been damaged since).
+    checked: bool,
+}
+
 impl Store {
     /// Replaces identical files (same contents, same executable bit) across the store by hard links
-    /// to one copy. Only files whose size and mode collide are read. The store is scanned, and
-    /// those files hashed, on every core; the links are then made one at a time.
+    /// to one copy. Each store path is scanned once in the store's life: what optimise saw is
+    /// recorded in the database, and a later run scans only the paths added since, comparing
+    /// their files with the recorded ones. Only files whose size and mode collide are read. The
+    /// scan and that reading run on every core; the links are made one at a time.
     pub fn optimise(&self) -> Result<OptimiseReport> {
         let _maintenance = self.maintenance_lock(true)?;
         recover(self.dir())?;
         let mut journal = Journal::open(self.dir())?;
         let mut report = OptimiseReport::default();
 
-        let mut records = self.list()?;
+        let mut records = self.db().unoptimised()?;
+        if records.is_empty() {
+            return Ok(report);
+        }
         records.sort_by_key(|r| std::cmp::Reverse(r.files));
-        let roots: Vec<PathBuf> = records.iter().map(|r| self.dir.join(&r.name)).collect();
-        let found = on_every_core(&roots, |root, out: &mut Vec<Candidate>| scan(root, out))?;
+        report.paths = records.len() as u64;
+        let found = on_every_core(&records, |record, out: &mut Vec<Candidate>| {
+            scan(&self.dir.join(&record.name), &record.name, out)
+        })?;
         report.files = found.len() as u64;
         let mut by_shape: HashMap<(u64, bool), Vec<Candidate>> = HashMap::new();
-        for c in found.into_iter().filter(|c| c.size > 0) {
-            by_shape.entry((c.size, c.executable)).or_default().push(c);
+        for c in found.into_iter().filter(|c| c.seen.size > 0) {
+            by_shape.entry((c.seen.size, c.seen.executable)).or_default().push(c);
         }
-        // Only groups holding two different inodes can gain anything; each inode is read once.
-        by_shape.retain(|_, group| group.len() > 1 && group.iter().any(|c| c.ino != group[0].ino));
-        let mut to_hash: HashMap<(u64, u64), &Path> = HashMap::new();
-        for c in by_shape.values().flatten() {
-            to_hash.entry(c.ino).or_insert(&c.path);
+        // The files seen before with the same sizes and modes.
+        let mut known: HashMap<(u64, bool), Vec<(i64, SeenFile)>> = HashMap::new();
+        let shapes = by_shape.keys().copied().collect();
+        for (row, f) in self.db().optimised_files(&shapes)? {
+            known.entry((f.size, f.executable)).or_default().push((row, f));
         }
-        let to_hash: Vec<((u64, u64), &Path)> = to_hash.into_iter().collect();
-        let hashes: HashMap<(u64, u64), [u8; 32]> = on_every_core(&to_hash, |(ino, path), out| {
-            out.push((*ino, tree::hash_file(path)?.0));
-            Ok(())
-        })?
-        .into_iter()
-        .collect();
 
-        for ((size, _), group) in by_shape {
-            let mut first_by_hash: HashMap<[u8; 32], (PathBuf, (u64, u64))> = HashMap::new();
+        // Read what can gain anything: in each size and mode, the new files (once per inode) and
+        // the known files never read, where two different files are there to compare.
+        enum Read<'a> {
+            New((u64, u64), &'a Path),
+            Known((u64, bool), usize, PathBuf),
+        }
+        let mut reads = Vec::new();
+        for (shape, group) in &by_shape {
+            let old = known.get(shape).map_or(&[][..], Vec::as_slice);
+            let mut inodes: Vec<(u64, u64)> = group.iter().map(|c| c.ino).collect();
+            inodes.sort_unstable();
+            inodes.dedup();
+            if inodes.len() + old.len() < 2 {
+                continue;
+            }
+            let mut queued = std::collections::HashSet::new();
             for c in group {
-                let hash = hashes[&c.ino];
-                match first_by_hash.get(&hash) {
+                if queued.insert(c.ino) {
+                    reads.push(Read::New(c.ino, &c.path));
+                }
+            }
+            for (i, (_, f)) in old.iter().enumerate() {
+                if f.hash.is_none() {
+                    reads.push(Read::Known(
+                        *shape,
+                        i,
+                        self.dir.join(&f.path).join(OsStr::from_bytes(&f.file)),
+                    ));
+                }
+            }
+        }
+        enum Hashed {
+            New((u64, u64), [u8; 32]),
+            Known((u64, bool), usize, [u8; 32]),
+        }
+        let hashed = on_every_core(&reads, |read, out| {
+            match read {
+                Read::New(ino, path) => out.push(Hashed::New(*ino, tree::hash_file(path)?.0)),
+                // A recorded file that cannot be read now (damaged, being repaired) is left out.
+                Read::Known(shape, i, path) => {
+                    if let Ok((h, _)) = tree::hash_file(path) {
+                        out.push(Hashed::Known(*shape, *i, h));
+                    }
+                }
+            }
+            Ok(())
+        })?;
+        let mut hashes: HashMap<(u64, u64), [u8; 32]> = HashMap::new();
+        let mut learned = Vec::new();
+        let mut read_now: std::collections::HashSet<((u64, bool), usize)> = Default::default();
+        for h in hashed {
+            match h {
+                Hashed::New(ino, hash) => {
+                    hashes.insert(ino, hash);
+                }
+                Hashed::Known(shape, i, hash) => {
+                    let (row, f) = &mut known.get_mut(&shape).expect("read from it")[i];
+                    f.hash = Some(hash);
+                    learned.push((*row, hash));
+                    read_now.insert((shape, i));
+                }
+            }
+        }
+
+        for (shape, group) in &by_shape {
+            let mut keeps: HashMap<[u8; 32], Keep> = HashMap::new();
+            for (i, (_, f)) in known.get(shape).map_or(&[][..], Vec::as_slice).iter().enumerate() {
+                if let Some(hash) = f.hash {
+                    let path = self.dir.join(&f.path).join(OsStr::from_bytes(&f.file));
+                    let checked = read_now.contains(&(*shape, i));
+                    keeps.entry(hash).or_insert(Keep { path, ino: None, checked });
+                }
+            }
+            for c in group {
+                let Some(&hash) = hashes.get(&c.ino) else { continue };
+                let Some(keep) = keeps.get_mut(&hash) else {
+                    keeps.insert(hash, Keep { path: c.path.clone(), ino: Some(c.ino), checked: true });
+                    continue;
+                };
+                if !keep.checked {
+                    // Recorded by an earlier run: read it again before linking anything to it.
+                    keep.checked = true;
+                    if tree::hash_file(&keep.path).ok().map(|(h, _)| h) != Some(hash) {
+                        *keep = Keep { path: c.path.clone(), ino: Some(c.ino), checked: true };
+                        continue;
+                    }
+                }
+                let keep_ino = match keep.ino {
+                    Some(ino) => ino,
                     None => {
-                        first_by_hash.insert(hash, (c.path, c.ino));
+                        let meta = fs_err::symlink_metadata(&keep.path)?;
+                        *keep.ino.insert((meta.dev(), meta.ino()))
                     }
-                    Some((_, ino)) if *ino == c.ino => {}
-                    Some((keep, _)) => {
-                        replace_with_link(self.dir(), &mut journal, keep, &c.path)?;
-                        report.linked += 1;
-                        if c.nlink == 1 {
-                            report.bytes_saved += size;
-                        }
-                    }
+                };
+                if keep_ino == c.ino {
+                    continue;
+                }
+                replace_with_link(self.dir(), &mut journal, &keep.path, &c.path)?;
+                report.linked += 1;
+                if c.nlink == 1 {
+                    report.bytes_saved += shape.0;
                 }
             }
         }
         journal.finish()?;
+
+        let files: Vec<SeenFile> = by_shape
+            .into_values()
+            .flatten()
+            .map(|c| SeenFile { hash: hashes.get(&c.ino).copied(), ..c.seen })
+            .collect();
+        let names: Vec<String> = records.into_iter().map(|r| r.name).collect();
+        self.db().record_optimised(&names, &files, &learned)?;
         Ok(report)
     }
 }
@@ -138,28 +246,39 @@ fn on_every_core<I: Sync, T: Send>(
     Ok(all)
 }
 
-/// Every regular file under the store path `root`, read relative to open directories: `readdir`
-/// gives each entry's type, and a file costs one `fstatat`.
-fn scan(root: &Path, out: &mut Vec<Candidate>) -> Result<()> {
-    fn walk(path: &mut PathBuf, dir: &DirFd, out: &mut Vec<Candidate>) -> std::io::Result<()> {
-        for (name, kind) in dir.entries()? {
-            path.push(&name);
+/// Every regular file under the store path `root` (named `name`), read relative to open
+/// directories: `readdir` gives each entry's type, and a file costs one `fstatat`.
+fn scan(root: &Path, name: &str, out: &mut Vec<Candidate>) -> Result<()> {
+    fn walk(
+        root: &Path,
+        name: &str,
+        path: &mut PathBuf,
+        dir: &DirFd,
+        out: &mut Vec<Candidate>,
+    ) -> std::io::Result<()> {
+        for (entry, kind) in dir.entries()? {
+            path.push(&entry);
             match kind {
-                Some(EntryKind::Dir) => walk(path, &DirFd::open_at(dir, &name, path)?, out)?,
+                Some(EntryKind::Dir) => walk(root, name, path, &DirFd::open_at(dir, &entry, path)?, out)?,
                 Some(EntryKind::Symlink | EntryKind::Other) => {}
                 // A file, or a filesystem that does not say: `lstat` tells.
                 Some(EntryKind::File) | None => {
-                    let st = sys::stat_at(dir, &name)
+                    let st = sys::stat_at(dir, &entry)
                         .map_err(|e| std::io::Error::new(e.kind(), format!("{e}: `{}`", path.display())))?;
                     match st.st_mode & libc::S_IFMT {
                         libc::S_IFREG => out.push(Candidate {
+                            seen: SeenFile {
+                                path: name.to_owned(),
+                                file: path.strip_prefix(root).unwrap_or(path).as_os_str().as_bytes().to_vec(),
+                                size: st.st_size as u64,
+                                executable: st.st_mode & 0o111 != 0,
+                                hash: None,
+                            },
                             path: path.clone(),
-                            size: st.st_size as u64,
-                            executable: st.st_mode & 0o111 != 0,
                             ino: (st.st_dev, st.st_ino),
                             nlink: st.st_nlink,
                         }),
-                        libc::S_IFDIR => walk(path, &DirFd::open_at(dir, &name, path)?, out)?,
+                        libc::S_IFDIR => walk(root, name, path, &DirFd::open_at(dir, &entry, path)?, out)?,
                         _ => {}
                     }
                 }
@@ -169,7 +288,7 @@ fn scan(root: &Path, out: &mut Vec<Candidate>) -> Result<()> {
         Ok(())
     }
     let mut path = root.to_path_buf();
-    Ok(walk(&mut path, &DirFd::open(root)?, out)?)
+    Ok(walk(root, name, &mut path, &DirFd::open(root)?, out)?)
 }
 
 /// The list of directories an optimise has opened (see the module docs).

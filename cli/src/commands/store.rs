@@ -161,8 +161,9 @@ fn optimise(store: &Store, json: bool) -> Result<Status> {
         printer::json(&report);
     } else {
         printer::status(&format!(
-            "scanned {} files, replaced {} by hard links, saved {}",
+            "scanned {} files in {} store paths new since the last optimise, replaced {} by hard links, saved {}",
             report.files,
+            report.paths,
             report.linked,
             printer::bytes(report.bytes_saved)
         ));
