@@ -23,6 +23,7 @@ mod install;
 mod keys;
 mod lock;
 mod optimise;
+mod parallel;
 mod path;
 mod profile;
 mod repair;

@@ -24,6 +24,7 @@ use std::path::{Path, PathBuf};
 
 use crate::db::SeenFile;
 use crate::error::Result;
+use crate::parallel::on_every_core;
 use crate::store::Store;
 use crate::sys::{self, DirFd, EntryKind};
 use crate::tree;
@@ -209,41 +210,6 @@ impl Store {
         self.db().record_optimised(&names, &files, &learned)?;
         Ok(report)
     }
-}
-
-/// Runs `work` on every item, shared out over the machine's cores in order, and gathers what the
-/// calls push. The first error wins (the others still finish their item).
-fn on_every_core<I: Sync, T: Send>(
-    items: &[I],
-    work: impl Fn(&I, &mut Vec<T>) -> Result<()> + Sync,
-) -> Result<Vec<T>> {
-    use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
-    let next = AtomicUsize::new(0);
-    let failed = AtomicBool::new(false);
-    let workers = std::thread::available_parallelism().map_or(2, |n| n.get()).min(items.len().max(1));
-    let results: Vec<Result<Vec<T>>> = std::thread::scope(|s| {
-        let handles: Vec<_> = (0..workers)
-            .map(|_| {
-                s.spawn(|| {
-                    let mut out = Vec::new();
-                    while !failed.load(Ordering::Relaxed) {
-                        let Some(item) = items.get(next.fetch_add(1, Ordering::Relaxed)) else { break };
-                        if let Err(e) = work(item, &mut out) {
-                            failed.store(true, Ordering::Relaxed);
-                            return Err(e);
-                        }
-                    }
-                    Ok(out)
-                })
-            })
-            .collect();
-        handles.into_iter().map(|h| h.join().unwrap_or_else(|p| std::panic::resume_unwind(p))).collect()
-    });
-    let mut all = Vec::new();
-    for r in results {
-        all.extend(r?);
-    }
-    Ok(all)
 }
 
 /// Every regular file under the store path `root` (named `name`), read relative to open

@@ -8,11 +8,10 @@
 
 use std::os::unix::fs::PermissionsExt;
 use std::path::Path;
-use std::sync::Mutex;
-use std::sync::atomic::{AtomicUsize, Ordering};
 
 use crate::db::PathRecord;
 use crate::error::Result;
+use crate::parallel::on_every_core;
 use crate::store::Store;
 use crate::tree;
 
@@ -111,21 +110,10 @@ impl Store {
         // while the other threads have nothing to do. A file costs about as much as reading a
         // few KiB of it (an open, a stat, a close).
         records.sort_by_key(|r| std::cmp::Reverse(r.files.saturating_mul(4096).saturating_add(r.size)));
-        let next = AtomicUsize::new(0);
-        let found = Mutex::new(Vec::new());
-        let workers = std::thread::available_parallelism().map_or(2, |n| n.get()).min(records.len().max(1));
-        std::thread::scope(|s| {
-            for _ in 0..workers {
-                s.spawn(|| {
-                    while let Some(record) = records.get(next.fetch_add(1, Ordering::Relaxed)) {
-                        if let Some(c) = check_path(self.dir(), record) {
-                            found.lock().unwrap_or_else(|p| p.into_inner()).push(c);
-                        }
-                    }
-                });
-            }
-        });
-        let mut corrupted = found.into_inner().unwrap_or_else(|p| p.into_inner());
+        let mut corrupted = on_every_core(&records, |record, found| {
+            found.extend(check_path(self.dir(), record));
+            Ok(())
+        })?;
         corrupted.sort_by(|a, b| a.name.cmp(&b.name));
         Ok(VerifyReport { checked: records.len(), corrupted })
     }
