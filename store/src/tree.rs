@@ -64,36 +64,22 @@ impl Node {
 
     /// The canonical hash of this tree.
     pub fn tree_hash(&self) -> TreeHash {
-        let mut hasher = blake3::Hasher::new();
-        hasher.update(b"envctl-tree-v1\0");
-        self.serialize(&mut hasher);
-        TreeHash(*hasher.finalize().as_bytes())
+        let mut out = Serializer::new();
+        self.serialize(&mut out);
+        out.finish()
     }
 
-    fn serialize(&self, h: &mut blake3::Hasher) {
+    fn serialize(&self, out: &mut Serializer) {
         match self {
             Node::Dir(children) => {
-                h.update(b"d");
-                h.update(&(children.len() as u64).to_le_bytes());
+                out.dir(children.len());
                 for (name, child) in children {
-                    let name = name.as_bytes();
-                    h.update(&(name.len() as u64).to_le_bytes());
-                    h.update(name);
-                    child.serialize(h);
+                    out.name(name);
+                    child.serialize(out);
                 }
             }
-            Node::File { size, executable, hash } => {
-                h.update(b"f");
-                h.update(if *executable { b"x" } else { b"-" });
-                h.update(&size.to_le_bytes());
-                h.update(hash);
-            }
-            Node::Symlink(target) => {
-                let target = target.as_bytes();
-                h.update(b"l");
-                h.update(&(target.len() as u64).to_le_bytes());
-                h.update(target);
-            }
+            Node::File { size, executable, hash } => out.file(*executable, *size, hash),
+            Node::Symlink(target) => out.symlink(target),
         }
     }
 
@@ -178,7 +164,6 @@ pub fn hash_dir_visiting(
     let dir = DirFd::open(root)?;
     visit(root, &dir.metadata().map_err(|e| at(root, e))?);
     let mut out = Serializer::new();
-    out.put(b"envctl-tree-v1\0");
     hash_dir(&mut root.to_path_buf(), &dir, visit, &mut out)?;
     Ok(out.finish())
 }
@@ -191,19 +176,12 @@ fn hash_dir(
 ) -> std::io::Result<()> {
     let mut entries = dir.entries().map_err(|e| at(path, e))?;
     entries.sort_unstable_by(|a, b| a.0.as_bytes().cmp(b.0.as_bytes()));
-    out.put(b"d");
-    out.put(&(entries.len() as u64).to_le_bytes());
+    out.dir(entries.len());
     for (name, kind) in entries {
         path.push(&name);
-        out.put(&(name.len() as u64).to_le_bytes());
-        out.put(name.as_bytes());
+        out.name(&name);
         match entry_kind(path, kind)? {
-            EntryKind::Symlink => {
-                let target = sys::read_link_at(dir, &name).map_err(|e| at(path, e))?;
-                out.put(b"l");
-                out.put(&(target.len() as u64).to_le_bytes());
-                out.put(target.as_bytes());
-            }
+            EntryKind::Symlink => out.symlink(&sys::read_link_at(dir, &name).map_err(|e| at(path, e))?),
             EntryKind::Dir => {
                 let sub = DirFd::open_at(dir, &name, path)?;
                 visit(path, &sub.metadata().map_err(|e| at(path, e))?);
@@ -212,10 +190,7 @@ fn hash_dir(
             EntryKind::File => {
                 let (meta, hash, size) = read_file_at(dir, &name, path)?;
                 visit(path, &meta);
-                out.put(b"f");
-                out.put(if meta.permissions().mode() & 0o111 != 0 { b"x" } else { b"-" });
-                out.put(&size.to_le_bytes());
-                out.put(&hash);
+                out.file(meta.permissions().mode() & 0o111 != 0, size, &hash);
             }
             EntryKind::Other => return Err(neither(path)),
         }
@@ -224,9 +199,10 @@ fn hash_dir(
     Ok(())
 }
 
-/// The serialization on its way into blake3, gathered into large updates: fed a few bytes at a
-/// time the hasher compresses one 64-byte block after another, given many KiB at once it hashes
-/// several chunks side by side.
+/// The canonical serialization (see the module docs), written once here for the model and for
+/// trees hashed as they are read, on its way into blake3. It is gathered into large updates: fed
+/// a few bytes at a time the hasher compresses one 64-byte block after another, given many KiB at
+/// once it hashes several chunks side by side.
 struct Serializer {
     hasher: blake3::Hasher,
     buf: Vec<u8>,
@@ -236,7 +212,34 @@ impl Serializer {
     const FLUSH_AT: usize = 64 * 1024;
 
     fn new() -> Serializer {
-        Serializer { hasher: blake3::Hasher::new(), buf: Vec::with_capacity(Self::FLUSH_AT + 4096) }
+        let mut out =
+            Serializer { hasher: blake3::Hasher::new(), buf: Vec::with_capacity(Self::FLUSH_AT + 4096) };
+        out.put(b"envctl-tree-v1\0");
+        out
+    }
+
+    /// A directory of `count` children; each follows as its name, then its node.
+    fn dir(&mut self, count: usize) {
+        self.put(b"d");
+        self.put(&(count as u64).to_le_bytes());
+    }
+
+    fn name(&mut self, name: &std::ffi::OsStr) {
+        self.put(&(name.len() as u64).to_le_bytes());
+        self.put(name.as_bytes());
+    }
+
+    fn file(&mut self, executable: bool, size: u64, hash: &[u8; 32]) {
+        self.put(b"f");
+        self.put(if executable { b"x" } else { b"-" });
+        self.put(&size.to_le_bytes());
+        self.put(hash);
+    }
+
+    fn symlink(&mut self, target: &std::ffi::OsStr) {
+        self.put(b"l");
+        self.put(&(target.len() as u64).to_le_bytes());
+        self.put(target.as_bytes());
     }
 
     fn put(&mut self, bytes: &[u8]) {
