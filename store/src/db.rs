@@ -9,10 +9,9 @@
 //! A store path is valid exactly when it has a row in `paths`: registration is the commit point of
 //! an install, and unregistration the first step of a deletion.
 
+use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
-
-use std::collections::HashMap;
 
 use rusqlite::{Connection, OptionalExtension, TransactionBehavior, params};
 

@@ -104,25 +104,16 @@ impl Store {
         let mut reads = Vec::new();
         for (shape, group) in &by_shape {
             let old = known.get(shape).map_or(&[][..], Vec::as_slice);
-            let mut inodes: Vec<(u64, u64)> = group.iter().map(|c| c.ino).collect();
-            inodes.sort_unstable();
-            inodes.dedup();
-            if inodes.len() + old.len() < 2 {
+            let mut inodes = std::collections::HashSet::new();
+            let new: Vec<Read> =
+                group.iter().filter(|c| inodes.insert(c.ino)).map(|c| Read::New(c.ino, &c.path)).collect();
+            if new.len() + old.len() < 2 {
                 continue;
             }
-            let mut queued = std::collections::HashSet::new();
-            for c in group {
-                if queued.insert(c.ino) {
-                    reads.push(Read::New(c.ino, &c.path));
-                }
-            }
+            reads.extend(new);
             for (i, (_, f)) in old.iter().enumerate() {
                 if f.hash.is_none() {
-                    reads.push(Read::Known(
-                        *shape,
-                        i,
-                        self.dir.join(&f.path).join(OsStr::from_bytes(&f.file)),
-                    ));
+                    reads.push(Read::Known(*shape, i, self.place(f)));
                 }
             }
         }
@@ -163,9 +154,8 @@ impl Store {
             let mut keeps: HashMap<[u8; 32], Keep> = HashMap::new();
             for (i, (_, f)) in known.get(shape).map_or(&[][..], Vec::as_slice).iter().enumerate() {
                 if let Some(hash) = f.hash {
-                    let path = self.dir.join(&f.path).join(OsStr::from_bytes(&f.file));
                     let checked = read_now.contains(&(*shape, i));
-                    keeps.entry(hash).or_insert(Keep { path, ino: None, checked });
+                    keeps.entry(hash).or_insert(Keep { path: self.place(f), ino: None, checked });
                 }
             }
             for c in group {
@@ -209,6 +199,11 @@ impl Store {
         let names: Vec<String> = records.into_iter().map(|r| r.name).collect();
         self.db().record_optimised(&names, &files, &learned)?;
         Ok(report)
+    }
+
+    /// Where a file optimise recorded is on disk.
+    fn place(&self, f: &SeenFile) -> PathBuf {
+        self.dir.join(&f.path).join(OsStr::from_bytes(&f.file))
     }
 }
 
