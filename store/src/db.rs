@@ -65,13 +65,20 @@ const MIGRATIONS: &[&str] = &[
         hash       BLOB                       -- blake3 of the contents; NULL until read
     );
     CREATE INDEX optimised_files_path ON optimised_files(path_id);",
+    // 4: the same record as one packed value per store path (see `pack_seen`): a row per file made
+    // a first optimise of 180,000 files spend a quarter of its time inserting rows. What schema 3
+    // recorded is dropped; the next optimise scans every path once more.
+    "DROP TABLE optimised_files;
+    DROP TABLE optimised_paths;
+    CREATE TABLE optimised_paths (
+        path_id INTEGER PRIMARY KEY REFERENCES paths(id) ON DELETE CASCADE,
+        files   BLOB NOT NULL                 -- its regular files, packed (see `pack_seen`)
+    );",
 ];
 
 /// A regular file of a store path that optimise has seen (see [`Database::optimised_files`]).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct SeenFile {
-    /// The store path's name.
-    pub path: String,
     /// Its place inside the store path, as bytes.
     pub file: Vec<u8>,
     /// Its size in bytes.
@@ -80,6 +87,52 @@ pub struct SeenFile {
     pub executable: bool,
     /// blake3 of its contents, once read.
     pub hash: Option<[u8; 32]>,
+}
+
+/// A file optimise recorded: the store path it is in, and its place in that path's record.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub struct SeenAt {
+    path_id: i64,
+    index: u32,
+}
+
+/// Packs the files optimise saw in one store path into the value it records: for each file, the
+/// length of its place (u32) and the place, its size (u64), a flags byte (1: executable, 2: hash
+/// follows) and the blake3 of its contents when known; integers little-endian.
+fn pack_seen(files: &[SeenFile]) -> Vec<u8> {
+    let mut out = Vec::with_capacity(files.iter().map(|f| f.file.len() + 45).sum());
+    for f in files {
+        out.extend_from_slice(&(f.file.len() as u32).to_le_bytes());
+        out.extend_from_slice(&f.file);
+        out.extend_from_slice(&f.size.to_le_bytes());
+        out.push(u8::from(f.executable) | if f.hash.is_some() { 2 } else { 0 });
+        if let Some(hash) = &f.hash {
+            out.extend_from_slice(hash);
+        }
+    }
+    out
+}
+
+/// Reads back what [`pack_seen`] wrote; `None` for a value it cannot have written.
+fn unpack_seen(mut bytes: &[u8]) -> Option<Vec<SeenFile>> {
+    fn take<'a>(bytes: &mut &'a [u8], n: usize) -> Option<&'a [u8]> {
+        let (head, tail) = bytes.split_at_checked(n)?;
+        *bytes = tail;
+        Some(head)
+    }
+    let mut out = Vec::new();
+    while !bytes.is_empty() {
+        let len = u32::from_le_bytes(take(&mut bytes, 4)?.try_into().ok()?) as usize;
+        let file = take(&mut bytes, len)?.to_vec();
+        let size = u64::from_le_bytes(take(&mut bytes, 8)?.try_into().ok()?);
+        let flags = take(&mut bytes, 1)?[0];
+        if flags & !3 != 0 {
+            return None;
+        }
+        let hash = if flags & 2 != 0 { Some(take(&mut bytes, 32)?.try_into().ok()?) } else { None };
+        out.push(SeenFile { file, size, executable: flags & 1 != 0, hash });
+    }
+    Some(out)
 }
 
 /// What a path must escape inside an SQLite `file:` URI.
@@ -353,91 +406,73 @@ impl Database {
     }
 
     /// The files optimise has seen whose size and mode are among `shapes`, in paths still valid,
-    /// with their row ids. One pass over the table: it is read only when new paths are there to
-    /// compare, and a lookup per shape cost more than the pass.
+    /// with the name of the path each is in. A record that cannot be read (it cannot come from
+    /// envctl) is left out with a warning: its path is never linked to, nothing else is lost.
     pub fn optimised_files(
         &self,
         shapes: &std::collections::HashSet<(u64, bool)>,
-    ) -> Result<Vec<(i64, SeenFile)>> {
+    ) -> Result<Vec<(SeenAt, std::rc::Rc<str>, SeenFile)>> {
         let mut stmt = self
             .conn
             .prepare(
-                "SELECT f.rowid, p.name, f.file, f.size, f.executable, f.hash
-                 FROM optimised_files f JOIN paths p ON f.path_id = p.id",
+                "SELECT o.path_id, p.name, o.files FROM optimised_paths o JOIN paths p ON o.path_id = p.id",
             )
             .map_err(self.err())?;
         let mut rows = stmt.query([]).map_err(self.err())?;
         let mut out = Vec::new();
         while let Some(r) = rows.next().map_err(self.err())? {
-            let shape = (r.get::<_, i64>(3).map_err(self.err())? as u64, r.get(4).map_err(self.err())?);
-            if !shapes.contains(&shape) {
+            let path_id: i64 = r.get(0).map_err(self.err())?;
+            let name: std::rc::Rc<str> = r.get::<_, String>(1).map_err(self.err())?.into();
+            let Some(files) = unpack_seen(r.get_ref(2).map_err(self.err())?.as_blob().unwrap_or(&[])) else {
+                tracing::warn!(db = %self.path.display(), path = %name, "optimise's record of this store path is unreadable; it is left out");
                 continue;
+            };
+            for (index, f) in files.into_iter().enumerate() {
+                if shapes.contains(&(f.size, f.executable)) {
+                    out.push((SeenAt { path_id, index: index as u32 }, name.clone(), f));
+                }
             }
-            let hash: Option<Vec<u8>> = r.get(5).map_err(self.err())?;
-            out.push((
-                r.get(0).map_err(self.err())?,
-                SeenFile {
-                    path: r.get(1).map_err(self.err())?,
-                    file: r.get(2).map_err(self.err())?,
-                    size: shape.0,
-                    executable: shape.1,
-                    hash: hash.and_then(|h| <[u8; 32]>::try_from(h).ok()),
-                },
-            ));
         }
         Ok(out)
     }
 
-    /// Records, in one transaction, what an optimise saw: `paths` scanned, the `files` found in
-    /// them, and hashes `learned` of files seen before.
+    /// Records, in one transaction, what an optimise saw: each scanned path (by name) with the
+    /// files found in it, and hashes `learned` of files seen before.
     pub fn record_optimised(
         &mut self,
-        paths: &[String],
-        files: &[SeenFile],
-        learned: &[(i64, [u8; 32])],
+        scanned: &[(&str, Vec<SeenFile>)],
+        learned: &[(SeenAt, [u8; 32])],
     ) -> Result<()> {
         let path = self.path.clone();
         let err = |e| Error::db(&path, e);
-        // A first optimise of a large store writes a row per file (180,000 for the benchmark
-        // store): with SQLite's default 2 MB page cache the transaction spilled pages to the
-        // WAL as it went.
-        self.conn.pragma_update(None, "cache_size", -65536).map_err(err)?;
         let tx = self.conn.transaction_with_behavior(TransactionBehavior::Immediate).map_err(err)?;
         {
-            let mut ids: HashMap<&str, Option<i64>> = HashMap::new();
-            let mut id_of = tx.prepare("SELECT id FROM paths WHERE name = ?1").map_err(err)?;
-            let mut file_row = tx
-                .prepare(
-                    "INSERT INTO optimised_files (path_id, file, size, executable, hash)
-                     VALUES (?1, ?2, ?3, ?4, ?5)",
-                )
-                .map_err(err)?;
-            for f in files {
-                let id = match ids.get(f.path.as_str()) {
-                    Some(id) => *id,
-                    None => {
-                        let id = id_of.query_row([&f.path], |r| r.get(0)).optional().map_err(err)?;
-                        *ids.entry(&f.path).or_insert(id)
-                    }
-                };
-                // A path collected meanwhile has nothing to record.
-                let Some(id) = id else { continue };
-                file_row
-                    .execute(params![id, f.file, f.size as i64, f.executable, f.hash.map(|h| h.to_vec())])
-                    .map_err(err)?;
-            }
-            let mut hash_row =
-                tx.prepare("UPDATE optimised_files SET hash = ?2 WHERE rowid = ?1").map_err(err)?;
-            for (row, hash) in learned {
-                hash_row.execute(params![row, hash.to_vec()]).map_err(err)?;
-            }
+            // A path collected meanwhile has nothing to record.
             let mut path_row = tx
                 .prepare(
-                    "INSERT OR IGNORE INTO optimised_paths (path_id) SELECT id FROM paths WHERE name = ?1",
+                    "INSERT OR REPLACE INTO optimised_paths (path_id, files) SELECT id, ?2 FROM paths WHERE name = ?1",
                 )
                 .map_err(err)?;
-            for p in paths {
-                path_row.execute([p]).map_err(err)?;
+            for (name, files) in scanned {
+                path_row.execute(params![name, pack_seen(files)]).map_err(err)?;
+            }
+            let mut by_path: HashMap<i64, Vec<(u32, [u8; 32])>> = HashMap::new();
+            for (at, hash) in learned {
+                by_path.entry(at.path_id).or_default().push((at.index, *hash));
+            }
+            let mut read = tx.prepare("SELECT files FROM optimised_paths WHERE path_id = ?1").map_err(err)?;
+            let mut write =
+                tx.prepare("UPDATE optimised_paths SET files = ?2 WHERE path_id = ?1").map_err(err)?;
+            for (path_id, hashes) in by_path {
+                let packed: Option<Vec<u8>> =
+                    read.query_row([path_id], |r| r.get(0)).optional().map_err(err)?;
+                let Some(mut files) = packed.as_deref().and_then(unpack_seen) else { continue };
+                for (index, hash) in hashes {
+                    if let Some(f) = files.get_mut(index as usize) {
+                        f.hash = Some(hash);
+                    }
+                }
+                write.execute(params![path_id, pack_seen(&files)]).map_err(err)?;
             }
         }
         tx.commit().map_err(err)
@@ -507,6 +542,80 @@ mod tests {
         let err = Database::open(&path).err().expect("newer schema accepted");
         let msg = err.to_string();
         assert!(msg.contains("db.sqlite") && msg.contains("99"), "{msg}");
+    }
+
+    #[test]
+    fn optimise_records_read_back_as_written_and_a_damaged_one_is_left_out() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut db = Database::open(&dir.path().join("db.sqlite")).unwrap();
+        db.register(&rec("a"), None, &[]).unwrap();
+        db.register(&rec("b"), None, &[]).unwrap();
+        let seen =
+            |file: &str, size, executable, hash| SeenFile { file: file.into(), size, executable, hash };
+        let a = vec![
+            seen("lib/x", 3, false, None),
+            seen("bin/\u{e9}", 7, true, Some([9; 32])),
+            seen("", 0, false, None),
+        ];
+        db.record_optimised(&[("a", a.clone()), ("b", vec![seen("y", 3, false, None)])], &[]).unwrap();
+        assert!(db.unoptimised().unwrap().is_empty());
+        let shapes = [(3, false), (7, true), (0, false)].into_iter().collect();
+        let mut found = db.optimised_files(&shapes).unwrap();
+        found.sort_by(|x, y| (&*x.1, &x.2.file).cmp(&(&*y.1, &y.2.file)));
+        let got: Vec<_> = found.iter().map(|(_, p, f)| (p.to_string(), f.clone())).collect();
+        let mut want: Vec<_> = a.iter().map(|f| ("a".to_string(), f.clone())).collect();
+        want.sort_by(|x, y| x.1.file.cmp(&y.1.file));
+        want.push(("b".into(), seen("y", 3, false, None)));
+        assert_eq!(got, want);
+
+        // A hash learned later lands on its file.
+        let at = found.iter().find(|(_, p, f)| &**p == "b" && f.file == b"y").unwrap().0;
+        db.record_optimised(&[], &[(at, [5; 32])]).unwrap();
+        let shapes = [(3, false)].into_iter().collect();
+        let hashes: Vec<_> = db
+            .optimised_files(&shapes)
+            .unwrap()
+            .into_iter()
+            .map(|(_, p, f)| (p.to_string(), f.hash))
+            .collect();
+        assert!(
+            hashes.contains(&("b".into(), Some([5; 32]))) && hashes.contains(&("a".into(), None)),
+            "{hashes:?}"
+        );
+
+        // A value envctl cannot have written: that path is left out, the other is still read.
+        for bad in [&b"\x05\0\0\0ab"[..], &b"\x01\0\0\0y\x03\0\0\0\0\0\0\0\x04"[..]] {
+            db.conn.execute("UPDATE optimised_paths SET files = ?1 WHERE path_id = (SELECT id FROM paths WHERE name = 'a')", [bad]).unwrap();
+            let left: Vec<_> =
+                db.optimised_files(&shapes).unwrap().into_iter().map(|(_, p, _)| p.to_string()).collect();
+            assert_eq!(left, vec!["b".to_string()]);
+        }
+        // The record goes with its path.
+        db.unregister("b").unwrap();
+        assert!(db.optimised_files(&shapes).unwrap().is_empty());
+    }
+
+    #[test]
+    fn a_schema_3_store_keeps_its_paths_and_optimise_scans_them_again() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("db.sqlite");
+        let conn = Connection::open(&path).unwrap();
+        for sql in &MIGRATIONS[..3] {
+            conn.execute_batch(sql).unwrap();
+        }
+        conn.execute_batch(
+            "INSERT INTO paths VALUES (1, 'a', 'p', '1', '00', 1, 1, 0);
+             INSERT INTO optimised_paths VALUES (1);
+             INSERT INTO optimised_files VALUES (1, CAST('f' AS BLOB), 1, 0, NULL);
+             PRAGMA user_version = 3;",
+        )
+        .unwrap();
+        drop(conn);
+        let db = Database::open(&path).unwrap();
+        assert_eq!(db.user_version().unwrap(), SCHEMA_VERSION);
+        assert_eq!(db.get("a").unwrap().unwrap(), rec("a"));
+        let names: Vec<_> = db.unoptimised().unwrap().into_iter().map(|r| r.name).collect();
+        assert_eq!(names, vec!["a".to_string()]);
     }
 
     #[test]

@@ -22,7 +22,7 @@ use std::os::unix::ffi::OsStrExt;
 use std::os::unix::fs::{MetadataExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 
-use crate::db::SeenFile;
+use crate::db::{SeenAt, SeenFile};
 use crate::error::Result;
 use crate::parallel::on_every_core;
 use crate::store::Store;
@@ -45,21 +45,45 @@ pub struct OptimiseReport {
 
 /// A regular file of a store path not optimised before, as the scan found it.
 struct Candidate {
-    /// The store path it is in, and its place there.
+    /// Which of the scanned paths it is in.
+    record: usize,
+    /// Its place there, its size and mode.
     seen: SeenFile,
+    /// Where it is on disk.
     path: PathBuf,
     ino: (u64, u64),
     nlink: u64,
 }
 
-/// What a file with given contents can be linked to: the first file found with them.
-struct Keep {
+/// A file an earlier optimise recorded, with the same size and mode as a new one.
+struct Recorded {
+    at: SeenAt,
+    /// Where it is on disk.
     path: PathBuf,
+    seen: SeenFile,
+}
+
+/// What a file with given contents can be linked to: the first file found with them.
+struct Keep<'a> {
+    path: &'a Path,
     /// Its inode, once known.
     ino: Option<(u64, u64)>,
     /// Whether its contents were read in this run (a hash recorded by an earlier one is read again
     /// before anything is linked to it: the file may have been damaged since).
     checked: bool,
+}
+
+/// A file to read, and why: a new one (by inode), or one recorded before (its size and mode and
+/// its place among the recorded files of that size and mode).
+struct Read<'a> {
+    path: &'a Path,
+    file: Readable,
+}
+
+#[derive(Clone, Copy)]
+enum Readable {
+    New((u64, u64)),
+    Known((u64, bool), usize),
 }
 
 impl Store {
@@ -80,71 +104,62 @@ impl Store {
         }
         records.sort_by_key(|r| std::cmp::Reverse(r.files));
         report.paths = records.len() as u64;
-        let found = on_every_core(&records, |record, out: &mut Vec<Candidate>| {
-            scan(&self.dir.join(&record.name), &record.name, out)
+        let numbered: Vec<(usize, &str)> = records.iter().map(|r| r.name.as_str()).enumerate().collect();
+        let found = on_every_core(&numbered, |&(record, name), out: &mut Vec<Candidate>| {
+            scan(&self.dir.join(name), record, out)
         })?;
         report.files = found.len() as u64;
         let mut by_shape: HashMap<(u64, bool), Vec<Candidate>> = HashMap::new();
-        for c in found.into_iter().filter(|c| c.seen.size > 0) {
-            by_shape.entry((c.seen.size, c.seen.executable)).or_default().push(c);
+        let mut empty = Vec::new();
+        for c in found {
+            if c.seen.size > 0 {
+                by_shape.entry((c.seen.size, c.seen.executable)).or_default().push(c);
+            } else {
+                empty.push(c);
+            }
         }
         // The files seen before with the same sizes and modes.
-        let mut known: HashMap<(u64, bool), Vec<(i64, SeenFile)>> = HashMap::new();
+        let mut known: HashMap<(u64, bool), Vec<Recorded>> = HashMap::new();
         let shapes = by_shape.keys().copied().collect();
-        for (row, f) in self.db().optimised_files(&shapes)? {
-            known.entry((f.size, f.executable)).or_default().push((row, f));
+        for (at, name, f) in self.db().optimised_files(&shapes)? {
+            let path = self.dir.join(&*name).join(OsStr::from_bytes(&f.file));
+            known.entry((f.size, f.executable)).or_default().push(Recorded { at, path, seen: f });
         }
 
         // Read what can gain anything: in each size and mode, the new files (once per inode) and
         // the known files never read, where two different files are there to compare.
-        enum Read<'a> {
-            New((u64, u64), &'a Path),
-            Known((u64, bool), usize, PathBuf),
-        }
         let mut reads = Vec::new();
         for (shape, group) in &by_shape {
             let old = known.get(shape).map_or(&[][..], Vec::as_slice);
             let mut inodes = std::collections::HashSet::new();
-            let new: Vec<Read> =
-                group.iter().filter(|c| inodes.insert(c.ino)).map(|c| Read::New(c.ino, &c.path)).collect();
+            let new: Vec<Read> = group
+                .iter()
+                .filter(|c| inodes.insert(c.ino))
+                .map(|c| Read { path: &c.path, file: Readable::New(c.ino) })
+                .collect();
             if new.len() + old.len() < 2 {
                 continue;
             }
             reads.extend(new);
-            for (i, (_, f)) in old.iter().enumerate() {
-                if f.hash.is_none() {
-                    reads.push(Read::Known(*shape, i, self.place(f)));
+            for (i, old) in old.iter().enumerate() {
+                if old.seen.hash.is_none() {
+                    reads.push(Read { path: &old.path, file: Readable::Known(*shape, i) });
                 }
             }
         }
-        enum Hashed {
-            New((u64, u64), [u8; 32]),
-            Known((u64, bool), usize, [u8; 32]),
-        }
-        let hashed = on_every_core(&reads, |read, out| {
-            match read {
-                Read::New(ino, path) => out.push(Hashed::New(*ino, tree::hash_file(path)?.0)),
-                // A recorded file that cannot be read now (damaged, being repaired) is left out.
-                Read::Known(shape, i, path) => {
-                    if let Ok((h, _)) = tree::hash_file(path) {
-                        out.push(Hashed::Known(*shape, *i, h));
-                    }
-                }
-            }
-            Ok(())
-        })?;
+        let hashed = read_by_directory(&mut reads)?;
         let mut hashes: HashMap<(u64, u64), [u8; 32]> = HashMap::new();
         let mut learned = Vec::new();
         let mut read_now: std::collections::HashSet<((u64, bool), usize)> = Default::default();
-        for h in hashed {
-            match h {
-                Hashed::New(ino, hash) => {
+        for (file, hash) in hashed {
+            match file {
+                Readable::New(ino) => {
                     hashes.insert(ino, hash);
                 }
-                Hashed::Known(shape, i, hash) => {
-                    let (row, f) = &mut known.get_mut(&shape).expect("read from it")[i];
-                    f.hash = Some(hash);
-                    learned.push((*row, hash));
+                Readable::Known(shape, i) => {
+                    let old = &mut known.get_mut(&shape).expect("read from it")[i];
+                    old.seen.hash = Some(hash);
+                    learned.push((old.at, hash));
                     read_now.insert((shape, i));
                 }
             }
@@ -152,37 +167,37 @@ impl Store {
 
         for (shape, group) in &by_shape {
             let mut keeps: HashMap<[u8; 32], Keep> = HashMap::new();
-            for (i, (_, f)) in known.get(shape).map_or(&[][..], Vec::as_slice).iter().enumerate() {
-                if let Some(hash) = f.hash {
+            for (i, old) in known.get(shape).map_or(&[][..], Vec::as_slice).iter().enumerate() {
+                if let Some(hash) = old.seen.hash {
                     let checked = read_now.contains(&(*shape, i));
-                    keeps.entry(hash).or_insert(Keep { path: self.place(f), ino: None, checked });
+                    keeps.entry(hash).or_insert(Keep { path: &old.path, ino: None, checked });
                 }
             }
             for c in group {
                 let Some(&hash) = hashes.get(&c.ino) else { continue };
                 let Some(keep) = keeps.get_mut(&hash) else {
-                    keeps.insert(hash, Keep { path: c.path.clone(), ino: Some(c.ino), checked: true });
+                    keeps.insert(hash, Keep { path: &c.path, ino: Some(c.ino), checked: true });
                     continue;
                 };
                 if !keep.checked {
                     // Recorded by an earlier run: read it again before linking anything to it.
                     keep.checked = true;
-                    if tree::hash_file(&keep.path).ok().map(|(h, _)| h) != Some(hash) {
-                        *keep = Keep { path: c.path.clone(), ino: Some(c.ino), checked: true };
+                    if tree::hash_file(keep.path).ok().map(|(h, _)| h) != Some(hash) {
+                        *keep = Keep { path: &c.path, ino: Some(c.ino), checked: true };
                         continue;
                     }
                 }
                 let keep_ino = match keep.ino {
                     Some(ino) => ino,
                     None => {
-                        let meta = fs_err::symlink_metadata(&keep.path)?;
+                        let meta = fs_err::symlink_metadata(keep.path)?;
                         *keep.ino.insert((meta.dev(), meta.ino()))
                     }
                 };
                 if keep_ino == c.ino {
                     continue;
                 }
-                replace_with_link(self.dir(), &mut journal, &keep.path, &c.path)?;
+                replace_with_link(self.dir(), &mut journal, keep.path, &c.path)?;
                 report.linked += 1;
                 if c.nlink == 1 {
                     report.bytes_saved += shape.0;
@@ -191,28 +206,54 @@ impl Store {
         }
         journal.finish()?;
 
-        let files: Vec<SeenFile> = by_shape
-            .into_values()
-            .flatten()
-            .map(|c| SeenFile { hash: hashes.get(&c.ino).copied(), ..c.seen })
-            .collect();
-        let names: Vec<String> = records.into_iter().map(|r| r.name).collect();
-        self.db().record_optimised(&names, &files, &learned)?;
+        let mut scanned: Vec<(&str, Vec<SeenFile>)> =
+            records.iter().map(|r| (r.name.as_str(), Vec::new())).collect();
+        for c in by_shape.into_values().flatten().chain(empty) {
+            let hash = hashes.get(&c.ino).copied();
+            scanned[c.record].1.push(SeenFile { hash, ..c.seen });
+        }
+        self.db().record_optimised(&scanned, &learned)?;
         Ok(report)
-    }
-
-    /// Where a file optimise recorded is on disk.
-    fn place(&self, f: &SeenFile) -> PathBuf {
-        self.dir.join(&f.path).join(OsStr::from_bytes(&f.file))
     }
 }
 
-/// Every regular file under the store path `root` (named `name`), read relative to open
+/// Reads and hashes `reads`, on every core, a directory at a time: each directory is opened once
+/// and its files relative to it. A new file that cannot be read fails the run; a recorded one
+/// (damaged, being repaired) is left out.
+fn read_by_directory(reads: &mut [Read]) -> Result<Vec<(Readable, [u8; 32])>> {
+    // By bytes, not by components (several times faster): a directory's files end up together,
+    // split at most by the names of its subdirectories.
+    reads.sort_unstable_by(|a, b| a.path.as_os_str().as_bytes().cmp(b.path.as_os_str().as_bytes()));
+    // At most 256 files a batch, so that one large directory does not keep the other cores idle.
+    let batches: Vec<&[Read]> =
+        reads.chunk_by(|a, b| a.path.parent() == b.path.parent()).flat_map(|dir| dir.chunks(256)).collect();
+    on_every_core(&batches, |batch, out| {
+        let parent = batch[0].path.parent().expect("store files have a parent");
+        let dir = match DirFd::open(parent) {
+            Ok(dir) => Some(dir),
+            Err(e) if batch.iter().any(|r| matches!(r.file, Readable::New(_))) => {
+                return Err(std::io::Error::new(e.kind(), format!("{e}: `{}`", parent.display())).into());
+            }
+            Err(_) => None,
+        };
+        for read in batch.iter() {
+            let name = read.path.file_name().expect("store files have a name");
+            match (read.file, dir.as_ref().map(|dir| tree::read_file_at(dir, name, read.path))) {
+                (file, Some(Ok((_, hash, _)))) => out.push((file, hash)),
+                (Readable::New(_), Some(Err(e))) => return Err(e.into()),
+                _ => {}
+            }
+        }
+        Ok(())
+    })
+}
+
+/// Every regular file under the store path `root`, the `record`th scanned, read relative to open
 /// directories: `readdir` gives each entry's type, and a file costs one `fstatat`.
-fn scan(root: &Path, name: &str, out: &mut Vec<Candidate>) -> Result<()> {
+fn scan(root: &Path, record: usize, out: &mut Vec<Candidate>) -> Result<()> {
     fn walk(
         root: &Path,
-        name: &str,
+        record: usize,
         path: &mut PathBuf,
         dir: &DirFd,
         out: &mut Vec<Candidate>,
@@ -220,7 +261,7 @@ fn scan(root: &Path, name: &str, out: &mut Vec<Candidate>) -> Result<()> {
         for (entry, kind) in dir.entries()? {
             path.push(&entry);
             match kind {
-                Some(EntryKind::Dir) => walk(root, name, path, &DirFd::open_at(dir, &entry, path)?, out)?,
+                Some(EntryKind::Dir) => walk(root, record, path, &DirFd::open_at(dir, &entry, path)?, out)?,
                 Some(EntryKind::Symlink | EntryKind::Other) => {}
                 // A file, or a filesystem that does not say: `lstat` tells.
                 Some(EntryKind::File) | None => {
@@ -228,8 +269,8 @@ fn scan(root: &Path, name: &str, out: &mut Vec<Candidate>) -> Result<()> {
                         .map_err(|e| std::io::Error::new(e.kind(), format!("{e}: `{}`", path.display())))?;
                     match st.st_mode & libc::S_IFMT {
                         libc::S_IFREG => out.push(Candidate {
+                            record,
                             seen: SeenFile {
-                                path: name.to_owned(),
                                 file: path.strip_prefix(root).unwrap_or(path).as_os_str().as_bytes().to_vec(),
                                 size: st.st_size as u64,
                                 executable: st.st_mode & 0o111 != 0,
@@ -239,7 +280,7 @@ fn scan(root: &Path, name: &str, out: &mut Vec<Candidate>) -> Result<()> {
                             ino: (st.st_dev, st.st_ino),
                             nlink: st.st_nlink,
                         }),
-                        libc::S_IFDIR => walk(root, name, path, &DirFd::open_at(dir, &entry, path)?, out)?,
+                        libc::S_IFDIR => walk(root, record, path, &DirFd::open_at(dir, &entry, path)?, out)?,
                         _ => {}
                     }
                 }
@@ -249,7 +290,7 @@ fn scan(root: &Path, name: &str, out: &mut Vec<Candidate>) -> Result<()> {
         Ok(())
     }
     let mut path = root.to_path_buf();
-    Ok(walk(root, name, &mut path, &DirFd::open(root)?, out)?)
+    Ok(walk(root, record, &mut path, &DirFd::open(root)?, out)?)
 }
 
 /// The list of directories an optimise has opened (see the module docs).

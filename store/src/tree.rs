@@ -275,7 +275,7 @@ fn entry_kind(path: &Path, kind: Option<EntryKind>) -> std::io::Result<EntryKind
 }
 
 /// Opens the regular file `name` of `dir` (at `path`) and hashes it: its metadata, blake3, size.
-fn read_file_at(
+pub(crate) fn read_file_at(
     dir: &DirFd,
     name: &std::ffi::OsStr,
     path: &Path,
