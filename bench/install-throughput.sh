@@ -6,6 +6,7 @@
 # step starts with no dirty pages (an untimed `sync`), so a flush pays only for its own data.
 #
 #   bench/install-throughput.sh [ROUNDS]      (default 5; needs zstd, tar, b3sum, /usr/bin/time)
+#   ENVCTL_BASELINE=/path/to/older/envctl bench/install-throughput.sh   (adds it, flush on, as an arm)
 #
 # Writes bench/out/install-throughput.md and prints it. See docs/performance.md.
 set -euo pipefail
@@ -64,7 +65,8 @@ median() { sort -n | awk '{a[NR]=$1} END {print (NR%2 ? a[(NR+1)/2] : (a[NR/2]+a
 nosync_config=$work/nosync.toml
 printf '[store]\nfsync = false\n' >"$nosync_config"
 
-floor_times=(); envctl_times=(); envctl_mem=(); nosync_times=()
+floor_times=(); envctl_times=(); envctl_mem=(); nosync_times=(); baseline_times=()
+baseline=${ENVCTL_BASELINE:-}
 for r in $(seq "$rounds"); do
   # Floor: decompress and extract, then hash every file.
   cat "$archive" >/dev/null; sync
@@ -94,6 +96,15 @@ for r in $(seq "$rounds"); do
     --sha256 "$sha" --name bench --version 1.0 >/dev/null
   t1=$(now)
   nosync_times+=("$(echo "$t1 - $t0" | bc)")
+
+  if [ -n "$baseline" ]; then
+    cat "$archive" >/dev/null; sync
+    home=$work/baseline-$r
+    t0=$(now)
+    "$baseline" --home "$home" -q store add "$url" --sha256 "$sha" --name bench --version 1.0 >/dev/null
+    t1=$(now)
+    baseline_times+=("$(echo "$t1 - $t0" | bc)")
+  fi
 done
 
 fm=$(printf '%s\n' "${floor_times[@]}" | median)
@@ -106,13 +117,16 @@ speed=$(echo "scale=2; $fm / $em" | bc)
 nspeed=$(echo "scale=2; $fm / $nm" | bc)
 {
   echo "archive: pkg.tar.zst, $mib MiB compressed, $(echo "scale=1; $unpacked / 1048576" | bc) MiB unpacked, 3,380 files"
-  echo "rounds: $rounds, alternated (floor, envctl, envctl without fsync)"
+  echo "rounds: $rounds, alternated (floor, envctl, envctl without fsync${baseline:+, baseline})"
   echo
   echo "| | median s | all runs s |"
   echo "| --- | ---: | --- |"
   echo "| floor: zstd -d \| tar -x, then b3sum | $fm | ${floor_times[*]} |"
   echo "| envctl store add over loopback HTTP | $em | ${envctl_times[*]} |"
   echo "| the same with [store] fsync = false | $nm | ${nosync_times[*]} |"
+  if [ -n "$baseline" ]; then
+    echo "| $baseline (flush on) | $(printf '%s\n' "${baseline_times[@]}" | median) | ${baseline_times[*]} |"
+  fi
   echo
   echo "envctl speed relative to the floor: ${speed}x (floor median / envctl median)"
   echo "without the flush: ${nspeed}x"
