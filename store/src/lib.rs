@@ -16,6 +16,7 @@ mod derive;
 mod error;
 mod farm;
 mod fetch;
+mod flush;
 mod gc;
 mod generation;
 mod index;

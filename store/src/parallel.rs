@@ -9,10 +9,20 @@ pub(crate) fn on_every_core<I: Sync, T: Send>(
     items: &[I],
     work: impl Fn(&I, &mut Vec<T>) -> Result<()> + Sync,
 ) -> Result<Vec<T>> {
+    on_threads(std::thread::available_parallelism().map_or(2, |n| n.get()), items, work)
+}
+
+/// [`on_every_core`] with `threads` threads: more than the cores for work that mostly waits on
+/// the disk.
+pub(crate) fn on_threads<I: Sync, T: Send>(
+    threads: usize,
+    items: &[I],
+    work: impl Fn(&I, &mut Vec<T>) -> Result<()> + Sync,
+) -> Result<Vec<T>> {
     use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
     let next = AtomicUsize::new(0);
     let failed = AtomicBool::new(false);
-    let workers = std::thread::available_parallelism().map_or(2, |n| n.get()).min(items.len().max(1));
+    let workers = threads.max(1).min(items.len().max(1));
     let results: Vec<Result<Vec<T>>> = std::thread::scope(|s| {
         let handles: Vec<_> = (0..workers)
             .map(|_| {

@@ -14,10 +14,11 @@ use std::path::Path;
 use crate::db::PathRecord;
 use crate::error::{Error, Result};
 use crate::farm::FarmInput;
+use crate::flush::flush_tree;
 use crate::path::StorePathName;
 use crate::reporter::Reporter;
 use crate::store::Store;
-use crate::sys::{exchange, sync_filesystem};
+use crate::sys::exchange;
 use crate::tempdir::{TempDir, remove_tree};
 use crate::verify::store_mode;
 
@@ -56,7 +57,7 @@ impl Store {
                             ),
                         });
                     }
-                    self.swap_in(name, &tree_dir)
+                    self.swap_in(&record, &tree_dir)
                 });
                 match made {
                     Ok(()) => return Ok(()),
@@ -88,7 +89,7 @@ impl Store {
                 ));
                 continue;
             }
-            return self.swap_in(name, &tree_dir);
+            return self.swap_in(&record, &tree_dir);
         }
         Err(Error::Unrepairable { name: name.to_owned(), why: failures.join("; ") })
     }
@@ -121,14 +122,15 @@ impl Store {
                 record.tree_hash
             )));
         }
-        self.swap_in(&record.name, &tree_dir)
+        self.swap_in(record, &tree_dir)
     }
 
     /// Replaces the path `name` on disk by the finished tree at `tree_dir`: one atomic swap, so a
     /// reader sees the old tree or the new one, never no tree.
-    fn swap_in(&self, name: &str, tree_dir: &Path) -> Result<()> {
+    fn swap_in(&self, record: &PathRecord, tree_dir: &Path) -> Result<()> {
+        let name = record.name.as_str();
         if self.options.fsync {
-            sync_filesystem(tree_dir)?;
+            flush_tree(tree_dir, record.size)?;
         }
         let dest = self.dir.join(name);
         let _path_lock = self.path_lock(&StorePathName::parse(name)?)?;

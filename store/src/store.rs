@@ -38,9 +38,9 @@ use std::time::SystemTime;
 use crate::db::{Database, PathRecord, SourceRecord};
 use crate::error::{Error, Result};
 use crate::fetch::{FetchOptions, Fetcher};
+use crate::flush::flush_tree;
 use crate::lock::FileLock;
 use crate::path::StorePathName;
-use crate::sys::sync_filesystem;
 use crate::tempdir::{TempDir, remove_tree};
 use crate::unpack::Limits;
 
@@ -56,7 +56,7 @@ pub struct StoreOptions {
     pub fetch: FetchOptions,
     /// Most installs running at once in [`Store::install_all`].
     pub jobs: usize,
-    /// Flush a finished tree to disk (`syncfs`) before it is renamed into place and registered,
+    /// Flush a finished tree to disk (see `flush.rs`) before it is renamed into place and registered,
     /// so that a power loss cannot leave a registered path with files the disk never received.
     /// A killed process is safe either way; this guards against the machine going down.
     pub fsync: bool,
@@ -213,7 +213,7 @@ impl Store {
         references: &[String],
     ) -> Result<(PathBuf, PathRecord)> {
         if self.options.fsync {
-            sync_filesystem(tree_dir)?;
+            flush_tree(tree_dir, stats.size)?;
         }
         let dest = self.dir.join(name.as_str());
         let _path_lock = self.path_lock(name)?;

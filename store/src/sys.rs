@@ -22,20 +22,6 @@ pub(crate) fn exchange(a: &Path, b: &Path) -> Result<()> {
     Ok(())
 }
 
-/// Flushes the filesystem holding `dir` to disk: one `syncfs` call covers every file of a tree,
-/// where an `fsync` per file would cost a system call (and a journal commit) each.
-pub(crate) fn sync_filesystem(dir: &Path) -> Result<()> {
-    let handle = fs_err::File::open(dir)?;
-    // SAFETY: `handle` is an open descriptor for the duration of the call.
-    if unsafe { libc::syncfs(std::os::fd::AsRawFd::as_raw_fd(&handle)) } != 0 {
-        let e = std::io::Error::last_os_error();
-        return Err(
-            std::io::Error::new(e.kind(), format!("cannot flush `{}` to disk: {e}", dir.display())).into()
-        );
-    }
-    Ok(())
-}
-
 /// An open directory, for creating and reading entries relative to it: a farm of 60,000 links
 /// costs one path lookup per directory instead of one per link.
 pub(crate) struct DirFd(std::os::fd::OwnedFd);
@@ -77,6 +63,11 @@ impl DirFd {
     /// Its metadata (`fstat`).
     pub(crate) fn metadata(&self) -> std::io::Result<std::fs::Metadata> {
         self.as_file(|f| f.metadata())
+    }
+
+    /// Flushes the directory (its entries and its own metadata) to disk.
+    pub(crate) fn sync(&self) -> std::io::Result<()> {
+        self.as_file(|f| f.sync_all())
     }
 
     /// Runs `f` with this descriptor seen as a `File`, without giving it up.

@@ -258,7 +258,7 @@ impl Serializer {
 
 /// The type of the entry at `path`: what `readdir` said, or, where the filesystem does not say,
 /// what `lstat` says.
-fn entry_kind(path: &Path, kind: Option<EntryKind>) -> std::io::Result<EntryKind> {
+pub(crate) fn entry_kind(path: &Path, kind: Option<EntryKind>) -> std::io::Result<EntryKind> {
     if let Some(kind) = kind {
         return Ok(kind);
     }

@@ -1,7 +1,7 @@
 /* A fault injector for envctl's crash tests, loaded with LD_PRELOAD.
  *
  * ENVCTL_KILL_CALL names a libc call (rename, renameat2, link, linkat, symlink, unlink, unlinkat,
- * chmod, fchmodat, utimensat, syncfs, flock, mkdir, rmdir, openat, write) and ENVCTL_KILL_AT a
+ * chmod, fchmodat, utimensat, syncfs, fsync, flock, mkdir, rmdir, openat, write) and ENVCTL_KILL_AT a
  * number N: the Nth call of it in the process raises SIGKILL before doing anything, exactly as a
  * power cut or an OOM kill would stop the process at that point. Every other call goes through.
  *
@@ -22,7 +22,7 @@
 #include <unistd.h>
 
 static const char *NAMES[] = {"rename", "renameat", "renameat2", "link", "linkat", "symlink", "unlink",
-                              "unlinkat", "rmdir", "mkdir", "chmod", "fchmodat", "utimensat", "syncfs",
+                              "unlinkat", "rmdir", "mkdir", "chmod", "fchmodat", "utimensat", "syncfs", "fsync",
                               "flock", "write", "openat"};
 #define N_NAMES (sizeof NAMES / sizeof NAMES[0])
 static atomic_long counts[N_NAMES];
@@ -76,6 +76,7 @@ int chmod(const char *a, mode_t m) { NEXT(int, chmod, const char *, mode_t); ret
 int fchmodat(int d, const char *a, mode_t m, int f) { NEXT(int, fchmodat, int, const char *, mode_t, int); return real(d, a, m, f); }
 int utimensat(int d, const char *a, const struct timespec t[2], int f) { NEXT(int, utimensat, int, const char *, const struct timespec *, int); return real(d, a, t, f); }
 int syncfs(int fd) { NEXT(int, syncfs, int); return real(fd); }
+int fsync(int fd) { NEXT(int, fsync, int); return real(fd); }
 int flock(int fd, int op) { NEXT(int, flock, int, int); return real(fd, op); }
 ssize_t write(int fd, const void *b, size_t n) { NEXT(ssize_t, write, int, const void *, size_t); return real(fd, b, n); }
 int openat(int d, const char *a, int f, ...) {
