@@ -14,7 +14,10 @@ archives barely compress), about 360 MiB. Per round, alternating with the floor:
     against `curl -T` of the same archives to the same server, 4 at a time;
   * pull: `envctl apply --frozen` of the profile on a fresh home whose only source is the cache
     (objects, archives, every check, unpack, register, build the generation) against `curl` of
-    the same objects to /dev/null, 4 at a time.
+    the same objects to /dev/null, 4 at a time;
+  * the ceiling on pull: `tar --zstd -x` of the same archives from local disk, two at a time (both
+    cores), with nothing else (no download, no hashing, no flush, no registration): a pull can be
+    no faster than writing the files it brings.
 
 Writes bench/out/cache-s3.md; everything is deleted at the end.
 """
@@ -91,7 +94,7 @@ def main():
         shutil.move(a, hidden)
     proc, endpoint = moto_server()
     try:
-        push_t, up_t, pull_t, down_t, local_t = [], [], [], [], []
+        push_t, up_t, pull_t, down_t, local_t, untar_t = [], [], [], [], [], []
         size = pushed = 0
         for r in range(ROUNDS):
             url = f"s3://bench/r{r}?endpoint={endpoint}&region=us-east-1"
@@ -126,6 +129,18 @@ def main():
                 shutil.move(a, hidden)
             down_t.append(parallel_curl(lambda f: ["-o", "/dev/null", f"{endpoint}/bench/raw{r}/{os.path.basename(f)}"],
                                         upstream))
+            untar = os.path.join(WORK, f"untar{r}")
+            sh("sync")
+            t = time.perf_counter()
+            for pair in range(0, len(upstream), 2):
+                procs = []
+                for a in upstream[pair:pair + 2]:
+                    dest = os.path.join(untar, os.path.basename(a))
+                    os.makedirs(dest)
+                    procs.append(subprocess.Popen(["tar", "--zstd", "-xf", a, "-C", dest], **QUIET))
+                for p in procs:
+                    assert p.wait() == 0
+            untar_t.append(time.perf_counter() - t)
         med = statistics.median
         lines = [
             f"closure: {PKGS} packages; envctl pushed {pushed / 2**20:.0f} MiB of objects, the floor moves the "
@@ -136,10 +151,11 @@ def main():
             f"| push (`cache push s3://…`) | {med(push_t):.2f} s | upload: {med(up_t):.2f} s | {med(up_t) / med(push_t):.2f}x |",
             f"| pull (`apply --frozen` on an empty home) | {med(pull_t):.2f} s | download: {med(down_t):.2f} s | {med(down_t) / med(pull_t):.2f}x |",
             f"| the same apply from the archives on local disk, no cache | {med(local_t):.2f} s | | pull / local: {med(pull_t) / med(local_t):.2f}x |",
+            f"| ceiling: `tar --zstd -x` of the archives alone, 2 at a time | {med(untar_t):.2f} s | download: {med(down_t):.2f} s | {med(down_t) / med(untar_t):.2f}x |",
             "",
             "raw (s): push " + " ".join(f"{x:.2f}" for x in push_t) + "; upload " + " ".join(f"{x:.2f}" for x in up_t)
             + "; pull " + " ".join(f"{x:.2f}" for x in pull_t) + "; download " + " ".join(f"{x:.2f}" for x in down_t)
-            + "; local " + " ".join(f"{x:.2f}" for x in local_t),
+            + "; local " + " ".join(f"{x:.2f}" for x in local_t) + "; tar -x " + " ".join(f"{x:.2f}" for x in untar_t),
         ]
         os.makedirs(OUT, exist_ok=True)
         with open(os.path.join(OUT, "cache-s3.md"), "w") as f:
