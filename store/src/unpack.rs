@@ -230,7 +230,7 @@ pub struct Unpacked {
 }
 
 /// Files of this size or more are handed to the disk as soon as they are written, while the rest
-/// of the archive unpacks, so the flush before registration (`syncfs`) finds little of them left
+/// of the archive unpacks, so the flush before registration (`flush.rs`) finds little of them left
 /// to write. Smaller files are left to that flush, which writes them together: starting each one
 /// on its own made the install slower (see docs/performance.md).
 const EARLY_WRITEBACK: u64 = 64 * 1024;
