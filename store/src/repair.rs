@@ -130,7 +130,7 @@ impl Store {
     fn swap_in(&self, record: &PathRecord, tree_dir: &Path) -> Result<()> {
         let name = record.name.as_str();
         if self.options.fsync {
-            flush_tree(tree_dir, record.size)?;
+            flush_tree(tree_dir, record.size, record.files)?;
         }
         let dest = self.dir.join(name);
         let _path_lock = self.path_lock(&StorePathName::parse(name)?)?;

@@ -213,7 +213,7 @@ impl Store {
         references: &[String],
     ) -> Result<(PathBuf, PathRecord)> {
         if self.options.fsync {
-            flush_tree(tree_dir, stats.size)?;
+            flush_tree(tree_dir, stats.size, stats.files)?;
         }
         let dest = self.dir.join(name.as_str());
         let _path_lock = self.path_lock(name)?;

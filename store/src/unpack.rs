@@ -667,6 +667,7 @@ impl<'a> Unpacker<'a> {
                 std::io::Error::new(e.kind(), format!("failed to write `{}`: {e}", disk.display()))
             })?;
         }
+        crate::flush::written(size);
         if size >= EARLY_WRITEBACK {
             crate::sys::start_writeback(&file);
         }
