@@ -79,6 +79,7 @@ pub(crate) fn flush_tree(root: &Path, size: u64, files: u64) -> Result<Flushed> 
         Flushed::Files(files, dirs)
     };
     let _ = UNFLUSHED.fetch_update(Ordering::Relaxed, Ordering::Relaxed, |n| Some(n.saturating_sub(own)));
+    tracing::debug!(tree = %root.display(), ?flushed, waiting, ours, "flushed");
     Ok(flushed)
 }
 
