@@ -71,7 +71,7 @@ pub(crate) fn flush_tree(root: &Path, size: u64, files: u64) -> Result<Flushed> 
     let waiting = std::fs::read_to_string("/proc/meminfo").ok().and_then(|m| unwritten(&m));
     let own = size + files * PER_FILE;
     let ours = UNFLUSHED.load(Ordering::Relaxed).max(own);
-    let flushed = if waiting.is_some_and(|w| w <= ours.saturating_add(SLACK)) {
+    let flushed = if whole_filesystem(waiting, ours) {
         sync_filesystem(root)?;
         Flushed::Filesystem
     } else {
@@ -81,6 +81,12 @@ pub(crate) fn flush_tree(root: &Path, size: u64, files: u64) -> Result<Flushed> 
     let _ = UNFLUSHED.fetch_update(Ordering::Relaxed, Ordering::Relaxed, |n| Some(n.saturating_sub(own)));
     tracing::debug!(tree = %root.display(), ?flushed, waiting, ours, "flushed");
     Ok(flushed)
+}
+
+/// Whether one `syncfs` is the flush: only when what waits to be written on the machine is known,
+/// and is nearly all this process's own.
+fn whole_filesystem(waiting: Option<u64>, ours: u64) -> bool {
+    waiting.is_some_and(|w| w <= ours.saturating_add(SLACK))
 }
 
 /// Bytes dirty or being written back on the whole machine, from the text of `/proc/meminfo`.
@@ -171,6 +177,16 @@ mod tests {
         assert!(err.contains("missing"), "{err}");
         // However it is flushed, the tree is flushed.
         assert!(matches!(flush_tree(&root, 201, 202).unwrap(), Flushed::Filesystem | Flushed::Files(201, 3)));
+    }
+
+    #[test]
+    fn syncfs_only_when_what_waits_is_nearly_all_ours() {
+        assert!(whole_filesystem(Some(0), 0));
+        assert!(whole_filesystem(Some(100 << 20), 90 << 20));
+        assert!(!whole_filesystem(Some((100 << 20) + SLACK + 1), 100 << 20));
+        assert!(!whole_filesystem(Some(1 << 30), 10 << 20));
+        // Not known (no /proc): file by file, which is never wrong.
+        assert!(!whole_filesystem(None, 1 << 40));
     }
 
     #[test]
