@@ -22,6 +22,7 @@ pub const CALLS: &[&str] = &[
     "fchmodat",
     "utimensat",
     "syncfs",
+    "fsync",
     "flock",
     "write",
     "openat",
