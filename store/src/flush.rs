@@ -23,7 +23,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 
 use crate::error::Result;
 use crate::parallel::on_threads;
-use crate::sys::{DirFd, EntryKind};
+use crate::sys::DirFd;
 
 /// How many flushes are in flight at once: enough to keep a disk's queue full, and threads that
 /// wait on the disk cost no CPU.
@@ -111,9 +111,15 @@ fn sync_filesystem(dir: &Path) -> Result<()> {
 /// Flushes every regular file and directory under `root` (itself included) to disk, each on its
 /// own; returns how many of each it flushed.
 fn flush_each(root: &Path) -> Result<(usize, usize)> {
-    let mut batches = Vec::new();
-    let mut dirs = Vec::new();
-    gather(root, &DirFd::open(root)?, &mut batches, &mut dirs)?;
+    let (mut batches, mut dirs) = (Vec::new(), Vec::new());
+    crate::tree::visit_dirs(root, &mut |path, _, files| {
+        let mut files = files.into_iter().peekable();
+        while files.peek().is_some() {
+            batches.push(Batch { dir: path.to_path_buf(), files: files.by_ref().take(64).collect() });
+        }
+        dirs.push(path.to_path_buf());
+        Ok(())
+    })?;
     on_threads(IN_FLIGHT, &batches, |batch, _: &mut Vec<()>| {
         let dir = DirFd::open(&batch.dir)?;
         for name in &batch.files {
@@ -129,26 +135,6 @@ fn flush_each(root: &Path) -> Result<(usize, usize)> {
         Ok(())
     })?;
     Ok((batches.iter().map(|b| b.files.len()).sum(), dirs.len()))
-}
-
-fn gather(path: &Path, dir: &DirFd, batches: &mut Vec<Batch>, dirs: &mut Vec<PathBuf>) -> Result<()> {
-    let mut files = Vec::new();
-    for (name, kind) in dir.entries()? {
-        match crate::tree::entry_kind(&path.join(&name), kind)? {
-            EntryKind::File => files.push(name),
-            EntryKind::Dir => {
-                let sub = path.join(&name);
-                gather(&sub, &DirFd::open_at(dir, &name, &sub)?, batches, dirs)?;
-            }
-            EntryKind::Symlink | EntryKind::Other => {}
-        }
-    }
-    let mut files = files.into_iter().peekable();
-    while files.peek().is_some() {
-        batches.push(Batch { dir: path.to_path_buf(), files: files.by_ref().take(64).collect() });
-    }
-    dirs.push(path.to_path_buf());
-    Ok(())
 }
 
 fn at(path: &Path, e: std::io::Error) -> std::io::Error {

@@ -26,7 +26,7 @@ use crate::db::{SeenAt, SeenFile};
 use crate::error::Result;
 use crate::parallel::on_every_core;
 use crate::store::Store;
-use crate::sys::{self, DirFd, EntryKind};
+use crate::sys::{self, DirFd};
 use crate::tree;
 use crate::unpack;
 
@@ -249,48 +249,34 @@ fn read_by_directory(reads: &mut [Read]) -> Result<Vec<(Readable, [u8; 32])>> {
 }
 
 /// Every regular file under the store path `root`, the `record`th scanned, read relative to open
-/// directories: `readdir` gives each entry's type, and a file costs one `fstatat`.
+/// directories (`tree::visit_dirs`): a file costs one `fstatat`.
 fn scan(root: &Path, record: usize, out: &mut Vec<Candidate>) -> Result<()> {
-    fn walk(
-        root: &Path,
-        record: usize,
-        path: &mut PathBuf,
-        dir: &DirFd,
-        out: &mut Vec<Candidate>,
-    ) -> std::io::Result<()> {
-        for (entry, kind) in dir.entries()? {
-            path.push(&entry);
-            match kind {
-                Some(EntryKind::Dir) => walk(root, record, path, &DirFd::open_at(dir, &entry, path)?, out)?,
-                Some(EntryKind::Symlink | EntryKind::Other) => {}
-                // A file, or a filesystem that does not say: `lstat` tells.
-                Some(EntryKind::File) | None => {
-                    let st = sys::stat_at(dir, &entry)
-                        .map_err(|e| std::io::Error::new(e.kind(), format!("{e}: `{}`", path.display())))?;
-                    match st.st_mode & libc::S_IFMT {
-                        libc::S_IFREG => out.push(Candidate {
-                            record,
-                            seen: SeenFile {
-                                file: path.strip_prefix(root).unwrap_or(path).as_os_str().as_bytes().to_vec(),
-                                size: st.st_size as u64,
-                                executable: st.st_mode & 0o111 != 0,
-                                hash: None,
-                            },
-                            path: path.clone(),
-                            ino: (st.st_dev, st.st_ino),
-                            nlink: st.st_nlink,
-                        }),
-                        libc::S_IFDIR => walk(root, record, path, &DirFd::open_at(dir, &entry, path)?, out)?,
-                        _ => {}
-                    }
-                }
+    Ok(tree::visit_dirs(root, &mut |dir_path, dir, files| {
+        for name in files {
+            // Allocated at its size: `join` would grow it by doubling, 13 MB more for 180,000 files.
+            let mut path = PathBuf::with_capacity(dir_path.as_os_str().len() + 1 + name.len());
+            path.push(dir_path);
+            path.push(&name);
+            let st = sys::stat_at(dir, &name)
+                .map_err(|e| std::io::Error::new(e.kind(), format!("{e}: `{}`", path.display())))?;
+            if st.st_mode & libc::S_IFMT != libc::S_IFREG {
+                continue;
             }
-            path.pop();
+            out.push(Candidate {
+                record,
+                seen: SeenFile {
+                    file: path.strip_prefix(root).unwrap_or(&path).as_os_str().as_bytes().to_vec(),
+                    size: st.st_size as u64,
+                    executable: st.st_mode & 0o111 != 0,
+                    hash: None,
+                },
+                ino: (st.st_dev, st.st_ino),
+                nlink: st.st_nlink,
+                path,
+            });
         }
         Ok(())
-    }
-    let mut path = root.to_path_buf();
-    Ok(walk(root, record, &mut path, &DirFd::open(root)?, out)?)
+    })?)
 }
 
 /// The list of directories an optimise has opened (see the module docs).

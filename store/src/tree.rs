@@ -256,6 +256,38 @@ impl Serializer {
     }
 }
 
+/// What [`visit_dirs`] hands each directory to: its path, its open descriptor, its regular files.
+pub(crate) type DirVisitor<'a> = dyn FnMut(&Path, &DirFd, Vec<OsString>) -> std::io::Result<()> + 'a;
+
+/// Every directory under the directory `root`, itself first, each handed to `visit` with its open
+/// descriptor and the names of its regular files, read relative to open directories: `readdir`
+/// gives each entry's type (an `lstat` tells where the filesystem does not). Symlinks and other
+/// entries are left out.
+pub(crate) fn visit_dirs(root: &Path, visit: &mut DirVisitor<'_>) -> std::io::Result<()> {
+    fn walk(path: &mut PathBuf, dir: &DirFd, visit: &mut DirVisitor<'_>) -> std::io::Result<()> {
+        let (mut files, mut subdirs) = (Vec::new(), Vec::new());
+        for (name, kind) in dir.entries().map_err(|e| at(path, e))? {
+            let kind = match kind {
+                Some(kind) => kind,
+                None => entry_kind(&path.join(&name), None)?,
+            };
+            match kind {
+                EntryKind::File => files.push(name),
+                EntryKind::Dir => subdirs.push(name),
+                EntryKind::Symlink | EntryKind::Other => {}
+            }
+        }
+        visit(path, dir, files)?;
+        for name in subdirs {
+            path.push(&name);
+            walk(path, &DirFd::open_at(dir, &name, path)?, visit)?;
+            path.pop();
+        }
+        Ok(())
+    }
+    walk(&mut root.to_path_buf(), &DirFd::open(root)?, visit)
+}
+
 /// The type of the entry at `path`: what `readdir` said, or, where the filesystem does not say,
 /// what `lstat` says.
 pub(crate) fn entry_kind(path: &Path, kind: Option<EntryKind>) -> std::io::Result<EntryKind> {
