@@ -354,7 +354,13 @@ pub fn build_lock(
         }
         packages.push(locked);
     }
-    Ok(LockFile { version: envctl_recipes::LOCK_VERSION, request, platform: platform.to_owned(), packages })
+    Ok(LockFile {
+        version: envctl_recipes::LOCK_VERSION,
+        request,
+        platform: platform.to_owned(),
+        packages,
+        migrated: false,
+    })
 }
 
 /// The store request for a locked package, when its values pass the store's checks.

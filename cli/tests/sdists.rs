@@ -204,3 +204,55 @@ fn a_dry_run_fetches_no_source_distribution() {
     // (The plan asks the server for the size; the store gets nothing.)
     assert!(!fetched.iter().any(|n| n.contains("gast")), "{fetched:?}");
 }
+
+/// Processes whose command line mentions every one of `needles`, with their pids.
+fn processes_mentioning(needles: &[&str]) -> Vec<u32> {
+    let mut found = Vec::new();
+    for e in std::fs::read_dir("/proc").unwrap().flatten() {
+        let Ok(pid) = e.file_name().to_string_lossy().parse::<u32>() else { continue };
+        let Ok(cmdline) = std::fs::read(e.path().join("cmdline")) else { continue };
+        let state = std::fs::read_to_string(e.path().join("stat")).unwrap_or_default();
+        // A zombie has ended; it only waits to be reaped.
+        let zombie = state.rsplit(") ").next().is_some_and(|rest| rest.starts_with('Z'));
+        let cmdline = String::from_utf8_lossy(&cmdline);
+        if !zombie && needles.iter().all(|n| cmdline.contains(n)) {
+            found.push(pid);
+        }
+    }
+    found
+}
+
+#[test]
+fn killing_apply_during_a_build_ends_the_backend_and_the_next_command_sweeps_its_work() {
+    let f = Fixture::new();
+    f.publish_python("3.11");
+    let w = Wheel::new("slowbuild", "1.0", "py3-none-any")
+        .file("slowbuild.py", "import time\ndef build_wheel(d, c=None, m=None):\n    time.sleep(120)\n");
+    f.publish_wheel(&w, &w.build(), "python = \">=3\"");
+    let pyproject = "[build-system]\nrequires = [\"slowbuild\"]\nbuild-backend = \"slowbuild\"\n";
+    publish_sdist(&f, "gast", &[("pyproject.toml", pyproject), ("gast/__init__.py", "")]);
+    let recipe = f.repo.join("gast-1.0.toml");
+    let text = std::fs::read_to_string(&recipe).unwrap().replace("tinybuild", "slowbuild");
+    std::fs::write(&recipe, text).unwrap();
+    let p = f.profile("vision", "[packages]\ngast = \"1.0\"\npython = \"3.11\"\n");
+    let mut apply = f.sb.spawn(&["apply", &p]);
+    let tmp = f.sb.store().join(".tmp").display().to_string();
+    // The backend's command line names its work directory and the backend.
+    let needle = [tmp.as_str(), "slowbuild"];
+    let started = std::time::Instant::now();
+    while processes_mentioning(&needle).is_empty() {
+        assert!(started.elapsed().as_secs() < 60, "the backend never started");
+        assert!(apply.try_wait().unwrap().is_none(), "apply ended before the build started");
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+    let backend = processes_mentioning(&needle);
+    apply.kill().unwrap();
+    apply.wait().unwrap();
+    let started = std::time::Instant::now();
+    while !processes_mentioning(&needle).is_empty() {
+        assert!(started.elapsed().as_secs() < 10, "the backend {backend:?} outlived the killed apply");
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+    f.run(&["gc"]).success();
+    assert!(f.sb.tmp_entries().is_empty(), "{:?}", f.sb.tmp_entries());
+}

@@ -28,7 +28,13 @@ use crate::error::{Error, Result};
 use crate::recipe::Source;
 
 /// The lock format version this build writes.
-pub const LOCK_VERSION: u32 = 1;
+///
+/// - 2: the interpreter's standard library is compiled in a fixed order (its tree hash is the
+///   same on every machine); a version-1 lock's recorded `store-path` and `tree-hash` of the
+///   package `python` came from a compiler that could differ by a byte between runs, so they are
+///   dropped when it is read and recorded again at the next apply. Packages built from source
+///   record the built wheel (`built`).
+pub const LOCK_VERSION: u32 = 2;
 
 /// A lock file.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -43,6 +49,11 @@ pub struct LockFile {
     /// Packages, by name.
     #[serde(default, rename = "package")]
     pub packages: Vec<LockedPackage>,
+    /// Read from an older format whose recorded store paths were partly dropped (see
+    /// [`LOCK_VERSION`]): an apply installs them again rather than taking the current
+    /// generation's.
+    #[serde(skip)]
+    pub migrated: bool,
 }
 
 /// One locked package.
@@ -169,6 +180,15 @@ impl LockFile {
         }
         let mut lock: LockFile = toml::from_str(text)
             .map_err(|e| Error::Toml { path: path.to_path_buf(), message: e.to_string() })?;
+        if lock.version < 2 {
+            // See LOCK_VERSION: what the old compiler gave is no promise another machine keeps.
+            for p in lock.packages.iter_mut().filter(|p| p.name == "python") {
+                p.store_path = None;
+                p.tree_hash = None;
+                lock.migrated = true;
+            }
+            lock.version = LOCK_VERSION;
+        }
         let dir = dir_of(path);
         for p in &mut lock.packages {
             if is_relative_path(&p.source.url) {

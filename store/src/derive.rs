@@ -5,9 +5,9 @@
 //!   directories, a relative symlink to each of its files, and `__pycache__/*.pyc` compiled by that
 //!   interpreter. A profile links this tree's package directories whole; the wheel's files stay
 //!   stored once, shared by every Python that uses them. The `.pyc` files are
-//!   PEP 552's unchecked-hash kind, compiled with `PYTHONHASHSEED=0` and a relative file name,
-//!   so the tree hash does not depend on when or where they were made; sessions never write any
-//!   (the store is read-only and each source already has its `.pyc`).
+//!   PEP 552's unchecked-hash kind, compiled with a relative file name in a fixed order (see
+//!   `bytecode.rs`), so the tree hash does not depend on when or where they were made; sessions
+//!   never write any (the store is read-only and each source already has its `.pyc`).
 //! - [`Derivation::Venv`]: a `pyvenv.cfg` naming an interpreter, which makes a profile's
 //!   `bin/python3` a virtual environment over the profile (`site-packages`, `.pth` files and all),
 //!   as uv's and venv's are.
@@ -22,9 +22,11 @@
 //! from (GC keeps them), and `verify --repair` makes it again.
 
 use std::io::Write;
+use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 
+use crate::bytecode::Unit;
 use crate::db::SourceRecord;
 use crate::error::{Error, Result};
 use crate::install::Installed;
@@ -73,27 +75,6 @@ pub enum Derivation {
         version: String,
     },
 }
-
-/// Compiles files listed on stdin (`source<TAB>output root<TAB>relative name`), in parallel, the
-/// way pip and uv compile an install. Python 3.7 and later.
-const COMPILE: &str = r#"
-import importlib.util, os, py_compile, sys
-from concurrent.futures import ProcessPoolExecutor
-def one(job):
-    src, root, rel = job
-    out = os.path.join(root, importlib.util.cache_from_source(rel))
-    try:
-        py_compile.compile(src, cfile=out, dfile=rel, doraise=True,
-                           invalidation_mode=py_compile.PycInvalidationMode.UNCHECKED_HASH)
-        return 0
-    except Exception:
-        return 1
-jobs = [l.rstrip("\n").split("\t") for l in sys.stdin if l.strip()]
-if jobs:
-    with ProcessPoolExecutor() as ex:
-        failed = sum(ex.map(one, jobs, chunksize=32))
-    print(failed)
-"#;
 
 impl Derivation {
     /// The key it is registered under.
@@ -231,8 +212,8 @@ impl Store {
         }
         drop(db);
         let mut out = Vec::new();
-        // interpreter -> compile jobs
-        let mut jobs: std::collections::BTreeMap<PathBuf, String> = Default::default();
+        // One unit per wheel: what else is compiled beside it must not change its bytecode.
+        let mut units = Vec::new();
         for d in todo {
             let work = TempDir::new(&self.dir.join(".tmp"))?;
             let tree = work.fresh("tree")?;
@@ -259,19 +240,16 @@ impl Store {
                 Derivation::Bytecode { wheel, python, exe, .. } => {
                     let site = self.dir.join(wheel.as_str()).join("site-packages");
                     fs_err::create_dir(tree.join("site-packages"))?;
-                    let list = jobs.entry(self.dir.join(python.as_str()).join(exe)).or_default();
+                    let mut unit = Unit::new(self.dir.join(python.as_str()).join(exe), tree.clone());
                     if site.is_dir() {
-                        mirror(&site, &tree.join("site-packages"), Path::new("site-packages"), &tree, list)?;
+                        mirror(&site, &tree.join("site-packages"), Path::new("site-packages"), &mut unit)?;
                     }
+                    units.push(unit);
                 }
             }
             out.push((work, tree));
         }
-        for (exe, list) in jobs {
-            let started = std::time::Instant::now();
-            compile(&exe, &list)?;
-            tracing::info!(interpreter = %exe.display(), files = list.lines().count(), elapsed = ?started.elapsed(), "compiled bytecode");
-        }
+        crate::bytecode::compile(units)?;
         for (_, tree) in &out {
             crate::unpack::normalize_tree(tree)?;
         }
@@ -331,7 +309,8 @@ fn build_wheel(
     let dist = work.fresh("dist")?;
     let home = work.fresh("home")?;
     let joined = std::env::join_paths(python_path).map_err(std::io::Error::other)?;
-    let out = Command::new(exe)
+    let mut command = Command::new(exe);
+    command
         .args(["-B", "-c", BUILD])
         .arg(&src)
         .arg(&dist)
@@ -350,8 +329,20 @@ fn build_wheel(
         .env("SOURCE_DATE_EPOCH", "315532800")
         .env("PIP_NO_INDEX", "1")
         .stdin(Stdio::null())
-        .output()
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        // Its own process group, so that whatever it starts can be ended with it.
+        .process_group(0);
+    crate::sys::die_with_parent(&mut command);
+    let child = command
+        .spawn()
         .map_err(|e| std::io::Error::new(e.kind(), format!("cannot run `{}`: {e}", exe.display())))?;
+    let group = child.id();
+    let out = child.wait_with_output();
+    // No process of the build outlives it (a daemon it forked, a compiler left behind).
+    crate::sys::kill_group(group);
+    let out =
+        out.map_err(|e| std::io::Error::new(e.kind(), format!("cannot run `{}`: {e}", exe.display())))?;
     let tail = |bytes: &[u8]| {
         let text = String::from_utf8_lossy(bytes);
         let lines: Vec<&str> = text.lines().collect();
@@ -426,9 +417,9 @@ pub(crate) fn compile_interpreter(tree: &Path) -> Result<crate::tree::Node> {
         // The unpacked tree is read-only like a store path: open its directories for the compiler.
         make_writable(&lib)?;
         let rel = lib.strip_prefix(tree).unwrap_or(&lib).to_path_buf();
-        let mut jobs = String::new();
-        list_sources(&lib, &rel, tree, &mut jobs)?;
-        compile(&exe, &jobs)?;
+        let mut unit = Unit::new(exe, tree.to_path_buf());
+        unit.add_sources(&lib, &rel)?;
+        crate::bytecode::compile(vec![unit])?;
     }
     crate::unpack::normalize_tree(tree)?;
     Ok(crate::tree::scan(tree)?)
@@ -451,7 +442,7 @@ fn make_writable(dir: &Path) -> Result<()> {
 /// (compiled against mtimes the store does not keep); and a compile job for each `.py` file,
 /// its bytecode written beside the links. A profile then links whole package directories of this
 /// tree instead of merging the wheel's tree with its bytecode file by file.
-fn mirror(src: &Path, dest: &Path, rel: &Path, out: &Path, jobs: &mut String) -> Result<()> {
+fn mirror(src: &Path, dest: &Path, rel: &Path, unit: &mut Unit) -> Result<()> {
     for entry in fs_err::read_dir(src)? {
         let entry = entry?;
         let ft = entry.file_type()?;
@@ -462,7 +453,7 @@ fn mirror(src: &Path, dest: &Path, rel: &Path, out: &Path, jobs: &mut String) ->
                 continue;
             }
             fs_err::create_dir(&to)?;
-            mirror(&from, &to, &sub, out, jobs)?;
+            mirror(&from, &to, &sub, unit)?;
             continue;
         }
         // Relative, through the store directory: the tree hash must not depend on where the
@@ -474,65 +465,8 @@ fn mirror(src: &Path, dest: &Path, rel: &Path, out: &Path, jobs: &mut String) ->
         std::os::unix::fs::symlink(&target, &to)
             .map_err(|e| std::io::Error::new(e.kind(), format!("cannot link `{}`: {e}", to.display())))?;
         if ft.is_file() && sub.extension().is_some_and(|e| e == "py") {
-            add_job(jobs, &from, out, &sub);
+            unit.add(from, sub);
         }
-    }
-    Ok(())
-}
-
-fn add_job(jobs: &mut String, src: &Path, root: &Path, rel: &Path) {
-    // Tabs and newlines in names cannot be passed this way; such files stay uncompiled.
-    let text = [src.to_string_lossy(), root.to_string_lossy(), rel.to_string_lossy()];
-    if text.iter().all(|t| !t.contains(['\t', '\n'])) {
-        jobs.push_str(&text.join("\t"));
-        jobs.push('\n');
-    }
-}
-
-/// Appends a compile job for every `.py` file under `dir` (whose name in the tree is `rel`),
-/// with its output under `out`.
-fn list_sources(dir: &Path, rel: &Path, out: &Path, jobs: &mut String) -> Result<()> {
-    for entry in fs_err::read_dir(dir)? {
-        let entry = entry?;
-        let ft = entry.file_type()?;
-        let name = entry.file_name();
-        let sub = rel.join(&name);
-        if ft.is_dir() && name != "__pycache__" {
-            list_sources(&entry.path(), &sub, out, jobs)?;
-        } else if ft.is_file() && sub.extension().is_some_and(|e| e == "py") {
-            add_job(jobs, &entry.path(), out, &sub);
-        }
-    }
-    Ok(())
-}
-
-/// Runs the interpreter over the compile jobs. Files it cannot compile (Python 2 syntax in a test
-/// directory, say) stay uncompiled, as pip leaves them.
-fn compile(exe: &Path, jobs: &str) -> Result<()> {
-    let failed =
-        |message: String| Error::Derivation { key: format!("compile with {}", exe.display()), message };
-    // -B: the compiler's own imports write no bytecode anywhere (it may be running from the store).
-    let mut child = Command::new(exe)
-        .args(["-B", "-s", "-c", COMPILE])
-        .env_clear()
-        .env("PYTHONHASHSEED", "0")
-        .env("PATH", "/usr/bin:/bin")
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .map_err(|e| failed(format!("cannot run the interpreter: {e}")))?;
-    let mut stdin = child.stdin.take().expect("piped");
-    let feed = jobs.as_bytes().to_vec();
-    let writer = std::thread::spawn(move || stdin.write_all(&feed));
-    let output = child.wait_with_output().map_err(|e| failed(e.to_string()))?;
-    let _ = writer.join();
-    if !output.status.success() {
-        return Err(failed(format!(
-            "the interpreter exited with {}: {}",
-            output.status,
-            String::from_utf8_lossy(&output.stderr).trim()
-        )));
     }
     Ok(())
 }

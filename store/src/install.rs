@@ -28,6 +28,15 @@ const CHUNK: usize = 256 * 1024;
 /// Chunks in flight between them: bounds memory at about 2 MiB per install.
 const CHANNEL_DEPTH: usize = 8;
 
+/// How an interpreter's own standard library was compiled, as its source key says: by
+/// `bytecode.rs`'s fixed order, the same on every machine. The same source under another way of
+/// compiling is another key, so a store holding a tree the old compiler made compiles it again
+/// instead of handing it to a lock made elsewhere.
+const BYTECODE_KEY: &str = " bytecode=interpreter-ordered";
+/// The key of trees compiled before the order was fixed (a worker pool): read back, never
+/// written.
+const BYTECODE_KEY_V1: &str = " bytecode=interpreter";
+
 /// What to install: one artifact, how to unpack it, and what to call it.
 #[derive(Debug, Clone)]
 pub struct InstallRequest {
@@ -123,7 +132,7 @@ impl Store {
             key.push_str(&format!(" move={}", moves.join(";")));
         }
         if request.unpack.bytecode {
-            key.push_str(" bytecode=interpreter");
+            key.push_str(BYTECODE_KEY);
         }
         key
     }
@@ -131,10 +140,11 @@ impl Store {
     /// The install request a source key was made from (see [`Store::source_key`]), with `url`.
     pub(crate) fn request_from_key(key: &str, url: &str) -> Option<InstallRequest> {
         // The optional parts come last, in the order `source_key` appends them.
-        let (key, bytecode) = match key.strip_suffix(" bytecode=interpreter") {
-            Some(k) => (k, true),
-            None => (key, false),
-        };
+        let (key, bytecode) =
+            match key.strip_suffix(BYTECODE_KEY).or_else(|| key.strip_suffix(BYTECODE_KEY_V1)) {
+                Some(k) => (k, true),
+                None => (key, false),
+            };
         let (key, moves) = match key.rsplit_once(" move=") {
             Some((k, m)) => (
                 k,

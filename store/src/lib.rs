@@ -10,6 +10,7 @@
 
 #![deny(missing_docs)]
 
+mod bytecode;
 mod caches;
 mod db;
 mod derive;

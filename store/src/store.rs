@@ -172,7 +172,13 @@ impl Store {
         crate::optimise::recover(&self.dir)?;
         for leftovers in [self.dir.join(".tmp"), self.dir.join(".trash")] {
             for entry in fs_err::read_dir(&leftovers)? {
-                remove_tree(&entry?.path())?;
+                // A program a killed envctl started may still be writing there (a build backend's
+                // own children): what cannot be removed now is left for the next sweep, and the
+                // command goes on; nothing in `.tmp/` is ever read.
+                let path = entry?.path();
+                if let Err(e) = remove_tree(&path) {
+                    tracing::warn!("left `{}` for a later sweep: {e}", path.display());
+                }
             }
         }
         let db = self.db();
@@ -218,9 +224,10 @@ impl Store {
         let dest = self.dir.join(name.as_str());
         let _path_lock = self.path_lock(name)?;
         let mut db = self.db();
-        if db.get(name.as_str())?.is_none() || !dest.is_dir() {
+        let trash = self.dir.join(".trash").join(format!("{}-{}", name, work.unique()));
+        let moved = db.get(name.as_str())?.is_none() || !dest.is_dir();
+        if moved {
             if fs_err::symlink_metadata(&dest).is_ok() {
-                let trash = self.dir.join(".trash").join(format!("{}-{}", name, work.unique()));
                 fs_err::rename(&dest, &trash)?;
                 remove_tree(&trash)?;
             }
@@ -238,7 +245,14 @@ impl Store {
                 .map(|d| d.as_secs() as i64)
                 .unwrap_or(0),
         };
-        db.register(&record, source, references)?;
+        if let Err(e) = db.register(&record, source, references) {
+            // Not registered, so not in the store: take the tree out now rather than leave it for
+            // the next idle command's sweep (it holds the path lock, so nobody else moved it in).
+            if moved && fs_err::rename(&dest, &trash).is_ok() {
+                let _ = remove_tree(&trash);
+            }
+            return Err(e);
+        }
         let record = db.get(name.as_str())?.ok_or_else(|| Error::NotInStore(name.to_string()))?;
         Ok((dest, record))
     }

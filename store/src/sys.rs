@@ -378,3 +378,36 @@ impl Drop for Mapped {
         }
     }
 }
+
+/// Makes the program `command` starts end when this process ends, killed or not
+/// (`PR_SET_PDEATHSIG`): a bytecode compiler or a build backend never outlives the envctl that
+/// started it and goes on writing into `.tmp/`. The signal is tied to the thread that spawns the
+/// command, so that thread must wait for it (every caller here does).
+pub(crate) fn die_with_parent(command: &mut std::process::Command) {
+    use std::os::unix::process::CommandExt;
+    let parent = std::process::id() as libc::pid_t;
+    // SAFETY: between fork and exec the closure makes only async-signal-safe calls (prctl,
+    // getppid, _exit) and allocates nothing.
+    unsafe {
+        command.pre_exec(move || {
+            if libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL as libc::c_ulong) != 0 {
+                return Err(std::io::Error::last_os_error());
+            }
+            // The parent died before the signal was asked for: nobody would send it.
+            if libc::getppid() != parent {
+                libc::_exit(1);
+            }
+            Ok(())
+        });
+    }
+}
+
+/// Sends SIGKILL to every process of the process group `group` (one a child was started in, see
+/// `CommandExt::process_group`); a group that is already empty is fine.
+pub(crate) fn kill_group(group: u32) {
+    let Ok(group) = libc::pid_t::try_from(group) else { return };
+    if group > 1 {
+        // SAFETY: a plain system call; a negative pid names the process group.
+        unsafe { libc::kill(-group, libc::SIGKILL) };
+    }
+}

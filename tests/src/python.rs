@@ -159,13 +159,28 @@ pub fn find_python(series: &str) -> (String, PathBuf) {
 /// `lib/libpython*`, and `lib/python3.X` without `site-packages` and the test suites. Built once
 /// per process. Returns the archive and the full version.
 pub fn python_archive(series: &str) -> (Vec<u8>, String) {
-    /// (series, archive, full version)
-    type Packed = (String, Vec<u8>, String);
+    let (archive, version) = python_package(series);
+    (archive.tar_zst(), version)
+}
+
+/// [`python_archive`] with `extra` entries after the interpreter's own.
+pub fn python_archive_with(series: &str, extra: Vec<Entry>) -> (Vec<u8>, String) {
+    let (mut archive, version) = python_package(series);
+    for e in extra {
+        archive = archive.with(e);
+    }
+    (archive.tar_zst(), version)
+}
+
+/// The entries of [`python_archive`], read from this machine once per process.
+fn python_package(series: &str) -> (Archive, String) {
+    /// (series, entries, full version)
+    type Packed = (String, Archive, String);
     static CACHE: OnceLock<Mutex<Vec<Packed>>> = OnceLock::new();
     let cache = CACHE.get_or_init(|| Mutex::new(Vec::new()));
     let mut cache = cache.lock().unwrap();
-    if let Some((_, bytes, version)) = cache.iter().find(|(s, _, _)| s == series) {
-        return (bytes.clone(), version.clone());
+    if let Some((_, archive, version)) = cache.iter().find(|(s, _, _)| s == series) {
+        return (archive.clone(), version.clone());
     }
     let (version, prefix) = find_python(series);
     let mut archive = Archive::new();
@@ -208,9 +223,8 @@ pub fn python_archive(series: &str) -> (Vec<u8>, String) {
         }
     }
     add(&mut archive, &prefix.join(format!("lib/python{series}")), &format!("lib/python{series}"), &skip);
-    let bytes = archive.tar_zst();
-    cache.push((series.to_owned(), bytes.clone(), version.clone()));
-    (bytes, version)
+    cache.push((series.to_owned(), archive.clone(), version.clone()));
+    (archive, version)
 }
 
 /// Serves `wheels` as a simple repository (PEP 503) under `/simple/` of `server`: one project

@@ -105,6 +105,7 @@ pub fn apply(file: &Path, options: &ApplyOptions<'_>, settings: &Settings, cli: 
 
     // Fast path: an unchanged file whose lock built the current generation.
     if let (Some(lock), Some(m)) = (&fresh, &current_manifest)
+        && !lock.migrated
         && m.request == lock.request
         && same_packages(lock, m)
         && same_env(&profile, m)
@@ -165,6 +166,7 @@ pub fn apply(file: &Path, options: &ApplyOptions<'_>, settings: &Settings, cli: 
     // Same packages and environment as the current generation (the file changed in a way that
     // does not matter, say a loosened requirement): record the lock, keep the generation.
     if !dry_run
+        && !lock.migrated
         && let (Some(m), Some(g)) = (&current_manifest, &current)
         && g.path.is_dir()
         && same_versions(&lock, m)

@@ -72,7 +72,12 @@ impl Fixture {
     /// Publishes this machine's CPython `series` (see `python_archive`) as the recipe `python`;
     /// returns its full version.
     pub fn publish_python(&self, series: &str) -> String {
-        let (bytes, version) = envctl_testkit::python::python_archive(series);
+        self.publish_python_with(series, Vec::new())
+    }
+
+    /// [`Fixture::publish_python`] with `extra` entries in the interpreter's archive.
+    pub fn publish_python_with(&self, series: &str, extra: Vec<Entry>) -> String {
+        let (bytes, version) = envctl_testkit::python::python_archive_with(series, extra);
         let url = self.server.serve(&format!("/python-{version}.tar.zst"), bytes.clone());
         std::fs::write(
             self.repo.join(format!("python-{version}.toml")),
