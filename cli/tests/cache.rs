@@ -460,3 +460,31 @@ fn offline_installs_use_local_caches_only() {
     dir.run(&["apply", "--offline", "--frozen", &file(&dir)]).ok();
     assert_eq!(package_paths(&f.sb.store()), package_paths(&dir.store()));
 }
+
+#[test]
+fn a_lock_whose_store_path_was_edited_gets_no_other_build_from_a_cache() {
+    let (f, public) = first_machine();
+    let cache = f.sb.path("nfs/cache");
+    let key = f.sb.path("keys/lab.secret").display().to_string();
+    f.run(&["cache", "push", &cache.display().to_string(), "p", "--key", &key]).success();
+    let lock_a = std::fs::read_to_string(f.sb.path("proj/p.lock")).unwrap();
+    // The publisher replaces hello 1.0 with build B: same name and version, other bytes.
+    let b_bytes = envctl_testkit::Archive::new()
+        .with(envctl_testkit::Entry::file_mode("bin/hello", "#!/bin/sh\necho hello B\n", 0o755))
+        .tar_gz();
+    let hello = lock_a.split("name = \"hello\"").nth(1).unwrap();
+    let field = |key: &str| hello.split(&format!("{key} = \"")).nth(1).unwrap().split('"').next().unwrap();
+    let (sha_a, hello_a) = (field("sha256").to_owned(), field("store-path").to_owned());
+    let sha_b = f.publish("hello", "1.0", &b_bytes, "");
+    assert_ne!(sha_a, sha_b);
+    // A lock whose source is build B, with build A's store path and tree hash written in.
+    let b = second_machine(
+        &f,
+        &format!("trusted-keys = [\"{public}\"]\n[[caches]]\nurl = \"{}\"\n", cache.display()),
+    );
+    std::fs::write(b.path("proj/p.lock"), lock_a.replace(&sha_a, &sha_b)).unwrap();
+    let apply = b.run(&["apply", "--frozen", &b.path("proj/p.toml").display().to_string()]).failure();
+    let e = apply.failed();
+    assert!(e.contains("refusing the lock") && e.contains("hello 1.0"), "{e}");
+    assert!(!b.store().join(&hello_a).exists(), "build A came from the cache for a lock of build B");
+}

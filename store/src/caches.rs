@@ -325,16 +325,19 @@ impl Store {
         reporter: &dyn Reporter,
     ) -> Option<Installed> {
         for (url, backend) in &self.caches.list {
-            let received = self.caches.lookup(backend, url, request, key).and_then(|object| {
-                let Some(object) = object else { return Ok(None) };
-                let archive = backend.get_url(&object.archive.file);
-                let installed = self.receive(&object, &archive, &self.caches.trusted, reporter)?;
-                // The request's own source leads here from now on.
-                let source =
-                    crate::db::SourceRecord { sha256: request.sha256.to_string(), url: request.url.clone() };
-                self.db().register(&installed.record, Some((key, &source)), &[])?;
-                Ok(Some(installed))
-            });
+            let received =
+                self.caches.lookup(backend, url, key, request.store_path.as_ref()).and_then(|object| {
+                    let Some(object) = object else { return Ok(None) };
+                    let archive = backend.get_url(&object.archive.file);
+                    let installed = self.receive(&object, &archive, &self.caches.trusted, reporter)?;
+                    // The request's own source leads here from now on.
+                    let source = crate::db::SourceRecord {
+                        sha256: request.sha256.to_string(),
+                        url: request.url.clone(),
+                    };
+                    self.db().register(&installed.record, Some((key, &source)), &[])?;
+                    Ok(Some(installed))
+                });
             match received {
                 Ok(Some(mut installed)) => {
                     tracing::info!(path = %installed.record.name, cache = %url, "installed from a cache");
@@ -397,23 +400,24 @@ impl Caches {
         let format = request.unpack.format.or_else(|| crate::unpack::Format::from_file_name(&request.url))?;
         let key = Store::source_key(request, format);
         self.list.iter().find_map(|(url, backend)| {
-            let object = self.lookup(backend, url, request, &key).ok()??;
+            let object = self.lookup(backend, url, &key, request.store_path.as_ref()).ok()??;
             object.check(&self.trusted).is_ok().then(|| (url.clone(), object.archive.size))
         })
     }
 
-    /// The object `backend` holds for `request` (by the store path the lock names, else through
-    /// the pointer for its source key `key`), refused unless it describes that path, answers that
-    /// source when asked by source, and names its archive as every object does; `None` when the
-    /// cache does not have it.
+    /// The object `backend` holds for the source key `key` (by the store path a lock names,
+    /// `store_path`, else through the pointer for the key), refused unless it describes that
+    /// path, its signed sources include `key` (however it was found: a lock whose store path was
+    /// edited must not fetch another build than its source's), and it names its archive as every
+    /// object does; `None` when the cache does not have it.
     fn lookup(
         &self,
         backend: &Backend,
         url: &str,
-        request: &InstallRequest,
         key: &str,
+        store_path: Option<&StorePathName>,
     ) -> Result<Option<PathObject>> {
-        let name = match &request.store_path {
+        let name = match store_path {
             Some(name) => name.to_string(),
             None => match read_object(&self.fetcher, backend, &pointer(key))? {
                 Some(bytes) => String::from_utf8_lossy(&bytes).trim().to_owned(),
@@ -429,9 +433,9 @@ impl Caches {
         if object.name != name.as_str() {
             return Err(untrusted(format!("the cache's object for it describes `{}`", object.name)));
         }
-        // Asked for by source: the signed object must say it answers that source.
-        if request.store_path.is_none() && !object.sources.iter().any(|s| s.key == key) {
-            return Err(untrusted("its signed sources do not include this one".into()));
+        // The signed object must say it answers this source, whichever way it was found.
+        if !object.sources.iter().any(|s| s.key == key) {
+            return Err(untrusted(format!("its signed sources do not include this one (`{key}`)")));
         }
         if object.archive.file != format!("{}.tar.zst", object.name) {
             return Err(untrusted(format!("archive name `{}`", object.archive.file)));
