@@ -5,8 +5,12 @@
 //! ├── vision -> vision-3-link                      the current generation (relative link)
 //! ├── vision-2-link -> <store>/<hash>-profile-vision
 //! ├── vision-3-link -> <store>/<hash>-profile-vision
-//! └── .vision.lock                                 the per-profile lock
+//! ├── .vision.lock                                 the per-profile lock
+//! └── .vision.last                                 the highest number ever given ("3")
 //! ```
+//!
+//! A generation's number is never given twice, as in Nix: deleting generation 3 and applying
+//! again gives 4, so "generation 3" in a log or a ticket always meant one environment.
 //!
 //! A generation is a store path; the numbered links are GC roots. Switching (new generation,
 //! rollback, `--to N`) writes the numbered link first, then renames a temporary symlink over
@@ -65,15 +69,15 @@ fn is_generation_link(file: &str) -> bool {
 }
 
 /// What a dot-file of `profiles/` is: the profile it belongs to, and whether it is a temporary
-/// link a killed command may have left (`.NAME.switch<pid>`, `.NAME-N-link.tmp<pid>`) rather than
-/// the profile's lock (`.NAME.lock`).
+/// link or record a killed command may have left (`.NAME.switch<pid>`, `.NAME-N-link.tmp<pid>`,
+/// `.NAME.last.tmp<pid>`) rather than the profile's lock (`.NAME.lock`) or record (`.NAME.last`).
 fn dot_file(file: &str) -> Option<(&str, bool)> {
     let rest = file.strip_prefix('.')?;
     let pid = |p: &str| !p.is_empty() && p.bytes().all(|b| b.is_ascii_digit());
-    if let Some(name) = rest.strip_suffix(".lock") {
+    if let Some(name) = rest.strip_suffix(".lock").or_else(|| rest.strip_suffix(".last")) {
         return Some((name, false));
     }
-    if let Some((name, p)) = rest.rsplit_once(".switch")
+    if let Some((name, p)) = rest.rsplit_once(".switch").or_else(|| rest.rsplit_once(".last.tmp"))
         && pid(p)
     {
         return Some((name, true));
@@ -222,9 +226,33 @@ impl Profiles {
         Err(std::io::Error::new(std::io::ErrorKind::Interrupted, message).into())
     }
 
+    /// The highest generation number ever given to a profile (see the module docs); 0 when none
+    /// was recorded (a profile made before numbers were recorded counts what it has).
+    fn last_given(&self, name: &str) -> Result<u32> {
+        let path = self.dir.join(format!(".{name}.last"));
+        match std::fs::read_to_string(&path) {
+            Ok(text) => text.trim().parse().map_err(|_| {
+                Error::Invalid {
+                    what: "generation record",
+                    value: path.display().to_string(),
+                    rule: "it holds the highest generation number given; write the highest `NAME-N-link` number into it",
+                }
+            }),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(0),
+            Err(e) => Err(std::io::Error::new(e.kind(), format!("cannot read `{}`: {e}", path.display())).into()),
+        }
+    }
+
     /// Adds `store_path` as a new generation and makes it current. Caller holds the profile lock.
+    /// Its number is one more than any this profile was ever given, recorded before the link is
+    /// made: a crash in between skips a number, never reuses one.
     pub fn add_generation(&self, name: &str, store_path: &Path) -> Result<u32> {
-        let next = self.generations(name)?.last().map_or(1, |g| g.number + 1);
+        let highest = self.generations(name)?.last().map_or(0, |g| g.number);
+        let next = highest.max(self.last_given(name)?) + 1;
+        let record = self.dir.join(format!(".{name}.last"));
+        let tmp = self.dir.join(format!(".{name}.last.tmp{}", std::process::id()));
+        fs_err::write(&tmp, format!("{next}\n"))?;
+        fs_err::rename(&tmp, &record)?;
         let link = self.dir.join(link_name(name, next));
         let tmp = self.dir.join(format!(".{}.tmp{}", link_name(name, next), std::process::id()));
         let _ = std::fs::remove_file(&tmp);
@@ -300,4 +328,53 @@ fn read_generation(link: &Path) -> Result<Option<(PathBuf, i64)>> {
 
 fn parse_number(name: &str, file: &str) -> Option<u32> {
     file.strip_prefix(name)?.strip_prefix('-')?.strip_suffix("-link")?.parse().ok()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn profiles() -> (tempfile::TempDir, Profiles) {
+        let home = tempfile::tempdir().unwrap();
+        let profiles = Profiles::open(home.path()).unwrap();
+        (home, profiles)
+    }
+
+    #[test]
+    fn a_deleted_generations_number_is_never_given_again() {
+        let (_home, p) = profiles();
+        let _lock = p.lock("vision").unwrap();
+        for n in 1..=3 {
+            assert_eq!(p.add_generation("vision", Path::new(&format!("/store/g{n}"))).unwrap(), n);
+        }
+        p.switch("vision", 1).unwrap();
+        p.delete("vision", &[2, 3]).unwrap();
+        assert_eq!(p.generations("vision").unwrap().len(), 1);
+        let next = p.add_generation("vision", Path::new("/store/g4")).unwrap();
+        assert_eq!(next, 4, "generation numbers 2 and 3 were given before");
+        let numbers: Vec<u32> = p.generations("vision").unwrap().iter().map(|g| g.number).collect();
+        assert_eq!(numbers, [1, 4]);
+        assert_eq!(p.current("vision").unwrap().unwrap().path, Path::new("/store/g4"));
+        // The record is the profile's, not a profile of its own, and not a temporary to sweep.
+        assert_eq!(p.known_names().unwrap(), ["vision"]);
+        assert_eq!(p.names().unwrap(), ["vision"]);
+    }
+
+    #[test]
+    fn a_profile_without_a_record_counts_from_its_links_and_a_killed_write_is_swept() {
+        let (_home, p) = profiles();
+        let _lock = p.lock("nlp").unwrap();
+        p.add_generation("nlp", Path::new("/store/a")).unwrap();
+        p.add_generation("nlp", Path::new("/store/b")).unwrap();
+        // As an older envctl left it: links only.
+        std::fs::remove_file(p.dir().join(".nlp.last")).unwrap();
+        std::fs::write(p.dir().join(".nlp.last.tmp999999"), "7\n").unwrap();
+        assert_eq!(p.add_generation("nlp", Path::new("/store/c")).unwrap(), 3);
+        drop(_lock);
+        let _lock = p.lock("nlp").unwrap();
+        assert!(!p.dir().join(".nlp.last.tmp999999").exists(), "the temporary record was not swept");
+        std::fs::write(p.dir().join(".nlp.last"), "not a number").unwrap();
+        let e = p.add_generation("nlp", Path::new("/store/d")).unwrap_err().to_string();
+        assert!(e.contains(".nlp.last"), "{e}");
+    }
 }
