@@ -294,3 +294,46 @@ fn wheels_sharing_a_namespace_file_of_one_content_merge_and_of_two_contents_coll
     let e = run.failed();
     assert!(e.contains("both ship") && e.contains("nvidia/__init__.py"), "{e}");
 }
+
+#[test]
+fn a_wheel_that_claims_to_be_another_distribution_is_refused_naming_both() {
+    let f = Fixture::new();
+    f.publish_python("3.11");
+    // `goodpkg-1.0-py3-none-any.whl` that holds `numpy/` and `numpy-9.9.dist-info`.
+    let fake = Wheel::new("numpy", "9.9", "py3-none-any").file("numpy/__init__.py", "FAKE = True\n");
+    let bytes = fake.build();
+    let url = f.server.serve("/wheels/goodpkg-1.0-py3-none-any.whl", bytes.clone());
+    let recipe = format!(
+        "name = \"goodpkg\"\nversion = \"1.0\"\n[dependencies]\npython = \">=3\"\n[[source]]\nurl = \"{url}\"\nsha256 = \"{}\"\n",
+        sha256_hex(&bytes)
+    );
+    std::fs::write(f.repo.join("goodpkg-1.0.toml"), recipe).unwrap();
+    let p = f.profile("good", "[packages]\ngoodpkg = \"1.0\"\npython = \"3.11\"\n");
+    let run = f.run(&["apply", &p]).failure();
+    let e = run.failed();
+    assert!(
+        e.contains("numpy-9.9.dist-info") && e.contains("`numpy 9.9`") && e.contains("`goodpkg 1.0`"),
+        "{e}"
+    );
+    assert!(
+        !f.sb.store_paths_on_disk().iter().any(|n| n.contains("goodpkg")),
+        "{:?}",
+        f.sb.store_paths_on_disk()
+    );
+
+    // The right dist-info beside a second one that speaks for another distribution.
+    let two = Wheel::new("goodpkg", "1.0", "py3-none-any")
+        .file("goodpkg/__init__.py", "")
+        .file("numpy-9.9.dist-info/METADATA", "Metadata-Version: 2.1\nName: numpy\nVersion: 9.9\n");
+    let bytes = two.build();
+    let url = f.server.serve("/wheels/goodpkg-1.0-py3-none-any.whl", bytes.clone());
+    let recipe = format!(
+        "name = \"goodpkg\"\nversion = \"1.0\"\n[dependencies]\npython = \">=3\"\n[[source]]\nurl = \"{url}\"\nsha256 = \"{}\"\n",
+        sha256_hex(&bytes)
+    );
+    std::fs::write(f.repo.join("goodpkg-1.0.toml"), recipe).unwrap();
+    std::fs::remove_file(f.sb.path("good.lock")).ok();
+    let run = f.run(&["apply", &p]).failure();
+    let e = run.failed();
+    assert!(e.contains("a second `.dist-info`") && e.contains("numpy-9.9.dist-info"), "{e}");
+}

@@ -234,7 +234,11 @@ impl Store {
                     let python_path: Vec<PathBuf> =
                         requires.iter().map(|r| self.dir.join(r.as_str()).join("site-packages")).collect();
                     let exe = self.dir.join(python.as_str()).join(exe);
-                    build_wheel(&work, &sdist_dir, &exe, backend, backend_path, &python_path, &tree)?;
+                    let record =
+                        self.db().get(sdist.as_str())?.ok_or_else(|| Error::NotInStore(sdist.to_string()))?;
+                    let expected = (record.package.as_str(), record.version.as_str());
+                    let backend = (backend.as_str(), backend_path.as_slice());
+                    build_wheel(&work, &sdist_dir, &exe, backend, &python_path, &tree, expected)?;
                     tracing::info!(sdist = %sdist, elapsed = ?started.elapsed(), "built a wheel from source");
                 }
                 Derivation::Bytecode { wheel, python, exe, .. } => {
@@ -299,10 +303,10 @@ fn build_wheel(
     work: &TempDir,
     sdist: &Path,
     exe: &Path,
-    backend: &str,
-    backend_path: &[String],
+    (backend, backend_path): (&str, &[String]),
     python_path: &[PathBuf],
     tree: &Path,
+    expected: (&str, &str),
 ) -> Result<()> {
     let src = work.fresh("src")?;
     copy_tree(sdist, &src)?;
@@ -376,6 +380,7 @@ fn build_wheel(
         tree,
         &name,
         crate::unpack::Limits::default(),
+        Some(expected),
     )?;
     Ok(())
 }

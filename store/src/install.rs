@@ -361,7 +361,8 @@ impl Store {
                     return unpack::unpack_conda(file, tree_dir, &label, &request.unpack, limits);
                 }
                 if request.unpack.installs_as_wheel(&request.url) {
-                    return crate::wheel::unpack_wheel(file, tree_dir, &label, limits);
+                    let expected = (request.name.as_str(), request.version.as_str());
+                    return crate::wheel::unpack_wheel(file, tree_dir, &label, limits, Some(expected));
                 }
                 return unpack::unpack_zip(file, tree_dir, &label, format, &request.unpack, limits);
             } else {

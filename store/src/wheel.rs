@@ -33,12 +33,17 @@ use crate::unpack::{Format, Limits, UnpackOptions, Unpacked, Unpacker, check_loc
 /// the script's path as invoked, which reads the rest as Python (the `'''` hides the shell part).
 pub const SCRIPT_HEADER: &str = "#!/bin/sh\n'''exec' \"$(dirname -- \"$0\")/python3\" \"$0\" \"$@\"\n' '''\n";
 
-/// Unpacks a wheel from `file` into `dest` (see the module docs).
+/// Unpacks a wheel from `file` into `dest` (see the module docs). `label` names it in errors
+/// and, where it ends in a wheel's file name, says which distribution it must be; `expected`
+/// (its recipe's package name and version) says so too. A wheel whose `.dist-info` or
+/// `METADATA` names another distribution or version is refused, as pip and uv refuse it: a
+/// `goodpkg-1.0` wheel must not install a `numpy-9.9.dist-info` while `envctl list` says goodpkg.
 pub fn unpack_wheel(
     file: std::fs::File,
     dest: &std::path::Path,
     label: &str,
     limits: Limits,
+    expected: Option<(&str, &str)>,
 ) -> Result<Unpacked> {
     let mut u = Unpacker::new(dest, label, Format::Wheel, &UnpackOptions::default(), limits)?;
     let zip_err = |e: zip::result::ZipError| std::io::Error::other(e);
@@ -62,6 +67,14 @@ pub fn unpack_wheel(
     let stem = dist_info.trim_end_matches(".dist-info").to_owned();
     let data_dir = format!("{stem}.data");
     let distribution = stem.split('-').next().unwrap_or(&stem).to_owned();
+    check_identity(&stem, label, expected).map_err(|why| bad(&dist_info, why))?;
+    // One `.dist-info` only: a second one would tell importers of another distribution.
+    if let Some(other) = zip.file_names().find_map(|n| {
+        let top = n.split('/').next().unwrap_or(n);
+        (top.ends_with(".dist-info") && top != dist_info).then(|| top.to_owned())
+    }) {
+        return Err(bad(&other, format!("a second `.dist-info` beside `{dist_info}`")));
+    }
 
     // Plan, in archive order: check and place every entry, make the directories, reserve each
     // file's slot. Then write the files on every core, largest first, and record them.
@@ -112,6 +125,10 @@ pub fn unpack_wheel(
     let record = read_back(dest, &["site-packages", &dist_info, "RECORD"])
         .ok_or_else(|| bad(&record_path, "the wheel has no RECORD".into()))?;
     check_record(&record, &hashes, &dist_info).map_err(|(entry, why)| bad(&entry, why))?;
+    let metadata_path = format!("{dist_info}/METADATA");
+    let metadata = read_back(dest, &["site-packages", &dist_info, "METADATA"])
+        .ok_or_else(|| bad(&metadata_path, "the wheel has no METADATA".into()))?;
+    check_metadata(&metadata, &stem).map_err(|why| bad(&metadata_path, why))?;
 
     if let Some(text) = read_back(dest, &["site-packages", &dist_info, "entry_points.txt"]) {
         for (script, target) in
@@ -126,6 +143,85 @@ pub fn unpack_wheel(
         }
     }
     u.finish()
+}
+
+/// PEP 503's normalized form of a distribution name.
+fn normalize_name(name: &str) -> String {
+    let mut out = String::with_capacity(name.len());
+    for c in name.chars() {
+        if matches!(c, '-' | '_' | '.') {
+            if !out.ends_with('-') {
+                out.push('-');
+            }
+        } else {
+            out.push(c.to_ascii_lowercase());
+        }
+    }
+    out
+}
+
+/// Whether two version strings are the same PEP 440 version (`1.0` and `1.0.0` are); strings
+/// that are not PEP 440 versions must be equal as written.
+fn same_version(a: &str, b: &str) -> bool {
+    use std::str::FromStr;
+    match (pep440_rs::Version::from_str(a), pep440_rs::Version::from_str(b)) {
+        (Ok(a), Ok(b)) => a == b,
+        _ => a == b,
+    }
+}
+
+/// `(name, version)` of a `NAME-VERSION` stem (a `.dist-info` directory's, or the start of a
+/// wheel's file name).
+fn split_stem(stem: &str) -> Option<(&str, &str)> {
+    let mut parts = stem.splitn(3, '-');
+    let name = parts.next().filter(|n| !n.is_empty())?;
+    let version = parts.next().filter(|v| !v.is_empty())?;
+    Some((name, version))
+}
+
+/// Checks that the `.dist-info` stem names the distribution the wheel's file name (the last
+/// part of `label`, when it is one) and its recipe (`expected`) say it is.
+fn check_identity(
+    stem: &str,
+    label: &str,
+    expected: Option<(&str, &str)>,
+) -> std::result::Result<(), String> {
+    let (name, version) = split_stem(stem)
+        .ok_or_else(|| "its `.dist-info` is not named `NAME-VERSION.dist-info`".to_owned())?;
+    let file = label.split(['?', '#']).next().unwrap_or(label);
+    let file = file.rsplit('/').next().unwrap_or(file);
+    let file = percent_encoding::percent_decode_str(file).decode_utf8_lossy();
+    let from_file = file.strip_suffix(".whl").and_then(split_stem);
+    let claims =
+        from_file.map(|c| ("its file name", c)).into_iter().chain(expected.map(|c| ("its recipe", c)));
+    for (whose, (want_name, want_version)) in claims {
+        if normalize_name(name) != normalize_name(want_name) || !same_version(version, want_version) {
+            return Err(format!(
+                "the wheel says it is `{name} {version}`, but {whose} says `{want_name} {want_version}`"
+            ));
+        }
+    }
+    Ok(())
+}
+
+/// Checks that METADATA's `Name` and `Version` are the `.dist-info` stem's.
+fn check_metadata(metadata: &str, stem: &str) -> std::result::Result<(), String> {
+    let (name, version) = split_stem(stem).unwrap_or((stem, ""));
+    // The headers end at the first empty line; the description follows.
+    let headers = metadata.split("\n\n").next().unwrap_or(metadata);
+    let field = |key: &str| {
+        headers.lines().find_map(|l| {
+            let (k, v) = l.split_once(':')?;
+            k.trim().eq_ignore_ascii_case(key).then(|| v.trim().to_owned())
+        })
+    };
+    let (Some(meta_name), Some(meta_version)) = (field("Name"), field("Version")) else {
+        return Err("it has no `Name` and `Version`".into());
+    };
+    if normalize_name(&meta_name) != normalize_name(name) || !same_version(&meta_version, version) {
+        return Err(format!("it says `{meta_name} {meta_version}`, its directory says `{name} {version}`"));
+    }
+    Ok(())
 }
 
 /// A file written: its model and the sha256 of what the wheel held.
@@ -439,5 +535,48 @@ mod tests {
         let out = read(b"#!python\nprint(1)\n");
         assert_eq!(String::from_utf8(out).unwrap(), format!("{SCRIPT_HEADER}print(1)\n"));
         assert_eq!(read(b"#!/bin/sh\necho\n"), b"#!/bin/sh\necho\n");
+    }
+}
+
+#[cfg(test)]
+mod identity_tests {
+    use super::*;
+
+    #[test]
+    fn names_compare_normalized_and_versions_as_pep_440_versions() {
+        assert!(
+            check_identity(
+                "Greeter_Lib-1.2.post1",
+                "https://x/wheels/greeter_lib-1.2.post1-py3-none-any.whl",
+                Some(("greeter-lib", "1.2.post1"))
+            )
+            .is_ok()
+        );
+        assert!(
+            check_identity(
+                "torch-2.3.0+cu121",
+                "https://x/torch-2.3.0%2Bcu121-cp311-cp311-linux_x86_64.whl",
+                Some(("torch", "2.3.0+cu121"))
+            )
+            .is_ok()
+        );
+        assert!(check_identity("pkg-1.0", "pkg-1.0.0-py3-none-any.whl", None).is_ok());
+        let e = check_identity("numpy-9.9", "https://x/goodpkg-1.0-py3-none-any.whl", None).unwrap_err();
+        assert!(
+            e.contains("`numpy 9.9`") && e.contains("its file name") && e.contains("`goodpkg 1.0`"),
+            "{e}"
+        );
+        let e = check_identity("goodpkg-1.1", "built.bin", Some(("goodpkg", "1.0"))).unwrap_err();
+        assert!(e.contains("its recipe"), "{e}");
+        assert!(check_identity("nodash", "x.whl", None).is_err());
+    }
+
+    #[test]
+    fn metadata_must_name_the_directorys_distribution() {
+        let ok = "Metadata-Version: 2.1\nName: Greeter-Lib\nVersion: 1.2.post1\n\nName: in the description\n";
+        assert!(check_metadata(ok, "greeter_lib-1.2.post1").is_ok());
+        let e = check_metadata("Name: numpy\nVersion: 9.9\n", "goodpkg-1.0").unwrap_err();
+        assert!(e.contains("`numpy 9.9`") && e.contains("`goodpkg 1.0`"), "{e}");
+        assert!(check_metadata("Metadata-Version: 2.1\n", "goodpkg-1.0").is_err());
     }
 }
