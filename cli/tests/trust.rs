@@ -127,6 +127,52 @@ fn env_output_quotes_every_value_so_evaluating_it_runs_nothing() {
     );
 }
 
+#[test]
+fn env_prints_only_variable_names_whatever_the_caller_and_envctl_restore_hold() {
+    let f = Fixture::new();
+    let p = f.profile("p", "[packages]\nhello = \"1\"\n");
+    f.run(&["apply", &p]).ok();
+    let (one, two) = (f.sb.path("PWNED1"), f.sb.path("PWNED2"));
+    let restore = serde_json::json!({
+        format!("X;touch {};Y", one.display()): null,
+        "SAVED": "kept",
+        "NUL": "a\u{0}b",
+    })
+    .to_string();
+    let bad_name = format!("Z;touch {}", two.display());
+    for format in ["sh", "fish"] {
+        let mut c = f.sb.command(&["env", "p", "--format", format]);
+        c.env("ENVCTL_RESTORE", &restore).env(&bad_name, "1").env("SAVED", "session value");
+        let r = common::Run::from(c.output().unwrap());
+        r.ok();
+        for line in r.stdout.lines() {
+            let name = line
+                .strip_prefix("unset ")
+                .or_else(|| line.strip_prefix("export "))
+                .or_else(|| line.strip_prefix("set -e "))
+                .or_else(|| line.strip_prefix("set -gx "))
+                .unwrap_or_else(|| panic!("unexpected line `{line}`"));
+            let name = name.split(['=', ' ']).next().unwrap();
+            assert!(name.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_'), "{format}: `{line}`");
+        }
+        assert!(r.stderr.contains("ENVCTL_RESTORE names `X;touch"), "{}", r.stderr);
+        assert!(r.stderr.contains("ENVCTL_RESTORE gives `NUL` a value with a NUL byte"), "{}", r.stderr);
+        if format == "sh" {
+            // What the session saved comes back; evaluating the output runs nothing.
+            assert!(r.stdout.contains("export SAVED='kept'"), "{}", r.stdout);
+            let out = std::process::Command::new("sh").arg("-c").arg(&r.stdout).output().unwrap();
+            assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+            assert!(!one.exists() && !two.exists(), "evaluating `envctl env` ran a command");
+        }
+    }
+    // A NUL in ENVCTL_RESTORE is named, and the session still starts.
+    let mut c = f.sb.command(&["run", "p", "--", "hello"]);
+    c.env("ENVCTL_RESTORE", &restore);
+    let r = common::Run::from(c.output().unwrap());
+    assert_eq!(r.ok(), "hello 1.0");
+    assert!(r.stderr.contains("ENVCTL_RESTORE gives `NUL`"), "{}", r.stderr);
+}
+
 /// A fixture whose packages `a` and `b` share identical files, applied, so optimise has work.
 fn twins() -> (Fixture, String) {
     let f = Fixture::new();

@@ -126,12 +126,45 @@ fn outside_sessions(mut base: BTreeMap<String, String>) -> (BTreeMap<String, Str
     };
     let left = base.get("ENVCTL_PROFILE").cloned();
     for (k, v) in saved {
+        // The variable is anyone's to set: what it names reaches `export`/`unset` lines and
+        // `exec`, so only variable names and values a program can receive are taken.
+        if !envctl_recipes::is_variable_name(&k) {
+            printer::info(&format!(
+                "warning: {RESTORE} names `{}`, which is not a variable name; left out",
+                k.escape_debug()
+            ));
+            continue;
+        }
         match v {
-            Some(v) => base.insert(k, v),
-            None => base.remove(&k),
-        };
+            Some(v) if v.contains('\0') => printer::info(&format!(
+                "warning: {RESTORE} gives `{k}` a value with a NUL byte, which no program can receive; left out"
+            )),
+            Some(v) => {
+                base.insert(k, v);
+            }
+            None => {
+                base.remove(&k);
+            }
+        }
     }
     (base, left)
+}
+
+/// Names of `names` that can be printed as shell code, warning about the others: a caller's
+/// environment can hold any name (`env 'A;touch x=1' envctl env P`).
+fn printable<'a>(names: impl Iterator<Item = &'a String>) -> Vec<&'a String> {
+    names
+        .filter(|k| {
+            let ok = envctl_recipes::is_variable_name(k);
+            if !ok {
+                printer::info(&format!(
+                    "warning: `{}` in the environment is not a variable name; left out",
+                    k.escape_debug()
+                ));
+            }
+            ok
+        })
+        .collect()
 }
 
 /// Records in `env` what `base` had for each variable `env` sets (see [`RESTORE`]).
@@ -320,10 +353,13 @@ pub fn env(args: &EnvArgs, settings: &Settings, cli: &Cli) -> Result<Status> {
     let mut env = environment(&t, &base);
     remember(&mut env, &base);
     // What an enclosing session set and this one does not: back to before it, or unset.
-    let unset: Vec<&String> =
-        outer.keys().filter(|k| !base.contains_key(*k) && !env.contains_key(*k)).collect();
-    let restore: Vec<(&String, &String)> =
-        base.iter().filter(|(k, v)| outer.get(*k) != Some(v) && !env.contains_key(*k)).collect();
+    let unset = printable(outer.keys().filter(|k| !base.contains_key(*k) && !env.contains_key(*k)));
+    let restore: Vec<(&String, &String)> = printable(
+        base.iter().filter(|(k, v)| outer.get(*k) != Some(v) && !env.contains_key(*k)).map(|(k, _)| k),
+    )
+    .into_iter()
+    .map(|k| (k, &base[k]))
+    .collect();
     // Keys are checked when recipes and profile files are read; a generation written before that
     // check could still carry one that would run code in the shell that evaluates this output.
     if let Some(bad) = env.keys().find(|k| !envctl_recipes::is_variable_name(k)) {
