@@ -41,7 +41,8 @@ impl envctl_store::Reporter for Bars {
         };
         let name = url.rsplit('/').next().unwrap_or(url).to_owned();
         let bar = self.multi.add(bar.with_message(name));
-        if let Some(old) = self.bars.lock().unwrap_or_else(|p| p.into_inner()).insert(id, bar) {
+        let replaced = self.bars.lock().unwrap_or_else(|p| p.into_inner()).insert(id, bar);
+        if let Some(old) = replaced {
             old.finish_and_clear();
         }
     }
@@ -53,7 +54,8 @@ impl envctl_store::Reporter for Bars {
     }
 
     fn finished(&self, id: usize) {
-        if let Some(bar) = self.bars.lock().unwrap_or_else(|p| p.into_inner()).remove(&id) {
+        let removed = self.bars.lock().unwrap_or_else(|p| p.into_inner()).remove(&id);
+        if let Some(bar) = removed {
             bar.finish_and_clear();
         }
     }

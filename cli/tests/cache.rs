@@ -488,3 +488,80 @@ fn a_lock_whose_store_path_was_edited_gets_no_other_build_from_a_cache() {
     assert!(e.contains("refusing the lock") && e.contains("hello 1.0"), "{e}");
     assert!(!b.store().join(&hello_a).exists(), "build A came from the cache for a lock of build B");
 }
+
+#[test]
+fn importing_twice_or_into_a_store_holding_part_of_the_closure_neither_hangs_nor_adds_twice() {
+    let (f, public) = first_machine();
+    let key = f.sb.path("keys/lab.secret").display().to_string();
+    let export = f.sb.path("p.envctl").display().to_string();
+    f.run(&["store", "export", "p", "--key", &key, "-o", &export]).ok();
+    let b = second_machine(&f, &format!("trusted-keys = [\"{public}\"]\n"));
+    // `world` is in the store already, fetched from its own source.
+    let lock = std::fs::read_to_string(b.path("proj/p.lock")).unwrap();
+    let world = lock.split("name = \"world\"").nth(1).unwrap();
+    let field = |key: &str| world.split(&format!("{key} = \"")).nth(1).unwrap().split('"').next().unwrap();
+    b.add(field("url"), field("sha256"), "world", "1.0", &[]).success();
+    let first = b.run_within(&["store", "import", &export], 60).success();
+    assert!(first.stderr.contains("3 store paths checked, 2 added"), "{}", first.stderr);
+    let again = b.run_within(&["store", "import", &export], 60).success();
+    assert!(again.stderr.contains("3 store paths checked, 0 added"), "{}", again.stderr);
+    upstream_gone(&f);
+    b.run(&["apply", "--offline", "--frozen", &b.path("proj/p.toml").display().to_string()]).success();
+    b.run(&["store", "verify"]).success();
+}
+
+#[test]
+fn a_pull_of_a_path_the_store_holds_under_another_source_records_the_source_without_hanging() {
+    let (f, public) = first_machine();
+    let cache = f.sb.path("nfs/cache");
+    let key = f.sb.path("keys/lab.secret").display().to_string();
+    f.run(&["cache", "push", &cache.display().to_string(), "p", "--key", &key]).success();
+    let b = second_machine(
+        &f,
+        &format!("trusted-keys = [\"{public}\"]\n[[caches]]\nurl = \"{}\"\n", cache.display()),
+    );
+    // The same tree of hello from another archive (tar.xz): the store path is the same, its
+    // source is not, so the pull below asks the cache and finds the path already here.
+    let hello = envctl_testkit::Archive::new()
+        .with(envctl_testkit::Entry::file_mode("bin/hello", "#!/bin/sh\necho hello 1.0\n", 0o755))
+        .with(envctl_testkit::Entry::file("share/hello/version", "1.0"));
+    let xz = hello.tar_xz();
+    let url = f.server.serve("/hello-1.0.tar.xz", xz.clone());
+    b.add(&url, &envctl_testkit::sha256_hex(&xz), "hello", "1.0", &[]).success();
+    let before = package_paths(&b.store());
+    for _ in 0..2 {
+        b.run_within(&["apply", "--frozen", &b.path("proj/p.toml").display().to_string()], 60).success();
+    }
+    let hello_paths: Vec<String> =
+        package_paths(&b.store()).into_iter().filter(|n| n.ends_with("-hello-1.0")).collect();
+    assert_eq!(hello_paths.len(), 1, "{hello_paths:?}");
+    assert!(before.contains(&hello_paths[0]), "{before:?} {hello_paths:?}");
+    assert_eq!(b.run(&["run", "p", "hello"]).ok(), "hello 1.0");
+}
+
+#[test]
+fn an_export_whose_index_names_a_path_outside_is_refused_before_anything_is_opened() {
+    let b = Sandbox::new();
+    b.run(&["store", "ls"]).success();
+    // A FIFO where `../../../victim` leads from the import's staging directory: opening it
+    // would hang the import.
+    let fifo = b.path("envctl/victim.json");
+    let made = std::process::Command::new("mkfifo").arg(&fifo).status().unwrap();
+    assert!(made.success());
+    let entries = [("envctl-export", b"1\n".to_vec()), ("index.json", b"[\"../../../victim\"]".to_vec())];
+    let mut tar = tar::Builder::new(Vec::new());
+    for (name, data) in entries {
+        let mut header = tar::Header::new_gnu();
+        header.set_size(data.len() as u64);
+        header.set_mode(0o644);
+        tar.append_data(&mut header, name, data.as_slice()).unwrap();
+    }
+    let file = b.path("crafted.envctl");
+    std::fs::write(&file, tar.into_inner().unwrap()).unwrap();
+    let r = b.run_within(&["store", "import", &file.display().to_string()], 30).failure();
+    assert!(
+        r.failed().contains("its index names `../../../victim`, which is not a store path"),
+        "{}",
+        r.stderr
+    );
+}

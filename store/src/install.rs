@@ -217,7 +217,8 @@ impl Store {
                 }
             }
         }
-        if let Some(found) = self.db().path_for_source(&key)?.and_then(|r| self.found(r)) {
+        let recorded = self.db().path_for_source(&key)?;
+        if let Some(found) = recorded.and_then(|r| self.found(r)) {
             return Ok(found);
         }
         let locks = self.dir.join(".envctl/locks");
@@ -225,7 +226,8 @@ impl Store {
             &locks.join(format!("{}.lock", &blake3::hash(key.as_bytes()).to_hex()[..32])),
         )?;
         // Another process may have installed it while we waited for the lock.
-        if let Some(found) = self.db().path_for_source(&key)?.and_then(|r| self.found(r)) {
+        let recorded = self.db().path_for_source(&key)?;
+        if let Some(found) = recorded.and_then(|r| self.found(r)) {
             return Ok(found);
         }
 

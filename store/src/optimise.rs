@@ -121,7 +121,8 @@ impl Store {
         // The files seen before with the same sizes and modes.
         let mut known: HashMap<(u64, bool), Vec<Recorded>> = HashMap::new();
         let shapes = by_shape.keys().copied().collect();
-        for (at, name, f) in self.db().optimised_files(&shapes)? {
+        let recorded = self.db().optimised_files(&shapes)?;
+        for (at, name, f) in recorded {
             let path = self.dir.join(&*name).join(OsStr::from_bytes(&f.file));
             known.entry((f.size, f.executable)).or_default().push(Recorded { at, path, seen: f });
         }

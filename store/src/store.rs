@@ -317,7 +317,8 @@ impl Store {
             return self.resolve(&first.as_os_str().to_string_lossy());
         }
         let name = StorePathName::parse(text)?;
-        match self.db().get(name.as_str())? {
+        let record = self.db().get(name.as_str())?;
+        match record {
             Some(_) => Ok(name),
             None => Err(Error::NotInStore(text.to_owned())),
         }

@@ -271,7 +271,10 @@ impl Store {
                 (s.key.as_str(), crate::db::SourceRecord { sha256: s.sha256.clone(), url: s.url.clone() })
             })
             .collect();
-        if let Some(record) = self.db().get(name.as_str())?
+        // Bound first: a guard in the condition would live through the body, which locks the
+        // database again (an import of a path the store had hung there).
+        let had = self.db().get(name.as_str())?;
+        if let Some(record) = had
             && self.dir().join(name.as_str()).is_dir()
         {
             let mut db = self.db();

@@ -195,6 +195,17 @@ pub fn import(args: &StoreImportArgs, settings: &Settings, cli: &Cli) -> Result<
     }
     let index = fs_err::read(staging.path().join("index.json")).map_err(|e| Failure::new(what(), e))?;
     let names: Vec<String> = serde_json::from_slice(&index).map_err(|e| Failure::new(what(), e))?;
+    // Each name becomes a file name to open: a store path name, or nothing is opened (`../`
+    // would reach any `*.json` on the machine, a FIFO would hang the import).
+    for name in &names {
+        envctl_store::StorePathName::parse(name).map_err(|e| {
+            Failure::new(
+                what(),
+                format!("its index names `{}`, which is not a store path: {e}", name.escape_debug()),
+            )
+            .hint("give a file that `envctl store export` wrote")
+        })?;
+    }
     let trusted = &settings.store_options().trusted_keys;
     let bars = crate::reporter::Bars::for_cli(cli);
     let mut added = 0;

@@ -125,6 +125,22 @@ impl Sandbox {
         Run::from(c.output().unwrap())
     }
 
+    /// Runs `args`, failing the test if they take longer than `secs` (a hang, a deadlock): the
+    /// process is killed and its output shown.
+    pub fn run_within(&self, args: &[&str], secs: u64) -> Run {
+        let mut child = self.spawn(args);
+        let started = std::time::Instant::now();
+        while child.try_wait().unwrap().is_none() {
+            if started.elapsed().as_secs() >= secs {
+                let _ = child.kill();
+                let out = wait(child);
+                panic!("`envctl {}` ran past {secs} s (hung):\n{}", args.join(" "), out.stderr);
+            }
+            std::thread::sleep(std::time::Duration::from_millis(10));
+        }
+        wait(child)
+    }
+
     pub fn spawn(&self, args: &[&str]) -> Child {
         self.command(args).stdout(Stdio::piped()).stderr(Stdio::piped()).spawn().unwrap()
     }
