@@ -337,3 +337,19 @@ fn a_wheel_that_claims_to_be_another_distribution_is_refused_naming_both() {
     let e = run.failed();
     assert!(e.contains("a second `.dist-info`") && e.contains("numpy-9.9.dist-info"), "{e}");
 }
+
+#[test]
+fn an_index_page_that_fails_for_a_moment_is_read_again() {
+    let (f, g, bytes, file) = index_fixture();
+    let simple = serve_simple_index(&f.server, &[(&g, &bytes)]);
+    let body = format!("<a href=\"../../files/{file}#sha256={}\">{file}</a>", sha256_hex(&bytes));
+    f.server.set(
+        "/simple/greeter-lib/",
+        envctl_testkit::Reply::FailThen { status: 503, times: 2, body: body.into_bytes() },
+    );
+    let p = f.profile("py", "[packages]\ngreeter-lib = \"*\"\npython = \"3.11\"\n");
+    let pip = [("PIP_INDEX_URL", simple.as_str()), ("PIP_FIND_LINKS", ""), ("PIP_CONFIG_FILE", "/dev/null")];
+    let run = f.sb.run_env(&["apply", &p], &pip).success();
+    assert!(run.stderr.contains("retry 1"), "{}", run.stderr);
+    assert_eq!(f.server.hits("/simple/greeter-lib/"), 3, "two failures, then the page");
+}

@@ -78,7 +78,20 @@ impl Fetcher {
                 continue;
             }
             let page = format!("{}/{project}/", base.trim_end_matches('/'));
-            match self.find_on_page(&page, file) {
+            // A name that does not resolve yet, a reset, a 503: asked again as a download is.
+            let mut attempt = 0;
+            let answer = loop {
+                match self.find_on_page(&page, file) {
+                    Err(e) if e.should_retry() && attempt < self.options().retries => {
+                        let delay = self.options().backoff * 2u32.saturating_pow(attempt);
+                        tracing::warn!("could not read `{page}` ({e}); retry {} in {delay:?}", attempt + 1);
+                        std::thread::sleep(delay);
+                        attempt += 1;
+                    }
+                    answer => break answer,
+                }
+            };
+            match answer {
                 Ok(Some(link)) => found.push(Location::Http(link)),
                 Ok(None) => misses.push(format!("{page}: no link to `{file}`")),
                 Err(e) => misses.push(e.to_string()),
