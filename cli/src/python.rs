@@ -10,7 +10,7 @@
 use std::collections::BTreeMap;
 use std::path::Path;
 
-use envctl_recipes::{LockFile, LockedPackage};
+use envctl_recipes::{Built, LockFile, LockedPackage};
 use envctl_store::{Derivation, FarmInput, Store, StorePathName};
 
 use crate::error::{Failure, Result, StoreContext};
@@ -59,10 +59,15 @@ fn interpreter(store_dir: &Path, lock: &LockFile) -> Result<Option<Interpreter>>
 /// wheel's `site-packages`, and appends the bytecode and `pyvenv.cfg` paths, made as needed.
 /// Sessions still get `PYTHONPATH` (DESIGN.md), naming the same `site-packages`; the virtual
 /// environment is what runs their `.pth` files and sets `sys.prefix`.
+///
+/// A wheel built from a source distribution is checked against the lock's `built` record: the
+/// first build is recorded there, and a later one (here or on another machine) that gives another
+/// tree is refused, naming both; `lock_path` names the lock in that message.
 pub fn add_layer(
     store: &Store,
     store_dir: &Path,
-    lock: &LockFile,
+    lock: &mut LockFile,
+    lock_path: &Path,
     inputs: &mut Vec<FarmInput>,
 ) -> Result<()> {
     let mut built: BTreeMap<usize, String> = BTreeMap::new();
@@ -84,7 +89,12 @@ pub fn add_layer(
     if !sdists.is_empty() {
         let builds =
             sdists.iter().map(|&i| build_of(store_dir, lock, i, &python)).collect::<Result<Vec<_>>>()?;
-        for ((made, &i), build) in store.derive_all(&builds).into_iter().zip(&sdists).zip(&builds) {
+        let promised: Vec<Option<StorePathName>> = sdists
+            .iter()
+            .map(|&i| lock.packages[i].built.as_ref().and_then(|b| StorePathName::parse(&b.store_path).ok()))
+            .collect();
+        let made_all = store.derive_all_expecting(&builds, &promised);
+        for ((made, &i), build) in made_all.into_iter().zip(&sdists).zip(&builds) {
             let p = &lock.packages[i];
             let made = made.map_err(|e| {
                 Failure::new(
@@ -96,6 +106,7 @@ pub fn add_layer(
                 )
                 .hint(format!("the build was `{}`", build.key()))
             })?;
+            check_built(&mut lock.packages[i], &made.record, lock_path)?;
             inputs[i].path = made.path.clone();
             built.insert(i, made.record.name.clone());
         }
@@ -144,6 +155,30 @@ pub fn add_layer(
         });
     }
     Ok(())
+}
+
+/// Records the wheel `p` was built into, or refuses one that is not the wheel the lock records.
+fn check_built(p: &mut LockedPackage, made: &envctl_store::PathRecord, lock_path: &Path) -> Result<()> {
+    match &p.built {
+        Some(promised) if promised.tree_hash != made.tree_hash => Err(Failure::new(
+            format!("refusing the lock `{}`", lock_path.display()),
+            format!(
+                "package `{} {}` was built from source into tree `{}` (`{}`); the lock says `{}` (`{}`), the build it first recorded",
+                p.name, p.version, made.tree_hash, made.name, promised.tree_hash, promised.store_path
+            ),
+        )
+        .hint("its build does not give the same tree twice (a backend that stamps the time or the machine into the wheel)")
+        .hint("take the recorded build from a binary cache: `envctl cache push` it where it was built, and list that cache under [[caches]] here")
+        .hint(format!(
+            "or accept this machine's build: `envctl lock {} --update {}`, then apply again",
+            lock_path.with_extension("toml").display(),
+            p.name
+        ))),
+        _ => {
+            p.built = Some(Built { store_path: made.name.clone(), tree_hash: made.tree_hash.clone() });
+            Ok(())
+        }
+    }
 }
 
 /// How the source distribution at `lock.packages[i]` is built: by the backend its tree names,

@@ -324,6 +324,7 @@ pub fn build_lock(
             store_path: None,
             tree_hash: None,
             source: LockedSource::from(source),
+            built: None,
         };
         // What this store holds for the source (verified when it was installed) is recorded;
         // else what the old lock promised for the same version and source. A re-lock thus
@@ -340,15 +341,17 @@ pub fn build_lock(
             }
             crate::sdist::check_at_lock(store.as_ref().expect("opened above"), &locked)?;
         }
+        let same_as_before = old
+            .and_then(|o| o.get(name.as_str()))
+            .filter(|prev| prev.version == locked.version && prev.source == locked.source);
+        // The wheel a source distribution was first built into stays promised across re-locks.
+        locked.built = same_as_before.and_then(|prev| prev.built.clone());
         let installed =
             store.as_ref().zip(install_request(&locked)).and_then(|(s, r)| s.find(&r).ok().flatten());
         if let Some(found) = installed {
             locked.store_path = Some(found.record.name.clone());
             locked.tree_hash = Some(found.record.tree_hash.clone());
-        } else if let Some(prev) = old.and_then(|o| o.get(name.as_str()))
-            && prev.version == locked.version
-            && prev.source == locked.source
-        {
+        } else if let Some(prev) = same_as_before {
             locked.store_path = prev.store_path.clone();
             locked.tree_hash = prev.tree_hash.clone();
         }

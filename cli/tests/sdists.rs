@@ -256,3 +256,73 @@ fn killing_apply_during_a_build_ends_the_backend_and_the_next_command_sweeps_its
     f.run(&["gc"]).success();
     assert!(f.sb.tmp_entries().is_empty(), "{:?}", f.sb.tmp_entries());
 }
+
+/// A backend that stamps the moment of the build into the wheel: no two builds are the same.
+const STAMPING: &str = r#"
+import base64, hashlib, os, time, zipfile
+def _hash(d):
+    return "sha256=" + base64.urlsafe_b64encode(hashlib.sha256(d).digest()).rstrip(b"=").decode()
+def build_wheel(wheel_directory, config_settings=None, metadata_directory=None):
+    info = "gast-1.0.dist-info"
+    files = {
+        "gast/__init__.py": ("BUILT_AT = %d\n" % time.time_ns()).encode(),
+        info + "/METADATA": b"Metadata-Version: 2.1\nName: gast\nVersion: 1.0\n",
+        info + "/WHEEL": b"Wheel-Version: 1.0\nGenerator: stamp\nRoot-Is-Purelib: true\nTag: py3-none-any\n",
+    }
+    record = "".join("%s,%s,%d\n" % (p, _hash(d), len(d)) for p, d in sorted(files.items()))
+    files[info + "/RECORD"] = (record + info + "/RECORD,,\n").encode()
+    with zipfile.ZipFile(os.path.join(wheel_directory, "gast-1.0-py3-none-any.whl"), "w") as z:
+        for p, d in sorted(files.items()):
+            z.writestr(p, d)
+    return "gast-1.0-py3-none-any.whl"
+"#;
+
+#[test]
+fn a_build_that_differs_from_the_locked_one_is_refused_and_a_cache_carries_the_first() {
+    let f = Fixture::new();
+    f.publish_python("3.11");
+    let w = Wheel::new("tinybuild", "1.0", "py3-none-any").file("tinybuild.py", STAMPING);
+    f.publish_wheel(&w, &w.build(), "python = \">=3\"");
+    publish_sdist(&f, "gast", &[("pyproject.toml", PYPROJECT), ("gast/__init__.py", "")]);
+    let p = f.profile("vision", "[packages]\ngast = \"1.0\"\npython = \"3.11\"\n");
+    f.run(&["apply", &p]).success();
+    let lock = std::fs::read_to_string(f.sb.path("vision.lock")).unwrap();
+    let built = lock.split("[package.built]").nth(1).expect("the lock records the built wheel");
+    let first = built.split("store-path = \"").nth(1).unwrap().split('"').next().unwrap().to_owned();
+    assert_eq!(built_paths(&f), std::slice::from_ref(&first));
+
+    // Another machine, the same lock: its own build stamps another moment.
+    let b = common::Sandbox::new();
+    let keys = f.sb.path("keys");
+    let public = f.run(&["cache", "keygen", "lab", "--out", &keys.display().to_string()]).ok();
+    let cache = f.sb.path("cache");
+    for config in
+        [String::new(), format!("trusted-keys = [\"{public}\"]\n[[caches]]\nurl = \"{}\"\n", cache.display())]
+    {
+        b.config(&format!("recipes = [\"{}\"]\n{config}", f.repo.display()));
+        std::fs::copy(&p, b.path("vision.toml")).unwrap();
+        std::fs::write(b.path("vision.lock"), &lock).unwrap();
+        let run = b.run(&["apply", "--frozen", &b.path("vision.toml").display().to_string()]);
+        if config.is_empty() {
+            let e = run.failed();
+            assert!(e.contains("refusing the lock") && e.contains("gast 1.0") && e.contains(&first), "{e}");
+            assert!(e.contains("the build it first recorded") && e.contains("envctl cache push"), "{e}");
+            assert!(!b.path("envctl/profiles/vision").exists());
+            // The first machine pushes its closure, built wheel included.
+            let key = keys.join("lab.secret").display().to_string();
+            let push =
+                f.run(&["cache", "push", &cache.display().to_string(), "vision", "--key", &key, "--json"]);
+            assert!(push.success().stdout.contains(&first), "the built wheel did not travel");
+        } else {
+            run.success();
+            let paths: Vec<String> =
+                common::list(&b.store()).into_iter().filter(|n| n.ends_with("-gast-wheel-1.0")).collect();
+            // Its own failed build is still there; the profile uses the cache's, the locked one.
+            assert!(paths.contains(&first), "{paths:?}");
+            let code = "import gast, os; print(os.path.realpath(gast.__file__))";
+            let out = b.run(&["run", "vision", "--", "python3", "-c", code]).success().stdout;
+            assert!(out.contains(&first), "{out}");
+            assert_eq!(std::fs::read_to_string(b.path("vision.lock")).unwrap(), lock, "the lock changed");
+        }
+    }
+}

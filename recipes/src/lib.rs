@@ -20,7 +20,7 @@ mod wheel_tags;
 
 pub use env::{SEARCH_VARIABLES, compose as compose_env, expand as expand_env, is_variable_name};
 pub use error::{Error, Result};
-pub use lock::{LOCK_VERSION, LockFile, LockedPackage, LockedSource};
+pub use lock::{Built, LOCK_VERSION, LockFile, LockedPackage, LockedSource};
 pub use name::PackageName;
 pub use profile::{ProfileFile, Requested};
 pub use recipe::{Recipe, Source, SystemRequirements};

@@ -18,6 +18,10 @@
 //! [package.source]
 //! url = "mirror://nvidia/…"
 //! sha256 = "…"
+//!
+//! [package.built]           # a source distribution, once built
+//! store-path = "…"
+//! tree-hash = "…"
 //! ```
 
 use std::path::Path;
@@ -74,6 +78,20 @@ pub struct LockedPackage {
     pub tree_hash: Option<String>,
     /// Where the artifact comes from.
     pub source: LockedSource,
+    /// For a source distribution: the wheel it was first built into. Every later build from
+    /// this lock must give the same tree (or come from a cache that carries this one).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub built: Option<Built>,
+}
+
+/// The wheel a source distribution was built into, as first recorded.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "kebab-case")]
+pub struct Built {
+    /// The built wheel's store path.
+    pub store_path: String,
+    /// Its tree hash.
+    pub tree_hash: String,
 }
 
 /// A locked source.

@@ -324,20 +324,32 @@ impl Store {
         key: &str,
         reporter: &dyn Reporter,
     ) -> Option<Installed> {
+        let source = crate::db::SourceRecord { sha256: request.sha256.to_string(), url: request.url.clone() };
+        let what = format!("{} {}", request.name.as_str(), request.version.as_str());
+        self.pull(key, request.store_path.as_ref(), &source, &what, reporter)
+    }
+
+    /// The path that answers the source key `key` (a package's source, or a derivation's key:
+    /// a wheel built from source elsewhere) from the first cache that has it and passes every
+    /// check, registered with `source` for `key`; `None` when no cache gives it. `what` names it
+    /// in warnings.
+    pub(crate) fn pull(
+        &self,
+        key: &str,
+        store_path: Option<&StorePathName>,
+        source: &crate::db::SourceRecord,
+        what: &str,
+        reporter: &dyn Reporter,
+    ) -> Option<Installed> {
         for (url, backend) in &self.caches.list {
-            let received =
-                self.caches.lookup(backend, url, key, request.store_path.as_ref()).and_then(|object| {
-                    let Some(object) = object else { return Ok(None) };
-                    let archive = backend.get_url(&object.archive.file);
-                    let installed = self.receive(&object, &archive, &self.caches.trusted, reporter)?;
-                    // The request's own source leads here from now on.
-                    let source = crate::db::SourceRecord {
-                        sha256: request.sha256.to_string(),
-                        url: request.url.clone(),
-                    };
-                    self.db().register(&installed.record, Some((key, &source)), &[])?;
-                    Ok(Some(installed))
-                });
+            let received = self.caches.lookup(backend, url, key, store_path).and_then(|object| {
+                let Some(object) = object else { return Ok(None) };
+                let archive = backend.get_url(&object.archive.file);
+                let installed = self.receive(&object, &archive, &self.caches.trusted, reporter)?;
+                // This source leads here from now on.
+                self.db().register(&installed.record, Some((key, source)), &[])?;
+                Ok(Some(installed))
+            });
             match received {
                 Ok(Some(mut installed)) => {
                     tracing::info!(path = %installed.record.name, cache = %url, "installed from a cache");
@@ -345,11 +357,7 @@ impl Store {
                     return Some(installed);
                 }
                 Ok(None) => {}
-                Err(e) => tracing::warn!(
-                    "cache `{url}` passed over for {} {}: {e}",
-                    request.name.as_str(),
-                    request.version.as_str()
-                ),
+                Err(e) => tracing::warn!("cache `{url}` passed over for {what}: {e}"),
             }
         }
         None

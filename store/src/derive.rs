@@ -19,7 +19,9 @@
 //!   the backend's paths, so the same inputs give the same wheel, made once.
 //!
 //! Each is registered under a source key starting `derived:` and refers to the paths it was made
-//! from (GC keeps them), and `verify --repair` makes it again.
+//! from (GC keeps them), and `verify --repair` makes it again. Built wheels are the one kind that
+//! travels between machines (binary caches, exports): a backend may not build the same tree twice,
+//! and a node that takes the built wheel from a cache runs no build code at all.
 
 use std::io::Write;
 use std::os::unix::process::CommandExt;
@@ -157,12 +159,40 @@ impl Store {
     /// Makes each derivation, or finds it made; one result per derivation, in order. Bytecode for
     /// several wheels is compiled by one run of the interpreter.
     pub fn derive_all(&self, derivations: &[Derivation]) -> Vec<Result<Installed>> {
+        self.derive_all_expecting(derivations, &vec![None; derivations.len()])
+    }
+
+    /// [`Store::derive_all`], where `expected[i]` is the store path a lock promises for
+    /// `derivations[i]` (a wheel built from source elsewhere first): when the store has another
+    /// one, or none, a binary cache is asked for the promised one before anything is built.
+    pub fn derive_all_expecting(
+        &self,
+        derivations: &[Derivation],
+        expected: &[Option<StorePathName>],
+    ) -> Vec<Result<Installed>> {
         let mut results: Vec<Option<Result<Installed>>> = derivations.iter().map(|_| None).collect();
         let mut pending = Vec::new();
         for (i, d) in derivations.iter().enumerate() {
+            let expected = expected.get(i).and_then(Option::as_ref);
+            // A wheel built from source travels in binary caches (a build may not give the same
+            // tree twice, and runs foreign code): a cache's is taken before building.
+            let pull = || {
+                if !matches!(d, Derivation::Build { .. }) || self.caches.is_empty() {
+                    return None;
+                }
+                let source = SourceRecord { sha256: String::new(), url: "derived".into() };
+                let what = format!("the build `{}`", d.key());
+                self.pull(&d.key(), expected, &source, &what, &crate::reporter::NoReporter)
+            };
             match self.find_derived(d) {
+                Ok(Some(found)) if expected.is_some_and(|e| e.as_str() != found.record.name) => {
+                    results[i] = Some(Ok(pull().unwrap_or(found)));
+                }
                 Ok(Some(found)) => results[i] = Some(Ok(found)),
-                Ok(None) => pending.push(i),
+                Ok(None) => match pull() {
+                    Some(pulled) => results[i] = Some(Ok(pulled)),
+                    None => pending.push(i),
+                },
                 Err(e) => results[i] = Some(Err(e)),
             }
         }

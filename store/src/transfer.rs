@@ -11,8 +11,10 @@
 //! entry checked while unpacking); and the unpacked tree must have the signed tree hash. Only
 //! then is it committed and registered, as any install is.
 //!
-//! Only packages travel: generations and derived paths (bytecode, `pyvenv.cfg`) are rebuilt by
-//! each machine from the packages, deterministically, and name the store's own directory.
+//! Packages travel, and wheels built from source distributions (a build need not give the same
+//! tree twice, so the first build is what a lock promises): generations and the other derived
+//! paths (bytecode, `pyvenv.cfg`) are rebuilt by each machine from the packages,
+//! deterministically, and name the store's own directory.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::io::Write;
@@ -146,8 +148,8 @@ fn hex_32(text: &str) -> Option<[u8; 32]> {
 }
 
 impl Store {
-    /// The paths of `roots`' closure that travel (packages, not generations or derived paths),
-    /// each after the paths it refers to.
+    /// The paths of `roots`' closure that travel (packages and built wheels, not generations or
+    /// other derived paths), each after the paths it refers to.
     pub fn transferable_closure(&self, roots: &[String]) -> Result<Vec<String>> {
         let mut order = Vec::new();
         let mut seen = BTreeSet::new();
@@ -175,12 +177,14 @@ impl Store {
         Ok(order)
     }
 
-    /// Whether a path was installed from a source (not built here from other paths).
+    /// Whether a path travels: installed from a source, or a wheel built from a source
+    /// distribution (not a generation, bytecode or a `pyvenv.cfg`).
     fn is_package(&self, name: &str) -> Result<bool> {
         let db = self.db();
         let sources = db.keyed_sources(name)?;
-        let built = db.build_of(name)?.is_some();
-        Ok(!built && !sources.is_empty() && sources.iter().all(|(key, _)| !key.starts_with("derived:")))
+        let generation = db.build_of(name)?.is_some();
+        let travels = |key: &str| !key.starts_with("derived:") || key.starts_with("derived:build ");
+        Ok(!generation && !sources.is_empty() && sources.iter().all(|(key, _)| travels(key)))
     }
 
     /// The object for `name`, signed with `key`; `archive` is the sha256 and size of its archive.

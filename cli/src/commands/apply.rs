@@ -241,9 +241,6 @@ pub fn apply(file: &Path, options: &ApplyOptions<'_>, settings: &Settings, cli: 
         p.store_path = Some(installed.record.name.clone());
         p.tree_hash = Some(installed.record.tree_hash.clone());
     }
-    if old_lock.as_ref() != Some(&lock) {
-        lock.write(&lock_path, &file_name).map_err(|e| Failure::new("cannot write the lock file", e))?;
-    }
 
     // Build the generation.
     let mut manifest = build_manifest(&ctx, &lock, &name);
@@ -261,8 +258,13 @@ pub fn apply(file: &Path, options: &ApplyOptions<'_>, settings: &Settings, cli: 
         })
         .collect();
     let started = std::time::Instant::now();
-    crate::python::add_layer(&store, &store_dir, &lock, &mut inputs)?;
+    let layered = crate::python::add_layer(&store, &store_dir, &mut lock, &lock_path, &mut inputs);
     tracing::info!(elapsed = ?started.elapsed(), "python layer ready (bytecode, pyvenv.cfg)");
+    // What was installed and built is recorded even when the Python layer failed after it.
+    if old_lock.as_ref() != Some(&lock) {
+        lock.write(&lock_path, &file_name).map_err(|e| Failure::new("cannot write the lock file", e))?;
+    }
+    layered?;
     let started = std::time::Instant::now();
     let _profile_lock = match adhoc {
         None => Some(profiles.lock(&name).context(|| format!("cannot lock profile `{name}`"))?),

@@ -56,7 +56,15 @@ pub fn lock(args: &LockArgs, settings: &Settings, cli: &Cli) -> Result<Status> {
         }
     }
     let solution = ctx.solve(preferred)?;
-    let new = build_lock(&solution, request, &platform, old.as_ref(), settings, true)?;
+    // Updating a package also forgets the wheel it was built into: the next apply records its
+    // own build (the way to accept a build that differs from the first one).
+    let mut kept = old.clone();
+    if let (Some(kept), Some(update)) = (&mut kept, args.update.as_deref()) {
+        for p in kept.packages.iter_mut().filter(|p| update.is_empty() || p.name == update) {
+            p.built = None;
+        }
+    }
+    let new = build_lock(&solution, request, &platform, kept.as_ref(), settings, true)?;
     let file_name = args.file.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
     new.write(&lock_path, &file_name).map_err(|e| Failure::new("cannot write the lock file", e))?;
     let changes = report_changes(old.as_ref(), &new);
