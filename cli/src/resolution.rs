@@ -142,15 +142,19 @@ impl Context {
     /// for this platform; every dependency is there and meets the recipe's requirement; no name is
     /// there twice; store paths and tree hashes are well formed.
     pub fn check_lock(&self, lock: &LockFile) -> Result<()> {
-        let lock_path = self.profile.lock_path();
-        let refuse = |entry: &str, why: String| {
-            Failure::new(format!("refusing the lock `{}`", lock_path.display()), format!("{entry}: {why}")).hint(
-                format!(
+        self.lock_mismatch(lock).map_err(|m| {
+            Failure::new(format!("refusing the lock `{}`", self.profile.lock_path().display()), m.to_string())
+                .hint(format!(
                     "the lock does not match the profile file and the recipes: re-resolve with `envctl lock {} --update`",
                     self.profile.path.display()
-                ),
-            )
-        };
+                ))
+        })
+    }
+
+    /// The first thing in `lock` that the profile file and the recipes do not give (see
+    /// [`Context::check_lock`]).
+    pub fn lock_mismatch(&self, lock: &LockFile) -> std::result::Result<(), LockMismatch> {
+        let refuse = |entry: &str, why: String| LockMismatch { entry: entry.to_owned(), why, changed: None };
         let platform = self.platform();
         if lock.platform != platform {
             return Err(refuse(
@@ -202,9 +206,9 @@ impl Context {
                 ));
             };
             if LockedSource::from(source) != p.source {
-                return Err(refuse(
-                    &entry,
-                    format!(
+                return Err(LockMismatch {
+                    entry,
+                    why: format!(
                         "its source is `{}` (sha256 {}), but its recipe `{}` says `{}` (sha256 {})",
                         p.source.url,
                         p.source.sha256,
@@ -212,7 +216,8 @@ impl Context {
                         source.url,
                         source.sha256
                     ),
-                ));
+                    changed: Some(p.name.clone()),
+                });
             }
             for (dep, requirement) in &recipe.dependencies {
                 let Some(d) = by_name.get(dep.as_str()) else {
@@ -393,6 +398,23 @@ pub fn install_request(p: &envctl_recipes::LockedPackage) -> Option<envctl_store
     // The profile's Python (see python.rs) gets its standard library compiled.
     request.unpack.bytecode = p.name == "python" && !request.unpack.installs_as_wheel(&request.url);
     Some(request)
+}
+
+/// What in a lock the profile file and the recipes do not give.
+#[derive(Debug)]
+pub struct LockMismatch {
+    /// The entry (`package `hello 1.0``, `platform`).
+    pub entry: String,
+    /// What is wrong with it.
+    pub why: String,
+    /// The package whose recipe's source changed under the same version, if that is it.
+    pub changed: Option<String>,
+}
+
+impl std::fmt::Display for LockMismatch {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}: {}", self.entry, self.why)
+    }
 }
 
 /// ` and Python X.Y.Z` when a Python is resolved.

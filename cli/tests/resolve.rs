@@ -417,3 +417,24 @@ fn a_team_repository_hides_every_bundled_version_of_a_name_it_defines_and_show_s
         .collect();
     assert_eq!(hidden, ["12.8.90", "12.6.77", "12.4.127", "11.8.89"]);
 }
+
+#[test]
+fn lock_says_when_a_recipes_source_changed_under_the_same_version_and_how_to_take_it() {
+    let f = common::fixture::Fixture::new();
+    let p = f.profile("p", "[packages]\nhello = \"1\"\n");
+    f.run(&["lock", &p]).success();
+    let before = std::fs::read_to_string(f.sb.path("p.lock")).unwrap();
+    // The publisher replaces hello 1.0: same version, another archive.
+    let other =
+        envctl_testkit::Archive::new().with(envctl_testkit::Entry::file("bin/hello", "other")).tar_gz();
+    let sha = f.publish("hello", "1.0", &other, "");
+    let run = f.run(&["lock", &p]).failure();
+    let e = run.failed();
+    assert!(e.contains("p.lock` no longer matches its recipes") && e.contains("hello 1.0"), "{e}");
+    assert!(e.contains(&sha) && e.contains("--update hello"), "{e}");
+    assert!(!run.stderr.contains("up to date"), "{}", run.stderr);
+    assert_eq!(std::fs::read_to_string(f.sb.path("p.lock")).unwrap(), before, "the lock was rewritten");
+    f.run(&["lock", &p, "--update", "hello"]).success();
+    assert!(std::fs::read_to_string(f.sb.path("p.lock")).unwrap().contains(&sha));
+    f.run(&["lock", &p]).success();
+}

@@ -247,6 +247,19 @@ impl Recipe {
                     if text.is_empty() || text.chars().any(char::is_whitespace) {
                         return Err(bad(url.span(), "source.url", format!("invalid URL `{text}`")));
                     }
+                    // `file://pkgs/x.tar.gz` reads as a relative path, which depends on where envctl
+                    // runs: refused here rather than after every other download.
+                    if let Some(rest) = text.strip_prefix("file://")
+                        && !rest.starts_with('/')
+                    {
+                        return Err(bad(
+                            url.span(),
+                            "source.url",
+                            format!(
+                                "`{text}` is a relative file URL: write `file:///absolute/path`, or a plain relative path (read from the recipe's directory)"
+                            ),
+                        ));
+                    }
                     text.clone()
                 }
                 (None, Some(index), Some(file)) => {
@@ -487,5 +500,15 @@ sha256 = "{b}"
         let text = TF.replace("sha256 = \"0000", "sha256 = \"zz00");
         let e = Recipe::parse(&text, Path::new("tf.toml")).unwrap_err().to_string();
         assert!(e.contains("line 18") && e.contains("source.sha256"), "{e}");
+    }
+
+    #[test]
+    fn a_relative_file_url_is_refused_when_the_recipe_is_read() {
+        let text = TF.replace("mirror://pypi/", "file://wheels/");
+        let e = Recipe::parse(&text, Path::new("r/tf.toml")).unwrap_err().to_string();
+        assert!(e.contains("r/tf.toml") && e.contains("line 17") && e.contains("relative file URL"), "{e}");
+        assert!(e.contains("file:///absolute/path"), "{e}");
+        let text = TF.replace("mirror://pypi/", "file:///srv/wheels/");
+        Recipe::parse(&text, Path::new("r/tf.toml")).unwrap();
     }
 }

@@ -24,6 +24,21 @@ pub fn lock(args: &LockArgs, settings: &Settings, cli: &Cli) -> Result<Status> {
     if let (Some(old), None) = (&old, &args.update)
         && old.request == request
     {
+        // The profile file did not change; the recipes may have (a publisher replaced an
+        // artifact under the same version). That is not re-locked silently.
+        if let Err(m) = ctx.lock_mismatch(old) {
+            let file = args.file.display();
+            let f = Failure::new(
+                format!("`{}` no longer matches its recipes", lock_path.display()),
+                m.to_string(),
+            );
+            return Err(match &m.changed {
+                Some(name) => f.hint(format!(
+                    "the recipe gives another artifact under the same version: if that is expected, `envctl lock {file} --update {name}` records it"
+                )),
+                None => f.hint(format!("`envctl lock {file} --update` re-resolves")),
+            });
+        }
         printer::status(&format!("`{}` is up to date", lock_path.display()));
         let unmet = ctx.unmet_by(old);
         for need in &unmet {
