@@ -233,6 +233,102 @@ fn crash_injection_at_random_moments_never_loses_a_generation_or_corrupts_the_st
         f.run(&["apply", &variant]).ok();
     }
     eprintln!("random kills: {runs} runs, {kills} killed mid-command, 0 failures");
+    assert!(kills > 0, "no run was killed mid-command: the harness tested nothing");
+}
+
+/// A PEP 517 backend that packs `gast/` into a wheel, the same every time.
+const BACKEND: &str = r#"
+import base64, hashlib, os, zipfile
+def _hash(d):
+    return "sha256=" + base64.urlsafe_b64encode(hashlib.sha256(d).digest()).rstrip(b"=").decode()
+def build_wheel(wheel_directory, config_settings=None, metadata_directory=None):
+    info = "gast-1.0.dist-info"
+    files = {"gast/__init__.py": open("gast/__init__.py", "rb").read(),
+             info + "/METADATA": b"Metadata-Version: 2.1\nName: gast\nVersion: 1.0\n",
+             info + "/WHEEL": b"Wheel-Version: 1.0\nGenerator: t\nRoot-Is-Purelib: true\nTag: py3-none-any\n"}
+    record = "".join("%s,%s,%d\n" % (p, _hash(d), len(d)) for p, d in sorted(files.items()))
+    files[info + "/RECORD"] = (record + info + "/RECORD,,\n").encode()
+    with zipfile.ZipFile(os.path.join(wheel_directory, "gast-1.0-py3-none-any.whl"), "w") as z:
+        for p, d in sorted(files.items()):
+            z.writestr(zipfile.ZipInfo(p, date_time=(1980, 1, 1, 0, 0, 0)), d)
+    return "gast-1.0-py3-none-any.whl"
+"#;
+
+#[test]
+fn crash_injection_during_python_installs_never_registers_a_partial_tree() {
+    use envctl_testkit::python::Wheel;
+    // Each run starts from an empty home, so every kill lands in an interpreter's unpack and
+    // bytecode, a wheel's install, an sdist's build or the layers made from them.
+    let runs = if full() { 60 } else { 3 };
+    let seed = seed() ^ 0x9e3779b9;
+    eprintln!("python crash injection: seed {seed}, {runs} runs");
+    let mut rng = Rng(seed);
+    let f = Fixture::new();
+    f.publish_python("3.11");
+    let lib = Wheel::new("greeter", "1.0", "py3-none-any").file("greeter/__init__.py", "HI = 'hi'\n");
+    f.publish_wheel(&lib, &lib.build(), "python = \">=3\"");
+    let backend = Wheel::new("tinybuild", "1.0", "py3-none-any").file("tinybuild.py", BACKEND);
+    f.publish_wheel(&backend, &backend.build(), "python = \">=3\"");
+    let sdist = Archive::new()
+        .with(Entry::file("gast-1.0/PKG-INFO", "Metadata-Version: 2.1\nName: gast\nVersion: 1.0\n"))
+        .with(Entry::file(
+            "gast-1.0/pyproject.toml",
+            "[build-system]\nrequires = [\"tinybuild\"]\nbuild-backend = \"tinybuild\"\n",
+        ))
+        .with(Entry::file("gast-1.0/gast/__init__.py", "G = 'gast'\n"))
+        .tar_gz();
+    let url = f.server.serve("/gast-1.0.tar.gz", sdist.clone());
+    std::fs::write(
+        f.repo.join("gast-1.0.toml"),
+        format!(
+            "name = \"gast\"\nversion = \"1.0\"\n[dependencies]\npython = \">=3\"\ntinybuild = \"*\"\n[[source]]\nurl = \"{url}\"\nsha256 = \"{}\"\nformat = \"sdist\"\n",
+            sha256_hex(&sdist)
+        ),
+    )
+    .unwrap();
+    let p = f.profile("py", "[packages]\npython = \"3.11\"\ngreeter = \"1\"\ngast = \"1\"\n");
+    f.run(&["lock", &p]).success();
+    let shim = build_shim(f.sb.dir.path());
+    let home = |run: usize| f.sb.path(&format!("home{run}")).display().to_string();
+    let apply = |run: usize| {
+        let mut c = f.sb.command(&["apply", &p]);
+        c.env("ENVCTL_HOME", home(run));
+        c
+    };
+    let counts: Vec<(String, u64)> =
+        count_calls(apply(usize::MAX), &shim, f.sb.dir.path()).into_iter().filter(|(_, n)| *n > 0).collect();
+    let mut kills = 0;
+    for run in 0..runs {
+        let (call, total) = counts[rng.below(counts.len() as u64) as usize].clone();
+        let at = 1 + rng.below(total);
+        let what = format!("run {run} (seed {seed}): `envctl apply` killed at {call} #{at}");
+        let mut c = apply(run);
+        kill_at(&mut c, &shim, &call, at);
+        let out = c.output().unwrap();
+        if out.status.code().is_some() {
+            assert!(out.status.success(), "{what}: {}", String::from_utf8_lossy(&out.stderr));
+            continue;
+        }
+        kills += 1;
+        let env = [("ENVCTL_HOME", home(run))];
+        let env: Vec<(&str, &str)> = env.iter().map(|(k, v)| (*k, v.as_str())).collect();
+        let verify = f.sb.run_env(&["store", "verify"], &env);
+        assert_eq!(verify.code, 0, "{what}: verify after the kill:\n{}", verify.stderr);
+        let listed = f.sb.run_env(&["store", "ls"], &env);
+        let store = std::path::Path::new(&home(run)).join("store");
+        for name in list(&store).into_iter().filter(|n| !n.starts_with('.')) {
+            assert!(listed.stdout.contains(&name), "{what}: `{name}` is on disk but not registered");
+        }
+        let again = f.sb.run_env(&["apply", &p], &env);
+        assert_eq!(again.code, 0, "{what}: the next apply failed:\n{}", again.stderr);
+        let code = "import greeter, gast; print(greeter.HI, gast.G)";
+        let out = f.sb.run_env(&["run", "py", "--", "python3", "-c", code], &env);
+        assert_eq!(out.stdout.trim(), "hi gast", "{what}: {}", out.stderr);
+        f.sb.run_env(&["gc"], &env).success();
+        assert!(list(&store.join(".tmp")).is_empty(), "{what}: {:?} left in .tmp", list(&store.join(".tmp")));
+    }
+    eprintln!("python crash injection: {runs} runs, {kills} killed, 0 failures");
+    assert!(kills > 0, "no run was killed: the harness tested nothing");
 }
 
 #[test]
