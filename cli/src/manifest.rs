@@ -234,3 +234,59 @@ pub fn wheel_library_dirs(root: &std::path::Path, python: Option<&str>) -> Vec<S
     names.sort();
     names.into_iter().map(|n| format!("{base}/{n}/lib")).collect()
 }
+
+#[cfg(test)]
+mod golden {
+    use super::*;
+
+    /// A generation's manifest is part of its tree, so of its store path and tree hash: a change
+    /// in how it is written makes every profile's next apply a new generation, and `verify
+    /// --repair` of an old one rebuild something else. Changing it is a new MANIFEST_VERSION.
+    #[test]
+    fn golden_the_manifest_text_is_pinned() {
+        let zeros = "0".repeat(32);
+        let m = Manifest {
+            version: MANIFEST_VERSION,
+            profile: "vision".into(),
+            request: "f".repeat(64),
+            platform: "linux-x86_64".into(),
+            env: [("TF_CPP_MIN_LOG_LEVEL".to_owned(), "1".to_owned())].into(),
+            profile_env: Some([("A".to_owned(), "${profile}/a".to_owned())].into()),
+            system: Some("driver=535.104.05\n".into()),
+            search: Some([("PATH".to_owned(), vec!["bin".to_owned()])].into()),
+            requested: vec!["tensorflow".into()],
+            packages: vec![ManifestPackage {
+                name: "tensorflow".into(),
+                version: "1.15.5".into(),
+                store_path: format!("{zeros}-tensorflow-1.15.5"),
+                sha256: "a".repeat(64),
+                url: "index://pypi/tensorflow-1.15.5-cp37-cp37m-manylinux2010_x86_64.whl".into(),
+                dependencies: vec!["python".into()],
+            }],
+        };
+        let text = m.to_text();
+        assert_eq!(
+            text,
+            concat!(
+                "# envctl generation manifest\n",
+                "version = 1\n",
+                "profile = \"vision\"\n",
+                "request = \"ffffffffffffffffffffffffffffffffffffffffffffffffffffffffffffffff\"\n",
+                "platform = \"linux-x86_64\"\n",
+                "system = \"\"\"\ndriver=535.104.05\n\"\"\"\n",
+                "requested = [\"tensorflow\"]\n",
+                "\n[env]\nTF_CPP_MIN_LOG_LEVEL = \"1\"\n",
+                "\n[profile-env]\nA = \"${profile}/a\"\n",
+                "\n[search]\nPATH = [\"bin\"]\n",
+                "\n[[package]]\n",
+                "name = \"tensorflow\"\n",
+                "version = \"1.15.5\"\n",
+                "store-path = \"00000000000000000000000000000000-tensorflow-1.15.5\"\n",
+                "sha256 = \"aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa\"\n",
+                "url = \"index://pypi/tensorflow-1.15.5-cp37-cp37m-manylinux2010_x86_64.whl\"\n",
+                "dependencies = [\"python\"]\n",
+            )
+        );
+        assert_eq!(toml::from_str::<Manifest>(text.split_once('\n').unwrap().1).unwrap(), m);
+    }
+}

@@ -185,3 +185,28 @@ mod tests {
         assert!(e.contains("sytem"), "{e}");
     }
 }
+
+#[cfg(test)]
+mod golden {
+    use super::*;
+
+    /// The request hash says which request a lock answers: a change in how it is computed makes
+    /// every committed lock stale at once (`apply --frozen` fails on every machine).
+    #[test]
+    fn golden_the_request_hash_is_pinned() {
+        let p = ProfileFile::parse(
+            "[packages]\ntensorflow = \"1.15\"\npython = \"3.7\"\ncudnn = \">=7.6,<8\"\n[priority]\ntensorflow = 10\n[system]\ndriver = \"535.104.05\"\n",
+            Path::new("/x/vision.toml"),
+        )
+        .unwrap();
+        assert_eq!(
+            p.request_hash("linux-x86_64"),
+            "894e5aa46acc1f35dd16760e37e2ab14047301d981686272f649ed43f296f9e6"
+        );
+        let bare = ProfileFile::parse("[packages]\nhello = \"*\"\n", Path::new("h.toml")).unwrap();
+        assert_eq!(
+            bare.request_hash("linux-x86_64"),
+            "db95f4d8022495aed10c5444224016bc2259c2dedf512af545d65cd667df9f95"
+        );
+    }
+}

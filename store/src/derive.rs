@@ -505,3 +505,49 @@ fn mirror(src: &Path, dest: &Path, rel: &Path, unit: &mut Unit) -> Result<()> {
     }
     Ok(())
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A derivation's key is its source key in the database: respelling it would make every
+    /// store compile and build everything again, and lose what caches carry.
+    #[test]
+    fn golden_derivation_keys_are_pinned() {
+        let path = |n: &str| StorePathName::parse(&format!("{}-{n}", "0".repeat(32))).unwrap();
+        let zeros = "0".repeat(32);
+        let bytecode = Derivation::Bytecode {
+            wheel: path("greeter-1.0"),
+            python: path("python-3.11.9"),
+            exe: "bin/python3.11".into(),
+            version: "3.11".into(),
+        };
+        assert_eq!(
+            bytecode.key(),
+            format!("derived:bytecode {zeros}-greeter-1.0 {zeros}-python-3.11.9 bin/python3.11 3.11")
+        );
+        let venv = Derivation::Venv {
+            python: path("python-3.11.9"),
+            exe: "bin/python3.11".into(),
+            version: "3.11.9".into(),
+        };
+        assert_eq!(venv.key(), format!("derived:venv {zeros}-python-3.11.9 bin/python3.11 3.11.9"));
+        let build = Derivation::Build {
+            sdist: path("gast-0.2.2"),
+            python: path("python-3.7.9"),
+            exe: "bin/python3.7".into(),
+            backend: "setuptools.build_meta:__legacy__".into(),
+            backend_path: vec!["_build".into(), "tools".into()],
+            requires: vec![path("setuptools-68.0.0"), path("wheel-0.41.2")],
+        };
+        assert_eq!(
+            build.key(),
+            format!(
+                "derived:build {zeros}-gast-0.2.2 {zeros}-python-3.7.9 bin/python3.7 setuptools.build_meta:__legacy__ _build,tools {zeros}-setuptools-68.0.0 {zeros}-wheel-0.41.2"
+            )
+        );
+        for d in [bytecode, venv, build] {
+            assert_eq!(Derivation::from_key(&d.key()), Some(d));
+        }
+    }
+}

@@ -581,4 +581,39 @@ mod tests {
             );
         }
     }
+
+    /// A source key is the database's key for what a source unpacks to, and a cache pointer's
+    /// name: reordering or respelling it would re-key every existing store and cache silently.
+    #[test]
+    fn golden_source_keys_are_pinned() {
+        let request = |unpack: UnpackOptions| InstallRequest {
+            url: "https://example.org/x.tar.xz".into(),
+            sha256: Sha256::parse(&"ab".repeat(32)).unwrap(),
+            name: Name::parse("cuda-cudart").unwrap(),
+            version: Version::parse("12.4.127").unwrap(),
+            unpack,
+            references: Vec::new(),
+            store_path: None,
+        };
+        let sha = "ab".repeat(32);
+        let plain = Store::source_key(&request(UnpackOptions::default()), Format::TarXz);
+        assert_eq!(plain, format!("{sha} cuda-cudart 12.4.127 tar.xz strip=0 subdir="));
+        let all = UnpackOptions {
+            format: Some(Format::TarXz),
+            strip_components: 2,
+            subdir: Some("opt/x".into()),
+            moves: vec![("LICENSE".into(), "share/l/LICENSE".into()), ("a".into(), "b/a".into())],
+            root: Some("python/install".into()),
+            bytecode: true,
+        };
+        assert_eq!(
+            Store::source_key(&request(all), Format::TarXz),
+            format!(
+                "{sha} cuda-cudart 12.4.127 tar.xz strip=2 subdir=opt/x root=python/install move=LICENSE>share/l/LICENSE;a>b/a bytecode=interpreter-ordered"
+            )
+        );
+        // Keys of trees the old compiler made still read back.
+        let old = format!("{sha} python 3.11.9 tar.zst strip=0 subdir= bytecode=interpreter");
+        assert!(Store::request_from_key(&old, "u").unwrap().unpack.bytecode);
+    }
 }

@@ -195,3 +195,38 @@ mod tests {
         );
     }
 }
+
+#[cfg(test)]
+mod golden {
+    use super::*;
+
+    /// What a signature covers and how it is written: changing either orphans every signed object
+    /// in every cache. A new format is a new prefix (`envctl-path-2`), read beside the old one.
+    #[test]
+    fn golden_the_signed_fingerprint_and_a_signature_are_pinned() {
+        let message = fingerprint(
+            "0lwxja6pyhxf37p20yvflw49mpd62gwn-hello-1.0",
+            &"ab".repeat(32),
+            1234,
+            &["zz-b-1".into(), "aa-a-1".into()],
+            &["k2".into(), "k1".into()],
+        );
+        assert_eq!(
+            String::from_utf8(message.clone()).unwrap(),
+            format!(
+                "envctl-path-1\n0lwxja6pyhxf37p20yvflw49mpd62gwn-hello-1.0\n{}\n1234\naa-a-1 zz-b-1\nk1\u{1f}k2\n",
+                "ab".repeat(32)
+            )
+        );
+        let key = SecretKey::from_seed("golden", [7u8; 32]).unwrap();
+        assert_eq!(
+            key.to_text(),
+            "golden:BwcHBwcHBwcHBwcHBwcHBwcHBwcHBwcHBwcHBwcHBwfqSmxj4pxSCr71UHsTLsX5lUd2rr6+e5JCHuppFEbSLA=="
+        );
+        assert_eq!(key.public().to_text(), "golden:6kpsY+KcUgq+9VB7Ey7F+ZVHdq6+vnuSQh7qaRRG0iw=");
+        assert_eq!(
+            key.sign(&message),
+            "golden:QvsWJ7E3kq127cyiqgjpsv8feenGnCJUPgyOVWF8+0CthuC7SHt5mdsCRxDCs2W4xyYzuVYp+qlI1/NNvmgpAQ=="
+        );
+    }
+}

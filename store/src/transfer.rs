@@ -378,3 +378,70 @@ pub(crate) fn write_atomically(
         }
     }
 }
+
+#[cfg(test)]
+mod golden {
+    use super::*;
+
+    /// A cache's `NAME.json` is read by every envctl that pulls from it, later ones included: its
+    /// fields are pinned, and a change is a new OBJECT_FORMAT.
+    #[test]
+    fn golden_the_path_object_is_pinned() {
+        let object = PathObject {
+            format: OBJECT_FORMAT,
+            name: "0lwxja6pyhxf37p20yvflw49mpd62gwn-hello-1.0".into(),
+            package: "hello".into(),
+            version: "1.0".into(),
+            tree_hash: "ab".repeat(32),
+            size: 10,
+            files: 2,
+            references: vec!["r".into()],
+            sources: vec![ObjectSource {
+                key: "k".into(),
+                sha256: "cd".repeat(32),
+                url: "https://x/h.tar.gz".into(),
+            }],
+            archive: ArchiveInfo {
+                file: "0lwxja6pyhxf37p20yvflw49mpd62gwn-hello-1.0.tar.zst".into(),
+                sha256: "ef".repeat(32),
+                size: 99,
+            },
+            signatures: vec!["lab:c2ln".into()],
+        };
+        let text = String::from_utf8(serde_json::to_vec_pretty(&object).unwrap()).unwrap();
+        let expected = format!(
+            r#"{{
+  "format": 1,
+  "name": "0lwxja6pyhxf37p20yvflw49mpd62gwn-hello-1.0",
+  "package": "hello",
+  "version": "1.0",
+  "tree_hash": "{ab}",
+  "size": 10,
+  "files": 2,
+  "references": [
+    "r"
+  ],
+  "sources": [
+    {{
+      "key": "k",
+      "sha256": "{cd}",
+      "url": "https://x/h.tar.gz"
+    }}
+  ],
+  "archive": {{
+    "file": "0lwxja6pyhxf37p20yvflw49mpd62gwn-hello-1.0.tar.zst",
+    "sha256": "{ef}",
+    "size": 99
+  }},
+  "signatures": [
+    "lab:c2ln"
+  ]
+}}"#,
+            ab = "ab".repeat(32),
+            cd = "cd".repeat(32),
+            ef = "ef".repeat(32)
+        );
+        assert_eq!(text, expected);
+        assert_eq!(PathObject::parse(text.as_bytes(), "x").unwrap(), object);
+    }
+}
