@@ -419,7 +419,7 @@ fn a_push_or_pull_killed_at_any_rename_leaves_both_sides_consistent() {
     let renames = counts.get("rename").copied().unwrap_or(0);
     assert!(renames >= 3, "{counts:?}");
     for at in 1..=renames {
-        std::fs::remove_dir_all(b.path("envctl")).unwrap();
+        common::remove_tree(&b.path("envctl"));
         let mut c = pull();
         kill_at(&mut c, &shim, "rename", at);
         assert!(!c.status().unwrap().success(), "apply was not killed at rename {at}");

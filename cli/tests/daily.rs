@@ -251,7 +251,8 @@ fn on_terminal(inner: std::process::Command) -> String {
         .collect::<Vec<_>>()
         .join(" ");
     let mut c = std::process::Command::new("script");
-    c.args(["-qec", &line, "/dev/null"]).stdin(std::process::Stdio::null());
+    // A terminal that says it can show colours, whatever the environment the tests run in.
+    c.args(["-qec", &line, "/dev/null"]).stdin(std::process::Stdio::null()).env("TERM", "xterm");
     for (k, v) in inner.get_envs() {
         match v {
             Some(v) => c.env(k, v),

@@ -55,6 +55,30 @@ fn the_two_team_example_applies_runs_upgrades_and_rolls_back() {
     envctl(&sb, &["rollback", "nlp"]).ok();
     assert_eq!(tf_version(&sb, "nlp"), "2.15.1");
     assert_eq!(tf_version(&sb, "vision"), "1.15.5");
+
+    // The rest of the README's walk, which CI also runs as an ordinary user (.ci/as-user): a
+    // read-only store tree can be moved into the store, collected, repaired and optimised by
+    // its owner, not only by root.
+    envctl(&sb, &["generations", "nlp", "--delete", "2"]).ok();
+    let gc = envctl(&sb, &["gc"]);
+    gc.ok();
+    assert!(!gc.stderr.contains("0 store paths"), "gc removed nothing: {}", gc.stderr);
+    let tf216: Vec<String> =
+        common::list(&sb.store()).into_iter().filter(|n| n.ends_with("-tensorflow-2.16.1")).collect();
+    assert!(tf216.is_empty(), "{tf216:?}");
+    let store = sb.store();
+    let victim = common::list(&store).into_iter().find(|n| n.ends_with("-tensorflow-1.15.5")).unwrap();
+    let file = common::fixture::walk(&store.join(&victim)).into_iter().find(|p| p.is_file()).unwrap();
+    common::move_tree(&store.join(&victim), &sb.path("aside"));
+    envctl(&sb, &["store", "verify"]).failure();
+    envctl(&sb, &["store", "verify", "--repair"]).ok();
+    assert!(file.is_file(), "repair did not put `{}` back", file.display());
+    envctl(&sb, &["store", "optimise"]).ok();
+    envctl(&sb, &["store", "verify"]).ok();
+    assert_eq!(tf_version(&sb, "vision"), "1.15.5");
+    // A second gc finds nothing, and the store opens again cleanly (nothing half-moved).
+    envctl(&sb, &["gc"]).ok();
+    assert_eq!(tf_version(&sb, "nlp"), "2.15.1");
 }
 
 #[test]

@@ -333,7 +333,7 @@ fn verify_names_a_path_gone_from_disk_and_one_that_is_no_longer_a_directory() {
     let server = Server::start();
     let (_, path) = install_sample(&sb, &server);
     let aside = sb.path("aside");
-    std::fs::rename(&path, &aside).unwrap();
+    common::move_tree(&path, &aside);
     let out = sb.run(&["store", "verify", "--json"]);
     assert_eq!(out.code, 1, "{}", out.stderr);
     let report: serde_json::Value = serde_json::from_str(&out.stdout).unwrap();
@@ -345,7 +345,7 @@ fn verify_names_a_path_gone_from_disk_and_one_that_is_no_longer_a_directory() {
     assert!(err.contains(&path.display().to_string()) && err.contains("is not a directory"), "{err}");
 
     std::fs::remove_file(&path).unwrap();
-    std::fs::rename(&aside, &path).unwrap();
+    common::move_tree(&aside, &path);
     sb.run(&["store", "verify"]).ok();
 }
 

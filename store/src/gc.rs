@@ -188,7 +188,7 @@ impl Store {
         for name in &dead {
             let from = self.dir().join(name);
             if std::fs::symlink_metadata(&from).is_ok() {
-                fs_err::rename(&from, trash.join(name))?;
+                crate::sys::rename_dir(&from, &trash.join(name))?;
             }
         }
         drop(_exclusive);

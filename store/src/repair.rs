@@ -138,7 +138,7 @@ impl Store {
             exchange(tree_dir, &dest)?;
             remove_tree(tree_dir)?;
         } else {
-            fs_err::rename(tree_dir, &dest)?;
+            crate::sys::rename_dir(tree_dir, &dest)?;
         }
         Ok(())
     }

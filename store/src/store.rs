@@ -195,7 +195,7 @@ impl Store {
                     "removing unregistered store path left by an interrupted install"
                 );
                 let trash = self.dir.join(".trash").join(name);
-                fs_err::rename(entry.path(), &trash)?;
+                crate::sys::rename_dir(&entry.path(), &trash)?;
                 remove_tree(&trash)?;
             }
         }
@@ -228,10 +228,10 @@ impl Store {
         let moved = db.get(name.as_str())?.is_none() || !dest.is_dir();
         if moved {
             if fs_err::symlink_metadata(&dest).is_ok() {
-                fs_err::rename(&dest, &trash)?;
+                crate::sys::rename_dir(&dest, &trash)?;
                 remove_tree(&trash)?;
             }
-            fs_err::rename(tree_dir, &dest)?;
+            crate::sys::rename_dir(tree_dir, &dest)?;
         }
         let record = PathRecord {
             name: name.to_string(),
@@ -248,7 +248,7 @@ impl Store {
         if let Err(e) = db.register(&record, source, references) {
             // Not registered, so not in the store: take the tree out now rather than leave it for
             // the next idle command's sweep (it holds the path lock, so nobody else moved it in).
-            if moved && fs_err::rename(&dest, &trash).is_ok() {
+            if moved && crate::sys::rename_dir(&dest, &trash).is_ok() {
                 let _ = remove_tree(&trash);
             }
             return Err(e);

@@ -5,21 +5,56 @@ use std::path::Path;
 
 use crate::error::Result;
 
-/// Swaps two paths atomically (`renameat2` with `RENAME_EXCHANGE`).
+/// Swaps two paths atomically (`renameat2` with `RENAME_EXCHANGE`). Directories in two parents
+/// need write permission on themselves, as in [`rename_dir`]: for anyone but root a read-only one
+/// is opened for the swap and each gets its own mode back, wherever it now is.
 pub(crate) fn exchange(a: &Path, b: &Path) -> Result<()> {
-    use std::os::unix::ffi::OsStrExt;
-    let c = |p: &Path| std::ffi::CString::new(p.as_os_str().as_bytes()).map_err(std::io::Error::other);
-    let (ca, cb) = (c(a)?, c(b)?);
-    // SAFETY: both are valid NUL-terminated paths for the duration of the call.
-    let rc = unsafe {
-        libc::renameat2(libc::AT_FDCWD, ca.as_ptr(), libc::AT_FDCWD, cb.as_ptr(), libc::RENAME_EXCHANGE)
+    use std::os::unix::fs::PermissionsExt;
+    let swap = || -> std::io::Result<()> {
+        use std::os::unix::ffi::OsStrExt;
+        let c = |p: &Path| std::ffi::CString::new(p.as_os_str().as_bytes()).map_err(std::io::Error::other);
+        let (ca, cb) = (c(a)?, c(b)?);
+        // SAFETY: both are valid NUL-terminated paths for the duration of the call.
+        let rc = unsafe {
+            libc::renameat2(libc::AT_FDCWD, ca.as_ptr(), libc::AT_FDCWD, cb.as_ptr(), libc::RENAME_EXCHANGE)
+        };
+        if rc != 0 { Err(std::io::Error::last_os_error()) } else { Ok(()) }
     };
-    if rc != 0 {
-        let e = std::io::Error::last_os_error();
+    let context = |e: std::io::Error| -> crate::error::Error {
         let message = format!("cannot swap `{}` and `{}`: {e}", a.display(), b.display());
-        return Err(std::io::Error::new(e.kind(), message).into());
+        std::io::Error::new(e.kind(), message).into()
+    };
+    let first = match swap() {
+        Ok(()) => return Ok(()),
+        Err(e) if e.kind() == std::io::ErrorKind::PermissionDenied => e,
+        Err(e) => return Err(context(e)),
+    };
+    // Directories whose owner-write bit is off, with their modes.
+    let closed = |p: &Path| {
+        std::fs::symlink_metadata(p)
+            .ok()
+            .filter(|m| m.is_dir() && m.permissions().mode() & 0o200 == 0)
+            .map(|m| m.permissions().mode() & 0o7777)
+    };
+    let (mode_a, mode_b) = (closed(a), closed(b));
+    if mode_a.is_none() && mode_b.is_none() {
+        return Err(context(first));
     }
-    Ok(())
+    let set = |p: &Path, mode: u32| std::fs::set_permissions(p, std::fs::Permissions::from_mode(mode));
+    for (p, mode) in [(a, mode_a), (b, mode_b)] {
+        if let Some(mode) = mode {
+            set(p, mode | 0o200).map_err(context)?;
+        }
+    }
+    let swapped = swap();
+    // What was at `a` is at `b` now, and the other way round, unless the swap failed.
+    let (at_a, at_b) = if swapped.is_ok() { (mode_b, mode_a) } else { (mode_a, mode_b) };
+    for (p, mode) in [(a, at_a), (b, at_b)] {
+        if let Some(mode) = mode {
+            set(p, mode).map_err(context)?;
+        }
+    }
+    swapped.map_err(context)
 }
 
 /// An open directory, for creating and reading entries relative to it: a farm of 60,000 links
@@ -409,5 +444,44 @@ pub(crate) fn kill_group(group: u32) {
     if group > 1 {
         // SAFETY: a plain system call; a negative pid names the process group.
         unsafe { libc::kill(-group, libc::SIGKILL) };
+    }
+}
+
+/// Renames the directory `from` to `to`, in another parent directory.
+///
+/// Moving a directory to another parent rewrites its `..` entry, which needs write permission on
+/// the directory itself: a finished store tree (mode 0555) can be moved by root only. For anyone
+/// else, when the first try is refused, the directory's owner-write bit is set for the move and
+/// its mode put back once it is in place. Callers register a path only after this returns, so a
+/// crash in between leaves an unregistered directory (swept) and never a registered one with the
+/// wrong mode.
+pub(crate) fn rename_dir(from: &Path, to: &Path) -> std::io::Result<()> {
+    use std::os::unix::fs::PermissionsExt;
+    let first = match std::fs::rename(from, to) {
+        Ok(()) => return Ok(()),
+        Err(e) => e,
+    };
+    let context = |e: std::io::Error| {
+        std::io::Error::new(
+            e.kind(),
+            format!("failed to rename `{}` to `{}`: {e}", from.display(), to.display()),
+        )
+    };
+    let mode = match std::fs::symlink_metadata(from) {
+        Ok(meta) if meta.is_dir() && meta.permissions().mode() & 0o200 == 0 => {
+            meta.permissions().mode() & 0o7777
+        }
+        _ => return Err(context(first)),
+    };
+    if first.kind() != std::io::ErrorKind::PermissionDenied {
+        return Err(context(first));
+    }
+    std::fs::set_permissions(from, std::fs::Permissions::from_mode(mode | 0o200)).map_err(context)?;
+    match std::fs::rename(from, to) {
+        Ok(()) => std::fs::set_permissions(to, std::fs::Permissions::from_mode(mode)).map_err(context),
+        Err(e) => {
+            let _ = std::fs::set_permissions(from, std::fs::Permissions::from_mode(mode));
+            Err(context(e))
+        }
     }
 }
