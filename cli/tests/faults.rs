@@ -436,7 +436,7 @@ fn network_faults_fail_cleanly_naming_the_url_and_register_nothing() {
 }
 
 #[test]
-fn a_full_disk_fails_cleanly_and_the_same_command_succeeds_with_room() {
+fn a_full_disk_fails_cleanly_and_the_same_command_succeeds_with_room_as_root() {
     let f = Fixture::new();
     let big: Vec<u8> = (0..4u32 << 20).map(|i| (i.wrapping_mul(2_654_435_761) >> 13) as u8).collect();
     f.publish("big", "1.0", &Archive::new().with(Entry::file("share/big", big)).tar_gz(), "");
