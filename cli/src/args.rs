@@ -32,6 +32,10 @@ pub struct Cli {
     #[arg(long = "system", global = true, value_name = "FILE")]
     pub system: Option<PathBuf>,
 
+    /// Give up waiting for a lock another envctl holds after this many seconds [default: wait]
+    #[arg(long, global = true, env = "ENVCTL_LOCK_TIMEOUT", value_name = "SECONDS")]
+    pub timeout: Option<f64>,
+
     #[command(subcommand)]
     pub command: Command,
 }

@@ -591,6 +591,75 @@ fn a_user_who_may_only_read_the_home_can_run_list_and_verify_but_not_change_it_a
     assert_eq!(list(&f.sb.store()), before, "a read-only user changed the store");
 }
 
+#[test]
+fn a_user_who_may_read_the_home_can_hold_none_of_its_locks_as_root() {
+    // SAFETY: geteuid has no preconditions.
+    assert_eq!(
+        unsafe { libc_geteuid() },
+        0,
+        "this test switches to `nobody` with setpriv: run the tests as root"
+    );
+    let f = Fixture::new();
+    let p = f.profile("p", "[packages]\nhello = \"1\"\n");
+    f.run(&["apply", &p]).ok();
+    f.run(&["store", "verify"]).ok();
+    std::fs::set_permissions(f.sb.dir.path(), std::fs::Permissions::from_mode(0o755)).unwrap();
+    let locks: Vec<std::path::PathBuf> = common::fixture::walk(&f.sb.path("envctl"))
+        .into_iter()
+        .filter(|p| p.is_file() && p.extension().is_some_and(|e| e == "lock"))
+        .collect();
+    let names: Vec<String> =
+        locks.iter().map(|p| p.file_name().unwrap().to_string_lossy().into_owned()).collect();
+    for want in ["store.lock", "maintenance.lock", ".p.lock"] {
+        assert!(names.iter().any(|n| n == want), "{want} not among {names:?}");
+    }
+    for lock in &locks {
+        // `flock` on a read-only descriptor would be enough to freeze the owner: it must not open.
+        let out = std::process::Command::new("setpriv")
+            .args(["--reuid=65534", "--regid=65534", "--clear-groups", "flock", "--shared", "--nonblock"])
+            .arg(lock)
+            .arg("true")
+            .output()
+            .unwrap();
+        assert!(!out.status.success(), "`nobody` could lock `{}`", lock.display());
+        let mode = std::os::unix::fs::PermissionsExt::mode(&std::fs::metadata(lock).unwrap().permissions());
+        assert_eq!(mode & 0o077, 0, "`{}` has mode {mode:o}", lock.display());
+    }
+    // The reader still runs sessions and verifies, without locks.
+    let as_nobody = |args: &[&str]| {
+        f.sb.through(&["setpriv", "--reuid=65534", "--regid=65534", "--clear-groups"], args).output().unwrap()
+    };
+    for args in [&["run", "p", "--", "hello"][..], &["store", "verify"]] {
+        let out = as_nobody(args);
+        assert!(out.status.success(), "{args:?} as nobody: {}", String::from_utf8_lossy(&out.stderr));
+    }
+}
+
+#[test]
+fn a_command_waiting_for_a_lock_says_who_holds_it_and_timeout_ends_the_wait() {
+    let f = Fixture::new();
+    let p = f.profile("p", "[packages]\nhello = \"1\"\n");
+    f.run(&["apply", &p]).ok();
+    let lock = f.sb.store().join(".envctl/store.lock");
+    // Another program holds the store lock for a few seconds (as a GC would).
+    let mut holder = std::process::Command::new("flock")
+        .args(["--exclusive"])
+        .arg(&lock)
+        .args(["sleep", "3"])
+        .spawn()
+        .unwrap();
+    std::thread::sleep(std::time::Duration::from_millis(300));
+    let timed = f.run(&["--timeout", "0.5", "store", "ls"]);
+    let e = timed.failed();
+    assert!(e.contains("gave up waiting for the lock") && e.contains("store.lock"), "{e}");
+    assert!(e.contains(&format!("PID {}", holder.id())) && e.contains("flock"), "{e}");
+    let waited = f.run(&["store", "ls"]);
+    waited.ok();
+    assert_eq!(waited.stderr.matches("waiting for the lock").count(), 1, "{}", waited.stderr);
+    assert!(waited.stderr.contains(&format!("PID {}", holder.id())), "{}", waited.stderr);
+    holder.wait().unwrap();
+}
+
 unsafe extern "C" {
     #[link_name = "geteuid"]
     fn libc_geteuid() -> u32;

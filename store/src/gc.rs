@@ -56,7 +56,8 @@ impl TempRoot {
 
     /// Lets the lock survive `exec`: the executed program (and its children) hold the root.
     pub fn inherit_across_exec(&self) -> Result<()> {
-        let fd = self.lock.as_raw_fd();
+        // A root is created by the home's owner, who always holds its lock.
+        let Some(fd) = self.lock.as_raw_fd() else { return Ok(()) };
         // SAFETY: fcntl on a descriptor we own; clearing FD_CLOEXEC changes no memory.
         let rc = unsafe { libc::fcntl(fd, libc::F_SETFD, 0) };
         if rc != 0 {

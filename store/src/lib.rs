@@ -49,7 +49,7 @@ pub use gc::{GcReport, TempRoot};
 pub use index::index_name;
 pub use install::{InstallRequest, Installed};
 pub use keys::{PublicKey, SecretKey};
-pub use lock::FileLock;
+pub use lock::{FileLock, Holder, WaitPolicy, Waiting, set_wait_policy};
 pub use optimise::OptimiseReport;
 pub use path::{Name, Sha256, StorePathName, Version};
 pub use profile::{Generation, Profiles, check_profile_name};

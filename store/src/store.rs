@@ -279,7 +279,7 @@ impl Store {
 
     /// Holds the store lock exclusively until the guard is dropped (then shared again).
     pub(crate) fn lock_exclusive(&self) -> Result<ExclusiveGuard<'_>> {
-        self._lock.upgrade()?;
+        self._lock.upgrade(&self.dir.join(".envctl/store.lock"))?;
         Ok(ExclusiveGuard { lock: &self._lock })
     }
 

@@ -81,6 +81,10 @@ pub fn run() -> ExitCode {
     };
     init_logging(cli.verbose);
     printer::set_quiet(cli.quiet);
+    envctl_store::set_wait_policy(envctl_store::WaitPolicy {
+        timeout: cli.timeout.filter(|t| t.is_finite() && *t >= 0.0).map(std::time::Duration::from_secs_f64),
+        notice: lock_notice,
+    });
     // Generated from the command line itself; no settings, home or store involved.
     match &cli.command {
         Command::Completions(args) => {
@@ -168,4 +172,18 @@ fn init_logging(verbose: u8) {
         .without_time()
         .with_target(false)
         .init();
+}
+
+/// What a command says when it has waited a second for a lock: who holds it, and that it keeps
+/// waiting (cargo's "Blocking waiting for file lock", with the holder named).
+fn lock_notice(waiting: &envctl_store::Waiting<'_>) {
+    let by = if waiting.holders.is_empty() {
+        "another process".to_owned()
+    } else {
+        waiting.holders.iter().map(ToString::to_string).collect::<Vec<_>>().join(", ")
+    };
+    printer::info(&format!(
+        "waiting for the lock `{}`, held by {by} (--timeout SECONDS stops waiting)",
+        waiting.path.display()
+    ));
 }
