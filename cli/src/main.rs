@@ -2,17 +2,12 @@
 
 mod args;
 mod commands;
-mod error;
-mod manifest;
-mod pipconf;
 mod printer;
-mod python;
 mod reporter;
-mod resolution;
-mod sdist;
-mod settings;
 mod shells;
-mod system;
+
+// The use cases live in envctl-ops; the commands name them as they did when they lived here.
+use envctl_ops::{error, manifest, python, resolution, sdist, settings, system};
 
 fn main() -> std::process::ExitCode {
     commands::run()

@@ -88,7 +88,7 @@ pub fn apply(file: &Path, options: &ApplyOptions<'_>, settings: &Settings, cli: 
     let profile = load_profile(file)?;
     let name = profile_name.unwrap_or(&profile.name).to_owned();
     envctl_store::check_profile_name(&name).context(|| format!("cannot apply `{}`", file.display()))?;
-    let platform = crate::system::platform(Some(&profile.system), cli.system.as_deref())?;
+    let platform = crate::system::platform(Some(&profile.system), settings.system())?;
     let request = profile.request_hash(&platform);
     let lock_path = profile.lock_path();
     let old_lock = LockFile::load(&lock_path).map_err(|e| Failure::new("cannot read the lock file", e))?;
@@ -120,8 +120,8 @@ pub fn apply(file: &Path, options: &ApplyOptions<'_>, settings: &Settings, cli: 
         return Ok(Applied { name, generation: path, report });
     }
 
-    let facts: SystemFacts = crate::system::facts(Some(&profile.system), cli.system.as_deref())?;
-    let mut ctx = Context::from_parts(profile, facts, settings.repository(cli)?);
+    let facts: SystemFacts = crate::system::facts(Some(&profile.system), settings.system())?;
+    let mut ctx = Context::from_parts(profile, facts, settings.repository()?);
     ctx.label = adhoc.map(str::to_owned);
     let mut lock = match fresh {
         Some(lock) => {
@@ -156,7 +156,20 @@ pub fn apply(file: &Path, options: &ApplyOptions<'_>, settings: &Settings, cli: 
             let started = std::time::Instant::now();
             let solution = ctx.solve(preferred)?;
             tracing::info!(packages = solution.packages.len(), elapsed = ?started.elapsed(), "resolved");
-            build_lock(&solution, request.clone(), &platform, old_lock.as_ref(), settings, !dry_run)?
+            let mut warnings = Vec::new();
+            let built = build_lock(
+                &solution,
+                request.clone(),
+                &platform,
+                old_lock.as_ref(),
+                settings,
+                !dry_run,
+                &mut warnings,
+            );
+            for w in &warnings {
+                printer::info(&format!("warning: {w}"));
+            }
+            built?
         }
     };
 

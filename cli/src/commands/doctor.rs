@@ -5,16 +5,16 @@ use envctl_recipes::{LockFile, SystemFacts, SystemOverrides, Version};
 use envctl_store::Profiles;
 
 use super::Status;
-use crate::args::{Cli, DoctorArgs};
+use crate::args::DoctorArgs;
 use crate::error::{Failure, Result, StoreContext};
 use crate::manifest::Manifest;
 use crate::printer;
 use crate::resolution::unmet_needs;
 use crate::settings::Settings;
 
-pub fn run(args: &DoctorArgs, settings: &Settings, cli: &Cli) -> Result<Status> {
+pub fn run(args: &DoctorArgs, settings: &Settings) -> Result<Status> {
     let profile = args.file.as_deref().map(crate::resolution::load_profile).transpose()?;
-    let facts = crate::system::facts(profile.as_ref().map(|p| &p.system), cli.system.as_deref())?;
+    let facts = crate::system::facts(profile.as_ref().map(|p| &p.system), settings.system())?;
     let mut problems = Vec::new();
     let mut assumptions = std::collections::BTreeMap::new();
     if let Some(profile) = &profile {
@@ -27,7 +27,7 @@ pub fn run(args: &DoctorArgs, settings: &Settings, cli: &Cli) -> Result<Status> 
             )
             .hint(format!("run `envctl lock {}` first", profile.path.display())));
         };
-        let repo = settings.repository(cli)?;
+        let repo = settings.repository()?;
         let packages = lock.packages.iter().map(|p| (p.name.as_str(), p.version.as_str()));
         let (found, missing) = unmet_needs(packages, &repo, &facts, "");
         problems.extend(found);
@@ -37,7 +37,7 @@ pub fn run(args: &DoctorArgs, settings: &Settings, cli: &Cli) -> Result<Status> 
         // profile is judged with it, as `envctl doctor FILE` judges the file.
         // No file: every profile's current generation, as built.
         let profiles = Profiles::at(&settings.home);
-        let repo = settings.repository(cli)?;
+        let repo = settings.repository()?;
         for name in profiles.names().context(|| "cannot list the profiles".into())? {
             let Some(current) =
                 profiles.current(&name).context(|| format!("cannot read profile `{name}`"))?
@@ -57,7 +57,7 @@ pub fn run(args: &DoctorArgs, settings: &Settings, cli: &Cli) -> Result<Status> 
             };
             let own_facts = match &assumed {
                 Some(o) => {
-                    let own = crate::system::facts(Some(o), cli.system.as_deref())?;
+                    let own = crate::system::facts(Some(o), settings.system())?;
                     if !args.json {
                         printer::info(&format!(
                             "note: {prefix}its profile file's [system] sets {}; judged with those facts",

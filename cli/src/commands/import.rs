@@ -9,14 +9,14 @@ use std::path::Path;
 use envctl_recipes::import::{self, Generated};
 
 use super::Status;
-use crate::args::{Cli, ImportArgs, ImportCommand, ImportCondaArgs, ImportPipArgs};
+use crate::args::{ImportArgs, ImportCommand, ImportCondaArgs, ImportPipArgs};
 use crate::error::{Failure, Result};
 use crate::printer;
 use crate::settings::Settings;
 
-pub fn run(cmd: &ImportCommand, settings: &Settings, cli: &Cli) -> Result<Status> {
+pub fn run(cmd: &ImportCommand, settings: &Settings) -> Result<Status> {
     match cmd {
-        ImportCommand::Pip(args) => pip(args, settings, cli),
+        ImportCommand::Pip(args) => pip(args, settings),
         ImportCommand::NvidiaRedist(args) => {
             let inputs = read_all(args)?;
             let generated = import::nvidia::import(&inputs).map_err(|e| {
@@ -153,10 +153,10 @@ struct Stacks {
     stack: Vec<Stack>,
 }
 
-fn pip(args: &ImportPipArgs, settings: &Settings, cli: &Cli) -> Result<Status> {
+fn pip(args: &ImportPipArgs, settings: &Settings) -> Result<Status> {
     use envctl_recipes::PackageName;
     use envctl_recipes::import::pip::{Options, SdistRef, Target, import_many};
-    let facts = crate::system::facts(None, cli.system.as_deref())?;
+    let facts = crate::system::facts(None, settings.system())?;
     let arch = facts.arch.clone().unwrap_or_else(|| "x86_64".into());
     if !args.report.is_empty() && args.report.len() != args.python.len() {
         return Err(Failure::new(

@@ -110,13 +110,19 @@ pub fn run() -> ExitCode {
         }
         _ => {}
     }
-    let result = Settings::load(&cli).and_then(|settings| match &cli.command {
+    let invocation = envctl_ops::Invocation {
+        home: cli.home.clone(),
+        config: cli.config.clone(),
+        recipes: cli.recipes.clone(),
+        system: cli.system.clone(),
+    };
+    let result = Settings::load(&invocation).and_then(|settings| match &cli.command {
         Command::Store(crate::args::StoreCommand::Export(args)) => cache::export(args, &settings),
         Command::Store(crate::args::StoreCommand::Import(args)) => cache::import(args, &settings, &cli),
         Command::Store(cmd) => store::run(cmd, &settings, &cli),
         Command::Cache(cmd) => cache::run(cmd, &settings, &cli),
-        Command::Import(cmd) => import::run(cmd, &settings, &cli),
-        Command::Lock(args) => resolve::lock(args, &settings, &cli),
+        Command::Import(cmd) => import::run(cmd, &settings),
+        Command::Lock(args) => resolve::lock(args, &settings),
         Command::Apply(args) => apply::run(args, &settings, &cli),
         Command::Shell(args) => session::session(&args.session, args.command.clone(), &settings, &cli),
         Command::Run(args) => {
@@ -132,18 +138,18 @@ pub fn run() -> ExitCode {
         Command::Profiles(args) => profiles::list(args, &settings, &cli),
         Command::List(args) => profiles::packages(args, &settings, &cli),
         Command::Init(args) => edit::init(args),
-        Command::Outdated(args) => resolve::outdated(args, &settings, &cli),
+        Command::Outdated(args) => resolve::outdated(args, &settings),
         Command::Add(args) => edit::add(args, &settings, &cli),
         Command::Remove(args) => edit::remove(args, &settings, &cli),
         Command::Generations(args) => profiles::generations(args, &settings, &cli),
         Command::Diff(args) => profiles::diff(args, &settings, &cli),
         Command::Rollback(args) => profiles::rollback(args, &settings, &cli),
         Command::Gc(args) => gc::run(args, &settings, &cli),
-        Command::Why(args) => resolve::why(args, &settings, &cli),
-        Command::Graph(args) => resolve::graph(args, &settings, &cli),
-        Command::Search(args) => recipes::search(args, &settings, &cli),
-        Command::Show(args) => recipes::show(args, &settings, &cli),
-        Command::Doctor(args) => doctor::run(args, &settings, &cli),
+        Command::Why(args) => resolve::why(args, &settings),
+        Command::Graph(args) => resolve::graph(args, &settings),
+        Command::Search(args) => recipes::search(args, &settings),
+        Command::Show(args) => recipes::show(args, &settings),
+        Command::Doctor(args) => doctor::run(args, &settings),
         Command::Completions(_) | Command::Man => unreachable!("answered above"),
     });
     match result {

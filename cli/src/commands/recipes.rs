@@ -3,13 +3,13 @@
 use envctl_recipes::{Recipe, Requirement};
 
 use super::Status;
-use crate::args::{Cli, SearchArgs, ShowArgs};
+use crate::args::{SearchArgs, ShowArgs};
 use crate::error::{Failure, Result};
 use crate::printer;
 use crate::settings::Settings;
 
-pub fn search(args: &SearchArgs, settings: &Settings, cli: &Cli) -> Result<Status> {
-    let repo = settings.repository(cli)?;
+pub fn search(args: &SearchArgs, settings: &Settings) -> Result<Status> {
+    let repo = settings.repository()?;
     let found = repo.search(&args.text);
     if args.json {
         let rows: Vec<_> = found
@@ -53,8 +53,8 @@ fn recipe_json(r: &Recipe) -> serde_json::Value {
     })
 }
 
-pub fn show(args: &ShowArgs, settings: &Settings, cli: &Cli) -> Result<Status> {
-    let repo = settings.repository(cli)?;
+pub fn show(args: &ShowArgs, settings: &Settings) -> Result<Status> {
+    let repo = settings.repository()?;
     let (name, req) = match args.spec.split_once('@') {
         Some((n, r)) => {
             (n, Requirement::parse(r).map_err(|e| Failure::new(format!("cannot show `{}`", args.spec), e))?)

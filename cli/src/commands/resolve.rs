@@ -8,15 +8,15 @@ use envctl_recipes::{LockFile, PackageName};
 use envctl_resolver::DepGraph;
 
 use super::Status;
-use crate::args::{Cli, GraphArgs, LockArgs, WhyArgs};
+use crate::args::{GraphArgs, LockArgs, WhyArgs};
 use crate::error::{Failure, Result, StoreContext};
 use crate::manifest::{Change, Manifest};
 use crate::printer;
 use crate::resolution::{Context, build_lock, load_lock, versions_of};
 use crate::settings::Settings;
 
-pub fn lock(args: &LockArgs, settings: &Settings, cli: &Cli) -> Result<Status> {
-    let ctx = Context::load(&args.file, settings, cli)?;
+pub fn lock(args: &LockArgs, settings: &Settings) -> Result<Status> {
+    let ctx = Context::load(&args.file, settings)?;
     let platform = ctx.platform();
     let request = ctx.profile.request_hash(&platform);
     let lock_path = ctx.profile.lock_path();
@@ -79,7 +79,12 @@ pub fn lock(args: &LockArgs, settings: &Settings, cli: &Cli) -> Result<Status> {
             p.built = None;
         }
     }
-    let new = build_lock(&solution, request, &platform, kept.as_ref(), settings, true)?;
+    let mut warnings = Vec::new();
+    let built = build_lock(&solution, request, &platform, kept.as_ref(), settings, true, &mut warnings);
+    for w in &warnings {
+        printer::info(&format!("warning: {w}"));
+    }
+    let new = built?;
     let file_name = args.file.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
     new.write(&lock_path, &file_name).map_err(|e| Failure::new("cannot write the lock file", e))?;
     let changes = report_changes(old.as_ref(), &new);
@@ -154,10 +159,10 @@ struct View {
 }
 
 /// A target names a file when it ends in `.toml` or is a file; otherwise a profile.
-fn view(target: &str, settings: &Settings, cli: &Cli) -> Result<View> {
+fn view(target: &str, settings: &Settings) -> Result<View> {
     let path = Path::new(target);
     if target.ends_with(".toml") || path.is_file() {
-        let ctx = Context::load(path, settings, cli)?;
+        let ctx = Context::load(path, settings)?;
         let preferred = ctx.fresh_lock()?.as_ref().map(versions_of).unwrap_or_default();
         let solution = ctx.solve(preferred)?;
         let versions = solution.packages.iter().map(|(n, r)| (n.clone(), r.version.to_string())).collect();
@@ -215,8 +220,8 @@ fn view(target: &str, settings: &Settings, cli: &Cli) -> Result<View> {
     })
 }
 
-pub fn why(args: &WhyArgs, settings: &Settings, cli: &Cli) -> Result<Status> {
-    let v = view(&args.target, settings, cli)?;
+pub fn why(args: &WhyArgs, settings: &Settings) -> Result<Status> {
+    let v = view(&args.target, settings)?;
     let target = PackageName::parse(&args.name)
         .map_err(|e| Failure::new(format!("cannot explain `{}`", args.name), e))?;
     let Some(chain) = v.graph.why(&target) else {
@@ -246,8 +251,8 @@ pub fn why(args: &WhyArgs, settings: &Settings, cli: &Cli) -> Result<Status> {
     Ok(Status::Success)
 }
 
-pub fn graph(args: &GraphArgs, settings: &Settings, cli: &Cli) -> Result<Status> {
-    let v = view(&args.target, settings, cli)?;
+pub fn graph(args: &GraphArgs, settings: &Settings) -> Result<Status> {
+    let v = view(&args.target, settings)?;
     if args.dot {
         for line in v.graph.to_dot(|n| v.versions[n].clone()).lines() {
             printer::data(line);
@@ -283,9 +288,9 @@ pub fn graph(args: &GraphArgs, settings: &Settings, cli: &Cli) -> Result<Status>
 
 /// `envctl outdated [FILE]`: each locked package that a fresh resolution (no version kept, as
 /// `lock --update` does) would move, and the newest version any recipe has. Writes nothing.
-pub fn outdated(args: &crate::args::OutdatedArgs, settings: &Settings, cli: &Cli) -> Result<Status> {
+pub fn outdated(args: &crate::args::OutdatedArgs, settings: &Settings) -> Result<Status> {
     let file = super::edit::profile_file(args.file.as_deref())?;
-    let ctx = Context::load(&file, settings, cli)?;
+    let ctx = Context::load(&file, settings)?;
     let lock_path = ctx.profile.lock_path();
     let Some(lock) = load_lock(&lock_path)? else {
         return Err(Failure::new(

@@ -12,10 +12,13 @@ pub const MANIFEST_VERSION: u32 = 1;
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "kebab-case")]
 pub struct Manifest {
+    /// The manifest format ([`MANIFEST_VERSION`]).
     pub version: u32,
+    /// The profile it was built for.
     pub profile: String,
     /// The request hash of the lock it was built from.
     pub request: String,
+    /// The platform its sources were chosen for.
     pub platform: String,
     /// Variables sessions get: recipes' `[env]` in install order, then the profile's. Values may
     /// use `${profile}`.
@@ -37,6 +40,7 @@ pub struct Manifest {
     /// recorded).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub requested: Vec<String>,
+    /// Its packages, in install order.
     #[serde(default, rename = "package")]
     pub packages: Vec<ManifestPackage>,
 }
@@ -45,10 +49,15 @@ pub struct Manifest {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "kebab-case")]
 pub struct ManifestPackage {
+    /// Package name.
     pub name: String,
+    /// Exact version.
     pub version: String,
+    /// Its store path's name.
     pub store_path: String,
+    /// Its source's sha256.
     pub sha256: String,
+    /// Its source's URL.
     pub url: String,
     /// The packages of the generation it depends on, by name.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
@@ -64,6 +73,7 @@ impl Manifest {
         toml::from_str(&text).map_err(|e| format!("`{}`: {e}", path.display()))
     }
 
+    /// The file's text.
     pub fn to_text(&self) -> String {
         format!(
             "# envctl generation manifest\n{}",
@@ -80,36 +90,20 @@ impl Manifest {
 /// What changed between two generations.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 #[serde(tag = "change", rename_all = "lowercase")]
+#[allow(missing_docs)] // the fields say what they are
 pub enum Change {
-    Added {
-        name: String,
-        version: String,
-    },
-    Removed {
-        name: String,
-        version: String,
-    },
-    Changed {
-        name: String,
-        old: String,
-        new: String,
-    },
+    /// A package that appeared.
+    Added { name: String, version: String },
+    /// A package that went away.
+    Removed { name: String, version: String },
+    /// A package whose version moved.
+    Changed { name: String, old: String, new: String },
     /// A session variable that appeared.
-    Set {
-        variable: String,
-        value: String,
-    },
+    Set { variable: String, value: String },
     /// A session variable that went away.
-    Unset {
-        variable: String,
-        value: String,
-    },
+    Unset { variable: String, value: String },
     /// A session variable whose value changed.
-    Reset {
-        variable: String,
-        old: String,
-        new: String,
-    },
+    Reset { variable: String, old: String, new: String },
 }
 
 impl std::fmt::Display for Change {

@@ -50,9 +50,9 @@ pub fn fetch_and_check(
 }
 
 /// Looks into a locked package's source distribution at lock time: a tree that cannot be built
-/// fails the lock. One that cannot be fetched now (an offline login node) is only reported, and is
-/// looked into when it is applied, before anything builds.
-pub fn check_at_lock(store: &Store, p: &LockedPackage) -> Result<()> {
+/// fails the lock. One that cannot be fetched now (an offline login node) is only reported (in
+/// `warnings`), and is looked into when it is applied, before anything builds.
+pub fn check_at_lock(store: &Store, p: &LockedPackage, warnings: &mut Vec<String>) -> Result<()> {
     let fail = |why: String| {
         Failure::new(format!("cannot build {} {} from source", p.name, p.version), why)
             .hint(format!("its source distribution is `{}` (sha256 {})", p.source.url, p.source.sha256))
@@ -65,8 +65,8 @@ pub fn check_at_lock(store: &Store, p: &LockedPackage) -> Result<()> {
     match store.install(&request, &NoReporter) {
         Ok(installed) => check(&installed.path).map(|_| ()).map_err(fail),
         Err(e) => {
-            crate::printer::info(&format!(
-                "warning: {} {} is published only as source and cannot be fetched now ({e}); it is looked into when applied",
+            warnings.push(format!(
+                "{} {} is published only as source and cannot be fetched now ({e}); it is looked into when applied",
                 p.name, p.version
             ));
             Ok(())

@@ -11,7 +11,6 @@ use envctl_recipes::{
 };
 use envctl_resolver::{Request, Solution, Task, solve};
 
-use crate::args::Cli;
 use crate::error::{Failure, Result, StoreContext};
 use crate::settings::Settings;
 
@@ -29,8 +28,11 @@ pub fn load_profile(file: &Path) -> Result<ProfileFile> {
 
 /// A profile file with everything needed to resolve it.
 pub struct Context {
+    /// The profile file.
     pub profile: ProfileFile,
+    /// The machine's facts (detected, or as the file or `--system` say).
     pub facts: SystemFacts,
+    /// The recipe repositories in force.
     pub repo: Repository,
     /// What explanations call an ad-hoc request instead of its file (`-p tensorflow=2.15`); each
     /// package is then named as `-p NAME=REQ` instead of by file and line.
@@ -38,21 +40,25 @@ pub struct Context {
 }
 
 impl Context {
-    pub fn load(file: &Path, settings: &Settings, cli: &Cli) -> Result<Context> {
+    /// Reads `file` and gathers the facts and recipes its resolution needs.
+    pub fn load(file: &Path, settings: &Settings) -> Result<Context> {
         let profile = load_profile(file)?;
-        let facts = crate::system::facts(Some(&profile.system), cli.system.as_deref())?;
-        let repo = settings.repository(cli)?;
+        let facts = crate::system::facts(Some(&profile.system), settings.system())?;
+        let repo = settings.repository()?;
         Ok(Context { profile, facts, repo, label: None })
     }
 
+    /// A context from its parts.
     pub fn from_parts(profile: ProfileFile, facts: SystemFacts, repo: Repository) -> Context {
         Context { profile, facts, repo, label: None }
     }
 
+    /// The platform sources are chosen for (`linux-x86_64`).
     pub fn platform(&self) -> String {
         self.facts.platform()
     }
 
+    /// Resolves the profile, keeping `preferred` versions wherever they still fit.
     pub fn solve(&self, preferred: BTreeMap<PackageName, Version>) -> Result<Solution> {
         let file = self.label.clone().unwrap_or_else(|| self.profile.path.display().to_string());
         let mut asked: Vec<_> = self.profile.packages.iter().collect();
@@ -252,6 +258,7 @@ impl Context {
     }
 }
 
+/// Reads a lock file, if there is one.
 pub fn load_lock(path: &Path) -> Result<Option<LockFile>> {
     LockFile::load(path).map_err(|e| {
         Failure::new(format!("cannot read the lock file `{}`", path.display()), e)
@@ -281,6 +288,7 @@ pub fn unmet_needs<'a>(
     (found, missing)
 }
 
+/// The versions a lock holds, by name.
 pub fn versions_of(lock: &LockFile) -> BTreeMap<PackageName, Version> {
     parse_versions(lock.packages.iter().map(|p| (p.name.as_str(), p.version.as_str())))
 }
@@ -300,6 +308,7 @@ pub fn build_lock(
     old: Option<&LockFile>,
     settings: &Settings,
     look_into_sdists: bool,
+    warnings: &mut Vec<String>,
 ) -> Result<LockFile> {
     // Store paths are recorded when the store already has them; nothing else is fetched here.
     let store_dir = settings.store_dir();
@@ -344,7 +353,7 @@ pub fn build_lock(
                         .context(|| format!("cannot open the store at `{}`", store_dir.display()))?,
                 );
             }
-            crate::sdist::check_at_lock(store.as_ref().expect("opened above"), &locked)?;
+            crate::sdist::check_at_lock(store.as_ref().expect("opened above"), &locked, warnings)?;
         }
         let same_as_before = old
             .and_then(|o| o.get(name.as_str()))

@@ -27,7 +27,6 @@ use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use crate::args::Cli;
 use crate::error::{Failure, Result};
 
 /// Mirrors the bundled recipes use, with the publisher's own base; `[mirrors]` replaces them.
@@ -77,9 +76,13 @@ pub struct CacheConfig {
 #[derive(Debug, Default, serde::Deserialize)]
 #[serde(deny_unknown_fields, rename_all = "kebab-case")]
 pub struct StoreConfig {
+    /// `max-unpack-bytes`: the most one archive may unpack to.
     pub max_unpack_bytes: Option<u64>,
+    /// `max-unpack-entries`: the most entries one archive may hold.
     pub max_unpack_entries: Option<u64>,
+    /// `jobs`: installs at once.
     pub jobs: Option<usize>,
+    /// `fsync`: flush finished trees before registering them.
     pub fsync: Option<bool>,
 }
 
@@ -87,10 +90,15 @@ pub struct StoreConfig {
 #[derive(Debug, Default, serde::Deserialize)]
 #[serde(deny_unknown_fields, rename_all = "kebab-case")]
 pub struct FetchConfig {
+    /// `retries` of a transient failure.
     pub retries: Option<u32>,
+    /// `backoff-ms` before the first retry.
     pub backoff_ms: Option<u64>,
+    /// `connect-timeout-secs`.
     pub connect_timeout_secs: Option<u64>,
+    /// `read-timeout-secs`.
     pub read_timeout_secs: Option<u64>,
+    /// `deadline-secs` for a whole download.
     pub deadline_secs: Option<u64>,
 }
 
@@ -104,6 +112,8 @@ pub struct Settings {
     pub config_path: Option<PathBuf>,
     /// `trusted-keys`, parsed.
     pub trusted_keys: Vec<envctl_store::PublicKey>,
+    /// The invocation these settings were resolved for.
+    pub invocation: Invocation,
 }
 
 fn env_dir(var: &str, fallback: &str) -> Option<PathBuf> {
@@ -113,9 +123,29 @@ fn env_dir(var: &str, fallback: &str) -> Option<PathBuf> {
     }
 }
 
+/// The global options of one invocation that say where things are: what the command line (or
+/// a daemon's request) gives, before defaults and the configuration file fill in the rest.
+#[derive(Debug, Clone, Default)]
+pub struct Invocation {
+    /// `--home`/`ENVCTL_HOME`.
+    pub home: Option<PathBuf>,
+    /// `--config`/`ENVCTL_CONFIG`.
+    pub config: Option<PathBuf>,
+    /// `--recipes`, in order.
+    pub recipes: Vec<PathBuf>,
+    /// `--system FILE`: the machine to resolve for instead of this one.
+    pub system: Option<PathBuf>,
+}
+
 impl Settings {
+    /// The `--system` file, if one was given.
+    pub fn system(&self) -> Option<&Path> {
+        self.invocation.system.as_deref()
+    }
+
     /// Resolves settings for this invocation.
-    pub fn load(cli: &Cli) -> Result<Settings> {
+    pub fn load(invocation: &Invocation) -> Result<Settings> {
+        let cli = invocation;
         let home = match &cli.home {
             Some(h) => absolute(h)?,
             None => env_dir("XDG_DATA_HOME", ".local/share").map(|d| d.join("envctl")).ok_or_else(|| {
@@ -152,19 +182,19 @@ impl Settings {
             })?;
             trusted_keys.push(key);
         }
-        Ok(Settings { home, config, config_path: path, trusted_keys })
+        Ok(Settings { home, config, config_path: path, trusted_keys, invocation: invocation.clone() })
     }
 
     /// The recipe repositories in force: the bundled one, then the configuration's `recipes`,
     /// then `ENVCTL_RECIPES` (`:`-separated), then `--recipes`, each overriding the ones before.
-    pub fn repository(&self, cli: &Cli) -> Result<envctl_recipes::Repository> {
+    pub fn repository(&self) -> Result<envctl_recipes::Repository> {
         let mut repo = envctl_recipes::Repository::bundled()
             .map_err(|e| Failure::new("the bundled recipe repository is broken", e))?;
         let mut dirs: Vec<PathBuf> = self.config.recipes.clone();
         if let Some(v) = std::env::var_os("ENVCTL_RECIPES") {
             dirs.extend(std::env::split_paths(&v).filter(|p| !p.as_os_str().is_empty()));
         }
-        dirs.extend(cli.recipes.iter().cloned());
+        dirs.extend(self.invocation.recipes.iter().cloned());
         for dir in dirs {
             let layer = envctl_recipes::Repository::load_dir_cached(&dir, &self.home.join("cache/recipes"))
                 .map_err(|e| {

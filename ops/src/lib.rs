@@ -1,0 +1,23 @@
+#![deny(missing_docs)]
+//! envctl's use cases, between the command line and the library crates: what `apply`, `lock`,
+//! `shell` and the rest do, as functions that take values and return values. The binary parses,
+//! calls these and renders; a daemon can call the same functions. Nothing here prints.
+//!
+//! - [`settings`]: where the home, the configuration and the recipes are for one invocation;
+//! - [`system`]: this machine's facts (driver, CUDA, GPUs, glibc, arch), detected or given;
+//! - [`resolution`]: a profile file resolved against the recipes into a lock;
+//! - [`manifest`]: what a generation records (`.envctl/manifest.toml`);
+//! - [`python`], [`sdist`], [`pipconf`]: the Python layer of a generation, source builds, pip's
+//!   configuration;
+//! - [`error`]: failures that say what envctl was doing, why, and what to do.
+
+pub mod error;
+pub mod manifest;
+pub mod pipconf;
+pub mod python;
+pub mod resolution;
+pub mod sdist;
+pub mod settings;
+pub mod system;
+
+pub use settings::{Invocation, Settings};
