@@ -7,7 +7,7 @@ mod reporter;
 mod shells;
 
 // The use cases live in envctl-ops; the commands name them as they did when they lived here.
-use envctl_ops::{error, manifest, python, resolution, sdist, settings, system};
+use envctl_ops::{error, manifest, resolution, sdist, settings, system};
 
 fn main() -> std::process::ExitCode {
     commands::run()

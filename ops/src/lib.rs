@@ -3,6 +3,7 @@
 //! `shell` and the rest do, as functions that take values and return values. The binary parses,
 //! calls these and renders; a daemon can call the same functions. Nothing here prints.
 //!
+//! - [`apply`]: a profile file planned ([`apply::Plan`]) and carried out;
 //! - [`settings`]: where the home, the configuration and the recipes are for one invocation;
 //! - [`system`]: this machine's facts (driver, CUDA, GPUs, glibc, arch), detected or given;
 //! - [`resolution`]: a profile file resolved against the recipes into a lock;
@@ -11,6 +12,7 @@
 //!   configuration;
 //! - [`error`]: failures that say what envctl was doing, why, and what to do.
 
+pub mod apply;
 pub mod error;
 pub mod manifest;
 pub mod pipconf;

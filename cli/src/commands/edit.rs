@@ -5,11 +5,12 @@
 use std::path::{Path, PathBuf};
 
 use super::Status;
-use super::apply::{ApplyOptions, apply};
+use super::apply::apply;
 use crate::args::{Cli, EditArgs, InitArgs};
 use crate::error::{Failure, Result};
 use crate::printer;
 use crate::settings::Settings;
+use envctl_ops::apply::ApplyOptions;
 
 /// The file `init` writes and `add`/`remove` look for.
 pub const FILE_NAME: &str = "envctl.toml";

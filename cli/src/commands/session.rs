@@ -107,8 +107,11 @@ fn adhoc(packages: &[String], settings: &Settings, cli: &Cli) -> Result<(String,
         fs_err::write(&file, &text).map_err(|e| Failure::new("cannot prepare an ad-hoc environment", e))?;
     }
     let label = format!("-p {}", packages.join(" -p "));
-    let options =
-        super::apply::ApplyOptions { profile: Some("adhoc"), adhoc: Some(&label), ..Default::default() };
+    let options = envctl_ops::apply::ApplyOptions {
+        profile: Some("adhoc".into()),
+        adhoc: Some(label),
+        ..Default::default()
+    };
     let applied = super::apply::apply(&file, &options, settings, cli)?;
     Ok((applied.name, applied.generation))
 }
