@@ -1,4 +1,5 @@
-//! Advisory file locks (`flock(2)`), released when the holder closes the file or dies.
+//! Advisory file locks (std's `File::lock`, `flock(2)` on Linux), released when the holder closes
+//! the file or dies.
 //!
 //! Who may run beside whom:
 //!
@@ -84,34 +85,39 @@ pub fn set_wait_policy(policy: WaitPolicy) {
 /// How long a waiter waits before the notice.
 const NOTICE_AFTER: Duration = Duration::from_secs(1);
 
-fn flock(file: &std::fs::File, op: libc::c_int) -> std::io::Result<bool> {
-    loop {
-        // SAFETY: the descriptor is valid for the life of `file`, which outlives the call.
-        let rc = unsafe { libc::flock(file.as_raw_fd(), op) };
-        if rc == 0 {
-            return Ok(true);
-        }
-        let e = std::io::Error::last_os_error();
-        match e.raw_os_error() {
-            Some(libc::EINTR) => continue,
-            Some(libc::EWOULDBLOCK) if op & libc::LOCK_NB != 0 => return Ok(false),
-            _ => return Err(e),
-        }
+/// The two kinds of lock.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Kind {
+    Shared,
+    Exclusive,
+}
+
+/// Takes the lock if nobody holds a conflicting one (std's `File::try_lock*`, which is
+/// `flock(2)` with `LOCK_NB` on Linux); `false` when someone does.
+fn try_take(file: &std::fs::File, kind: Kind) -> std::io::Result<bool> {
+    let taken = match kind {
+        Kind::Shared => file.try_lock_shared(),
+        Kind::Exclusive => file.try_lock(),
+    };
+    match taken {
+        Ok(()) => Ok(true),
+        Err(std::fs::TryLockError::WouldBlock) => Ok(false),
+        Err(std::fs::TryLockError::Error(e)) => Err(e),
     }
 }
 
-/// Takes `op` on `file`, waiting as the process's [`WaitPolicy`] says.
-fn wait_for(file: &std::fs::File, op: libc::c_int, path: &Path) -> std::io::Result<()> {
-    wait_with(file, op, path, POLICY.get())
+/// Takes a `kind` lock on `file`, waiting as the process's [`WaitPolicy`] says.
+fn wait_for(file: &std::fs::File, kind: Kind, path: &Path) -> std::io::Result<()> {
+    wait_with(file, kind, path, POLICY.get())
 }
 
 fn wait_with(
     file: &std::fs::File,
-    op: libc::c_int,
+    kind: Kind,
     path: &Path,
     policy: Option<&WaitPolicy>,
 ) -> std::io::Result<()> {
-    if flock(file, op | libc::LOCK_NB)? {
+    if try_take(file, kind)? {
         return Ok(());
     }
     let timeout = policy.and_then(|p| p.timeout);
@@ -141,7 +147,7 @@ fn wait_with(
         }
         std::thread::sleep(nap);
         nap = (nap * 2).min(Duration::from_millis(100));
-        if flock(file, op | libc::LOCK_NB)? {
+        if try_take(file, kind)? {
             return Ok(());
         }
     }
@@ -254,14 +260,14 @@ impl FileLock {
     /// it gets a lock that locks nothing.
     pub fn shared(path: &Path) -> std::io::Result<FileLock> {
         let Some(file) = open(path)? else { return Ok(FileLock { file: None }) };
-        wait_for(&file, libc::LOCK_SH, path)?;
+        wait_for(&file, Kind::Shared, path)?;
         Ok(FileLock { file: Some(file) })
     }
 
     /// Waits for an exclusive lock on `path`, creating the file if needed.
     pub fn exclusive(path: &Path) -> std::io::Result<FileLock> {
         let file = open(path)?.ok_or_else(|| not_ours(path))?;
-        wait_for(&file, libc::LOCK_EX, path)?;
+        wait_for(&file, Kind::Exclusive, path)?;
         Ok(FileLock { file: Some(file) })
     }
 
@@ -269,7 +275,7 @@ impl FileLock {
     /// process may not open it).
     pub fn try_exclusive(path: &Path) -> std::io::Result<Option<FileLock>> {
         let Some(file) = open(path)? else { return Ok(None) };
-        Ok(flock(&file, libc::LOCK_EX | libc::LOCK_NB)?.then_some(FileLock { file: Some(file) }))
+        Ok(try_take(&file, Kind::Exclusive)?.then_some(FileLock { file: Some(file) }))
     }
 
     /// Whether this holds a lock (a reader who may not open the file holds none).
@@ -281,7 +287,7 @@ impl FileLock {
     /// (flock(2) drops the shared lock first), so two upgraders cannot deadlock.
     pub fn upgrade(&self, path: &Path) -> std::io::Result<()> {
         let file = self.file.as_ref().ok_or_else(|| not_ours(path))?;
-        wait_for(file, libc::LOCK_EX, path)
+        wait_for(file, Kind::Exclusive, path)
     }
 
     /// The descriptor (to hand a lock to an `exec`ed program); `None` when nothing is held.
@@ -292,7 +298,7 @@ impl FileLock {
     /// Turns a held exclusive lock into a shared one.
     pub fn downgrade(&self) -> std::io::Result<()> {
         match &self.file {
-            Some(file) => flock(file, libc::LOCK_SH).map(|_| ()),
+            Some(file) => file.lock_shared(),
             None => Ok(()),
         }
     }
@@ -328,7 +334,7 @@ mod tests {
         let file = open(&path).unwrap().unwrap();
         let policy = WaitPolicy { timeout: Some(Duration::from_millis(1500)), notice: count };
         let started = Instant::now();
-        let e = wait_with(&file, libc::LOCK_SH, &path, Some(&policy)).unwrap_err();
+        let e = wait_with(&file, Kind::Shared, &path, Some(&policy)).unwrap_err();
         assert!(started.elapsed() >= Duration::from_millis(1500));
         assert_eq!(e.kind(), std::io::ErrorKind::TimedOut);
         let text = e.to_string();
@@ -339,6 +345,6 @@ mod tests {
         assert_eq!(NOTICES.load(Ordering::SeqCst), 1, "told once, after a second");
         // Released: the same wait succeeds at once.
         drop(held);
-        wait_with(&file, libc::LOCK_SH, &path, Some(&policy)).unwrap();
+        wait_with(&file, Kind::Shared, &path, Some(&policy)).unwrap();
     }
 }
