@@ -172,6 +172,23 @@ pub fn python_archive_with(series: &str, extra: Vec<Entry>) -> (Vec<u8>, String)
     (archive.tar_zst(), version)
 }
 
+/// The interpreter `exe` of the installation at `prefix` with its run path (`RUNPATH`
+/// `PREFIX/lib`, as pyenv builds it) made relative, `$ORIGIN/../lib`, in place (the new string
+/// is shorter; the rest of its slot is filled with NULs): packed and unpacked elsewhere, it
+/// loads the `libpython` it ships, not the one it was built beside, which another user (or a
+/// build sandbox) cannot see.
+fn relocatable(mut exe: Vec<u8>, prefix: &Path) -> Vec<u8> {
+    let old = format!("{}/lib\0", prefix.display()).into_bytes();
+    let new = b"$ORIGIN/../lib\0";
+    if let Some(at) = exe.windows(old.len()).position(|w| w == old.as_slice())
+        && old.len() >= new.len()
+    {
+        exe[at..at + new.len()].copy_from_slice(new);
+        exe[at + new.len()..at + old.len()].fill(0);
+    }
+    exe
+}
+
 /// The entries of [`python_archive`], read from this machine once per process.
 fn python_package(series: &str) -> (Archive, String) {
     /// (series, entries, full version)
@@ -184,7 +201,7 @@ fn python_package(series: &str) -> (Archive, String) {
     }
     let (version, prefix) = find_python(series);
     let mut archive = Archive::new();
-    let exe = std::fs::read(prefix.join(format!("bin/python{series}"))).unwrap();
+    let exe = relocatable(std::fs::read(prefix.join(format!("bin/python{series}"))).unwrap(), &prefix);
     archive = archive
         .with(Entry::file_mode(&format!("bin/python{series}"), exe, 0o755))
         .with(Entry::symlink("bin/python3", &format!("python{series}")));
