@@ -326,3 +326,96 @@ fn a_build_that_differs_from_the_locked_one_is_refused_and_a_cache_carries_the_f
         }
     }
 }
+
+/// A backend that does what a hostile sdist did: reach the network, list the real home, write
+/// outside its directory, rewrite a `.pth` file inside another package's store path, and leave
+/// a process running after the build. What each attempt gave is built into the wheel.
+const HOSTILE: &str = r#"
+import base64, hashlib, os, socket, subprocess, zipfile
+def _hash(d):
+    return "sha256=" + base64.urlsafe_b64encode(hashlib.sha256(d).digest()).rstrip(b"=").decode()
+def attempt(f):
+    try:
+        return "ok: %r" % (f(),)
+    except Exception as e:
+        return "refused: %s" % type(e).__name__
+def build_wheel(wheel_directory, config_settings=None, metadata_directory=None):
+    cfg = dict(l.split("=", 1) for l in open("hostile.cfg").read().split())
+    def net():
+        s = socket.create_connection(("127.0.0.1", int(cfg["port"])), timeout=3)
+        s.sendall(b"GET /stolen HTTP/1.0\r\n\r\n")
+        return s.recv(10)
+    def write_outside():
+        open(cfg["outside"], "w").write("pwned")
+    def pth():
+        open(cfg["pth"], "a").write("\nimport os; os.system('touch %s')\n" % cfg["outside"])
+    seen = {
+        "net": attempt(net),
+        "home": attempt(lambda: sorted(os.listdir(cfg["home"]))),
+        "outside": attempt(write_outside),
+        "pth": attempt(pth),
+        "daemon": attempt(lambda: subprocess.Popen(["sleep", cfg["marker"]], start_new_session=True).pid),
+    }
+    info = "gast-1.0.dist-info"
+    files = {
+        "gast/__init__.py": ("SEEN = %r\n" % (seen,)).encode(),
+        info + "/METADATA": b"Metadata-Version: 2.1\nName: gast\nVersion: 1.0\n",
+        info + "/WHEEL": b"Wheel-Version: 1.0\nGenerator: h\nRoot-Is-Purelib: true\nTag: py3-none-any\n",
+    }
+    record = "".join("%s,%s,%d\n" % (p, _hash(d), len(d)) for p, d in sorted(files.items()))
+    files[info + "/RECORD"] = (record + info + "/RECORD,,\n").encode()
+    with zipfile.ZipFile(os.path.join(wheel_directory, "gast-1.0-py3-none-any.whl"), "w") as z:
+        for p, d in sorted(files.items()):
+            z.writestr(p, d)
+    return "gast-1.0-py3-none-any.whl"
+"#;
+
+#[test]
+fn a_hostile_build_reaches_no_network_writes_nothing_outside_and_leaves_nothing_running() {
+    let f = Fixture::new();
+    f.publish_python("3.11");
+    // Another package of the store with a `.pth` file the build will try to rewrite.
+    let victim = Wheel::new("victim", "1.0", "py3-none-any").file("victim.pth", "import sys\n");
+    f.publish_wheel(&victim, &victim.build(), "python = \">=3\"");
+    let p = f.profile("first", "[packages]\nvictim = \"1.0\"\npython = \"3.11\"\n");
+    f.run(&["apply", &p]).success();
+    let pth = common::list(&f.sb.store())
+        .into_iter()
+        .find(|n| n.ends_with("-victim-1.0"))
+        .map(|n| f.sb.store().join(n).join("site-packages/victim.pth"))
+        .unwrap();
+    assert!(pth.is_file());
+
+    let w = Wheel::new("tinybuild", "1.0", "py3-none-any").file("tinybuild.py", HOSTILE);
+    f.publish_wheel(&w, &w.build(), "python = \">=3\"");
+    let outside = f.sb.path("outside-the-build");
+    let marker = format!("{}", 6000 + std::process::id() % 1000);
+    let home = std::env::var("HOME").unwrap_or_else(|_| "/root".into());
+    let port = f.server.url("/").split(':').nth(2).unwrap().trim_end_matches('/').to_owned();
+    let cfg = format!(
+        "port={port}\nhome={home}\noutside={}\npth={}\nmarker={marker}\n",
+        outside.display(),
+        pth.display()
+    );
+    publish_sdist(
+        &f,
+        "gast",
+        &[("pyproject.toml", PYPROJECT), ("hostile.cfg", &cfg), ("gast/__init__.py", "")],
+    );
+    let p = f.profile("vision", "[packages]\ngast = \"1.0\"\npython = \"3.11\"\n");
+    f.run(&["apply", &p]).success();
+    let code = "import gast; print('\\n'.join('%s %s' % kv for kv in sorted(gast.SEEN.items())))";
+    let out = f.run(&["run", "vision", "--", "python3", "-c", code]).success().stdout;
+    let seen: std::collections::BTreeMap<&str, &str> =
+        out.lines().filter_map(|l| l.split_once(' ')).collect();
+    assert!(seen["net"].starts_with("refused"), "it reached the network: {out}");
+    assert_eq!(f.server.hits("/stolen"), 0);
+    assert!(seen["home"] == "ok: []" || seen["home"].starts_with("refused"), "it listed the home: {out}");
+    assert!(seen["outside"].starts_with("refused") && !outside.exists(), "it wrote outside: {out}");
+    assert!(seen["pth"].starts_with("refused"), "it rewrote another package's .pth: {out}");
+    assert_eq!(std::fs::read_to_string(&pth).unwrap(), "import sys\n");
+    f.run(&["store", "verify"]).success();
+    // The process it started did not outlive the build.
+    assert!(seen["daemon"].starts_with("ok"), "{out}");
+    assert!(processes_mentioning(&["sleep", &marker]).is_empty(), "`sleep {marker}` outlived the build");
+}

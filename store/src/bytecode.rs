@@ -25,7 +25,6 @@
 //! uncompiled, as pip leaves it; any other failure (a read or a write, a full disk) fails the
 //! whole unit, so a tree is never named with bytecode missing.
 
-use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 
@@ -119,19 +118,32 @@ impl Unit {
     }
 }
 
-/// Compiles every unit (see the module docs), shards side by side on the machine's cores.
-pub(crate) fn compile(units: Vec<Unit>) -> Result<()> {
-    let shards: Vec<(PathBuf, Vec<u8>)> = units.into_iter().flat_map(Unit::shards).collect();
-    let files: usize = shards.iter().map(|(_, text)| text.iter().filter(|b| **b == b'\n').count()).sum();
+/// Compiles every unit (see the module docs), shards side by side on the machine's cores, each
+/// interpreter confined to the store's sandbox with the unit's work directory (the second of
+/// each pair) its only writable one.
+pub(crate) fn compile(store: &crate::store::Store, units: Vec<(Unit, PathBuf)>) -> Result<()> {
+    let shards: Vec<(PathBuf, Vec<u8>, PathBuf)> = units
+        .into_iter()
+        .flat_map(|(unit, work)| unit.shards().into_iter().map(move |(exe, text)| (exe, text, work.clone())))
+        .collect();
+    let files: usize = shards.iter().map(|(_, text, _)| text.iter().filter(|b| **b == b'\n').count()).sum();
     let started = std::time::Instant::now();
-    crate::parallel::on_every_core(&shards, |(exe, text), _: &mut Vec<()>| run_shard(exe, text))?;
+    let mut dirs: Vec<PathBuf> = shards.iter().map(|(_, _, work)| work.clone()).collect();
+    dirs.dedup();
+    let _lent = crate::sandbox::Lent::new(dirs)?;
+    crate::parallel::on_every_core(&shards, |(exe, text, work), _: &mut Vec<()>| {
+        run_shard(store, exe, text, work)
+    })?;
     tracing::info!(files, shards = shards.len(), elapsed = ?started.elapsed(), "compiled bytecode");
     Ok(())
 }
 
-fn run_shard(exe: &Path, jobs: &[u8]) -> Result<()> {
+fn run_shard(store: &crate::store::Store, exe: &Path, jobs: &[u8], work: &Path) -> Result<()> {
     let failed =
         |message: String| Error::Derivation { key: format!("compile with {}", exe.display()), message };
+    // The jobs go in through a file: a sandboxed program's stdin is not ours to feed as it runs.
+    let list = tempfile_in(work)?;
+    fs_err::write(&list, jobs)?;
     // -B: the compiler's own imports write no bytecode anywhere (it may be running from the store).
     let mut command = Command::new(exe);
     command
@@ -139,16 +151,12 @@ fn run_shard(exe: &Path, jobs: &[u8]) -> Result<()> {
         .env_clear()
         .env("PYTHONHASHSEED", "0")
         .env("PATH", "/usr/bin:/bin")
-        .stdin(Stdio::piped())
+        .stdin(fs_err::File::open(&list)?.into_parts().0)
         .stdout(Stdio::null())
         .stderr(Stdio::piped());
-    crate::sys::die_with_parent(&mut command);
-    let mut child = command.spawn().map_err(|e| failed(format!("cannot run the interpreter: {e}")))?;
-    let mut stdin = child.stdin.take().expect("piped");
-    let feed = jobs.to_vec();
-    let writer = std::thread::spawn(move || stdin.write_all(&feed));
-    let output = child.wait_with_output().map_err(|e| failed(e.to_string()))?;
-    let _ = writer.join();
+    let output = store.run_confined(&mut command, work);
+    let _ = std::fs::remove_file(&list);
+    let output = output.map_err(|e| failed(format!("cannot run the interpreter: {e}")))?;
     if !output.status.success() {
         let text = String::from_utf8_lossy(&output.stderr);
         // The traceback's last line says what failed (`OSError: [Errno 28] No space left …`).
@@ -156,4 +164,11 @@ fn run_shard(exe: &Path, jobs: &[u8]) -> Result<()> {
         return Err(failed(format!("the interpreter exited with {}: {last}", output.status)));
     }
     Ok(())
+}
+
+/// A fresh file name in `dir` for one shard's job list.
+fn tempfile_in(dir: &Path) -> Result<PathBuf> {
+    use std::sync::atomic::{AtomicU64, Ordering};
+    static NEXT: AtomicU64 = AtomicU64::new(0);
+    Ok(dir.join(format!("compile-jobs-{}-{}", std::process::id(), NEXT.fetch_add(1, Ordering::Relaxed))))
 }

@@ -24,7 +24,6 @@
 //! and a node that takes the built wheel from a cache runs no build code at all.
 
 use std::io::Write;
-use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 
@@ -268,7 +267,7 @@ impl Store {
                         self.db().get(sdist.as_str())?.ok_or_else(|| Error::NotInStore(sdist.to_string()))?;
                     let expected = (record.package.as_str(), record.version.as_str());
                     let backend = (backend.as_str(), backend_path.as_slice());
-                    build_wheel(&work, &sdist_dir, &exe, backend, &python_path, &tree, expected)?;
+                    build_wheel(self, &work, &sdist_dir, &exe, backend, &python_path, &tree, expected)?;
                     tracing::info!(sdist = %sdist, elapsed = ?started.elapsed(), "built a wheel from source");
                 }
                 Derivation::Bytecode { wheel, python, exe, .. } => {
@@ -278,12 +277,12 @@ impl Store {
                     if site.is_dir() {
                         mirror(&site, &tree.join("site-packages"), Path::new("site-packages"), &mut unit)?;
                     }
-                    units.push(unit);
+                    units.push((unit, work.path.clone()));
                 }
             }
             out.push((work, tree));
         }
-        crate::bytecode::compile(units)?;
+        crate::bytecode::compile(self, units)?;
         for (_, tree) in &out {
             crate::unpack::normalize_tree(tree)?;
         }
@@ -326,10 +325,13 @@ print(backend.build_wheel(out))
 "#;
 
 /// Builds the source tree at `sdist` into a wheel with `exe` and installs the wheel into `tree`
-/// (see [`Derivation::Build`]). The backend runs on a writable copy, offline as far as envctl
-/// can make it (no proxy, no user site, no inherited environment), with a fixed
-/// `SOURCE_DATE_EPOCH` so that what it stamps does not depend on the day.
+/// (see [`Derivation::Build`]). The backend runs in the store's sandbox (`sandbox.rs`: no
+/// network, everything but its work directory read-only, nothing of it left running after it),
+/// on a writable copy of the tree, with no inherited environment and a fixed `SOURCE_DATE_EPOCH`
+/// so that what it stamps does not depend on the day.
+#[allow(clippy::too_many_arguments)]
 fn build_wheel(
+    store: &Store,
     work: &TempDir,
     sdist: &Path,
     exe: &Path,
@@ -364,19 +366,13 @@ fn build_wheel(
         .env("PIP_NO_INDEX", "1")
         .stdin(Stdio::null())
         .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        // Its own process group, so that whatever it starts can be ended with it.
-        .process_group(0);
-    crate::sys::die_with_parent(&mut command);
-    let child = command
-        .spawn()
-        .map_err(|e| std::io::Error::new(e.kind(), format!("cannot run `{}`: {e}", exe.display())))?;
-    let group = child.id();
-    let out = child.wait_with_output();
-    // No process of the build outlives it (a daemon it forked, a compiler left behind).
-    crate::sys::kill_group(group);
-    let out =
-        out.map_err(|e| std::io::Error::new(e.kind(), format!("cannot run `{}`: {e}", exe.display())))?;
+        .stderr(Stdio::piped());
+    let lent = crate::sandbox::Lent::new(vec![work.path.clone()])?;
+    let out = store
+        .run_confined(&mut command, &work.path)
+        .map_err(|e| Error::Build(format!("cannot run `{}`: {e}", exe.display())));
+    drop(lent);
+    let out = out?;
     let tail = |bytes: &[u8]| {
         let text = String::from_utf8_lossy(bytes);
         let lines: Vec<&str> = text.lines().collect();
@@ -440,7 +436,7 @@ fn copy_tree(from: &Path, to: &Path) -> Result<()> {
 /// would make the timestamp kind stale, and Python would compile the standard library again in
 /// every session (and, run by root, write it into the store). A tree without `bin/python3`
 /// or `lib/python3.*` is left as it is.
-pub(crate) fn compile_interpreter(tree: &Path) -> Result<crate::tree::Node> {
+pub(crate) fn compile_interpreter(store: &Store, tree: &Path) -> Result<crate::tree::Node> {
     let exe = tree.join("bin/python3");
     let lib = fs_err::read_dir(tree.join("lib")).ok().and_then(|rd| {
         rd.flatten().map(|e| e.path()).find(|p| {
@@ -454,7 +450,9 @@ pub(crate) fn compile_interpreter(tree: &Path) -> Result<crate::tree::Node> {
         let rel = lib.strip_prefix(tree).unwrap_or(&lib).to_path_buf();
         let mut unit = Unit::new(exe, tree.to_path_buf());
         unit.add_sources(&lib, &rel)?;
-        crate::bytecode::compile(vec![unit])?;
+        // The work directory the tree was unpacked in is the compiler's to write.
+        let work = tree.parent().unwrap_or(tree).to_path_buf();
+        crate::bytecode::compile(store, vec![(unit, work)])?;
     }
     crate::unpack::normalize_tree(tree)?;
     Ok(crate::tree::scan(tree)?)

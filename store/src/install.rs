@@ -278,7 +278,7 @@ impl Store {
                 match self.attempt(id, location, request, format, work, &tree_dir, reporter) {
                     Ok(mut unpacked) => {
                         if request.unpack.bytecode {
-                            unpacked.tree = crate::derive::compile_interpreter(&tree_dir)?;
+                            unpacked.tree = crate::derive::compile_interpreter(self, &tree_dir)?;
                         }
                         return Ok((unpacked, tree_dir, location.to_string()));
                     }

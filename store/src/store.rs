@@ -64,6 +64,13 @@ pub struct StoreOptions {
     pub caches: Vec<crate::caches::Cache>,
     /// Keys whose signatures make a cache's or an export's path acceptable.
     pub trusted_keys: Vec<crate::keys::PublicKey>,
+    /// Refuse to run a build backend or a bytecode compiler where no sandbox can be made (a
+    /// daemon's store); otherwise they run unsandboxed there, after a warning (see `sandbox.rs`).
+    pub require_sandbox: bool,
+    /// How long a build backend or a bytecode compiler may run.
+    pub build_timeout: std::time::Duration,
+    /// More directories a sandbox hides (a daemon's socket directory).
+    pub hidden: Vec<PathBuf>,
 }
 
 impl Default for StoreOptions {
@@ -75,6 +82,9 @@ impl Default for StoreOptions {
             fsync: true,
             caches: Vec::new(),
             trusted_keys: Vec::new(),
+            require_sandbox: false,
+            build_timeout: std::time::Duration::from_secs(3600),
+            hidden: Vec::new(),
         }
     }
 }
