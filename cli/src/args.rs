@@ -96,6 +96,17 @@ pub enum Command {
     Completions(CompletionsArgs),
     /// Print envctl's manual page (roff), generated from its command line: `envctl man | man -l -`
     Man,
+    /// Serve a store several users share (run as the store's owner; see docs/guides/shared-machine.md)
+    Daemon(DaemonArgs),
+}
+
+/// `envctl daemon`
+#[derive(Debug, Args)]
+pub struct DaemonArgs {
+    /// The socket to listen on [default: `[daemon] socket` of the configuration, else
+    /// /run/envctl/daemon.sock; systemd's socket activation takes precedence]
+    #[arg(long, value_name = "PATH")]
+    pub socket: Option<PathBuf>,
 }
 
 /// `envctl init`
@@ -437,9 +448,13 @@ pub struct InfoArgs {
 pub struct ApplyArgs {
     /// The profile file
     pub file: PathBuf,
-    /// Profile name [default: the file's `name`, else its stem]
+    /// Profile name [default: the file's `name`, else its stem]; `TEAM/NAME` for a team's in a
+    /// shared store
     #[arg(long)]
     pub profile: Option<String>,
+    /// In a shared store: apply the team's (Unix group's) profile named after the file
+    #[arg(long, value_name = "TEAM", conflicts_with = "profile")]
+    pub team: Option<String>,
     /// Print the plan (what would be fetched, what would change) and touch nothing
     #[arg(long)]
     pub dry_run: bool,

@@ -15,14 +15,18 @@ use envctl_store::{FarmInput, FetchOptions, Fetcher, Profiles, Reporter, Store};
 
 use crate::error::{Failure, Result, StoreContext};
 use crate::manifest::{self, Change, MANIFEST_VERSION, Manifest, ManifestPackage};
+use crate::profiles::ProfileRef;
 use crate::resolution::{Context, build_lock, install_request, load_profile, parse_versions, versions_of};
 use crate::settings::Settings;
 
 /// How to apply a profile file.
 #[derive(Debug, Default, Clone)]
 pub struct ApplyOptions {
-    /// The profile to build, instead of the file's name.
+    /// The profile to build, instead of the file's name (`NAME`, or `TEAM/NAME` in a shared
+    /// home).
     pub profile: Option<String>,
+    /// In a shared home: the team (Unix group) whose profile to build, named after the file.
+    pub team: Option<String>,
     /// Refuse a missing or stale lock.
     pub frozen: bool,
     /// Only the store and local sources.
@@ -39,8 +43,10 @@ pub struct ApplyOptions {
 /// What applying a profile file will do.
 #[derive(Debug)]
 pub struct Plan {
-    /// The profile.
+    /// The profile, as messages name it (`vision`, `vision/tf115`).
     pub name: String,
+    /// The profile: whose, and its name.
+    pub profile: ProfileRef,
     /// The profile file.
     pub file: PathBuf,
     /// Its lock file.
@@ -99,7 +105,7 @@ pub struct Fetch {
 }
 
 /// What applying did.
-#[derive(Debug)]
+#[derive(Debug, serde::Serialize, serde::Deserialize)]
 pub struct Applied {
     /// The profile.
     pub name: String,
@@ -120,7 +126,7 @@ pub struct Applied {
 }
 
 /// How an apply ended.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub enum Outcome {
     /// Nothing to do.
     UpToDate,
@@ -149,20 +155,26 @@ impl Outcome {
 /// is fetched into the store at lock time, as `lock` does, except in a dry run).
 pub fn plan(file: &Path, options: &ApplyOptions, settings: &Settings) -> Result<Plan> {
     let profile = load_profile(file)?;
-    let name = options.profile.clone().unwrap_or_else(|| profile.name.clone());
-    envctl_store::check_profile_name(&name).context(|| format!("cannot apply `{}`", file.display()))?;
+    let spec = match (&options.profile, &options.team) {
+        (Some(spec), _) => spec.clone(),
+        (None, Some(team)) => format!("{team}/{}", profile.name),
+        (None, None) => profile.name.clone(),
+    };
+    let profile_ref = ProfileRef::parse(&spec, settings.daemon_user().as_deref())
+        .map_err(|f| f.context_for(format!("cannot apply `{}`", file.display())))?;
+    let name = profile_ref.to_string();
     let platform = crate::system::platform(Some(&profile.system), settings.system())?;
     let request = profile.request_hash(&platform);
     let lock_path = profile.lock_path();
     let old_lock = LockFile::load(&lock_path).map_err(|e| Failure::new("cannot read the lock file", e))?;
     let fresh = old_lock.as_ref().filter(|l| l.request == request).cloned();
 
-    let profiles = Profiles::at(&settings.home);
+    let profiles = profile_ref.profiles(&settings.home);
     // An ad-hoc environment has no profile, so nothing current to keep or compare with (even if
     // a user's profile happens to share its name).
     let current = match options.adhoc {
         Some(_) => None,
-        None => profiles.current(&name).context(|| format!("cannot read profile `{name}`"))?,
+        None => profiles.current(&profile_ref.name).context(|| format!("cannot read profile `{name}`"))?,
     };
     let current_manifest = current.as_ref().and_then(|g| Manifest::load(&g.path).ok());
     let priorities: BTreeMap<String, i64> =
@@ -178,6 +190,7 @@ pub fn plan(file: &Path, options: &ApplyOptions, settings: &Settings) -> Result<
     {
         return Ok(Plan {
             name,
+            profile: profile_ref,
             file: file.to_path_buf(),
             lock_path,
             action: Action::UpToDate,
@@ -238,7 +251,9 @@ pub fn plan(file: &Path, options: &ApplyOptions, settings: &Settings) -> Result<
                 &platform,
                 old_lock.as_ref(),
                 settings,
-                !options.dry_run,
+                // A store this process cannot write (a daemon's) is not fetched into now: the
+                // daemon looks into a source distribution before it builds it.
+                !options.dry_run && settings.daemon().is_none(),
                 &mut warnings,
             )?
         }
@@ -265,6 +280,7 @@ pub fn plan(file: &Path, options: &ApplyOptions, settings: &Settings) -> Result<
         }
         return Ok(Plan {
             name,
+            profile: profile_ref,
             file: file.to_path_buf(),
             lock_path,
             action: Action::KeepGeneration,
@@ -286,6 +302,7 @@ pub fn plan(file: &Path, options: &ApplyOptions, settings: &Settings) -> Result<
     let (fetch, unconfigured_mirrors) = to_fetch(&lock, settings, options.dry_run);
     Ok(Plan {
         name,
+        profile: profile_ref,
         file: file.to_path_buf(),
         lock_path,
         action: Action::Build,
@@ -359,10 +376,19 @@ fn to_fetch(lock: &LockFile, settings: &Settings, sizes: bool) -> (Vec<Fetch>, V
     (fetch, unconfigured.into_iter().collect())
 }
 
-/// Carries a plan out (see the module docs), reporting downloads to `reporter`.
-pub fn execute(plan: Plan, settings: &Settings, reporter: &dyn Reporter) -> Result<Applied> {
-    let Plan { name, file, lock_path, action, mut lock, old_lock, current, current_manifest, .. } = plan;
-    let file_name = file.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
+/// Carries a plan out (see the module docs), reporting downloads to `reporter`. The lock, once it
+/// records what was installed and built (also when building the generation fails after that),
+/// goes to `write_lock` when it differs from the file's: the lock file beside the profile file,
+/// or, in the daemon, back to the client that owns that file.
+pub fn execute(
+    plan: Plan,
+    settings: &Settings,
+    reporter: &dyn Reporter,
+    write_lock: &dyn Fn(&LockFile) -> Result<()>,
+) -> Result<Applied> {
+    let Plan {
+        name, profile, file, lock_path, action, mut lock, old_lock, current, current_manifest, ..
+    } = plan;
     match action {
         Action::UpToDate => {
             let (number, path) = current.map(|g| (g.number, g.path)).unwrap_or_default();
@@ -379,8 +405,7 @@ pub fn execute(plan: Plan, settings: &Settings, reporter: &dyn Reporter) -> Resu
         }
         Action::KeepGeneration => {
             if old_lock.as_ref() != Some(&lock) {
-                lock.write(&lock_path, &file_name)
-                    .map_err(|e| Failure::new("cannot write the lock file", e))?;
+                write_lock(&lock)?;
             }
             let g = current.expect("a kept generation exists");
             return Ok(Applied {
@@ -469,26 +494,31 @@ pub fn execute(plan: Plan, settings: &Settings, reporter: &dyn Reporter) -> Resu
     tracing::info!(elapsed = ?started.elapsed(), "python layer ready (bytecode, pyvenv.cfg)");
     // What was installed and built is recorded even when the Python layer failed after it.
     if old_lock.as_ref() != Some(&lock) {
-        lock.write(&lock_path, &file_name).map_err(|e| Failure::new("cannot write the lock file", e))?;
+        write_lock(&lock)?;
     }
     layered?;
     let started = std::time::Instant::now();
-    let profiles = Profiles::open(&settings.home).context(|| "cannot open the profiles directory".into())?;
+    let profiles = Profiles::open_dir(&profile.dir(&settings.home))
+        .context(|| "cannot open the profiles directory".into())?;
     let _profile_lock = match adhoc {
-        false => Some(profiles.lock(&name).context(|| format!("cannot lock profile `{name}`"))?),
+        false => Some(profiles.lock(&profile.name).context(|| format!("cannot lock profile `{name}`"))?),
         true => None,
     };
     let previous = current.as_ref().map(|g| g.path.as_path());
-    let generation = store.add_generation(&name, &inputs, &manifest.to_text(), previous).map_err(|e| {
-        let hint = matches!(e, envctl_store::Error::Collision { .. }).then(|| {
-            format!("give one of them priority in `{}`:\n\n    [priority]\n    PACKAGE = 10", file.display())
-        });
-        let mut f = Failure::new(format!("cannot build a generation of `{name}`"), e);
-        if let Some(h) = hint {
-            f = f.hint(h);
-        }
-        f
-    })?;
+    let generation =
+        store.add_generation(&profile.name, &inputs, &manifest.to_text(), previous).map_err(|e| {
+            let hint = matches!(e, envctl_store::Error::Collision { .. }).then(|| {
+                format!(
+                    "give one of them priority in `{}`:\n\n    [priority]\n    PACKAGE = 10",
+                    file.display()
+                )
+            });
+            let mut f = Failure::new(format!("cannot build a generation of `{name}`"), e);
+            if let Some(h) = hint {
+                f = f.hint(h);
+            }
+            f
+        })?;
     tracing::info!(path = %generation.path.display(), elapsed = ?started.elapsed(), "built the generation");
     let packages = lock.packages.len();
     if adhoc {
@@ -504,7 +534,7 @@ pub fn execute(plan: Plan, settings: &Settings, reporter: &dyn Reporter) -> Resu
         });
     }
     // Re-read under the profile lock: another apply may have switched meanwhile.
-    let now = profiles.current(&name).context(|| format!("cannot read profile `{name}`"))?;
+    let now = profiles.current(&profile.name).context(|| format!("cannot read profile `{name}`"))?;
     if let Some(g) = now.as_ref().filter(|g| g.path == generation.path) {
         return Ok(Applied {
             name,
@@ -518,7 +548,7 @@ pub fn execute(plan: Plan, settings: &Settings, reporter: &dyn Reporter) -> Resu
         });
     }
     let number = profiles
-        .add_generation(&name, &generation.path)
+        .add_generation(&profile.name, &generation.path)
         .context(|| format!("cannot switch profile `{name}`"))?;
     let changes = manifest::diff(current_manifest.as_ref(), &manifest);
     Ok(Applied {
@@ -684,4 +714,11 @@ fn download_sizes(packages: &[&LockedPackage], fetch: FetchOptions, jobs: usize)
         });
     }
     sizes
+}
+
+/// Writes `lock` as the lock file of the profile file `file`, at `lock_path` (the
+/// [`execute`] callback of a process that owns the file).
+pub fn write_lock_file(lock: &LockFile, file: &Path, lock_path: &Path) -> Result<()> {
+    let file_name = file.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
+    lock.write(lock_path, &file_name).map_err(|e| Failure::new("cannot write the lock file", e))
 }

@@ -26,6 +26,26 @@ impl Failure {
         self
     }
 
+    /// The same failure as the cause of `context` (its message and hints kept).
+    pub fn context_for(self, context: impl Into<String>) -> Failure {
+        let hints = self.hints.clone();
+        Failure { context: context.into(), error: format!("{}: {}", self.context, self.error).into(), hints }
+    }
+
+    /// What it says, in parts that travel (the daemon sends them to its client): what envctl was
+    /// doing, the causes as `render` prints them after the first `caused by:`, and the hints.
+    pub fn parts(&self) -> (String, String, Vec<String>) {
+        let rendered = self.render();
+        let causes = rendered.split_once("\n  caused by: ").map(|(_, rest)| rest).unwrap_or("");
+        let causes = causes.split("\n\nhint: ").next().unwrap_or("").to_owned();
+        (self.context.clone(), causes, self.hints.clone())
+    }
+
+    /// The failure [`Failure::parts`] describes.
+    pub fn from_parts(context: String, causes: String, hints: Vec<String>) -> Failure {
+        Failure { context, error: causes.into(), hints }
+    }
+
     /// The message as printed: context, causes, hints.
     pub fn render(&self) -> String {
         let mut out = format!("error: {}\n  caused by: {}", self.context, self.error);

@@ -4,22 +4,29 @@
 //! calls these and renders; a daemon can call the same functions. Nothing here prints.
 //!
 //! - [`apply`]: a profile file planned ([`apply::Plan`]) and carried out;
+//! - [`generations`]: rolling back and deleting generations;
+//! - [`daemon`]: a store several users share, served by one process (and its clients);
 //! - [`settings`]: where the home, the configuration and the recipes are for one invocation;
 //! - [`system`]: this machine's facts (driver, CUDA, GPUs, glibc, arch), detected or given;
 //! - [`resolution`]: a profile file resolved against the recipes into a lock;
 //! - [`manifest`]: what a generation records (`.envctl/manifest.toml`);
 //! - [`python`], [`sdist`], [`pipconf`]: the Python layer of a generation, source builds, pip's
 //!   configuration;
+//! - [`profiles`], [`users`]: whose a profile is (a user's, a team's) and who is asking;
 //! - [`error`]: failures that say what envctl was doing, why, and what to do.
 
 pub mod apply;
+pub mod daemon;
 pub mod error;
+pub mod generations;
 pub mod manifest;
 pub mod pipconf;
+pub mod profiles;
 pub mod python;
 pub mod resolution;
 pub mod sdist;
 pub mod settings;
 pub mod system;
+pub mod users;
 
 pub use settings::{Invocation, Settings};

@@ -88,7 +88,7 @@ impl Manifest {
 }
 
 /// What changed between two generations.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(tag = "change", rename_all = "lowercase")]
 #[allow(missing_docs)] // the fields say what they are
 pub enum Change {

@@ -36,7 +36,7 @@ pub const DEFAULT_MIRRORS: &[(&str, &str)] = &[
 ];
 
 /// The configuration file's contents. Unknown keys are errors.
-#[derive(Debug, Default, serde::Deserialize)]
+#[derive(Debug, Clone, Default, serde::Deserialize)]
 #[serde(deny_unknown_fields, rename_all = "kebab-case")]
 pub struct Config {
     /// Recipe repositories layered over the bundled one.
@@ -60,10 +60,70 @@ pub struct Config {
     /// Public keys (`NAME:BASE64`) whose signatures make a cache's or an export's path acceptable.
     #[serde(default)]
     pub trusted_keys: Vec<String>,
+    /// `envctl daemon`'s own settings (read by the daemon only).
+    #[serde(default)]
+    pub daemon: DaemonConfig,
 }
 
+/// `[daemon]`: who may use a shared store, and where it listens (see `docs/guides/shared-machine.md`).
+#[derive(Debug, Clone, serde::Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "kebab-case")]
+pub struct DaemonConfig {
+    /// The socket clients connect to.
+    #[serde(default = "default_socket")]
+    pub socket: PathBuf,
+    /// Who may use the daemon at all: user names, `@group`, or `*` (everyone).
+    #[serde(default = "everyone")]
+    pub allowed_users: Vec<String>,
+    /// Who may also collect garbage, repair and optimise the store: user names or `@group`.
+    #[serde(default = "only_root")]
+    pub trusted_users: Vec<String>,
+    /// How long one build may run, in seconds.
+    #[serde(default = "default_build_timeout")]
+    pub build_timeout_secs: u64,
+}
+
+fn default_socket() -> PathBuf {
+    PathBuf::from("/run/envctl/daemon.sock")
+}
+
+fn everyone() -> Vec<String> {
+    vec!["*".into()]
+}
+
+fn only_root() -> Vec<String> {
+    vec!["root".into()]
+}
+
+fn default_build_timeout() -> u64 {
+    3600
+}
+
+impl Default for DaemonConfig {
+    fn default() -> DaemonConfig {
+        DaemonConfig {
+            socket: default_socket(),
+            allowed_users: everyone(),
+            trusted_users: only_root(),
+            build_timeout_secs: default_build_timeout(),
+        }
+    }
+}
+
+/// What `<home>/daemon.toml` says: the home belongs to a daemon, listening there. `envctl daemon`
+/// writes it; every other command reads it and sends its changes to the daemon.
+#[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "kebab-case")]
+pub struct DaemonHome {
+    /// The daemon's socket.
+    pub socket: PathBuf,
+}
+
+/// The name of the file that says a home belongs to a daemon.
+pub const DAEMON_MARKER: &str = "daemon.toml";
+
 /// `[[caches]]`
-#[derive(Debug, serde::Deserialize)]
+#[derive(Debug, Clone, serde::Deserialize)]
 #[serde(deny_unknown_fields, rename_all = "kebab-case")]
 pub struct CacheConfig {
     /// A directory, `file://DIR`, or an `http(s)://` base.
@@ -73,7 +133,7 @@ pub struct CacheConfig {
 }
 
 /// `[store]`
-#[derive(Debug, Default, serde::Deserialize)]
+#[derive(Debug, Clone, Default, serde::Deserialize)]
 #[serde(deny_unknown_fields, rename_all = "kebab-case")]
 pub struct StoreConfig {
     /// `max-unpack-bytes`: the most one archive may unpack to.
@@ -87,7 +147,7 @@ pub struct StoreConfig {
 }
 
 /// `[fetch]`
-#[derive(Debug, Default, serde::Deserialize)]
+#[derive(Debug, Clone, Default, serde::Deserialize)]
 #[serde(deny_unknown_fields, rename_all = "kebab-case")]
 pub struct FetchConfig {
     /// `retries` of a transient failure.
@@ -103,6 +163,7 @@ pub struct FetchConfig {
 }
 
 /// Resolved settings.
+#[derive(Clone)]
 pub struct Settings {
     /// envctl's home.
     pub home: PathBuf,
@@ -114,6 +175,10 @@ pub struct Settings {
     pub trusted_keys: Vec<envctl_store::PublicKey>,
     /// The invocation these settings were resolved for.
     pub invocation: Invocation,
+    /// This process is the daemon serving the home (it changes the store itself).
+    pub serving: bool,
+    /// Store options to use instead of the configuration's (the daemon's: sandbox required).
+    pub store_overrides: Option<envctl_store::StoreOptions>,
 }
 
 fn env_dir(var: &str, fallback: &str) -> Option<PathBuf> {
@@ -182,7 +247,15 @@ impl Settings {
             })?;
             trusted_keys.push(key);
         }
-        Ok(Settings { home, config, config_path: path, trusted_keys, invocation: invocation.clone() })
+        Ok(Settings {
+            home,
+            config,
+            config_path: path,
+            trusted_keys,
+            invocation: invocation.clone(),
+            serving: false,
+            store_overrides: None,
+        })
     }
 
     /// The recipe repositories in force: the bundled one, then the configuration's `recipes`,
@@ -212,6 +285,28 @@ impl Settings {
             .map_or_else(|| "the configuration file".to_owned(), |p| format!("`{}`", p.display()))
     }
 
+    /// The daemon this home belongs to, if it belongs to one and this process is not that daemon.
+    pub fn daemon(&self) -> Option<DaemonHome> {
+        if self.serving {
+            return None;
+        }
+        let text = std::fs::read_to_string(self.home.join(DAEMON_MARKER)).ok()?;
+        toml::from_str(&text).ok()
+    }
+
+    /// The user whose own profiles a bare name means, when the home is a daemon's.
+    pub fn daemon_user(&self) -> Option<String> {
+        self.daemon().map(|_| crate::users::User::current().name)
+    }
+
+    /// The profile a command names (`NAME`, or `TEAM/NAME` in a daemon's home), and its
+    /// profiles directory for reading.
+    pub fn profile(&self, spec: &str) -> Result<(crate::profiles::ProfileRef, envctl_store::Profiles)> {
+        let profile = crate::profiles::ProfileRef::parse(spec, self.daemon_user().as_deref())?;
+        let profiles = profile.profiles(&self.home);
+        Ok((profile, profiles))
+    }
+
     /// The store directory.
     pub fn store_dir(&self) -> PathBuf {
         self.home.join("store")
@@ -219,6 +314,9 @@ impl Settings {
 
     /// Store options from the configuration.
     pub fn store_options(&self) -> envctl_store::StoreOptions {
+        if let Some(o) = &self.store_overrides {
+            return o.clone();
+        }
         let mut o = envctl_store::StoreOptions::default();
         let s = &self.config.store;
         let f = &self.config.fetch;

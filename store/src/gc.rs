@@ -1,6 +1,7 @@
 //! Garbage collection and temporary roots.
 //!
-//! Roots: every generation of every profile (`profiles/*-link`), every symlink in `gcroots/`
+//! Roots: every generation of every profile (`profiles/*-link`, and in a shared home
+//! `profiles/per-user/*/*-link` and `profiles/per-team/*/*-link`), every symlink in `gcroots/`
 //! (explicit roots), and every live temporary root in `gcroots/tmp/`. A temporary root is a file
 //! listing store paths whose owner holds an exclusive `flock` on it for its whole life (a shell
 //! session, an `apply` between installing and switching). GC counts it as live exactly when it
@@ -79,7 +80,7 @@ impl Drop for TempRoot {
 }
 
 /// What GC did (or, with `dry_run`, would do).
-#[derive(Debug, Clone, Default, serde::Serialize)]
+#[derive(Debug, Clone, Default, serde::Serialize, serde::Deserialize)]
 pub struct GcReport {
     /// Paths removed (or to remove), with their sizes.
     pub removed: Vec<(String, u64)>,
@@ -105,13 +106,26 @@ fn root_names(home: &Path, stale: &mut usize, dry_run: bool) -> Result<BTreeSet<
             }
         }
     };
-    let profiles = Profiles::open(home)?;
-    for name in profiles.known_names()? {
-        // Sweeps the temporary links of every profile nobody is changing right now.
-        drop(profiles.try_lock(&name)?);
+    // The home's profiles, and in a shared home each user's and each team's
+    // (`profiles/per-user/NAME/`, `profiles/per-team/NAME/`).
+    let mut dirs = vec![Profiles::open(home)?];
+    for kind in ["per-user", "per-team"] {
+        if let Ok(rd) = std::fs::read_dir(home.join("profiles").join(kind)) {
+            for e in rd.flatten() {
+                if e.file_type().is_ok_and(|t| t.is_dir()) {
+                    dirs.push(Profiles::in_dir(&e.path()));
+                }
+            }
+        }
     }
-    for p in profiles.roots()? {
-        add(&p);
+    for profiles in &dirs {
+        for name in profiles.known_names()? {
+            // Sweeps the temporary links of every profile nobody is changing right now.
+            drop(profiles.try_lock(&name)?);
+        }
+        for p in profiles.roots()? {
+            add(&p);
+        }
     }
     let gcroots = home.join("gcroots");
     fs_err::create_dir_all(gcroots.join("tmp"))?;

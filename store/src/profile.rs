@@ -105,6 +105,18 @@ impl Profiles {
         Profiles { dir: home.join("profiles") }
     }
 
+    /// The profiles in `dir` itself (a user's or a team's directory of a daemon's home), for
+    /// reading: nothing is created.
+    pub fn in_dir(dir: &Path) -> Profiles {
+        Profiles { dir: dir.to_path_buf() }
+    }
+
+    /// The profiles in `dir` itself, created if needed.
+    pub fn open_dir(dir: &Path) -> Result<Profiles> {
+        fs_err::create_dir_all(dir)?;
+        Ok(Profiles { dir: dir.to_path_buf() })
+    }
+
     /// The directory.
     pub fn dir(&self) -> &Path {
         &self.dir
@@ -167,8 +179,11 @@ impl Profiles {
             return Ok(out);
         }
         for entry in fs_err::read_dir(&self.dir)? {
-            let name = entry?.file_name().to_string_lossy().into_owned();
-            if !name.starts_with('.') && check_profile_name(&name).is_ok() {
+            let entry = entry?;
+            let name = entry.file_name().to_string_lossy().into_owned();
+            // A profile is a symlink; a shared home keeps directories of profiles here too.
+            if !name.starts_with('.') && check_profile_name(&name).is_ok() && entry.file_type()?.is_symlink()
+            {
                 out.push(name);
             }
         }

@@ -44,6 +44,7 @@ fn report(
 pub fn run(args: &ApplyArgs, settings: &Settings, cli: &Cli) -> Result<Status> {
     let options = ApplyOptions {
         profile: args.profile.clone(),
+        team: args.team.clone(),
         dry_run: args.dry_run,
         frozen: args.frozen,
         offline: args.offline,
@@ -74,7 +75,13 @@ fn plan(file: &Path, options: &ApplyOptions, settings: &Settings) -> Result<Plan
 /// `remove` apply through it too.
 pub fn apply(file: &Path, options: &ApplyOptions, settings: &Settings, cli: &Cli) -> Result<Applied> {
     let plan = plan(file, options, settings)?;
-    let applied = apply::execute(plan, settings, &Bars::for_cli(cli))?;
+    let (file_path, lock_path) = (plan.file.clone(), plan.lock_path.clone());
+    let write = |lock: &envctl_recipes::LockFile| apply::write_lock_file(lock, &file_path, &lock_path);
+    let applied = match settings.daemon() {
+        // A shared store: the daemon builds and switches; this process owns the lock file.
+        Some(daemon) if plan.action == Action::Build => through_daemon(plan, settings, &daemon, &write)?,
+        _ => apply::execute(plan, settings, &Bars::for_cli(cli), &write)?,
+    };
     let name = applied.name.clone();
     let (number, path) = (applied.number, applied.generation.clone());
     let report = match applied.outcome {
@@ -163,4 +170,45 @@ fn render_plan(plan: &Plan, settings: &Settings, json: bool) -> Applied {
     });
     let report = report(name, "planned", None, Path::new(""), extra);
     Applied { name: name.clone(), generation: Default::default(), report }
+}
+
+/// Sends a plan to the daemon of a shared store, writes the lock it returns, and returns what it
+/// did.
+fn through_daemon(
+    plan: Plan,
+    settings: &Settings,
+    daemon: &envctl_ops::settings::DaemonHome,
+    write: &dyn Fn(&envctl_recipes::LockFile) -> Result<()>,
+) -> Result<apply::Applied> {
+    use envctl_ops::daemon::{client, protocol};
+    printer::info(&format!("applying `{}` through envctl's daemon", plan.name));
+    let request = protocol::ApplyRequest {
+        profile: plan.profile.clone(),
+        file: plan.file.clone(),
+        lock_path: plan.lock_path.clone(),
+        lock: plan.lock.clone(),
+        old_lock: plan.old_lock.clone(),
+        manifest: plan.manifest.clone(),
+        priorities: plan.priorities.clone(),
+        offline: plan.options.offline,
+        adhoc: plan.options.adhoc.clone(),
+    };
+    let old = plan.old_lock.clone();
+    let write_if_new = |lock: Option<envctl_recipes::LockFile>| -> Result<()> {
+        match lock {
+            Some(lock) if old.as_ref() != Some(&lock) => write(&lock),
+            _ => Ok(()),
+        }
+    };
+    match client::request(settings, daemon, protocol::Request::Apply(Box::new(request))) {
+        Ok((value, lock)) => {
+            write_if_new(lock)?;
+            serde_json::from_value(value)
+                .map_err(|e| crate::error::Failure::new("the daemon's answer does not parse", e))
+        }
+        Err((failure, lock)) => {
+            write_if_new(lock.map(|l| *l))?;
+            Err(failure)
+        }
+    }
 }

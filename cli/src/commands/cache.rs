@@ -4,7 +4,7 @@
 use std::io::Read;
 use std::path::Path;
 
-use envctl_store::{PathObject, Profiles, SecretKey, Store};
+use envctl_store::{PathObject, SecretKey, Store};
 
 use super::Status;
 use crate::args::{CacheCommand, Cli, ExportArgs, KeygenArgs, PushArgs, StoreImportArgs};
@@ -64,10 +64,13 @@ fn load_key(path: &Path) -> Result<SecretKey> {
 /// The packages of `what` (profiles' current generations, or store paths) and everything they
 /// need, each after what it refers to.
 fn closure(store: &Store, what: &[String], settings: &Settings) -> Result<Vec<String>> {
-    let profiles = Profiles::at(&settings.home);
     let mut roots = Vec::new();
     for w in what {
-        let current = if w.contains('/') { None } else { profiles.current(w).ok().flatten() };
+        // A profile (`NAME`, `TEAM/NAME` in a shared home), else a store path.
+        let current = settings
+            .profile(w)
+            .ok()
+            .and_then(|(profile, profiles)| profiles.current(&profile.name).ok().flatten());
         match current {
             Some(generation) => {
                 roots.push(generation.path.file_name().unwrap_or_default().to_string_lossy().into_owned())

@@ -13,9 +13,20 @@ pub fn run(args: &GcArgs, settings: &Settings, _cli: &Cli) -> Result<Status> {
         delete_older(age, args.dry_run, settings)?;
     }
     let dir = settings.store_dir();
-    let store = Store::open(&dir, settings.store_options())
-        .context(|| format!("cannot open the store at `{}`", dir.display()))?;
-    let report = store.gc(&settings.home, args.dry_run).context(|| "garbage collection failed".into())?;
+    let report = match settings.daemon() {
+        Some(daemon) => {
+            let request = envctl_ops::daemon::protocol::Request::Gc { dry_run: args.dry_run };
+            let (value, _) =
+                envctl_ops::daemon::client::request(settings, &daemon, request).map_err(|(f, _)| f)?;
+            serde_json::from_value(value)
+                .map_err(|e| crate::error::Failure::new("the daemon's answer does not parse", e))?
+        }
+        None => {
+            let store = Store::open(&dir, settings.store_options())
+                .context(|| format!("cannot open the store at `{}`", dir.display()))?;
+            store.gc(&settings.home, args.dry_run).context(|| "garbage collection failed".into())?
+        }
+    };
     if !args.dry_run {
         // The files behind ad-hoc environments (`shell -p …`) are only inputs: a live session needs
         // its generation (kept by its root), not them, and the next `-p` writes them again.
@@ -62,6 +73,29 @@ pub fn run(args: &GcArgs, settings: &Settings, _cli: &Cli) -> Result<Status> {
 /// under its profile's lock (as `envctl generations P --older-than AGE` does).
 fn delete_older(age: &str, dry_run: bool, settings: &Settings) -> Result<()> {
     let secs = super::profiles::parse_age(age)?;
+    if let Some(daemon) = settings.daemon() {
+        // A shared store: each of this user's own profiles, through the daemon.
+        let me = settings.daemon_user().unwrap_or_default();
+        let own = envctl_ops::profiles::ProfileRef::parse("x", Some(&me))?.profiles(&settings.home);
+        for name in own.names().context(|| "cannot list profiles".into())? {
+            let profile = envctl_ops::profiles::ProfileRef::parse(&name, Some(&me))?;
+            let what = envctl_ops::generations::Deletion {
+                older_than_secs: Some(secs),
+                dry_run,
+                ..Default::default()
+            };
+            let request = envctl_ops::daemon::protocol::Request::DeleteGenerations { profile, what };
+            let (value, _) =
+                envctl_ops::daemon::client::request(settings, &daemon, request).map_err(|(f, _)| f)?;
+            let doomed: Vec<u32> = serde_json::from_value(value["deleted"].clone()).unwrap_or_default();
+            if !doomed.is_empty() {
+                let list = doomed.iter().map(u32::to_string).collect::<Vec<_>>().join(", ");
+                let verb = if dry_run { "would delete" } else { "deleted" };
+                printer::status(&format!("{verb} generations {list} of `{name}`"));
+            }
+        }
+        return Ok(());
+    }
     let profiles = envctl_store::Profiles::open(&settings.home)
         .context(|| "cannot open the profiles directory".into())?;
     for name in profiles.names().context(|| "cannot list profiles".into())? {

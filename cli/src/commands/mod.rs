@@ -2,6 +2,7 @@
 
 mod apply;
 mod cache;
+mod daemon;
 mod doctor;
 mod edit;
 mod gc;
@@ -150,6 +151,7 @@ pub fn run() -> ExitCode {
         Command::Search(args) => recipes::search(args, &settings),
         Command::Show(args) => recipes::show(args, &settings),
         Command::Doctor(args) => doctor::run(args, &settings),
+        Command::Daemon(args) => daemon::run(args, &settings),
         Command::Completions(_) | Command::Man => unreachable!("answered above"),
     });
     match result {

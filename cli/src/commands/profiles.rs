@@ -1,5 +1,6 @@
 //! `envctl profiles`, `generations`, `diff`, `rollback`.
 
+use envctl_ops::profiles::ProfileRef;
 use envctl_store::{Generation, Profiles, Store};
 
 use super::Status;
@@ -9,31 +10,30 @@ use crate::manifest::{self, Manifest};
 use crate::printer;
 use crate::settings::Settings;
 
-/// The profiles, for reading: a listing creates nothing (no home, no directory, no lock file).
-fn open(settings: &Settings) -> Result<Profiles> {
-    Ok(Profiles::at(&settings.home))
+/// A profile a command names, and its profiles directory for reading (nothing is created).
+fn locate(settings: &Settings, spec: &str) -> Result<(ProfileRef, Profiles)> {
+    settings.profile(spec)
 }
 
-fn generations_of(profiles: &Profiles, name: &str) -> Result<Vec<Generation>> {
-    let gens = profiles.generations(name).context(|| format!("cannot read profile `{name}`"))?;
-    if gens.is_empty() {
-        return Err(no_profile(profiles, name, &format!("cannot use profile `{name}`")));
-    }
-    Ok(gens)
+fn generations_of(profiles: &Profiles, profile: &ProfileRef) -> Result<Vec<Generation>> {
+    envctl_ops::generations::generations_of(profiles, &profile.name, &profile.to_string())
 }
 
-/// The failure for a profile that does not exist, with the nearest existing names.
-pub fn no_profile(profiles: &Profiles, name: &str, what: &str) -> Failure {
-    let names = profiles.names().unwrap_or_default();
-    let f = Failure::new(what, format!("there is no profile `{name}`"));
-    match crate::error::nearest(name, names.iter().map(String::as_str)) {
-        Some(n) => f.hint(format!("did you mean `{n}`? (`envctl profiles` lists them all)")),
-        None => f.hint("`envctl profiles` lists the profiles; `envctl apply FILE` creates one"),
-    }
-}
+pub use envctl_ops::generations::no_profile;
 
 pub fn list(args: &JsonArgs, settings: &Settings, _cli: &Cli) -> Result<Status> {
-    let profiles = open(settings)?;
+    // A shared home: your own profiles, then every team's (anyone may run them).
+    let dirs: Vec<(Profiles, Option<String>)> = match settings.daemon_user() {
+        None => vec![(Profiles::at(&settings.home), None)],
+        Some(me) => envctl_ops::profiles::all_dirs(&settings.home)
+            .into_iter()
+            .filter_map(|(owner, dir)| match owner {
+                envctl_ops::profiles::Owner::User(u) if u == me => Some((Profiles::in_dir(&dir), None)),
+                envctl_ops::profiles::Owner::Team(t) => Some((Profiles::in_dir(&dir), Some(t))),
+                _ => None,
+            })
+            .collect(),
+    };
     let store_dir = settings.store_dir();
     let store = if store_dir.join(".envctl/db.sqlite").exists() {
         Some(Store::open(&store_dir, settings.store_options()).context(|| "cannot open the store".into())?)
@@ -47,22 +47,30 @@ pub fn list(args: &JsonArgs, settings: &Settings, _cli: &Cli) -> Result<Status> 
         .context(|| "cannot list the store".into())?
         .unwrap_or_default();
     let mut rows = Vec::new();
-    for name in profiles.names().context(|| "cannot list profiles".into())? {
-        let Some(current) = profiles.current(&name).context(|| format!("cannot read profile `{name}`"))?
-        else {
-            continue;
-        };
-        let m = Manifest::load(&current.path).ok();
-        let packages = m.as_ref().map_or(0, |m| m.packages.len());
-        let gen_name = current.path.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
-        let closure: u64 = sizes.get(&gen_name).copied().unwrap_or(0)
-            + m.as_ref().map_or(0, |m| {
-                m.packages.iter().map(|p| sizes.get(&p.store_path).copied().unwrap_or(0)).sum()
-            });
-        rows.push(serde_json::json!({
-            "name": name, "generation": current.number, "packages": packages,
-            "closure_bytes": closure, "path": current.path,
-        }));
+    for (profiles, team) in &dirs {
+        for short in profiles.names().context(|| "cannot list profiles".into())? {
+            let name = match team {
+                Some(t) => format!("{t}/{short}"),
+                None => short.clone(),
+            };
+            let Some(current) =
+                profiles.current(&short).context(|| format!("cannot read profile `{name}`"))?
+            else {
+                continue;
+            };
+            let m = Manifest::load(&current.path).ok();
+            let packages = m.as_ref().map_or(0, |m| m.packages.len());
+            let gen_name =
+                current.path.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
+            let closure: u64 = sizes.get(&gen_name).copied().unwrap_or(0)
+                + m.as_ref().map_or(0, |m| {
+                    m.packages.iter().map(|p| sizes.get(&p.store_path).copied().unwrap_or(0)).sum()
+                });
+            rows.push(serde_json::json!({
+                "name": name, "generation": current.number, "packages": packages,
+                "closure_bytes": closure, "path": current.path,
+            }));
+        }
     }
     if args.json {
         printer::json(&rows);
@@ -92,13 +100,14 @@ pub fn list(args: &JsonArgs, settings: &Settings, _cli: &Cli) -> Result<Status> 
 
 /// `envctl list PROFILE`: the current generation's packages, with versions and store sizes.
 pub fn packages(args: &ListArgs, settings: &Settings, _cli: &Cli) -> Result<Status> {
-    let profiles = open(settings)?;
-    let name = &match &args.profile {
+    let spec = match &args.profile {
         Some(name) => name.clone(),
         None => crate::resolution::load_profile(&super::edit::profile_file(None)?)?.name,
     };
+    let (profile, profiles) = locate(settings, &spec)?;
+    let name = &profile.to_string();
     let current = profiles
-        .current(name)
+        .current(&profile.name)
         .context(|| format!("cannot read profile `{name}`"))?
         .ok_or_else(|| no_profile(&profiles, name, &format!("cannot list profile `{name}`")))?;
     let m = Manifest::load(&current.path)
@@ -199,24 +208,28 @@ fn tree(m: &Manifest) -> Vec<String> {
 }
 
 pub fn generations(args: &GenerationsArgs, settings: &Settings, _cli: &Cli) -> Result<Status> {
-    let profiles = open(settings)?;
-    let gens = generations_of(&profiles, &args.profile)?;
+    let (profile, profiles) = locate(settings, &args.profile)?;
+    let gens = generations_of(&profiles, &profile)?;
     let deleting = !args.delete.is_empty() || args.older_than.is_some() || args.keep.is_some();
     if deleting {
-        let _lock =
-            profiles.lock(&args.profile).context(|| format!("cannot lock profile `{}`", args.profile))?;
-        let gens = generations_of(&profiles, &args.profile)?;
-        let mut doomed: Vec<u32> = args.delete.clone();
-        if let Some(age) = &args.older_than {
-            doomed.extend(older_than(&gens, parse_age(age)?));
-        }
-        if let Some(keep) = args.keep {
-            let mut newest: Vec<&Generation> = gens.iter().collect();
-            newest.sort_by_key(|g| std::cmp::Reverse(g.number));
-            doomed.extend(newest.iter().skip(keep).filter(|g| !g.current).map(|g| g.number));
-        }
-        doomed.sort();
-        doomed.dedup();
+        let what = envctl_ops::generations::Deletion {
+            numbers: args.delete.clone(),
+            older_than_secs: args.older_than.as_deref().map(parse_age).transpose()?,
+            keep: args.keep,
+            dry_run: args.dry_run,
+        };
+        let doomed: Vec<u32> = match settings.daemon() {
+            Some(daemon) => {
+                let request = envctl_ops::daemon::protocol::Request::DeleteGenerations {
+                    profile: profile.clone(),
+                    what,
+                };
+                let (value, _) =
+                    envctl_ops::daemon::client::request(settings, &daemon, request).map_err(|(f, _)| f)?;
+                serde_json::from_value(value["deleted"].clone()).unwrap_or_default()
+            }
+            None => envctl_ops::generations::delete(&profiles, &profile.name, &profile.to_string(), &what)?,
+        };
         if args.dry_run {
             printer::status(&format!(
                 "would delete {} of `{}`{} (dry run: nothing deleted)",
@@ -226,9 +239,6 @@ pub fn generations(args: &GenerationsArgs, settings: &Settings, _cli: &Cli) -> R
             ));
             return Ok(Status::Success);
         }
-        profiles
-            .delete(&args.profile, &doomed)
-            .context(|| format!("cannot delete generations of `{}`", args.profile))?;
         printer::status(&format!(
             "deleted {} of `{}`{}; `envctl gc` frees what only they used",
             printer::count(doomed.len(), "generation"),
@@ -275,39 +285,11 @@ fn numbers(doomed: &[u32]) -> String {
     }
 }
 
-/// The generations (never the current one) created more than `secs` ago.
-pub fn older_than(gens: &[Generation], secs: i64) -> Vec<u32> {
-    let now = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| d.as_secs() as i64)
-        .unwrap_or(0);
-    gens.iter().filter(|g| !g.current && now - g.created > secs).map(|g| g.number).collect()
-}
-
-/// An age with its unit (`30d`, `12h`, `90m`, `45s`). A bare number is refused: read as seconds it
-/// once deleted a month of history meant as `30` days.
-pub fn parse_age(s: &str) -> Result<i64> {
-    let (num, unit) = s.split_at(s.trim_end_matches(|c: char| c.is_ascii_alphabetic()).len());
-    let n: i64 = num.parse().map_err(|_| {
-        Failure::new(format!("invalid age `{s}`"), "expected a number and a unit: 30d, 12h, 90m")
-    })?;
-    let mult = match unit {
-        "d" => 86_400,
-        "h" => 3_600,
-        "m" => 60,
-        "s" => 1,
-        "" => {
-            return Err(Failure::new(format!("invalid age `{s}`"), format!("`{s}` has no unit"))
-                .hint(format!("write {s}d for days, {s}h for hours, {s}m for minutes or {s}s for seconds")));
-        }
-        _ => return Err(Failure::new(format!("invalid age `{s}`"), "units are d, h, m and s")),
-    };
-    Ok(n * mult)
-}
+pub use envctl_ops::generations::{older_than, parse_age};
 
 pub fn diff(args: &DiffArgs, settings: &Settings, _cli: &Cli) -> Result<Status> {
-    let profiles = open(settings)?;
-    let gens = generations_of(&profiles, &args.profile)?;
+    let (profile, profiles) = locate(settings, &args.profile)?;
+    let gens = generations_of(&profiles, &profile)?;
     let find = |n: u32| {
         gens.iter().find(|g| g.number == n).ok_or_else(|| {
             Failure::new(
@@ -346,23 +328,17 @@ pub fn diff(args: &DiffArgs, settings: &Settings, _cli: &Cli) -> Result<Status> 
 }
 
 pub fn rollback(args: &RollbackArgs, settings: &Settings, _cli: &Cli) -> Result<Status> {
-    let profiles = open(settings)?;
-    // Only a profile that exists gets a lock file.
-    generations_of(&profiles, &args.profile)?;
-    let _lock = profiles.lock(&args.profile).context(|| format!("cannot lock profile `{}`", args.profile))?;
-    let gens = generations_of(&profiles, &args.profile)?;
-    let current = gens.iter().find(|g| g.current).map(|g| g.number).unwrap_or(0);
-    let target = match args.to {
-        Some(n) => n,
-        None => gens.iter().filter(|g| g.number < current).map(|g| g.number).max().ok_or_else(|| {
-            Failure::new(
-                format!("cannot roll back `{}`", args.profile),
-                format!("generation {current} is the oldest"),
-            )
-            .hint(format!("`envctl generations {}` lists them; `--to N` switches to any", args.profile))
-        })?,
+    let (profile, profiles) = locate(settings, &args.profile)?;
+    let (target, was) = match settings.daemon() {
+        Some(daemon) => {
+            let request =
+                envctl_ops::daemon::protocol::Request::Rollback { profile: profile.clone(), to: args.to };
+            let (value, _) =
+                envctl_ops::daemon::client::request(settings, &daemon, request).map_err(|(f, _)| f)?;
+            (value["generation"].as_u64().unwrap_or(0) as u32, value["was"].as_u64().unwrap_or(0) as u32)
+        }
+        None => envctl_ops::generations::rollback(&profiles, &profile.name, &profile.to_string(), args.to)?,
     };
-    profiles.switch(&args.profile, target).context(|| format!("cannot switch `{}`", args.profile))?;
-    printer::status(&format!("`{}` is now generation {target} (was {current})", args.profile));
+    printer::status(&format!("`{}` is now generation {target} (was {was})", args.profile));
     Ok(Status::Success)
 }

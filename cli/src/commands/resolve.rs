@@ -187,11 +187,11 @@ fn view(target: &str, settings: &Settings) -> Result<View> {
             what: format!("the resolution of `{}`", path.display()),
         });
     }
-    let profiles = envctl_store::Profiles::at(&settings.home);
+    let (profile, profiles) = settings.profile(target)?;
     let current =
-        profiles.current(target).context(|| format!("cannot read profile `{target}`"))?.ok_or_else(|| {
-            super::profiles::no_profile(&profiles, target, &format!("cannot read profile `{target}`"))
-        })?;
+        profiles.current(&profile.name).context(|| format!("cannot read profile `{target}`"))?.ok_or_else(
+            || super::profiles::no_profile(&profiles, target, &format!("cannot read profile `{target}`")),
+        )?;
     let m = Manifest::load(&current.path)
         .map_err(|e| Failure::new(format!("cannot read profile `{target}`"), e))?;
     if m.requested.is_empty() {

@@ -9,7 +9,7 @@ use std::collections::BTreeMap;
 use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
 
-use envctl_store::{FileLock, Profiles, TempRoot};
+use envctl_store::{FileLock, TempRoot};
 
 use super::Status;
 use crate::args::{Cli, EnvArgs, EnvFormat, SessionArgs};
@@ -49,9 +49,9 @@ fn target(spec: Option<&str>, packages: &[String], settings: &Settings, cli: &Cl
             let applied = super::apply::apply(path, &Default::default(), settings, cli)?;
             (applied.name, applied.generation)
         } else {
-            let profiles = Profiles::at(&settings.home);
+            let (profile, profiles) = settings.profile(spec)?;
             let current = profiles
-                .current(spec)
+                .current(&profile.name)
                 .context(|| format!("cannot read profile `{spec}`"))?
                 .ok_or_else(|| {
                     super::profiles::no_profile(
@@ -99,7 +99,15 @@ fn adhoc(packages: &[String], settings: &Settings, cli: &Cli) -> Result<(String,
         envctl_recipes::Requirement::parse(r).map_err(|e| Failure::new(format!("invalid `-p {p}`"), e))?;
         text.push_str(&format!("{n} = {}\n", toml::Value::String(r.to_owned())));
     }
-    let dir = settings.home.join("adhoc");
+    // A shared store's home is the daemon's: the request file is the user's own.
+    let dir = match settings.daemon() {
+        Some(_) => std::env::var_os("XDG_CACHE_HOME")
+            .map(PathBuf::from)
+            .or_else(|| std::env::var_os("HOME").map(|h| PathBuf::from(h).join(".cache")))
+            .unwrap_or_else(std::env::temp_dir)
+            .join("envctl/adhoc"),
+        None => settings.home.join("adhoc"),
+    };
     fs_err::create_dir_all(&dir).map_err(|e| Failure::new("cannot prepare an ad-hoc environment", e))?;
     let key = blake3::hash(text.as_bytes()).to_hex();
     let file = dir.join(format!("{}.toml", &key[..16]));
@@ -268,9 +276,12 @@ pub fn session(args: &SessionArgs, command: Vec<String>, settings: &Settings, cl
     // it: GC needs the lock exclusively, so it cannot remove the generation in between (an ad-hoc
     // one has no other root; a profile's could be rolled back and deleted meanwhile).
     let meta = settings.store_dir().join(".envctl");
+    let daemon = settings.daemon();
+    let daemon_mode = daemon.is_some();
     // No store yet: there is no generation to protect, and the lookup below says so (a session
-    // creates no home of its own).
-    let hold = if meta.is_dir() || !args.packages.is_empty() {
+    // creates no home of its own). A shared store's lock is the daemon's: its root comes from
+    // the daemon instead.
+    let hold = if daemon.is_none() && (meta.is_dir() || !args.packages.is_empty()) {
         fs_err::create_dir_all(&meta).map_err(|e| Failure::new("cannot prepare the store", e))?;
         Some(
             FileLock::shared(&meta.join("store.lock"))
@@ -287,20 +298,38 @@ pub fn session(args: &SessionArgs, command: Vec<String>, settings: &Settings, cl
     let mut env = environment(&t, &base);
     remember(&mut env, &base);
     let gen_name = t.generation.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
+    // A shared store: the daemon holds the root while this connection, handed to the program
+    // across exec, is open.
+    if let Some(daemon) = &daemon {
+        let conn = envctl_ops::daemon::client::hold_roots(settings, daemon, vec![gen_name.clone()])?;
+        let fd = std::os::fd::IntoRawFd::into_raw_fd(conn);
+        // SAFETY: fcntl on a descriptor this process owns; clearing FD_CLOEXEC changes no memory.
+        unsafe { libc::fcntl(fd, libc::F_SETFD, 0) };
+    }
     // A user who may only read the home cannot register a root; the profile's own generation
     // link keeps the generation alive until its owner deletes it.
-    let root = match TempRoot::create(&settings.home, &[gen_name]) {
-        Ok(root) => {
-            root.inherit_across_exec().context(|| "cannot register the session's GC root".into())?;
-            Some(root)
-        }
-        Err(e) if is_permission(&e) => {
-            tracing::warn!("no GC root for this session (the home is read-only for this user): {e}");
-            None
-        }
-        Err(e) => return Err(Failure::new("cannot register the session's GC root", e)),
+    let root = match daemon {
+        Some(_) => None,
+        None => match TempRoot::create(&settings.home, &[gen_name]) {
+            Ok(root) => {
+                root.inherit_across_exec().context(|| "cannot register the session's GC root".into())?;
+                Some(root)
+            }
+            Err(e) if is_permission(&e) => {
+                tracing::warn!("no GC root for this session (the home is read-only for this user): {e}");
+                None
+            }
+            Err(e) => return Err(Failure::new("cannot register the session's GC root", e)),
+        },
     };
     drop(hold);
+    // Where a shell's startup files go: beside the root, or (a shared store, whose roots are the
+    // daemon's) in a private directory of the user's.
+    let companion = match &root {
+        Some(root) => Some(root.path().to_path_buf()),
+        None if daemon_mode => private_companion(),
+        None => None,
+    };
 
     let mut extra = Vec::new();
     let (program, rest): (String, Vec<String>) = match command.split_first() {
@@ -309,11 +338,11 @@ pub fn session(args: &SessionArgs, command: Vec<String>, settings: &Settings, cl
             let shell = base.get("SHELL").cloned().unwrap_or_else(|| "/bin/sh".into());
             // Without a root (a read-only home) there is nowhere to keep startup files: the shell
             // starts as it is.
-            let startup = match &root {
-                Some(root) => {
+            let startup = match &companion {
+                Some(companion) => {
                     let zdotdir =
                         base.get("ZDOTDIR").or_else(|| base.get("HOME")).cloned().unwrap_or_default();
-                    crate::shells::startup(&shell, &t.name, &env, root.path(), &zdotdir).unwrap_or_else(|e| {
+                    crate::shells::startup(&shell, &t.name, &env, companion, &zdotdir).unwrap_or_else(|e| {
                         tracing::warn!("cannot prepare the shell's startup files: {e}");
                         Default::default()
                     })
@@ -342,6 +371,17 @@ pub fn session(args: &SessionArgs, command: Vec<String>, settings: &Settings, cl
     let err = cmd.exec();
     Err(Failure::new(format!("cannot run `{program}`"), err)
         .hint("check that the command exists in the profile or on PATH"))
+}
+
+/// A path in a directory only this user can read, for a shell's startup files when the session's
+/// root is the daemon's (the files are read once, as the shell starts).
+fn private_companion() -> Option<PathBuf> {
+    use std::os::unix::fs::DirBuilderExt;
+    let base = std::env::var_os("XDG_RUNTIME_DIR").map(PathBuf::from).unwrap_or_else(std::env::temp_dir);
+    let nanos = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).ok()?.as_nanos();
+    let dir = base.join(format!("envctl-session-{}-{nanos}", std::process::id()));
+    std::fs::DirBuilder::new().mode(0o700).create(&dir).ok()?;
+    Some(dir.join("startup"))
 }
 
 fn is_permission(e: &envctl_store::Error) -> bool {

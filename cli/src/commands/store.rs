@@ -10,6 +10,33 @@ use crate::reporter::Bars;
 use crate::settings::Settings;
 
 pub fn run(cmd: &StoreCommand, settings: &Settings, cli: &Cli) -> Result<Status> {
+    // A shared store: the daemon repairs and optimises (reading and verifying need it not).
+    if let Some(daemon) = settings.daemon() {
+        use envctl_ops::daemon::{client, protocol::Request};
+        let request = match cmd {
+            StoreCommand::Verify(a) if a.repair => Some(Request::Repair),
+            StoreCommand::Optimise(_) => Some(Request::Optimise),
+            _ => None,
+        };
+        if let Some(request) = request {
+            let (value, _) = client::request(settings, &daemon, request).map_err(|(f, _)| f)?;
+            match cmd {
+                StoreCommand::Verify(a) if a.json => printer::json(&value),
+                StoreCommand::Optimise(a) if a.json => printer::json(&value),
+                StoreCommand::Verify(_) => printer::status(&format!(
+                    "checked {} store paths; repaired {}",
+                    value["checked"],
+                    value["repaired"].as_array().map_or(0, Vec::len)
+                )),
+                _ => printer::status(&format!(
+                    "replaced {} files by hard links, saved {}",
+                    value["linked"],
+                    printer::bytes(value["bytes_saved"].as_u64().unwrap_or(0))
+                )),
+            }
+            return Ok(Status::Success);
+        }
+    }
     let dir = settings.store_dir();
     let store = Store::open(&dir, settings.store_options())
         .context(|| format!("cannot open the store at `{}`", dir.display()))?;

@@ -1,0 +1,300 @@
+//! A store several users share through `envctl daemon`: per-user and team profiles, who may
+//! change what, sessions' roots held through the daemon, users applying at once, and a daemon
+//! or a client killed halfway. The tests create the users and groups they need (`useradd`,
+//! `groupadd`), so they run as root (CI's first pass).
+
+mod common;
+
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use common::fixture::Fixture;
+use common::{Run, list};
+
+/// Users and groups the tests share (created once, kept).
+const ALICE: &str = "envctl-alice";
+const BOB: &str = "envctl-bob";
+const CAROL: &str = "envctl-carol";
+const VISION: &str = "envctl-vision";
+const NLP: &str = "envctl-nlp";
+
+fn ensure_accounts() {
+    static ONCE: std::sync::Once = std::sync::Once::new();
+    ONCE.call_once(|| {
+        // SAFETY: geteuid has no preconditions.
+        assert_eq!(unsafe { libc::geteuid() }, 0, "these tests create users: run them as root");
+        for group in [VISION, NLP] {
+            let _ = Command::new("groupadd").arg(group).output();
+        }
+        for (user, group) in [(ALICE, VISION), (BOB, VISION), (CAROL, NLP)] {
+            let _ = Command::new("useradd")
+                .args(["--no-create-home", "--shell", "/bin/sh", "--groups", group, user])
+                .output();
+            let id = Command::new("id").args(["-Gn", user]).output().unwrap();
+            assert!(String::from_utf8_lossy(&id.stdout).contains(group), "{user} is not in {group}");
+        }
+    });
+}
+
+/// A running daemon over a fixture's recipes, and each user's own directory.
+struct Shared {
+    f: Fixture,
+    home: PathBuf,
+    socket: PathBuf,
+    daemon: Option<Child>,
+}
+
+impl Shared {
+    fn start() -> Shared {
+        ensure_accounts();
+        let f = Fixture::new();
+        // Users reach the fixture's files (recipes) and their own directories under it.
+        std::fs::set_permissions(f.sb.dir.path(), std::os::unix::fs::PermissionsExt::from_mode(0o755))
+            .unwrap();
+        let home = f.sb.path("system");
+        let socket = f.sb.path("run/daemon.sock");
+        std::fs::write(
+            f.sb.path("daemon.toml"),
+            format!(
+                "[fetch]\nretries = 1\nbackoff-ms = 20\nread-timeout-secs = 20\n[daemon]\ntrusted-users = [\"root\"]\nsocket = \"{}\"\n",
+                socket.display()
+            ),
+        )
+        .unwrap();
+        for user in [ALICE, BOB, CAROL] {
+            let dir = f.sb.path(user);
+            std::fs::create_dir_all(&dir).unwrap();
+            std::fs::write(dir.join("config.toml"), format!("recipes = [\"{}\"]\n", f.repo.display()))
+                .unwrap();
+            let chown =
+                Command::new("chown").args(["-R", &format!("{user}:"), &dir.display().to_string()]).status();
+            assert!(chown.unwrap().success());
+        }
+        let mut s = Shared { f, home, socket, daemon: None };
+        s.restart();
+        s
+    }
+
+    /// Starts the daemon (again), and waits until it answers.
+    fn restart(&mut self) {
+        let mut c = Command::new(env!("CARGO_BIN_EXE_envctl"));
+        c.args(["daemon"])
+            .env("ENVCTL_HOME", &self.home)
+            .env("ENVCTL_CONFIG", self.f.sb.path("daemon.toml"))
+            .env("HOME", self.f.sb.path("user"))
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null());
+        self.daemon = Some(c.spawn().unwrap());
+        let started = Instant::now();
+        while std::os::unix::net::UnixStream::connect(&self.socket).is_err() {
+            assert!(started.elapsed() < Duration::from_secs(20), "the daemon did not start");
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+
+    fn kill(&mut self) {
+        if let Some(mut d) = self.daemon.take() {
+            let _ = d.kill();
+            let _ = d.wait();
+        }
+    }
+
+    /// `envctl ARGS` as `user`, in their own directory, against the shared home.
+    fn command(&self, user: &str, args: &[&str]) -> Command {
+        let dir = self.f.sb.path(user);
+        let mut c = Command::new("setpriv");
+        c.args(["--reuid", user, "--regid", user, "--init-groups", env!("CARGO_BIN_EXE_envctl")])
+            .args(args)
+            .current_dir(&dir)
+            .env_clear()
+            .env("PATH", "/usr/local/bin:/usr/bin:/bin")
+            .env("HOME", &dir)
+            .env("ENVCTL_HOME", &self.home)
+            .env("ENVCTL_CONFIG", dir.join("config.toml"))
+            .env("NO_COLOR", "1")
+            .stdin(Stdio::null());
+        c
+    }
+
+    fn run(&self, user: &str, args: &[&str]) -> Run {
+        Run::from(self.command(user, args).output().unwrap())
+    }
+
+    /// Writes a profile file into `user`'s directory and returns its path.
+    fn profile(&self, user: &str, file: &str, body: &str) -> String {
+        let path = self.f.sb.path(user).join(file);
+        std::fs::write(&path, body).unwrap();
+        let _ = Command::new("chown").arg(format!("{user}:")).arg(&path).status();
+        path.display().to_string()
+    }
+
+    fn store(&self) -> PathBuf {
+        self.home.join("store")
+    }
+
+    /// `envctl ARGS` as root with the daemon's own settings (its owner's view).
+    fn owner(&self, args: &[&str]) -> Run {
+        let mut c = self.f.sb.command(args);
+        c.env("ENVCTL_HOME", &self.home).env("ENVCTL_CONFIG", self.f.sb.path("daemon.toml"));
+        Run::from(c.output().unwrap())
+    }
+}
+
+impl Drop for Shared {
+    fn drop(&mut self) {
+        self.kill();
+    }
+}
+
+fn team(profile: &str) -> String {
+    format!("{VISION}/{profile}")
+}
+
+#[test]
+fn team_members_change_a_team_profile_others_only_run_it_as_root() {
+    let s = Shared::start();
+    let v1 = s.profile(ALICE, "vision.toml", "[packages]\nhello = \"1\"\n");
+    let apply = s.run(ALICE, &["apply", &v1, "--team", VISION]).success();
+    assert!(apply.stderr.contains(&format!("`{}` is now generation 1", team("vision"))), "{}", apply.stderr);
+    // The lock is alice's, beside her file; the store and the profile are the daemon's.
+    assert!(Path::new(&v1.replace(".toml", ".lock")).is_file());
+    assert_eq!(s.run(CAROL, &["run", &team("vision"), "--", "hello"]).ok(), "hello 1.0");
+
+    // bob, also in the team, upgrades it and rolls it back.
+    let v2 = s.profile(BOB, "vision.toml", "[packages]\nhello = \"2\"\nworld = \"1\"\n");
+    s.run(BOB, &["apply", &v2, "--team", VISION]).success();
+    assert_eq!(s.run(ALICE, &["run", &team("vision"), "--", "hello"]).ok(), "hello 2.0");
+    s.run(BOB, &["rollback", &team("vision")]).success();
+    assert_eq!(s.run(CAROL, &["run", &team("vision"), "--", "hello"]).ok(), "hello 1.0");
+
+    // carol (nlp) may run it and nothing more; each refusal names the group that would allow it.
+    let hers = s.profile(CAROL, "vision.toml", "[packages]\nhello = \"2\"\n");
+    for args in [
+        vec!["rollback", &team("vision") as &str],
+        vec!["generations", &team("vision"), "--delete", "2"],
+        vec!["apply", &hers, "--team", VISION],
+    ] {
+        let r = s.run(CAROL, &args).failure();
+        let e = r.failed();
+        assert!(e.contains("refused") && e.contains(&format!("group `{VISION}`")), "{args:?}: {e}");
+    }
+    // Nor repair the store, nor write into it.
+    let r = s.run(CAROL, &["store", "verify", "--repair"]).failure();
+    assert!(r.failed().contains("trusted-users"), "{}", r.stderr);
+    let wrote = Command::new("setpriv")
+        .args(["--reuid", CAROL, "--regid", CAROL, "--init-groups", "touch"])
+        .arg(s.store().join("carol-was-here"))
+        .output()
+        .unwrap();
+    assert!(!wrote.status.success(), "carol wrote into the store");
+
+    // Her own profile is hers: nobody else's changes, and nobody runs it unless they ask.
+    let mine = s.profile(CAROL, "nlp.toml", "[packages]\nworld = \"1\"\n");
+    s.run(CAROL, &["apply", &mine]).success();
+    assert_eq!(s.run(CAROL, &["run", "nlp", "--", "world"]).ok(), "world 1.0");
+    let r = s.run(ALICE, &["run", "nlp", "--", "world"]).failure();
+    assert!(r.failed().contains("no profile `nlp`"), "{}", r.stderr);
+    let listed = s.run(CAROL, &["profiles"]).success().stdout;
+    assert!(listed.contains("nlp") && listed.contains(&team("vision")), "{listed}");
+    s.owner(&["store", "verify"]).success();
+}
+
+#[test]
+fn a_session_keeps_its_generation_through_the_daemon_while_users_apply_at_once_as_root() {
+    let s = Shared::start();
+    let v1 = s.profile(ALICE, "vision.toml", "[packages]\nhello = \"1\"\n");
+    s.run(ALICE, &["apply", &v1, "--team", VISION]).success();
+    // carol's session runs generation 1 for a while.
+    let mut session = s.command(CAROL, &["run", &team("vision"), "--", "sh", "-c", "sleep 3; hello"]);
+    let session = session.stdout(Stdio::piped()).stderr(Stdio::piped()).spawn().unwrap();
+    std::thread::sleep(Duration::from_millis(700));
+    // Meanwhile the team moves on and drops generation 1, and three users apply at once.
+    let v2 = s.profile(BOB, "vision.toml", "[packages]\nhello = \"2\"\n");
+    let own = [
+        (ALICE, s.profile(ALICE, "a.toml", "[packages]\nworld = \"1\"\n")),
+        (BOB, v2.clone()),
+        (CAROL, s.profile(CAROL, "c.toml", "[packages]\nhello = \"2\"\nworld = \"1\"\n")),
+    ];
+    std::thread::scope(|scope| {
+        for (user, file) in &own {
+            let s = &s;
+            scope.spawn(move || {
+                let args: Vec<&str> =
+                    if *user == BOB { vec!["apply", file, "--team", VISION] } else { vec!["apply", file] };
+                s.run(user, &args).success();
+            });
+        }
+    });
+    s.run(BOB, &["generations", &team("vision"), "--delete", "1"]).success();
+    let gc = s.run(CAROL, &["gc"]).success();
+    let out = common::wait(session);
+    assert_eq!(out.stdout.trim(), "hello 1.0", "the session lost its generation: {}", out.stderr);
+    // Everything is in use: the session's generation too.
+    assert!(gc.stderr.contains("removed 0 store paths"), "{}", gc.stderr);
+    // Once it ended, its generation is garbage like any other.
+    let hello1: Vec<String> = list(&s.store()).into_iter().filter(|n| n.ends_with("-hello-1.0")).collect();
+    assert_eq!(hello1.len(), 1);
+    s.run(ALICE, &["gc"]).success();
+    assert!(!s.store().join(&hello1[0]).exists(), "an ended session's generation stayed");
+    s.owner(&["store", "verify"]).success();
+}
+
+#[test]
+fn a_daemon_killed_during_an_install_leaves_nothing_half_written_and_a_client_killed_leaves_nothing_as_root()
+{
+    let mut s = Shared::start();
+    // A package that arrives slowly, so the kill lands while it downloads.
+    let big: Vec<u8> = (0..2u32 << 20).map(|i| (i.wrapping_mul(2_654_435_761) >> 7) as u8).collect();
+    let archive =
+        envctl_testkit::Archive::new().with(envctl_testkit::Entry::file("share/slow/data", big)).tar_gz();
+    s.f.publish("slow", "1.0", &archive, "");
+    s.f.server.set(
+        "/slow-1.0.tar.gz",
+        envctl_testkit::Reply::Slow { body: archive.clone(), delay: Duration::from_secs(2) },
+    );
+    let file = s.profile(ALICE, "slow.toml", "[packages]\nslow = \"1\"\nhello = \"1\"\n");
+    let client =
+        s.command(ALICE, &["apply", &file]).stdout(Stdio::piped()).stderr(Stdio::piped()).spawn().unwrap();
+    std::thread::sleep(Duration::from_millis(1000));
+    s.kill();
+    let r = common::wait(client);
+    assert_eq!(r.code, 1, "{}", r.stderr);
+    // Restarted, it sweeps what the killed one left; nothing half-written is registered.
+    s.restart();
+    s.f.server.serve("/slow-1.0.tar.gz", archive.clone());
+    s.owner(&["store", "verify"]).success();
+    s.run(ALICE, &["apply", &file]).success();
+    assert_eq!(s.run(ALICE, &["run", "slow", "--", "hello"]).ok(), "hello 1.0");
+    assert!(s.f.sb.path(ALICE).join("slow.lock").is_file());
+
+    // A client killed mid-request: the daemon finishes or undoes; nothing is left half-done.
+    let slow = envctl_testkit::Reply::Slow { body: hello_archive("2.0"), delay: Duration::from_secs(2) };
+    s.f.server.set("/hello-2.0.tar.gz", slow);
+    let file2 = s.profile(ALICE, "slow.toml", "[packages]\nslow = \"1\"\nhello = \"2\"\n");
+    let mut client =
+        s.command(ALICE, &["apply", &file2]).stdout(Stdio::null()).stderr(Stdio::null()).spawn().unwrap();
+    std::thread::sleep(Duration::from_millis(500));
+    client.kill().unwrap();
+    client.wait().unwrap();
+    // Whatever the daemon was doing ends; then the store is whole and the next apply completes.
+    std::thread::sleep(Duration::from_secs(3));
+    s.owner(&["store", "verify"]).success();
+    s.run(ALICE, &["apply", &file2]).success();
+    assert_eq!(s.run(ALICE, &["run", "slow", "--", "hello"]).ok(), "hello 2.0");
+    s.run(ALICE, &["gc"]).success();
+    assert!(list(&s.store().join(".tmp")).is_empty(), "{:?}", list(&s.store().join(".tmp")));
+}
+
+/// The archive the fixture serves for `hello VERSION` (the same bytes: see `Fixture::new`).
+fn hello_archive(version: &str) -> Vec<u8> {
+    envctl_testkit::Archive::new()
+        .with(envctl_testkit::Entry::file_mode(
+            "bin/hello",
+            format!("#!/bin/sh\necho hello {version}\n"),
+            0o755,
+        ))
+        .with(envctl_testkit::Entry::file("share/hello/version", version))
+        .tar_gz()
+}

@@ -1,0 +1,125 @@
+//! Whose a profile is and where it lives.
+//!
+//! A single-user home keeps every profile in `<home>/profiles/`. A daemon's home (a system store
+//! several users share) keeps each user's own and each team's apart:
+//!
+//! ```text
+//! <home>/profiles/
+//! ├── per-user/alice/vision -> vision-3-link        alice's own; only she changes it
+//! └── per-team/vision/tf115 -> tf115-2-link         the Unix group `vision`'s; any member
+//!                                                   changes it, everyone may run it
+//! ```
+//!
+//! On the command line a profile is `NAME` (your own, or the home's in single-user mode) or
+//! `TEAM/NAME` (a team's, in a daemon's home).
+
+use std::path::{Path, PathBuf};
+
+use envctl_store::Profiles;
+
+use crate::error::{Failure, Result, StoreContext};
+
+/// Whose a profile is.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Owner {
+    /// A single-user home's.
+    Home,
+    /// A user's own, in a daemon's home.
+    User(String),
+    /// A team's (a Unix group's), in a daemon's home.
+    Team(String),
+}
+
+/// A profile: whose, and its name.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct ProfileRef {
+    /// Whose it is.
+    pub owner: Owner,
+    /// Its name (the package-name rules).
+    pub name: String,
+}
+
+impl ProfileRef {
+    /// Reads `NAME` or `TEAM/NAME`. In a daemon's home (`user` given) a bare name is that
+    /// user's own; in a single-user home, the home's, and a team is refused.
+    pub fn parse(spec: &str, user: Option<&str>) -> Result<ProfileRef> {
+        let (owner, name) = match (spec.split_once('/'), user) {
+            (Some((team, name)), Some(_)) => (Owner::Team(team.to_owned()), name),
+            (Some(_), None) => {
+                return Err(Failure::new(
+                    format!("cannot use the profile `{spec}`"),
+                    "`TEAM/NAME` names a team's profile, and this home is a single user's",
+                )
+                .hint("team profiles live in a store shared through envctl's daemon (docs/guides/shared-machine.md)"));
+            }
+            (None, Some(user)) => (Owner::User(user.to_owned()), spec),
+            (None, None) => (Owner::Home, spec),
+        };
+        envctl_store::check_profile_name(name).context(|| format!("cannot use the profile `{spec}`"))?;
+        if let Owner::Team(team) | Owner::User(team) = &owner {
+            envctl_store::check_profile_name(team).context(|| format!("cannot use the profile `{spec}`"))?;
+        }
+        Ok(ProfileRef { owner, name: name.to_owned() })
+    }
+
+    /// The directory its links are in, under `home`.
+    pub fn dir(&self, home: &Path) -> PathBuf {
+        match &self.owner {
+            Owner::Home => home.join("profiles"),
+            Owner::User(user) => home.join("profiles/per-user").join(user),
+            Owner::Team(team) => home.join("profiles/per-team").join(team),
+        }
+    }
+
+    /// Its profiles directory, for reading.
+    pub fn profiles(&self, home: &Path) -> Profiles {
+        Profiles::in_dir(&self.dir(home))
+    }
+}
+
+impl std::fmt::Display for ProfileRef {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match &self.owner {
+            Owner::Team(team) => write!(f, "{team}/{}", self.name),
+            Owner::Home | Owner::User(_) => f.write_str(&self.name),
+        }
+    }
+}
+
+/// Every profile directory of a daemon's home (each user's and each team's), with its owner.
+pub fn all_dirs(home: &Path) -> Vec<(Owner, PathBuf)> {
+    let mut out = vec![(Owner::Home, home.join("profiles"))];
+    for (kind, make) in [("per-user", Owner::User as fn(String) -> Owner), ("per-team", Owner::Team)] {
+        if let Ok(rd) = std::fs::read_dir(home.join("profiles").join(kind)) {
+            let mut dirs: Vec<(Owner, PathBuf)> = rd
+                .flatten()
+                .filter(|e| e.file_type().is_ok_and(|t| t.is_dir()))
+                .map(|e| (make(e.file_name().to_string_lossy().into_owned()), e.path()))
+                .collect();
+            dirs.sort_by(|a, b| a.1.cmp(&b.1));
+            out.extend(dirs);
+        }
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn names_read_as_their_owners_and_teams_need_a_shared_home() {
+        let own = ProfileRef::parse("vision", Some("alice")).unwrap();
+        assert_eq!(own.owner, Owner::User("alice".into()));
+        assert_eq!(own.dir(Path::new("/h")), Path::new("/h/profiles/per-user/alice"));
+        let team = ProfileRef::parse("vision/tf115", Some("alice")).unwrap();
+        assert_eq!(team.owner, Owner::Team("vision".into()));
+        assert_eq!(team.to_string(), "vision/tf115");
+        assert_eq!(team.dir(Path::new("/h")), Path::new("/h/profiles/per-team/vision"));
+        assert_eq!(ProfileRef::parse("vision", None).unwrap().dir(Path::new("/h")), Path::new("/h/profiles"));
+        assert!(ProfileRef::parse("vision/tf115", None).is_err());
+        assert!(ProfileRef::parse("../x/y", Some("alice")).is_err());
+        assert!(ProfileRef::parse("a/b/c", Some("alice")).is_err());
+    }
+}
