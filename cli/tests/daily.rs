@@ -140,6 +140,12 @@ fn profiles_lists_with_a_header_says_so_when_empty_and_a_typo_gets_the_nearest_n
     let lines: Vec<&str> = r.stdout.lines().collect();
     assert!(lines[0].starts_with("PROFILE") && lines[0].contains("PACKAGES"), "{}", r.stdout);
     assert!(lines[1].starts_with("vision"), "{}", r.stdout);
+    // Right-aligned under their headers: each number ends where its header ends.
+    for header in ["GENERATION", "PACKAGES"] {
+        let end = lines[0].find(header).unwrap() + header.len();
+        assert!(lines[1][..end].ends_with(|c: char| c.is_ascii_digit()), "{header}:\n{}", r.stdout);
+        assert_eq!(lines[1].as_bytes().get(end), Some(&b' '), "{header}:\n{}", r.stdout);
+    }
     for args in [&["run", "visoin", "--", "hello"][..], &["generations", "visoin"], &["env", "visoin"]] {
         let err = f.run(args).failed().to_owned();
         assert!(

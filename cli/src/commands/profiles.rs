@@ -89,8 +89,9 @@ pub fn list(args: &JsonArgs, settings: &Settings, _cli: &Cli) -> Result<Status> 
             printer::data(&format!(
                 "{:<width$}  {:>10}  {:>8}  {:>10}",
                 r["name"].as_str().unwrap_or(""),
-                r["generation"],
-                r["packages"],
+                // Numbers, not JSON values: a value's Display ignores the width.
+                r["generation"].as_u64().unwrap_or(0),
+                r["packages"].as_u64().unwrap_or(0),
                 printer::bytes(r["closure_bytes"].as_u64().unwrap_or(0))
             ));
         }
