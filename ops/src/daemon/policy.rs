@@ -47,7 +47,7 @@ impl Policy {
             format!("allowed-users is {:?} and `{}` is in {:?}", self.allowed, user.name, user.groups),
         )
         .hint(format!(
-            "an administrator adds `{}` (or `@GROUP` of one of their groups) to `allowed-users` in `{}`",
+            "an administrator adds `{}` (or `@GROUP` of one of their groups) to `allowed-users` in {}",
             user.name, self.config
         )))
     }
@@ -90,7 +90,7 @@ impl Policy {
             format!("only trusted users may; trusted-users is {:?}", self.trusted),
         )
         .hint(format!(
-            "an administrator adds `{}` (or `@GROUP`) to `trusted-users` in `{}`",
+            "an administrator adds `{}` (or `@GROUP`) to `trusted-users` in {}",
             user.name, self.config
         )))
     }
@@ -109,7 +109,7 @@ mod tests {
         let policy = Policy {
             allowed: vec!["@users".into(), "dave".into()],
             trusted: vec!["root".into(), "@wheel".into()],
-            config: "/etc/envctl/config.toml".into(),
+            config: "`/etc/envctl/config.toml`".into(),
         };
         let alice = user("alice", &["alice", "users", "root"]);
         let carol = user("carol", &["carol", "users", "nlp"]);
