@@ -179,6 +179,8 @@ pub struct Settings {
     pub serving: bool,
     /// Store options to use instead of the configuration's (the daemon's: sandbox required).
     pub store_overrides: Option<envctl_store::StoreOptions>,
+    /// What `<home>/daemon.toml` says, read once.
+    daemon_home: std::sync::OnceLock<Option<DaemonHome>>,
 }
 
 fn env_dir(var: &str, fallback: &str) -> Option<PathBuf> {
@@ -255,6 +257,7 @@ impl Settings {
             invocation: invocation.clone(),
             serving: false,
             store_overrides: None,
+            daemon_home: Default::default(),
         })
     }
 
@@ -290,19 +293,33 @@ impl Settings {
         if self.serving {
             return None;
         }
-        let text = std::fs::read_to_string(self.home.join(DAEMON_MARKER)).ok()?;
-        toml::from_str(&text).ok()
+        self.daemon_home
+            .get_or_init(|| {
+                let text = std::fs::read_to_string(self.home.join(DAEMON_MARKER)).ok()?;
+                toml::from_str(&text).ok()
+            })
+            .clone()
     }
 
     /// The user whose own profiles a bare name means, when the home is a daemon's.
     pub fn daemon_user(&self) -> Option<String> {
-        self.daemon().map(|_| crate::users::User::current().name)
+        // The name only: a session's start should not wait for the user's groups.
+        self.daemon().map(|_| {
+            // SAFETY: geteuid has no preconditions.
+            let uid = unsafe { libc::geteuid() };
+            crate::users::user_name(uid).unwrap_or_else(|| uid.to_string())
+        })
     }
 
     /// The profile a command names (`NAME`, or `TEAM/NAME` in a daemon's home), and its
     /// profiles directory for reading.
     pub fn profile(&self, spec: &str) -> Result<(crate::profiles::ProfileRef, envctl_store::Profiles)> {
-        let profile = crate::profiles::ProfileRef::parse(spec, self.daemon_user().as_deref())?;
+        // A team's profile names its owner: no need to ask the user database who this is.
+        let user = match self.daemon() {
+            Some(_) if spec.contains('/') => Some(String::new()),
+            _ => self.daemon_user(),
+        };
+        let profile = crate::profiles::ProfileRef::parse(spec, user.as_deref())?;
         let profiles = profile.profiles(&self.home);
         Ok((profile, profiles))
     }

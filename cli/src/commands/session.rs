@@ -25,7 +25,15 @@ struct Target {
     manifest: Manifest,
 }
 
-fn target(spec: Option<&str>, packages: &[String], settings: &Settings, cli: &Cli) -> Result<Target> {
+/// The session's target. `chosen` is told the generation as soon as it is known, before its
+/// manifest is read (a shared store's session asks the daemon for its root meanwhile).
+fn target(
+    spec: Option<&str>,
+    packages: &[String],
+    settings: &Settings,
+    cli: &Cli,
+    chosen: &mut dyn FnMut(&Path) -> Result<()>,
+) -> Result<Target> {
     let (name, generation) = if !packages.is_empty() {
         adhoc(packages, settings, cli)?
     } else {
@@ -63,6 +71,7 @@ fn target(spec: Option<&str>, packages: &[String], settings: &Settings, cli: &Cl
             (spec.to_owned(), current.path)
         }
     };
+    chosen(&generation)?;
     let manifest =
         Manifest::load(&generation).map_err(|e| Failure::new("cannot read the generation's manifest", e))?;
     Ok(Target { name, generation, manifest })
@@ -290,7 +299,17 @@ pub fn session(args: &SessionArgs, command: Vec<String>, settings: &Settings, cl
     } else {
         None
     };
-    let t = target(args.profile.as_deref(), &args.packages, settings, cli)?;
+    // A shared store: the daemon registers the root while this process reads the manifest and
+    // computes the environment; the answer is awaited just before the program starts.
+    let mut pending = None;
+    let mut ask = |generation: &Path| -> Result<()> {
+        if let Some(daemon) = &daemon {
+            let name = generation.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
+            pending = Some(envctl_ops::daemon::client::request_roots(settings, daemon, vec![name])?);
+        }
+        Ok(())
+    };
+    let t = target(args.profile.as_deref(), &args.packages, settings, cli, &mut ask)?;
     let (base, left) = outside_sessions(base_env(args.pure));
     if let Some(left) = left.filter(|l| *l != t.name) {
         printer::status(&format!("leaving the environment of `{left}` for `{}`", t.name));
@@ -300,8 +319,8 @@ pub fn session(args: &SessionArgs, command: Vec<String>, settings: &Settings, cl
     let gen_name = t.generation.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
     // A shared store: the daemon holds the root while this connection, handed to the program
     // across exec, is open.
-    if let Some(daemon) = &daemon {
-        let conn = envctl_ops::daemon::client::hold_roots(settings, daemon, vec![gen_name.clone()])?;
+    if let Some(pending) = pending {
+        let conn = pending.wait()?;
         let fd = std::os::fd::IntoRawFd::into_raw_fd(conn);
         // SAFETY: fcntl on a descriptor this process owns; clearing FD_CLOEXEC changes no memory.
         unsafe { libc::fcntl(fd, libc::F_SETFD, 0) };
@@ -390,7 +409,7 @@ fn is_permission(e: &envctl_store::Error) -> bool {
 }
 
 pub fn env(args: &EnvArgs, settings: &Settings, cli: &Cli) -> Result<Status> {
-    let t = target(args.profile.as_deref(), &[], settings, cli)?;
+    let t = target(args.profile.as_deref(), &[], settings, cli, &mut |_| Ok(()))?;
     let outer = base_env(false);
     let (base, _) = outside_sessions(outer.clone());
     let mut env = environment(&t, &base);

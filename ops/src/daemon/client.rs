@@ -61,9 +61,40 @@ pub fn request(
 /// Asks the daemon to keep `paths` alive while the returned connection is open: a session holds
 /// it (across `exec`) for as long as its program runs.
 pub fn hold_roots(settings: &Settings, daemon: &DaemonHome, paths: Vec<String>) -> Result<UnixStream> {
+    request_roots(settings, daemon, paths)?.wait()
+}
+
+/// A request for roots sent and not yet answered: the session computes its environment while
+/// the daemon registers the root, and waits for the answer only before it runs its program.
+pub struct PendingRoots {
+    conn: UnixStream,
+}
+
+/// Sends a [`Request::HoldRoots`] without waiting for the answer (see [`PendingRoots`]).
+pub fn request_roots(settings: &Settings, daemon: &DaemonHome, paths: Vec<String>) -> Result<PendingRoots> {
     let conn = connect(&settings.home, daemon)?;
-    match exchange(&conn, Request::HoldRoots { paths })? {
-        Answer::Done { .. } => Ok(conn),
-        Answer::Failed { context, cause, hints, .. } => Err(Failure::from_parts(context, cause, hints)),
+    let mut line =
+        serde_json::to_vec(&Envelope { protocol: PROTOCOL, request: Request::HoldRoots { paths } })
+            .expect("a request serializes");
+    line.push(b'\n');
+    (&conn).write_all(&line).map_err(|e| Failure::new("the daemon's connection failed", e))?;
+    Ok(PendingRoots { conn })
+}
+
+impl PendingRoots {
+    /// Waits for the daemon to hold the roots; the connection holds them while it is open.
+    pub fn wait(self) -> Result<UnixStream> {
+        let mut answer = String::new();
+        BufReader::new(&self.conn)
+            .read_line(&mut answer)
+            .map_err(|e| Failure::new("the daemon's connection failed", e))?;
+        let answer: Answer = serde_json::from_str(&answer).map_err(|e| {
+            Failure::new("the daemon's answer does not parse", e)
+                .hint("its log says why (`journalctl -u envctl-daemon`)")
+        })?;
+        match answer {
+            Answer::Done { .. } => Ok(self.conn),
+            Answer::Failed { context, cause, hints, .. } => Err(Failure::from_parts(context, cause, hints)),
+        }
     }
 }

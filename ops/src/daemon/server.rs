@@ -12,6 +12,7 @@
 use std::io::{BufRead, BufReader, Write};
 use std::os::unix::net::{UnixListener, UnixStream};
 use std::path::{Path, PathBuf};
+use std::time::Instant;
 
 use envctl_store::{NoReporter, Store, TempRoot};
 
@@ -363,8 +364,29 @@ fn check_sources(req: &ApplyRequest) -> Result<()> {
     Ok(())
 }
 
-/// The user at the other end of `conn`, as the kernel says.
+/// The user at the other end of `conn`, as the kernel says, with their groups as the user
+/// database says (remembered for a minute: every session's start asks, and NSS is not free).
 fn peer(conn: &UnixStream) -> std::io::Result<User> {
+    use std::collections::HashMap;
+    use std::sync::Mutex;
+    /// (uid, gid) -> the user, and when they were looked up.
+    type Known = HashMap<(u32, u32), (User, Instant)>;
+    static KNOWN: Mutex<Option<Known>> = Mutex::new(None);
+    let (uid, gid) = peer_ids(conn)?;
+    let mut known = KNOWN.lock().unwrap_or_else(|p| p.into_inner());
+    let known = known.get_or_insert_with(HashMap::new);
+    if let Some((user, at)) = known.get(&(uid, gid))
+        && at.elapsed() < std::time::Duration::from_secs(60)
+    {
+        return Ok(user.clone());
+    }
+    let user = User::from_ids(uid, gid);
+    known.insert((uid, gid), (user.clone(), Instant::now()));
+    Ok(user)
+}
+
+/// The uid and gid at the other end of `conn` (`SO_PEERCRED`).
+fn peer_ids(conn: &UnixStream) -> std::io::Result<(u32, u32)> {
     use std::os::fd::AsRawFd;
     let mut cred = libc::ucred { pid: 0, uid: 0, gid: 0 };
     let mut len = std::mem::size_of::<libc::ucred>() as libc::socklen_t;
@@ -381,7 +403,7 @@ fn peer(conn: &UnixStream) -> std::io::Result<User> {
     if rc != 0 {
         return Err(std::io::Error::last_os_error());
     }
-    Ok(User::from_ids(cred.uid, cred.gid))
+    Ok((cred.uid, cred.gid))
 }
 
 fn failed(f: Failure) -> Answer {
