@@ -9,18 +9,26 @@
 //! the archive, then the pointers, then the object, each whole or not at all (a temporary file
 //! and a rename in a directory, one `PUT` elsewhere): a killed push leaves at most an archive
 //! without an object, which no reader uses, and the next push completes it.
+//!
+//! Where the objects are is a [`BinaryCache`], one file per kind of place: `dir.rs`, `http.rs`,
+//! `s3.rs`. This module composes them with the store: looking up, checking, receiving, pushing.
+
+mod dir;
+mod http;
+mod s3;
 
 use std::io::Read;
 use std::path::{Path, PathBuf};
 
 use crate::error::{Error, Result};
+use crate::fetch::Fetcher;
 use crate::install::{InstallRequest, Installed};
 use crate::keys::SecretKey;
 use crate::path::StorePathName;
 use crate::reporter::Reporter;
 use crate::store::Store;
 use crate::tempdir::TempDir;
-use crate::transfer::{PathObject, write_atomically};
+use crate::transfer::PathObject;
 
 /// A configured cache.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -47,206 +55,77 @@ fn pointer(key: &str) -> String {
     format!("by-source/{}", &blake3::hash(key.as_bytes()).to_hex()[..32])
 }
 
-/// Where a cache's objects are: a directory, an HTTP(S) base, or an S3-compatible bucket
-/// (`s3://BUCKET/PREFIX?endpoint=URL&region=REGION`, as Nix writes them).
-enum Backend {
-    Dir(PathBuf),
-    Http(String),
-    S3(Box<S3>),
-}
-
-/// An S3-compatible bucket: requests are presigned (SigV4, `rusty-s3`) and sent by the fetcher's
-/// HTTP client.
-struct S3 {
-    bucket: rusty_s3::Bucket,
-    prefix: String,
-    credentials: Option<rusty_s3::Credentials>,
-}
-
-/// How long a presigned request stays valid.
-const PRESIGN: std::time::Duration = std::time::Duration::from_secs(3600);
-
-impl Backend {
-    fn parse(url: &str) -> Result<Backend> {
-        if let Some(rest) = url.strip_prefix("file://") {
-            return Ok(Backend::Dir(PathBuf::from(
-                percent_encoding::percent_decode_str(rest).decode_utf8_lossy().into_owned(),
-            )));
-        }
-        if url.starts_with("http://") || url.starts_with("https://") {
-            return Ok(Backend::Http(url.trim_end_matches('/').to_owned()));
-        }
-        if url.starts_with("s3://") {
-            return S3::parse(url).map(|s| Backend::S3(Box::new(s)));
-        }
-        if url.contains("://") {
-            return Err(Error::UnsupportedUrl(url.to_owned()));
-        }
-        Ok(Backend::Dir(PathBuf::from(url)))
-    }
-
-    fn is_local(&self) -> bool {
-        matches!(self, Backend::Dir(_))
-    }
-
-    /// Where the fetcher reads `file` from.
-    fn get_url(&self, file: &str) -> String {
-        match self {
-            Backend::Dir(dir) => dir.join(file).display().to_string(),
-            Backend::Http(base) => format!("{base}/{file}"),
-            Backend::S3(s3) => s3.sign(rusty_s3::Method::Get, file),
-        }
-    }
-
-    fn exists(&self, fetcher: &crate::fetch::Fetcher, file: &str) -> Result<bool> {
-        match self {
-            Backend::Dir(dir) => Ok(dir.join(file).is_file()),
-            Backend::Http(base) => fetcher.exists(&format!("{base}/{file}")),
-            Backend::S3(s3) => fetcher.exists(&s3.sign(rusty_s3::Method::Head, file)),
-        }
-    }
-
-    /// Stores `file` with what `write` writes, whole or not at all: in a directory through a
-    /// temporary file and a rename (written in place, no copy), elsewhere staged in `staging`
-    /// and sent with one `PUT`.
-    fn put<T>(
+/// Where a binary cache keeps its objects: one implementation per kind of place (a directory, an
+/// HTTP(S) base, an S3-compatible bucket), so that adding one touches no other code.
+pub(crate) trait BinaryCache: Send + Sync {
+    /// Whether it is on this machine (asked even offline).
+    fn is_local(&self) -> bool;
+    /// Where the fetcher downloads `file` from.
+    fn location(&self, file: &str) -> String;
+    /// Whether it has `file`.
+    fn has(&self, fetcher: &Fetcher, file: &str) -> Result<bool>;
+    /// A small object (at most [`OBJECT_LIMIT`] bytes), or `None` when it does not have it.
+    fn read(&self, fetcher: &Fetcher, file: &str) -> Result<Option<Vec<u8>>>;
+    /// Stores `file` with what `write` writes, whole or not at all (elsewhere than a directory,
+    /// staged in `staging` and sent with one `PUT`).
+    fn put(
         &self,
-        fetcher: &crate::fetch::Fetcher,
+        fetcher: &Fetcher,
         file: &str,
         staging: &Path,
-        write: impl FnOnce(&mut dyn std::io::Write) -> Result<T>,
-    ) -> Result<T> {
-        let url = match self {
-            Backend::Dir(dir) => {
-                let mut out = None;
-                write_atomically(&dir.join(file), |f| {
-                    out = Some(write(f)?);
-                    Ok(())
-                })?;
-                return Ok(out.expect("the writer ran"));
-            }
-            Backend::Http(base) => format!("{base}/{file}"),
-            Backend::S3(s3) => s3.sign(rusty_s3::Method::Put, file),
-        };
-        let staged = staging.join("staged");
-        let out = write(&mut fs_err::File::create(&staged)?)?;
-        let body = fs_err::File::open(&staged)?;
-        let len = body.metadata()?.len();
-        fetcher.put(&url, std::io::BufReader::with_capacity(256 * 1024, body), len)?;
-        Ok(out)
-    }
+        write: &mut dyn FnMut(&mut dyn std::io::Write) -> Result<()>,
+    ) -> Result<()>;
 }
 
-impl S3 {
-    fn parse(url: &str) -> Result<S3> {
-        let bad = |why: String| Error::Untrusted {
-            name: url.to_owned(),
-            why: format!("not an S3 cache URL: {why}"),
-        };
-        let parsed = url::Url::parse(url).map_err(|e| bad(e.to_string()))?;
-        let name = parsed
-            .host_str()
-            .filter(|h| !h.is_empty())
-            .ok_or_else(|| bad("it names no bucket".into()))?
-            .to_owned();
-        let prefix = parsed.path().trim_matches('/').to_owned();
-        let query: std::collections::BTreeMap<String, String> = parsed.query_pairs().into_owned().collect();
-        let env = |k: &str| std::env::var(k).ok().filter(|v| !v.is_empty());
-        let region = query
-            .get("region")
-            .cloned()
-            .or_else(|| env("AWS_REGION"))
-            .or_else(|| env("AWS_DEFAULT_REGION"))
-            .unwrap_or_else(|| "us-east-1".to_owned());
-        let endpoint = query
-            .get("endpoint")
-            .cloned()
-            .or_else(|| env("AWS_ENDPOINT_URL_S3"))
-            .or_else(|| env("AWS_ENDPOINT_URL"));
-        let (endpoint, style) = match endpoint {
-            Some(e) => (e, rusty_s3::UrlStyle::Path),
-            None => (format!("https://s3.{region}.amazonaws.com"), rusty_s3::UrlStyle::VirtualHost),
-        };
-        let endpoint = url::Url::parse(&endpoint).map_err(|e| bad(format!("endpoint `{endpoint}`: {e}")))?;
-        let bucket = rusty_s3::Bucket::new(endpoint, style, name, region).map_err(|e| bad(e.to_string()))?;
-        Ok(S3 { bucket, prefix, credentials: aws_credentials() })
-    }
+/// The most a metadata object or pointer may be.
+const OBJECT_LIMIT: u64 = 1 << 20;
 
-    fn key(&self, file: &str) -> String {
-        if self.prefix.is_empty() { file.to_owned() } else { format!("{}/{file}", self.prefix) }
+/// The cache a configured URL names.
+fn open_cache(url: &str) -> Result<Box<dyn BinaryCache>> {
+    if let Some(rest) = url.strip_prefix("file://") {
+        return Ok(Box::new(dir::Dir(PathBuf::from(
+            percent_encoding::percent_decode_str(rest).decode_utf8_lossy().into_owned(),
+        ))));
     }
-
-    fn sign(&self, method: rusty_s3::Method, file: &str) -> String {
-        use rusty_s3::S3Action;
-        let key = self.key(file);
-        let creds = self.credentials.as_ref();
-        let url = match method {
-            rusty_s3::Method::Put => self.bucket.put_object(creds, &key).sign(PRESIGN),
-            rusty_s3::Method::Head => self.bucket.head_object(creds, &key).sign(PRESIGN),
-            _ => self.bucket.get_object(creds, &key).sign(PRESIGN),
-        };
-        url.to_string()
+    if url.starts_with("http://") || url.starts_with("https://") {
+        return Ok(Box::new(http::Http(url.trim_end_matches('/').to_owned())));
     }
+    if url.starts_with("s3://") {
+        return Ok(Box::new(s3::S3::parse(url)?));
+    }
+    if url.contains("://") {
+        return Err(Error::UnsupportedUrl(url.to_owned()));
+    }
+    Ok(Box::new(dir::Dir(PathBuf::from(url))))
 }
 
-/// Credentials from where AWS's own tools look: `AWS_ACCESS_KEY_ID`/`AWS_SECRET_ACCESS_KEY`
-/// (and `AWS_SESSION_TOKEN`), else the `AWS_PROFILE` (or `default`) section of
-/// `AWS_SHARED_CREDENTIALS_FILE` or `~/.aws/credentials`. None: anonymous requests.
-fn aws_credentials() -> Option<rusty_s3::Credentials> {
-    if let Some(c) = rusty_s3::Credentials::from_env() {
-        return Some(c);
-    }
-    let file = std::env::var_os("AWS_SHARED_CREDENTIALS_FILE")
-        .map(PathBuf::from)
-        .or_else(|| std::env::var_os("HOME").map(|h| PathBuf::from(h).join(".aws/credentials")))?;
-    let text = std::fs::read_to_string(file).ok()?;
-    let profile = std::env::var("AWS_PROFILE").unwrap_or_else(|_| "default".to_owned());
-    let mut section = String::new();
-    let mut values = std::collections::BTreeMap::new();
-    for line in text.lines().map(str::trim) {
-        if let Some(name) = line.strip_prefix('[').and_then(|l| l.strip_suffix(']')) {
-            section = name.trim().to_owned();
-        } else if section == profile
-            && let Some((k, v)) = line.split_once('=')
-        {
-            values.insert(k.trim().to_owned(), v.trim().to_owned());
-        }
-    }
-    let key = values.get("aws_access_key_id")?;
-    let secret = values.get("aws_secret_access_key")?;
-    Some(match values.get("aws_session_token") {
-        Some(token) => rusty_s3::Credentials::new_with_token(key, secret, token),
-        None => rusty_s3::Credentials::new(key, secret),
-    })
-}
-
-/// Reads a small object from a cache; `Ok(None)` when the cache does not have it.
-fn read_object(fetcher: &crate::fetch::Fetcher, backend: &Backend, file: &str) -> Result<Option<Vec<u8>>> {
-    const LIMIT: u64 = 1 << 20;
-    if let Backend::Dir(dir) = backend {
-        // Bounded like a download: a cache directory is input from elsewhere too.
-        return match std::fs::File::open(dir.join(file)) {
-            Ok(f) => {
-                let mut bytes = Vec::new();
-                f.take(LIMIT).read_to_end(&mut bytes)?;
-                Ok(Some(bytes))
-            }
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
-            Err(e) => Err(e.into()),
-        };
-    }
-    let url = backend.get_url(file);
+/// Reads a small object at `url` through the fetcher; `None` on 404 or 410.
+fn read_url(fetcher: &Fetcher, url: &str) -> Result<Option<Vec<u8>>> {
     let location =
-        fetcher.locations(&url)?.into_iter().next().ok_or_else(|| Error::UnsupportedUrl(url.clone()))?;
+        fetcher.locations(url)?.into_iter().next().ok_or_else(|| Error::UnsupportedUrl(url.to_owned()))?;
     match fetcher.open(&location) {
         Ok(opened) => {
             let mut bytes = Vec::new();
-            opened.reader.take(LIMIT).read_to_end(&mut bytes)?;
+            opened.reader.take(OBJECT_LIMIT).read_to_end(&mut bytes)?;
             Ok(Some(bytes))
         }
         Err(Error::HttpStatus { status: 404 | 410, .. }) => Ok(None),
         Err(e) => Err(e),
     }
+}
+
+/// Stages what `write` writes in `staging`, then sends it to `url` with one `PUT`.
+fn put_url(
+    fetcher: &Fetcher,
+    url: &str,
+    staging: &Path,
+    write: &mut dyn FnMut(&mut dyn std::io::Write) -> Result<()>,
+) -> Result<()> {
+    let staged = staging.join("staged");
+    write(&mut fs_err::File::create(&staged)?)?;
+    let body = fs_err::File::open(&staged)?;
+    let len = body.metadata()?.len();
+    fetcher.put(url, std::io::BufReader::with_capacity(256 * 1024, body), len)
 }
 
 impl Store {
@@ -256,10 +135,7 @@ impl Store {
     pub fn push(&self, target: &str, names: &[String], key: &SecretKey) -> Result<PushReport> {
         use std::sync::Mutex;
         use std::sync::atomic::{AtomicUsize, Ordering};
-        let backend = Backend::parse(target)?;
-        if let Backend::Dir(dir) = &backend {
-            fs_err::create_dir_all(dir.join("by-source"))?;
-        }
+        let backend = open_cache(target)?;
         let report = Mutex::new(PushReport::default());
         let next = AtomicUsize::new(0);
         let first_error: Mutex<Option<Error>> = Mutex::new(None);
@@ -267,7 +143,7 @@ impl Store {
             for _ in 0..self.options.jobs.clamp(1, names.len().max(1)) {
                 s.spawn(|| {
                     while let Some(name) = names.get(next.fetch_add(1, Ordering::Relaxed)) {
-                        match self.push_one(&backend, name, key) {
+                        match self.push_one(backend.as_ref(), name, key) {
                             Ok(Some(bytes)) => {
                                 let mut r = report.lock().unwrap_or_else(|p| p.into_inner());
                                 r.pushed.push(name.clone());
@@ -295,24 +171,27 @@ impl Store {
 
     /// Uploads one path: its archive, its pointers, then its object (the object last, so that a
     /// reader never finds an object whose archive is not there); `None` when the object was.
-    fn push_one(&self, backend: &Backend, name: &str, key: &SecretKey) -> Result<Option<u64>> {
+    fn push_one(&self, backend: &dyn BinaryCache, name: &str, key: &SecretKey) -> Result<Option<u64>> {
         let object_file = format!("{name}.json");
-        if backend.exists(&self.fetcher, &object_file)? {
+        if backend.has(&self.fetcher, &object_file)? {
             return Ok(None);
         }
         let work = TempDir::new(&self.dir().join(".tmp"))?;
-        let archive = backend.put(&self.fetcher, &format!("{name}.tar.zst"), &work.path, |w| {
-            self.write_archive(name, std::io::BufWriter::new(w))
+        let mut archive = None;
+        backend.put(&self.fetcher, &format!("{name}.tar.zst"), &work.path, &mut |w| {
+            archive = Some(self.write_archive(name, std::io::BufWriter::new(w))?);
+            Ok(())
         })?;
+        let archive = archive.expect("the writer ran");
         let bytes = archive.1;
         let object = self.path_object(name, key, archive)?;
         for source in &object.sources {
-            backend.put(&self.fetcher, &pointer(&source.key), &work.path, |w| {
+            backend.put(&self.fetcher, &pointer(&source.key), &work.path, &mut |w| {
                 Ok(w.write_all(name.as_bytes())?)
             })?;
         }
         let text = serde_json::to_vec_pretty(&object).map_err(std::io::Error::other)?;
-        backend.put(&self.fetcher, &object_file, &work.path, |w| Ok(w.write_all(&text)?))?;
+        backend.put(&self.fetcher, &object_file, &work.path, &mut |w| Ok(w.write_all(&text)?))?;
         Ok(Some(bytes))
     }
 
@@ -342,9 +221,9 @@ impl Store {
         reporter: &dyn Reporter,
     ) -> Option<Installed> {
         for (url, backend) in &self.caches.list {
-            let received = self.caches.lookup(backend, url, key, store_path).and_then(|object| {
+            let received = self.caches.lookup(backend.as_ref(), url, key, store_path).and_then(|object| {
                 let Some(object) = object else { return Ok(None) };
-                let archive = backend.get_url(&object.archive.file);
+                let archive = backend.location(&object.archive.file);
                 let installed = self.receive(&object, &archive, &self.caches.trusted, reporter)?;
                 // This source leads here from now on.
                 self.db().register(&installed.record, Some((key, source)), &[])?;
@@ -368,7 +247,7 @@ impl Store {
 /// install), in the order to ask them, with what their objects are checked against.
 pub struct Caches {
     fetcher: crate::fetch::Fetcher,
-    list: Vec<(String, Backend)>,
+    list: Vec<(String, Box<dyn BinaryCache>)>,
     trusted: Vec<crate::keys::PublicKey>,
 }
 
@@ -380,7 +259,7 @@ impl Caches {
         caches.sort_by_key(|c| c.priority);
         let list = caches
             .into_iter()
-            .filter_map(|c| match Backend::parse(&c.url) {
+            .filter_map(|c| match open_cache(&c.url) {
                 Ok(b) if options.fetch.offline && !b.is_local() => None,
                 Ok(b) => Some((c.url, b)),
                 Err(e) => {
@@ -408,7 +287,7 @@ impl Caches {
         let format = request.unpack.format.or_else(|| crate::unpack::Format::from_file_name(&request.url))?;
         let key = Store::source_key(request, format);
         self.list.iter().find_map(|(url, backend)| {
-            let object = self.lookup(backend, url, &key, request.store_path.as_ref()).ok()??;
+            let object = self.lookup(backend.as_ref(), url, &key, request.store_path.as_ref()).ok()??;
             object.check(&self.trusted).is_ok().then(|| (url.clone(), object.archive.size))
         })
     }
@@ -420,20 +299,20 @@ impl Caches {
     /// object does; `None` when the cache does not have it.
     fn lookup(
         &self,
-        backend: &Backend,
+        backend: &dyn BinaryCache,
         url: &str,
         key: &str,
         store_path: Option<&StorePathName>,
     ) -> Result<Option<PathObject>> {
         let name = match store_path {
             Some(name) => name.to_string(),
-            None => match read_object(&self.fetcher, backend, &pointer(key))? {
+            None => match backend.read(&self.fetcher, &pointer(key))? {
                 Some(bytes) => String::from_utf8_lossy(&bytes).trim().to_owned(),
                 None => return Ok(None),
             },
         };
         let name = StorePathName::parse(&name)?;
-        let Some(bytes) = read_object(&self.fetcher, backend, &format!("{name}.json"))? else {
+        let Some(bytes) = backend.read(&self.fetcher, &format!("{name}.json"))? else {
             return Ok(None);
         };
         let object = PathObject::parse(&bytes, &format!("{url}/{name}.json"))?;
