@@ -500,7 +500,7 @@ pub fn execute(
     let started = std::time::Instant::now();
     let profiles = Profiles::open_dir(&profile.dir(&settings.home))
         .context(|| "cannot open the profiles directory".into())?;
-    let _profile_lock = match adhoc {
+    let profile_lock = match adhoc {
         false => Some(profiles.lock(&profile.name).context(|| format!("cannot lock profile `{name}`"))?),
         true => None,
     };
@@ -547,8 +547,9 @@ pub fn execute(
             changes: Vec::new(),
         });
     }
+    let held = profile_lock.as_ref().expect("a profile (not an ad-hoc environment) is locked above");
     let number = profiles
-        .add_generation(&profile.name, &generation.path)
+        .add_generation(held, &profile.name, &generation.path)
         .context(|| format!("cannot switch profile `{name}`"))?;
     let changes = manifest::diff(current_manifest.as_ref(), &manifest);
     Ok(Applied {

@@ -30,7 +30,7 @@ pub fn no_profile(profiles: &Profiles, name: &str, what: &str) -> Failure {
 pub fn rollback(profiles: &Profiles, name: &str, label: &str, to: Option<u32>) -> Result<(u32, u32)> {
     // Only a profile that exists gets a lock file.
     generations_of(profiles, name, label)?;
-    let _lock = profiles.lock(name).context(|| format!("cannot lock profile `{label}`"))?;
+    let lock = profiles.lock(name).context(|| format!("cannot lock profile `{label}`"))?;
     let gens = generations_of(profiles, name, label)?;
     let current = gens.iter().find(|g| g.current).map(|g| g.number).unwrap_or(0);
     let target = match to {
@@ -40,7 +40,7 @@ pub fn rollback(profiles: &Profiles, name: &str, label: &str, to: Option<u32>) -
                 .hint(format!("`envctl generations {label}` lists them; `--to N` switches to any"))
         })?,
     };
-    profiles.switch(name, target).context(|| format!("cannot switch `{label}`"))?;
+    profiles.switch(&lock, name, target).context(|| format!("cannot switch `{label}`"))?;
     Ok((target, current))
 }
 
@@ -60,7 +60,7 @@ pub struct Deletion {
 /// Deletes generations of `name` (never the current one); returns their numbers.
 pub fn delete(profiles: &Profiles, name: &str, label: &str, what: &Deletion) -> Result<Vec<u32>> {
     generations_of(profiles, name, label)?;
-    let _lock = profiles.lock(name).context(|| format!("cannot lock profile `{label}`"))?;
+    let lock = profiles.lock(name).context(|| format!("cannot lock profile `{label}`"))?;
     let gens = generations_of(profiles, name, label)?;
     let mut doomed: Vec<u32> = what.numbers.clone();
     if let Some(secs) = what.older_than_secs {
@@ -74,7 +74,9 @@ pub fn delete(profiles: &Profiles, name: &str, label: &str, what: &Deletion) -> 
     doomed.sort();
     doomed.dedup();
     if !what.dry_run {
-        profiles.delete(name, &doomed).context(|| format!("cannot delete generations of `{label}`"))?;
+        profiles
+            .delete(&lock, name, &doomed)
+            .context(|| format!("cannot delete generations of `{label}`"))?;
     }
     Ok(doomed)
 }

@@ -53,7 +53,7 @@ pub use keys::{PublicKey, SecretKey};
 pub use lock::{FileLock, Holder, WaitPolicy, Waiting, set_wait_policy};
 pub use optimise::OptimiseReport;
 pub use path::{Name, Sha256, StorePathName, Version};
-pub use profile::{Generation, Profiles, check_profile_name};
+pub use profile::{Generation, ProfileLock, Profiles, check_profile_name};
 pub use reporter::{NoReporter, Reporter};
 pub use sandbox::Sandbox;
 pub use store::{LAYOUT_VERSION, PathInfo, Store, StoreOptions};

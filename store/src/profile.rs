@@ -37,6 +37,14 @@ pub struct Generation {
     pub current: bool,
 }
 
+/// A profile's lock, held: creating, switching and deleting its generations take it as proof.
+#[derive(Debug)]
+pub struct ProfileLock {
+    _lock: FileLock,
+    dir: PathBuf,
+    name: String,
+}
+
 /// The profiles directory.
 #[derive(Debug, Clone)]
 pub struct Profiles {
@@ -124,22 +132,33 @@ impl Profiles {
 
     /// Takes the per-profile lock (create, switch, delete), then sweeps the temporary links a
     /// killed holder may have left (`.NAME.switch<pid>`, `.NAME-N-link.tmp<pid>`): with the lock
-    /// held, nobody else is writing them.
-    pub fn lock(&self, name: &str) -> Result<FileLock> {
+    /// held, nobody else is writing them. The guard is what the changing methods ask for.
+    pub fn lock(&self, name: &str) -> Result<ProfileLock> {
         check_profile_name(name)?;
         let lock = FileLock::exclusive(&self.dir.join(format!(".{name}.lock")))?;
         self.sweep_temporaries(name)?;
-        Ok(lock)
+        Ok(ProfileLock { _lock: lock, dir: self.dir.clone(), name: name.to_owned() })
     }
 
     /// Takes the per-profile lock only if nobody holds it, sweeping as [`Profiles::lock`] does.
-    pub fn try_lock(&self, name: &str) -> Result<Option<FileLock>> {
+    pub fn try_lock(&self, name: &str) -> Result<Option<ProfileLock>> {
         check_profile_name(name)?;
         let Some(lock) = FileLock::try_exclusive(&self.dir.join(format!(".{name}.lock")))? else {
             return Ok(None);
         };
         self.sweep_temporaries(name)?;
-        Ok(Some(lock))
+        Ok(Some(ProfileLock { _lock: lock, dir: self.dir.clone(), name: name.to_owned() }))
+    }
+
+    /// Checks that `held` is this directory's lock of `name` (a guard of another profile would
+    /// protect nothing).
+    fn holds(&self, held: &ProfileLock, name: &str) {
+        assert!(
+            held.dir == self.dir && held.name == name,
+            "profile `{name}` changed under the lock of `{}` in `{}`",
+            held.name,
+            held.dir.display()
+        );
     }
 
     fn sweep_temporaries(&self, name: &str) -> Result<()> {
@@ -258,10 +277,11 @@ impl Profiles {
         }
     }
 
-    /// Adds `store_path` as a new generation and makes it current. Caller holds the profile lock.
+    /// Adds `store_path` as a new generation and makes it current, under the profile's lock.
     /// Its number is one more than any this profile was ever given, recorded before the link is
     /// made: a crash in between skips a number, never reuses one.
-    pub fn add_generation(&self, name: &str, store_path: &Path) -> Result<u32> {
+    pub fn add_generation(&self, held: &ProfileLock, name: &str, store_path: &Path) -> Result<u32> {
+        self.holds(held, name);
         let highest = self.generations(name)?.last().map_or(0, |g| g.number);
         let next = highest.max(self.last_given(name)?) + 1;
         let record = self.dir.join(format!(".{name}.last"));
@@ -273,12 +293,13 @@ impl Profiles {
         let _ = std::fs::remove_file(&tmp);
         fs_err::os::unix::fs::symlink(store_path, &tmp)?;
         fs_err::rename(&tmp, &link)?;
-        self.switch(name, next)?;
+        self.switch(held, name, next)?;
         Ok(next)
     }
 
-    /// Makes generation `number` current: one rename. Caller holds the profile lock.
-    pub fn switch(&self, name: &str, number: u32) -> Result<()> {
+    /// Makes generation `number` current: one rename, under the profile's lock.
+    pub fn switch(&self, held: &ProfileLock, name: &str, number: u32) -> Result<()> {
+        self.holds(held, name);
         let link = link_name(name, number);
         if std::fs::symlink_metadata(self.dir.join(&link)).is_err() {
             return Err(Error::NoGeneration { profile: name.to_owned(), number });
@@ -290,8 +311,9 @@ impl Profiles {
         Ok(())
     }
 
-    /// Deletes generations (their links); never the current one. Caller holds the profile lock.
-    pub fn delete(&self, name: &str, numbers: &[u32]) -> Result<()> {
+    /// Deletes generations (their links); never the current one; under the profile's lock.
+    pub fn delete(&self, held: &ProfileLock, name: &str, numbers: &[u32]) -> Result<()> {
+        self.holds(held, name);
         let current = self.current_number(name)?;
         for &n in numbers {
             if Some(n) == current {
@@ -358,14 +380,14 @@ mod tests {
     #[test]
     fn a_deleted_generations_number_is_never_given_again() {
         let (_home, p) = profiles();
-        let _lock = p.lock("vision").unwrap();
+        let lock = p.lock("vision").unwrap();
         for n in 1..=3 {
-            assert_eq!(p.add_generation("vision", Path::new(&format!("/store/g{n}"))).unwrap(), n);
+            assert_eq!(p.add_generation(&lock, "vision", Path::new(&format!("/store/g{n}"))).unwrap(), n);
         }
-        p.switch("vision", 1).unwrap();
-        p.delete("vision", &[2, 3]).unwrap();
+        p.switch(&lock, "vision", 1).unwrap();
+        p.delete(&lock, "vision", &[2, 3]).unwrap();
         assert_eq!(p.generations("vision").unwrap().len(), 1);
-        let next = p.add_generation("vision", Path::new("/store/g4")).unwrap();
+        let next = p.add_generation(&lock, "vision", Path::new("/store/g4")).unwrap();
         assert_eq!(next, 4, "generation numbers 2 and 3 were given before");
         let numbers: Vec<u32> = p.generations("vision").unwrap().iter().map(|g| g.number).collect();
         assert_eq!(numbers, [1, 4]);
@@ -378,18 +400,18 @@ mod tests {
     #[test]
     fn a_profile_without_a_record_counts_from_its_links_and_a_killed_write_is_swept() {
         let (_home, p) = profiles();
-        let _lock = p.lock("nlp").unwrap();
-        p.add_generation("nlp", Path::new("/store/a")).unwrap();
-        p.add_generation("nlp", Path::new("/store/b")).unwrap();
+        let lock = p.lock("nlp").unwrap();
+        p.add_generation(&lock, "nlp", Path::new("/store/a")).unwrap();
+        p.add_generation(&lock, "nlp", Path::new("/store/b")).unwrap();
         // As an older envctl left it: links only.
         std::fs::remove_file(p.dir().join(".nlp.last")).unwrap();
         std::fs::write(p.dir().join(".nlp.last.tmp999999"), "7\n").unwrap();
-        assert_eq!(p.add_generation("nlp", Path::new("/store/c")).unwrap(), 3);
-        drop(_lock);
-        let _lock = p.lock("nlp").unwrap();
+        assert_eq!(p.add_generation(&lock, "nlp", Path::new("/store/c")).unwrap(), 3);
+        drop(lock);
+        let lock = p.lock("nlp").unwrap();
         assert!(!p.dir().join(".nlp.last.tmp999999").exists(), "the temporary record was not swept");
         std::fs::write(p.dir().join(".nlp.last"), "not a number").unwrap();
-        let e = p.add_generation("nlp", Path::new("/store/d")).unwrap_err().to_string();
+        let e = p.add_generation(&lock, "nlp", Path::new("/store/d")).unwrap_err().to_string();
         assert!(e.contains(".nlp.last"), "{e}");
     }
 }

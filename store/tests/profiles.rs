@@ -9,16 +9,16 @@ fn readers_tolerate_generations_deleted_while_they_list() {
     let target = home.path().join("some-store-path");
     std::fs::create_dir(&target).unwrap();
     {
-        let _lock = profiles.lock("p").unwrap();
-        profiles.add_generation("p", &target).unwrap();
+        let lock = profiles.lock("p").unwrap();
+        profiles.add_generation(&lock, "p", &target).unwrap();
     }
     let done = std::sync::atomic::AtomicBool::new(false);
     std::thread::scope(|s| {
         s.spawn(|| {
             for _ in 0..400 {
-                let _lock = profiles.lock("p").unwrap();
-                let n = profiles.add_generation("p", &target).unwrap();
-                profiles.delete("p", &[n - 1]).unwrap();
+                let lock = profiles.lock("p").unwrap();
+                let n = profiles.add_generation(&lock, "p", &target).unwrap();
+                profiles.delete(&lock, "p", &[n - 1]).unwrap();
             }
             done.store(true, std::sync::atomic::Ordering::Relaxed);
         });

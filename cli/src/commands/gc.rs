@@ -99,7 +99,7 @@ fn delete_older(age: &str, dry_run: bool, settings: &Settings) -> Result<()> {
     let profiles = envctl_store::Profiles::open(&settings.home)
         .context(|| "cannot open the profiles directory".into())?;
     for name in profiles.names().context(|| "cannot list profiles".into())? {
-        let _lock = profiles.lock(&name).context(|| format!("cannot lock profile `{name}`"))?;
+        let lock = profiles.lock(&name).context(|| format!("cannot lock profile `{name}`"))?;
         let gens = profiles.generations(&name).context(|| format!("cannot read profile `{name}`"))?;
         let doomed = super::profiles::older_than(&gens, secs);
         if doomed.is_empty() {
@@ -109,7 +109,9 @@ fn delete_older(age: &str, dry_run: bool, settings: &Settings) -> Result<()> {
         if dry_run {
             printer::status(&format!("would delete generations {list} of `{name}`"));
         } else {
-            profiles.delete(&name, &doomed).context(|| format!("cannot delete generations of `{name}`"))?;
+            profiles
+                .delete(&lock, &name, &doomed)
+                .context(|| format!("cannot delete generations of `{name}`"))?;
             printer::status(&format!("deleted generations {list} of `{name}`"));
         }
     }
