@@ -326,11 +326,7 @@ pub fn plan(file: &Path, options: &ApplyOptions, settings: &Settings) -> Result<
 /// with `sizes` (a dry run).
 fn to_fetch(lock: &LockFile, settings: &Settings, sizes: bool) -> (Vec<Fetch>, Vec<String>) {
     let store_dir = settings.store_dir();
-    let store = if store_dir.join(".envctl/db.sqlite").exists() {
-        Store::open(&store_dir, settings.store_options()).ok()
-    } else {
-        None
-    };
+    let store = Store::open_existing(&store_dir, settings.store_options()).ok().flatten();
     let missing: Vec<&LockedPackage> = lock
         .packages
         .iter()

@@ -312,11 +312,7 @@ pub fn build_lock(
 ) -> Result<LockFile> {
     // Store paths are recorded when the store already has them; nothing else is fetched here.
     let store_dir = settings.store_dir();
-    let mut store = if store_dir.join(".envctl/db.sqlite").exists() {
-        envctl_store::Store::open(&store_dir, settings.store_options()).ok()
-    } else {
-        None
-    };
+    let mut store = envctl_store::Store::open_existing(&store_dir, settings.store_options()).ok().flatten();
     let python = solution.packages.iter().find(|(n, _)| n.as_str() == "python").map(|(_, r)| &r.version);
     let mut packages = Vec::new();
     for (name, recipe) in &solution.packages {

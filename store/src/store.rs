@@ -155,6 +155,36 @@ impl Store {
         Ok(store)
     }
 
+    /// Whether a store has been made at `dir` (its database exists): a reader that finds none
+    /// has nothing to read and creates nothing.
+    pub fn exists(dir: &Path) -> bool {
+        dir.join(".envctl/db.sqlite").exists()
+    }
+
+    /// Opens the store at `dir` if one has been made there (see [`Store::exists`]).
+    pub fn open_existing(dir: &Path, options: StoreOptions) -> Result<Option<Store>> {
+        if !Store::exists(dir) {
+            return Ok(None);
+        }
+        Store::open(dir, options).map(Some)
+    }
+
+    /// The store-wide lock, shared, without opening the store: what a session holds from
+    /// choosing its generation until its root is registered, so that GC cannot remove the
+    /// generation in between (GC takes it exclusively). Made (with the store's metadata
+    /// directory) when `create`; `None` when there is no store and `create` is false. A reader
+    /// who may not open the lock file gets a lock that locks nothing (see `lock.rs`).
+    pub fn shared_lock(dir: &Path, create: bool) -> Result<Option<FileLock>> {
+        let meta = dir.join(".envctl");
+        if !meta.is_dir() {
+            if !create {
+                return Ok(None);
+            }
+            fs_err::create_dir_all(&meta)?;
+        }
+        Ok(Some(FileLock::shared(&meta.join("store.lock"))?))
+    }
+
     /// The binary caches installs ask first (with `--offline`, the local ones).
     pub fn caches(&self) -> &crate::caches::Caches {
         &self.caches

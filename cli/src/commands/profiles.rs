@@ -35,11 +35,8 @@ pub fn list(args: &JsonArgs, settings: &Settings, _cli: &Cli) -> Result<Status> 
             .collect(),
     };
     let store_dir = settings.store_dir();
-    let store = if store_dir.join(".envctl/db.sqlite").exists() {
-        Some(Store::open(&store_dir, settings.store_options()).context(|| "cannot open the store".into())?)
-    } else {
-        None
-    };
+    let store = Store::open_existing(&store_dir, settings.store_options())
+        .context(|| "cannot open the store".into())?;
     let sizes: std::collections::BTreeMap<String, u64> = store
         .as_ref()
         .map(|s| s.list().map(|l| l.into_iter().map(|r| (r.name, r.size)).collect()))

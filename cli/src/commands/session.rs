@@ -9,7 +9,7 @@ use std::collections::BTreeMap;
 use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
 
-use envctl_store::{FileLock, TempRoot};
+use envctl_store::TempRoot;
 
 use super::Status;
 use crate::args::{Cli, EnvArgs, EnvFormat, SessionArgs};
@@ -284,20 +284,15 @@ pub fn session(args: &SessionArgs, command: Vec<String>, settings: &Settings, cl
     // The store lock, shared, from before the generation is chosen until the session's root holds
     // it: GC needs the lock exclusively, so it cannot remove the generation in between (an ad-hoc
     // one has no other root; a profile's could be rolled back and deleted meanwhile).
-    let meta = settings.store_dir().join(".envctl");
     let daemon = settings.daemon();
     let daemon_mode = daemon.is_some();
     // No store yet: there is no generation to protect, and the lookup below says so (a session
-    // creates no home of its own). A shared store's lock is the daemon's: its root comes from
-    // the daemon instead.
-    let hold = if daemon.is_none() && (meta.is_dir() || !args.packages.is_empty()) {
-        fs_err::create_dir_all(&meta).map_err(|e| Failure::new("cannot prepare the store", e))?;
-        Some(
-            FileLock::shared(&meta.join("store.lock"))
-                .map_err(|e| Failure::new("cannot lock the store", e))?,
-        )
-    } else {
-        None
+    // creates no home of its own, unless it builds an ad-hoc one). A shared store's lock is the
+    // daemon's: its root comes from the daemon instead.
+    let hold = match daemon {
+        Some(_) => None,
+        None => envctl_store::Store::shared_lock(&settings.store_dir(), !args.packages.is_empty())
+            .context(|| "cannot lock the store".into())?,
     };
     // A shared store: the daemon registers the root while this process reads the manifest and
     // computes the environment; the answer is awaited just before the program starts.
