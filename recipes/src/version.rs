@@ -24,6 +24,7 @@
 //! | `!=`, `>=`, `<=` | as written; `<=8` takes 8's local variants |
 //! | `<8` | below 8, and none of 8's pre-releases (unless `8` is written as one) |
 //! | `>8` | above 8, and none of 8's post-releases or local variants |
+//! | `>8rc1` | above 8rc1, taking 8 but none of 8's post-releases or local variants |
 //! | `===X` | exactly the version X |
 //! | `a,b` | both; `a|b` either (`,` binds tighter) |
 //! | `*` | anything |
@@ -201,6 +202,15 @@ impl Version {
 
     fn is_post(&self) -> bool {
         self.suffix().is_some_and(|s| matches!(s.post, Level::Val(_)))
+    }
+
+    /// Below its release: a pre-release, a release's dev release, or a post-release of either.
+    fn is_unreleased(&self) -> bool {
+        self.suffix().is_some_and(|s| s.pre != Level::High)
+    }
+
+    fn is_dev(&self) -> bool {
+        self.suffix().is_some_and(|s| matches!(s.dev, Level::Val(_)))
     }
 
     fn has_local(&self) -> bool {
@@ -432,7 +442,26 @@ impl Clause {
                 }
             }
             Op::Ge => vec![(Included(v.clone()), Unbounded)],
-            Op::Gt => vec![(Excluded(if v.is_post() { above_locals() } else { above_posts() }), Unbounded)],
+            // `>2.1rc1` takes 2.1 but none of 2.1's post-releases or local variants (PEP 440, as
+            // pip reads it: they are of the release the clause names); `>2.1rc1.post1` takes
+            // 2.1's post-releases, not its local variants. A dev release and a post-release have
+            // no post-releases of their own: `>0.dev0` takes `0.dev1`.
+            Op::Gt if v.is_unreleased() => {
+                let release = v.with_tail(Tail::At(Suffix::release()));
+                let own = if v.is_dev() || v.is_post() { above_locals() } else { above_posts() };
+                let above_release = if v.is_post() {
+                    release.with_suffix(|s| s.local = Level::Top)
+                } else {
+                    release.with_suffix(|s| {
+                        s.post = Level::Top;
+                        s.dev = Level::High;
+                        s.local = Level::Low;
+                    })
+                };
+                vec![(Excluded(own), Included(release)), (Excluded(above_release), Unbounded)]
+            }
+            Op::Gt if v.is_post() => vec![(Excluded(above_locals()), Unbounded)],
+            Op::Gt => vec![(Excluded(above_posts()), Unbounded)],
             Op::Lt if v.is_prerelease() => vec![(Unbounded, Excluded(v.clone()))],
             // `<8` takes none of 8's pre-releases; `<8.post1` takes 8 but not 8's pre-releases.
             Op::Lt if v.is_post() => vec![
