@@ -11,12 +11,13 @@ use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
 use envctl_recipes::{LockFile, LockedPackage, ProfileFile, SystemFacts};
-use envctl_store::{FarmInput, FetchOptions, Fetcher, Profiles, Reporter, Store};
+use envctl_store::{FarmInput, FetchOptions, Fetcher, Installer, Profiles, Reporter, Store};
 
 use crate::error::{Failure, Result, StoreContext};
 use crate::manifest::{self, Change, MANIFEST_VERSION, Manifest, ManifestPackage};
 use crate::profiles::ProfileRef;
-use crate::resolution::{Context, build_lock, install_request, load_profile, parse_versions, versions_of};
+use crate::request::install_request;
+use crate::resolution::{Context, build_lock, load_profile, parse_versions, versions_of};
 use crate::settings::Settings;
 
 /// How to apply a profile file.
@@ -345,7 +346,7 @@ fn to_fetch(lock: &LockFile, settings: &Settings, sizes: bool) -> (Vec<Fetch>, V
     }
     // What a binary cache would give, checked as far as can be without fetching it (a dry run
     // only: a real run asks the caches as it installs).
-    let caches = envctl_store::Caches::new(&options);
+    let caches = settings.caches(&options.fetch);
     let offers: Vec<Option<(String, u64)>> = missing
         .iter()
         .map(|p| if sizes { install_request(p).and_then(|r| caches.offer(&r)) } else { None })
@@ -423,8 +424,10 @@ pub fn execute(
     store_options.fetch.offline = plan.options.offline;
     let store = Store::open(&store_dir, store_options.clone())
         .context(|| format!("cannot open the store at `{}`", store_dir.display()))?;
+    let caches = settings.caches(&store_options.fetch);
+    let installer = Installer::new(&store, &caches);
     if plan.options.offline {
-        check_offline(&store, &lock, &store_options, &file)?;
+        check_offline(&installer, &lock, &store_options, &file)?;
     }
 
     // Install the closure.
@@ -439,7 +442,7 @@ pub fn execute(
         })?);
     }
     let started = std::time::Instant::now();
-    let results = store.install_all(&requests, reporter);
+    let results = installer.install_all(&requests, reporter);
     tracing::info!(packages = requests.len(), elapsed = ?started.elapsed(), "installed the closure");
     let mut fetched = 0;
     let mut from_caches = 0;
@@ -486,7 +489,7 @@ pub fn execute(
         })
         .collect();
     let started = std::time::Instant::now();
-    let layered = crate::python::add_layer(&store, &store_dir, &mut lock, &lock_path, &mut inputs);
+    let layered = crate::python::add_layer(&installer, &store_dir, &mut lock, &lock_path, &mut inputs);
     tracing::info!(elapsed = ?started.elapsed(), "python layer ready (bytecode, pyvenv.cfg)");
     // What was installed and built is recorded even when the Python layer failed after it.
     if old_lock.as_ref() != Some(&lock) {
@@ -657,7 +660,7 @@ fn check_priorities(ctx: &Context, lock: &LockFile) -> Result<()> {
 /// Offline: every package must be in the store or have a local source; the failure names each
 /// one that would need the network.
 fn check_offline(
-    store: &Store,
+    installer: &Installer,
     lock: &LockFile,
     options: &envctl_store::StoreOptions,
     file: &Path,
@@ -666,9 +669,11 @@ fn check_offline(
     let mut lacking = Vec::new();
     for p in &lock.packages {
         let Some(request) = install_request(p) else { continue };
-        let in_store = store.find(&request).ok().flatten().is_some();
+        let in_store = installer.store().find(&request).ok().flatten().is_some();
         // `options` is offline: only caches on a local directory are asked.
-        if !in_store && fetcher.locations(&p.source.url).is_err() && store.caches().offer(&request).is_none()
+        if !in_store
+            && fetcher.locations(&p.source.url).is_err()
+            && installer.caches().offer(&request).is_none()
         {
             lacking.push(format!("{} {} ({})", p.name, p.version, p.source.url));
         }

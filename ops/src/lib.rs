@@ -23,6 +23,7 @@ pub mod manifest;
 pub mod pipconf;
 pub mod profiles;
 pub mod python;
+pub mod request;
 pub mod resolution;
 pub mod sdist;
 pub mod settings;

@@ -11,13 +11,13 @@ use std::collections::BTreeMap;
 use std::path::Path;
 
 use envctl_recipes::{Built, LockFile, LockedPackage};
-use envctl_store::{Derivation, FarmInput, Store, StorePathName};
+use envctl_store::{Derivation, FarmInput, Installer, StorePathName};
 
 use crate::error::{Failure, Result, StoreContext};
 
 /// Whether a locked package is a wheel installed by its own layout (the store decides).
 pub fn is_wheel(p: &LockedPackage) -> bool {
-    crate::resolution::install_request(p).is_some_and(|r| r.unpack.installs_as_wheel(&r.url))
+    crate::request::install_request(p).is_some_and(|r| r.unpack.installs_as_wheel(&r.url))
 }
 
 /// The profile's Python, installed: its store path, the interpreter inside it and its version.
@@ -64,7 +64,7 @@ fn interpreter(store_dir: &Path, lock: &LockFile) -> Result<Option<Interpreter>>
 /// first build is recorded there, and a later one (here or on another machine) that gives another
 /// tree is refused, naming both; `lock_path` names the lock in that message.
 pub fn add_layer(
-    store: &Store,
+    installer: &Installer,
     store_dir: &Path,
     lock: &mut LockFile,
     lock_path: &Path,
@@ -72,7 +72,7 @@ pub fn add_layer(
 ) -> Result<()> {
     let mut built: BTreeMap<usize, String> = BTreeMap::new();
     let sdists: Vec<usize> =
-        (0..lock.packages.len()).filter(|&i| crate::sdist::is_sdist(&lock.packages[i])).collect();
+        (0..lock.packages.len()).filter(|&i| crate::request::is_sdist(&lock.packages[i])).collect();
     let mut wheels: Vec<usize> = (0..lock.packages.len()).filter(|&i| is_wheel(&lock.packages[i])).collect();
     let Some(python) = interpreter(store_dir, lock)? else {
         if let Some(&i) = wheels.first().or(sdists.first()) {
@@ -93,7 +93,7 @@ pub fn add_layer(
             .iter()
             .map(|&i| lock.packages[i].built.as_ref().and_then(|b| StorePathName::parse(&b.store_path).ok()))
             .collect();
-        let made_all = store.derive_all_expecting(&builds, &promised);
+        let made_all = installer.derive_all_expecting(&builds, &promised);
         for ((made, &i), build) in made_all.into_iter().zip(&sdists).zip(&builds) {
             let p = &lock.packages[i];
             let made = made.map_err(|e| {
@@ -133,7 +133,7 @@ pub fn add_layer(
             version: python.series.clone(),
         });
     }
-    let results = store.derive_all(&derivations);
+    let results = installer.store().derive_all(&derivations);
     let names = std::iter::once("python (pyvenv.cfg)".to_owned())
         .chain(wheels.iter().map(|&i| lock.packages[i].name.clone()));
     // A wheel's priority carries over to its site-packages.
@@ -192,7 +192,7 @@ fn build_of(store_dir: &Path, lock: &LockFile, i: usize, python: &Interpreter) -
     let mut requires = Vec::new();
     for dep in &p.dependencies {
         let Some(d) = lock.get(dep) else { continue };
-        if crate::sdist::is_sdist(d) {
+        if crate::request::is_sdist(d) {
             return Err(fail(format!(
                 "it depends on {dep}, itself built from source; build requirements must be wheels"
             )));

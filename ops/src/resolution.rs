@@ -342,22 +342,26 @@ pub fn build_lock(
         // that unpacked the source otherwise), instead of writing it again.
         // A source distribution is fetched and looked into now, as uv reads one at lock time:
         // one that needs a compiler fails the lock, not a later apply.
-        if look_into_sdists && crate::sdist::is_sdist(&locked) {
+        if look_into_sdists && crate::request::is_sdist(&locked) {
             if store.is_none() {
                 store = Some(
                     envctl_store::Store::open(&store_dir, settings.store_options())
                         .context(|| format!("cannot open the store at `{}`", store_dir.display()))?,
                 );
             }
-            crate::sdist::check_at_lock(store.as_ref().expect("opened above"), &locked, warnings)?;
+            let caches = settings.caches(&settings.store_options().fetch);
+            let installer = envctl_store::Installer::new(store.as_ref().expect("opened above"), &caches);
+            crate::sdist::check_at_lock(&installer, &locked, warnings)?;
         }
         let same_as_before = old
             .and_then(|o| o.get(name.as_str()))
             .filter(|prev| prev.version == locked.version && prev.source == locked.source);
         // The wheel a source distribution was first built into stays promised across re-locks.
         locked.built = same_as_before.and_then(|prev| prev.built.clone());
-        let installed =
-            store.as_ref().zip(install_request(&locked)).and_then(|(s, r)| s.find(&r).ok().flatten());
+        let installed = store
+            .as_ref()
+            .zip(crate::request::install_request(&locked))
+            .and_then(|(s, r)| s.find(&r).ok().flatten());
         if let Some(found) = installed {
             locked.store_path = Some(found.record.name.clone());
             locked.tree_hash = Some(found.record.tree_hash.clone());
@@ -374,35 +378,6 @@ pub fn build_lock(
         packages,
         migrated: false,
     })
-}
-
-/// The store request for a locked package, when its values pass the store's checks.
-pub fn install_request(p: &envctl_recipes::LockedPackage) -> Option<envctl_store::InstallRequest> {
-    let mut request = envctl_store::InstallRequest {
-        url: p.source.url.clone(),
-        sha256: envctl_store::Sha256::parse(&p.source.sha256).ok()?,
-        name: envctl_store::Name::parse(&p.name).ok()?,
-        version: envctl_store::Version::parse(&p.version).ok()?,
-        // A source distribution's tree is what is stored; the python layer builds the wheel.
-        unpack: if crate::sdist::is_sdist(p) {
-            crate::sdist::unpack_options()
-        } else {
-            envctl_store::UnpackOptions {
-                format: p.source.format.as_deref().map(envctl_store::Format::parse).transpose().ok()?,
-                strip_components: p.source.strip_components,
-                subdir: p.source.subdir.clone(),
-                moves: p.source.moves.iter().map(|(f, t)| (f.clone(), t.clone())).collect(),
-                root: p.source.root.clone(),
-                bytecode: false,
-            }
-        },
-        references: Vec::new(),
-        // Caches are asked for the path the lock promises.
-        store_path: p.store_path.as_deref().and_then(|s| envctl_store::StorePathName::parse(s).ok()),
-    };
-    // The profile's Python (see python.rs) gets its standard library compiled.
-    request.unpack.bytecode = p.name == "python" && !request.unpack.installs_as_wheel(&request.url);
-    Some(request)
 }
 
 /// What in a lock the profile file and the recipes do not give.

@@ -9,14 +9,9 @@
 use std::path::Path;
 
 use envctl_recipes::{BuildSystem, LockedPackage};
-use envctl_store::{InstallRequest, NoReporter, Store};
+use envctl_store::{InstallRequest, Installer, NoReporter};
 
 use crate::error::{Failure, Result};
-
-/// Whether a locked package is built from a source distribution.
-pub fn is_sdist(p: &LockedPackage) -> bool {
-    p.source.format.as_deref() == Some("sdist")
-}
 
 /// Reads the unpacked source tree at `tree`: how it builds, or why it cannot be built here.
 pub fn check(tree: &Path) -> std::result::Result<BuildSystem, String> {
@@ -40,11 +35,12 @@ pub fn check(tree: &Path) -> std::result::Result<BuildSystem, String> {
 /// Puts the source distribution `request` names into the store (found or fetched) and checks it;
 /// its store path and build system. The error is the reason alone, for its caller's context.
 pub fn fetch_and_check(
-    store: &Store,
+    installer: &Installer,
     request: &InstallRequest,
 ) -> std::result::Result<(String, BuildSystem), String> {
-    let installed =
-        store.install(request, &NoReporter).map_err(|e| format!("cannot fetch `{}`: {e}", request.url))?;
+    let installed = installer
+        .install(request, &NoReporter)
+        .map_err(|e| format!("cannot fetch `{}`: {e}", request.url))?;
     let build = check(&installed.path)?;
     Ok((installed.record.name.clone(), build))
 }
@@ -52,7 +48,7 @@ pub fn fetch_and_check(
 /// Looks into a locked package's source distribution at lock time: a tree that cannot be built
 /// fails the lock. One that cannot be fetched now (an offline login node) is only reported (in
 /// `warnings`), and is looked into when it is applied, before anything builds.
-pub fn check_at_lock(store: &Store, p: &LockedPackage, warnings: &mut Vec<String>) -> Result<()> {
+pub fn check_at_lock(installer: &Installer, p: &LockedPackage, warnings: &mut Vec<String>) -> Result<()> {
     let fail = |why: String| {
         Failure::new(format!("cannot build {} {} from source", p.name, p.version), why)
             .hint(format!("its source distribution is `{}` (sha256 {})", p.source.url, p.source.sha256))
@@ -60,9 +56,9 @@ pub fn check_at_lock(store: &Store, p: &LockedPackage, warnings: &mut Vec<String
                 "envctl builds pure-Python source distributions only; ask for a version published as a wheel",
             )
     };
-    let request = crate::resolution::install_request(p)
-        .ok_or_else(|| fail("its locked source does not parse".into()))?;
-    match store.install(&request, &NoReporter) {
+    let request =
+        crate::request::install_request(p).ok_or_else(|| fail("its locked source does not parse".into()))?;
+    match installer.install(&request, &NoReporter) {
         Ok(installed) => check(&installed.path).map(|_| ()).map_err(fail),
         Err(e) => {
             warnings.push(format!(
@@ -72,10 +68,4 @@ pub fn check_at_lock(store: &Store, p: &LockedPackage, warnings: &mut Vec<String
             Ok(())
         }
     }
-}
-
-/// Unpack options for a source distribution: its archive format from the file name, its one top
-/// folder (`gast-0.2.2/`) stripped.
-pub fn unpack_options() -> envctl_store::UnpackOptions {
-    envctl_store::UnpackOptions { strip_components: 1, ..Default::default() }
 }

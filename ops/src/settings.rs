@@ -379,14 +379,19 @@ impl Settings {
         if let Some(v) = f.deadline_secs {
             o.fetch.deadline = Duration::from_secs(v);
         }
-        o.caches = self
+        o
+    }
+
+    /// The binary caches the configuration names, with the keys their paths must be signed by;
+    /// fetched with `fetch` (offline: only caches on a local directory are asked).
+    pub fn caches(&self, fetch: &envctl_store::FetchOptions) -> envctl_store::Caches {
+        let list: Vec<envctl_store::Cache> = self
             .config
             .caches
             .iter()
             .map(|c| envctl_store::Cache { url: c.url.clone(), priority: c.priority.unwrap_or(50) })
             .collect();
-        o.trusted_keys = self.trusted_keys.clone();
-        o
+        envctl_store::Caches::new(&list, self.trusted_keys.clone(), fetch)
     }
 }
 

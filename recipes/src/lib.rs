@@ -15,6 +15,7 @@ mod repo;
 mod sdist;
 mod suggest;
 mod system;
+mod url_path;
 mod version;
 mod wheel_tags;
 

@@ -351,8 +351,8 @@ impl Recipe {
             // A plain relative path names a file beside the recipe (a repository that ships its
             // artifacts), wherever envctl runs from; it is shown and fetched in its canonical form.
             let (url, relative) = match path.parent() {
-                Some(dir) if crate::lock::is_relative_path(url) && dir.is_dir() => {
-                    (crate::lock::absolute_in(dir, url), true)
+                Some(dir) if crate::url_path::is_relative_path(url) && dir.is_dir() => {
+                    (crate::url_path::absolute_in(dir, url), true)
                 }
                 _ => (url.clone(), false),
             };

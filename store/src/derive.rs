@@ -30,8 +30,8 @@ use std::process::{Command, Stdio};
 use crate::bytecode::Unit;
 use crate::db::SourceRecord;
 use crate::error::{Error, Result};
-use crate::install::Installed;
 use crate::path::{Name, StorePathName, Version};
+use crate::request::Installed;
 use crate::store::Store;
 use crate::tempdir::TempDir;
 
@@ -158,39 +158,24 @@ impl Store {
     /// Makes each derivation, or finds it made; one result per derivation, in order. Bytecode for
     /// several wheels is compiled by one run of the interpreter.
     pub fn derive_all(&self, derivations: &[Derivation]) -> Vec<Result<Installed>> {
-        self.derive_all_expecting(derivations, &vec![None; derivations.len()])
+        self.derive_all_with(derivations, &|_, _| None)
     }
 
-    /// [`Store::derive_all`], where `expected[i]` is the store path a lock promises for
-    /// `derivations[i]` (a wheel built from source elsewhere first): when the store has another
-    /// one, or none, a binary cache is asked for the promised one before anything is built.
-    pub fn derive_all_expecting(
+    /// [`Store::derive_all`], where `substitute(i, found)` may give the path for `derivations[i]`
+    /// from elsewhere (a binary cache), in place of the one the store has (`found`) or of
+    /// building it.
+    pub(crate) fn derive_all_with(
         &self,
         derivations: &[Derivation],
-        expected: &[Option<StorePathName>],
+        substitute: &dyn Fn(usize, Option<&Installed>) -> Option<Installed>,
     ) -> Vec<Result<Installed>> {
         let mut results: Vec<Option<Result<Installed>>> = derivations.iter().map(|_| None).collect();
         let mut pending = Vec::new();
         for (i, d) in derivations.iter().enumerate() {
-            let expected = expected.get(i).and_then(Option::as_ref);
-            // A wheel built from source travels in binary caches (a build may not give the same
-            // tree twice, and runs foreign code): a cache's is taken before building.
-            let pull = || {
-                if !matches!(d, Derivation::Build { .. }) || self.caches.is_empty() {
-                    return None;
-                }
-                let source = SourceRecord { sha256: String::new(), url: "derived".into() };
-                let what = format!("the build `{}`", d.key());
-                self.pull(&d.key(), expected, &source, &what, &crate::reporter::NoReporter)
-            };
             match self.find_derived(d) {
-                Ok(Some(found)) if expected.is_some_and(|e| e.as_str() != found.record.name) => {
-                    results[i] = Some(Ok(pull().unwrap_or(found)));
-                }
-                Ok(Some(found)) => results[i] = Some(Ok(found)),
-                Ok(None) => match pull() {
-                    Some(pulled) => results[i] = Some(Ok(pulled)),
-                    None => pending.push(i),
+                Ok(found) => match (substitute(i, found.as_ref()), found) {
+                    (Some(other), _) | (None, Some(other)) => results[i] = Some(Ok(other)),
+                    (None, None) => pending.push(i),
                 },
                 Err(e) => results[i] = Some(Err(e)),
             }

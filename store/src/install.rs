@@ -13,69 +13,50 @@ use std::sync::mpsc::{Receiver, SyncSender, sync_channel};
 
 use sha2::Digest;
 
+use crate::caches::Caches;
 use crate::db::{PathRecord, SourceRecord};
+use crate::derive::Derivation;
 use crate::error::{Error, Result};
 use crate::fetch::Location;
 use crate::lock::FileLock;
-use crate::path::{Name, Sha256, StorePathName, Version};
+use crate::path::{Sha256, StorePathName};
 use crate::reporter::Reporter;
+use crate::request::{InstallRequest, Installed};
 use crate::store::Store;
 use crate::tempdir::TempDir;
-use crate::unpack::{self, Format, UnpackOptions, Unpacked};
+use crate::unpack::{self, Format, Unpacked};
 
 /// Bytes handed from the download thread to the unpacker at a time.
 const CHUNK: usize = 256 * 1024;
 /// Chunks in flight between them: bounds memory at about 2 MiB per install.
 const CHANNEL_DEPTH: usize = 8;
 
-/// How an interpreter's own standard library was compiled, as its source key says: by
-/// `bytecode.rs`'s fixed order, the same on every machine. The same source under another way of
-/// compiling is another key, so a store holding a tree the old compiler made compiles it again
-/// instead of handing it to a lock made elsewhere.
-const BYTECODE_KEY: &str = " bytecode=interpreter-ordered";
-/// The key of trees compiled before the order was fixed (a worker pool): read back, never
-/// written.
-const BYTECODE_KEY_V1: &str = " bytecode=interpreter";
-
-/// What to install: one artifact, how to unpack it, and what to call it.
-#[derive(Debug, Clone)]
-pub struct InstallRequest {
-    /// Where it comes from (`https://…`, `file://…`, a path, `mirror://NAME/…`).
-    pub url: String,
-    /// The sha256 it must have.
-    pub sha256: Sha256,
-    /// Package name.
-    pub name: Name,
-    /// Package version.
-    pub version: Version,
-    /// Unpack options.
-    pub unpack: UnpackOptions,
-    /// Store paths this one refers to (registered as references; they must be valid).
-    pub references: Vec<StorePathName>,
-    /// The store path it unpacks to, when known (a lock that was applied once says): binary
-    /// caches are asked for it by this name.
-    pub store_path: Option<StorePathName>,
+/// The local store and the binary caches composed: installs ask the store, then the caches,
+/// then the source itself.
+pub struct Installer<'a> {
+    store: &'a Store,
+    caches: &'a Caches,
 }
 
-/// The result of an install.
-#[derive(Debug, Clone)]
-pub struct Installed {
-    /// The store path's full path on disk.
-    pub path: PathBuf,
-    /// Its database record.
-    pub record: PathRecord,
-    /// False when the store already had it and nothing was fetched.
-    pub fetched: bool,
-    /// Archive entries skipped on purpose (device nodes, fifos).
-    pub skipped: Vec<String>,
-    /// The binary cache it came from, when one gave it.
-    pub cache: Option<String>,
-}
+impl<'a> Installer<'a> {
+    /// Installs into `store`, asking `caches` before fetching a source.
+    pub fn new(store: &'a Store, caches: &'a Caches) -> Installer<'a> {
+        Installer { store, caches }
+    }
 
-impl Store {
+    /// The store installed into.
+    pub fn store(&self) -> &'a Store {
+        self.store
+    }
+
+    /// The caches asked.
+    pub fn caches(&self) -> &'a Caches {
+        self.caches
+    }
+
     /// Installs one artifact, or finds it installed. Reports under id 0.
     pub fn install(&self, request: &InstallRequest, reporter: &dyn Reporter) -> Result<Installed> {
-        let result = self.install_one(0, request, reporter);
+        let result = self.store.install_one(0, request, self.caches, reporter);
         reporter.finished(0);
         result
     }
@@ -89,14 +70,14 @@ impl Store {
         let next = AtomicUsize::new(0);
         let results: Vec<Mutex<Option<Result<Installed>>>> =
             requests.iter().map(|_| Mutex::new(None)).collect();
-        let workers = self.options.jobs.clamp(1, requests.len().max(1));
+        let workers = self.store.options.jobs.clamp(1, requests.len().max(1));
         std::thread::scope(|s| {
             for _ in 0..workers {
                 s.spawn(|| {
                     loop {
                         let i = next.fetch_add(1, Ordering::Relaxed);
                         let Some(request) = requests.get(i) else { break };
-                        let result = self.install_one(i, request, reporter);
+                        let result = self.store.install_one(i, request, self.caches, reporter);
                         reporter.finished(i);
                         *results[i].lock().unwrap_or_else(|p| p.into_inner()) = Some(result);
                     }
@@ -113,77 +94,33 @@ impl Store {
             .collect()
     }
 
-    pub(crate) fn source_key(request: &InstallRequest, format: Format) -> String {
-        let mut key = format!(
-            "{} {} {} {} strip={} subdir={}",
-            request.sha256,
-            request.name.as_str(),
-            request.version.as_str(),
-            format.name(),
-            request.unpack.strip_components,
-            request.unpack.subdir.as_deref().unwrap_or("")
-        );
-        // Only when set, so keys recorded before these options existed stay the same.
-        if let Some(root) = &request.unpack.root {
-            key.push_str(&format!(" root={root}"));
-        }
-        if !request.unpack.moves.is_empty() {
-            let moves: Vec<String> = request.unpack.moves.iter().map(|(f, t)| format!("{f}>{t}")).collect();
-            key.push_str(&format!(" move={}", moves.join(";")));
-        }
-        if request.unpack.bytecode {
-            key.push_str(BYTECODE_KEY);
-        }
-        key
-    }
-
-    /// The install request a source key was made from (see [`Store::source_key`]), with `url`.
-    pub(crate) fn request_from_key(key: &str, url: &str) -> Option<InstallRequest> {
-        // The optional parts come last, in the order `source_key` appends them.
-        let (key, bytecode) =
-            match key.strip_suffix(BYTECODE_KEY).or_else(|| key.strip_suffix(BYTECODE_KEY_V1)) {
-                Some(k) => (k, true),
-                None => (key, false),
-            };
-        let (key, moves) = match key.rsplit_once(" move=") {
-            Some((k, m)) => (
-                k,
-                m.split(';')
-                    .filter_map(|p| p.split_once('>'))
-                    .map(|(f, t)| (f.to_owned(), t.to_owned()))
-                    .collect(),
-            ),
-            None => (key, Vec::new()),
-        };
-        let (key, root) = match key.rsplit_once(" root=") {
-            Some((k, r)) => (k, Some(r.to_owned())),
-            None => (key, None),
-        };
-        let mut parts = key.splitn(6, ' ');
-        let sha256 = Sha256::parse(parts.next()?).ok()?;
-        let name = Name::parse(parts.next()?).ok()?;
-        let version = Version::parse(parts.next()?).ok()?;
-        let format = Format::parse(parts.next()?).ok()?;
-        let strip_components = parts.next()?.strip_prefix("strip=")?.parse().ok()?;
-        let subdir = parts.next()?.strip_prefix("subdir=")?;
-        Some(InstallRequest {
-            url: url.to_owned(),
-            sha256,
-            name,
-            version,
-            unpack: UnpackOptions {
-                format: Some(format),
-                strip_components,
-                subdir: (!subdir.is_empty()).then(|| subdir.to_owned()),
-                moves,
-                root,
-                bytecode,
-            },
-            references: Vec::new(),
-            store_path: None,
+    /// [`Store::derive_all`], where `expected[i]` is the store path a lock promises for
+    /// `derivations[i]` (a wheel built from source elsewhere first): when the store has another
+    /// one, or none, a binary cache is asked for the promised one before anything is built.
+    pub fn derive_all_expecting(
+        &self,
+        derivations: &[Derivation],
+        expected: &[Option<StorePathName>],
+    ) -> Vec<Result<Installed>> {
+        self.store.derive_all_with(derivations, &|i, found| {
+            let d = &derivations[i];
+            let expected = expected.get(i).and_then(Option::as_ref);
+            if found.is_some_and(|f| expected.is_none_or(|e| e.as_str() == f.record.name)) {
+                return None;
+            }
+            // A wheel built from source travels in binary caches (a build may not give the same
+            // tree twice, and runs foreign code): a cache's is taken before building.
+            if !matches!(d, Derivation::Build { .. }) || self.caches.is_empty() {
+                return None;
+            }
+            let source = SourceRecord { sha256: String::new(), url: "derived".into() };
+            let what = format!("the build `{}`", d.key());
+            self.caches.pull(self.store, &d.key(), expected, &source, &what, &crate::reporter::NoReporter)
         })
     }
+}
 
+impl Store {
     fn found(&self, record: PathRecord) -> Option<Installed> {
         let path = self.dir.join(&record.name);
         path.is_dir().then_some(Installed { path, record, fetched: false, skipped: Vec::new(), cache: None })
@@ -198,16 +135,22 @@ impl Store {
                 None => return Ok(None),
             },
         };
-        Ok(self.db().path_for_source(&Self::source_key(request, format))?.and_then(|r| self.found(r)))
+        Ok(self.db().path_for_source(&request.source_key(format))?.and_then(|r| self.found(r)))
     }
 
-    fn install_one(&self, id: usize, request: &InstallRequest, reporter: &dyn Reporter) -> Result<Installed> {
+    fn install_one(
+        &self,
+        id: usize,
+        request: &InstallRequest,
+        caches: &Caches,
+        reporter: &dyn Reporter,
+    ) -> Result<Installed> {
         let format = match request.unpack.format {
             Some(f) => f,
             None => Format::from_file_name(&request.url)
                 .ok_or_else(|| Error::UnknownFormat(request.url.clone()))?,
         };
-        let key = Self::source_key(request, format);
+        let key = request.source_key(format);
         {
             // References must be valid before any work is done; registration checks them again.
             let db = self.db();
@@ -231,8 +174,8 @@ impl Store {
             return Ok(found);
         }
 
-        if !self.caches.is_empty()
-            && let Some(installed) = self.ask_caches(request, &key, reporter)
+        if !caches.is_empty()
+            && let Some(installed) = caches.ask(self, request, &key, reporter)
         {
             return Ok(installed);
         }
@@ -538,82 +481,5 @@ impl Read for ChunkReader {
         out[..n].copy_from_slice(&available[..n]);
         self.consume(n);
         Ok(n)
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn a_source_key_reads_back_as_the_request_it_was_made_from() {
-        for (root, moves) in [
-            (None, vec![]),
-            (Some("python/install".to_owned()), vec![]),
-            (None, vec![("LICENSE".to_owned(), "share/licenses/x/LICENSE".to_owned())]),
-            (
-                Some("a/b".to_owned()),
-                vec![("LICENSE".to_owned(), "l/L".to_owned()), ("v.json".to_owned(), "s/v".to_owned())],
-            ),
-        ] {
-            let request = InstallRequest {
-                url: "https://example.org/x.tar.xz".into(),
-                sha256: Sha256::parse(&"ab".repeat(32)).unwrap(),
-                name: Name::parse("cuda-cudart").unwrap(),
-                version: Version::parse("12.4.127").unwrap(),
-                unpack: UnpackOptions {
-                    format: Some(Format::TarXz),
-                    strip_components: 1,
-                    subdir: Some("opt".into()),
-                    moves,
-                    bytecode: root.is_some(),
-                    root,
-                },
-                references: Vec::new(),
-                store_path: None,
-            };
-            let key = Store::source_key(&request, Format::TarXz);
-            let back = Store::request_from_key(&key, &request.url).unwrap();
-            assert_eq!(back.unpack, request.unpack, "{key}");
-            assert_eq!(
-                (back.sha256, back.name, back.version),
-                (request.sha256, request.name, request.version)
-            );
-        }
-    }
-
-    /// A source key is the database's key for what a source unpacks to, and a cache pointer's
-    /// name: reordering or respelling it would re-key every existing store and cache silently.
-    #[test]
-    fn golden_source_keys_are_pinned() {
-        let request = |unpack: UnpackOptions| InstallRequest {
-            url: "https://example.org/x.tar.xz".into(),
-            sha256: Sha256::parse(&"ab".repeat(32)).unwrap(),
-            name: Name::parse("cuda-cudart").unwrap(),
-            version: Version::parse("12.4.127").unwrap(),
-            unpack,
-            references: Vec::new(),
-            store_path: None,
-        };
-        let sha = "ab".repeat(32);
-        let plain = Store::source_key(&request(UnpackOptions::default()), Format::TarXz);
-        assert_eq!(plain, format!("{sha} cuda-cudart 12.4.127 tar.xz strip=0 subdir="));
-        let all = UnpackOptions {
-            format: Some(Format::TarXz),
-            strip_components: 2,
-            subdir: Some("opt/x".into()),
-            moves: vec![("LICENSE".into(), "share/l/LICENSE".into()), ("a".into(), "b/a".into())],
-            root: Some("python/install".into()),
-            bytecode: true,
-        };
-        assert_eq!(
-            Store::source_key(&request(all), Format::TarXz),
-            format!(
-                "{sha} cuda-cudart 12.4.127 tar.xz strip=2 subdir=opt/x root=python/install move=LICENSE>share/l/LICENSE;a>b/a bytecode=interpreter-ordered"
-            )
-        );
-        // Keys of trees the old compiler made still read back.
-        let old = format!("{sha} python 3.11.9 tar.zst strip=0 subdir= bytecode=interpreter");
-        assert!(Store::request_from_key(&old, "u").unwrap().unpack.bytecode);
     }
 }

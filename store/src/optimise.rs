@@ -10,8 +10,9 @@
 //!   renamed over the file in one step: the file is the old inode or the new one, never missing,
 //!   and no stray name ever appears inside a valid path (`.tmp/` is swept);
 //! - before a directory is opened its name is appended to `store/.envctl/optimise.journal`; once
-//!   every directory is closed again the journal is removed. A journal found by the next optimise,
-//!   or by the next process that finds the store idle, has its directories closed first.
+//!   every directory is closed again the journal is removed (`journal.rs`). A journal found by the
+//!   next optimise, or by the next process that finds the store idle, has its directories closed
+//!   first.
 //!
 //! Optimise holds the maintenance lock exclusively (verify and repair wait) and the store lock
 //! shared (GC waits).
@@ -24,6 +25,7 @@ use std::path::{Path, PathBuf};
 
 use crate::db::{SeenAt, SeenFile};
 use crate::error::Result;
+use crate::journal::Journal;
 use crate::parallel::on_every_core;
 use crate::store::Store;
 use crate::sys::{self, DirFd};
@@ -94,7 +96,7 @@ impl Store {
     /// scan and that reading run on every core; the links are made one at a time.
     pub fn optimise(&self) -> Result<OptimiseReport> {
         let _maintenance = self.maintenance_lock(true)?;
-        recover(self.dir())?;
+        crate::journal::recover(self.dir())?;
         let mut journal = Journal::open(self.dir())?;
         let mut report = OptimiseReport::default();
 
@@ -278,88 +280,6 @@ fn scan(root: &Path, record: usize, out: &mut Vec<Candidate>) -> Result<()> {
         }
         Ok(())
     })?)
-}
-
-/// The list of directories an optimise has opened (see the module docs).
-struct Journal {
-    store: PathBuf,
-    path: PathBuf,
-    file: Option<std::fs::File>,
-    opened: std::collections::HashSet<PathBuf>,
-}
-
-impl Journal {
-    fn open(store: &Path) -> Result<Journal> {
-        Ok(Journal {
-            store: store.to_path_buf(),
-            path: journal_path(store),
-            file: None,
-            opened: Default::default(),
-        })
-    }
-
-    /// Records `dir` before it is opened; each directory once.
-    fn record(&mut self, dir: &Path) -> Result<()> {
-        if self.opened.contains(dir) {
-            return Ok(());
-        }
-        if self.file.is_none() {
-            use std::os::unix::fs::OpenOptionsExt;
-            let file = std::fs::OpenOptions::new().create(true).append(true).mode(0o644).open(&self.path);
-            self.file = Some(file.map_err(|e| {
-                std::io::Error::new(e.kind(), format!("cannot write `{}`: {e}", self.path.display()))
-            })?);
-        }
-        use std::io::Write;
-        // Relative to the store, so that the journal reads the same however the home is spelled.
-        let rel = dir.strip_prefix(&self.store).unwrap_or(dir);
-        let line = format!("{}\n", rel.display());
-        self.file.as_mut().expect("opened above").write_all(line.as_bytes())?;
-        self.opened.insert(dir.to_path_buf());
-        Ok(())
-    }
-
-    /// Every recorded directory is closed: the journal goes.
-    fn finish(self) -> Result<()> {
-        if self.file.is_some() {
-            fs_err::remove_file(&self.path)?;
-        }
-        Ok(())
-    }
-}
-
-fn journal_path(store: &Path) -> PathBuf {
-    store.join(".envctl/optimise.journal")
-}
-
-/// Closes every directory a killed optimise left open (mode 0555, normalized mtime), then removes
-/// its journal. Called with the maintenance lock held exclusively, or the store idle.
-pub(crate) fn recover(store: &Path) -> Result<()> {
-    let path = journal_path(store);
-    let text = match std::fs::read_to_string(&path) {
-        Ok(text) => text,
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(()),
-        Err(e) => {
-            return Err(
-                std::io::Error::new(e.kind(), format!("cannot read `{}`: {e}", path.display())).into()
-            );
-        }
-    };
-    for line in text.lines() {
-        let rel = Path::new(line);
-        // Only directories inside this store; a torn last line or a path since collected is skipped.
-        let inside = rel.components().all(|c| matches!(c, std::path::Component::Normal(_)));
-        let dir = store.join(rel);
-        if line.is_empty() || !inside || !dir.is_dir() {
-            continue;
-        }
-        let dir = dir.as_path();
-        fs_err::set_permissions(dir, std::fs::Permissions::from_mode(0o555))?;
-        unpack::set_mtime(dir, false)?;
-        tracing::info!(dir = %dir.display(), "closed a store directory an interrupted optimise left open");
-    }
-    fs_err::remove_file(&path)?;
-    Ok(())
 }
 
 /// Atomically replaces `victim` by a hard link to `keep`: the link is made in `.tmp/` and renamed

@@ -67,7 +67,7 @@ impl Store {
                     }
                 }
             }
-            let Some(request) = Self::request_from_key(key, url) else {
+            let Some(request) = crate::request::InstallRequest::from_source_key(key, url) else {
                 failures.push(format!("{url}: unreadable source record `{key}`"));
                 continue;
             };

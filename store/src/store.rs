@@ -60,10 +60,6 @@ pub struct StoreOptions {
     /// so that a power loss cannot leave a registered path with files the disk never received.
     /// A killed process is safe either way; this guards against the machine going down.
     pub fsync: bool,
-    /// Binary caches asked before a recipe's own source (see `caches`).
-    pub caches: Vec<crate::caches::Cache>,
-    /// Keys whose signatures make a cache's or an export's path acceptable.
-    pub trusted_keys: Vec<crate::keys::PublicKey>,
     /// Refuse to run a build backend or a bytecode compiler where no sandbox can be made (a
     /// daemon's store); otherwise they run unsandboxed there, after a warning (see `sandbox.rs`).
     pub require_sandbox: bool,
@@ -80,8 +76,6 @@ impl Default for StoreOptions {
             fetch: FetchOptions::default(),
             jobs: 4,
             fsync: true,
-            caches: Vec::new(),
-            trusted_keys: Vec::new(),
             require_sandbox: false,
             build_timeout: std::time::Duration::from_secs(3600),
             hidden: Vec::new(),
@@ -107,8 +101,6 @@ pub struct PathInfo {
 pub struct Store {
     pub(crate) dir: PathBuf,
     db: Mutex<Database>,
-    /// The binary caches installs ask first, parsed once.
-    pub(crate) caches: crate::caches::Caches,
     pub(crate) fetcher: Fetcher,
     pub(crate) options: StoreOptions,
     /// Whether this process may write `.envctl/` (asked once, when the store is opened).
@@ -134,7 +126,6 @@ impl Store {
         let store = Store {
             dir: dir.to_path_buf(),
             db: Mutex::new(db),
-            caches: crate::caches::Caches::new(&options),
             fetcher: Fetcher::new(options.fetch.clone()),
             options,
             writable: may_write(&meta),
@@ -185,11 +176,6 @@ impl Store {
         Ok(Some(FileLock::shared(&meta.join("store.lock"))?))
     }
 
-    /// The binary caches installs ask first (with `--offline`, the local ones).
-    pub fn caches(&self) -> &crate::caches::Caches {
-        &self.caches
-    }
-
     /// Whether this process may change the store (its owner, or a member of a group that may):
     /// others can still read it, run sessions from it and verify it.
     pub fn writable(&self) -> bool {
@@ -209,7 +195,7 @@ impl Store {
     /// that were never registered. Only called while holding the store lock exclusively.
     fn sweep(&self) -> Result<()> {
         // First close what an optimise killed halfway left open (its temporary links are in .tmp).
-        crate::optimise::recover(&self.dir)?;
+        crate::journal::recover(&self.dir)?;
         for leftovers in [self.dir.join(".tmp"), self.dir.join(".trash")] {
             for entry in fs_err::read_dir(&leftovers)? {
                 // A program a killed envctl started may still be writing there (a build backend's

@@ -23,10 +23,10 @@ use std::path::Path;
 use serde::{Deserialize, Serialize};
 
 use crate::error::{Error, Result};
-use crate::install::{InstallRequest, Installed};
 use crate::keys::{PublicKey, SecretKey, fingerprint, trusted_by};
 use crate::path::{Name, Sha256, StorePathName, Version};
 use crate::reporter::Reporter;
+use crate::request::{InstallRequest, Installed};
 use crate::store::Store;
 use crate::tempdir::TempDir;
 use crate::unpack::{Format, UnpackOptions};

@@ -53,7 +53,8 @@ fn install_all_runs_at_most_jobs_downloads_at_once_and_reports_every_byte() {
     let store =
         Store::open(&home.path().join("store"), StoreOptions { jobs: 3, ..StoreOptions::default() }).unwrap();
     let reporter = Counting::default();
-    let results = store.install_all(&requests, &reporter);
+    let results =
+        envctl_store::Installer::new(&store, &envctl_store::Caches::none()).install_all(&requests, &reporter);
     let paths: Vec<_> = results.into_iter().map(|r| r.unwrap().path).collect();
     for (i, p) in paths.iter().enumerate() {
         assert!(p.join(format!("lib/lib{i}.so")).is_file());
@@ -83,7 +84,10 @@ fn a_reference_to_an_unknown_path_is_refused_and_nothing_is_registered() {
         ],
         store_path: None,
     };
-    let err = store.install(&request, &envctl_store::NoReporter).unwrap_err().to_string();
+    let err = envctl_store::Installer::new(&store, &envctl_store::Caches::none())
+        .install(&request, &envctl_store::NoReporter)
+        .unwrap_err()
+        .to_string();
     assert!(err.contains("gone-1"), "{err}");
     assert!(store.list().unwrap().is_empty());
     let on_disk: Vec<_> = std::fs::read_dir(store.dir())

@@ -209,7 +209,7 @@ pub fn import(args: &StoreImportArgs, settings: &Settings, cli: &Cli) -> Result<
             .hint("give a file that `envctl store export` wrote")
         })?;
     }
-    let trusted = &settings.store_options().trusted_keys;
+    let trusted = &settings.trusted_keys;
     let bars = crate::reporter::Bars::for_cli(cli);
     let mut added = 0;
     for name in &names {

@@ -236,11 +236,13 @@ fn pip(args: &ImportPipArgs, settings: &Settings) -> Result<Status> {
             sha256: envctl_store::Sha256::parse(&sdist.sha256).map_err(|e| e.to_string())?,
             name: envctl_store::Name::parse(&sdist.name).map_err(|e| e.to_string())?,
             version: envctl_store::Version::parse(&sdist.version).map_err(|e| e.to_string())?,
-            unpack: crate::sdist::unpack_options(),
+            unpack: envctl_ops::request::sdist_unpack_options(),
             references: Vec::new(),
             store_path: None,
         };
-        crate::sdist::fetch_and_check(store.as_ref().expect("opened above"), &request).map(|(_, build)| build)
+        let caches = settings.caches(&settings.store_options().fetch);
+        let installer = envctl_store::Installer::new(store.as_ref().expect("opened above"), &caches);
+        crate::sdist::fetch_and_check(&installer, &request).map(|(_, build)| build)
     };
     let options = Options { inspect: Some(&mut inspect) };
     let generated =

@@ -41,7 +41,10 @@ pub fn run(cmd: &StoreCommand, settings: &Settings, cli: &Cli) -> Result<Status>
     let store = Store::open(&dir, settings.store_options())
         .context(|| format!("cannot open the store at `{}`", dir.display()))?;
     match cmd {
-        StoreCommand::Add(args) => add(&store, args, cli),
+        StoreCommand::Add(args) => {
+            let caches = settings.caches(&settings.store_options().fetch);
+            add(&envctl_store::Installer::new(&store, &caches), args, cli)
+        }
         StoreCommand::Ls(a) => ls(&store, a.json),
         StoreCommand::Info(a) => info(&store, &a.path, a.json),
         StoreCommand::Verify(a) => verify(&store, a.repair, a.json, cli),
@@ -50,7 +53,7 @@ pub fn run(cmd: &StoreCommand, settings: &Settings, cli: &Cli) -> Result<Status>
     }
 }
 
-fn add(store: &Store, args: &AddArgs, cli: &Cli) -> Result<Status> {
+fn add(installer: &envctl_store::Installer, args: &AddArgs, cli: &Cli) -> Result<Status> {
     let what = || format!("cannot add `{}` to the store", args.source);
     let url = if args.source.contains("://") {
         args.source.clone()
@@ -78,7 +81,7 @@ fn add(store: &Store, args: &AddArgs, cli: &Cli) -> Result<Status> {
         store_path: None,
     };
     let bars = Bars::for_cli(cli);
-    let installed = store.install(&request, &bars).context(what)?;
+    let installed = installer.install(&request, &bars).context(what)?;
     for skipped in &installed.skipped {
         printer::info(&format!(
             "warning: skipped `{skipped}` (device nodes and fifos are not kept in the store)"

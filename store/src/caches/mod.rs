@@ -22,10 +22,10 @@ use std::path::{Path, PathBuf};
 
 use crate::error::{Error, Result};
 use crate::fetch::Fetcher;
-use crate::install::{InstallRequest, Installed};
 use crate::keys::SecretKey;
 use crate::path::StorePathName;
 use crate::reporter::Reporter;
+use crate::request::{InstallRequest, Installed};
 use crate::store::Store;
 use crate::tempdir::TempDir;
 use crate::transfer::PathObject;
@@ -194,18 +194,58 @@ impl Store {
         backend.put(&self.fetcher, &object_file, &work.path, &mut |w| Ok(w.write_all(&text)?))?;
         Ok(Some(bytes))
     }
+}
+
+/// The configured caches, parsed once (an S3 cache's credentials are read once, not per
+/// install), in the order to ask them, with what their objects are checked against.
+pub struct Caches {
+    fetcher: crate::fetch::Fetcher,
+    list: Vec<(String, Box<dyn BinaryCache>)>,
+    trusted: Vec<crate::keys::PublicKey>,
+}
+
+impl Caches {
+    /// The caches `list` configures, lowest priority first, whose objects must be signed by one
+    /// of `trusted`; with `fetch.offline`, only those on a local directory. One that cannot be
+    /// parsed is left out with a warning.
+    pub fn new(
+        list: &[Cache],
+        trusted: Vec<crate::keys::PublicKey>,
+        fetch: &crate::fetch::FetchOptions,
+    ) -> Caches {
+        let mut caches = list.to_vec();
+        caches.sort_by_key(|c| c.priority);
+        let list = caches
+            .into_iter()
+            .filter_map(|c| match open_cache(&c.url) {
+                Ok(b) if fetch.offline && !b.is_local() => None,
+                Ok(b) => Some((c.url, b)),
+                Err(e) => {
+                    tracing::warn!("cache `{}` left out: {e}", c.url);
+                    None
+                }
+            })
+            .collect();
+        Caches { fetcher: crate::fetch::Fetcher::new(fetch.clone()), list, trusted }
+    }
+
+    /// No cache: installs fetch every source from its own location.
+    pub fn none() -> Caches {
+        Caches::new(&[], Vec::new(), &crate::fetch::FetchOptions::default())
+    }
 
     /// The path for `request` from the first cache that has it and passes every check, if any.
     /// `key` is the request's source key.
-    pub(crate) fn ask_caches(
+    pub(crate) fn ask(
         &self,
+        store: &Store,
         request: &InstallRequest,
         key: &str,
         reporter: &dyn Reporter,
     ) -> Option<Installed> {
         let source = crate::db::SourceRecord { sha256: request.sha256.to_string(), url: request.url.clone() };
         let what = format!("{} {}", request.name.as_str(), request.version.as_str());
-        self.pull(key, request.store_path.as_ref(), &source, &what, reporter)
+        self.pull(store, key, request.store_path.as_ref(), &source, &what, reporter)
     }
 
     /// The path that answers the source key `key` (a package's source, or a derivation's key:
@@ -214,19 +254,20 @@ impl Store {
     /// in warnings.
     pub(crate) fn pull(
         &self,
+        store: &Store,
         key: &str,
         store_path: Option<&StorePathName>,
         source: &crate::db::SourceRecord,
         what: &str,
         reporter: &dyn Reporter,
     ) -> Option<Installed> {
-        for (url, backend) in &self.caches.list {
-            let received = self.caches.lookup(backend.as_ref(), url, key, store_path).and_then(|object| {
+        for (url, backend) in &self.list {
+            let received = self.lookup(backend.as_ref(), url, key, store_path).and_then(|object| {
                 let Some(object) = object else { return Ok(None) };
                 let archive = backend.location(&object.archive.file);
-                let installed = self.receive(&object, &archive, &self.caches.trusted, reporter)?;
+                let installed = store.receive(&object, &archive, &self.trusted, reporter)?;
                 // This source leads here from now on.
-                self.db().register(&installed.record, Some((key, source)), &[])?;
+                store.db().register(&installed.record, Some((key, source)), &[])?;
                 Ok(Some(installed))
             });
             match received {
@@ -241,39 +282,6 @@ impl Store {
         }
         None
     }
-}
-
-/// The configured caches, parsed once (an S3 cache's credentials are read once, not per
-/// install), in the order to ask them, with what their objects are checked against.
-pub struct Caches {
-    fetcher: crate::fetch::Fetcher,
-    list: Vec<(String, Box<dyn BinaryCache>)>,
-    trusted: Vec<crate::keys::PublicKey>,
-}
-
-impl Caches {
-    /// The caches `options` configures, lowest priority first; with `fetch.offline`, only those
-    /// on a local directory. One that cannot be parsed is left out with a warning.
-    pub fn new(options: &crate::store::StoreOptions) -> Caches {
-        let mut caches = options.caches.clone();
-        caches.sort_by_key(|c| c.priority);
-        let list = caches
-            .into_iter()
-            .filter_map(|c| match open_cache(&c.url) {
-                Ok(b) if options.fetch.offline && !b.is_local() => None,
-                Ok(b) => Some((c.url, b)),
-                Err(e) => {
-                    tracing::warn!("cache `{}` left out: {e}", c.url);
-                    None
-                }
-            })
-            .collect();
-        Caches {
-            fetcher: crate::fetch::Fetcher::new(options.fetch.clone()),
-            list,
-            trusted: options.trusted_keys.clone(),
-        }
-    }
 
     /// Whether there is any cache to ask.
     pub fn is_empty(&self) -> bool {
@@ -285,7 +293,7 @@ impl Caches {
     /// For `apply --dry-run` and `--offline`.
     pub fn offer(&self, request: &InstallRequest) -> Option<(String, u64)> {
         let format = request.unpack.format.or_else(|| crate::unpack::Format::from_file_name(&request.url))?;
-        let key = Store::source_key(request, format);
+        let key = request.source_key(format);
         self.list.iter().find_map(|(url, backend)| {
             let object = self.lookup(backend.as_ref(), url, &key, request.store_path.as_ref()).ok()??;
             object.check(&self.trusted).is_ok().then(|| (url.clone(), object.archive.size))
