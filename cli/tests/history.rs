@@ -1,0 +1,97 @@
+//! History: deleting generations safely (a bare number is not an age, deletions can be
+//! rehearsed, `gc --delete-older-than` as Nix's collector does) and `[env]` changes that make
+//! generations.
+
+mod common;
+
+use common::fixture::Fixture;
+
+/// Applies `p` at hello 1 then hello 2, and makes generation 1 forty days old.
+fn two_generations() -> Fixture {
+    let f = Fixture::new();
+    f.run(&["apply", &f.profile("p", "[packages]\nhello = \"1\"\n")]).ok();
+    f.run(&["apply", &f.profile("p", "[packages]\nhello = \"2\"\n")]).ok();
+    let link = f.profiles_dir().join("p-1-link");
+    let out =
+        std::process::Command::new("touch").args(["-h", "-d", "40 days ago"]).arg(&link).output().unwrap();
+    assert!(out.status.success());
+    f
+}
+
+#[test]
+fn a_bare_number_is_not_an_age_and_deletes_nothing() {
+    let f = two_generations();
+    let r = f.run(&["generations", "p", "--older-than", "30"]);
+    let err = r.failed();
+    assert!(err.contains("`30` has no unit") && err.contains("30d"), "{err}");
+    assert!(f.profiles_dir().join("p-1-link").exists());
+    let r = f.run(&["gc", "--delete-older-than", "30"]);
+    assert!(r.failed().contains("has no unit"));
+    assert!(f.profiles_dir().join("p-1-link").exists());
+}
+
+#[test]
+fn a_deletion_can_be_rehearsed_with_dry_run() {
+    let f = two_generations();
+    let r = f.run(&["generations", "p", "--older-than", "30d", "--dry-run"]);
+    r.ok();
+    assert!(r.stderr.contains("would delete 1 generation of `p` (1)"), "{}", r.stderr);
+    assert!(f.profiles_dir().join("p-1-link").exists());
+    f.run(&["generations", "p", "--older-than", "30d"]).ok();
+    assert!(!f.profiles_dir().join("p-1-link").exists());
+}
+
+#[test]
+fn gc_delete_older_than_deletes_old_generations_then_collects_what_only_they_used() {
+    let f = two_generations();
+    let before = f.sb.store_paths_on_disk();
+    assert!(before.iter().any(|n| n.ends_with("-hello-1.0")));
+    let r = f.run(&["gc", "--delete-older-than", "30d", "--dry-run"]);
+    r.ok();
+    assert!(r.stderr.contains("would delete generations 1 of `p`"), "{}", r.stderr);
+    assert_eq!(f.sb.store_paths_on_disk(), before);
+    let r = f.run(&["gc", "--delete-older-than", "30d"]);
+    r.ok();
+    assert!(r.stderr.contains("deleted generations 1 of `p`"), "{}", r.stderr);
+    let after = f.sb.store_paths_on_disk();
+    assert!(!after.iter().any(|n| n.ends_with("-hello-1.0")), "{after:?}");
+    assert_eq!(f.run(&["run", "p", "--", "hello"]).ok(), "hello 2.0");
+    // The current generation is never deleted, however old.
+    let out = std::process::Command::new("touch")
+        .args(["-h", "-d", "400 days ago"])
+        .arg(f.profiles_dir().join("p-2-link"))
+        .output()
+        .unwrap();
+    assert!(out.status.success());
+    f.run(&["gc", "--delete-older-than", "1d"]).ok();
+    assert_eq!(f.run(&["run", "p", "--", "hello"]).ok(), "hello 2.0");
+}
+
+#[test]
+fn removing_or_changing_a_variable_makes_a_generation_and_the_change_is_listed() {
+    let f = Fixture::new();
+    f.run(&["apply", &f.profile("p", "[packages]\nhello = \"1\"\n[env]\nKEEP = \"1\"\nGONE = \"2\"\n")]).ok();
+    // Removing GONE used to be "up to date": the file's variables were still a subset.
+    let r = f.run(&["apply", &f.profile("p", "[packages]\nhello = \"1\"\n[env]\nKEEP = \"3\"\n")]);
+    r.ok();
+    assert!(!r.stderr.contains("up to date"), "{}", r.stderr);
+    let env = f.run(&["env", "p", "--format", "json"]);
+    let vars: serde_json::Value = serde_json::from_str(&env.stdout).unwrap();
+    assert!(vars.get("GONE").is_none() && vars["KEEP"] == "3", "{vars}");
+    let gens = f.run(&["generations", "p"]);
+    gens.ok();
+    let last = gens.stdout.lines().last().unwrap().to_owned();
+    assert!(
+        last.contains("(current)") && last.contains("~ $KEEP \"1\" -> \"3\"") && last.contains("- $GONE"),
+        "{}",
+        gens.stdout
+    );
+    let diff = f.run(&["diff", "p", "--json"]);
+    let changes: serde_json::Value = serde_json::from_str(&diff.stdout).unwrap();
+    let kinds: Vec<&str> =
+        changes["changes"].as_array().unwrap().iter().map(|c| c["change"].as_str().unwrap()).collect();
+    assert_eq!(kinds, ["reset", "unset"], "{changes}");
+    // And applying the same file again is a no-op.
+    let r = f.run(&["apply", &f.profile("p", "[packages]\nhello = \"1\"\n[env]\nKEEP = \"3\"\n")]);
+    assert!(r.stderr.contains("up to date"), "{}", r.stderr);
+}

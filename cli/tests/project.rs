@@ -1,0 +1,231 @@
+//! A project's `envctl.toml`: edited from the command line (`init`, `add`, `remove`), found in
+//! a parent directory, locked (`outdated`, `lock --update`, priorities, relative sources), and
+//! read back (`list --tree`, `why`, `graph`); ad-hoc packages beside it.
+
+mod common;
+
+use common::fixture::Fixture;
+
+#[test]
+fn a_priority_for_a_package_the_profile_does_not_have_is_an_error_with_the_nearest_name() {
+    let f = Fixture::new();
+    let p = f.profile("p", "[packages]\nhello = \"1\"\nworld = \"1\"\n[priority]\nhelo = 3\n");
+    let err = f.run(&["apply", &p]).failed().to_owned();
+    assert!(err.contains("[priority] names `helo`") && err.contains("did you mean `hello`?"), "{err}");
+    let p = f.profile("p", "[packages]\nhello = \"1\"\nworld = \"1\"\n[priority]\nhello = 3\n");
+    f.run(&["apply", &p]).ok();
+}
+
+#[test]
+fn lock_update_of_a_misspelt_name_suggests_the_nearest() {
+    let f = Fixture::new();
+    let p = f.profile("p", "[packages]\nhello = \"1\"\n");
+    f.run(&["lock", &p]).ok();
+    let err = f.run(&["lock", &p, "--update", "helo"]).failed().to_owned();
+    assert!(err.contains("did you mean `hello`?"), "{err}");
+}
+
+#[test]
+fn ad_hoc_packages_take_name_at_requirement_and_their_files_go_with_gc() {
+    let f = Fixture::new();
+    assert_eq!(f.run(&["shell", "-p", "hello@2", "--", "hello"]).ok(), "hello 2.0");
+    assert_eq!(f.run(&["shell", "-p", "hello=1", "--", "hello"]).ok(), "hello 1.0");
+    let err = f.run(&["shell", "-p", "Bad Name@1", "--", "true"]).failed().to_owned();
+    assert!(err.contains("invalid `-p Bad Name@1`") && !err.contains("adhoc/"), "{err}");
+    let adhoc = f.sb.path("envctl/adhoc");
+    assert!(!common::list(&adhoc).is_empty());
+    // Files untouched for more than ten minutes are collected with the store.
+    for name in common::list(&adhoc) {
+        let out = std::process::Command::new("touch")
+            .args(["-d", "1 hour ago"])
+            .arg(adhoc.join(&name))
+            .output()
+            .unwrap();
+        assert!(out.status.success());
+    }
+    f.run(&["gc"]).ok();
+    assert!(common::list(&adhoc).is_empty(), "{:?}", common::list(&adhoc));
+}
+
+/// `envctl init`, `add`, `remove`: the profile file edited from the command line, its comments
+/// kept, then locked and applied; found in a parent directory.
+#[test]
+fn init_add_and_remove_edit_the_file_keeping_comments_and_apply_it() {
+    let f = Fixture::new();
+    let project = f.sb.path("team-vision");
+    std::fs::create_dir_all(project.join("src/deep")).unwrap();
+    let run_in = |dir: &std::path::Path, args: &[&str]| {
+        let out = f.sb.command(args).current_dir(dir).output().unwrap();
+        (out.status.code().unwrap_or(-1), String::from_utf8_lossy(&out.stderr).into_owned())
+    };
+    let (code, err) = run_in(&project, &["init"]);
+    assert_eq!(code, 0, "{err}");
+    let file = project.join("envctl.toml");
+    assert!(std::fs::read_to_string(&file).unwrap().contains("name = \"team-vision\""));
+    let (code, err) = run_in(&project, &["init"]);
+    assert_eq!(code, 1, "a second init must not replace the file: {err}");
+
+    // A comment of the team's own, then `add` from a sub-directory.
+    let text = std::fs::read_to_string(&file)
+        .unwrap()
+        .replace("[packages]\n", "[packages]\n# pinned for the paper\n");
+    std::fs::write(&file, text).unwrap();
+    let (code, err) = run_in(&project.join("src/deep"), &["add", "hello@1", "world"]);
+    assert_eq!(code, 0, "{err}");
+    let text = std::fs::read_to_string(&file).unwrap();
+    assert!(
+        text.contains("# pinned for the paper")
+            && text.contains("hello = \"1\"")
+            && text.contains("world = \"*\""),
+        "{text}"
+    );
+    let out = f.run(&["run", "team-vision", "--", "hello"]);
+    assert_eq!(out.ok(), "hello 1.0");
+
+    // Changing a requirement replaces it; removing a package applies again without it.
+    let (code, err) = run_in(&project, &["add", "hello=2"]);
+    assert_eq!(code, 0, "{err}");
+    assert_eq!(f.run(&["run", "team-vision", "--", "hello"]).ok(), "hello 2.0");
+    let (code, err) = run_in(&project, &["remove", "world"]);
+    assert_eq!(code, 0, "{err}");
+    let text = std::fs::read_to_string(&file).unwrap();
+    assert!(!text.contains("world") && text.contains("# pinned for the paper"), "{text}");
+    let listed = f.run(&["list", "team-vision"]).stdout;
+    assert!(!listed.contains("world") && listed.contains("hello"), "{listed}");
+    let (code, err) = run_in(&project, &["remove", "helo"]);
+    assert_eq!(code, 1);
+    assert!(err.contains("did you mean `hello`"), "{err}");
+
+    // Nowhere to add to.
+    let (code, err) = run_in(&f.sb.path("user"), &["add", "hello"]);
+    assert_eq!(code, 1);
+    assert!(err.contains("envctl init"), "{err}");
+}
+
+/// `envctl outdated`: what `lock --update` would move, and the newest version there is.
+#[test]
+fn outdated_lists_what_the_requirements_allow_and_what_is_newest() {
+    let f = Fixture::new();
+    let p = f.profile("team", "[packages]\nhello = \"1\"\nworld = \"*\"\n");
+    f.run(&["lock", &p]).ok();
+    let json: serde_json::Value = serde_json::from_str(&f.run(&["outdated", &p, "--json"]).stdout).unwrap();
+    assert_eq!(
+        json,
+        serde_json::json!([{"name": "hello", "locked": "1.0", "allowed": "1.0", "newest": "2.0"}]),
+        "world is at its newest and is not listed"
+    );
+    // The requirement loosened, the lock not yet updated: 2.0 is allowed now.
+    std::fs::write(&p, "[packages]\nhello = \"*\"\nworld = \"*\"\n").unwrap();
+    let out = f.run(&["outdated", &p]);
+    let header = out.ok();
+    assert!(header.starts_with("PACKAGE") && header.contains("ALLOWED"), "{header}");
+    let row = out.stdout.lines().find(|l| l.starts_with("hello")).unwrap();
+    assert_eq!(row.split_whitespace().collect::<Vec<_>>(), ["hello", "1.0", "2.0", "2.0"]);
+    assert!(out.stderr.contains("--update"), "{}", out.stderr);
+    let lock = std::fs::read_to_string(f.sb.path("team.lock")).unwrap();
+    assert!(lock.contains("version = \"1.0\""), "outdated must not write the lock");
+}
+
+#[test]
+fn a_lock_keeps_relative_path_sources_relative_so_another_clone_applies_it_frozen() {
+    let sb = common::Sandbox::new();
+    let project = sb.path("clone-a");
+    std::fs::create_dir_all(project.join("recipes")).unwrap();
+    std::fs::create_dir_all(project.join("artifacts")).unwrap();
+    let a = envctl_testkit::Archive::new().with(envctl_testkit::Entry::file_mode(
+        "bin/hello",
+        "#!/bin/sh\necho hi\n",
+        0o755,
+    ));
+    let bytes = a.tar_gz();
+    std::fs::write(project.join("artifacts/hello-1.0.tar.gz"), &bytes).unwrap();
+    std::fs::write(
+        project.join("recipes/hello-1.0.toml"),
+        format!(
+            "name = \"hello\"\nversion = \"1.0\"\n[[source]]\nurl = \"../artifacts/hello-1.0.tar.gz\"\nsha256 = \"{}\"\n",
+            envctl_testkit::sha256_hex(&bytes)
+        ),
+    )
+    .unwrap();
+    std::fs::write(project.join("p.toml"), "[packages]\nhello = \"1\"\n").unwrap();
+    sb.config(&format!("recipes = [\"{}\"]", project.join("recipes").display()));
+    sb.run(&["lock", &project.join("p.toml").display().to_string()]).ok();
+    let lock = std::fs::read_to_string(project.join("p.lock")).unwrap();
+    assert!(lock.contains("url = \"artifacts/hello-1.0.tar.gz\""), "{lock}");
+    assert!(!lock.contains(&project.display().to_string()), "{lock}");
+
+    // Another clone, elsewhere; the first one is gone.
+    let other = sb.path("elsewhere/clone-b");
+    std::fs::create_dir_all(other.parent().unwrap()).unwrap();
+    std::fs::rename(&project, &other).unwrap();
+    sb.config(&format!("recipes = [\"{}\"]", other.join("recipes").display()));
+    let file = other.join("p.toml").display().to_string();
+    sb.run(&["apply", "--frozen", &file]).ok();
+    assert_eq!(sb.run(&["run", "p", "--", "hello"]).ok(), "hi");
+    // Applying recorded the store path in the lock, not this clone's absolute paths.
+    let after = std::fs::read_to_string(other.join("p.lock")).unwrap();
+    assert!(
+        after.contains("url = \"artifacts/hello-1.0.tar.gz\"") && after.contains("store-path"),
+        "{after}"
+    );
+    assert!(!after.contains(&other.display().to_string()), "{after}");
+}
+
+/// A profile `p` of `app` (needing hello and world) and `tool` (needing world), applied from
+/// `envctl.toml` in `proj/`.
+fn with_dependencies() -> (Fixture, std::path::PathBuf) {
+    let f = Fixture::new();
+    let a = envctl_testkit::Archive::new().with(envctl_testkit::Entry::file("share/app", "a"));
+    f.publish("app", "1.0", &a.tar_gz(), "[dependencies]\nhello = \"1\"\nworld = \"1\"");
+    let t = envctl_testkit::Archive::new().with(envctl_testkit::Entry::file("share/tool", "t"));
+    f.publish("tool", "1.0", &t.tar_gz(), "[dependencies]\nworld = \"1\"");
+    let proj = f.sb.path("proj/src/deep");
+    std::fs::create_dir_all(&proj).unwrap();
+    let file = f.sb.path("proj/envctl.toml");
+    std::fs::write(&file, "name = \"p\"\n[packages]\napp = \"1\"\ntool = \"1\"\n").unwrap();
+    f.run(&["apply", &file.display().to_string()]).ok();
+    (f, proj)
+}
+
+#[test]
+fn list_tree_why_and_graph_read_an_applied_profile() {
+    let (f, _) = with_dependencies();
+    let tree = f.run(&["list", "p", "--tree"]).success().stdout;
+    assert_eq!(tree, "app 1.0\n├── hello 1.0\n└── world 1.0\ntool 1.0\n└── world 1.0\n", "{tree}");
+    let why = f.run(&["why", "p", "world"]).success().stdout;
+    assert_eq!(
+        why, "app 1.0    (asked for by profile `p`, generation 1)\n└─ world 1.0    (needs world)\n",
+        "{why}"
+    );
+    let graph = f.run(&["graph", "p"]).success().stdout;
+    assert!(graph.contains("app 1.0 -> hello, world\n") && graph.contains("tool 1.0 -> world\n"), "{graph}");
+    // The file gives the same graph, with each edge's requirement.
+    let file = f.sb.path("proj/envctl.toml").display().to_string();
+    assert_eq!(f.run(&["graph", &file]).success().stdout, graph);
+    let why = f.run(&["why", &file, "world"]).success().stdout;
+    assert!(why.contains("└─ world 1.0    (needs world 1)"), "{why}");
+    let err = f.run(&["why", "q", "world"]).failed().to_owned();
+    assert!(err.contains("there is no profile `q`"), "{err}");
+}
+
+#[test]
+fn run_env_and_list_find_envctl_toml_in_a_parent_and_run_takes_the_command_without_dashes() {
+    let (f, deep) = with_dependencies();
+    let run = |args: &[&str]| {
+        let mut c = f.sb.command(args);
+        c.current_dir(&deep);
+        common::Run::from(c.output().unwrap())
+    };
+    // A profile, then the command and its options, no `--`.
+    assert_eq!(f.run(&["run", "p", "hello", "--version"]).ok(), "hello 1.0");
+    assert_eq!(f.run(&["run", "p", "sh", "-c", "echo $ENVCTL_PROFILE"]).ok(), "p");
+    // No profile: `--`, then the command, in the profile envctl.toml names.
+    assert_eq!(run(&["run", "--", "sh", "-c", "echo $ENVCTL_PROFILE"]).ok(), "p");
+    let env = run(&["env", "--format", "json"]).success().stdout;
+    assert!(env.contains("\"ENVCTL_PROFILE\": \"p\""), "{env}");
+    let list = run(&["list"]).success().stdout;
+    assert!(list.starts_with("PACKAGE") && list.contains("tool"), "{list}");
+    // Nowhere to find one: says where it looked.
+    let err = f.run(&["list"]).failed().to_owned();
+    assert!(err.contains("no `envctl.toml` here or in a parent directory"), "{err}");
+}
