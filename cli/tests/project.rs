@@ -96,6 +96,33 @@ fn init_add_and_remove_edit_the_file_keeping_comments_and_apply_it() {
     assert_eq!(code, 1);
     assert!(err.contains("did you mean `hello`"), "{err}");
 
+    // A failed `add` (a misspelt name) or `remove` (one whose lock fails) puts the file and its
+    // lock back: the next command does not trip over it.
+    let lock = project.join("envctl.lock");
+    let (text, locked) = (std::fs::read_to_string(&file).unwrap(), std::fs::read_to_string(&lock).unwrap());
+    let (code, err) = run_in(&project, &["add", "helo"]);
+    assert_eq!(code, 1, "{err}");
+    assert!(err.contains("is left as it was"), "{err}");
+    assert_eq!(std::fs::read_to_string(&file).unwrap(), text, "the file is as it was");
+    assert_eq!(std::fs::read_to_string(&lock).unwrap(), locked, "the lock is as it was");
+    let (code, err) = run_in(&project, &["add", "world"]);
+    assert_eq!(code, 0, "the next add is not stopped by the failed one: {err}");
+    assert!(std::fs::read_to_string(&file).unwrap().contains("world = \"*\""));
+    // Without a lock before, none is left behind.
+    std::fs::remove_file(&lock).unwrap();
+    let text = std::fs::read(&file).unwrap();
+    let (code, err) = run_in(&project, &["add", "hello@9"]);
+    assert_eq!(code, 1, "{err}");
+    assert_eq!(std::fs::read(&file).unwrap(), text);
+    assert!(!lock.exists(), "no lock is left by a failed add");
+    assert!(
+        std::fs::read_dir(&project).unwrap().all(|e| !e
+            .unwrap()
+            .file_name()
+            .to_string_lossy()
+            .contains(".tmp"))
+    );
+
     // Nowhere to add to.
     let (code, err) = run_in(&f.sb.path("user"), &["add", "hello"]);
     assert_eq!(code, 1);

@@ -1,6 +1,8 @@
 //! `envctl init`, `add` and `remove`: a profile file edited from the command line, as `pixi add`
 //! and `uv add` edit theirs. The file is edited with `toml_edit`, so its comments, order and layout
-//! stay; then it is locked and applied like any profile file (unless `--no-apply`).
+//! stay; then it is locked and applied like any profile file (unless `--no-apply`). When that
+//! fails (a misspelt name, a conflict, a download), the file and its lock are put back as they
+//! were, as uv and pixi do: a failed `add` leaves nothing for the next command to trip over.
 
 use std::path::{Path, PathBuf};
 
@@ -51,6 +53,7 @@ pub fn init(args: &InitArgs) -> Result<Status> {
 /// `envctl add NAME[@REQ]…`
 pub fn add(args: &EditArgs, settings: &Settings, cli: &Cli) -> Result<Status> {
     let file = profile_file(args.file.as_deref())?;
+    let before = Before::read(&file)?;
     let mut doc = read(&file)?;
     let packages = packages_table(&mut doc, &file)?;
     let mut added = Vec::new();
@@ -75,12 +78,13 @@ pub fn add(args: &EditArgs, settings: &Settings, cli: &Cli) -> Result<Status> {
     }
     write(&file, &doc)?;
     printer::status(&format!("`{}`: added {}", file.display(), added.join(", ")));
-    finish(&file, args, settings, cli)
+    finish(&file, before, args, settings, cli)
 }
 
 /// `envctl remove NAME…`
 pub fn remove(args: &EditArgs, settings: &Settings, cli: &Cli) -> Result<Status> {
     let file = profile_file(args.file.as_deref())?;
+    let before = Before::read(&file)?;
     let mut doc = read(&file)?;
     let packages = packages_table(&mut doc, &file)?;
     for p in &args.packages {
@@ -109,14 +113,59 @@ pub fn remove(args: &EditArgs, settings: &Settings, cli: &Cli) -> Result<Status>
     }
     write(&file, &doc)?;
     printer::status(&format!("`{}`: removed {}", file.display(), args.packages.join(", ")));
-    finish(&file, args, settings, cli)
+    finish(&file, before, args, settings, cli)
 }
 
-fn finish(file: &Path, args: &EditArgs, settings: &Settings, cli: &Cli) -> Result<Status> {
+/// The profile file and its lock as they were before an edit, to put back if it fails.
+struct Before {
+    file: PathBuf,
+    text: Vec<u8>,
+    lock: PathBuf,
+    lock_text: Option<Vec<u8>>,
+}
+
+impl Before {
+    fn read(file: &Path) -> Result<Before> {
+        let text =
+            std::fs::read(file).map_err(|e| Failure::new(format!("cannot read `{}`", file.display()), e))?;
+        let lock = file.with_extension("lock");
+        let lock_text = match std::fs::read(&lock) {
+            Ok(t) => Some(t),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => None,
+            Err(e) => return Err(Failure::new(format!("cannot read `{}`", lock.display()), e)),
+        };
+        Ok(Before { file: file.to_path_buf(), text, lock, lock_text })
+    }
+
+    /// Puts the file and its lock back; says so, or says what could not be put back.
+    fn restore(self) {
+        let lock = match &self.lock_text {
+            Some(text) => replace(&self.lock, text),
+            None => match std::fs::remove_file(&self.lock) {
+                Err(e) if e.kind() != std::io::ErrorKind::NotFound => Err(e),
+                _ => Ok(()),
+            },
+        };
+        match replace(&self.file, &self.text).and(lock) {
+            Ok(()) => printer::info(&format!("`{}` is left as it was", self.file.display())),
+            Err(e) => {
+                printer::info(&format!("warning: cannot put `{}` back as it was: {e}", self.file.display()))
+            }
+        }
+    }
+}
+
+fn finish(file: &Path, before: Before, args: &EditArgs, settings: &Settings, cli: &Cli) -> Result<Status> {
     if args.no_apply {
         return Ok(Status::Success);
     }
-    apply(file, &ApplyOptions::default(), settings, cli).map(|_| Status::Success)
+    match apply(file, &ApplyOptions::default(), settings, cli) {
+        Ok(_) => Ok(Status::Success),
+        Err(e) => {
+            before.restore();
+            Err(e)
+        }
+    }
 }
 
 /// The profile file: the one given, else `envctl.toml` here or in the nearest parent that has one.
@@ -153,8 +202,17 @@ fn packages_table<'d>(doc: &'d mut toml_edit::DocumentMut, file: &Path) -> Resul
 /// Writes the file whole through a temporary file and a rename: an interrupted edit leaves the old
 /// file, never half of the new one.
 fn write(file: &Path, doc: &toml_edit::DocumentMut) -> Result<()> {
-    let tmp = file.with_extension(format!("toml.tmp{}", std::process::id()));
-    let fail = |e: std::io::Error| Failure::new(format!("cannot write `{}`", file.display()), e);
-    std::fs::write(&tmp, doc.to_string()).map_err(fail)?;
-    std::fs::rename(&tmp, file).map_err(fail)
+    replace(file, doc.to_string().as_bytes())
+        .map_err(|e| Failure::new(format!("cannot write `{}`", file.display()), e))
+}
+
+/// `file`'s contents replaced by `text` through a temporary file beside it and a rename.
+fn replace(file: &Path, text: &[u8]) -> std::io::Result<()> {
+    let mut tmp = file.as_os_str().to_owned();
+    tmp.push(format!(".tmp{}", std::process::id()));
+    let tmp = PathBuf::from(tmp);
+    std::fs::write(&tmp, text)?;
+    std::fs::rename(&tmp, file).inspect_err(|_| {
+        let _ = std::fs::remove_file(&tmp);
+    })
 }
