@@ -95,3 +95,54 @@ fn removing_or_changing_a_variable_makes_a_generation_and_the_change_is_listed()
     let r = f.run(&["apply", &f.profile("p", "[packages]\nhello = \"1\"\n[env]\nKEEP = \"3\"\n")]);
     assert!(r.stderr.contains("up to date"), "{}", r.stderr);
 }
+
+/// Issue 27, 2: a rollback stands. A session started from the project's file leaves the profile
+/// where the user put it while the file is what built the generation left; a changed file, or
+/// `apply`, builds again.
+#[test]
+fn a_rollback_stands_until_the_file_changes_or_the_user_applies() {
+    let f = Fixture::new();
+    let project = f.sb.path("proj");
+    std::fs::create_dir_all(&project).unwrap();
+    let file = project.join("envctl.toml");
+    let in_project = |args: &[&str]| {
+        let out = f.sb.command(args).current_dir(&project).output().unwrap();
+        let (stdout, stderr) = (
+            String::from_utf8_lossy(&out.stdout).into_owned(),
+            String::from_utf8_lossy(&out.stderr).into_owned(),
+        );
+        assert!(out.status.success(), "{args:?}: {stderr}");
+        (stdout.trim().to_owned(), stderr)
+    };
+    let current = || std::fs::read_link(f.profiles_dir().join("p")).unwrap().display().to_string();
+    std::fs::write(&file, "name = \"p\"\n[packages]\nhello = \"1\"\n").unwrap();
+    in_project(&["apply", "envctl.toml"]);
+    std::fs::write(&file, "name = \"p\"\n[packages]\nhello = \"2\"\n").unwrap();
+    in_project(&["apply", "envctl.toml"]);
+    assert_eq!(current(), "p-2-link");
+
+    f.run(&["rollback", "p"]).ok();
+    for args in [&["run", "--", "hello"][..], &["env"][..]] {
+        let (out, err) = in_project(args);
+        assert_eq!(current(), "p-1-link", "`{args:?}` undid the rollback: {err}");
+        assert!(err.contains("rolled back"), "{err}");
+        if args[0] == "run" {
+            assert_eq!(out, "hello 1.0");
+        }
+    }
+    assert!(!f.profiles_dir().join("p-3-link").exists());
+
+    // The file changes: the session builds it.
+    std::fs::write(&file, "name = \"p\"\n[packages]\nhello = \"2\"\n[env]\nX = \"1\"\n").unwrap();
+    let (out, _) = in_project(&["run", "--", "hello"]);
+    assert_eq!((out.as_str(), current().as_str()), ("hello 2.0", "p-3-link"));
+
+    // Rolled back again, then applied on purpose: the file wins.
+    f.run(&["rollback", "p"]).ok();
+    assert_eq!(current(), "p-2-link");
+    in_project(&["apply", "envctl.toml"]);
+    assert_eq!(current(), "p-4-link");
+    let (out, err) = in_project(&["run", "--", "hello"]);
+    assert_eq!(out, "hello 2.0");
+    assert!(!err.contains("rolled back"), "{err}");
+}

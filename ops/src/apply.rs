@@ -39,6 +39,10 @@ pub struct ApplyOptions {
     /// Plan for a dry run: look into source distributions only if the store has them (fetch
     /// nothing), and find out download sizes.
     pub dry_run: bool,
+    /// Leave a profile that was rolled back where it is while the file and its lock are what
+    /// built the generation the rollback left: a session started from a project's file does
+    /// not undo an explicit rollback; `apply` does.
+    pub keep_rollback: bool,
 }
 
 /// What applying a profile file will do.
@@ -180,6 +184,51 @@ pub fn plan(file: &Path, options: &ApplyOptions, settings: &Settings) -> Result<
     let current_manifest = current.as_ref().and_then(|g| Manifest::load(&g.path).ok());
     let priorities: BTreeMap<String, i64> =
         profile.priority.iter().map(|(n, v)| (n.to_string(), *v)).collect();
+
+    // A rollback stands while the file is what built the generation it left.
+    if options.keep_rollback
+        && let (Some(lock), Some(g), Some(m)) = (&fresh, &current, &current_manifest)
+        && g.path.is_dir()
+        && let Some(note) =
+            profiles.held(&profile_ref.name).context(|| format!("cannot read profile `{name}`"))?
+    {
+        let packages = lock.packages.iter().map(|p| {
+            (
+                p.name.as_str(),
+                p.version.as_str(),
+                p.source.sha256.as_str(),
+                p.store_path.as_deref().unwrap_or(""),
+            )
+        });
+        let digest = crate::manifest::origin_digest(&lock.request, packages, Some(&profile.env));
+        if let Some((left, held)) = note.trim().split_once(' ')
+            && held == digest
+        {
+            let warning = format!(
+                "`{name}` stays at generation {}, to which it was rolled back from {left}; `envctl apply {}` builds the file again",
+                g.number,
+                file.display()
+            );
+            return Ok(Plan {
+                name,
+                profile: profile_ref,
+                file: file.to_path_buf(),
+                lock_path,
+                action: Action::UpToDate,
+                lock: lock.clone(),
+                manifest: m.clone(),
+                old_lock,
+                current,
+                current_manifest,
+                changes: Vec::new(),
+                fetch: Vec::new(),
+                unconfigured_mirrors: Vec::new(),
+                priorities,
+                options: options.clone(),
+                warnings: vec![warning],
+            });
+        }
+    }
 
     // Fast path: an unchanged file whose lock built the current generation.
     if let (Some(lock), Some(m)) = (&fresh, &current_manifest)

@@ -4,6 +4,7 @@
 use envctl_store::{Generation, Profiles};
 
 use crate::error::{Failure, Result, StoreContext};
+use crate::manifest::Manifest;
 
 /// A profile's generations, or a failure naming the nearest profiles when it has none.
 pub fn generations_of(profiles: &Profiles, name: &str, label: &str) -> Result<Vec<Generation>> {
@@ -41,6 +42,14 @@ pub fn rollback(profiles: &Profiles, name: &str, label: &str, to: Option<u32>) -
         })?,
     };
     profiles.switch(&lock, name, target).context(|| format!("cannot switch `{label}`"))?;
+    // The rollback stands while the profile's file is what built the generation left (see
+    // `apply::ApplyOptions::keep_rollback`).
+    let left = gens.iter().find(|g| g.number == current).and_then(|g| Manifest::load(&g.path).ok());
+    if let Some(m) = left {
+        profiles
+            .hold(&lock, name, &format!("{current} {}\n", m.origin()))
+            .context(|| format!("cannot record the rollback of `{label}`"))?;
+    }
     Ok((target, current))
 }
 

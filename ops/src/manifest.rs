@@ -64,7 +64,39 @@ pub struct ManifestPackage {
     pub dependencies: Vec<String>,
 }
 
+/// A digest of what a generation is built from: the lock's request, its packages (name,
+/// version, source sha256, store path, in order) and the profile file's own `[env]`. A file
+/// and lock with the digest of a generation's manifest build that generation again (what
+/// `apply`'s fast path checks, condensed); a rollback records the digest of the generation it
+/// left (see `generations::rollback`).
+pub fn origin_digest<'a>(
+    request: &str,
+    packages: impl Iterator<Item = (&'a str, &'a str, &'a str, &'a str)>,
+    env: Option<&BTreeMap<String, String>>,
+) -> String {
+    let mut h = blake3::Hasher::new();
+    h.update(request.as_bytes());
+    for (name, version, sha256, store_path) in packages {
+        for part in [name, version, sha256, store_path] {
+            h.update(b"\0");
+            h.update(part.as_bytes());
+        }
+        h.update(b"\n");
+    }
+    h.update(serde_json::to_string(&env).unwrap_or_default().as_bytes());
+    h.finalize().to_hex().to_string()
+}
+
 impl Manifest {
+    /// [`origin_digest`] of this generation.
+    pub fn origin(&self) -> String {
+        let packages = self
+            .packages
+            .iter()
+            .map(|p| (p.name.as_str(), p.version.as_str(), p.sha256.as_str(), p.store_path.as_str()));
+        origin_digest(&self.request, packages, self.profile_env.as_ref())
+    }
+
     /// Reads `<generation>/.envctl/manifest.toml`.
     pub fn load(generation: &Path) -> Result<Manifest, String> {
         let path = generation.join(".envctl/manifest.toml");

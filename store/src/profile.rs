@@ -6,7 +6,8 @@
 //! ├── vision-2-link -> <store>/<hash>-profile-vision
 //! ├── vision-3-link -> <store>/<hash>-profile-vision
 //! ├── .vision.lock                                 the per-profile lock
-//! └── .vision.last                                 the highest number ever given ("3")
+//! ├── .vision.last                                 the highest number ever given ("3")
+//! └── .vision.held                                 a rollback that stands (see below)
 //! ```
 //!
 //! A generation's number is never given twice, as in Nix: deleting generation 3 and applying
@@ -17,6 +18,10 @@
 //! `profiles/<name>`, so a reader sees the old generation or the new one, never neither. The
 //! per-profile lock serializes creating, switching and deleting generations of one profile;
 //! readers (sessions, listings) take no lock.
+//!
+//! A rollback the user asked for is recorded in `.NAME.held` with the caller's note of what was
+//! rolled back from, until a new generation is added: a session started from the profile's file
+//! leaves the profile where the user put it while the file is what built the generation left.
 
 use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
@@ -82,10 +87,17 @@ fn is_generation_link(file: &str) -> bool {
 fn dot_file(file: &str) -> Option<(&str, bool)> {
     let rest = file.strip_prefix('.')?;
     let pid = |p: &str| !p.is_empty() && p.bytes().all(|b| b.is_ascii_digit());
-    if let Some(name) = rest.strip_suffix(".lock").or_else(|| rest.strip_suffix(".last")) {
+    if let Some(name) = rest
+        .strip_suffix(".lock")
+        .or_else(|| rest.strip_suffix(".last"))
+        .or_else(|| rest.strip_suffix(".held"))
+    {
         return Some((name, false));
     }
-    if let Some((name, p)) = rest.rsplit_once(".switch").or_else(|| rest.rsplit_once(".last.tmp"))
+    if let Some((name, p)) = rest
+        .rsplit_once(".switch")
+        .or_else(|| rest.rsplit_once(".last.tmp"))
+        .or_else(|| rest.rsplit_once(".held.tmp"))
         && pid(p)
     {
         return Some((name, true));
@@ -294,7 +306,35 @@ impl Profiles {
         fs_err::os::unix::fs::symlink(store_path, &tmp)?;
         fs_err::rename(&tmp, &link)?;
         self.switch(held, name, next)?;
+        // A new generation is the user's latest word: a rollback no longer stands.
+        match std::fs::remove_file(self.held_path(name)) {
+            Err(e) if e.kind() != std::io::ErrorKind::NotFound => return Err(e.into()),
+            _ => {}
+        }
         Ok(next)
+    }
+
+    fn held_path(&self, name: &str) -> PathBuf {
+        self.dir.join(format!(".{name}.held"))
+    }
+
+    /// Records that `name` was rolled back on purpose, with `note` (the caller's record of the
+    /// generation left), until a new generation is added.
+    pub fn hold(&self, held: &ProfileLock, name: &str, note: &str) -> Result<()> {
+        self.holds(held, name);
+        let tmp = self.dir.join(format!(".{name}.held.tmp{}", std::process::id()));
+        fs_err::write(&tmp, note)?;
+        fs_err::rename(&tmp, self.held_path(name))?;
+        Ok(())
+    }
+
+    /// The note of a rollback of `name` that stands, if any.
+    pub fn held(&self, name: &str) -> Result<Option<String>> {
+        match std::fs::read_to_string(self.held_path(name)) {
+            Ok(note) => Ok(Some(note)),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
+            Err(e) => Err(e.into()),
+        }
     }
 
     /// Makes generation `number` current: one rename, under the profile's lock.

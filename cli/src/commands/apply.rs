@@ -49,6 +49,7 @@ pub fn run(args: &ApplyArgs, settings: &Settings, cli: &Cli) -> Result<Status> {
         frozen: args.frozen,
         offline: args.offline,
         adhoc: None,
+        keep_rollback: false,
     };
     let applied = if args.dry_run {
         let plan = plan(&args.file, &options, settings)?;

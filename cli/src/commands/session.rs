@@ -54,7 +54,8 @@ fn target(
         };
         let path = Path::new(spec);
         if spec.ends_with(".toml") && path.is_file() {
-            let applied = super::apply::apply(path, &Default::default(), settings, cli)?;
+            let options = envctl_ops::apply::ApplyOptions { keep_rollback: true, ..Default::default() };
+            let applied = super::apply::apply(path, &options, settings, cli)?;
             (applied.name, applied.generation)
         } else {
             let (profile, profiles) = settings.profile(spec)?;
