@@ -74,6 +74,8 @@ pub enum Command {
     Diff(DiffArgs),
     /// Switch a profile back to its previous generation (or `--to N`)
     Rollback(RollbackArgs),
+    /// Delete a profile and all its generations (their store paths go at the next `gc`)
+    Delete(DeleteArgs),
     /// Remove store paths that no generation, session or root uses
     Gc(GcArgs),
     /// Find packages by name or summary
@@ -570,6 +572,16 @@ pub struct RollbackArgs {
     /// Switch to this generation instead of the previous one
     #[arg(long, value_name = "N")]
     pub to: Option<u32>,
+}
+
+/// `envctl delete`
+#[derive(Debug, Args)]
+pub struct DeleteArgs {
+    /// The profile
+    pub profile: String,
+    /// List what would be deleted and delete nothing
+    #[arg(long)]
+    pub dry_run: bool,
 }
 
 /// `envctl gc`

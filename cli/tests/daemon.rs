@@ -174,6 +174,7 @@ fn team_members_change_a_team_profile_others_only_run_it_as_root() {
     for args in [
         vec!["rollback", &team("vision") as &str],
         vec!["generations", &team("vision"), "--delete", "2"],
+        vec!["delete", &team("vision")],
         vec!["apply", &hers, "--team", VISION],
     ] {
         let r = s.run(CAROL, &args).failure();
@@ -199,6 +200,11 @@ fn team_members_change_a_team_profile_others_only_run_it_as_root() {
     let listed = s.run(CAROL, &["profiles"]).success().stdout;
     assert!(listed.contains("nlp") && listed.contains(&team("vision")), "{listed}");
     s.owner(&["store", "verify"]).success();
+
+    // A team member deletes the team's profile through the daemon.
+    s.run(ALICE, &["delete", &team("vision")]).success();
+    let r = s.run(CAROL, &["run", &team("vision"), "--", "hello"]).failure();
+    assert!(r.failed().contains("no profile"), "{}", r.stderr);
 }
 
 #[test]

@@ -146,3 +146,39 @@ fn a_rollback_stands_until_the_file_changes_or_the_user_applies() {
     assert_eq!(out, "hello 2.0");
     assert!(!err.contains("rolled back"), "{err}");
 }
+
+/// Issue 27, 5: `envctl delete PROFILE` removes a profile and its generations' roots; GC then
+/// frees what only they used, and the name's numbers are never given twice.
+#[test]
+fn delete_removes_a_profile_and_its_roots_and_gc_frees_its_paths() {
+    let f = two_generations();
+    let listed = |f: &Fixture| f.run(&["profiles"]).stdout;
+    let r = f.run(&["delete", "p", "--dry-run"]);
+    r.ok();
+    assert!(r.stderr.contains("would delete profile `p` and its 2 generations (1, 2)"), "{}", r.stderr);
+    assert!(f.profiles_dir().join("p").exists());
+
+    let r = f.run(&["delete", "q"]);
+    assert!(r.failed().contains("there is no profile `q`"), "{}", r.stderr);
+
+    let r = f.run(&["delete", "p"]);
+    r.ok();
+    assert!(r.stderr.contains("deleted profile `p` and its 2 generations (1, 2)"), "{}", r.stderr);
+    let left: Vec<String> = std::fs::read_dir(f.profiles_dir())
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .filter(|n| n == "p" || n.starts_with("p-"))
+        .collect();
+    assert!(left.is_empty(), "{left:?}");
+    assert!(!listed(&f).contains('p'), "{}", listed(&f));
+    assert!(f.run(&["run", "p", "--", "hello"]).failed().contains("no profile `p`"));
+
+    let r = f.run(&["gc"]);
+    r.ok();
+    // hello 1 and 2, and the two generations.
+    assert!(r.stderr.contains("removed 4 store paths") && r.stderr.contains("0 kept alive"), "{}", r.stderr);
+
+    // The same name again: a new profile, numbered on from the deleted one.
+    f.run(&["apply", &f.profile("p", "[packages]\nhello = \"1\"\n")]).ok();
+    assert_eq!(std::fs::read_link(f.profiles_dir().join("p")).unwrap().display().to_string(), "p-3-link");
+}

@@ -53,6 +53,17 @@ pub fn rollback(profiles: &Profiles, name: &str, label: &str, to: Option<u32>) -
     Ok((target, current))
 }
 
+/// Deletes the profile `name` and all its generations; returns their numbers. With `dry_run`,
+/// only says which.
+pub fn delete_profile(profiles: &Profiles, name: &str, label: &str, dry_run: bool) -> Result<Vec<u32>> {
+    generations_of(profiles, name, label)?;
+    let lock = profiles.lock(name).context(|| format!("cannot lock profile `{label}`"))?;
+    if dry_run {
+        return Ok(generations_of(profiles, name, label)?.iter().map(|g| g.number).collect());
+    }
+    profiles.delete_profile(&lock, name).context(|| format!("cannot delete profile `{label}`"))
+}
+
 /// Which generations to delete.
 #[derive(Debug, Clone, Default, serde::Serialize, serde::Deserialize)]
 pub struct Deletion {

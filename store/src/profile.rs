@@ -314,6 +314,26 @@ impl Profiles {
         Ok(next)
     }
 
+    /// Deletes the profile `name`: its current link first (so no one starts a session in it
+    /// after), then every generation's link and its rollback record, under the profile's lock.
+    /// Its number record stays, so a new profile of the same name does not give a number twice.
+    /// Returns the generations deleted. Their store paths go at the next GC, unless a session
+    /// holds them.
+    pub fn delete_profile(&self, held: &ProfileLock, name: &str) -> Result<Vec<u32>> {
+        self.holds(held, name);
+        let numbers: Vec<u32> = self.generations(name)?.iter().map(|g| g.number).collect();
+        let gone = |r: std::io::Result<()>| match r {
+            Err(e) if e.kind() != std::io::ErrorKind::NotFound => Err(e),
+            _ => Ok(()),
+        };
+        gone(std::fs::remove_file(self.dir.join(name)))?;
+        for &n in &numbers {
+            gone(std::fs::remove_file(self.dir.join(link_name(name, n))))?;
+        }
+        gone(std::fs::remove_file(self.held_path(name)))?;
+        Ok(numbers)
+    }
+
     fn held_path(&self, name: &str) -> PathBuf {
         self.dir.join(format!(".{name}.held"))
     }

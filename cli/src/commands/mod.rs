@@ -145,6 +145,7 @@ pub fn run() -> ExitCode {
         Command::Generations(args) => profiles::generations(args, &settings, &cli),
         Command::Diff(args) => profiles::diff(args, &settings, &cli),
         Command::Rollback(args) => profiles::rollback(args, &settings, &cli),
+        Command::Delete(args) => profiles::delete(args, &settings, &cli),
         Command::Gc(args) => gc::run(args, &settings, &cli),
         Command::Why(args) => resolve::why(args, &settings),
         Command::Graph(args) => resolve::graph(args, &settings),

@@ -325,6 +325,40 @@ pub fn diff(args: &DiffArgs, settings: &Settings, _cli: &Cli) -> Result<Status> 
     Ok(Status::Success)
 }
 
+/// `envctl delete PROFILE`
+pub fn delete(args: &crate::args::DeleteArgs, settings: &Settings, _cli: &Cli) -> Result<Status> {
+    let (profile, profiles) = locate(settings, &args.profile)?;
+    let deleted: Vec<u32> = match settings.daemon() {
+        Some(daemon) => {
+            let request = envctl_ops::daemon::protocol::Request::DeleteProfile {
+                profile: profile.clone(),
+                dry_run: args.dry_run,
+            };
+            let (value, _) =
+                envctl_ops::daemon::client::request(settings, &daemon, request).map_err(|(f, _)| f)?;
+            serde_json::from_value(value["deleted"].clone()).unwrap_or_default()
+        }
+        None => envctl_ops::generations::delete_profile(
+            &profiles,
+            &profile.name,
+            &profile.to_string(),
+            args.dry_run,
+        )?,
+    };
+    let what = format!(
+        "profile `{}` and its {}{}",
+        args.profile,
+        printer::count(deleted.len(), "generation"),
+        numbers(&deleted)
+    );
+    if args.dry_run {
+        printer::status(&format!("would delete {what} (dry run: nothing deleted)"));
+    } else {
+        printer::status(&format!("deleted {what}; `envctl gc` frees the store paths no other profile uses"));
+    }
+    Ok(Status::Success)
+}
+
 pub fn rollback(args: &RollbackArgs, settings: &Settings, _cli: &Cli) -> Result<Status> {
     let (profile, profiles) = locate(settings, &args.profile)?;
     let (target, was) = match settings.daemon() {

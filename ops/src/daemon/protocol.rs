@@ -45,6 +45,13 @@ pub enum Request {
         /// Which.
         what: Deletion,
     },
+    /// Delete a profile and all its generations.
+    DeleteProfile {
+        /// The profile.
+        profile: ProfileRef,
+        /// Only say which generations would go.
+        dry_run: bool,
+    },
     /// Collect garbage.
     Gc {
         /// Only say what would go.

@@ -189,6 +189,19 @@ impl Daemon {
                 };
                 run().map_or_else(failed, done)
             }
+            Request::DeleteProfile { profile, dry_run } => {
+                let run = || -> Result<serde_json::Value> {
+                    self.check_profile(user, &profile)?;
+                    let deleted = crate::generations::delete_profile(
+                        &profile.profiles(home),
+                        &profile.name,
+                        &profile.to_string(),
+                        dry_run,
+                    )?;
+                    Ok(serde_json::json!({ "deleted": deleted }))
+                };
+                run().map_or_else(failed, done)
+            }
             Request::Gc { dry_run } => {
                 let run = || -> Result<serde_json::Value> {
                     let store = self.store()?;
@@ -424,6 +437,7 @@ fn kind(request: &Request) -> &'static str {
         Request::Apply(_) => "apply",
         Request::Rollback { .. } => "rollback",
         Request::DeleteGenerations { .. } => "delete-generations",
+        Request::DeleteProfile { .. } => "delete-profile",
         Request::Gc { .. } => "gc",
         Request::Repair => "repair",
         Request::Optimise => "optimise",
