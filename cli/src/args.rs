@@ -72,6 +72,10 @@ pub enum Command {
     Generations(GenerationsArgs),
     /// Show what changed between two generations
     Diff(DiffArgs),
+    /// Re-resolve a profile file (every package, or the NAMEs and what must move with them) and apply it
+    Update(UpdateArgs),
+    /// Apply exactly what a profile file's lock says (`apply --frozen`)
+    Sync(SyncArgs),
     /// Switch a profile back to its previous generation (or `--to N`)
     Rollback(RollbackArgs),
     /// Delete a profile and all its generations (their store paths go at the next `gc`)
@@ -247,8 +251,9 @@ pub struct ImportArgs {
 /// `envctl lock`
 #[derive(Debug, Args)]
 pub struct LockArgs {
-    /// The profile file (its lock is written beside it, `.lock` for `.toml`)
-    pub file: PathBuf,
+    /// The profile file (its lock is written beside it, `.lock` for `.toml`) [default:
+    /// `envctl.toml` here or in a parent directory]
+    pub file: Option<PathBuf>,
     /// Re-resolve: every package, or only NAME (and what must move with it)
     #[arg(long, value_name = "NAME", num_args = 0..=1, default_missing_value = "")]
     pub update: Option<String>,
@@ -460,7 +465,11 @@ pub struct ApplyArgs {
     /// Print the plan (what would be fetched, what would change) and touch nothing
     #[arg(long)]
     pub dry_run: bool,
-    /// Fail if the lock file is missing or stale instead of re-resolving
+    /// Fail if the lock file is missing or the profile file changed since it was written,
+    /// instead of re-resolving
+    #[arg(long, conflicts_with = "frozen")]
+    pub locked: bool,
+    /// Use the lock file as it is, even if the profile file changed since (fail if it is missing)
     #[arg(long)]
     pub frozen: bool,
     /// Use only the store and local sources (files, `file://` mirrors); name each artifact that
@@ -572,6 +581,29 @@ pub struct RollbackArgs {
     /// Switch to this generation instead of the previous one
     #[arg(long, value_name = "N")]
     pub to: Option<u32>,
+}
+
+/// `envctl update`
+#[derive(Debug, Args)]
+pub struct UpdateArgs {
+    /// Packages to move to the newest version that fits [default: every package]
+    pub names: Vec<String>,
+    /// The profile file [default: `envctl.toml` here or in a parent directory]
+    #[arg(long, value_name = "FILE")]
+    pub file: Option<PathBuf>,
+    /// Update the lock only; do not apply it
+    #[arg(long)]
+    pub no_apply: bool,
+}
+
+/// `envctl sync`
+#[derive(Debug, Args)]
+pub struct SyncArgs {
+    /// The profile file [default: `envctl.toml` here or in a parent directory]
+    pub file: Option<PathBuf>,
+    /// Use only the store and local sources
+    #[arg(long)]
+    pub offline: bool,
 }
 
 /// `envctl delete`

@@ -292,7 +292,7 @@ fn a_collision_names_both_packages_and_priority_settles_it() {
 }
 
 #[test]
-fn dry_run_touches_nothing_and_frozen_refuses_a_stale_lock() {
+fn dry_run_touches_nothing_locked_refuses_a_stale_lock_and_frozen_uses_it() {
     let t = Team::new();
     let file = t.profile("vision.toml", "[packages]\ntensorflow = \"1.15\"\n");
     let plan = t.envctl(&["apply", &file, "--dry-run"]);
@@ -314,13 +314,22 @@ fn dry_run_touches_nothing_and_frozen_refuses_a_stale_lock() {
     assert!(t.store_names().is_empty());
     assert!(!t.sb.path("envctl/profiles/vision").exists());
 
-    let out = t.envctl(&["apply", &file, "--frozen"]);
-    assert!(out.failed().contains("missing"), "{}", out.stderr);
+    for flag in ["--locked", "--frozen"] {
+        let out = t.envctl(&["apply", &file, flag]);
+        assert!(out.failed().contains("missing"), "{}", out.stderr);
+    }
     t.envctl(&["lock", &file]).ok();
-    t.envctl(&["apply", &file, "--frozen"]).ok();
-    t.profile("vision.toml", "[packages]\ntensorflow = \"1.15\"\npython = \"3.7\"\n");
-    let out = t.envctl(&["apply", &file, "--frozen"]);
+    t.envctl(&["apply", &file, "--locked"]).ok();
+    // The file changes: --locked refuses the lock; --frozen (and `sync`) apply it as it is.
+    let lock = std::fs::read_to_string(t.sb.path("vision.lock")).unwrap();
+    t.profile("vision.toml", "[packages]\ntensorflow = \"1.15\"\npython = \"3.7.16\"\n");
+    let out = t.envctl(&["apply", &file, "--locked"]);
     assert!(out.failed().contains("stale"), "{}", out.stderr);
+    let out = t.envctl(&["apply", &file, "--frozen"]);
+    assert!(out.ok().is_empty() && out.stderr.contains("up to date"), "{}", out.stderr);
+    let out = t.envctl(&["sync", &file]);
+    assert!(out.stderr.contains("up to date"), "{}", out.stderr);
+    assert_eq!(std::fs::read_to_string(t.sb.path("vision.lock")).unwrap(), lock, "a frozen apply re-locked");
 }
 
 #[test]

@@ -256,3 +256,48 @@ fn run_env_and_list_find_envctl_toml_in_a_parent_and_run_takes_the_command_witho
     let err = f.run(&["list"]).failed().to_owned();
     assert!(err.contains("no `envctl.toml` here or in a parent directory"), "{err}");
 }
+
+/// Issue 27, 4: `envctl update [NAME…]` re-locks and applies in one command; `lock --update FILE`
+/// takes the file as the file.
+#[test]
+fn update_relocks_and_applies_and_lock_update_takes_a_file() {
+    let f = Fixture::new();
+    let project = f.sb.path("proj");
+    std::fs::create_dir_all(&project).unwrap();
+    let file = project.join("envctl.toml");
+    let in_project = |args: &[&str]| {
+        let out = f.sb.command(args).current_dir(&project).output().unwrap();
+        let stderr = String::from_utf8_lossy(&out.stderr).into_owned();
+        (out.status.code().unwrap_or(-1), String::from_utf8_lossy(&out.stdout).trim().to_owned(), stderr)
+    };
+    let locked = |name: &str| {
+        let lock = std::fs::read_to_string(project.join("envctl.lock")).unwrap();
+        let at = lock.find(&format!("name = \"{name}\"")).unwrap();
+        lock[at..].lines().nth(1).unwrap().to_owned()
+    };
+    std::fs::write(&file, "name = \"p\"\n[packages]\nhello = \"1\"\nworld = \"*\"\n").unwrap();
+    assert_eq!(in_project(&["apply", "envctl.toml"]).0, 0);
+    // Loosened: the lock keeps hello 1 (a lock does not upgrade behind a team's back).
+    std::fs::write(&file, "name = \"p\"\n[packages]\nhello = \"*\"\nworld = \"*\"\n").unwrap();
+    assert_eq!(in_project(&["lock"]).0, 0, "`lock` finds envctl.toml");
+    assert_eq!(locked("hello"), "version = \"1.0\"");
+
+    let (code, _, err) = in_project(&["update", "helo"]);
+    assert_eq!(code, 1);
+    assert!(err.contains("did you mean `hello`"), "{err}");
+    let (code, _, err) = in_project(&["update", "hello", "--no-apply"]);
+    assert_eq!(code, 0, "{err}");
+    assert_eq!(locked("hello"), "version = \"2.0\"");
+    assert_eq!(in_project(&["run", "p", "--", "hello"]).1, "hello 1.0", "--no-apply applied");
+    let (code, _, err) = in_project(&["update"]);
+    assert_eq!(code, 0, "{err}");
+    assert_eq!(in_project(&["run", "p", "--", "hello"]).1, "hello 2.0");
+
+    // `lock --update FILE`: the file is the file, and everything is re-resolved.
+    std::fs::write(&file, "name = \"p\"\n[packages]\nhello = \"<=1\"\n").unwrap();
+    assert_eq!(in_project(&["lock"]).0, 0);
+    std::fs::write(&file, "name = \"p\"\n[packages]\nhello = \"*\"\n").unwrap();
+    let (code, _, err) = in_project(&["lock", "--update", "envctl.toml"]);
+    assert_eq!(code, 0, "{err}");
+    assert_eq!(locked("hello"), "version = \"2.0\"");
+}

@@ -28,7 +28,11 @@ pub struct ApplyOptions {
     pub profile: Option<String>,
     /// In a shared home: the team (Unix group) whose profile to build, named after the file.
     pub team: Option<String>,
-    /// Refuse a missing or stale lock.
+    /// Refuse a missing lock, or one the profile file changed since (uv's and pixi's
+    /// `--locked`).
+    pub locked: bool,
+    /// Use the lock as it is, even one the profile file changed since (it is not re-resolved);
+    /// refuse a missing one (uv's and pixi's `--frozen`).
     pub frozen: bool,
     /// Only the store and local sources.
     pub offline: bool,
@@ -172,7 +176,7 @@ pub fn plan(file: &Path, options: &ApplyOptions, settings: &Settings) -> Result<
     let request = profile.request_hash(&platform);
     let lock_path = profile.lock_path();
     let old_lock = LockFile::load(&lock_path).map_err(|e| Failure::new("cannot read the lock file", e))?;
-    let fresh = old_lock.as_ref().filter(|l| l.request == request).cloned();
+    let fresh = old_lock.as_ref().filter(|l| l.request == request || options.frozen).cloned();
 
     let profiles = profile_ref.profiles(&settings.home);
     // An ad-hoc environment has no profile, so nothing current to keep or compare with (even if
@@ -268,9 +272,10 @@ pub fn plan(file: &Path, options: &ApplyOptions, settings: &Settings) -> Result<
             ctx.check_fits(&lock)?;
             lock
         }
-        None if options.frozen => {
+        None if options.frozen || options.locked => {
+            let flag = if options.frozen { "--frozen" } else { "--locked" };
             return Err(Failure::new(
-                format!("cannot apply `{}` with --frozen", file.display()),
+                format!("cannot apply `{}` with {flag}", file.display()),
                 format!(
                     "`{}` is {}",
                     lock_path.display(),
@@ -281,7 +286,7 @@ pub fn plan(file: &Path, options: &ApplyOptions, settings: &Settings) -> Result<
                     }
                 ),
             )
-            .hint(format!("run `envctl lock {}` and commit the lock, or drop --frozen", file.display())));
+            .hint(format!("run `envctl lock {}` and commit the lock, or drop {flag}", file.display())));
         }
         None => {
             // Keep what the lock, or else the current generation, has wherever it still fits.

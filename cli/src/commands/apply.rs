@@ -46,6 +46,7 @@ pub fn run(args: &ApplyArgs, settings: &Settings, cli: &Cli) -> Result<Status> {
         profile: args.profile.clone(),
         team: args.team.clone(),
         dry_run: args.dry_run,
+        locked: args.locked,
         frozen: args.frozen,
         offline: args.offline,
         adhoc: None,

@@ -146,6 +146,23 @@ pub fn run() -> ExitCode {
         Command::Diff(args) => profiles::diff(args, &settings, &cli),
         Command::Rollback(args) => profiles::rollback(args, &settings, &cli),
         Command::Delete(args) => profiles::delete(args, &settings, &cli),
+        Command::Update(args) => {
+            let file = edit::profile_file(args.file.as_deref())?;
+            let update = match args.names.is_empty() {
+                true => resolve::Update::Everything,
+                false => resolve::Update::Packages(args.names.clone()),
+            };
+            resolve::relock(&file, &update, &settings, false)?;
+            if args.no_apply {
+                return Ok(Status::Success);
+            }
+            apply::apply(&file, &Default::default(), &settings, &cli).map(|_| Status::Success)
+        }
+        Command::Sync(args) => {
+            let file = edit::profile_file(args.file.as_deref())?;
+            let options = envctl_ops::apply::ApplyOptions { frozen: true, offline: args.offline, ..Default::default() };
+            apply::apply(&file, &options, &settings, &cli).map(|_| Status::Success)
+        }
         Command::Gc(args) => gc::run(args, &settings, &cli),
         Command::Why(args) => resolve::why(args, &settings),
         Command::Graph(args) => resolve::graph(args, &settings),

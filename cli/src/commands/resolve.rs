@@ -2,7 +2,7 @@
 //! this machine's facts.
 
 use std::collections::BTreeMap;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 
 use envctl_recipes::{LockFile, PackageName};
 use envctl_resolver::DepGraph;
@@ -16,18 +16,50 @@ use crate::resolution::{Context, build_lock, load_lock, versions_of};
 use crate::settings::Settings;
 
 pub fn lock(args: &LockArgs, settings: &Settings) -> Result<Status> {
-    let ctx = Context::load(&args.file, settings)?;
+    // `envctl lock --update FILE`: the optional NAME of `--update` took the file.
+    let (file, update) = match (&args.file, args.update.as_deref()) {
+        (Some(file), None) => (file.clone(), Update::Nothing),
+        (Some(file), Some("")) => (file.clone(), Update::Everything),
+        (Some(file), Some(name)) => (file.clone(), Update::Packages(vec![name.to_owned()])),
+        (None, Some(v)) if v.ends_with(".toml") || Path::new(v).is_file() => {
+            (PathBuf::from(v), Update::Everything)
+        }
+        (None, update) => (
+            super::edit::profile_file(None)?,
+            match update {
+                None => Update::Nothing,
+                Some("") => Update::Everything,
+                Some(name) => Update::Packages(vec![name.to_owned()]),
+            },
+        ),
+    };
+    relock(&file, &update, settings, args.json)
+}
+
+/// What a lock re-resolves.
+pub enum Update {
+    /// Nothing the profile file did not change.
+    Nothing,
+    /// Every package: the newest that fits.
+    Everything,
+    /// These packages (and what must move with them).
+    Packages(Vec<String>),
+}
+
+/// Locks `file`, re-resolving what `update` says; writes the lock beside it.
+pub fn relock(file: &Path, update: &Update, settings: &Settings, json: bool) -> Result<Status> {
+    let ctx = Context::load(file, settings)?;
     let platform = ctx.platform();
     let request = ctx.profile.request_hash(&platform);
     let lock_path = ctx.profile.lock_path();
     let old = load_lock(&lock_path)?;
-    if let (Some(old), None) = (&old, &args.update)
+    if let (Some(old), Update::Nothing) = (&old, update)
         && old.request == request
     {
         // The profile file did not change; the recipes may have (a publisher replaced an
         // artifact under the same version). That is not re-locked silently.
         if let Err(m) = ctx.lock_mismatch(old) {
-            let file = args.file.display();
+            let file = file.display();
             let f = Failure::new(
                 format!("`{}` no longer matches its recipes", lock_path.display()),
                 m.to_string(),
@@ -44,39 +76,46 @@ pub fn lock(args: &LockArgs, settings: &Settings) -> Result<Status> {
         for need in &unmet {
             printer::info(&format!("warning: it does not fit this machine: {need}"));
         }
-        if args.json {
+        if json {
             printer::json(&lock_report(&lock_path, "up-to-date", old, Vec::new(), &unmet));
         }
         return Ok(Status::Success);
     }
     let mut preferred = old.as_ref().map(versions_of).unwrap_or_default();
-    match args.update.as_deref() {
-        None => {} // a changed request keeps every version that still fits
-        Some("") => preferred.clear(),
-        Some(name) => {
-            let known = ctx.profile.packages.keys().any(|n| n.as_str() == name)
-                || preferred.keys().any(|n| n.as_str() == name);
-            if !known {
-                let mut f = Failure::new(
-                    format!("cannot update `{name}`"),
-                    format!("`{name}` is neither in `{}` nor in its lock", args.file.display()),
-                );
-                let known = ctx.profile.packages.keys().chain(preferred.keys()).map(|n| n.as_str());
-                if let Some(n) = crate::error::nearest(name, known) {
-                    f = f.hint(format!("did you mean `{n}`?"));
+    match update {
+        Update::Nothing => {} // a changed request keeps every version that still fits
+        Update::Everything => preferred.clear(),
+        Update::Packages(names) => {
+            for name in names {
+                let known = ctx.profile.packages.keys().any(|n| n.as_str() == name)
+                    || preferred.keys().any(|n| n.as_str() == name);
+                if !known {
+                    let mut f = Failure::new(
+                        format!("cannot update `{name}`"),
+                        format!("`{name}` is neither in `{}` nor in its lock", file.display()),
+                    );
+                    let known = ctx.profile.packages.keys().chain(preferred.keys()).map(|n| n.as_str());
+                    if let Some(n) = crate::error::nearest(name, known) {
+                        f = f.hint(format!("did you mean `{n}`?"));
+                    }
+                    return Err(f.hint("`envctl update` with no name re-resolves everything"));
                 }
-                return Err(f.hint("`envctl lock FILE --update` with no name re-resolves everything"));
             }
-            preferred.retain(|n, _| n.as_str() != name);
+            preferred.retain(|n, _| !names.iter().any(|name| n.as_str() == name));
         }
     }
     let solution = ctx.solve(preferred)?;
     // Updating a package also forgets the wheel it was built into: the next apply records its
     // own build (the way to accept a build that differs from the first one).
     let mut kept = old.clone();
-    if let (Some(kept), Some(update)) = (&mut kept, args.update.as_deref()) {
-        for p in kept.packages.iter_mut().filter(|p| update.is_empty() || p.name == update) {
-            p.built = None;
+    if let Some(kept) = &mut kept {
+        for p in &mut kept.packages {
+            match update {
+                Update::Nothing => {}
+                Update::Everything => p.built = None,
+                Update::Packages(names) if names.contains(&p.name) => p.built = None,
+                Update::Packages(_) => {}
+            }
         }
     }
     let mut warnings = Vec::new();
@@ -85,7 +124,7 @@ pub fn lock(args: &LockArgs, settings: &Settings) -> Result<Status> {
         printer::info(&format!("warning: {w}"));
     }
     let new = built?;
-    let file_name = args.file.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
+    let file_name = file.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
     new.write(&lock_path, &file_name).map_err(|e| Failure::new("cannot write the lock file", e))?;
     let changes = report_changes(old.as_ref(), &new);
     printer::status(&format!(
@@ -93,7 +132,7 @@ pub fn lock(args: &LockArgs, settings: &Settings) -> Result<Status> {
         lock_path.display(),
         printer::count(new.packages.len(), "package")
     ));
-    if args.json {
+    if json {
         printer::json(&lock_report(&lock_path, "written", &new, changes, &[]));
     }
     Ok(Status::Success)
