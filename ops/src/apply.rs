@@ -540,6 +540,7 @@ pub fn execute(
             path: store_dir.join(p.store_path.as_deref().unwrap_or_default()),
             priority: plan.priorities.get(&p.name).copied().unwrap_or(0),
             remap: BTreeMap::new(),
+            real_dirs: Vec::new(),
         })
         .collect();
     let started = std::time::Instant::now();

@@ -152,6 +152,7 @@ pub fn add_layer(
             } else {
                 remap.clone()
             },
+            real_dirs: Vec::new(),
         });
     }
     Ok(())

@@ -74,6 +74,12 @@ const MIGRATIONS: &[&str] = &[
         path_id INTEGER PRIMARY KEY REFERENCES paths(id) ON DELETE CASCADE,
         files   BLOB NOT NULL                 -- its regular files, packed (see `pack_seen`)
     );",
+    // 5: per store path, the directories whose shared objects' run paths climb out of them (see
+    // `elf.rs`), found once, when a farm first takes the path.
+    "CREATE TABLE climbs (
+        path_id INTEGER PRIMARY KEY REFERENCES paths(id) ON DELETE CASCADE,
+        dirs    TEXT NOT NULL                 -- JSON: [[dir, levels]], sorted
+    );",
 ];
 
 /// A regular file of a store path that optimise has seen (see [`Database::optimised_files`]).
@@ -283,6 +289,33 @@ impl Database {
                 "INSERT OR IGNORE INTO builds (path_id, profile, inputs, manifest)
                  SELECT id, ?2, ?3, ?4 FROM paths WHERE name = ?1",
                 params![name, profile, inputs, manifest],
+            )
+            .map_err(self.err())?;
+        Ok(())
+    }
+
+    /// What [`Database::record_climbs`] recorded for `name`.
+    pub fn climbs(&self, name: &str) -> Result<Option<Vec<(String, u32)>>> {
+        let text: Option<String> = self
+            .conn
+            .query_row(
+                "SELECT c.dirs FROM climbs c JOIN paths p ON c.path_id = p.id WHERE p.name = ?1",
+                [name],
+                |r| r.get(0),
+            )
+            .optional()
+            .map_err(self.err())?;
+        // A value this build cannot read is found again.
+        Ok(text.and_then(|t| serde_json::from_str(&t).ok()))
+    }
+
+    /// Records the directories of `name` whose shared objects climb out of them.
+    pub fn record_climbs(&self, name: &str, dirs: &[(String, u32)]) -> Result<()> {
+        let text = serde_json::to_string(dirs).map_err(std::io::Error::other)?;
+        self.conn
+            .execute(
+                "INSERT OR REPLACE INTO climbs (path_id, dirs) SELECT id, ?2 FROM paths WHERE name = ?1",
+                params![name, text],
             )
             .map_err(self.err())?;
         Ok(())

@@ -31,6 +31,12 @@ pub struct FarmInput {
     /// destination leaves the directory out.
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     pub remap: BTreeMap<String, String>,
+    /// Directories of the package (relative to it, before `remap`) that the farm makes real
+    /// directories, never one link, down to themselves: they hold shared objects whose run paths
+    /// climb out of them (`$ORIGIN/../../nvidia/cublas/lib`; see `elf.rs`), and the climb must
+    /// end in the profile. Filled in by `Store::add_generation`.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub real_dirs: Vec<String>,
 }
 
 /// Where a farm entry's contents come from: a directory of a package, or a directory that only
@@ -66,6 +72,7 @@ fn kind_of(entry: &fs_err::DirEntry) -> Result<Kind> {
 /// root is always a directory; every other entry is a directory (where several packages meet) or
 /// a symlink into one package.
 pub fn plan(inputs: &[FarmInput]) -> Result<Node> {
+    let real = real_dirs(inputs);
     let mut sources: Vec<(usize, Src)> = Vec::new();
     for (i, input) in inputs.iter().enumerate() {
         sources.push((i, Src::Dir(input.path.clone())));
@@ -79,10 +86,36 @@ pub fn plan(inputs: &[FarmInput]) -> Result<Node> {
         }
     }
     let mut rel = PathBuf::new();
-    merge_dir(&mut rel, &sources, inputs)
+    merge_dir(&mut rel, &sources, inputs, &real)
 }
 
-fn merge_dir(rel: &mut PathBuf, sources: &[(usize, Src)], inputs: &[FarmInput]) -> Result<Node> {
+/// The farm's places of every input's `real_dirs` (through its `remap`), and every directory
+/// above them.
+fn real_dirs(inputs: &[FarmInput]) -> std::collections::BTreeSet<PathBuf> {
+    let mut real = std::collections::BTreeSet::new();
+    for input in inputs {
+        for dir in &input.real_dirs {
+            let dir = Path::new(dir);
+            let placed = input.remap.iter().find_map(|(from, to)| {
+                let rest = dir.strip_prefix(from).ok()?;
+                // Left out of the farm: nothing to make real.
+                Some((!to.is_empty()).then(|| Path::new(to).join(rest)))
+            });
+            let Some(mut place) = placed.unwrap_or_else(|| Some(dir.to_path_buf())) else { continue };
+            while !place.as_os_str().is_empty() && real.insert(place.clone()) {
+                place.pop();
+            }
+        }
+    }
+    real
+}
+
+fn merge_dir(
+    rel: &mut PathBuf,
+    sources: &[(usize, Src)],
+    inputs: &[FarmInput],
+    real: &std::collections::BTreeSet<PathBuf>,
+) -> Result<Node> {
     // name -> [(input, source, kind)]
     let mut entries: BTreeMap<OsString, Vec<(usize, Src, Kind)>> = BTreeMap::new();
     let top = rel.as_os_str().is_empty();
@@ -117,20 +150,21 @@ fn merge_dir(rel: &mut PathBuf, sources: &[(usize, Src)], inputs: &[FarmInput]) 
     let mut children = BTreeMap::new();
     for (name, mut group) in entries {
         rel.push(&name);
-        let node = if group.len() == 1 && matches!(group[0].1, Src::Dir(_)) {
+        let whole = !(group[0].2 == Kind::Dir && real.contains(rel.as_path()));
+        let node = if group.len() == 1 && matches!(group[0].1, Src::Dir(_)) && whole {
             let (_, src, _) = group.pop().expect("one entry");
             let Src::Dir(path) = src else { unreachable!("matched above") };
             Node::Symlink(path.into_os_string())
         } else if group.iter().all(|(_, _, k)| *k == Kind::Dir) {
             // Several packages' directories, or one that only exists in the farm: a real one.
             let sub: Vec<(usize, Src)> = group.into_iter().map(|(i, p, _)| (i, p)).collect();
-            merge_dir(rel, &sub, inputs)?
+            merge_dir(rel, &sub, inputs, real)?
         } else {
             let winner = settle(&group, rel, inputs)?;
             let (i, src, _) = group.swap_remove(winner);
             match src {
                 Src::Dir(path) => Node::Symlink(path.into_os_string()),
-                Src::Mount(..) => merge_dir(rel, &[(i, src)], inputs)?,
+                Src::Mount(..) => merge_dir(rel, &[(i, src)], inputs, real)?,
             }
         };
         children.insert(name, node);

@@ -32,13 +32,17 @@ impl Store {
     ) -> Result<Installed> {
         let profile_name = Name::parse(profile)?;
         let mut references = Vec::new();
-        for input in inputs {
+        let mut inputs = inputs.to_vec();
+        for input in &mut inputs {
             let name = input.path.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
             if input.path.parent() != Some(self.dir.as_path()) || self.db().get(&name)?.is_none() {
                 return Err(Error::NotInStore(input.path.display().to_string()));
             }
+            input.real_dirs = self.climbing_dirs(&name)?.into_iter().map(|(dir, _)| dir).collect();
+            input.real_dirs.retain(|d| !d.is_empty());
             references.push(name);
         }
+        let inputs = &inputs[..];
         let mut tree = plan_generation(inputs, manifest)?;
         let tree_hash = tree.tree_hash();
         let name = StorePathName::derive_generation(&profile_name, &tree_hash);
@@ -59,6 +63,21 @@ impl Store {
             self.commit(&work, &tree_dir, &name, &tree_hash, tree.stats(), package, None, &references)?;
         self.db().record_build(&record.name, profile, &recorded, manifest)?;
         Ok(Installed { path: dest, record, fetched: false, skipped: Vec::new(), cache: None })
+    }
+
+    /// The directories of the valid path `name` whose shared objects' run paths climb out of
+    /// them (see `elf.rs`): found once, then recorded.
+    pub(crate) fn climbing_dirs(&self, name: &str) -> Result<Vec<(String, u32)>> {
+        let recorded = self.db().climbs(name)?;
+        if let Some(dirs) = recorded {
+            return Ok(dirs);
+        }
+        let dirs = crate::elf::climbing_dirs(&self.dir.join(name))?;
+        // A store this process may not write is read again next time.
+        if self.writable() {
+            self.db().record_climbs(name, &dirs)?;
+        }
+        Ok(dirs)
     }
 
     /// The record of `name` if it is registered and on disk (checked under its path lock).

@@ -14,6 +14,7 @@ mod bytecode;
 mod caches;
 mod db;
 mod derive;
+mod elf;
 mod error;
 mod farm;
 mod fetch;
