@@ -95,3 +95,28 @@ fn the_profiles_python_loads_a_frameworks_libraries_with_an_empty_environment() 
     assert!(std::fs::symlink_metadata(site.join("nvidia")).unwrap().file_type().is_symlink());
     f.run(&["store", "verify"]).success();
 }
+
+/// Issue 26, 2: `python` is the profile's Python, as in a venv; `pip` says the profile is
+/// read-only and what to run instead, and changes nothing.
+#[test]
+fn python_is_the_profiles_and_pip_says_what_to_run_instead() {
+    let f = Fixture::new();
+    let profile = framework_profile(&f);
+    let (ok, out, err) =
+        bare(&profile.join("bin/python"), &["-c", "import fw, sys; print(fw.answer(), sys.prefix)"]);
+    assert!(ok, "{err}");
+    assert_eq!(out, format!("42 {}", profile.display()));
+    let out = f.run(&["run", "fw", "--", "python", "-c", "import fw; print(fw.answer())"]).success();
+    assert_eq!(out.stdout.trim(), "42");
+
+    let store = f.sb.path("envctl/store");
+    let before = common::fixture::walk(&store).len();
+    for pip in ["pip", "pip3", "pip3.11"] {
+        let (ok, _, err) = bare(&profile.join("bin").join(pip), &["install", "requests"]);
+        assert!(!ok, "`{pip} install` succeeded");
+        assert!(err.contains("read-only") && err.contains("envctl add NAME"), "{pip}: {err}");
+    }
+    let r = f.run(&["run", "fw", "--", "pip", "install", "requests"]);
+    assert!(r.failed().contains("envctl add NAME"), "{}", r.stderr);
+    assert_eq!(common::fixture::walk(&store).len(), before, "pip changed the store");
+}

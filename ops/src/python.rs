@@ -119,6 +119,7 @@ pub fn add_layer(
         python: python.path.clone(),
         exe: python.exe.clone(),
         version: python.version.clone(),
+        launchers: true,
     }];
     // The wheel's own site-packages is left out: its bytecode path mirrors it, links and all.
     let hidden: BTreeMap<String, String> = [("site-packages".to_owned(), String::new())].into();
@@ -136,8 +137,10 @@ pub fn add_layer(
     let results = installer.store().derive_all(&derivations);
     let names = std::iter::once("python (pyvenv.cfg)".to_owned())
         .chain(wheels.iter().map(|&i| lock.packages[i].name.clone()));
-    // A wheel's priority carries over to its site-packages.
-    let owners: Vec<i64> = std::iter::once(0).chain(wheels.iter().map(|&i| inputs[i].priority)).collect();
+    // A wheel's priority carries over to its site-packages. The venv's launchers give way to
+    // anything a package ships (the `pip` wheel's own `bin/pip`).
+    let owners: Vec<i64> =
+        std::iter::once(i64::MIN).chain(wheels.iter().map(|&i| inputs[i].priority)).collect();
     for (((made, derivation), name), owner) in results.into_iter().zip(&derivations).zip(names).zip(owners) {
         let made = made.context(|| match derivation {
             Derivation::Venv { .. } => "cannot make the profile's pyvenv.cfg".to_owned(),

@@ -10,7 +10,8 @@
 //!   never write any (the store is read-only and each source already has its `.pyc`).
 //! - [`Derivation::Venv`]: a `pyvenv.cfg` naming an interpreter, which makes a profile's
 //!   `bin/python3` a virtual environment over the profile (`site-packages`, `.pth` files and all),
-//!   as uv's and venv's are.
+//!   as uv's and venv's are; with the launchers a venv has (`bin/python`), and `bin/pip` that
+//!   says the profile is read-only and what to run instead, where the interpreter has none.
 //!
 //! - [`Derivation::Build`]: a pure-Python source distribution built into a wheel by its PEP 517
 //!   backend, run by the profile's interpreter with the backend's wheels on its import path (no
@@ -74,6 +75,9 @@ pub enum Derivation {
         exe: String,
         /// Its full version (`3.11.9`).
         version: String,
+        /// With `bin/python` and the read-only `bin/pip`s (trees made before these existed have
+        /// none, under a key without the word).
+        launchers: bool,
     },
 }
 
@@ -84,7 +88,12 @@ impl Derivation {
             Derivation::Bytecode { wheel, python, exe, version } => {
                 format!("derived:bytecode {wheel} {python} {exe} {version}")
             }
-            Derivation::Venv { python, exe, version } => format!("derived:venv {python} {exe} {version}"),
+            Derivation::Venv { python, exe, version, launchers: false } => {
+                format!("derived:venv {python} {exe} {version}")
+            }
+            Derivation::Venv { python, exe, version, launchers: true } => {
+                format!("derived:venv {python} {exe} {version} launchers")
+            }
             Derivation::Build { sdist, python, exe, backend, backend_path, requires } => {
                 let path = if backend_path.is_empty() { "-".to_owned() } else { backend_path.join(",") };
                 let requires: Vec<&str> = requires.iter().map(|r| r.as_str()).collect();
@@ -106,10 +115,15 @@ impl Derivation {
                 exe: (*exe).to_owned(),
                 version: (*version).to_owned(),
             }),
-            ["venv", python, exe, version] => Some(Derivation::Venv {
+            ["venv", python, exe, version, launchers @ ..] => Some(Derivation::Venv {
                 python: StorePathName::parse(python).ok()?,
                 exe: (*exe).to_owned(),
                 version: (*version).to_owned(),
+                launchers: match launchers {
+                    [] => false,
+                    ["launchers"] => true,
+                    _ => return None,
+                },
             }),
             ["build", sdist, python, exe, backend, path, requires @ ..] => Some(Derivation::Build {
                 sdist: StorePathName::parse(sdist).ok()?,
@@ -232,7 +246,7 @@ impl Store {
             let work = TempDir::new(&self.dir.join(".tmp"))?;
             let tree = work.fresh("tree")?;
             match d {
-                Derivation::Venv { python, exe, version } => {
+                Derivation::Venv { python, exe, version, launchers } => {
                     let bin = self.dir.join(python.as_str()).join(exe);
                     let home = bin.parent().unwrap_or(&bin).to_path_buf();
                     let text = format!(
@@ -241,6 +255,9 @@ impl Store {
                     );
                     let mut f = fs_err::File::create(tree.join("pyvenv.cfg"))?;
                     f.write_all(text.as_bytes())?;
+                    if *launchers {
+                        write_launchers(&home, exe, &tree)?;
+                    }
                 }
                 Derivation::Build { sdist, python, exe, backend, backend_path, requires } => {
                     let started = std::time::Instant::now();
@@ -489,6 +506,38 @@ fn mirror(src: &Path, dest: &Path, rel: &Path, unit: &mut Unit) -> Result<()> {
     Ok(())
 }
 
+/// What `pip` in a profile says: a profile is read-only, and how to add a package to it.
+const PIP_SAYS: &str = r#"#!/bin/sh
+echo 'pip: this Python is an envctl profile, which is read-only: nothing was installed or changed.' >&2
+echo 'hint: add the package to the profile instead: `envctl add NAME` (or edit the profile file, then `envctl apply FILE`)' >&2
+echo 'hint: `envctl list` lists what the profile has' >&2
+exit 1
+"#;
+
+/// A venv's launchers in `tree/bin`, for the interpreter `exe` (`bin/python3.11`) whose `bin/` is
+/// `home`: `python` (a link to the interpreter's `python3`, as venv makes one) and `pip`, `pip3`, `pip3.X` saying
+/// the profile is read-only. Each only where the interpreter's own `bin/` has none, so the two
+/// never collide in a profile.
+fn write_launchers(home: &Path, exe: &str, tree: &Path) -> Result<()> {
+    use std::os::unix::fs::PermissionsExt;
+    let bin = tree.join("bin");
+    fs_err::create_dir(&bin)?;
+    let has = |name: &str| std::fs::symlink_metadata(home.join(name)).is_ok();
+    // To the interpreter's own `python3` (a relative link would resolve inside this tree): run
+    // as the profile's `bin/python`, it finds the profile's pyvenv.cfg as `bin/python3` does.
+    if !has("python") && has("python3") {
+        fs_err::os::unix::fs::symlink(home.join("python3"), bin.join("python"))?;
+    }
+    let series = Path::new(exe).file_name().and_then(|n| n.to_str()).and_then(|n| n.strip_prefix("python"));
+    let mut pips = vec!["pip".to_owned(), "pip3".to_owned()];
+    pips.extend(series.filter(|s| s.contains('.')).map(|s| format!("pip{s}")));
+    for pip in pips.iter().filter(|p| !has(p)) {
+        fs_err::write(bin.join(pip), PIP_SAYS)?;
+        fs_err::set_permissions(bin.join(pip), std::fs::Permissions::from_mode(0o755))?;
+    }
+    Ok(())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -509,12 +558,18 @@ mod tests {
             bytecode.key(),
             format!("derived:bytecode {zeros}-greeter-1.0 {zeros}-python-3.11.9 bin/python3.11 3.11")
         );
-        let venv = Derivation::Venv {
+        let mut venv = Derivation::Venv {
             python: path("python-3.11.9"),
             exe: "bin/python3.11".into(),
             version: "3.11.9".into(),
+            launchers: false,
         };
         assert_eq!(venv.key(), format!("derived:venv {zeros}-python-3.11.9 bin/python3.11 3.11.9"));
+        assert_eq!(Derivation::from_key(&venv.key()), Some(venv.clone()));
+        let Derivation::Venv { launchers, .. } = &mut venv else { unreachable!() };
+        *launchers = true;
+        assert_eq!(venv.key(), format!("derived:venv {zeros}-python-3.11.9 bin/python3.11 3.11.9 launchers"));
+        assert_eq!(Derivation::from_key(&venv.key()), Some(venv.clone()));
         let build = Derivation::Build {
             sdist: path("gast-0.2.2"),
             python: path("python-3.7.9"),
