@@ -38,8 +38,14 @@ impl Store {
             if input.path.parent() != Some(self.dir.as_path()) || self.db().get(&name)?.is_none() {
                 return Err(Error::NotInStore(input.path.display().to_string()));
             }
-            input.real_dirs = self.climbing_dirs(&name)?.into_iter().map(|(dir, _)| dir).collect();
-            input.real_dirs.retain(|d| !d.is_empty());
+            // Read where a tree is mounted elsewhere (a wheel's `site-packages`): a package's own
+            // top-level directories meet the others' (`lib/`, `bin/`), so a climb from there
+            // already ends in the profile, and reading every library of every package would cost
+            // a cold apply a file open per library.
+            if input.remap.values().any(|to| !to.is_empty()) {
+                input.real_dirs = self.climbing_dirs(&name)?.into_iter().map(|(dir, _)| dir).collect();
+                input.real_dirs.retain(|d| !d.is_empty());
+            }
             references.push(name);
         }
         let inputs = &inputs[..];
