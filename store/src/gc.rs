@@ -119,10 +119,7 @@ fn root_names(home: &Path, stale: &mut usize, dry_run: bool) -> Result<BTreeSet<
         }
     }
     for profiles in &dirs {
-        for name in profiles.known_names()? {
-            // Sweeps the temporary links of every profile nobody is changing right now.
-            drop(profiles.try_lock(&name)?);
-        }
+        profiles.sweep_all()?;
         for p in profiles.roots()? {
             add(&p);
         }

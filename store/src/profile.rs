@@ -107,6 +107,9 @@ fn dot_file(file: &str) -> Option<(&str, bool)> {
     (pid(p) && is_generation_link(link)).then_some((name, true))
 }
 
+/// The longest recorded history [`Profiles::generations`] asks for link by link.
+const PROBE_AT_MOST: u32 = 1024;
+
 fn link_name(name: &str, n: u32) -> String {
     format!("{name}-{n}-link")
 }
@@ -187,6 +190,34 @@ impl Profiles {
         Ok(())
     }
 
+    /// Sweeps the temporary links of every profile nobody is changing right now (see
+    /// [`Profiles::lock`]): one read of the directory, and the lock of each profile that has
+    /// any. GC calls it; with a thousand profiles, a read per profile was most of its time.
+    pub fn sweep_all(&self) -> Result<()> {
+        let mut left: std::collections::BTreeMap<String, Vec<String>> = Default::default();
+        for entry in fs_err::read_dir(&self.dir)? {
+            let file = entry?.file_name().to_string_lossy().into_owned();
+            if let Some((name, true)) = dot_file(&file)
+                && check_profile_name(name).is_ok()
+            {
+                left.entry(name.to_owned()).or_default().push(file);
+            }
+        }
+        for (name, files) in left {
+            let Some(_lock) = FileLock::try_exclusive(&self.dir.join(format!(".{name}.lock")))? else {
+                continue;
+            };
+            for file in files {
+                match std::fs::remove_file(self.dir.join(&file)) {
+                    Ok(()) => tracing::info!(file, "removed a temporary link left by an interrupted command"),
+                    Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+                    Err(e) => return Err(e.into()),
+                }
+            }
+        }
+        Ok(())
+    }
+
     /// Every profile with a name link, a lock or a temporary link, including ones whose link a
     /// crash never wrote.
     pub fn known_names(&self) -> Result<Vec<String>> {
@@ -241,14 +272,27 @@ impl Profiles {
         if current.is_none() && !self.dir.exists() {
             return Ok(out);
         }
-        for entry in fs_err::read_dir(&self.dir)? {
-            let file = entry?.file_name().to_string_lossy().into_owned();
-            let Some(number) = parse_number(name, &file) else { continue };
+        // The numbers this profile was ever given are recorded: asking for each link costs its
+        // own history, where reading the directory costs every profile's (a home of a thousand
+        // profiles holds tens of thousands of links). Without a record (a profile made by an
+        // older envctl), or after a very long history, the directory is read.
+        let last = self.last_given(name)?;
+        let numbers: Vec<u32> = if (1..=PROBE_AT_MOST).contains(&last) {
+            (1..=last).collect()
+        } else {
+            let mut found = Vec::new();
+            for entry in fs_err::read_dir(&self.dir)? {
+                let file = entry?.file_name().to_string_lossy().into_owned();
+                found.extend(parse_number(name, &file));
+            }
+            found
+        };
+        for number in numbers {
             if current.as_ref().is_some_and(|c| c.number == number) {
                 continue;
             }
             // A generation deleted between the listing and here is simply not there any more.
-            if let Some((path, created)) = read_generation(&self.dir.join(&file))? {
+            if let Some((path, created)) = read_generation(&self.dir.join(link_name(name, number)))? {
                 out.push(Generation { number, path, created, current: false });
             }
         }
@@ -455,6 +499,31 @@ mod tests {
         // The record is the profile's, not a profile of its own, and not a temporary to sweep.
         assert_eq!(p.known_names().unwrap(), ["vision"]);
         assert_eq!(p.names().unwrap(), ["vision"]);
+    }
+
+    #[test]
+    fn sweep_all_removes_the_temporaries_of_profiles_nobody_is_changing() {
+        let (_home, p) = profiles();
+        for name in ["a", "b"] {
+            let lock = p.lock(name).unwrap();
+            p.add_generation(&lock, name, Path::new("/store/x")).unwrap();
+        }
+        // `b` is being changed (taking its lock sweeps its own leftovers: these come after).
+        let busy = p.lock("b").unwrap();
+        let left = [".a.switch999999", ".a-1-link.tmp999999", ".b.held.tmp999999", ".b.switch999998"];
+        for file in left {
+            std::fs::write(p.dir().join(file), "").unwrap();
+        }
+        p.sweep_all().unwrap();
+        assert!(!p.dir().join(".a.switch999999").exists() && !p.dir().join(".a-1-link.tmp999999").exists());
+        assert!(p.dir().join(".b.switch999998").exists(), "swept under another command's lock");
+        drop(busy);
+        p.sweep_all().unwrap();
+        assert!(!p.dir().join(".b.switch999998").exists() && !p.dir().join(".b.held.tmp999999").exists());
+        assert_eq!(p.names().unwrap(), ["a", "b"]);
+        assert!(
+            std::fs::symlink_metadata(p.dir().join("a-1-link")).is_ok() && p.dir().join(".a.last").exists()
+        );
     }
 
     #[test]
