@@ -141,6 +141,10 @@ fn offline_uses_only_the_store_and_local_mirrors_and_names_what_it_lacks() {
             && err.contains("cuda-cudart 12.4.127 (mirror://nvidia/cuda/redist/cuda_cudart/"),
         "{err}"
     );
+    // One line per artifact, so a list of fifty reads as one.
+    let listed: Vec<&str> = err.lines().filter(|l| l.contains("(mirror://")).collect();
+    assert!(listed.len() >= 2 && listed.iter().all(|l| l.matches("mirror://").count() == 1), "{err}");
+    assert!(err.contains(&format!("{} packages are neither in the store", listed.len())), "{err}");
     assert_eq!(
         f.server.hits(
             "/nvidia/cuda/redist/cuda_cudart/linux-x86_64/cuda_cudart-linux-x86_64-12.4.127-archive.tar.xz"

@@ -738,7 +738,14 @@ fn check_offline(
     }
     Err(Failure::new(
         format!("cannot apply `{}` offline", file.display()),
-        format!("not in the store and without a local source: {}", lacking.join("; ")),
+        format!(
+            "{} neither in the store nor with a local source:\n    {}",
+            match lacking.len() {
+                1 => "1 package is".to_owned(),
+                n => format!("{n} packages are"),
+            },
+            lacking.join("\n    ")
+        ),
     )
     .hint("bring them in first: a `file://` mirror base in [mirrors], a binary cache on a local directory, `envctl store import`, `envctl store add`, or an apply on a machine with network"))
 }
