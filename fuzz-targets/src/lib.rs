@@ -164,6 +164,6 @@ pub fn zip(data: &[u8]) {
 pub fn wheel(data: &[u8]) {
     let file = temp_file(data);
     contained(|dest| {
-        let _ = envctl_store::unpack_wheel(file, dest, "fuzz-1.0-py3-none-any.whl", limits(), None);
+        let _ = envctl_python::unpack_wheel(file, dest, "fuzz-1.0-py3-none-any.whl", limits(), None);
     });
 }

@@ -2,16 +2,17 @@
 //! their bytecode compiled by that Python, and a `pyvenv.cfg` that makes the profile's
 //! `bin/python3` a virtual environment over the profile.
 //!
-//! A wheel's store path does not depend on the Python version (see the store's `wheel.rs`). For
+//! A wheel's store path does not depend on the Python version (see envctl-python's `wheel.rs`). For
 //! the profile's Python (the package named `python`) a derived path mirrors the wheel's
-//! `site-packages` with bytecode compiled (see the store's `derive.rs`); the farm puts that at
+//! `site-packages` with bytecode compiled (see envctl-python's `derive.rs`); the farm puts that at
 //! `lib/pythonX.Y/site-packages`, and the rest of the wheel (`bin/`, `include/`, data) where it is.
 
 use std::collections::BTreeMap;
 use std::path::Path;
 
+use envctl_python::Derivation;
 use envctl_recipes::{Built, LockFile, LockedPackage};
-use envctl_store::{Derivation, FarmInput, Installer, StorePathName};
+use envctl_store::{FarmInput, Installer, StorePathName};
 
 use crate::error::{Failure, Result, StoreContext};
 
@@ -93,7 +94,7 @@ pub fn add_layer(
             .iter()
             .map(|&i| lock.packages[i].built.as_ref().and_then(|b| StorePathName::parse(&b.store_path).ok()))
             .collect();
-        let made_all = installer.derive_all_expecting(&builds, &promised);
+        let made_all = installer.derive_all_expecting(&for_store(installer, &builds)?, &promised);
         for ((made, &i), build) in made_all.into_iter().zip(&sdists).zip(&builds) {
             let p = &lock.packages[i];
             let made = made.map_err(|e| {
@@ -134,7 +135,7 @@ pub fn add_layer(
             version: python.series.clone(),
         });
     }
-    let results = installer.store().derive_all(&derivations);
+    let results = installer.store().derive_all(&for_store(installer, &derivations)?);
     let names = std::iter::once("python (pyvenv.cfg)".to_owned())
         .chain(wheels.iter().map(|&i| lock.packages[i].name.clone()));
     // A wheel's priority carries over to its site-packages. The venv's launchers give way to
@@ -159,6 +160,14 @@ pub fn add_layer(
         });
     }
     Ok(())
+}
+
+/// The store's form of each derivation (its key, inputs, name and version).
+fn for_store(installer: &Installer, derivations: &[Derivation]) -> Result<Vec<envctl_store::Derivation>> {
+    derivations
+        .iter()
+        .map(|d| d.to_store(installer.store()).context(|| format!("cannot prepare `{}`", d.key())))
+        .collect()
 }
 
 /// Records the wheel `p` was built into, or refuses one that is not the wheel the lock records.

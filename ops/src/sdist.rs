@@ -1,6 +1,6 @@
 //! Python source distributions: fetched and unpacked into the store like any source (its top
 //! folder stripped), looked into before anything builds, and built into a wheel by the profile's
-//! Python (see the store's `derive.rs`, `Derivation::Build`).
+//! Python (see envctl-python's `derive.rs`, `Derivation::Build`).
 //!
 //! `envctl import pip` and `envctl lock` look into each sdist they meet, as uv does when it reads
 //! an sdist's metadata at lock time: one that needs a compiler is refused then, naming the file

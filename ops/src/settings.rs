@@ -332,9 +332,12 @@ impl Settings {
     /// Store options from the configuration.
     pub fn store_options(&self) -> envctl_store::StoreOptions {
         if let Some(o) = &self.store_overrides {
-            return o.clone();
+            let mut o = o.clone();
+            o.layer.get_or_insert_with(envctl_python::Python::layer);
+            return o;
         }
-        let mut o = envctl_store::StoreOptions::default();
+        let mut o =
+            envctl_store::StoreOptions { layer: Some(envctl_python::Python::layer()), ..Default::default() };
         let s = &self.config.store;
         let f = &self.config.fetch;
         if let Some(v) = s.max_unpack_bytes {

@@ -15,9 +15,9 @@ use sha2::Digest;
 
 use crate::caches::Caches;
 use crate::db::{PathRecord, SourceRecord};
-use crate::derive::Derivation;
 use crate::error::{Error, Result};
 use crate::fetch::Location;
+use crate::layer::Derivation;
 use crate::lock::FileLock;
 use crate::path::{Sha256, StorePathName};
 use crate::reporter::Reporter;
@@ -108,14 +108,14 @@ impl<'a> Installer<'a> {
             if found.is_some_and(|f| expected.is_none_or(|e| e.as_str() == f.record.name)) {
                 return None;
             }
-            // A wheel built from source travels in binary caches (a build may not give the same
-            // tree twice, and runs foreign code): a cache's is taken before building.
-            if !matches!(d, Derivation::Build { .. }) || self.caches.is_empty() {
+            // What making again may not reproduce (a wheel built from source, by foreign code)
+            // travels in binary caches: a cache's is taken before building.
+            if !d.travels || self.caches.is_empty() {
                 return None;
             }
             let source = SourceRecord { sha256: String::new(), url: "derived".into() };
-            let what = format!("the build `{}`", d.key());
-            self.caches.pull(self.store, &d.key(), expected, &source, &what, &crate::reporter::NoReporter)
+            let what = format!("the build `{}`", d.key);
+            self.caches.pull(self.store, &d.key, expected, &source, &what, &crate::reporter::NoReporter)
         })
     }
 }
@@ -221,7 +221,7 @@ impl Store {
                 match self.attempt(id, location, request, format, work, &tree_dir, reporter) {
                     Ok(mut unpacked) => {
                         if request.unpack.bytecode {
-                            unpacked.tree = crate::derive::compile_interpreter(self, &tree_dir)?;
+                            unpacked.tree = self.finish_interpreter(&tree_dir)?;
                         }
                         return Ok((unpacked, tree_dir, location.to_string()));
                     }
@@ -307,7 +307,13 @@ impl Store {
                 }
                 if request.unpack.installs_as_wheel(&request.url) {
                     let expected = (request.name.as_str(), request.version.as_str());
-                    return crate::wheel::unpack_wheel(file, tree_dir, &label, limits, Some(expected));
+                    return self.layer("a wheel")?.unpack_package(
+                        file,
+                        tree_dir,
+                        &label,
+                        limits,
+                        Some(expected),
+                    );
                 }
                 return unpack::unpack_zip(file, tree_dir, &label, format, &request.unpack, limits);
             } else {

@@ -6,11 +6,12 @@
 //! from the unpacked tree's canonical hash, the name and the version. A SQLite database records
 //! which paths are valid, what source each came from and what refers to what.
 //!
-//! The store knows nothing of recipes or versions beyond the plain values it is handed.
+//! The store knows nothing of recipes or versions beyond the plain values it is handed, and
+//! nothing of Python: what a wheel is, and how an interpreter or a derived path is made, it asks
+//! of the [`Layer`] it is opened with (envctl-python).
 
 #![deny(missing_docs)]
 
-mod bytecode;
 mod caches;
 mod db;
 mod derive;
@@ -25,9 +26,10 @@ mod index;
 mod install;
 mod journal;
 mod keys;
+mod layer;
 mod lock;
 mod optimise;
-mod parallel;
+pub mod parallel;
 mod path;
 mod profile;
 mod repair;
@@ -41,11 +43,9 @@ mod transfer;
 mod tree;
 mod unpack;
 mod verify;
-mod wheel;
 
 pub use caches::{Cache, Caches, PushReport};
 pub use db::{PathRecord, SCHEMA_VERSION, SourceRecord};
-pub use derive::Derivation;
 pub use error::{Error, Result};
 pub use farm::FarmInput;
 pub use fetch::{EMPTY_URL, FetchOptions, Fetcher, Location, mirror_name};
@@ -53,6 +53,7 @@ pub use gc::{GcReport, TempRoot};
 pub use index::index_name;
 pub use install::Installer;
 pub use keys::{PublicKey, SecretKey};
+pub use layer::{Derivation, Host, Job, Layer};
 pub use lock::{FileLock, Holder, WaitPolicy, Waiting, set_wait_policy};
 pub use optimise::OptimiseReport;
 pub use path::{Name, Sha256, StorePathName, Version};
@@ -61,9 +62,11 @@ pub use reporter::{NoReporter, Reporter};
 pub use request::{InstallRequest, Installed};
 pub use sandbox::Sandbox;
 pub use store::{LAYOUT_VERSION, PathInfo, Store, StoreOptions};
+pub use sys::{Mapped, MappedReader};
 pub use tempdir::remove_tree;
 pub use transfer::{ArchiveInfo, ObjectSource, PathObject};
 pub use tree::{Node, TreeHash, TreeStats, scan};
-pub use unpack::{Format, Limits, UnpackOptions, Unpacked, unpack_tar, unpack_zip};
+pub use unpack::{
+    Format, Limits, UnpackOptions, Unpacked, Unpacker, check_local_name, unpack_tar, unpack_zip,
+};
 pub use verify::{Corruption, Damage, VerifyReport};
-pub use wheel::unpack_wheel;

@@ -5,7 +5,7 @@ use crate::error::Result;
 
 /// Runs `work` on every item, shared out over the machine's cores in order, and gathers what the
 /// calls push. The first error wins (the others still finish their item).
-pub(crate) fn on_every_core<I: Sync, T: Send>(
+pub fn on_every_core<I: Sync, T: Send>(
     items: &[I],
     work: impl Fn(&I, &mut Vec<T>) -> Result<()> + Sync,
 ) -> Result<Vec<T>> {
@@ -14,7 +14,7 @@ pub(crate) fn on_every_core<I: Sync, T: Send>(
 
 /// [`on_every_core`] with `threads` threads: more than the cores for work that mostly waits on
 /// the disk.
-pub(crate) fn on_threads<I: Sync, T: Send>(
+pub fn on_threads<I: Sync, T: Send>(
     threads: usize,
     items: &[I],
     work: impl Fn(&I, &mut Vec<T>) -> Result<()> + Sync,

@@ -43,7 +43,11 @@ impl Store {
         }
         let mut failures = Vec::new();
         for (key, url) in &sources {
-            if let Some(derivation) = crate::derive::Derivation::from_key(key) {
+            let derivation = match key.starts_with("derived:") {
+                true => self.layer("making a derived path again")?.derivation(self, key)?,
+                false => None,
+            };
+            if let Some(derivation) = derivation {
                 // Made by envctl: make it again.
                 let made = self.build_derived(&[&derivation]).and_then(|mut built| {
                     let (_work, tree_dir) = built.pop().expect("one derivation, one tree");

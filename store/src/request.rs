@@ -7,10 +7,10 @@ use crate::db::PathRecord;
 use crate::path::{Name, Sha256, StorePathName, Version};
 use crate::unpack::{Format, UnpackOptions};
 
-/// How an interpreter's own standard library was compiled, as its source key says: by
-/// `bytecode.rs`'s fixed order, the same on every machine. The same source under another way of
-/// compiling is another key, so a store holding a tree the old compiler made compiles it again
-/// instead of handing it to a lock made elsewhere.
+/// How an interpreter's own standard library was compiled, as its source key says: in the
+/// fixed order of envctl-python's `bytecode.rs`, the same on every machine. The same source under
+/// another way of compiling is another key, so a store holding a tree the old compiler made
+/// compiles it again instead of handing it to a lock made elsewhere.
 const BYTECODE_KEY: &str = " bytecode=interpreter-ordered";
 /// The key of trees compiled before the order was fixed (a worker pool): read back, never
 /// written.

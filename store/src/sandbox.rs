@@ -523,7 +523,7 @@ impl crate::store::Store {
     /// docs), and collects its output. Where the kernel makes no sandbox, the program runs
     /// without one, in its own process group ended with it and killed with envctl, after a
     /// warning that says why, unless the store requires one ([`StoreOptions::require_sandbox`],
-    /// a daemon's store): then it is refused.
+    /// a daemon's store): then it is refused. Layers reach it as [`crate::Host::run_confined`].
     pub(crate) fn run_confined(&self, command: &mut Command, work: &Path) -> crate::error::Result<Output> {
         let sandbox = Sandbox {
             writable: vec![work.to_path_buf()],

@@ -39,6 +39,7 @@ use crate::db::{Database, PathRecord, SourceRecord};
 use crate::error::{Error, Result};
 use crate::fetch::{FetchOptions, Fetcher};
 use crate::flush::flush_tree;
+use crate::layer::{Host, Layer};
 use crate::lock::FileLock;
 use crate::path::StorePathName;
 use crate::tempdir::{TempDir, remove_tree};
@@ -67,6 +68,9 @@ pub struct StoreOptions {
     pub build_timeout: std::time::Duration,
     /// More directories a sandbox hides (a daemon's socket directory).
     pub hidden: Vec<PathBuf>,
+    /// The language layer: what a wheel is, how interpreters and derived paths are made (see
+    /// `layer.rs`). Without one the store refuses them.
+    pub layer: Option<std::sync::Arc<dyn Layer>>,
 }
 
 impl Default for StoreOptions {
@@ -79,6 +83,7 @@ impl Default for StoreOptions {
             require_sandbox: false,
             build_timeout: std::time::Duration::from_secs(3600),
             hidden: Vec::new(),
+            layer: None,
         }
     }
 }
@@ -185,6 +190,20 @@ impl Store {
     /// The store directory.
     pub fn dir(&self) -> &Path {
         &self.dir
+    }
+
+    /// The database record of the store path `name`, if it is valid.
+    pub fn record(&self, name: &str) -> Result<Option<PathRecord>> {
+        self.db().get(name)
+    }
+
+    /// The layer this store was opened with, or an error saying what needed one.
+    pub(crate) fn layer(&self, what: &str) -> Result<&dyn Layer> {
+        self.options.layer.as_deref().ok_or_else(|| {
+            Error::Build(format!(
+                "{what} needs a language layer, and this store was opened without one (a bug in the caller)"
+            ))
+        })
     }
 
     pub(crate) fn db(&self) -> std::sync::MutexGuard<'_, Database> {
@@ -404,5 +423,19 @@ fn check_layout(path: &Path) -> Result<()> {
         Err(e) => {
             Err(std::io::Error::new(e.kind(), format!("failed to read `{}`: {e}", path.display())).into())
         }
+    }
+}
+
+impl Host for Store {
+    fn dir(&self) -> &Path {
+        &self.dir
+    }
+
+    fn record(&self, name: &str) -> Result<Option<PathRecord>> {
+        Store::record(self, name)
+    }
+
+    fn run_confined(&self, command: &mut std::process::Command, work: &Path) -> Result<std::process::Output> {
+        Store::run_confined(self, command, work)
     }
 }

@@ -289,7 +289,7 @@ pub(crate) fn link_at(from: &DirFd, name: &std::ffi::OsStr, to: &DirFd) -> std::
 /// A file mapped read-only into memory: a zip archive is read through it without a read(2) or
 /// lseek(2) per entry. Only for files envctl wrote itself and nobody else changes (a download in
 /// its private temporary directory): a file truncated under a mapping faults.
-pub(crate) struct Mapped {
+pub struct Mapped {
     ptr: *mut libc::c_void,
     len: usize,
 }
@@ -300,7 +300,8 @@ unsafe impl Send for Mapped {}
 unsafe impl Sync for Mapped {}
 
 impl Mapped {
-    pub(crate) fn new(file: &std::fs::File) -> std::io::Result<Mapped> {
+    /// Maps the whole of `file`, read-only.
+    pub fn new(file: &std::fs::File) -> std::io::Result<Mapped> {
         let len = usize::try_from(file.metadata()?.len()).map_err(std::io::Error::other)?;
         if len == 0 {
             return Ok(Mapped { ptr: std::ptr::null_mut(), len: 0 });
@@ -349,14 +350,15 @@ impl Mapped {
 /// 32 MiB, so that even one large entry never keeps more than that of the archive resident.
 /// Clones read independently (one per thread).
 #[derive(Clone)]
-pub(crate) struct MappedReader<'m> {
+pub struct MappedReader<'m> {
     map: &'m Mapped,
     pos: u64,
     released: u64,
 }
 
 impl<'m> MappedReader<'m> {
-    pub(crate) fn new(map: &'m Mapped) -> MappedReader<'m> {
+    /// A reader from the start of `map`.
+    pub fn new(map: &'m Mapped) -> MappedReader<'m> {
         MappedReader { map, pos: 0, released: 0 }
     }
 }

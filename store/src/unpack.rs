@@ -137,8 +137,8 @@ pub struct UnpackOptions {
     /// `strip_components`): a full CPython build keeps its interpreter under `python/install/`.
     pub root: Option<String>,
     /// The package is a Python interpreter: once unpacked, its own `lib/pythonX.Y` is compiled to
-    /// bytecode by it (see `derive.rs`), so sessions find valid bytecode for the standard library
-    /// and never write any.
+    /// bytecode by it (the layer's `finish_interpreter`, envctl-python's `derive.rs`), so sessions
+    /// find valid bytecode for the standard library and never write any.
     pub bytecode: bool,
 }
 
@@ -176,7 +176,7 @@ fn relative_components(path: &str, what: &'static str) -> Result<Vec<OsString>> 
 
 impl UnpackOptions {
     /// Whether no option moves entries: a wheel is then installed by its own layout (see
-    /// `wheel.rs`) rather than unpacked as a zip.
+    /// envctl-python's `wheel.rs`, through the store's `Layer`) rather than unpacked as a zip.
     pub fn is_plain(&self) -> bool {
         self.strip_components == 0 && self.subdir.is_none() && self.moves.is_empty() && self.root.is_none()
     }
@@ -391,7 +391,10 @@ fn read_at(bytes: &[u8], out: &mut [u8], offset: u64) -> std::io::Result<()> {
     Ok(())
 }
 
-pub(crate) fn check_local_name(headers: &[u8], offset: u64, central: &[u8], u: &Unpacker<'_>) -> Result<()> {
+/// Checks that the zip entry whose central-directory name is `central` has a local header at
+/// `offset` of `headers` (the archive's bytes) naming the same: an archive whose two names differ
+/// reads as one thing to one tool and another to the next.
+pub fn check_local_name(headers: &[u8], offset: u64, central: &[u8], u: &Unpacker<'_>) -> Result<()> {
     let mut fixed = [0u8; 30];
     read_at(headers, &mut fixed, offset).map_err(|e| u.corrupt(e))?;
     if fixed[..4] != [0x50, 0x4b, 0x03, 0x04] {
@@ -409,7 +412,11 @@ pub(crate) fn check_local_name(headers: &[u8], offset: u64, central: &[u8], u: &
     Ok(())
 }
 
-pub(crate) struct Unpacker<'a> {
+/// Writes an archive's entries into a tree as the store unpacks anything: every path checked
+/// (no `..`, no absolute paths, no links out of the tree), the caps of [`Limits`] counted, modes
+/// normalized, and a model of the tree kept as it is written. A language layer unpacks its own
+/// formats through it ([`crate::Layer::unpack_package`]).
+pub struct Unpacker<'a> {
     root: &'a Path,
     label: &'a str,
     format: Format,
@@ -427,7 +434,8 @@ pub(crate) struct Unpacker<'a> {
 }
 
 impl<'a> Unpacker<'a> {
-    pub(crate) fn new(
+    /// An unpacker writing into the empty directory `root`; `label` names the archive in errors.
+    pub fn new(
         root: &'a Path,
         label: &'a str,
         format: Format,
@@ -461,15 +469,18 @@ impl<'a> Unpacker<'a> {
         Ok(u)
     }
 
-    pub(crate) fn corrupt(&self, e: std::io::Error) -> Error {
+    /// The error for an archive that cannot be read (`e` says why).
+    pub fn corrupt(&self, e: std::io::Error) -> Error {
         Error::Archive { archive: self.label.to_owned(), format: self.format.name().to_owned(), source: e }
     }
 
-    pub(crate) fn unsafe_entry(&self, raw: &[u8], reason: String) -> Error {
+    /// The error for an entry (named by its raw path) refused for `reason`.
+    pub fn unsafe_entry(&self, raw: &[u8], reason: String) -> Error {
         unsafe_entry(self.label, raw, reason)
     }
 
-    pub(crate) fn count_entry(&mut self) -> Result<()> {
+    /// Counts one more entry against [`Limits::max_entries`].
+    pub fn count_entry(&mut self) -> Result<()> {
         self.entries += 1;
         if self.entries > self.limits.max_entries {
             return Err(Error::LimitExceeded {
@@ -483,7 +494,8 @@ impl<'a> Unpacker<'a> {
         Ok(())
     }
 
-    pub(crate) fn too_big(&self) -> Error {
+    /// The error for an archive over [`Limits::max_bytes`].
+    pub fn too_big(&self) -> Error {
         Error::LimitExceeded {
             archive: self.label.to_owned(),
             what: format!(
@@ -495,7 +507,7 @@ impl<'a> Unpacker<'a> {
 
     /// The entry's destination as components under the package root, or `None` when
     /// `strip-components` removes it entirely.
-    pub(crate) fn map_path(&self, raw: &[u8]) -> Result<Option<Vec<OsString>>> {
+    pub fn map_path(&self, raw: &[u8]) -> Result<Option<Vec<OsString>>> {
         if raw.contains(&0) {
             return Err(self.unsafe_entry(raw, "has a NUL byte in its path".into()));
         }
@@ -532,7 +544,8 @@ impl<'a> Unpacker<'a> {
         Ok(Some(out))
     }
 
-    pub(crate) fn make_dir(&mut self, comps: &[OsString], raw: &[u8]) -> Result<()> {
+    /// Makes the directory `comps` (and its parents); `raw` names the entry in errors.
+    pub fn make_dir(&mut self, comps: &[OsString], raw: &[u8]) -> Result<()> {
         ensure_dir(&mut self.tree, self.root, comps, self.label, raw).map(|_| ())
     }
 
@@ -580,7 +593,8 @@ impl<'a> Unpacker<'a> {
         children.insert(name.clone(), node);
     }
 
-    pub(crate) fn write_file(
+    /// Writes a file entry at `comps` from `reader` (see [`Unpacker::stream`]).
+    pub fn write_file(
         &mut self,
         comps: &[OsString],
         raw: &[u8],
@@ -604,7 +618,7 @@ impl<'a> Unpacker<'a> {
 
     /// Reserves the slot for a file that [`Unpacker::stream`] will write later (perhaps on another
     /// thread): its parent directories exist, and nothing stands there. Returns its path on disk.
-    pub(crate) fn reserve(&mut self, comps: &[OsString], raw: &[u8], declared: u64) -> Result<PathBuf> {
+    pub fn reserve(&mut self, comps: &[OsString], raw: &[u8], declared: u64) -> Result<PathBuf> {
         if lookup(&self.tree, comps).is_some() {
             return Err(self.unsafe_entry(raw, "appears twice in the archive".into()));
         }
@@ -617,7 +631,7 @@ impl<'a> Unpacker<'a> {
     }
 
     /// Records a file written by [`Unpacker::stream`] into a reserved slot.
-    pub(crate) fn record(&mut self, comps: &[OsString], node: Node) {
+    pub fn record(&mut self, comps: &[OsString], node: Node) {
         if let Node::File { size, .. } = &node {
             self.bytes += size;
         }
@@ -627,7 +641,7 @@ impl<'a> Unpacker<'a> {
     /// Writes `reader` to a new file at `disk` with the store's mode and mtime, hashing it as it
     /// passes; `budget` counts the bytes every file of the archive has written so far (shared by
     /// threads writing one archive). Needs only `&self`, so threads can share the unpacker.
-    pub(crate) fn stream(
+    pub fn stream(
         &self,
         disk: &Path,
         reader: &mut dyn Read,
@@ -734,7 +748,8 @@ impl<'a> Unpacker<'a> {
         Ok(())
     }
 
-    pub(crate) fn finish(self) -> Result<Unpacked> {
+    /// Ends the unpack: the tree's model, and what was skipped on purpose.
+    pub fn finish(self) -> Result<Unpacked> {
         check_links(&self.tree, &mut Vec::new(), &self.tree, self.label)?;
         finalize(self.root, &self.tree)?;
         Ok(Unpacked { tree: self.tree, skipped: self.skipped })

@@ -9,7 +9,7 @@
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
 
-const CRATES: &[&str] = &["store", "recipes", "resolver", "ops", "cli", "tests"];
+const CRATES: &[&str] = &["store", "python", "recipes", "resolver", "ops", "cli", "tests"];
 
 type Module = Vec<String>;
 

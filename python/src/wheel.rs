@@ -26,8 +26,9 @@ use std::io::{BufRead, Read};
 use base64::Engine;
 use sha2::Digest;
 
-use crate::error::{Error, Result};
-use crate::unpack::{Format, Limits, UnpackOptions, Unpacked, Unpacker, check_local_name};
+use envctl_store::{
+    Error, Format, Limits, Mapped, MappedReader, Result, UnpackOptions, Unpacked, Unpacker, check_local_name,
+};
 
 /// What a wheel's scripts and entry points start with: `/bin/sh` runs the `python3` found beside
 /// the script's path as invoked, which reads the rest as Python (the `'''` hides the shell part).
@@ -47,10 +48,9 @@ pub fn unpack_wheel(
 ) -> Result<Unpacked> {
     let mut u = Unpacker::new(dest, label, Format::Wheel, &UnpackOptions::default(), limits)?;
     let zip_err = |e: zip::result::ZipError| std::io::Error::other(e);
-    let mapped = crate::sys::Mapped::new(&file).map_err(|e| u.corrupt(e))?;
+    let mapped = Mapped::new(&file).map_err(|e| u.corrupt(e))?;
     let headers: &[u8] = &mapped;
-    let mut zip =
-        zip::ZipArchive::new(crate::sys::MappedReader::new(&mapped)).map_err(|e| u.corrupt(zip_err(e)))?;
+    let mut zip = zip::ZipArchive::new(MappedReader::new(&mapped)).map_err(|e| u.corrupt(zip_err(e)))?;
     let bad = |entry: &str, reason: String| Error::UnsafeEntry {
         archive: label.to_owned(),
         entry: entry.to_owned(),
@@ -225,7 +225,7 @@ fn check_metadata(metadata: &str, stem: &str) -> std::result::Result<(), String>
 }
 
 /// A file written: its model and the sha256 of what the wheel held.
-type Written = (crate::tree::Node, [u8; 32]);
+type Written = (envctl_store::Node, [u8; 32]);
 
 /// One file of a wheel to write.
 struct Job {
@@ -243,7 +243,7 @@ struct Job {
 /// in the order of `jobs` as it is left (sorted by size).
 fn write_parallel(
     u: &Unpacker<'_>,
-    zip: &zip::ZipArchive<crate::sys::MappedReader<'_>>,
+    zip: &zip::ZipArchive<MappedReader<'_>>,
     jobs: &mut [Job],
 ) -> Result<Vec<Written>> {
     use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
@@ -290,7 +290,7 @@ fn write_parallel(
 
 fn write_one(
     u: &Unpacker<'_>,
-    zip: &mut zip::ZipArchive<crate::sys::MappedReader<'_>>,
+    zip: &mut zip::ZipArchive<MappedReader<'_>>,
     job: &Job,
     budget: &std::sync::atomic::AtomicU64,
     buf: &mut [u8],

@@ -28,7 +28,7 @@
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 
-use crate::error::{Error, Result};
+use envctl_store::{Error, Host, Result};
 
 /// Files per shard (see the module docs): part of what the bytecode is.
 pub(crate) const SHARD: usize = 512;
@@ -120,25 +120,22 @@ impl Unit {
 
 /// Compiles every unit (see the module docs), shards side by side on the machine's cores, each
 /// interpreter confined to the store's sandbox with the unit's work directory (the second of
-/// each pair) its only writable one.
-pub(crate) fn compile(store: &crate::store::Store, units: Vec<(Unit, PathBuf)>) -> Result<()> {
+/// each pair, one the store gave the layer) its only writable one.
+pub(crate) fn compile(store: &dyn Host, units: Vec<(Unit, PathBuf)>) -> Result<()> {
     let shards: Vec<(PathBuf, Vec<u8>, PathBuf)> = units
         .into_iter()
         .flat_map(|(unit, work)| unit.shards().into_iter().map(move |(exe, text)| (exe, text, work.clone())))
         .collect();
     let files: usize = shards.iter().map(|(_, text, _)| text.iter().filter(|b| **b == b'\n').count()).sum();
     let started = std::time::Instant::now();
-    let mut dirs: Vec<PathBuf> = shards.iter().map(|(_, _, work)| work.clone()).collect();
-    dirs.dedup();
-    let _lent = crate::sandbox::Lent::new(dirs)?;
-    crate::parallel::on_every_core(&shards, |(exe, text, work), _: &mut Vec<()>| {
+    envctl_store::parallel::on_every_core(&shards, |(exe, text, work), _: &mut Vec<()>| {
         run_shard(store, exe, text, work)
     })?;
     tracing::info!(files, shards = shards.len(), elapsed = ?started.elapsed(), "compiled bytecode");
     Ok(())
 }
 
-fn run_shard(store: &crate::store::Store, exe: &Path, jobs: &[u8], work: &Path) -> Result<()> {
+fn run_shard(store: &dyn Host, exe: &Path, jobs: &[u8], work: &Path) -> Result<()> {
     let failed =
         |message: String| Error::Derivation { key: format!("compile with {}", exe.display()), message };
     // The jobs go in through a file: a sandboxed program's stdin is not ours to feed as it runs.

@@ -1,0 +1,58 @@
+//! envctl's Python layer: what a wheel is and how it installs, how an interpreter's standard
+//! library and a wheel's modules are compiled the same on every machine, how a profile's
+//! `bin/python3` becomes a venv over the profile, and how a source distribution is built into a
+//! wheel. The store knows none of this: it is handed [`Python`] as its [`envctl_store::Layer`]
+//! and calls it to unpack a wheel, to finish an interpreter and to make derived paths.
+
+#![deny(missing_docs)]
+
+mod bytecode;
+mod derive;
+mod wheel;
+
+use std::path::Path;
+
+use envctl_store::{Host, Job, Limits, Result, Unpacked};
+
+pub use derive::Derivation;
+pub use wheel::{SCRIPT_HEADER, entry_points, unpack_wheel};
+
+/// The Python layer (see the crate docs).
+#[derive(Debug, Clone, Copy, Default)]
+pub struct Python;
+
+impl Python {
+    /// The layer, as a store's options hold it.
+    pub fn layer() -> std::sync::Arc<dyn envctl_store::Layer> {
+        std::sync::Arc::new(Python)
+    }
+}
+
+impl envctl_store::Layer for Python {
+    fn unpack_package(
+        &self,
+        file: std::fs::File,
+        tree: &Path,
+        label: &str,
+        limits: Limits,
+        expected: Option<(&str, &str)>,
+    ) -> Result<Unpacked> {
+        unpack_wheel(file, tree, label, limits, expected)
+    }
+
+    fn finish_interpreter(&self, store: &dyn Host, tree: &Path) -> Result<()> {
+        derive::compile_interpreter(store, tree)
+    }
+
+    fn derivation(&self, store: &dyn Host, key: &str) -> Result<Option<envctl_store::Derivation>> {
+        Derivation::from_key(key).map(|d| d.to_store(store)).transpose()
+    }
+
+    fn prepare(&self, store: &dyn Host, jobs: &[Job<'_>]) -> Result<()> {
+        derive::prepare(store, jobs)
+    }
+
+    fn build(&self, store: &dyn Host, jobs: &[Job<'_>]) -> Result<()> {
+        derive::build(store, jobs)
+    }
+}
