@@ -20,7 +20,6 @@ pub mod daemon;
 pub mod error;
 pub mod generations;
 pub mod manifest;
-pub mod pipconf;
 pub mod profiles;
 pub mod python;
 pub mod request;

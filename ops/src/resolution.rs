@@ -5,9 +5,9 @@
 use std::collections::BTreeMap;
 use std::path::Path;
 
+use envctl_python::WheelTags;
 use envctl_recipes::{
     LockFile, LockedPackage, LockedSource, PackageName, ProfileFile, Repository, SystemFacts, Version,
-    WheelTags,
 };
 use envctl_resolver::{Request, Solution, Task, solve};
 

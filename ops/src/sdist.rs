@@ -8,7 +8,8 @@
 
 use std::path::Path;
 
-use envctl_recipes::{BuildSystem, LockedPackage};
+use envctl_python::BuildSystem;
+use envctl_recipes::LockedPackage;
 use envctl_store::{InstallRequest, Installer, NoReporter};
 
 use crate::error::{Failure, Result};

@@ -362,7 +362,7 @@ impl Settings {
         // `pypi` is where the user's pip looks, unless the configuration names it.
         o.fetch.indexes = self.config.indexes.clone();
         if !o.fetch.indexes.contains_key("pypi") {
-            let bases = crate::pipconf::pypi_bases();
+            let bases = envctl_python::pipconf::pypi_bases();
             if !bases.is_empty() {
                 o.fetch.indexes.insert("pypi".into(), bases);
             }

@@ -3,11 +3,19 @@
 //! `bin/python3` becomes a venv over the profile, and how a source distribution is built into a
 //! wheel. The store knows none of this: it is handed [`Python`] as its [`envctl_store::Layer`]
 //! and calls it to unpack a wheel, to finish an interpreter and to make derived paths.
+//!
+//! Beside the layer: wheel tags ([`WheelTags`]), what a source distribution's `pyproject.toml`
+//! asks to be built with ([`BuildSystem`]), pip's configuration ([`pipconf`]), and the importer
+//! that turns what pip resolves into recipes ([`import`]).
 
 #![deny(missing_docs)]
 
 mod bytecode;
 mod derive;
+pub mod import;
+pub mod pipconf;
+mod sdist;
+mod tags;
 mod wheel;
 
 use std::path::Path;
@@ -15,6 +23,8 @@ use std::path::Path;
 use envctl_store::{Host, Job, Limits, Result, Unpacked};
 
 pub use derive::Derivation;
+pub use sdist::{BuildSystem, is_sdist_file};
+pub use tags::WheelTags;
 pub use wheel::{SCRIPT_HEADER, entry_points, unpack_wheel};
 
 /// The Python layer (see the crate docs).

@@ -154,8 +154,8 @@ struct Stacks {
 }
 
 fn pip(args: &ImportPipArgs, settings: &Settings) -> Result<Status> {
+    use envctl_python::import::{Options, SdistRef, Target, import_many};
     use envctl_recipes::PackageName;
-    use envctl_recipes::import::pip::{Options, SdistRef, Target, import_many};
     let facts = crate::system::facts(None, settings.system())?;
     let arch = facts.arch.clone().unwrap_or_else(|| "x86_64".into());
     if !args.report.is_empty() && args.report.len() != args.python.len() {
@@ -225,7 +225,7 @@ fn pip(args: &ImportPipArgs, settings: &Settings) -> Result<Status> {
         reports.iter().map(|(r, t, o)| (r.as_str(), t, o.as_str())).collect();
     // A source distribution is put into the store and looked into (build system, compiler).
     let mut store = None;
-    let mut inspect = |sdist: &SdistRef| -> std::result::Result<envctl_recipes::BuildSystem, String> {
+    let mut inspect = |sdist: &SdistRef| -> std::result::Result<envctl_python::BuildSystem, String> {
         if store.is_none() {
             let dir = settings.store_dir();
             store =

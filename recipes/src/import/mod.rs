@@ -5,7 +5,6 @@
 pub mod conda;
 pub mod nvidia;
 pub mod pbs;
-pub mod pip;
 
 /// One recipe file an importer writes.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -30,6 +29,6 @@ pub struct Problem {
 pub const EMPTY_SHA256: &str = "5f70bf18a086007016e948b04aed3b82103a36bea41755b6cddfaf10ace3c6ef";
 
 /// `s` as a TOML basic string.
-pub(crate) fn quote(s: &str) -> String {
+pub fn quote(s: &str) -> String {
     toml::Value::String(s.to_owned()).to_string()
 }

@@ -13,10 +13,10 @@ use std::str::FromStr;
 
 use serde::Deserialize;
 
-use super::{Generated, Problem, quote};
-use crate::name::PackageName;
-use crate::version::{Requirement, Version};
-use crate::wheel_tags::{WheelTags, manylinux_glibc};
+use envctl_recipes::import::{Generated, Problem, quote};
+use envctl_recipes::{PackageName, Requirement, Version};
+
+use crate::tags::{WheelTags, manylinux_glibc};
 
 /// What the recipes are for.
 #[derive(Debug, Clone, Default)]
@@ -115,7 +115,7 @@ pub struct SdistRef {
 }
 
 /// Looks into a source distribution: its build system, or why it cannot be built.
-pub type Inspect<'a> = &'a mut dyn FnMut(&SdistRef) -> Result<crate::BuildSystem, String>;
+pub type Inspect<'a> = &'a mut dyn FnMut(&SdistRef) -> Result<crate::sdist::BuildSystem, String>;
 
 /// What the reports alone cannot tell.
 #[derive(Default)]
@@ -256,7 +256,7 @@ fn entries(
                     .map_err(|why| problem(format!("{name}: `{file}`: {why}")))?;
                 (Some(tags), None)
             }
-            None if crate::is_sdist_file(&file) => {
+            None if crate::sdist::is_sdist_file(&file) => {
                 let Some(inspect) = options.inspect.as_mut() else {
                     return Err(problem(format!(
                         "{name}: `{file}` is a source distribution, and nothing here can look into it"
@@ -573,7 +573,7 @@ mod tests {
         let te = out.iter().find(|g| g.path == "typing-extensions/4.9.0.toml").unwrap();
         assert!(te.text.contains("python = \">=3.8\"") && !te.text.contains("[system]"), "{}", te.text);
         for g in &out {
-            crate::Recipe::parse(&g.text, std::path::Path::new(&g.path))
+            envctl_recipes::Recipe::parse(&g.text, std::path::Path::new(&g.path))
                 .unwrap_or_else(|e| panic!("{e}\n{}", g.text));
         }
         // Deterministic.
@@ -636,7 +636,7 @@ mod tests {
         let numpy = get("numpy/1.26.4.toml");
         assert!(numpy.contains("python = \"3.10|3.11\""), "{numpy}");
         assert!(numpy.contains("for CPython 3.10, 3.11 on x86_64"), "{numpy}");
-        let r = crate::Recipe::parse(&numpy, std::path::Path::new("numpy.toml")).unwrap();
+        let r = envctl_recipes::Recipe::parse(&numpy, std::path::Path::new("numpy.toml")).unwrap();
         let on =
             |v: &str| r.source_for("linux-x86_64", Some(&Version::parse(v).unwrap())).unwrap().url.clone();
         assert!(on("3.10.4").contains("cp310") && on("3.11.9").contains("cp311"), "{numpy}");
@@ -648,7 +648,7 @@ mod tests {
             crypto.contains("python = \"3.10|3.11\"") && crypto.contains("typing-extensions = \">=4.13.2\""),
             "{crypto}"
         );
-        let r = crate::Recipe::parse(&crypto, std::path::Path::new("c.toml")).unwrap();
+        let r = envctl_recipes::Recipe::parse(&crypto, std::path::Path::new("c.toml")).unwrap();
         let on =
             |v: &str| r.source_for("linux-x86_64", Some(&Version::parse(v).unwrap())).unwrap().url.clone();
         assert!(on("3.10.4").contains("cp37-abi3") && on("3.11.9").contains("cp311-abi3"), "{crypto}");
@@ -701,7 +701,7 @@ mod tests {
         let mut looked = Vec::new();
         let mut inspect = |s: &SdistRef| {
             looked.push(s.file.clone());
-            Ok(crate::BuildSystem::from_pyproject(None, "pyproject.toml").unwrap())
+            Ok(crate::sdist::BuildSystem::from_pyproject(None, "pyproject.toml").unwrap())
         };
         let out = import_many(
             &[(&r_gpu, &gpu, "gpu.json"), (&r_cpu, &cpu, "cpu.json")],
@@ -717,21 +717,21 @@ mod tests {
                 && gast.contains("wheel = \"*\""),
             "{gast}"
         );
-        crate::Recipe::parse(&gast, std::path::Path::new("gast.toml")).unwrap();
+        envctl_recipes::Recipe::parse(&gast, std::path::Path::new("gast.toml")).unwrap();
         let tf_gpu = get("tensorflow-gpu/1.15.5.toml");
         assert!(
             tf_gpu.contains("cudatoolkit = \"10.0\"")
                 && tf_gpu.contains("[hints]\ncudatoolkit = \"ask your site\""),
             "{tf_gpu}"
         );
-        let r = crate::Recipe::parse(&tf_gpu, std::path::Path::new("tf.toml")).unwrap();
+        let r = envctl_recipes::Recipe::parse(&tf_gpu, std::path::Path::new("tf.toml")).unwrap();
         assert_eq!(r.hints.len(), 1);
         let tf_cpu = get("tensorflow/1.15.5.toml");
         assert!(!tf_cpu.contains("cudatoolkit"), "{tf_cpu}");
 
         // A backend requirement outside the closure, and an sdist that cannot be built.
         let no_wheel = report("tensorflow", &[]);
-        let mut inspect = |_: &SdistRef| Ok(crate::BuildSystem::from_pyproject(None, "p").unwrap());
+        let mut inspect = |_: &SdistRef| Ok(crate::sdist::BuildSystem::from_pyproject(None, "p").unwrap());
         let e =
             import_many(&[(&no_wheel, &cpu, "r.json")], Options { inspect: Some(&mut inspect) }).unwrap_err();
         assert!(

@@ -2,7 +2,7 @@
 //! interpreters, ABIs and platforms a wheel runs on, and whether a profile's CPython on this
 //! machine is one of them.
 
-use crate::version::Version;
+use envctl_recipes::Version;
 
 /// The tags of a wheel file name `{name}-{version}(-{build})?-{python}-{abi}-{platform}.whl`;
 /// each part may be a `.`-separated set (`py2.py3`).
