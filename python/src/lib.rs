@@ -13,6 +13,7 @@
 mod bytecode;
 mod derive;
 pub mod import;
+mod ini;
 pub mod pipconf;
 mod sdist;
 mod tags;

@@ -61,35 +61,21 @@ fn read_pypi_bases() -> Vec<String> {
     found.index_url.into_iter().chain(found.extra_index_urls).chain(local).collect()
 }
 
-/// Applies one pip.conf: `[global]` first, then `[install]` over it.
+/// Applies one pip.conf: `[global]` first, then `[install]` over it. A file pip could not read
+/// either is passed over, as pip would fail on it before using anything in it.
 fn apply_file(found: &mut PipIndexes, text: &str) {
+    // An indented line continues the value above it: a list, one item a line.
+    let syntax = crate::ini::Syntax { delimiters: &['=', ':'], multiline: true, case_sensitive: false };
+    let Ok(sections) = crate::ini::read(text, syntax) else { return };
     for wanted in ["global", "install"] {
-        let mut section = String::new();
-        let mut key = String::new();
-        for line in text.lines() {
-            let trimmed = line.trim();
-            if trimmed.is_empty() || trimmed.starts_with(['#', ';']) {
-                continue;
-            }
-            if let Some(s) = trimmed.strip_prefix('[').and_then(|l| l.strip_suffix(']')) {
-                section = s.trim().to_owned();
-                key.clear();
-                continue;
-            }
-            if section != wanted {
-                continue;
-            }
-            // A continuation line (indented) adds values to the key above it.
-            let (k, values) = if line.starts_with([' ', '\t']) && !key.is_empty() {
-                (key.clone(), trimmed)
-            } else if let Some((k, v)) = trimmed.split_once(['=', ':']) {
-                key = k.trim().replace('_', "-");
-                (key.clone(), v.trim())
-            } else {
-                continue;
-            };
-            let mut values = values.split_whitespace().map(str::to_owned);
-            match k.as_str() {
+        let Some(section) = sections.get(wanted) else { continue };
+        // pip takes `index_url` for `index-url`.
+        let mut keys: Vec<(String, &str)> =
+            section.iter().filter_map(|(k, v)| Some((k.replace('_', "-"), v.as_deref()?))).collect();
+        keys.sort();
+        for (key, value) in keys {
+            let mut values = value.split_whitespace().map(str::to_owned);
+            match key.as_str() {
                 "index-url" => found.index_url = values.next_back().or(found.index_url.take()),
                 "extra-index-url" => found.extra_index_urls.extend(values),
                 "find-links" => found.find_links.extend(values),

@@ -385,15 +385,18 @@ fn check_record(
     let own =
         [format!("{dist_info}/RECORD"), format!("{dist_info}/RECORD.jws"), format!("{dist_info}/RECORD.p7s")];
     let mut listed: BTreeMap<String, Option<String>> = BTreeMap::new();
-    for (n, line) in record.lines().enumerate() {
-        if line.trim().is_empty() {
+    // CSV as Python's `csv` module writes it (a path holding a comma or a quote is quoted).
+    let mut rows = csv::ReaderBuilder::new().has_headers(false).flexible(true).from_reader(record.as_bytes());
+    for row in rows.records() {
+        let row = row.map_err(|e| (format!("{dist_info}/RECORD"), format!("is not CSV: {e}")))?;
+        let line = row.position().map_or(0, |p| p.line());
+        if row.iter().all(|f| f.trim().is_empty()) {
             continue;
         }
-        let fields = csv_fields(line);
-        let path = fields.first().cloned().unwrap_or_default();
-        let hash = fields.get(1).filter(|h| !h.is_empty()).cloned();
+        let path = row.get(0).unwrap_or_default().to_owned();
+        let hash = row.get(1).filter(|h| !h.is_empty()).map(str::to_owned);
         if path.is_empty() {
-            return Err((format!("{dist_info}/RECORD"), format!("line {} names no file", n + 1)));
+            return Err((format!("{dist_info}/RECORD"), format!("line {line} names no file")));
         }
         listed.insert(path, hash);
     }
@@ -431,54 +434,31 @@ fn check_record(
     Ok(())
 }
 
-/// The fields of one CSV line (RECORD quotes a path holding a comma).
-fn csv_fields(line: &str) -> Vec<String> {
-    let mut fields = Vec::new();
-    let mut cur = String::new();
-    let mut quoted = false;
-    let mut chars = line.trim_end_matches('\r').chars().peekable();
-    while let Some(c) = chars.next() {
-        match (c, quoted) {
-            ('"', true) if chars.peek() == Some(&'"') => {
-                cur.push('"');
-                chars.next();
-            }
-            ('"', _) => quoted = !quoted,
-            (',', false) => fields.push(std::mem::take(&mut cur)),
-            _ => cur.push(c),
-        }
-    }
-    fields.push(cur);
-    fields
-}
-
 /// The `console_scripts` and `gui_scripts` of an `entry_points.txt`: `(name, "module:attr")`.
 pub fn entry_points(text: &str) -> std::result::Result<Vec<(String, String)>, String> {
+    let syntax = crate::ini::Syntax { delimiters: &['='], multiline: false, case_sensitive: true };
+    let sections = crate::ini::read(text, syntax)?;
     let mut out = Vec::new();
-    let mut section = String::new();
-    for line in text.lines() {
-        let line = line.trim();
-        if line.is_empty() || line.starts_with('#') || line.starts_with(';') {
-            continue;
+    for section in ["console_scripts", "gui_scripts"] {
+        let mut entries: Vec<(&String, &Option<String>)> =
+            sections.get(section).into_iter().flatten().collect();
+        entries.sort();
+        for (name, target) in entries {
+            let target = target.as_deref().ok_or_else(|| format!("`{name}` is not `name = module:attr`"))?;
+            out.push(entry(name.trim(), target)?);
         }
-        if let Some(s) = line.strip_prefix('[').and_then(|l| l.strip_suffix(']')) {
-            section = s.trim().to_owned();
-            continue;
-        }
-        if section != "console_scripts" && section != "gui_scripts" {
-            continue;
-        }
-        let (name, target) =
-            line.split_once('=').ok_or_else(|| format!("`{line}` is not `name = module:attr`"))?;
-        let name = name.trim();
-        if name.is_empty() || name.contains('/') || name.starts_with('.') {
-            return Err(format!("`{name}` cannot be a script name"));
-        }
-        // Extras (`[extra]`) say what must be installed; they do not change the script.
-        let target = target.split('[').next().unwrap_or(target).trim();
-        out.push((name.to_owned(), target.to_owned()));
     }
     Ok(out)
+}
+
+/// One entry point, checked: a script name that stays in `bin/`, and its target without extras.
+fn entry(name: &str, target: &str) -> std::result::Result<(String, String), String> {
+    if name.is_empty() || name.contains('/') || name.starts_with('.') {
+        return Err(format!("`{name}` cannot be a script name"));
+    }
+    // Extras (`[extra]`) say what must be installed; they do not change the script.
+    let target = target.split('[').next().unwrap_or(target).trim();
+    Ok((name.to_owned(), target.to_owned()))
 }
 
 /// The script for an entry point `module:attr.sub`, as pip writes it.
@@ -519,10 +499,29 @@ mod tests {
     }
 
     #[test]
-    fn record_lines_are_csv() {
-        assert_eq!(csv_fields("a/b.py,sha256=x,12"), ["a/b.py", "sha256=x", "12"]);
-        assert_eq!(csv_fields("\"a,b.py\",sha256=x,1"), ["a,b.py", "sha256=x", "1"]);
-        assert_eq!(csv_fields("p/RECORD,,"), ["p/RECORD", "", ""]);
+    fn record_is_read_as_csv_as_python_writes_it() {
+        let digest = |b: &[u8]| -> [u8; 32] { sha2::Sha256::digest(b).into() };
+        let b64 = |d: &[u8; 32]| base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(d);
+        let (comma, quote) = (digest(b"a"), digest(b"q"));
+        let info = "p-1.0.dist-info";
+        let hashes: BTreeMap<String, [u8; 32]> =
+            [("p/a,b.py".to_owned(), comma), ("p/say \"hi\".py".to_owned(), quote)].into();
+        // Quoted fields, a doubled quote, CRLF line ends, the RECORD's own empty hash, a blank line.
+        let record = format!(
+            "\"p/a,b.py\",sha256={},1\r\n\"p/say \"\"hi\"\".py\",sha256={},1\r\n{info}/RECORD,,\r\n\r\n",
+            b64(&comma),
+            b64(&quote)
+        );
+        assert_eq!(check_record(&record, &hashes, info), Ok(()));
+        // Unquoted, the comma splits the path: that file is not listed.
+        let bare = format!("p/a,b.py,sha256={},1\n", b64(&comma));
+        let one: BTreeMap<String, [u8; 32]> = [("p/a,b.py".to_owned(), comma)].into();
+        let (entry, why) = check_record(&bare, &one, info).unwrap_err();
+        assert_eq!(entry, "p/a,b.py");
+        assert!(why.contains("not listed"), "{why}");
+        let (entry, why) =
+            check_record(&format!("p/a.py,,\n,sha256={},1\n", b64(&comma)), &one, info).unwrap_err();
+        assert_eq!((entry.as_str(), why.as_str()), ("p-1.0.dist-info/RECORD", "line 2 names no file"));
     }
 
     #[test]

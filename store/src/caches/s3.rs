@@ -84,20 +84,20 @@ fn aws_credentials() -> Option<rusty_s3::Credentials> {
         .or_else(|| std::env::var_os("HOME").map(|h| PathBuf::from(h).join(".aws/credentials")))?;
     let text = std::fs::read_to_string(file).ok()?;
     let profile = std::env::var("AWS_PROFILE").unwrap_or_else(|_| "default".to_owned());
-    let mut section = String::new();
-    let mut values = std::collections::BTreeMap::new();
-    for line in text.lines().map(str::trim) {
-        if let Some(name) = line.strip_prefix('[').and_then(|l| l.strip_suffix(']')) {
-            section = name.trim().to_owned();
-        } else if section == profile
-            && let Some((k, v)) = line.split_once('=')
-        {
-            values.insert(k.trim().to_owned(), v.trim().to_owned());
-        }
-    }
-    let key = values.get("aws_access_key_id")?;
-    let secret = values.get("aws_secret_access_key")?;
-    Some(match values.get("aws_session_token") {
+    credentials_in(text, &profile)
+}
+
+/// The credentials of `profile`'s section of a credentials file (INI, as AWS's tools read it).
+fn credentials_in(text: String, profile: &str) -> Option<rusty_s3::Credentials> {
+    let mut defaults = configparser::ini::Ini::new_cs().defaults();
+    defaults.delimiters = vec!['='];
+    defaults.enable_inline_comments = false;
+    let sections = configparser::ini::Ini::new_from_defaults(defaults).read(text).ok()?;
+    let values: std::collections::BTreeMap<&str, &str> =
+        sections.get(profile)?.iter().filter_map(|(k, v)| Some((k.as_str(), v.as_deref()?))).collect();
+    let key = *values.get("aws_access_key_id")?;
+    let secret = *values.get("aws_secret_access_key")?;
+    Some(match values.get("aws_session_token").copied() {
         Some(token) => rusty_s3::Credentials::new_with_token(key, secret, token),
         None => rusty_s3::Credentials::new(key, secret),
     })
@@ -128,5 +128,22 @@ impl BinaryCache for S3 {
         write: &mut dyn FnMut(&mut dyn Write) -> Result<()>,
     ) -> Result<()> {
         super::put_url(fetcher, &self.sign(rusty_s3::Method::Put, file), staging, write)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_credentials_file_gives_the_profiles_keys() {
+        let text = "# keys\n[default]\naws_access_key_id = AKIA1\naws_secret_access_key=s3cr=t\n\n[ci]\naws_access_key_id = AKIA2\naws_secret_access_key = x\naws_session_token = tok\n";
+        let d = credentials_in(text.to_owned(), "default").unwrap();
+        // Only the first `=` separates: a secret may hold one.
+        assert_eq!((d.key(), d.secret(), d.token()), ("AKIA1", "s3cr=t", None));
+        let ci = credentials_in(text.to_owned(), "ci").unwrap();
+        assert_eq!((ci.key(), ci.token()), ("AKIA2", Some("tok")));
+        assert!(credentials_in(text.to_owned(), "CI").is_none(), "profile names keep their case");
+        assert!(credentials_in("[default]\naws_access_key_id = A\n".to_owned(), "default").is_none());
     }
 }
