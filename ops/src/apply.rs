@@ -768,16 +768,11 @@ fn mirror_hints(mut f: Failure, url: &str, settings: &Settings) -> Failure {
 /// local file's length) at most `jobs` at a time; nothing is downloaded.
 fn download_sizes(packages: &[&LockedPackage], fetch: FetchOptions, jobs: usize) -> Vec<Option<u64>> {
     let fetcher = Fetcher::new(fetch);
-    let mut sizes = vec![None; packages.len()];
-    for (chunk, out) in packages.chunks(jobs.max(1)).zip(sizes.chunks_mut(jobs.max(1))) {
-        std::thread::scope(|scope| {
-            for (p, slot) in chunk.iter().zip(out.iter_mut()) {
-                let fetcher = &fetcher;
-                scope.spawn(move || *slot = fetcher.size(&p.source.url));
-            }
-        });
-    }
-    sizes
+    let size = |_: &mut (), _, p: &&LockedPackage| fetcher.size(&p.source.url);
+    envctl_store::parallel::map_on_threads(jobs, packages, || (), size, |_| false)
+        .into_iter()
+        .flatten()
+        .collect()
 }
 
 /// Writes `lock` as the lock file of the profile file `file`, at `lock_path` (the

@@ -246,39 +246,21 @@ fn write_parallel(
     zip: &zip::ZipArchive<MappedReader<'_>>,
     jobs: &mut [Job],
 ) -> Result<Vec<Written>> {
-    use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
+    use std::sync::atomic::AtomicU64;
     jobs.sort_by(|a, b| b.compressed.cmp(&a.compressed).then(a.index.cmp(&b.index)));
-    let threads =
-        std::thread::available_parallelism().map_or(1, |n| n.get()).clamp(1, 4).min(jobs.len().max(1));
-    let next = AtomicUsize::new(0);
-    let failed = AtomicBool::new(false);
+    let threads = envctl_store::parallel::cores().clamp(1, 4);
     let budget = AtomicU64::new(0);
-    let results: Vec<std::sync::Mutex<Option<Result<Written>>>> =
-        jobs.iter().map(|_| std::sync::Mutex::new(None)).collect();
-    let jobs: &[Job] = jobs;
-    std::thread::scope(|scope| {
-        for _ in 0..threads {
-            scope.spawn(|| {
-                let mut zip = zip.clone();
-                let mut buf = vec![0u8; 256 * 1024];
-                loop {
-                    let i = next.fetch_add(1, Ordering::Relaxed);
-                    let Some(job) = jobs.get(i) else { break };
-                    if failed.load(Ordering::Relaxed) {
-                        break;
-                    }
-                    let result = write_one(u, &mut zip, job, &budget, &mut buf);
-                    if result.is_err() {
-                        failed.store(true, Ordering::Relaxed);
-                    }
-                    *results[i].lock().unwrap_or_else(|p| p.into_inner()) = Some(result);
-                }
-            });
-        }
-    });
+    // Each thread reads through its own view of the archive, into its own buffer.
+    let results = envctl_store::parallel::map_on_threads(
+        threads,
+        jobs,
+        || (zip.clone(), vec![0u8; 256 * 1024]),
+        |(zip, buf), _, job| write_one(u, zip, job, &budget, buf),
+        Result::is_err,
+    );
     let mut out = Vec::with_capacity(results.len());
     for slot in results {
-        match slot.into_inner().unwrap_or_else(|p| p.into_inner()) {
+        match slot {
             Some(Ok(done)) => out.push(done),
             Some(Err(e)) => return Err(e),
             // Left undone because another job failed; that failure is reported.

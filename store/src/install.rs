@@ -7,8 +7,6 @@
 
 use std::io::{BufRead, Read, Write};
 use std::path::{Path, PathBuf};
-use std::sync::Mutex;
-use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::mpsc::{Receiver, SyncSender, sync_channel};
 
 use sha2::Digest;
@@ -67,30 +65,14 @@ impl<'a> Installer<'a> {
         requests: &[InstallRequest],
         reporter: &dyn Reporter,
     ) -> Vec<Result<Installed>> {
-        let next = AtomicUsize::new(0);
-        let results: Vec<Mutex<Option<Result<Installed>>>> =
-            requests.iter().map(|_| Mutex::new(None)).collect();
-        let workers = self.store.options.jobs.clamp(1, requests.len().max(1));
-        std::thread::scope(|s| {
-            for _ in 0..workers {
-                s.spawn(|| {
-                    loop {
-                        let i = next.fetch_add(1, Ordering::Relaxed);
-                        let Some(request) = requests.get(i) else { break };
-                        let result = self.store.install_one(i, request, self.caches, reporter);
-                        reporter.finished(i);
-                        *results[i].lock().unwrap_or_else(|p| p.into_inner()) = Some(result);
-                    }
-                });
-            }
-        });
-        results
+        let install = |_: &mut (), i: usize, request: &InstallRequest| {
+            let result = self.store.install_one(i, request, self.caches, reporter);
+            reporter.finished(i);
+            result
+        };
+        crate::parallel::map_on_threads(self.store.options.jobs, requests, || (), install, |_| false)
             .into_iter()
-            .map(|m| {
-                m.into_inner()
-                    .unwrap_or_else(|p| p.into_inner())
-                    .expect("every request was taken by a worker")
-            })
+            .map(|r| r.expect("nothing stops the queue"))
             .collect()
     }
 

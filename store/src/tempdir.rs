@@ -92,7 +92,6 @@ fn remove_dir_contents(path: &Path, meta: &std::fs::Metadata) -> std::io::Result
 /// entries are shared out one by one, so two large trees and one huge one keep every worker busy
 /// alike. Each tree is removed whole or the first error is returned (the rest still tried).
 pub fn remove_trees(paths: &[PathBuf], workers: usize) -> std::io::Result<()> {
-    use std::sync::Mutex;
     // Make every top directory writable and list it; its entries are the units of work.
     let mut units: Vec<PathBuf> = Vec::new();
     let mut tops: Vec<PathBuf> = Vec::new();
@@ -127,20 +126,9 @@ pub fn remove_trees(paths: &[PathBuf], workers: usize) -> std::io::Result<()> {
             }
         }
     }
-    let next = AtomicU64::new(0);
-    let error = Mutex::new(first_error);
-    std::thread::scope(|s| {
-        for _ in 0..workers.clamp(1, units.len().max(1)) {
-            s.spawn(|| {
-                while let Some(unit) = units.get(next.fetch_add(1, Ordering::Relaxed) as usize) {
-                    if let Err(e) = remove_tree(unit) {
-                        error.lock().unwrap_or_else(|p| p.into_inner()).get_or_insert(e);
-                    }
-                }
-            });
-        }
-    });
-    let mut error = error.into_inner().unwrap_or_else(|p| p.into_inner());
+    let removed =
+        crate::parallel::map_on_threads(workers, &units, || (), |_, _, unit| remove_tree(unit), |_| false);
+    let mut error = first_error.or_else(|| removed.into_iter().flatten().find_map(std::result::Result::err));
     for top in &tops {
         if let Err(e) = fs_err::remove_dir(top) {
             error.get_or_insert(e);

@@ -133,37 +133,19 @@ impl Store {
     /// directory, an HTTP(S) base that accepts `PUT`, or an `s3://` bucket), signed with `key`,
     /// on up to `jobs` threads. Paths whose object is there already are skipped.
     pub fn push(&self, target: &str, names: &[String], key: &SecretKey) -> Result<PushReport> {
-        use std::sync::Mutex;
-        use std::sync::atomic::{AtomicUsize, Ordering};
         let backend = open_cache(target)?;
-        let report = Mutex::new(PushReport::default());
-        let next = AtomicUsize::new(0);
-        let first_error: Mutex<Option<Error>> = Mutex::new(None);
-        std::thread::scope(|s| {
-            for _ in 0..self.options.jobs.clamp(1, names.len().max(1)) {
-                s.spawn(|| {
-                    while let Some(name) = names.get(next.fetch_add(1, Ordering::Relaxed)) {
-                        match self.push_one(backend.as_ref(), name, key) {
-                            Ok(Some(bytes)) => {
-                                let mut r = report.lock().unwrap_or_else(|p| p.into_inner());
-                                r.pushed.push(name.clone());
-                                r.bytes += bytes;
-                            }
-                            Ok(None) => {
-                                report.lock().unwrap_or_else(|p| p.into_inner()).skipped.push(name.clone())
-                            }
-                            Err(e) => {
-                                first_error.lock().unwrap_or_else(|p| p.into_inner()).get_or_insert(e);
-                            }
-                        }
-                    }
-                });
+        let push = |_: &mut (), _, name: &String| self.push_one(backend.as_ref(), name, key);
+        let pushed = crate::parallel::map_on_threads(self.options.jobs, names, || (), push, |_| false);
+        let mut report = PushReport::default();
+        for (name, result) in names.iter().zip(pushed) {
+            match result.expect("nothing stops the queue")? {
+                Some(bytes) => {
+                    report.pushed.push(name.clone());
+                    report.bytes += bytes;
+                }
+                None => report.skipped.push(name.clone()),
             }
-        });
-        if let Some(e) = first_error.into_inner().unwrap_or_else(|p| p.into_inner()) {
-            return Err(e);
         }
-        let mut report = report.into_inner().unwrap_or_else(|p| p.into_inner());
         report.pushed.sort();
         report.skipped.sort();
         Ok(report)
