@@ -2,6 +2,7 @@
 """The real TensorFlow 2.15.1 closure for CPython 3.11: envctl against uv, in one run.
 
   python3 bench/python-stack.py [ROUNDS] [CACHE]   (default 3 rounds, /var/tmp/envctl-bench-python)
+  ENVCTL_BASELINE=/path/to/older/envctl python3 bench/python-stack.py   (adds its cold apply as an arm)
 
 Not a test and not run by CI. Needs the network to the Python package index through this
 machine's own pip configuration (for `pip download` and `envctl import pip`), uv (`pip install
@@ -109,7 +110,8 @@ def main():
     only_python = os.path.join(WORK, "py.toml")
     with open(only_python, "w") as f:
         f.write(f'[packages]\npython = "{SERIES}"\n')
-    cold_e, cold_p, cold_u, warm_e, warm_u, warm_uc, imp_e, imp_u, again_e, again_u = ([] for _ in range(10))
+    baseline = os.environ.get("ENVCTL_BASELINE")
+    cold_e, cold_p, cold_u, warm_e, warm_u, warm_uc, imp_e, imp_u, again_e, again_u, cold_b = ([] for _ in range(11))
     for r in range(ROUNDS):
         home = os.path.join(WORK, "home")
         env = dict(base_env, ENVCTL_HOME=home)
@@ -121,6 +123,12 @@ def main():
         # cold
         dt, _ = timed([envctl, "apply", profile], env=env)
         cold_e.append(dt)
+        if baseline:
+            # The same cold apply by an older build, into a home of its own, from the same lock.
+            home_b = os.path.join(WORK, "home-baseline")
+            read_inputs([wheels])
+            cold_b.append(timed([baseline, "apply", "--frozen", profile], env=dict(base_env, ENVCTL_HOME=home_b))[0])
+            aside(home_b)
         venv, cache = os.path.join(WORK, "venv"), os.path.join(WORK, "uv-cache")
         read_inputs([wheels])
         t = time.perf_counter()
@@ -172,6 +180,7 @@ def main():
         "| --- | --- | --- | --- |",
         f"| `envctl import pip {REQ} --python {SERIES}` ({n_recipes} recipes, one run) | {t_import:.1f} s | | |",
         f"| cold: empty store / empty cache, `--compile-bytecode` | {m(cold_e):.1f} s | {m(cold_u):.1f} s | {m(cold_e) / m(cold_u):.2f} |",
+        *([f"| cold: empty store, the baseline build (`ENVCTL_BASELINE`) | {m(cold_b):.1f} s | {m(cold_u):.1f} s | {m(cold_b) / m(cold_u):.2f} |"] if cold_b else []),
         f"| cold, the interpreter already in the store (as uv's venv has it) | {m(cold_p):.1f} s | {m(cold_u):.1f} s | {m(cold_p) / m(cold_u):.2f} |",
         f"| warm: second profile / fresh venv from warm cache, no bytecode | {m(warm_e):.2f} s | {m(warm_u):.2f} s | {m(warm_e) / m(warm_u):.2f} |",
         f"| warm: second profile / fresh venv from warm cache, `--compile-bytecode` | {m(warm_e):.2f} s | {m(warm_uc):.2f} s | {m(warm_e) / m(warm_uc):.2f} |",
@@ -179,6 +188,7 @@ def main():
         f"| `import tensorflow` again | {m(again_e):.2f} s | {m(again_u):.2f} s | {m(again_e) / m(again_u):.2f} |",
         "",
         "Raw (s): cold envctl " + ", ".join(f"{x:.1f}" for x in cold_e)
+        + ("; cold baseline " + ", ".join(f"{x:.1f}" for x in cold_b) if cold_b else "")
         + "; cold envctl, interpreter in store " + ", ".join(f"{x:.1f}" for x in cold_p) + "; cold uv " + ", ".join(f"{x:.1f}" for x in cold_u)
         + "; warm envctl " + ", ".join(f"{x:.2f}" for x in warm_e) + "; warm uv " + ", ".join(f"{x:.2f}" for x in warm_u)
         + "; warm uv --compile-bytecode " + ", ".join(f"{x:.2f}" for x in warm_uc)
