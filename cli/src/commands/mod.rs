@@ -5,6 +5,7 @@ mod cache;
 mod daemon;
 mod doctor;
 mod edit;
+mod env;
 mod gc;
 mod import;
 mod profiles;
@@ -135,7 +136,7 @@ pub fn run() -> ExitCode {
             }
             session::session(&session, command, &settings, &cli)
         }
-        Command::Env(args) => session::env(args, &settings, &cli),
+        Command::Env(args) => env::env(args, &settings, &cli),
         Command::Profiles(args) => profiles::list(args, &settings, &cli),
         Command::List(args) => profiles::packages(args, &settings, &cli),
         Command::Init(args) => edit::init(args),

@@ -12,22 +12,22 @@ use std::path::{Path, PathBuf};
 use envctl_store::TempRoot;
 
 use super::Status;
-use crate::args::{Cli, EnvArgs, EnvFormat, SessionArgs};
+use crate::args::{Cli, SessionArgs};
 use crate::error::{Failure, Result, StoreContext};
 use crate::manifest::Manifest;
 use crate::printer;
 use crate::settings::Settings;
 
 /// What a session runs in.
-struct Target {
-    name: String,
-    generation: PathBuf,
-    manifest: Manifest,
+pub(super) struct Target {
+    pub name: String,
+    pub generation: PathBuf,
+    pub manifest: Manifest,
 }
 
 /// The session's target. `chosen` is told the generation as soon as it is known, before its
 /// manifest is read (a shared store's session asks the daemon for its root meanwhile).
-fn target(
+pub(super) fn target(
     spec: Option<&str>,
     packages: &[String],
     settings: &Settings,
@@ -140,7 +140,9 @@ fn adhoc(packages: &[String], settings: &Settings, cli: &Cli) -> Result<(String,
 const RESTORE: &str = "ENVCTL_RESTORE";
 
 /// `base` as it was before the envctl session it is inside of, if any, and that session's profile.
-fn outside_sessions(mut base: BTreeMap<String, String>) -> (BTreeMap<String, String>, Option<String>) {
+pub(super) fn outside_sessions(
+    mut base: BTreeMap<String, String>,
+) -> (BTreeMap<String, String>, Option<String>) {
     let Some(saved) = base.remove(RESTORE) else { return (base, None) };
     let Ok(saved) = serde_json::from_str::<BTreeMap<String, Option<String>>>(&saved) else {
         return (base, None);
@@ -171,25 +173,8 @@ fn outside_sessions(mut base: BTreeMap<String, String>) -> (BTreeMap<String, Str
     (base, left)
 }
 
-/// Names of `names` that can be printed as shell code, warning about the others: a caller's
-/// environment can hold any name (`env 'A;touch x=1' envctl env P`).
-fn printable<'a>(names: impl Iterator<Item = &'a String>) -> Vec<&'a String> {
-    names
-        .filter(|k| {
-            let ok = envctl_recipes::is_variable_name(k);
-            if !ok {
-                printer::info(&format!(
-                    "warning: `{}` in the environment is not a variable name; left out",
-                    k.escape_debug()
-                ));
-            }
-            ok
-        })
-        .collect()
-}
-
 /// Records in `env` what `base` had for each variable `env` sets (see [`RESTORE`]).
-fn remember(env: &mut BTreeMap<String, String>, base: &BTreeMap<String, String>) {
+pub(super) fn remember(env: &mut BTreeMap<String, String>, base: &BTreeMap<String, String>) {
     let saved: BTreeMap<&String, Option<&String>> = env.keys().map(|k| (k, base.get(k))).collect();
     let text = serde_json::to_string(&saved).expect("strings serialize");
     env.insert(RESTORE.to_owned(), text);
@@ -213,7 +198,7 @@ fn prepend(
 
 /// The session's variables: search paths into the generation, CUDA_HOME, then recipe and profile
 /// `[env]` with its `${NAME}` references expanded. `base` is the environment it extends.
-fn environment(t: &Target, base: &BTreeMap<String, String>) -> BTreeMap<String, String> {
+pub(super) fn environment(t: &Target, base: &BTreeMap<String, String>) -> BTreeMap<String, String> {
     let g = &t.generation;
     let mut env = BTreeMap::new();
     let mut search = match &t.manifest.search {
@@ -270,7 +255,7 @@ const PURE_KEEP: &[&str] = &[
     "NVIDIA_VISIBLE_DEVICES",
 ];
 
-fn base_env(pure: bool) -> BTreeMap<String, String> {
+pub(super) fn base_env(pure: bool) -> BTreeMap<String, String> {
     let all: BTreeMap<String, String> = std::env::vars().collect();
     if !pure {
         return all;
@@ -402,54 +387,4 @@ fn private_companion() -> Option<PathBuf> {
 fn is_permission(e: &envctl_store::Error) -> bool {
     use std::io::ErrorKind::{PermissionDenied, ReadOnlyFilesystem};
     matches!(e, envctl_store::Error::Io(io) if matches!(io.kind(), PermissionDenied | ReadOnlyFilesystem))
-}
-
-pub fn env(args: &EnvArgs, settings: &Settings, cli: &Cli) -> Result<Status> {
-    let t = target(args.profile.as_deref(), &[], settings, cli, &mut |_| Ok(()))?;
-    let outer = base_env(false);
-    let (base, _) = outside_sessions(outer.clone());
-    let mut env = environment(&t, &base);
-    remember(&mut env, &base);
-    // What an enclosing session set and this one does not: back to before it, or unset.
-    let unset = printable(outer.keys().filter(|k| !base.contains_key(*k) && !env.contains_key(*k)));
-    let restore: Vec<(&String, &String)> = printable(
-        base.iter().filter(|(k, v)| outer.get(*k) != Some(v) && !env.contains_key(*k)).map(|(k, _)| k),
-    )
-    .into_iter()
-    .map(|k| (k, &base[k]))
-    .collect();
-    // Keys are checked when recipes and profile files are read; a generation written before that
-    // check could still carry one that would run code in the shell that evaluates this output.
-    if let Some(bad) = env.keys().find(|k| !envctl_recipes::is_variable_name(k)) {
-        return Err(Failure::new(
-            format!("cannot print the environment of `{}`", t.name),
-            format!("its generation sets `{}`, which is not a variable name", bad.escape_debug()),
-        )
-        .hint(format!("remove it from the [env] table and apply the profile `{}` again", t.name)));
-    }
-    match args.format {
-        EnvFormat::Json => printer::json(&env),
-        EnvFormat::Sh => {
-            for k in &unset {
-                printer::data(&format!("unset {k}"));
-            }
-            for (k, v) in env.iter().chain(restore) {
-                printer::data(&format!("export {k}='{}'", v.replace('\'', "'\\''")));
-            }
-        }
-        EnvFormat::Fish => {
-            for k in &unset {
-                printer::data(&format!("set -e {k}"));
-            }
-            for (k, v) in env.iter().chain(restore) {
-                let v = v.replace('\\', "\\\\").replace('\'', "\\'");
-                if k.ends_with("PATH") {
-                    printer::data(&format!("set -gx {k} (string split : '{v}')"));
-                } else {
-                    printer::data(&format!("set -gx {k} '{v}'"));
-                }
-            }
-        }
-    }
-    Ok(Status::Success)
 }
