@@ -3,8 +3,9 @@
 recipes under examples/recipes/, with the real version pairings of TensorFlow 1.15 and 2.15/2.16.
 
 The artifacts are stand-ins, a few hundred bytes each: a CUDA "toolkit" is a version file, an
-`nvcc` that prints its version and an empty libcudart; a Python is a `python3` that runs the
-next python3 on PATH (the host's); a TensorFlow is a package whose `__init__.py` sets
+`nvcc` that prints its version and an empty libcudart; a Python is a `python3` that answers
+`--version` with the version it stands for and runs the next python3 on PATH (the host's) for
+anything else; a TensorFlow is a package whose `__init__.py` sets
 `__version__` and refuses to import unless `CUDA_HOME` holds the CUDA it was built for. Real
 recipes point at real artifacts and look the same.
 
@@ -25,7 +26,9 @@ ARTIFACTS = os.path.join(HERE, "artifacts")
 RECIPES = os.path.join(HERE, "recipes")
 
 PYTHON_STAND_IN = """#!/bin/sh
-# Stand-in for CPython {version}: runs the first other python3 on PATH (the host's).
+# Stand-in for CPython {version}: says that version when asked, and runs the first other python3
+# on PATH (the host's) for anything else.
+case "$1" in -V|--version) echo "Python {version} (stand-in)"; exit 0;; esac
 here=$(cd "$(dirname "$0")" && pwd -P)
 IFS=:
 for d in $PATH; do

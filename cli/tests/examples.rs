@@ -6,7 +6,7 @@ mod common;
 
 use std::path::{Path, PathBuf};
 
-use common::{Run, Sandbox, copy_dir};
+use common::{Run, Sandbox, copy_tracked};
 
 fn examples() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("../examples")
@@ -14,9 +14,40 @@ fn examples() -> PathBuf {
 
 /// A sandbox holding a copy of `examples/` (applying writes locks beside the profile files).
 fn sandbox() -> Sandbox {
+    sandbox_from(&examples())
+}
+
+/// A sandbox holding a copy of `src` as git tracks it (see [`copy_tracked`]).
+fn sandbox_from(src: &Path) -> Sandbox {
     let sb = Sandbox::new();
-    copy_dir(&examples(), &sb.path("examples"));
+    copy_tracked(src, &sb.path("examples"));
     sb
+}
+
+#[test]
+fn locks_left_by_a_readme_walk_do_not_reach_the_tests_copy() {
+    // A walk through the README leaves locks made with other settings beside the profiles.
+    let walked = Sandbox::new();
+    copy_tracked(&examples(), &walked.path("examples"));
+    std::fs::write(walked.path("examples/vision.lock"), "not a lock a test could use\n").unwrap();
+    std::fs::write(walked.path("examples/frameworks/torch-2.8.lock"), "nor this\n").unwrap();
+    let sb = sandbox_from(&walked.path("examples"));
+    assert!(
+        !sb.path("examples/vision.lock").exists() && !sb.path("examples/frameworks/torch-2.8.lock").exists()
+    );
+    let vision = sb.path("examples/vision.toml").display().to_string();
+    envctl(&sb, &["apply", &vision]).ok();
+}
+
+#[test]
+fn the_stand_in_pythons_say_the_version_they_stand_for() {
+    let sb = sandbox();
+    let vision = sb.path("examples/vision.toml").display().to_string();
+    envctl(&sb, &["apply", &vision]).ok();
+    let run = envctl(&sb, &["run", "vision", "--", "python3", "--version"]);
+    assert_eq!(run.ok().trim(), "Python 3.7.17 (stand-in)");
+    let run = envctl(&sb, &["run", "vision", "--", "python3", "-c", "print(6 * 7)"]);
+    assert_eq!(run.ok().trim(), "42");
 }
 
 fn envctl(sb: &Sandbox, args: &[&str]) -> Run {

@@ -176,6 +176,21 @@ pub fn copy_dir(from: &Path, to: &Path) {
     }
 }
 
+/// Copies `examples/` (or a copy of it) as git tracks it: without the locks a walk through the
+/// README leaves beside the profile files (git ignores them), which would otherwise be applied
+/// instead of the files.
+pub fn copy_tracked(from: &Path, to: &Path) {
+    std::fs::create_dir_all(to).unwrap();
+    for e in std::fs::read_dir(from).unwrap() {
+        let e = e.unwrap();
+        if e.file_type().unwrap().is_dir() {
+            copy_tracked(&e.path(), &to.join(e.file_name()));
+        } else if e.path().extension().is_none_or(|x| x != "lock") {
+            std::fs::copy(e.path(), to.join(e.file_name())).unwrap();
+        }
+    }
+}
+
 /// Moves a store tree (a read-only directory) elsewhere, as any user can: its owner-write bit is
 /// set for the move (the `..` entry changes) and its mode put back.
 pub fn move_tree(from: &Path, to: &Path) {
