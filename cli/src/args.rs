@@ -56,6 +56,8 @@ pub enum Command {
     Cache(CacheCommand),
     /// Print a profile's environment for `eval` or direnv
     Env(EnvArgs),
+    /// Write a modulefile (Lmod, Environment Modules) that loads a profile
+    Module(ModuleArgs),
     /// List profiles
     Profiles(JsonArgs),
     /// List an applied profile's packages, with versions and sizes
@@ -525,6 +527,23 @@ pub enum EnvFormat {
     Fish,
     /// A JSON object
     Json,
+    /// For direnv's `.envrc`: `watch_file` lines (the profile switching, its file changing),
+    /// then `export` lines
+    Direnv,
+    /// Environment Modules / Lmod commands (`prepend-path`, `setenv`) through the profile's link,
+    /// which `envctl module` files evaluate at each `module load`
+    Module,
+}
+
+/// `envctl module`
+#[derive(Debug, Args)]
+pub struct ModuleArgs {
+    /// The profile (`vision`, or `TEAM/vision` on a shared machine)
+    pub profile: String,
+    /// The directory of modulefiles to write it in (`module use DIR`) [default: `modulefiles`
+    /// in envctl's home]
+    #[arg(long, value_name = "DIR")]
+    pub out: Option<std::path::PathBuf>,
 }
 
 /// `envctl env`

@@ -1,19 +1,74 @@
-//! Programs a test needs that a fresh machine may lack (zsh, fish): found on PATH, else installed
-//! from the distribution's package registry with its own client, once, under a lock shared by the
-//! test processes. A test that cannot get its program fails saying why; it never skips.
+//! Programs a test needs that a fresh machine may lack (zsh, fish, direnv, Lmod): found on PATH
+//! or where their package puts them, else installed from the distribution's package registry
+//! with its own client, once, under a lock shared by the test processes. A package that cannot be
+//! installed beside another (Environment Modules beside Lmod) is unpacked into a directory of its
+//! own instead. A test that cannot get its program fails saying why; it never skips.
 
 use std::path::PathBuf;
 use std::process::Command;
 
 /// The path of `program`, installing the Debian package `package` when it is missing.
 pub fn tool(program: &str, package: &str) -> PathBuf {
-    if let Some(found) = which(program) {
-        return found;
+    installed(package, || which(program), &format!("`{program}`"))
+}
+
+/// The file `path` of the Debian package `package` (an init script, a library), installing the
+/// package when the file is missing.
+pub fn package_file(path: &str, package: &str) -> PathBuf {
+    let path = PathBuf::from(path);
+    installed(package, || path.exists().then(|| path.clone()), &format!("`{}`", path.display()))
+}
+
+/// The file `path` (relative to `/`) of the Debian package `package`, unpacked (not installed)
+/// into a directory of the test support's own under the temporary directory: for a package that
+/// conflicts with one another test installs. Downloaded with `apt-get download`, which needs no
+/// root, and unpacked with `dpkg-deb -x`, once.
+pub fn unpacked_file(path: &str, package: &str) -> PathBuf {
+    let dir = std::env::temp_dir().join("envctl-testkit-debs").join(package);
+    let file = dir.join("root").join(path);
+    if file.exists() {
+        return file;
     }
+    let _lock = lock();
+    if file.exists() {
+        return file;
+    }
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).expect("create the unpack directory");
+    let run = |c: &mut Command, what: &str| {
+        let out = c.output().unwrap_or_else(|e| panic!("this test needs {package}: {what}: {e}"));
+        assert!(
+            out.status.success(),
+            "this test needs {package}: {what} failed:\n{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    };
+    run(Command::new("apt-get").args(["download", "-q", package]).current_dir(&dir), "`apt-get download`");
+    let deb = std::fs::read_dir(&dir)
+        .expect("list the download")
+        .flatten()
+        .map(|e| e.path())
+        .find(|p| p.extension().is_some_and(|e| e == "deb"))
+        .unwrap_or_else(|| panic!("`apt-get download {package}` left no .deb"));
+    run(Command::new("dpkg-deb").arg("-x").arg(&deb).arg(dir.join("root")), "`dpkg-deb -x`");
+    assert!(file.exists(), "the package {package} has no `{path}`");
+    file
+}
+
+/// The lock shared by the test processes that install or unpack packages.
+fn lock() -> std::fs::File {
     let lock_path = std::env::temp_dir().join("envctl-testkit-apt.lock");
     let lock = std::fs::File::create(&lock_path).expect("create the install lock");
     lock.lock().expect("take the install lock");
-    if let Some(found) = which(program) {
+    lock
+}
+
+fn installed(package: &str, find: impl Fn() -> Option<PathBuf>, program: &str) -> PathBuf {
+    if let Some(found) = find() {
+        return found;
+    }
+    let _lock = lock();
+    if let Some(found) = find() {
         return found;
     }
     let out = Command::new("apt-get")
@@ -23,12 +78,12 @@ pub fn tool(program: &str, package: &str) -> PathBuf {
     match out {
         Ok(out) if out.status.success() => {}
         Ok(out) => panic!(
-            "this test needs `{program}`; `apt-get install {package}` failed:\n{}",
+            "this test needs {program}; `apt-get install {package}` failed:\n{}",
             String::from_utf8_lossy(&out.stderr)
         ),
-        Err(e) => panic!("this test needs `{program}`: install the package `{package}` (apt-get: {e})"),
+        Err(e) => panic!("this test needs {program}: install the package `{package}` (apt-get: {e})"),
     }
-    which(program).unwrap_or_else(|| panic!("`apt-get install {package}` did not provide `{program}`"))
+    find().unwrap_or_else(|| panic!("`apt-get install {package}` did not provide {program}"))
 }
 
 fn which(program: &str) -> Option<PathBuf> {

@@ -137,6 +137,7 @@ pub fn run() -> ExitCode {
             session::session(&session, command, &settings, &cli)
         }
         Command::Env(args) => env::env(args, &settings, &cli),
+        Command::Module(args) => env::module(args, &settings, &cli),
         Command::Profiles(args) => profiles::list(args, &settings, &cli),
         Command::List(args) => profiles::packages(args, &settings, &cli),
         Command::Init(args) => edit::init(args),

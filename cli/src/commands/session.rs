@@ -23,6 +23,11 @@ pub(super) struct Target {
     pub name: String,
     pub generation: PathBuf,
     pub manifest: Manifest,
+    /// The profile's link to its current generation (`profiles/NAME`): a path that follows
+    /// applies and rollbacks. None for an ad-hoc environment.
+    pub link: Option<PathBuf>,
+    /// The profile file the target was named by, if it was.
+    pub file: Option<PathBuf>,
 }
 
 /// The session's target. `chosen` is told the generation as soon as it is known, before its
@@ -34,6 +39,7 @@ pub(super) fn target(
     cli: &Cli,
     chosen: &mut dyn FnMut(&Path) -> Result<()>,
 ) -> Result<Target> {
+    let mut file = None;
     let (name, generation) = if !packages.is_empty() {
         adhoc(packages, settings, cli)?
     } else {
@@ -56,6 +62,7 @@ pub(super) fn target(
         if spec.ends_with(".toml") && path.is_file() {
             let options = envctl_ops::apply::ApplyOptions { keep_rollback: true, ..Default::default() };
             let applied = super::apply::apply(path, &options, settings, cli)?;
+            file = Some(path.to_path_buf());
             (applied.name, applied.generation)
         } else {
             let (profile, profiles) = settings.profile(spec)?;
@@ -75,7 +82,11 @@ pub(super) fn target(
     chosen(&generation)?;
     let manifest =
         Manifest::load(&generation).map_err(|e| Failure::new("cannot read the generation's manifest", e))?;
-    Ok(Target { name, generation, manifest })
+    let link = match packages.is_empty() {
+        true => settings.profile(&name).ok().map(|(profile, profiles)| profiles.dir().join(&profile.name)),
+        false => None,
+    };
+    Ok(Target { name, generation, manifest, link, file })
 }
 
 /// `envctl run`'s words: the profile, then the command. `--` is optional after a profile
@@ -199,12 +210,20 @@ fn prepend(
 /// The session's variables: search paths into the generation, CUDA_HOME, then recipe and profile
 /// `[env]` with its `${NAME}` references expanded. `base` is the environment it extends.
 pub(super) fn environment(t: &Target, base: &BTreeMap<String, String>) -> BTreeMap<String, String> {
-    let g = &t.generation;
+    environment_at(t, &t.generation, base)
+}
+
+/// [`environment`] with the generation reached through `g` (the profile's link, say).
+pub(super) fn environment_at(
+    t: &Target,
+    g: &Path,
+    base: &BTreeMap<String, String>,
+) -> BTreeMap<String, String> {
     let mut env = BTreeMap::new();
     let mut search = match &t.manifest.search {
         Some(s) => s.clone(),
         // Generations from before the manifest recorded them: look (slower on huge farms).
-        None => crate::manifest::search_dirs(std::slice::from_ref(g)),
+        None => crate::manifest::search_dirs(&[g.to_path_buf()]),
     };
     let python = t.manifest.packages.iter().find(|p| p.name == "python").map(|p| p.version.as_str());
     let wheel_libs = crate::manifest::wheel_library_dirs(g, python);
