@@ -58,6 +58,9 @@ pub enum Command {
     Env(EnvArgs),
     /// Write a modulefile (Lmod, Environment Modules) that loads a profile
     Module(ModuleArgs),
+    /// Jupyter kernels that run a profile's Python
+    #[command(subcommand)]
+    Kernel(KernelCommand),
     /// List profiles
     Profiles(JsonArgs),
     /// List an applied profile's packages, with versions and sizes
@@ -360,6 +363,38 @@ pub struct ExportArgs {
 pub struct StoreImportArgs {
     /// A file `envctl store export` wrote
     pub file: PathBuf,
+}
+
+/// `envctl kernel`
+#[derive(Debug, Subcommand)]
+pub enum KernelCommand {
+    /// Register a profile as a Jupyter kernel that follows it (an apply or a rollback takes
+    /// effect at the next kernel start)
+    Install(KernelInstallArgs),
+    /// The kernels envctl registered, with their profiles
+    List(JsonArgs),
+    /// Unregister a kernel envctl registered
+    Remove(KernelRemoveArgs),
+}
+
+/// `envctl kernel install`
+#[derive(Debug, Args)]
+pub struct KernelInstallArgs {
+    /// The profile (`vision`, or `TEAM/vision` on a shared machine)
+    pub profile: String,
+    /// The kernel's name [default: `envctl-` and the profile's name]
+    #[arg(long)]
+    pub name: Option<String>,
+    /// The name Jupyter shows [default: the profile, its frameworks and Python]
+    #[arg(long)]
+    pub display_name: Option<String>,
+}
+
+/// `envctl kernel remove`
+#[derive(Debug, Args)]
+pub struct KernelRemoveArgs {
+    /// The kernel's name (as `envctl kernel list` shows it)
+    pub name: String,
 }
 
 /// `envctl cache`

@@ -4,6 +4,7 @@
 
 pub mod archive;
 pub mod faults;
+pub mod jupyter;
 pub mod python;
 pub mod s3;
 pub mod server;

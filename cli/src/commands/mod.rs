@@ -8,6 +8,7 @@ mod edit;
 mod env;
 mod gc;
 mod import;
+mod kernel;
 mod profiles;
 mod recipes;
 mod resolve;
@@ -138,6 +139,7 @@ pub fn run() -> ExitCode {
         }
         Command::Env(args) => env::env(args, &settings, &cli),
         Command::Module(args) => env::module(args, &settings, &cli),
+        Command::Kernel(command) => kernel::run(command, &settings, &cli),
         Command::Profiles(args) => profiles::list(args, &settings, &cli),
         Command::List(args) => profiles::packages(args, &settings, &cli),
         Command::Init(args) => edit::init(args),
