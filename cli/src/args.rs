@@ -61,6 +61,8 @@ pub enum Command {
     /// Jupyter kernels that run a profile's Python
     #[command(subcommand)]
     Kernel(KernelCommand),
+    /// The GPUs: who holds which, how much memory, which sessions; idle memory
+    Gpus(GpusArgs),
     /// List profiles
     Profiles(JsonArgs),
     /// List an applied profile's packages, with versions and sizes
@@ -365,6 +367,41 @@ pub struct StoreImportArgs {
     pub file: PathBuf,
 }
 
+/// `envctl gpus`
+#[derive(Debug, Args)]
+pub struct GpusArgs {
+    #[command(subcommand)]
+    pub command: Option<GpusCommand>,
+    /// Only the processes that hold GPU memory and have not computed for `--for`
+    #[arg(long)]
+    pub idle: bool,
+    /// How long without computing counts as idle (30m, 2h, 1d)
+    #[arg(long = "for", value_name = "AGE", default_value = "30m")]
+    pub idle_for: String,
+    /// Machine-readable output on stdout
+    #[arg(long)]
+    pub json: bool,
+}
+
+/// `envctl gpus` subcommands
+#[derive(Debug, Subcommand)]
+pub enum GpusCommand {
+    /// End the processes that hold GPU memory and have not computed for `--for` (yours; root's:
+    /// anyone's)
+    Reclaim(ReclaimArgs),
+}
+
+/// `envctl gpus reclaim`
+#[derive(Debug, Args)]
+pub struct ReclaimArgs {
+    /// How long without computing counts as idle (30m, 2h, 1d)
+    #[arg(long = "for", value_name = "AGE", default_value = "30m")]
+    pub idle_for: String,
+    /// Say what would be ended; end nothing
+    #[arg(long)]
+    pub dry_run: bool,
+}
+
 /// `envctl kernel`
 #[derive(Debug, Subcommand)]
 pub enum KernelCommand {
@@ -530,6 +567,13 @@ pub struct SessionArgs {
     /// Start from an almost empty environment (HOME, USER, TERM, LANG, … and a minimal PATH)
     #[arg(long)]
     pub pure: bool,
+    /// Lease N GPUs nobody else holds for as long as the session lives (CUDA_VISIBLE_DEVICES
+    /// names them); inside a scheduler's job, the GPUs it gave
+    #[arg(long, value_name = "N")]
+    pub gpus: Option<usize>,
+    /// With --gpus: wait in line until N GPUs are free instead of failing
+    #[arg(long, requires = "gpus")]
+    pub wait: bool,
 }
 
 /// `envctl shell`

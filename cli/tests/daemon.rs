@@ -78,7 +78,13 @@ impl Shared {
 
     /// Starts the daemon (again), and waits until it answers.
     fn restart(&mut self) {
+        self.restart_with(&[]);
+    }
+
+    /// [`Shared::restart`] with more variables in the daemon's environment.
+    fn restart_with(&mut self, env: &[(&str, &Path)]) {
         let mut c = Command::new(env!("CARGO_BIN_EXE_envctl"));
+        c.envs(env.iter().copied());
         c.args(["daemon"])
             .env("ENVCTL_HOME", &self.home)
             .env("ENVCTL_CONFIG", self.f.sb.path("daemon.toml"))
@@ -303,4 +309,67 @@ fn hello_archive(version: &str) -> Vec<u8> {
         ))
         .with(envctl_testkit::Entry::file("share/hello/version", version))
         .tar_gz()
+}
+
+#[test]
+fn gpus_are_leased_between_users_through_the_daemon_and_a_killed_session_frees_its_own_as_root() {
+    const A100: &str = "GPU-a100-0000-0000-0000-000000000000";
+    const T4: &str = "GPU-t4-1111-1111-1111-111111111111";
+    let mut s = Shared::start();
+    let libs = envctl_testkit::nvml::build(s.f.sb.dir.path());
+    let state = s.f.sb.path("nvml.txt");
+    std::fs::write(
+        &state,
+        format!("driver 550.54.14\ncuda 12040\ngpu {A100} 8.0 40960 0 NVIDIA A100-SXM4-40GB\ngpu {T4} 7.5 15360 0 Tesla T4\n"),
+    )
+    .unwrap();
+    s.kill();
+    s.restart_with(&[("LD_LIBRARY_PATH", &libs), ("ENVCTL_TEST_NVML", &state)]);
+    let with_gpus = |user: &str, args: &[&str]| {
+        let mut c = s.command(user, args);
+        c.env("LD_LIBRARY_PATH", &libs).env("ENVCTL_TEST_NVML", &state);
+        c
+    };
+    let a = s.profile(ALICE, "a.toml", "[packages]\nhello = \"1\"\n");
+    s.run(ALICE, &["apply", &a]).success();
+    let b = s.profile(BOB, "b.toml", "[packages]\nhello = \"1\"\n");
+    s.run(BOB, &["apply", &b]).success();
+
+    // alice's session holds one GPU, through the daemon.
+    let script = "echo \"$CUDA_VISIBLE_DEVICES\"; exec sleep 60";
+    let mut alice = s.command(ALICE, &["run", "--gpus", "1", "a", "--", "sh", "-c", script]);
+    let mut alice = alice.stdout(Stdio::piped()).stderr(Stdio::null()).spawn().unwrap();
+    let mut line = String::new();
+    std::io::BufRead::read_line(&mut std::io::BufReader::new(alice.stdout.as_mut().unwrap()), &mut line)
+        .unwrap();
+    assert_eq!(line.trim(), A100);
+    // bob cannot have both, and is told who holds one; carol sees who.
+    let err = s.run(BOB, &["run", "--gpus", "2", "b", "--", "true"]).failed().to_owned();
+    assert!(
+        err.contains(&format!("GPU 0 ({A100}): leased by {ALICE} (pid {}, profile `a`)", alice.id())),
+        "{err}"
+    );
+    let seen = Run::from(with_gpus(CAROL, &["gpus"]).output().unwrap()).success().stdout;
+    assert!(seen.contains(&format!("leased by {ALICE} (pid {}, profile `a`)", alice.id())), "{seen}");
+    // bob waits in the daemon's line; alice's session is killed, and bob gets both.
+    let mut waiting =
+        s.command(BOB, &["run", "--gpus", "2", "--wait", "b", "--", "printenv", "CUDA_VISIBLE_DEVICES"]);
+    let waiting = waiting.stdout(Stdio::piped()).stderr(Stdio::piped()).spawn().unwrap();
+    std::thread::sleep(Duration::from_millis(700));
+    alice.kill().unwrap();
+    alice.wait().unwrap();
+    let out = common::wait(waiting);
+    assert_eq!(out.code, 0, "{}", out.stderr);
+    assert_eq!(out.stdout.trim(), format!("{A100},{T4}"));
+    assert!(out.stderr.contains("waiting in the daemon's line for 2 GPU(s)"), "{}", out.stderr);
+    // bob's session ended: nothing is leased any more.
+    let started = Instant::now();
+    loop {
+        let seen = Run::from(with_gpus(CAROL, &["gpus"]).output().unwrap()).success().stdout;
+        if !seen.contains("leased by") {
+            break;
+        }
+        assert!(started.elapsed() < Duration::from_secs(10), "a lease outlived its session: {seen}");
+        std::thread::sleep(Duration::from_millis(50));
+    }
 }

@@ -5,13 +5,14 @@
 //!
 //! - [`apply`]: a profile file planned ([`apply::Plan`]) and carried out;
 //! - [`generations`]: rolling back and deleting generations;
+//! - [`gpus`]: the machine's GPUs, who holds them, leases for sessions, idle memory;
 //! - [`daemon`]: a store several users share, served by one process (and its clients);
 //! - [`settings`]: where the home, the configuration and the recipes are for one invocation;
 //! - [`system`]: this machine's facts (driver, CUDA, GPUs, glibc, arch), detected or given;
 //! - [`resolution`]: a profile file resolved against the recipes into a lock;
 //! - [`manifest`]: what a generation records (`.envctl/manifest.toml`);
-//! - [`python`], [`sdist`], [`pipconf`]: the Python layer of a generation, source builds, pip's
-//!   configuration;
+//! - [`python`], [`sdist`]: the Python layer of a generation, and source builds (the rest of
+//!   Python, pip's configuration included, is envctl-python's);
 //! - [`profiles`], [`users`]: whose a profile is (a user's, a team's) and who is asking;
 //! - [`error`]: failures that say what envctl was doing, why, and what to do.
 
@@ -19,6 +20,7 @@ pub mod apply;
 pub mod daemon;
 pub mod error;
 pub mod generations;
+pub mod gpus;
 pub mod manifest;
 pub mod profiles;
 pub mod python;

@@ -5,6 +5,7 @@
 pub mod archive;
 pub mod faults;
 pub mod jupyter;
+pub mod nvml;
 pub mod python;
 pub mod s3;
 pub mod server;

@@ -7,6 +7,7 @@ mod doctor;
 mod edit;
 mod env;
 mod gc;
+mod gpus;
 mod import;
 mod kernel;
 mod profiles;
@@ -140,6 +141,7 @@ pub fn run() -> ExitCode {
         Command::Env(args) => env::env(args, &settings, &cli),
         Command::Module(args) => env::module(args, &settings, &cli),
         Command::Kernel(command) => kernel::run(command, &settings, &cli),
+        Command::Gpus(args) => gpus::run(args, &settings),
         Command::Profiles(args) => profiles::list(args, &settings, &cli),
         Command::List(args) => profiles::packages(args, &settings, &cli),
         Command::Init(args) => edit::init(args),

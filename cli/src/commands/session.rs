@@ -315,6 +315,10 @@ pub fn session(args: &SessionArgs, command: Vec<String>, settings: &Settings, cl
         printer::status(&format!("leaving the environment of `{left}` for `{}`", t.name));
     }
     let mut env = environment(&t, &base);
+    let lease = match args.gpus {
+        Some(count) => super::gpus::for_session(count, args.wait, &t.name, settings, &base, &mut env)?,
+        None => None,
+    };
     remember(&mut env, &base);
     let gen_name = t.generation.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
     // A shared store: the daemon holds the root while this connection, handed to the program
@@ -386,6 +390,10 @@ pub fn session(args: &SessionArgs, command: Vec<String>, settings: &Settings, cl
     cmd.envs(extra);
     // The root's file stays locked in the executed program; its path is kept for GC to find.
     std::mem::forget(root);
+    // So do the GPUs' leases: they end with the program.
+    if let Some(lease) = lease {
+        lease.keep_across_exec().map_err(|e| Failure::new("cannot hand the GPU lease to the program", e))?;
+    }
     super::restore_user_umask();
     let err = cmd.exec();
     Err(Failure::new(format!("cannot run `{program}`"), err)

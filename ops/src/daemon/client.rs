@@ -70,6 +70,43 @@ pub struct PendingRoots {
     conn: UnixStream,
 }
 
+/// Asks the daemon for `count` GPUs for this process's session of `profile` (see
+/// `gpus::lease`); with `wait`, the answer comes when they are free. The lease lasts while the
+/// returned connection is open: the caller hands it to the session's program.
+pub fn lease_gpus(
+    settings: &Settings,
+    daemon: &DaemonHome,
+    count: usize,
+    wait: bool,
+    profile: &str,
+) -> Result<(UnixStream, Vec<String>)> {
+    let conn = connect(&settings.home, daemon)?;
+    let request = Request::LeaseGpus { count, wait, profile: profile.to_owned(), pid: std::process::id() };
+    let mut line =
+        serde_json::to_vec(&Envelope { protocol: PROTOCOL, request }).expect("a request serializes");
+    line.push(b'\n');
+    (&conn).write_all(&line).map_err(|e| Failure::new("the daemon's connection failed", e))?;
+    let pending = PendingRoots { conn };
+    let mut answer = String::new();
+    BufReader::new(&pending.conn)
+        .read_line(&mut answer)
+        .map_err(|e| Failure::new("the daemon's connection failed", e))?;
+    let answer: Answer = serde_json::from_str(&answer).map_err(|e| {
+        Failure::new("the daemon's answer does not parse", e)
+            .hint("its log says why (`journalctl -u envctl-daemon`)")
+    })?;
+    match answer {
+        Answer::Done { value, .. } => {
+            let uuids = value["uuids"]
+                .as_array()
+                .map(|a| a.iter().filter_map(|u| u.as_str().map(str::to_owned)).collect())
+                .unwrap_or_default();
+            Ok((pending.conn, uuids))
+        }
+        Answer::Failed { context, cause, hints, .. } => Err(Failure::from_parts(context, cause, hints)),
+    }
+}
+
 /// Sends a [`Request::HoldRoots`] without waiting for the answer (see [`PendingRoots`]).
 pub fn request_roots(settings: &Settings, daemon: &DaemonHome, paths: Vec<String>) -> Result<PendingRoots> {
     let conn = connect(&settings.home, daemon)?;

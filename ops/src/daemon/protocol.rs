@@ -66,6 +66,17 @@ pub enum Request {
         /// Store path names.
         paths: Vec<String>,
     },
+    /// Lease GPUs for a session while this connection is open (see `gpus::lease`).
+    LeaseGpus {
+        /// How many.
+        count: usize,
+        /// Wait in line rather than fail when they are not free.
+        wait: bool,
+        /// The session's profile, for those who look.
+        profile: String,
+        /// The session's process, for those who look.
+        pid: u32,
+    },
 }
 
 /// An apply as the client planned it: the lock, the manifest, and where the profile is.

@@ -102,6 +102,18 @@ impl Daemon {
     /// Serves until the process ends.
     pub fn serve(self) -> Result<()> {
         let daemon = std::sync::Arc::new(self);
+        // Once a minute, a look at the GPUs (where there is a driver), so that `envctl gpus
+        // --idle` can tell every user for how long a process has held memory without computing.
+        let home = daemon.settings.home.clone();
+        std::thread::spawn(move || {
+            while let Ok(nvml) = crate::gpus::Nvml::load() {
+                if let Err(e) = crate::gpus::snapshot(&nvml, &home) {
+                    tracing::warn!("cannot look at the GPUs: {e}");
+                }
+                drop(nvml);
+                std::thread::sleep(std::time::Duration::from_secs(60));
+            }
+        });
         for conn in daemon.listener.incoming() {
             let conn = match conn {
                 Ok(c) => c,
@@ -136,6 +148,15 @@ impl Daemon {
             ),
             Ok(Envelope { request: Request::HoldRoots { paths }, .. }) => {
                 return self.hold_roots(&user, paths, &conn, reader);
+            }
+            Ok(Envelope { request: Request::LeaseGpus { count, wait, profile, pid }, .. }) => {
+                let holder = crate::gpus::lease::Holder {
+                    pid,
+                    user: user.name.clone(),
+                    profile,
+                    since: crate::gpus::now(),
+                };
+                return self.lease_gpus(&user, count, wait, holder, &conn, reader);
             }
             Ok(Envelope { request, .. }) => {
                 tracing::info!(user = %user.name, request = ?kind(&request), "request");
@@ -236,7 +257,9 @@ impl Daemon {
                 };
                 run().map_or_else(failed, done)
             }
-            Request::HoldRoots { .. } => unreachable!("handled with its connection"),
+            Request::HoldRoots { .. } | Request::LeaseGpus { .. } => {
+                unreachable!("handled with its connection")
+            }
         }
     }
 
@@ -359,6 +382,52 @@ impl Daemon {
     }
 }
 
+impl Daemon {
+    /// Leases GPUs for a user's session, held until the session's program (which holds the
+    /// connection) ends; a waiter whose session ends leaves the line.
+    fn lease_gpus(
+        &self,
+        user: &User,
+        count: usize,
+        wait: bool,
+        holder: crate::gpus::lease::Holder,
+        conn: &UnixStream,
+        mut reader: impl BufRead,
+    ) {
+        let gone = || {
+            let mut byte = [0u8; 1];
+            // SAFETY: a peek of at most one byte into a local buffer; the socket stays as it is.
+            let n = unsafe {
+                libc::recv(
+                    std::os::fd::AsRawFd::as_raw_fd(conn),
+                    byte.as_mut_ptr().cast(),
+                    1,
+                    libc::MSG_PEEK | libc::MSG_DONTWAIT,
+                )
+            };
+            n == 0
+        };
+        let leased = self.policy.check_allowed(user).and_then(|()| {
+            let nvml = crate::gpus::Nvml::load()
+                .map_err(|e| Failure::new(format!("cannot lease {count} GPU(s)"), e))?;
+            let dir = crate::gpus::dir(&self.settings.home);
+            crate::gpus::lease::acquire(&nvml, &dir, count, wait, &holder, &mut |_| {}, &gone)
+                .map_err(|e| Failure::new(format!("cannot lease {count} GPU(s)"), e))
+        });
+        match leased {
+            Ok(lease) => {
+                tracing::info!(user = %user.name, gpus = ?lease.uuids, "leased");
+                send(conn, &Answer::Done { value: serde_json::json!({ "uuids": lease.uuids }), lock: None });
+                let mut rest = Vec::new();
+                let _ = std::io::Read::read_to_end(&mut reader, &mut rest);
+                tracing::info!(user = %user.name, gpus = ?lease.uuids, "lease ended");
+                drop(lease);
+            }
+            Err(f) => send(conn, &failed(f)),
+        }
+    }
+}
+
 /// Sources a daemon fetches for a client: remote, or through its own configuration (mirrors,
 /// indexes); never a path on this machine the client names.
 fn check_sources(req: &ApplyRequest) -> Result<()> {
@@ -442,5 +511,6 @@ fn kind(request: &Request) -> &'static str {
         Request::Repair => "repair",
         Request::Optimise => "optimise",
         Request::HoldRoots { .. } => "hold-roots",
+        Request::LeaseGpus { .. } => "lease-gpus",
     }
 }
