@@ -378,6 +378,9 @@ pub struct GpusArgs {
     /// How long without computing counts as idle (30m, 2h, 1d)
     #[arg(long = "for", value_name = "AGE", default_value = "30m")]
     pub idle_for: String,
+    /// For each GPU, which bundled framework stacks its compute capability and the driver run
+    #[arg(long)]
+    pub fits: bool,
     /// Machine-readable output on stdout
     #[arg(long)]
     pub json: bool,

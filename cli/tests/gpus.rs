@@ -243,3 +243,30 @@ fn memory_held_without_computing_is_found_by_the_clock_and_reclaimed() {
     assert!(busy.try_wait().unwrap().is_none(), "the busy process runs on");
     end(busy);
 }
+
+#[test]
+fn each_gpu_says_which_bundled_stacks_its_compute_capability_and_the_driver_run() {
+    let g = Gpus::new();
+    std::fs::write(
+        &g.state,
+        "driver 535.104.05\ncuda 12020\ngpu GPU-1080 6.1 8192 0 NVIDIA GeForce GTX 1080\ngpu GPU-k80 3.7 12288 0 Tesla K80\n",
+    )
+    .unwrap();
+    let out = g.run(&["gpus", "--fits"]).success().stdout;
+    let (pascal, kepler) = out.split_once("GPU 1").unwrap();
+    // Measured from the wheels (bench/fatbin-archs.py): both carry machine code from sm_50 up.
+    assert!(
+        pascal.contains("compute 6.1, driver 535.104.05\n    runs: tensorflow-2.15, torch-2.8\n"),
+        "{out}"
+    );
+    assert!(kepler.contains("runs: none of the bundled stacks"), "{out}");
+    assert!(kepler.contains("not:  torch-2.8 (") && kepler.contains("compute capability >=5.0"), "{out}");
+    // What the recipes do not record is said, not claimed.
+    assert!(kepler.contains("compute capability not recorded for them: tensorflow-2.21, torch-2.3"), "{out}");
+    let json: serde_json::Value =
+        serde_json::from_str(&g.run(&["gpus", "--fits", "--json"]).success().stdout).unwrap();
+    let torch =
+        json[1]["fits"].as_array().unwrap().iter().find(|f| f["stack"] == "torch-2.8").unwrap().clone();
+    assert_eq!(torch["compute_checked"], true);
+    assert!(torch["why_not"].as_str().unwrap().contains(">=5.0"));
+}

@@ -32,6 +32,9 @@ pub struct Target {
     pub add: BTreeMap<PackageName, BTreeMap<String, String>>,
     /// Hints shown when a dependency cannot be met, by distribution of this request and dependency.
     pub hints: BTreeMap<PackageName, BTreeMap<String, String>>,
+    /// System needs the publisher's metadata does not state, by distribution of this request:
+    /// the GPUs a framework's CUDA code runs on (`sm = ">=5.0"`), measured from its wheel.
+    pub system: BTreeMap<PackageName, BTreeMap<String, String>>,
 }
 
 #[derive(Deserialize)]
@@ -411,6 +414,11 @@ fn merge(name: &PackageName, version: &Version, entries: &[(Entry, &Target)]) ->
     if let Some(arch) = entries.iter().find_map(|(e, _)| e.arch.as_ref()) {
         system.push(format!("arch = {}", quote(arch)));
     }
+    let stated: BTreeMap<&String, &String> =
+        entries.iter().flat_map(|(_, t)| t.system.get(name).into_iter().flatten()).collect();
+    for (key, spec) in stated {
+        system.push(format!("{key} = {}", quote(spec)));
+    }
 
     let pythons: BTreeSet<Version> =
         entries.iter().filter_map(|(_, t)| Version::parse(&t.python).ok()).collect();
@@ -694,8 +702,14 @@ mod tests {
                 [("cudatoolkit".to_owned(), "ask your site".to_owned())].into(),
             )]
             .into(),
+            system: [(
+                PackageName::parse("tensorflow-gpu").unwrap(),
+                [("sm".to_owned(), ">=3.0".to_owned())].into(),
+            )]
+            .into(),
         };
-        let cpu = Target { add: BTreeMap::new(), hints: BTreeMap::new(), ..gpu.clone() };
+        let cpu =
+            Target { add: BTreeMap::new(), hints: BTreeMap::new(), system: BTreeMap::new(), ..gpu.clone() };
         let (r_gpu, r_cpu) =
             (report("tensorflow-gpu", std::slice::from_ref(&wheel)), report("tensorflow", &[wheel]));
         let mut looked = Vec::new();
@@ -726,8 +740,11 @@ mod tests {
         );
         let r = envctl_recipes::Recipe::parse(&tf_gpu, std::path::Path::new("tf.toml")).unwrap();
         assert_eq!(r.hints.len(), 1);
+        // A system need the metadata leaves out (the GPUs its CUDA code was built for).
+        assert!(tf_gpu.contains("arch = \"x86_64\"\nsm = \">=3.0\"\n"), "{tf_gpu}");
+        assert_eq!(r.system.sm.as_ref().map(|s| s.to_string()).as_deref(), Some(">=3.0"));
         let tf_cpu = get("tensorflow/1.15.5.toml");
-        assert!(!tf_cpu.contains("cudatoolkit"), "{tf_cpu}");
+        assert!(!tf_cpu.contains("cudatoolkit") && !tf_cpu.contains("sm ="), "{tf_cpu}");
 
         // A backend requirement outside the closure, and an sdist that cannot be built.
         let no_wheel = report("tensorflow", &[]);

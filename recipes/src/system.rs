@@ -56,7 +56,10 @@ impl SystemFacts {
         };
         check("driver", "the NVIDIA driver", &system.driver, self.driver.as_ref());
         check("cuda", "a driver supporting CUDA", &system.cuda, self.cuda.as_ref());
-        check("sm", "GPU compute capability", &system.sm, self.min_sm());
+        // A need on every GPU: one without GPUs has none to fail it.
+        if !self.sm.is_empty() {
+            check("sm", "GPU compute capability", &system.sm, self.min_sm());
+        }
         check("glibc", "glibc", &system.glibc, self.glibc.as_ref());
         if let Some(arch) = &system.arch
             && self.arch.as_deref() != Some(arch.as_str())
@@ -316,10 +319,12 @@ mod tests {
             facts.unmet(&needs),
             [
                 "the NVIDIA driver >=525.60.13 (this machine: 418.40, from ENVCTL_SYSTEM_DRIVER)",
-                "GPU compute capability >=7.0 (this machine: none)",
                 "the aarch64 architecture (this machine: x86_64)",
-            ]
+            ],
+            "no GPU: a compute-capability need has nothing to fail"
         );
+        facts.sm = vec![Version::parse("6.1").unwrap()];
+        assert!(facts.unmet(&needs).contains(&"GPU compute capability >=7.0 (this machine: 6.1)".to_owned()));
         facts.driver = Some(Version::parse("550.54.14").unwrap());
         facts.sm = vec![Version::parse("8.6").unwrap(), Version::parse("7.5").unwrap()];
         facts.arch = Some("aarch64".into());

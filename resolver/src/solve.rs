@@ -264,6 +264,11 @@ impl DependencyProvider for Provider<'_> {
                     (Fact::Sm, &sys.sm),
                     (Fact::Glibc, &sys.glibc),
                 ] {
+                    // A compute-capability need is on the GPUs: a machine without one meets it
+                    // (the code runs on the CPU there, as on any machine without a GPU).
+                    if matches!(fact, Fact::Sm) && self.task.system.sm.is_empty() {
+                        continue;
+                    }
                     if let Some(req) = req {
                         deps.push((Pkg::Fact(fact), self.set(req)));
                     }

@@ -93,6 +93,20 @@ pub fn run(args: &DoctorArgs, settings: &Settings) -> Result<Status> {
         }));
     } else {
         print_facts(&facts);
+        // What each GPU runs of the bundled stacks (a machine without one runs their CPU builds).
+        let mut ccs: Vec<&Version> = facts.sm.iter().collect();
+        ccs.dedup();
+        if !ccs.is_empty() {
+            let repo = settings.repository()?;
+            for v in ccs {
+                let c = v.components();
+                let cc = (c.first().copied().unwrap_or(0) as i32, c.get(1).copied().unwrap_or(0) as i32);
+                printer::data(&format!("GPUs of compute {v}:"));
+                for line in super::gpus::fit_lines(&envctl_ops::gpus::fits::fits(&repo, &facts, Some(cc))) {
+                    printer::data(&format!("    {line}"));
+                }
+            }
+        }
         if let Some(p) = &profile
             && problems.is_empty()
         {

@@ -14,8 +14,74 @@ pub fn run(args: &GpusArgs, settings: &Settings) -> Result<Status> {
     match &args.command {
         Some(GpusCommand::Reclaim(r)) => reclaim(r, &snapshot),
         None if args.idle => idle(args, &snapshot),
+        None if args.fits => fits(args, &snapshot, settings),
         None => list(args, &snapshot),
     }
+}
+
+/// Each GPU and the bundled stacks it runs, with NVML's driver as the machine's.
+fn fits(args: &GpusArgs, s: &Snapshot, settings: &Settings) -> Result<Status> {
+    let mut facts = crate::system::facts(None, settings.system())?;
+    if let Some(v) = s.driver.as_deref().and_then(|d| envctl_recipes::Version::parse(d).ok()) {
+        facts.driver = Some(v);
+        facts.origin.insert("driver", "NVML".into());
+    }
+    if let Some(v) = s.cuda.as_deref().and_then(|c| envctl_recipes::Version::parse(c).ok()) {
+        facts.cuda = Some(v);
+        facts.origin.insert("cuda", "NVML".into());
+    }
+    let repo = settings.repository()?;
+    let mut rows = Vec::new();
+    for g in &s.gpus {
+        let d = &g.device;
+        let found = gpus::fits::fits(&repo, &facts, d.compute_capability);
+        if !args.json {
+            let cc =
+                d.compute_capability.map(|(a, b)| format!("compute {a}.{b}")).unwrap_or("compute ?".into());
+            printer::data(&format!(
+                "GPU {}  {}  {cc}, driver {}",
+                d.index,
+                d.name,
+                s.driver.as_deref().unwrap_or("?")
+            ));
+            for line in fit_lines(&found) {
+                printer::data(&format!("    {line}"));
+            }
+        }
+        rows.push(serde_json::json!({ "gpu": d.index, "uuid": d.uuid, "fits": found }));
+    }
+    if args.json {
+        printer::json(&rows);
+    }
+    Ok(Status::Success)
+}
+
+/// `runs: a, b` and `not: c (why)` lines for a GPU.
+pub(super) fn fit_lines(found: &[gpus::fits::Fit]) -> Vec<String> {
+    let names = |checked: bool| -> Vec<&str> {
+        found
+            .iter()
+            .filter(|f| f.why_not.is_none() && f.compute_checked == checked)
+            .map(|f| f.stack.as_str())
+            .collect()
+    };
+    let (runs, unchecked) = (names(true), names(false));
+    let mut lines = vec![format!(
+        "runs: {}",
+        if runs.is_empty() { "none of the bundled stacks".to_owned() } else { runs.join(", ") }
+    )];
+    if !unchecked.is_empty() {
+        lines.push(format!(
+            "driver and CUDA fit, compute capability not recorded for them: {}",
+            unchecked.join(", ")
+        ));
+    }
+    for f in found {
+        if let Some(why) = &f.why_not {
+            lines.push(format!("not:  {} ({why})", f.stack));
+        }
+    }
+    lines
 }
 
 /// The GPUs of a session that asked for `count` (`--gpus`): inside a scheduler's job, the ones

@@ -145,6 +145,9 @@ struct Stack {
     /// Hints for dependencies that cannot be met: distribution → dependency → text.
     #[serde(default)]
     hints: BTreeMap<String, BTreeMap<String, String>>,
+    /// System needs the metadata leaves out: distribution → key (`sm`) → requirement.
+    #[serde(default)]
+    system: BTreeMap<String, BTreeMap<String, String>>,
 }
 
 #[derive(serde::Deserialize)]
@@ -181,6 +184,7 @@ fn pip(args: &ImportPipArgs, settings: &Settings) -> Result<Status> {
             source: args.source.clone(),
             add: BTreeMap::new(),
             hints: BTreeMap::new(),
+            system: BTreeMap::new(),
         }],
     };
     let platforms = if args.platform.is_empty() {
@@ -206,6 +210,7 @@ fn pip(args: &ImportPipArgs, settings: &Settings) -> Result<Status> {
                 index: args.index.clone(),
                 add: by_name(&stack.add)?,
                 hints: by_name(&stack.hints)?,
+                system: by_name(&stack.system)?,
             };
             let (report, origin) = match args.report.get(i) {
                 Some(file) => (

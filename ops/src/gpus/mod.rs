@@ -7,6 +7,7 @@
 //! - [`activity`]: when each process last computed, for `--idle` and `reclaim`.
 
 pub mod activity;
+pub mod fits;
 pub mod lease;
 pub mod nvml;
 
