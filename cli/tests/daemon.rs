@@ -85,13 +85,16 @@ impl Shared {
     fn restart_with(&mut self, env: &[(&str, &Path)]) {
         let mut c = Command::new(env!("CARGO_BIN_EXE_envctl"));
         c.envs(env.iter().copied());
+        // Its log, for the tests that read what it said.
+        let log =
+            std::fs::OpenOptions::new().create(true).append(true).open(self.f.sb.path("daemon.log")).unwrap();
         c.args(["daemon"])
             .env("ENVCTL_HOME", &self.home)
             .env("ENVCTL_CONFIG", self.f.sb.path("daemon.toml"))
             .env("HOME", self.f.sb.path("user"))
             .stdin(Stdio::null())
             .stdout(Stdio::null())
-            .stderr(Stdio::null());
+            .stderr(log);
         self.daemon = Some(c.spawn().unwrap());
         let started = Instant::now();
         while std::os::unix::net::UnixStream::connect(&self.socket).is_err() {
@@ -372,4 +375,45 @@ fn gpus_are_leased_between_users_through_the_daemon_and_a_killed_session_frees_i
         assert!(started.elapsed() < Duration::from_secs(10), "a lease outlived its session: {seen}");
         std::thread::sleep(Duration::from_millis(50));
     }
+}
+
+#[test]
+fn the_daemons_idle_policy_warns_then_ends_a_process_holding_gpu_memory_without_computing_as_root() {
+    let mut s = Shared::start();
+    let libs = envctl_testkit::nvml::build(s.f.sb.dir.path());
+    let state = s.f.sb.path("nvml.txt");
+    let mut idle = Command::new("sleep").arg("300").spawn().unwrap();
+    let mut busy = Command::new("sleep").arg("300").spawn().unwrap();
+    std::fs::write(
+        &state,
+        format!(
+            "driver 550.54.14\ncuda 12040\ngpu GPU-a 8.0 40960 0 NVIDIA A100-SXM4-40GB\nproc 0 {} 20000 0\nproc 0 {} 4096 80\n",
+            idle.id(),
+            busy.id()
+        ),
+    )
+    .unwrap();
+    // [daemon] is the configuration's last table: the policy's keys join it.
+    let config = s.f.sb.path("daemon.toml");
+    let mut text = std::fs::read_to_string(&config).unwrap();
+    text.push_str("gpu-idle-limit = \"2s\"\ngpu-idle-warning = \"1s\"\ngpu-sample-secs = 1\n");
+    std::fs::write(&config, text).unwrap();
+    s.kill();
+    s.restart_with(&[("LD_LIBRARY_PATH", &libs), ("ENVCTL_TEST_NVML", &state)]);
+    let started = Instant::now();
+    let status = loop {
+        if let Some(status) = idle.try_wait().unwrap() {
+            break status;
+        }
+        assert!(started.elapsed() < Duration::from_secs(30), "the idle process was not ended");
+        std::thread::sleep(Duration::from_millis(50));
+    };
+    assert_eq!(std::os::unix::process::ExitStatusExt::signal(&status), Some(libc::SIGTERM));
+    assert!(busy.try_wait().unwrap().is_none(), "the computing process runs on");
+    let log = std::fs::read_to_string(s.f.sb.path("daemon.log")).unwrap();
+    let warned = log.find("warned: an idle process will be ended").expect(&log);
+    let ended = log.find("ending an idle process").expect(&log);
+    assert!(warned < ended, "warned first:\n{log}");
+    let _ = busy.kill();
+    let _ = busy.wait();
 }

@@ -81,6 +81,25 @@ pub struct DaemonConfig {
     /// How long one build may run, in seconds.
     #[serde(default = "default_build_timeout")]
     pub build_timeout_secs: u64,
+    /// End processes that have held GPU memory without computing for this long (`4h`); unset:
+    /// never (`envctl gpus reclaim` still does it on request).
+    #[serde(default)]
+    pub gpu_idle_limit: Option<String>,
+    /// How long before ending one its owner is warned (on its terminal, in the daemon's log and
+    /// in `envctl gpus`).
+    #[serde(default = "default_gpu_warning")]
+    pub gpu_idle_warning: String,
+    /// How often the daemon looks at the GPUs, in seconds.
+    #[serde(default = "default_gpu_sample")]
+    pub gpu_sample_secs: u64,
+}
+
+fn default_gpu_warning() -> String {
+    "30m".into()
+}
+
+fn default_gpu_sample() -> u64 {
+    60
 }
 
 fn default_socket() -> PathBuf {
@@ -106,6 +125,9 @@ impl Default for DaemonConfig {
             allowed_users: everyone(),
             trusted_users: only_root(),
             build_timeout_secs: default_build_timeout(),
+            gpu_idle_limit: None,
+            gpu_idle_warning: default_gpu_warning(),
+            gpu_sample_secs: default_gpu_sample(),
         }
     }
 }

@@ -15,7 +15,7 @@ pub fn run(args: &GpusArgs, settings: &Settings) -> Result<Status> {
         Some(GpusCommand::Reclaim(r)) => reclaim(r, &snapshot),
         None if args.idle => idle(args, &snapshot),
         None if args.fits => fits(args, &snapshot, settings),
-        None => list(args, &snapshot),
+        None => list(args, &snapshot, &gpus::policy::warned(&settings.home)),
     }
 }
 
@@ -183,7 +183,7 @@ fn look(settings: &Settings) -> Result<Snapshot> {
     gpus::snapshot(&nvml, &settings.home).map_err(|e| Failure::new("cannot look at the GPUs", e))
 }
 
-fn list(args: &GpusArgs, s: &Snapshot) -> Result<Status> {
+fn list(args: &GpusArgs, s: &Snapshot, warned: &[gpus::policy::Warned]) -> Result<Status> {
     if args.json {
         printer::json(s);
         return Ok(Status::Success);
@@ -216,7 +216,14 @@ fn list(args: &GpusArgs, s: &Snapshot) -> Result<Status> {
             ));
         }
         for p in &g.held_by {
-            printer::data(&format!("    {}", process_line(p)));
+            let ends = warned
+                .iter()
+                .find(|w| w.pid == p.pid)
+                .map(|w| {
+                    format!("  to be ended at {} (the daemon's idle policy)", printer::timestamp(w.ends_at))
+                })
+                .unwrap_or_default();
+            printer::data(&format!("    {}{ends}", process_line(p)));
         }
     }
     Ok(Status::Success)

@@ -102,16 +102,25 @@ impl Daemon {
     /// Serves until the process ends.
     pub fn serve(self) -> Result<()> {
         let daemon = std::sync::Arc::new(self);
-        // Once a minute, a look at the GPUs (where there is a driver), so that `envctl gpus
-        // --idle` can tell every user for how long a process has held memory without computing.
+        // A look at the GPUs once a minute (where there is a driver), so that `envctl gpus
+        // --idle` can tell every user for how long a process has held memory without computing,
+        // and the idle policy, if the configuration sets one.
+        let policy = crate::gpus::policy::IdlePolicy::from_config(&daemon.settings.config.daemon)?;
         let home = daemon.settings.home.clone();
+        let every = std::time::Duration::from_secs(daemon.settings.config.daemon.gpu_sample_secs.max(1));
         std::thread::spawn(move || {
+            let mut policy = policy;
             while let Ok(nvml) = crate::gpus::Nvml::load() {
-                if let Err(e) = crate::gpus::snapshot(&nvml, &home) {
-                    tracing::warn!("cannot look at the GPUs: {e}");
+                match crate::gpus::snapshot(&nvml, &home) {
+                    Ok(snapshot) => {
+                        if let Some(p) = &mut policy {
+                            p.apply(&snapshot, &home);
+                        }
+                    }
+                    Err(e) => tracing::warn!("cannot look at the GPUs: {e}"),
                 }
                 drop(nvml);
-                std::thread::sleep(std::time::Duration::from_secs(60));
+                std::thread::sleep(every);
             }
         });
         for conn in daemon.listener.incoming() {

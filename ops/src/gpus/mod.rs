@@ -10,6 +10,7 @@ pub mod activity;
 pub mod fits;
 pub mod lease;
 pub mod nvml;
+pub mod policy;
 
 use std::path::{Path, PathBuf};
 
