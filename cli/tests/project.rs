@@ -198,6 +198,60 @@ fn a_lock_keeps_relative_path_sources_relative_so_another_clone_applies_it_froze
     assert!(!after.contains(&other.display().to_string()), "{after}");
 }
 
+#[test]
+fn a_profile_names_its_repositories_and_indexes_so_a_teammates_fresh_machine_applies_the_lock() {
+    // The team's repository: its profile, its recipes, and a directory of artifacts it serves as
+    // the index `lab`; nothing in envctl's configuration on either machine.
+    let sb = common::Sandbox::new();
+    let project = sb.path("team");
+    std::fs::create_dir_all(project.join("recipes")).unwrap();
+    std::fs::create_dir_all(project.join("wheels")).unwrap();
+    let a = envctl_testkit::Archive::new().with(envctl_testkit::Entry::file_mode(
+        "bin/hello",
+        "#!/bin/sh\necho hi from the lab\n",
+        0o755,
+    ));
+    let bytes = a.tar_gz();
+    std::fs::write(project.join("wheels/hello-1.0.tar.gz"), &bytes).unwrap();
+    std::fs::write(
+        project.join("recipes/hello-1.0.toml"),
+        format!(
+            "name = \"hello\"\nversion = \"1.0\"\n[[source]]\nindex = \"lab\"\nfilename = \"hello-1.0.tar.gz\"\nformat = \"tar.gz\"\nsha256 = \"{}\"\n",
+            envctl_testkit::sha256_hex(&bytes)
+        ),
+    )
+    .unwrap();
+    let profile =
+        "[packages]\nhello = \"1\"\n\n[recipes]\nteam = \"recipes\"\n\n[indexes]\nlab = [\"wheels\"]\n";
+    std::fs::write(project.join("envctl.toml"), profile).unwrap();
+    let file = project.join("envctl.toml").display().to_string();
+    sb.run(&["lock", &file]).ok();
+    let lock = std::fs::read_to_string(project.join("envctl.lock")).unwrap();
+    assert!(lock.contains("[recipes]\nteam = \"recipes\"\n\n[indexes]\nlab = [\"wheels\"]\n"), "{lock}");
+
+    // A teammate clones it elsewhere, on a machine of their own.
+    let teammate = common::Sandbox::new();
+    let clone = teammate.path("src/team");
+    std::fs::create_dir_all(clone.parent().unwrap()).unwrap();
+    common::copy_dir(&project, &clone);
+    let theirs = clone.join("envctl.toml").display().to_string();
+    teammate.run(&["apply", "--locked", &theirs]).ok();
+    assert_eq!(teammate.run(&["run", "envctl", "--", "hello"]).ok(), "hi from the lab");
+
+    // Without the file naming its index, a fresh machine is told where to name it, not to re-lock.
+    let fresh = common::Sandbox::new();
+    let bare = fresh.path("bare");
+    common::copy_dir(&project, &bare);
+    std::fs::write(bare.join("envctl.toml"), "[packages]\nhello = \"1\"\n\n[recipes]\nteam = \"recipes\"\n")
+        .unwrap();
+    let err = fresh.run(&["apply", &bare.join("envctl.toml").display().to_string()]).failed().to_owned();
+    assert!(
+        err.contains("names the package index `lab`, which is not configured")
+            && err.contains("name it in the profile file, and commit it"),
+        "{err}"
+    );
+}
+
 /// A profile `p` of `app` (needing hello and world) and `tool` (needing world), applied from
 /// `envctl.toml` in `proj/`.
 fn with_dependencies() -> (Fixture, std::path::PathBuf) {

@@ -84,6 +84,10 @@ pub struct Plan {
     pub options: ApplyOptions,
     /// Warnings met while planning (a source distribution that cannot be looked into now).
     pub warnings: Vec<String>,
+    /// The recipe repositories the profile file names (see `Settings::for_profile`).
+    pub recipe_dirs: Vec<PathBuf>,
+    /// The package indexes it names, local bases made absolute.
+    pub indexes: BTreeMap<String, Vec<String>>,
 }
 
 /// What a plan does.
@@ -164,6 +168,9 @@ impl Outcome {
 /// is fetched into the store at lock time, as `lock` does, except in a dry run).
 pub fn plan(file: &Path, options: &ApplyOptions, settings: &Settings) -> Result<Plan> {
     let profile = load_profile(file)?;
+    // The repositories and indexes the file names join the configuration's.
+    let settings = &settings.for_profile(&profile);
+    let (recipe_dirs, indexes) = (profile.recipe_dirs(), profile.index_bases());
     let spec = match (&options.profile, &options.team) {
         (Some(spec), _) => spec.clone(),
         (None, Some(team)) => format!("{team}/{}", profile.name),
@@ -230,6 +237,8 @@ pub fn plan(file: &Path, options: &ApplyOptions, settings: &Settings) -> Result<
                 priorities,
                 options: options.clone(),
                 warnings: vec![warning],
+                recipe_dirs: recipe_dirs.clone(),
+                indexes: indexes.clone(),
             });
         }
     }
@@ -259,6 +268,8 @@ pub fn plan(file: &Path, options: &ApplyOptions, settings: &Settings) -> Result<
             priorities,
             options: options.clone(),
             warnings: Vec::new(),
+            recipe_dirs: recipe_dirs.clone(),
+            indexes: indexes.clone(),
         });
     }
 
@@ -310,7 +321,13 @@ pub fn plan(file: &Path, options: &ApplyOptions, settings: &Settings) -> Result<
                 // daemon looks into a source distribution before it builds it.
                 !options.dry_run && settings.daemon().is_none(),
                 &mut warnings,
-            )?
+            )
+            .map(|mut lock| {
+                // The repositories and indexes the file names travel with the lock.
+                lock.recipes = ctx.profile.recipes.clone();
+                lock.indexes = ctx.profile.indexes.clone();
+                lock
+            })?
         }
     };
     check_priorities(&ctx, &lock)?;
@@ -350,6 +367,8 @@ pub fn plan(file: &Path, options: &ApplyOptions, settings: &Settings) -> Result<
             priorities,
             options: options.clone(),
             warnings,
+            recipe_dirs: recipe_dirs.clone(),
+            indexes: indexes.clone(),
         });
     }
 
@@ -372,6 +391,8 @@ pub fn plan(file: &Path, options: &ApplyOptions, settings: &Settings) -> Result<
         priorities,
         options: options.clone(),
         warnings,
+        recipe_dirs: recipe_dirs.clone(),
+        indexes: indexes.clone(),
     })
 }
 
@@ -437,6 +458,8 @@ pub fn execute(
     reporter: &dyn Reporter,
     write_lock: &dyn Fn(&LockFile) -> Result<()>,
 ) -> Result<Applied> {
+    // Fetching goes through the indexes the profile file names too.
+    let settings = &settings.with_indexes(plan.recipe_dirs.clone(), plan.indexes.clone());
     let Plan {
         name, profile, file, lock_path, action, mut lock, old_lock, current, current_manifest, ..
     } = plan;

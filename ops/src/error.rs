@@ -99,7 +99,7 @@ fn store_hints(e: &envctl_store::Error) -> Vec<String> {
             "define it in the configuration file:\n\n    [mirrors]\n    {name} = [\"https://…\"]"
         )],
         E::UnknownIndex { name, .. } => vec![format!(
-            "define it in the configuration file:\n\n    [indexes]\n    {name} = [\"https://…/simple\"]   # or a directory of wheels{}",
+            "name it in the profile file, and commit it, so that every clone has it (a relative directory is relative to the file):\n\n    [indexes]\n    {name} = [\"https://…/simple\"]   # or a directory of wheels\n\nor define it for this machine in the configuration file's [indexes]{}",
             if name == "pypi" { "\n\nor give pip an index (`PIP_INDEX_URL`, or `index-url` in pip.conf): envctl uses it for `pypi`" } else { "" }
         )],
         E::NotOnIndex { name, .. } => vec![format!(

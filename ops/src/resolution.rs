@@ -44,7 +44,7 @@ impl Context {
     pub fn load(file: &Path, settings: &Settings) -> Result<Context> {
         let profile = load_profile(file)?;
         let facts = crate::system::facts(Some(&profile.system), settings.system())?;
-        let repo = settings.repository()?;
+        let repo = settings.for_profile(&profile).repository()?;
         Ok(Context { profile, facts, repo, label: None })
     }
 
@@ -375,6 +375,8 @@ pub fn build_lock(
         version: envctl_recipes::LOCK_VERSION,
         request,
         platform: platform.to_owned(),
+        recipes: Default::default(),
+        indexes: Default::default(),
         packages,
         migrated: false,
     })

@@ -203,6 +203,10 @@ pub struct Settings {
     pub store_overrides: Option<envctl_store::StoreOptions>,
     /// What `<home>/daemon.toml` says, read once.
     daemon_home: std::sync::OnceLock<Option<DaemonHome>>,
+    /// The `[recipes]` of the profile file these settings are for (see [`Settings::for_profile`]).
+    profile_recipes: Vec<PathBuf>,
+    /// Its `[indexes]`, local bases made absolute.
+    profile_indexes: BTreeMap<String, Vec<String>>,
 }
 
 fn env_dir(var: &str, fallback: &str) -> Option<PathBuf> {
@@ -280,7 +284,25 @@ impl Settings {
             serving: false,
             store_overrides: None,
             daemon_home: Default::default(),
+            profile_recipes: Vec::new(),
+            profile_indexes: BTreeMap::new(),
         })
+    }
+
+    /// These settings for the profile file `profile`: the repositories its `[recipes]` names join
+    /// the ones in force (after the configuration's and `ENVCTL_RECIPES`, before `--recipes`),
+    /// and the indexes its `[indexes]` names join the configuration's, which wins for a name both
+    /// give (a site's own mirror of an index). A teammate's clone then needs no configuration.
+    pub fn for_profile(&self, profile: &envctl_recipes::ProfileFile) -> Settings {
+        self.with_indexes(profile.recipe_dirs(), profile.index_bases())
+    }
+
+    /// [`Settings::for_profile`] from its parts.
+    pub fn with_indexes(&self, recipes: Vec<PathBuf>, indexes: BTreeMap<String, Vec<String>>) -> Settings {
+        let mut s = self.clone();
+        s.profile_recipes = recipes;
+        s.profile_indexes = indexes;
+        s
     }
 
     /// The recipe repositories in force: the bundled one, then the configuration's `recipes`,
@@ -292,6 +314,7 @@ impl Settings {
         if let Some(v) = std::env::var_os("ENVCTL_RECIPES") {
             dirs.extend(std::env::split_paths(&v).filter(|p| !p.as_os_str().is_empty()));
         }
+        dirs.extend(self.profile_recipes.iter().cloned());
         dirs.extend(self.invocation.recipes.iter().cloned());
         for dir in dirs {
             let layer = envctl_recipes::Repository::load_dir_cached(&dir, &self.home.join("cache/recipes"))
@@ -383,6 +406,9 @@ impl Settings {
             .collect();
         // `pypi` is where the user's pip looks, unless the configuration names it.
         o.fetch.indexes = self.config.indexes.clone();
+        for (name, bases) in &self.profile_indexes {
+            o.fetch.indexes.entry(name.clone()).or_insert_with(|| bases.clone());
+        }
         if !o.fetch.indexes.contains_key("pypi") {
             let bases = envctl_python::pipconf::pypi_bases();
             if !bases.is_empty() {

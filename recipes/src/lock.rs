@@ -51,6 +51,12 @@ pub struct LockFile {
     pub request: String,
     /// Platform the sources were chosen for.
     pub platform: String,
+    /// The recipe repositories the profile file named, as it wrote them.
+    #[serde(default, skip_serializing_if = "std::collections::BTreeMap::is_empty")]
+    pub recipes: std::collections::BTreeMap<String, String>,
+    /// The package indexes the profile file named, as it wrote them.
+    #[serde(default, skip_serializing_if = "std::collections::BTreeMap::is_empty")]
+    pub indexes: std::collections::BTreeMap<String, Vec<String>>,
     /// Packages, by name.
     #[serde(default, rename = "package")]
     pub packages: Vec<LockedPackage>,
@@ -250,10 +256,12 @@ mod golden {
             root: None,
             relative: false,
         };
-        let lock = LockFile {
+        let mut lock = LockFile {
             version: LOCK_VERSION,
             request: "f".repeat(64),
             platform: "linux-x86_64".into(),
+            recipes: Default::default(),
+            indexes: Default::default(),
             packages: vec![
                 LockedPackage {
                     name: "python".into(),
@@ -326,5 +334,24 @@ mod golden {
             )
         );
         assert_eq!(LockFile::parse(&text, Path::new("/vision.lock")).unwrap().packages.len(), 2);
+
+        // The repositories and indexes a profile file names, as it wrote them, before the packages.
+        lock.recipes = [("team".to_owned(), "recipes".to_owned())].into();
+        lock.indexes =
+            [("lab".to_owned(), vec!["wheels".to_owned(), "https://pypi.lab/simple".to_owned()])].into();
+        let text = lock.to_text("vision.toml", Path::new("/"));
+        assert!(
+            text.contains(concat!(
+                "platform = \"linux-x86_64\"\n",
+                "\n[recipes]\n",
+                "team = \"recipes\"\n",
+                "\n[indexes]\n",
+                "lab = [\"wheels\", \"https://pypi.lab/simple\"]\n",
+                "\n[[package]]\n",
+            )),
+            "{text}"
+        );
+        let read = LockFile::parse(&text, Path::new("/vision.lock")).unwrap();
+        assert_eq!((read.recipes, read.indexes), (lock.recipes, lock.indexes));
     }
 }

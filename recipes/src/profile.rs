@@ -49,6 +49,12 @@ pub struct ProfileFile {
     pub priority: BTreeMap<PackageName, i64>,
     /// Facts to assume.
     pub system: SystemOverrides,
+    /// Recipe repositories the profile is resolved against, by name, as written: a directory
+    /// relative to the file (a team's repository in the same clone) or absolute.
+    pub recipes: BTreeMap<String, String>,
+    /// Package indexes (`index = "NAME"` sources), by name, as written: bases, each a URL or a
+    /// local directory relative to the file.
+    pub indexes: BTreeMap<String, Vec<String>>,
 }
 
 #[derive(Deserialize)]
@@ -61,6 +67,10 @@ struct RawProfile {
     env: BTreeMap<Spanned<String>, Spanned<String>>,
     #[serde(default)]
     priority: BTreeMap<Spanned<String>, i64>,
+    #[serde(default)]
+    recipes: BTreeMap<Spanned<String>, Spanned<String>>,
+    #[serde(default)]
+    indexes: BTreeMap<Spanned<String>, Vec<String>>,
     #[serde(default)]
     system: RawOverrides,
 }
@@ -119,7 +129,65 @@ impl ProfileFile {
         }
         let system = raw.system.check(text, path, "system.")?;
         let env = crate::env::check(&raw.env, bad)?;
-        Ok(ProfileFile { path: path.to_path_buf(), name, packages, env, priority, system })
+        let named = |key: &Spanned<String>, table: &str| -> Result<String> {
+            let n = key.get_ref();
+            if n.is_empty() || !n.chars().all(|c| c.is_ascii_alphanumeric() || "-_.".contains(c)) {
+                return Err(bad(
+                    key.span(),
+                    format!("{table}.{n}"),
+                    format!("`{n}` cannot name a {table} entry: letters, digits, `-`, `_` and `.`"),
+                ));
+            }
+            Ok(n.clone())
+        };
+        let mut recipes = BTreeMap::new();
+        for (k, v) in &raw.recipes {
+            if v.get_ref().trim().is_empty() {
+                return Err(bad(
+                    v.span(),
+                    format!("recipes.{}", k.get_ref()),
+                    "a repository needs a directory".into(),
+                ));
+            }
+            recipes.insert(named(k, "recipes")?, v.get_ref().clone());
+        }
+        let mut indexes = BTreeMap::new();
+        for (k, v) in &raw.indexes {
+            if v.is_empty() {
+                return Err(bad(
+                    k.span(),
+                    format!("indexes.{}", k.get_ref()),
+                    "an index needs at least one base".into(),
+                ));
+            }
+            indexes.insert(named(k, "indexes")?, v.clone());
+        }
+        Ok(ProfileFile { path: path.to_path_buf(), name, packages, env, priority, system, recipes, indexes })
+    }
+
+    /// The directories of [`ProfileFile::recipes`], relative ones resolved against the file's
+    /// directory.
+    pub fn recipe_dirs(&self) -> Vec<PathBuf> {
+        let dir = self.path.parent().unwrap_or(Path::new("."));
+        self.recipes.values().map(|d| dir.join(d)).collect()
+    }
+
+    /// [`ProfileFile::indexes`] with each local base made absolute against the file's directory.
+    pub fn index_bases(&self) -> BTreeMap<String, Vec<String>> {
+        let dir = self.path.parent().unwrap_or(Path::new("."));
+        self.indexes
+            .iter()
+            .map(|(name, bases)| {
+                let bases = bases
+                    .iter()
+                    .map(|b| match b.contains("://") || Path::new(b).is_absolute() {
+                        true => b.clone(),
+                        false => dir.join(b).display().to_string(),
+                    })
+                    .collect();
+                (name.clone(), bases)
+            })
+            .collect()
     }
 
     /// Where this file's lock lives: beside it, `.lock` instead of `.toml`.
@@ -141,6 +209,17 @@ impl ProfileFile {
         }
         s.push_str("[system]\n");
         s.push_str(&self.system.canonical());
+        // Only when set, so that the hash of a file without them stays what it was.
+        if !self.recipes.is_empty() || !self.indexes.is_empty() {
+            s.push_str("[recipes]\n");
+            for (n, d) in &self.recipes {
+                s.push_str(&format!("{n}={d}\n"));
+            }
+            s.push_str("[indexes]\n");
+            for (n, bases) in &self.indexes {
+                s.push_str(&format!("{n}={}\n", bases.join(" ")));
+            }
+        }
         blake3::hash(s.as_bytes()).to_hex().to_string()
     }
 }
@@ -208,5 +287,33 @@ mod golden {
             bare.request_hash("linux-x86_64"),
             "db95f4d8022495aed10c5444224016bc2259c2dedf512af545d65cd667df9f95"
         );
+    }
+
+    #[test]
+    fn repositories_and_indexes_are_named_resolved_against_the_file_and_count_in_the_request() {
+        let plain = ProfileFile::parse("[packages]\nhello = \"1\"\n", Path::new("/p/a.toml")).unwrap();
+        let named = ProfileFile::parse(
+            "[packages]\nhello = \"1\"\n[recipes]\nteam = \"recipes\"\n[indexes]\nlab = [\"wheels\", \"https://pypi.lab/simple\"]\n",
+            Path::new("/p/a.toml"),
+        )
+        .unwrap();
+        assert_eq!(named.recipe_dirs(), [PathBuf::from("/p/recipes")]);
+        assert_eq!(named.index_bases()["lab"], ["/p/wheels", "https://pypi.lab/simple"]);
+        assert!(plain.recipes.is_empty() && plain.indexes.is_empty());
+        assert_ne!(plain.request_hash("linux-x86_64"), named.request_hash("linux-x86_64"));
+        let err = ProfileFile::parse(
+            "[packages]\nhello = \"1\"\n[indexes]\n\"a/b\" = [\"x\"]\n",
+            Path::new("a.toml"),
+        )
+        .unwrap_err()
+        .to_string();
+        assert!(
+            err.contains("a.toml") && err.contains("line 4") && err.contains("cannot name a indexes entry"),
+            "{err}"
+        );
+        let err = ProfileFile::parse("[packages]\nhello = \"1\"\n[indexes]\nlab = []\n", Path::new("a.toml"))
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("at least one base"), "{err}");
     }
 }

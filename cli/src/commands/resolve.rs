@@ -119,7 +119,15 @@ pub fn relock(file: &Path, update: &Update, settings: &Settings, json: bool) -> 
         }
     }
     let mut warnings = Vec::new();
-    let built = build_lock(&solution, request, &platform, kept.as_ref(), settings, true, &mut warnings);
+    let settings = &settings.for_profile(&ctx.profile);
+    let built = build_lock(&solution, request, &platform, kept.as_ref(), settings, true, &mut warnings).map(
+        |mut lock| {
+            // The repositories and indexes the file names travel with the lock.
+            lock.recipes = ctx.profile.recipes.clone();
+            lock.indexes = ctx.profile.indexes.clone();
+            lock
+        },
+    );
     for w in &warnings {
         printer::info(&format!("warning: {w}"));
     }

@@ -341,6 +341,9 @@ impl Daemon {
                     ..Default::default()
                 },
                 warnings: Vec::new(),
+                // The daemon fetches through its own configuration only.
+                recipe_dirs: Vec::new(),
+                indexes: Default::default(),
             };
             let settings = self.settings_for_store();
             let write = |lock: &envctl_recipes::LockFile| {
