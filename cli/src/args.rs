@@ -9,31 +9,37 @@ use clap::{Args, Parser, Subcommand};
 #[command(name = "envctl", version, about, max_term_width = 100)]
 pub struct Cli {
     /// envctl's home: the store, profiles and GC roots [default: $XDG_DATA_HOME/envctl]
-    #[arg(long, global = true, env = "ENVCTL_HOME", value_name = "DIR")]
+    #[arg(long, global = true, env = "ENVCTL_HOME", value_name = "DIR", help_heading = "Global options")]
     pub home: Option<PathBuf>,
 
     /// Configuration file [default: $XDG_CONFIG_HOME/envctl/config.toml]
-    #[arg(long, global = true, env = "ENVCTL_CONFIG", value_name = "FILE")]
+    #[arg(long, global = true, env = "ENVCTL_CONFIG", value_name = "FILE", help_heading = "Global options")]
     pub config: Option<PathBuf>,
 
     /// More logging (-v info, -vv debug); RUST_LOG overrides
-    #[arg(short, long, global = true, action = clap::ArgAction::Count)]
+    #[arg(short, long, global = true, action = clap::ArgAction::Count, help_heading = "Global options")]
     pub verbose: u8,
 
     /// No progress output
-    #[arg(short, long, global = true)]
+    #[arg(short, long, global = true, help_heading = "Global options")]
     pub quiet: bool,
 
     /// A recipe repository layered over the bundled one and the configured ones (repeatable)
-    #[arg(long = "recipes", global = true, value_name = "DIR")]
+    #[arg(long = "recipes", global = true, value_name = "DIR", help_heading = "Global options")]
     pub recipes: Vec<PathBuf>,
 
     /// Resolve for the machine this file describes (keys: driver, cuda, sm, glibc, arch)
-    #[arg(long = "system", global = true, value_name = "FILE")]
+    #[arg(long = "system", global = true, value_name = "FILE", help_heading = "Global options")]
     pub system: Option<PathBuf>,
 
     /// Give up waiting for a lock another envctl holds after this many seconds [default: wait]
-    #[arg(long, global = true, env = "ENVCTL_LOCK_TIMEOUT", value_name = "SECONDS")]
+    #[arg(
+        long,
+        global = true,
+        env = "ENVCTL_LOCK_TIMEOUT",
+        value_name = "SECONDS",
+        help_heading = "Global options"
+    )]
     pub timeout: Option<f64>,
 
     #[command(subcommand)]
@@ -165,6 +171,12 @@ pub struct ListArgs {
     /// Each requested package with what it depends on, as a tree
     #[arg(long, conflicts_with = "json")]
     pub tree: bool,
+    /// With --tree: at most this many levels below each root (0: the roots alone)
+    #[arg(long, requires = "tree", value_name = "N")]
+    pub depth: Option<usize>,
+    /// With --tree: what depends on this package, as cargo tree -i shows it
+    #[arg(long, short = 'i', requires = "tree", value_name = "PACKAGE")]
+    pub invert: Option<String>,
 }
 
 /// `envctl completions`

@@ -3,15 +3,21 @@
 use std::collections::HashMap;
 use std::io::IsTerminal;
 use std::sync::Mutex;
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 
 use indicatif::{MultiProgress, ProgressBar, ProgressDrawTarget, ProgressStyle};
 
-/// Draws one bar per download.
+/// Draws one bar per download, under a line for the whole batch (`12/55 packages, 1.2 GiB`).
 pub struct Bars {
     multi: MultiProgress,
     /// Whether bars are drawn (a terminal, no `-q`, no `-v`).
     drawn: bool,
     bars: Mutex<HashMap<usize, ProgressBar>>,
+    /// The batch's line, and its counts.
+    overall: Mutex<Option<ProgressBar>>,
+    total: AtomicUsize,
+    done: AtomicUsize,
+    bytes: AtomicU64,
 }
 
 impl Bars {
@@ -19,7 +25,31 @@ impl Bars {
     pub fn new(enabled: bool) -> Bars {
         let drawn = enabled && std::io::stderr().is_terminal();
         let target = if drawn { ProgressDrawTarget::stderr() } else { ProgressDrawTarget::hidden() };
-        Bars { multi: MultiProgress::with_draw_target(target), drawn, bars: Mutex::new(HashMap::new()) }
+        Bars {
+            multi: MultiProgress::with_draw_target(target),
+            drawn,
+            bars: Mutex::new(HashMap::new()),
+            overall: Mutex::new(None),
+            total: AtomicUsize::new(0),
+            done: AtomicUsize::new(0),
+            bytes: AtomicU64::new(0),
+        }
+    }
+
+    fn update_overall(&self) {
+        if let Some(bar) = self.overall.lock().unwrap_or_else(|p| p.into_inner()).as_ref() {
+            let (done, total) = (self.done.load(Ordering::Relaxed), self.total.load(Ordering::Relaxed));
+            bar.set_message(overall_message(done, total, self.bytes.load(Ordering::Relaxed)));
+        }
+    }
+}
+
+/// The batch's line: `12/55 packages, 1.2 GiB downloaded`.
+fn overall_message(done: usize, total: usize, bytes: u64) -> String {
+    let packages = if total == 1 { "package" } else { "packages" };
+    match bytes {
+        0 => format!("{done}/{total} {packages}"),
+        b => format!("{done}/{total} {packages}, {} downloaded", crate::printer::bytes(b)),
     }
 }
 
@@ -31,6 +61,20 @@ impl Bars {
 }
 
 impl envctl_store::Reporter for Bars {
+    fn starting(&self, count: usize) {
+        self.total.store(count, Ordering::Relaxed);
+        self.done.store(0, Ordering::Relaxed);
+        self.bytes.store(0, Ordering::Relaxed);
+        // One request is its own bar; a batch gets a line above them.
+        if count > 1 {
+            let style =
+                ProgressStyle::with_template("{msg}").unwrap_or_else(|_| ProgressStyle::default_bar());
+            let bar = self.multi.add(ProgressBar::new_spinner().with_style(style));
+            *self.overall.lock().unwrap_or_else(|p| p.into_inner()) = Some(bar);
+            self.update_overall();
+        }
+    }
+
     fn download_started(&self, id: usize, url: &str, size: Option<u64>) {
         let bar = match size {
             Some(n) => ProgressBar::new(n).with_style(
@@ -51,11 +95,20 @@ impl envctl_store::Reporter for Bars {
         if let Some(bar) = self.bars.lock().unwrap_or_else(|p| p.into_inner()).get(&id) {
             bar.inc(bytes);
         }
+        self.bytes.fetch_add(bytes, Ordering::Relaxed);
+        self.update_overall();
     }
 
     fn finished(&self, id: usize) {
         let removed = self.bars.lock().unwrap_or_else(|p| p.into_inner()).remove(&id);
         if let Some(bar) = removed {
+            bar.finish_and_clear();
+        }
+        let done = self.done.fetch_add(1, Ordering::Relaxed) + 1;
+        self.update_overall();
+        if done >= self.total.load(Ordering::Relaxed)
+            && let Some(bar) = self.overall.lock().unwrap_or_else(|p| p.into_inner()).take()
+        {
             bar.finish_and_clear();
         }
     }
@@ -68,5 +121,15 @@ impl envctl_store::Reporter for Bars {
         } else {
             crate::printer::status(&line);
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn the_batch_line_counts_packages_and_bytes() {
+        assert_eq!(super::overall_message(0, 55, 0), "0/55 packages");
+        assert_eq!(super::overall_message(12, 55, 1_288_490_189), "12/55 packages, 1.2 GiB downloaded");
+        assert_eq!(super::overall_message(1, 1, 0), "1/1 package");
     }
 }

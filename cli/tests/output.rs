@@ -297,3 +297,14 @@ fn apply_and_lock_say_what_they_did_as_json() {
     );
     assert_eq!(json(f.run(&["lock", "--json", &file]))["outcome"], "up-to-date");
 }
+
+#[test]
+fn help_puts_the_global_options_apart_from_the_commands_own() {
+    let sb = common::Sandbox::new();
+    let help = sb.run(&["list", "--help"]).success().stdout;
+    let own = help.find("\nOptions:\n").expect(&help);
+    let global = help.find("\nGlobal options:\n").expect(&help);
+    assert!(own < global, "{help}");
+    assert!(help[own..global].contains("--tree") && !help[own..global].contains("--home"), "{help}");
+    assert!(help[global..].contains("--home <DIR>") && help[global..].contains("--timeout"), "{help}");
+}

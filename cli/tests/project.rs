@@ -273,6 +273,14 @@ fn list_tree_why_and_graph_read_an_applied_profile() {
     let (f, _) = with_dependencies();
     let tree = f.run(&["list", "p", "--tree"]).success().stdout;
     assert_eq!(tree, "app 1.0\n├── hello 1.0\n└── world 1.0\ntool 1.0\n└── world 1.0\n", "{tree}");
+    // cargo tree's --depth and --invert.
+    assert_eq!(f.run(&["list", "p", "--tree", "--depth", "0"]).success().stdout, "app 1.0\ntool 1.0\n");
+    let inverted = f.run(&["list", "p", "--tree", "--invert", "world"]).success().stdout;
+    assert_eq!(inverted, "world 1.0\n├── app 1.0\n└── tool 1.0\n", "{inverted}");
+    let err = f.run(&["list", "p", "--tree", "-i", "wrold"]).failed().to_owned();
+    assert!(err.contains("the profile has no package `wrold`; did you mean `world`?"), "{err}");
+    let usage = f.run(&["list", "p", "--depth", "1"]);
+    assert!(usage.code == 2 && usage.stderr.contains("--tree"), "{}", usage.stderr);
     let why = f.run(&["why", "p", "world"]).success().stdout;
     assert_eq!(
         why, "app 1.0    (asked for by profile `p`, generation 1)\n└─ world 1.0    (needs world)\n",

@@ -21,7 +21,7 @@ pub use env::{SEARCH_VARIABLES, compose as compose_env, expand as expand_env, is
 pub use error::{Error, Result};
 pub use lock::{Built, LOCK_VERSION, LockFile, LockedPackage, LockedSource};
 pub use name::PackageName;
-pub use profile::{ProfileFile, Requested};
+pub use profile::{ProfileFile, Requested, check_profile_name};
 pub use recipe::{Recipe, Source, SystemRequirements};
 pub use repo::Repository;
 pub use suggest::nearest;

@@ -75,6 +75,30 @@ struct RawProfile {
     system: RawOverrides,
 }
 
+/// Whether `name` can name a profile: lowercase letters, digits, `.`, `_` and `-`, starting with
+/// a letter or digit, at most 100 characters, and not the shape of a generation link
+/// (`NAME-N-link`). The store checks the same before it makes a profile's links.
+pub fn check_profile_name(name: &str) -> std::result::Result<(), String> {
+    let b = name.as_bytes();
+    let ok = !b.is_empty()
+        && b.len() <= 100
+        && (b[0].is_ascii_lowercase() || b[0].is_ascii_digit())
+        && b.iter().all(|&c| c.is_ascii_lowercase() || c.is_ascii_digit() || matches!(c, b'.' | b'_' | b'-'));
+    if !ok {
+        return Err(format!(
+            "`{name}` is not a profile name: use lowercase letters, digits, `.`, `_` and `-`, starting with a letter or digit"
+        ));
+    }
+    let link = name
+        .strip_suffix("-link")
+        .and_then(|r| r.rsplit_once('-'))
+        .is_some_and(|(_, n)| !n.is_empty() && n.bytes().all(|c| c.is_ascii_digit()));
+    if link {
+        return Err(format!("`{name}` has the shape of a generation link (`NAME-N-link`); choose another"));
+    }
+    Ok(())
+}
+
 impl ProfileFile {
     /// Reads and checks a profile file.
     pub fn load(path: &Path) -> Result<ProfileFile> {
@@ -93,14 +117,27 @@ impl ProfileFile {
             key,
             message,
         };
+        // The rules a profile is applied under (the store's), so that a file that reads is one
+        // that applies.
         let name = match &raw.name {
             Some(n) => {
-                PackageName::parse(n.get_ref())
-                    .map_err(|m| bad(n.span(), "name".into(), m.replace("package name", "profile name")))?;
+                check_profile_name(n.get_ref()).map_err(|m| bad(n.span(), "name".into(), m))?;
                 n.get_ref().clone()
             }
             None => {
-                path.file_stem().map(|s| s.to_string_lossy().into_owned()).unwrap_or_else(|| "default".into())
+                let stem = path
+                    .file_stem()
+                    .map(|s| s.to_string_lossy().into_owned())
+                    .unwrap_or_else(|| "default".into());
+                check_profile_name(&stem).map_err(|m| Error::Value {
+                    path: path.to_path_buf(),
+                    line: 1,
+                    key: "name".into(),
+                    message: format!(
+                        "the profile is named after the file, and {m}; set `name = \"…\"` in the file, or rename it"
+                    ),
+                })?;
+                stem
             }
         };
         let mut packages = BTreeMap::new();
@@ -315,5 +352,19 @@ mod golden {
             .unwrap_err()
             .to_string();
         assert!(err.contains("at least one base"), "{err}");
+    }
+
+    #[test]
+    fn a_name_that_reads_is_a_name_that_applies() {
+        for bad in ["Vision", "team-2-link", "-x"] {
+            let text = format!("name = \"{bad}\"\n[packages]\nhello = \"1\"\n");
+            let err = ProfileFile::parse(&text, Path::new("p.toml")).unwrap_err().to_string();
+            assert!(err.contains("p.toml") && err.contains("line 1") && err.contains(bad), "{err}");
+        }
+        let err = ProfileFile::parse("[packages]\nhello = \"1\"\n", Path::new("My Team.toml"))
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("named after the file") && err.contains("set `name"), "{err}");
+        assert!(ProfileFile::parse("[packages]\nhello = \"1\"\n", Path::new("tf_2.15-gpu.toml")).is_ok());
     }
 }

@@ -65,6 +65,7 @@ impl<'a> Installer<'a> {
         requests: &[InstallRequest],
         reporter: &dyn Reporter,
     ) -> Vec<Result<Installed>> {
+        reporter.starting(requests.len());
         let install = |_: &mut (), i: usize, request: &InstallRequest| {
             let result = self.store.install_one(i, request, self.caches, reporter);
             reporter.finished(i);

@@ -4,6 +4,8 @@
 /// Receives progress of installs. Every method has an empty default. `id` is the index of the
 /// request in the batch given to the store.
 pub trait Reporter: Send + Sync {
+    /// A batch of `count` requests begins (each then ends with [`Reporter::finished`]).
+    fn starting(&self, _count: usize) {}
     /// A download began; `size` is known when the server sent a length.
     fn download_started(&self, _id: usize, _url: &str, _size: Option<u64>) {}
     /// `bytes` more bytes arrived.

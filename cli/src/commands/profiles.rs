@@ -1,6 +1,9 @@
 //! `envctl profiles`, `generations`, `diff`, `rollback`.
 
+use std::collections::{BTreeMap, BTreeSet};
+
 use envctl_ops::profiles::ProfileRef;
+
 use envctl_store::{Generation, Profiles, Store};
 
 use super::Status;
@@ -137,7 +140,7 @@ pub fn packages(args: &ListArgs, settings: &Settings, _cli: &Cli) -> Result<Stat
             )
             .hint("apply its profile file again"));
         }
-        for line in tree(&m) {
+        for line in tree(&m, args.depth, args.invert.as_deref())? {
             printer::data(&line);
         }
         return Ok(Status::Success);
@@ -166,43 +169,77 @@ pub fn packages(args: &ListArgs, settings: &Settings, _cli: &Cli) -> Result<Stat
 }
 
 /// The generation's packages as `cargo tree` draws them: each requested package, then what it
-/// depends on beneath it; a package shown once already is marked `(*)` instead of repeated.
-fn tree(m: &Manifest) -> Vec<String> {
-    let by_name: std::collections::BTreeMap<&str, &crate::manifest::ManifestPackage> =
+/// depends on beneath it (or, `invert`ed, the package then what depends on it); a package shown
+/// once already is marked `(*)` instead of repeated; at most `depth` levels below a root.
+fn tree(m: &Manifest, depth: Option<usize>, invert: Option<&str>) -> Result<Vec<String>> {
+    let by_name: BTreeMap<&str, &crate::manifest::ManifestPackage> =
         m.packages.iter().map(|p| (p.name.as_str(), p)).collect();
-    let mut seen = std::collections::BTreeSet::new();
-    let mut out = Vec::new();
-    fn walk<'m>(
-        name: &'m str,
-        prefix: &str,
-        branch: &str,
-        by_name: &std::collections::BTreeMap<&str, &'m crate::manifest::ManifestPackage>,
-        seen: &mut std::collections::BTreeSet<&'m str>,
-        out: &mut Vec<String>,
-    ) {
-        let Some(p) = by_name.get(name) else { return };
-        let again = !seen.insert(name);
-        let mark = if again && !p.dependencies.is_empty() { " (*)" } else { "" };
-        out.push(format!("{prefix}{branch}{} {}{mark}", p.name, p.version));
-        if again {
-            return;
-        }
-        let child_prefix = match branch {
-            "" => String::new(),
-            "└── " => format!("{prefix}    "),
-            _ => format!("{prefix}│   "),
-        };
-        for (i, d) in p.dependencies.iter().enumerate() {
-            let last = i + 1 == p.dependencies.len();
-            walk(d, &child_prefix, if last { "└── " } else { "├── " }, by_name, seen, out);
+    let mut edges: BTreeMap<&str, Vec<&str>> = BTreeMap::new();
+    for p in &m.packages {
+        for d in &p.dependencies {
+            match invert {
+                Some(_) => edges.entry(d.as_str()).or_default().push(p.name.as_str()),
+                None => edges.entry(p.name.as_str()).or_default().push(d.as_str()),
+            }
         }
     }
-    let mut requested = m.requested.clone();
-    requested.sort();
-    for r in &requested {
-        walk(r, "", "", &by_name, &mut seen, &mut out);
+    let roots: Vec<&str> = match invert {
+        Some(name) => {
+            let found = m.packages.iter().find(|p| {
+                envctl_recipes::PackageName::parse(&p.name).ok()
+                    == envctl_recipes::PackageName::parse(name).ok()
+            });
+            let Some(p) = found else {
+                let names: Vec<&str> = m.packages.iter().map(|p| p.name.as_str()).collect();
+                let near = envctl_recipes::nearest(name, names.iter().copied())
+                    .map(|n| format!("; did you mean `{n}`?"))
+                    .unwrap_or_default();
+                return Err(Failure::new(
+                    format!("cannot invert the tree on `{name}`"),
+                    format!("the profile has no package `{name}`{near}"),
+                ));
+            };
+            vec![p.name.as_str()]
+        }
+        None => {
+            let mut r: Vec<&str> = m.requested.iter().map(String::as_str).collect();
+            r.sort();
+            r
+        }
+    };
+    struct Walk<'m> {
+        by_name: BTreeMap<&'m str, &'m crate::manifest::ManifestPackage>,
+        edges: BTreeMap<&'m str, Vec<&'m str>>,
+        depth: Option<usize>,
+        seen: BTreeSet<&'m str>,
+        out: Vec<String>,
     }
-    out
+    impl<'m> Walk<'m> {
+        fn walk(&mut self, name: &'m str, prefix: &str, branch: &str, level: usize) {
+            let Some(p) = self.by_name.get(name).copied() else { return };
+            let children = self.edges.get(name).cloned().unwrap_or_default();
+            let again = !self.seen.insert(name);
+            let mark = if again && !children.is_empty() { " (*)" } else { "" };
+            self.out.push(format!("{prefix}{branch}{} {}{mark}", p.name, p.version));
+            if again || self.depth.is_some_and(|d| level >= d) {
+                return;
+            }
+            let child_prefix = match branch {
+                "" => String::new(),
+                "└── " => format!("{prefix}    "),
+                _ => format!("{prefix}│   "),
+            };
+            for (i, d) in children.iter().enumerate() {
+                let last = i + 1 == children.len();
+                self.walk(d, &child_prefix, if last { "└── " } else { "├── " }, level + 1);
+            }
+        }
+    }
+    let mut w = Walk { by_name, edges, depth, seen: BTreeSet::new(), out: Vec::new() };
+    for r in roots {
+        w.walk(r, "", "", 0);
+    }
+    Ok(w.out)
 }
 
 pub fn generations(args: &GenerationsArgs, settings: &Settings, _cli: &Cli) -> Result<Status> {
