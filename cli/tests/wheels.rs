@@ -6,7 +6,7 @@
 mod common;
 
 use common::fixture::{Fixture, walk};
-use envctl_testkit::python::{Wheel, serve_simple_index};
+use envctl_testkit::python::{Wheel, serve_json_index, serve_simple_index};
 use envctl_testkit::sha256_hex;
 
 fn greeter() -> Wheel {
@@ -210,8 +210,34 @@ fn a_recipe_names_an_index_and_a_file_and_the_configuration_says_where_the_index
     let err = f.sb.run_env(&["apply", &p], &none).failure().stderr;
     assert!(err.contains("`pypi`") && err.contains("[indexes]") && err.contains("PIP_INDEX_URL"), "{err}");
 
-    // pip's own configuration is enough for `pypi`: a simple repository on loopback.
+    // pip configured with find-links only: that directory is searched, and the error says where
+    // `pypi` came from and that pip's default index is not assumed.
+    let links = f.sb.path("find-links");
+    std::fs::create_dir_all(&links).unwrap();
+    let links = links.display().to_string();
+    let only_links =
+        [("PIP_INDEX_URL", ""), ("PIP_FIND_LINKS", links.as_str()), ("PIP_CONFIG_FILE", "/dev/null")];
+    let err = f.sb.run_env(&["apply", &p], &only_links).failure().stderr;
+    assert!(
+        err.contains(&format!("{links}: no `{file}` there"))
+            && err.contains("find-links from PIP_FIND_LINKS")
+            && err.contains("envctl assumes no default index"),
+        "{err}"
+    );
+
+    // pip's own configuration is enough for `pypi`: a simple repository on loopback. A dry run
+    // says how large the wheel is, from the index (its page, then the file's length).
     let pip = [("PIP_INDEX_URL", simple.as_str()), ("PIP_FIND_LINKS", ""), ("PIP_CONFIG_FILE", "/dev/null")];
+    let dry = f.sb.run_env(&["apply", "--dry-run", &p], &pip).success();
+    assert!(dry.stdout.contains(&format!("index://pypi/{file} (2.6 KiB)")), "{}", dry.stdout);
+    assert_eq!(f.server.heads(&format!("/files/{file}")), 1, "the HTML index gives no size: asked with HEAD");
+    // A JSON index (PEP 691) gives the size with the link (PEP 700): nothing more is asked.
+    let json = serve_json_index(&f.server, &[(&g, &bytes)]);
+    let by_json =
+        [("PIP_INDEX_URL", json.as_str()), ("PIP_FIND_LINKS", ""), ("PIP_CONFIG_FILE", "/dev/null")];
+    let dry = f.sb.run_env(&["apply", "--dry-run", &p], &by_json).success();
+    assert!(dry.stdout.contains(&format!("index://pypi/{file} (2.6 KiB)")), "{}", dry.stdout);
+    assert_eq!(f.server.heads(&format!("/files/{file}")), 1, "no HEAD after the JSON page");
     f.sb.run_env(&["apply", &p], &pip).success();
     let out = f.run(&["run", "py", "--", "greet", "index"]).success();
     assert_eq!(out.stdout.trim(), "hello index");

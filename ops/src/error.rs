@@ -102,9 +102,24 @@ fn store_hints(e: &envctl_store::Error) -> Vec<String> {
             "name it in the profile file, and commit it, so that every clone has it (a relative directory is relative to the file):\n\n    [indexes]\n    {name} = [\"https://…/simple\"]   # or a directory of wheels\n\nor define it for this machine in the configuration file's [indexes]{}",
             if name == "pypi" { "\n\nor give pip an index (`PIP_INDEX_URL`, or `index-url` in pip.conf): envctl uses it for `pypi`" } else { "" }
         )],
-        E::NotOnIndex { name, .. } => vec![format!(
-            "check the file name in the recipe, or add a base that has it to `[indexes] {name}` in the configuration file"
-        )],
+        E::NotOnIndex { name, tried, .. } => {
+            let mut hints = vec![format!(
+                "check the file name in the recipe, or add a base that has it to `[indexes] {name}` (the profile file's, or the configuration file's)"
+            )];
+            let pip = envctl_python::pipconf::pypi();
+            // Only when the bases tried were pip's (a `pypi` of envctl's own is not pip's).
+            let from_pip = pip.bases.iter().any(|b| {
+                let b = b.trim_start_matches("file://").trim_end_matches('/');
+                tried.iter().any(|t| t.contains(b))
+            });
+            if name == "pypi" && from_pip && !pip.origin.is_empty() {
+                hints.push(format!("envctl's `pypi` is what pip's configuration says: {}", pip.origin.join("; ")));
+                if pip.only_find_links {
+                    hints.push("pip names only find-links directories, which pip reads beside its default index; envctl assumes no default index: set pip's `index-url` (pip.conf or PIP_INDEX_URL) or `[indexes] pypi`".into());
+                }
+            }
+            hints
+        }
         E::UnknownFormat(_) => vec!["give the format with --format (tar, tar.gz, tar.xz, tar.zst, tar.bz2, zip, wheel)".into()],
         E::TooNew { .. } => vec!["this store was written by a newer envctl; use that version, or another --home".into()],
         _ => Vec::new(),

@@ -12,18 +12,36 @@ struct PipIndexes {
     index_url: Option<String>,
     extra_index_urls: Vec<String>,
     find_links: Vec<String>,
+    /// Where each setting came from (`PIP_FIND_LINKS`, `/etc/pip.conf`), by setting.
+    origin: std::collections::BTreeMap<&'static str, String>,
 }
 
-/// The bases of the `pypi` index from the pip configuration, in the order to try them: the index
-/// URL, the extra ones, then `find-links` directories. Empty when pip's configuration names none
-/// (pip then uses its built-in default, which envctl does not assume).
+/// What pip's configuration says `pypi` is, and where it says it.
+#[derive(Debug, Clone, Default)]
+pub struct PipIndex {
+    /// The bases, in the order to try them: the index URL, the extra ones, then `find-links`
+    /// directories. Empty when pip's configuration names none (pip then uses its built-in
+    /// default, which envctl does not assume).
+    pub bases: Vec<String>,
+    /// The settings and where each came from, for messages: `find-links from PIP_FIND_LINKS`.
+    pub origin: Vec<String>,
+    /// Only `find-links` directories: pip would look in its default index beside them.
+    pub only_find_links: bool,
+}
+
+/// The bases of the `pypi` index from the pip configuration (see [`PipIndex::bases`]).
 pub fn pypi_bases() -> Vec<String> {
-    // Read once per process: the settings ask for the store options several times a command.
-    static BASES: std::sync::OnceLock<Vec<String>> = std::sync::OnceLock::new();
-    BASES.get_or_init(read_pypi_bases).clone()
+    pypi().bases
 }
 
-fn read_pypi_bases() -> Vec<String> {
+/// What pip's configuration says `pypi` is, read once per process (the settings ask for the store
+/// options several times a command).
+pub fn pypi() -> PipIndex {
+    static READ: std::sync::OnceLock<PipIndex> = std::sync::OnceLock::new();
+    READ.get_or_init(read_pypi).clone()
+}
+
+fn read_pypi() -> PipIndex {
     let home = std::env::var_os("HOME").map(PathBuf::from);
     let xdg = std::env::var_os("XDG_CONFIG_HOME")
         .map(PathBuf::from)
@@ -44,21 +62,39 @@ fn read_pypi_bases() -> Vec<String> {
     let mut found = PipIndexes::default();
     for file in files {
         if let Ok(text) = std::fs::read_to_string(&file) {
+            let before = (found.index_url.clone(), found.extra_index_urls.len(), found.find_links.len());
             apply_file(&mut found, &text);
+            let shown = file.display().to_string();
+            if found.index_url != before.0 {
+                found.origin.insert("index-url", shown.clone());
+            }
+            if found.extra_index_urls.len() != before.1 {
+                found.origin.insert("extra-index-url", shown.clone());
+            }
+            if found.find_links.len() != before.2 {
+                found.origin.insert("find-links", shown);
+            }
         }
     }
     let var = |name: &str| std::env::var(name).ok().filter(|v| !v.trim().is_empty());
     if let Some(v) = var("PIP_INDEX_URL") {
         found.index_url = Some(v.trim().to_owned());
+        found.origin.insert("index-url", "PIP_INDEX_URL".into());
     }
     if let Some(v) = var("PIP_EXTRA_INDEX_URL") {
         found.extra_index_urls = v.split_whitespace().map(str::to_owned).collect();
+        found.origin.insert("extra-index-url", "PIP_EXTRA_INDEX_URL".into());
     }
     if let Some(v) = var("PIP_FIND_LINKS") {
         found.find_links = v.split_whitespace().map(str::to_owned).collect();
+        found.origin.insert("find-links", "PIP_FIND_LINKS".into());
     }
+    let only_find_links =
+        found.index_url.is_none() && found.extra_index_urls.is_empty() && !found.find_links.is_empty();
+    let origin = found.origin.iter().map(|(k, v)| format!("{k} from {v}")).collect();
     let local = found.find_links.into_iter().filter(|l| l.starts_with('/') || l.starts_with("file://"));
-    found.index_url.into_iter().chain(found.extra_index_urls).chain(local).collect()
+    let bases = found.index_url.into_iter().chain(found.extra_index_urls).chain(local).collect();
+    PipIndex { bases, origin, only_find_links }
 }
 
 /// Applies one pip.conf: `[global]` first, then `[install]` over it. A file pip could not read

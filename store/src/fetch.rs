@@ -99,6 +99,8 @@ pub struct Fetcher {
     /// store (a hundred and more files), which a command that fetches nothing must not pay for.
     clients: std::sync::OnceLock<Clients>,
     options: FetchOptions,
+    /// File sizes an index's metadata gave (PEP 700), by URL: a dry run asks nothing more.
+    pub(crate) sizes: std::sync::Mutex<std::collections::HashMap<String, u64>>,
 }
 
 /// The HTTP clients of a fetcher.
@@ -145,7 +147,7 @@ impl Clients {
 impl Fetcher {
     /// A fetcher with these options.
     pub fn new(options: FetchOptions) -> Fetcher {
-        Fetcher { clients: std::sync::OnceLock::new(), options }
+        Fetcher { clients: std::sync::OnceLock::new(), options, sizes: Default::default() }
     }
 
     /// The client for `url`: through the proxy the environment names for its scheme, unless
@@ -231,6 +233,9 @@ impl Fetcher {
             Location::File(path) => std::fs::metadata(path).ok().map(|m| m.len()),
             Location::Empty => Some(1024),
             Location::Http(url) => {
+                if let Some(size) = self.sizes.lock().unwrap_or_else(|p| p.into_inner()).get(url) {
+                    return Some(*size);
+                }
                 let resp = self.request("HEAD", url).ok()?;
                 resp.header("Content-Length").and_then(|v| v.parse().ok())
             }
@@ -285,10 +290,24 @@ impl Fetcher {
     /// Sends `method` to `url`, following redirects itself: only to `http` or `https`, never from
     /// `https` down to `http`, at most [`MAX_REDIRECTS`], and never in a loop.
     fn request(&self, method: &str, url: &str) -> Result<ureq::Response> {
+        self.request_accepting(method, url, None)
+    }
+
+    /// [`Fetcher::request`] with an `Accept` header (an index's JSON pages).
+    pub(crate) fn request_accepting(
+        &self,
+        method: &str,
+        url: &str,
+        accept: Option<&str>,
+    ) -> Result<ureq::Response> {
         let mut current = url.to_owned();
         let mut seen = vec![current.clone()];
         loop {
-            let resp = match self.agent_for(&current).request(method, &current).call() {
+            let mut req = self.agent_for(&current).request(method, &current);
+            if let Some(accept) = accept {
+                req = req.set("Accept", accept);
+            }
+            let resp = match req.call() {
                 Ok(resp) => resp,
                 Err(ureq::Error::Status(status, _)) => {
                     return Err(Error::HttpStatus { url: current, status });

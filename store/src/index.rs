@@ -4,8 +4,10 @@
 //!
 //! - a local directory (`file://…` or a path) holds the file itself, flat (as pip's
 //!   `--find-links`) or under the project's directory (a simple index on disk);
-//! - an `http(s)` base is a simple repository (PEP 503): its project page `BASE/PROJECT/` is read
-//!   and the link whose file name is `FILE` is the location, resolved against the page.
+//! - an `http(s)` base is a simple repository: its project page `BASE/PROJECT/` is read, as JSON
+//!   (PEP 691) where the index offers it, else as HTML (PEP 503), and the file named `FILE` is the
+//!   location, resolved against the page. The JSON gives the file's size too (PEP 700), which a
+//!   dry run then shows without asking anything more.
 //!
 //! The sha256 of the recipe is checked on whatever is downloaded, so an index can only serve the
 //! right bytes or fail.
@@ -109,13 +111,16 @@ impl Fetcher {
     /// Reads a simple-repository project page and returns the absolute URL of the link to `file`.
     fn find_on_page(&self, page: &str, file: &str) -> Result<Option<String>> {
         let mut body = String::new();
-        let opened = self.open(&Location::Http(page.to_owned()))?;
-        opened
-            .reader
+        let resp = self.request_accepting("GET", page, Some(ACCEPT))?;
+        let json = resp.content_type().starts_with(JSON);
+        resp.into_reader()
             .take(MAX_PAGE)
             .read_to_string(&mut body)
             .map_err(|e| Error::Transport { url: page.to_owned(), message: e.to_string() })?;
         let base = url::Url::parse(page).map_err(|_| Error::UnsupportedUrl(page.to_owned()))?;
+        if json {
+            return self.find_in_json(&base, &body, file);
+        }
         for href in hrefs(&body) {
             let href = href.replace("&amp;", "&");
             let Ok(link) = base.join(&href) else { continue };
@@ -128,6 +133,45 @@ impl Fetcher {
             }
         }
         Ok(None)
+    }
+}
+
+/// The JSON form of a project page (PEP 691), preferred; HTML after it.
+const ACCEPT: &str = "application/vnd.pypi.simple.v1+json, text/html;q=0.1";
+const JSON: &str = "application/vnd.pypi.simple.v1+json";
+
+/// A JSON project page: its files.
+#[derive(serde::Deserialize)]
+struct JsonPage {
+    files: Vec<JsonFile>,
+}
+
+#[derive(serde::Deserialize)]
+struct JsonFile {
+    filename: String,
+    url: String,
+    /// PEP 700.
+    #[serde(default)]
+    size: Option<u64>,
+}
+
+impl Fetcher {
+    /// [`Fetcher::find_on_page`] for a JSON page: the file's URL, its size remembered.
+    fn find_in_json(&self, base: &url::Url, body: &str, file: &str) -> Result<Option<String>> {
+        let page: JsonPage = serde_json::from_str(body).map_err(|e| Error::Transport {
+            url: base.to_string(),
+            message: format!("the index's JSON page does not parse: {e}"),
+        })?;
+        let Some(found) = page.files.into_iter().find(|f| f.filename == file) else { return Ok(None) };
+        let Ok(mut link) = base.join(&found.url) else { return Ok(None) };
+        if !matches!(link.scheme(), "http" | "https") {
+            return Ok(None);
+        }
+        link.set_fragment(None);
+        if let Some(size) = found.size {
+            self.sizes.lock().unwrap_or_else(|p| p.into_inner()).insert(link.to_string(), size);
+        }
+        Ok(Some(link.to_string()))
     }
 }
 

@@ -268,3 +268,30 @@ pub fn serve_simple_index(server: &crate::Server, wheels: &[(&Wheel, &[u8])]) ->
     }
     server.url("/simple")
 }
+
+/// Serves `wheels` as a simple repository in its JSON form (PEP 691, with PEP 700's `size`)
+/// under `/json/` of `server`, the files under `/files/`. Returns the index URL (`…/json`).
+pub fn serve_json_index(server: &crate::Server, wheels: &[(&Wheel, &[u8])]) -> String {
+    let mut projects: std::collections::BTreeMap<String, Vec<serde_json::Value>> = Default::default();
+    for (wheel, bytes) in wheels {
+        let file = wheel.file_name();
+        server.serve(&format!("/files/{file}"), bytes.to_vec());
+        let project = wheel.name.to_ascii_lowercase().replace(['_', '.'], "-");
+        projects.entry(project).or_default().push(serde_json::json!({
+            "filename": file,
+            "url": format!("../../files/{file}"),
+            "hashes": { "sha256": crate::sha256_hex(bytes) },
+            "size": bytes.len(),
+        }));
+    }
+    for (project, files) in projects {
+        let body = serde_json::json!({ "meta": { "api-version": "1.1" }, "name": project, "files": files })
+            .to_string();
+        let raw = format!(
+            "HTTP/1.1 200 OK\r\nContent-Type: application/vnd.pypi.simple.v1+json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+            body.len()
+        );
+        server.set(&format!("/json/{project}/"), crate::Reply::Raw(raw.into_bytes()));
+    }
+    server.url("/json")
+}
