@@ -128,6 +128,17 @@ pub struct DaemonArgs {
     pub socket: Option<PathBuf>,
 }
 
+/// `envctl import python`
+#[derive(Debug, Args)]
+pub struct ImportPythonArgs {
+    /// Interpreters (`/usr/bin/python3.11`) or installations (`~/.pyenv/versions/3.11.7`)
+    #[arg(required = true)]
+    pub paths: Vec<PathBuf>,
+    /// The recipe repository to write into (`python/VERSION.toml`, `artifacts/python-VERSION.tar.zst`)
+    #[arg(long, value_name = "DIR")]
+    pub out: PathBuf,
+}
+
 /// `envctl init`
 #[derive(Debug, Args)]
 pub struct InitArgs {
@@ -195,6 +206,9 @@ pub enum ImportCommand {
     PythonBuildStandalone(ImportArgs),
     /// Conda packages from a channel (its `repodata.json`, read as a stream) or a JSON list of records
     Conda(ImportCondaArgs),
+    /// An installed CPython (pyenv's, a distribution's, a site build) as a relocatable `python`
+    /// package and its recipe
+    Python(ImportPythonArgs),
     /// Python packages: the closure pip resolves for REQUIREMENTs, one recipe per wheel
     Pip(ImportPipArgs),
 }

@@ -82,3 +82,54 @@ fn install_only_and_full_builds_unpack_to_a_python_on_the_session_path() {
         !old.join("PYTHON.json").exists() && !old.join("build").exists() && !old.join("install").exists()
     );
 }
+
+#[test]
+fn import_python_makes_this_machines_interpreter_relocatable_and_a_profile_runs_it_with_no_environment() {
+    let (version, prefix) = envctl_testkit::python::find_python("3.11");
+    let sb = common::Sandbox::new();
+    let made = sb.path("made");
+    let out =
+        sb.run(&["import", "python", &prefix.display().to_string(), "--out", &made.display().to_string()]);
+    let out = out.success();
+    assert!(out.stderr.contains(&format!("python {version} from {}", prefix.display())), "{}", out.stderr);
+    assert!(out.stderr.contains("a copy unpacked elsewhere ran as the same build"), "{}", out.stderr);
+    let recipe = std::fs::read_to_string(made.join(format!("python/{version}.toml"))).unwrap();
+    assert!(
+        recipe.contains(&format!("version = \"{version}\"")) && recipe.contains("url = \"../artifacts/"),
+        "{recipe}"
+    );
+
+    // The repository moves (another machine's path); a profile takes its interpreter.
+    let moved = sb.path("elsewhere/team-recipes");
+    std::fs::create_dir_all(moved.parent().unwrap()).unwrap();
+    std::fs::rename(&made, &moved).unwrap();
+    sb.config(&format!("recipes = [\"{}\"]", moved.display()));
+    let p = sb.path("py.toml");
+    std::fs::write(&p, format!("[packages]\npython = \"{version}\"\n")).unwrap();
+    sb.run(&["apply", &p.display().to_string()]).success();
+    let python = sb.path("envctl/profiles/py/bin/python3");
+    let host = std::process::Command::new(prefix.join("bin/python3.11"))
+        .args(["-c", "import sys; print(sys.version)"])
+        .output()
+        .unwrap();
+    let ran = std::process::Command::new(&python)
+        .args(["-c", "import sys, ssl, sqlite3, ctypes; print(sys.version)"])
+        .env_clear()
+        .output()
+        .unwrap();
+    assert!(ran.status.success(), "{}", String::from_utf8_lossy(&ran.stderr));
+    assert_eq!(ran.stdout, host.stdout, "the same build, its own libpython");
+    // The dynamic loader finds libpython inside the store path, not at the old prefix.
+    let store_exe = std::fs::canonicalize(&python).unwrap();
+    let ldd = std::process::Command::new("ldd").arg(&store_exe).output().unwrap();
+    let ldd = String::from_utf8_lossy(&ldd.stdout).into_owned();
+    let line = ldd.lines().find(|l| l.contains("libpython")).unwrap_or_else(|| panic!("{ldd}"));
+    assert!(
+        line.contains(&sb.store().display().to_string()) && !line.contains(&prefix.display().to_string()),
+        "{ldd}"
+    );
+
+    // What cannot be made relocatable is refused, saying why.
+    let err = sb.run(&["import", "python", "/nonexistent/python3", "--out", &made.display().to_string()]);
+    assert!(err.failed().contains("/nonexistent/python3"));
+}

@@ -14,6 +14,7 @@ mod bytecode;
 mod derive;
 pub mod import;
 mod ini;
+pub mod interpreter;
 pub mod pipconf;
 mod sdist;
 mod tags;

@@ -26,6 +26,7 @@ pub fn run(cmd: &ImportCommand, settings: &Settings) -> Result<Status> {
             write_all(&args.out, &generated)
         }
         ImportCommand::Conda(args) => conda(args, settings),
+        ImportCommand::Python(args) => python(args),
         ImportCommand::PythonBuildStandalone(args) => {
             let inputs = read_all(args)?;
             let generated = import::pbs::import(&inputs).map_err(|e| {
@@ -348,4 +349,46 @@ fn pip_python(program: &str, lead: &[&str]) -> Result<String> {
             let said = [text.trim(), String::from_utf8_lossy(&out.stderr).trim()].join("\n");
             Failure::new(format!("cannot tell which Python `{program}` runs on"), said.trim().to_owned())
         })
+}
+
+/// `envctl import python`: each interpreter as a relocatable package beside its recipe (see
+/// envctl-python's `interpreter.rs`), or refused with the exact reason.
+fn python(args: &crate::args::ImportPythonArgs) -> Result<Status> {
+    let mut failed = Vec::new();
+    for path in &args.paths {
+        match envctl_python::interpreter::import(path, &args.out, &std::env::temp_dir()) {
+            Ok(done) => {
+                let i = &done.interpreter;
+                for (file, old, new) in &done.rewritten {
+                    tracing::info!("{file}: run path `{old}` -> `{new}`");
+                }
+                if let Some((_, old, _)) = done.rewritten.first() {
+                    printer::info(&format!(
+                        "made {} run paths relative (`{old}` and the like; -v lists them)",
+                        done.rewritten.len()
+                    ));
+                }
+                printer::status(&format!(
+                    "python {} from {}: wrote {} and {} ({}); a copy unpacked elsewhere ran as the same build",
+                    i.version,
+                    i.prefix.display(),
+                    done.recipe.display(),
+                    done.archive.display(),
+                    printer::bytes(std::fs::metadata(&done.archive).map(|m| m.len()).unwrap_or(0))
+                ));
+            }
+            Err(why) => failed.push(format!("{}: {why}", path.display())),
+        }
+    }
+    if !failed.is_empty() {
+        return Err(Failure::new(
+            "cannot import the interpreter(s) as relocatable packages",
+            failed.join("\n"),
+        ));
+    }
+    printer::info(&format!(
+        "add `{}` to `recipes` in the configuration (or a profile file's [recipes]), then `python = \"VERSION\"` in [packages]",
+        args.out.display()
+    ));
+    Ok(Status::Success)
 }
