@@ -1,8 +1,15 @@
 #!/usr/bin/env python3
-"""The bundled TensorFlow 2.15 stack for CPython 3.11 (examples/frameworks/tensorflow-2.15.toml:
-tensorflow 2.15.1 with its `and-cuda` nvidia-* wheels, 55 packages) applied from an empty store.
+"""A bundled framework stack applied from an empty store: by default TensorFlow 2.15 for CPython
+3.11 (examples/frameworks/tensorflow-2.15.toml: tensorflow 2.15.1 with its `and-cuda` nvidia-*
+wheels, 55 packages).
 
   python3 bench/framework-stack.py [ROUNDS] [CACHE]   (default 3, /var/tmp/envctl-bench-frameworks)
+  STACK=torch-2.8 UV=1 NETWORK=0 python3 bench/framework-stack.py 3 /var/tmp/envctl-bench-torch28
+
+STACK names an example of examples/frameworks/ (its `python` pin sets the CPython packed, with
+`envctl import python`); UV=1 adds, per round, uv installing the same locked wheels from the same
+wheelhouse into a fresh venv with an empty cache (`--compile-bytecode`); NETWORK=0 leaves out step
+3. Each apply's peak RSS is read with /usr/bin/time.
 
 Not a test and not run by CI. Needs the Python package index through this machine's own pip
 configuration, tar and zstd. The interpreter is this machine's CPython 3.11 packed as the
@@ -38,8 +45,13 @@ OUT = os.path.join(ROOT, "bench", "out")
 ROUNDS = int(sys.argv[1]) if len(sys.argv) > 1 else 3
 CACHE = sys.argv[2] if len(sys.argv) > 2 else "/var/tmp/envctl-bench-frameworks"
 WORK = os.path.join(CACHE, "work")
-EXAMPLE = os.path.join(ROOT, "examples", "frameworks", "tensorflow-2.15.toml")
-IMPORT = "import tensorflow as tf; print(tf.__version__, tf.reduce_sum([1, 2, 3]).numpy())"
+STACK = os.environ.get("STACK", "tensorflow-2.15")
+EXAMPLE = os.path.join(ROOT, "examples", "frameworks", f"{STACK}.toml")
+IMPORT = {
+    "tensorflow": "import tensorflow as tf; print(tf.__version__, tf.reduce_sum([1, 2, 3]).numpy())",
+    "torch": "import torch; print(torch.__version__, torch.tensor([1, 2, 3]).sum().item())",
+}[STACK.split("-")[0]]
+PROFILE = STACK.replace(".", "").replace("-", "")
 MACHINE = {"ENVCTL_SYSTEM_DRIVER": "535.104.05"}
 
 
@@ -50,6 +62,13 @@ def run(args, env):
     if r.returncode != 0:
         sys.exit(f"failed: {' '.join(args)}\n{r.stdout.decode()}\n{r.stderr.decode()}")
     return dt, r.stdout.decode()
+
+
+def run_rss(args, env):
+    """`run`, and the command's peak RSS in KiB (GNU time's %M)."""
+    report = os.path.join(CACHE, "time.txt")
+    dt, out = run(["/usr/bin/time", "-f", "%M", "-o", report, *args], env)
+    return dt, out, int(open(report).read().split()[-1])
 
 
 def clear():
@@ -94,14 +113,29 @@ def manylinux_tags():
 def main():
     envctl = build_envctl()
     os.makedirs(OUT, exist_ok=True)
-    version, archive, sha, _ = pack_python("3.11", CACHE)
+    example = open(EXAMPLE).read()
+    pinned = [line.split('"')[1] for line in example.splitlines() if line.startswith("python = ")]
+    series = pinned[0] if pinned else "3.11"
     recipes = os.path.join(CACHE, "recipes")
-    os.makedirs(os.path.join(recipes, "python"), exist_ok=True)
-    with open(os.path.join(recipes, "python", f"{version}.toml"), "w") as f:
-        f.write(f'name = "python"\nversion = "{version}"\n[[source]]\nurl = "file://{archive}"\nsha256 = "{sha}"\n')
-    profile = os.path.join(CACHE, "tf215.toml")
-    with open(EXAMPLE) as src, open(profile, "w") as f:
-        f.write(src.read() + f'python = "{version}"\n')
+    if series == "3.11":
+        version, archive, sha, host_python = pack_python("3.11", CACHE)
+        os.makedirs(os.path.join(recipes, "python"), exist_ok=True)
+        with open(os.path.join(recipes, "python", f"{version}.toml"), "w") as f:
+            f.write(f'name = "python"\nversion = "{version}"\n[[source]]\nurl = "file://{archive}"\nsha256 = "{sha}"\n')
+    else:
+        # Any other series: this machine's interpreter of it, made a recipe by envctl itself.
+        import glob
+        found = sorted(glob.glob(f"/root/.pyenv/versions/{series}.*/bin/python{series}")) or [shutil.which(f"python{series}")]
+        host_python = found[-1] or sys.exit(f"no python{series} here")
+        out = subprocess.run([host_python, "-c", "import sys, platform; print(sys.base_prefix, platform.python_version())"],
+                             check=True, stdout=subprocess.PIPE).stdout.decode().split()
+        version = out[1]
+        run([envctl, "import", "python", out[0], "--out", recipes], dict(os.environ))
+        host_python = os.path.join(out[0], "bin", f"python{series}")
+    profile = os.path.join(CACHE, f"{PROFILE}.toml")
+    with open(profile, "w") as f:
+        kept = [line for line in example.splitlines() if not line.startswith("python = ")]
+        f.write("\n".join(kept) + f'\npython = "{version}"\n')
 
     # 1. The closure, downloaded once.
     env = home("lock", f'recipes = ["{recipes}"]\n')
@@ -117,7 +151,7 @@ def main():
     missing = [p for f, p in wanted.items() if not os.path.exists(os.path.join(wheels, f))]
     if missing:
         sh(sys.executable, "-m", "pip", "download", "-q", "--no-deps", "--only-binary=:all:", "--implementation", "cp",
-           "--python-version", "3.11", *sum([["--platform", t] for t in manylinux_tags()], []), "-d", wheels,
+           "--python-version", series, *sum([["--platform", t] for t in manylinux_tags()], []), "-d", wheels,
            *[f"{p['name']}=={p['version']}" for p in missing])
     size = 0
     for f, p in wanted.items():
@@ -129,24 +163,38 @@ def main():
 
     # 2. Cold applies from the wheelhouse, and the first import.
     local = f'recipes = ["{recipes}"]\n[indexes]\npypi = ["{wheels}"]\n'
-    applies, firsts, seconds = [], [], []
+    applies, firsts, seconds, rss, uvs = [], [], [], [], []
+    uv = os.environ.get("UV") == "1" and (shutil.which("uv") or sys.exit("uv not found: pip install uv"))
+    requirements = [f"{p['name']}=={p['version']}" for p in wanted.values()]
     for r in range(ROUNDS):
         env = home(f"round{r}", local)
-        dt, _ = run([envctl, "apply", profile], env)
+        dt, _, kib = run_rss([envctl, "apply", profile], env)
         applies.append(dt)
-        dt, out = run([envctl, "run", "tf215", "--", "python3", "-c", IMPORT], env)
+        rss.append(kib)
+        dt, out = run([envctl, "run", PROFILE, "--", "python3", "-c", IMPORT], env)
         firsts.append(dt)
-        dt, out2 = run([envctl, "run", "tf215", "--", "python3", "-c", IMPORT], env)
+        dt, out2 = run([envctl, "run", PROFILE, "--", "python3", "-c", IMPORT], env)
         seconds.append(dt)
-        print(f"round {r}: apply {applies[-1]:.1f} s, first import {firsts[-1]:.2f} s, again {seconds[-1]:.2f} s",
-              flush=True)
+        if uv:
+            clear()
+            venv, cache = os.path.join(WORK, "venv"), os.path.join(WORK, "uv-cache")
+            uv_env = dict(os.environ, UV_CACHE_DIR=cache)
+            t = time.perf_counter()
+            run([uv, "venv", "-q", "--python", host_python, venv], uv_env)
+            run([uv, "pip", "install", "-q", "--compile-bytecode", "--no-index", "--find-links", wheels,
+                 "--python", os.path.join(venv, "bin", "python"), *requirements], uv_env)
+            uvs.append(time.perf_counter() - t)
+        print(f"round {r}: apply {applies[-1]:.1f} s ({rss[-1] / 1024:.0f} MiB peak), first import {firsts[-1]:.2f} s, "
+              f"again {seconds[-1]:.2f} s" + (f", uv {uvs[-1]:.1f} s" if uvs else ""), flush=True)
     printed = out.strip().splitlines()[-1]
 
     # 3. Once through the index itself: pip's, asked of pip (envctl assumes no default index).
-    index = pip_index()
-    env = home("network", f'recipes = ["{recipes}"]\n[indexes]\npypi = ["{index}"]\n')
-    t_net, _ = run([envctl, "apply", profile], env)
-    dt_net_import, _ = run([envctl, "run", "tf215", "--", "python3", "-c", IMPORT], env)
+    t_net = dt_net_import = None
+    if os.environ.get("NETWORK", "1") == "1":
+        index = pip_index()
+        env = home("network", f'recipes = ["{recipes}"]\n[indexes]\npypi = ["{index}"]\n')
+        t_net, _ = run([envctl, "apply", profile], env)
+        dt_net_import, _ = run([envctl, "run", PROFILE, "--", "python3", "-c", IMPORT], env)
 
     med = statistics.median
     lines = [
@@ -156,17 +204,21 @@ def main():
         "| step | time |",
         "| --- | ---: |",
         f"| `envctl apply` into an empty store, wheels from a local wheelhouse | {med(applies):.1f} s |",
-        f"| first `import tensorflow` in a session after it | {med(firsts):.2f} s |",
-        f"| `import tensorflow` again | {med(seconds):.2f} s |",
-        f"| `envctl apply` into an empty store through pip's configured index (network, one run) | {t_net:.1f} s |",
-        f"| first `import tensorflow` after that | {dt_net_import:.2f} s |",
+        f"| its peak RSS | {med(rss) / 1024:.0f} MiB |",
+        *([f"| uv: `uv venv` + `uv pip install --compile-bytecode` of the same wheels, empty cache | {med(uvs):.1f} s |",
+           f"| envctl / uv | {med(applies) / med(uvs):.2f} |"] if uvs else []),
+        f"| first import in a session after it | {med(firsts):.2f} s |",
+        f"| the import again | {med(seconds):.2f} s |",
+        *([f"| `envctl apply` into an empty store through pip's configured index (network, one run) | {t_net:.1f} s |",
+           f"| first import after that | {dt_net_import:.2f} s |"] if t_net is not None else []),
         "",
-        "Raw (s): apply " + ", ".join(f"{x:.1f}" for x in applies) + "; first import "
-        + ", ".join(f"{x:.2f}" for x in firsts) + "; again " + ", ".join(f"{x:.2f}" for x in seconds) + ".",
+        "Raw (s): apply " + ", ".join(f"{x:.1f}" for x in applies) + "; peak RSS (MiB) "
+        + ", ".join(f"{x / 1024:.0f}" for x in rss) + ("; uv " + ", ".join(f"{x:.1f}" for x in uvs) if uvs else "")
+        + "; first import " + ", ".join(f"{x:.2f}" for x in firsts) + "; again " + ", ".join(f"{x:.2f}" for x in seconds) + ".",
         "",
         f"The session printed `{printed}`.",
     ]
-    with open(os.path.join(OUT, "framework-stack.md"), "w") as f:
+    with open(os.path.join(OUT, f"framework-stack-{STACK}.md"), "w") as f:
         f.write("\n".join(lines) + "\n")
     print("\n".join(lines))
     clear()

@@ -28,6 +28,7 @@ use sha2::Digest;
 
 use envctl_store::{
     Error, Format, Limits, Mapped, MappedReader, Result, UnpackOptions, Unpacked, Unpacker, check_local_name,
+    normalized_name,
 };
 
 /// What a wheel's scripts and entry points start with: `/bin/sh` runs the `python3` found beside
@@ -145,21 +146,6 @@ pub fn unpack_wheel(
     u.finish()
 }
 
-/// PEP 503's normalized form of a distribution name.
-fn normalize_name(name: &str) -> String {
-    let mut out = String::with_capacity(name.len());
-    for c in name.chars() {
-        if matches!(c, '-' | '_' | '.') {
-            if !out.ends_with('-') {
-                out.push('-');
-            }
-        } else {
-            out.push(c.to_ascii_lowercase());
-        }
-    }
-    out
-}
-
 /// Whether two version strings are the same PEP 440 version (`1.0` and `1.0.0` are); strings
 /// that are not PEP 440 versions must be equal as written.
 fn same_version(a: &str, b: &str) -> bool {
@@ -195,7 +181,7 @@ fn check_identity(
     let claims =
         from_file.map(|c| ("its file name", c)).into_iter().chain(expected.map(|c| ("its recipe", c)));
     for (whose, (want_name, want_version)) in claims {
-        if normalize_name(name) != normalize_name(want_name) || !same_version(version, want_version) {
+        if normalized_name(name) != normalized_name(want_name) || !same_version(version, want_version) {
             return Err(format!(
                 "the wheel says it is `{name} {version}`, but {whose} says `{want_name} {want_version}`"
             ));
@@ -218,7 +204,7 @@ fn check_metadata(metadata: &str, stem: &str) -> std::result::Result<(), String>
     let (Some(meta_name), Some(meta_version)) = (field("Name"), field("Version")) else {
         return Err("it has no `Name` and `Version`".into());
     };
-    if normalize_name(&meta_name) != normalize_name(name) || !same_version(&meta_version, version) {
+    if normalized_name(&meta_name) != normalized_name(name) || !same_version(&meta_version, version) {
         return Err(format!("it says `{meta_name} {meta_version}`, its directory says `{name} {version}`"));
     }
     Ok(())

@@ -38,7 +38,13 @@ pub fn project_of(file: &str) -> String {
             .find(|(i, _)| stem[i + 1..].starts_with(|c: char| c.is_ascii_digit()))
             .map_or(stem, |(i, _)| &stem[..i])
     };
-    let mut out = String::new();
+    normalized_name(name)
+}
+
+/// PEP 503's normalized form of a distribution name: lowercase, each run of `-`, `_` and `.` one
+/// `-` (`Typing_Extensions` → `typing-extensions`).
+pub fn normalized_name(name: &str) -> String {
+    let mut out = String::with_capacity(name.len());
     for c in name.chars() {
         if matches!(c, '-' | '_' | '.') {
             if !out.ends_with('-') {

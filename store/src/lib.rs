@@ -50,7 +50,7 @@ pub use error::{Error, Result};
 pub use farm::FarmInput;
 pub use fetch::{EMPTY_URL, FetchOptions, Fetcher, Location, mirror_name};
 pub use gc::{GcReport, TempRoot};
-pub use index::index_name;
+pub use index::{index_name, normalized_name};
 pub use install::Installer;
 pub use keys::{PublicKey, SecretKey};
 pub use layer::{Derivation, Host, Job, Layer};

@@ -80,39 +80,25 @@ pub fn lease_gpus(
     wait: bool,
     profile: &str,
 ) -> Result<(UnixStream, Vec<String>)> {
-    let conn = connect(&settings.home, daemon)?;
     let request = Request::LeaseGpus { count, wait, profile: profile.to_owned(), pid: std::process::id() };
-    let mut line =
-        serde_json::to_vec(&Envelope { protocol: PROTOCOL, request }).expect("a request serializes");
-    line.push(b'\n');
-    (&conn).write_all(&line).map_err(|e| Failure::new("the daemon's connection failed", e))?;
-    let pending = PendingRoots { conn };
-    let mut answer = String::new();
-    BufReader::new(&pending.conn)
-        .read_line(&mut answer)
-        .map_err(|e| Failure::new("the daemon's connection failed", e))?;
-    let answer: Answer = serde_json::from_str(&answer).map_err(|e| {
-        Failure::new("the daemon's answer does not parse", e)
-            .hint("its log says why (`journalctl -u envctl-daemon`)")
-    })?;
-    match answer {
-        Answer::Done { value, .. } => {
-            let uuids = value["uuids"]
-                .as_array()
-                .map(|a| a.iter().filter_map(|u| u.as_str().map(str::to_owned)).collect())
-                .unwrap_or_default();
-            Ok((pending.conn, uuids))
-        }
-        Answer::Failed { context, cause, hints, .. } => Err(Failure::from_parts(context, cause, hints)),
-    }
+    let (conn, value) = send_held(settings, daemon, request)?.answer()?;
+    let uuids = value["uuids"]
+        .as_array()
+        .map(|a| a.iter().filter_map(|u| u.as_str().map(str::to_owned)).collect())
+        .unwrap_or_default();
+    Ok((conn, uuids))
 }
 
 /// Sends a [`Request::HoldRoots`] without waiting for the answer (see [`PendingRoots`]).
 pub fn request_roots(settings: &Settings, daemon: &DaemonHome, paths: Vec<String>) -> Result<PendingRoots> {
+    send_held(settings, daemon, Request::HoldRoots { paths })
+}
+
+/// Sends a request whose effect lasts while its connection is open, without waiting.
+fn send_held(settings: &Settings, daemon: &DaemonHome, request: Request) -> Result<PendingRoots> {
     let conn = connect(&settings.home, daemon)?;
     let mut line =
-        serde_json::to_vec(&Envelope { protocol: PROTOCOL, request: Request::HoldRoots { paths } })
-            .expect("a request serializes");
+        serde_json::to_vec(&Envelope { protocol: PROTOCOL, request }).expect("a request serializes");
     line.push(b'\n');
     (&conn).write_all(&line).map_err(|e| Failure::new("the daemon's connection failed", e))?;
     Ok(PendingRoots { conn })
@@ -121,6 +107,12 @@ pub fn request_roots(settings: &Settings, daemon: &DaemonHome, paths: Vec<String
 impl PendingRoots {
     /// Waits for the daemon to hold the roots; the connection holds them while it is open.
     pub fn wait(self) -> Result<UnixStream> {
+        self.answer().map(|(conn, _)| conn)
+    }
+
+    /// Waits for the daemon's answer: the connection, which holds what was asked while it is
+    /// open, and what the daemon said.
+    fn answer(self) -> Result<(UnixStream, serde_json::Value)> {
         let mut answer = String::new();
         BufReader::new(&self.conn)
             .read_line(&mut answer)
@@ -130,7 +122,7 @@ impl PendingRoots {
                 .hint("its log says why (`journalctl -u envctl-daemon`)")
         })?;
         match answer {
-            Answer::Done { .. } => Ok(self.conn),
+            Answer::Done { value, .. } => Ok((self.conn, value)),
             Answer::Failed { context, cause, hints, .. } => Err(Failure::from_parts(context, cause, hints)),
         }
     }
