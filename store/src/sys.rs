@@ -346,8 +346,12 @@ impl Mapped {
     }
 }
 
+/// How much a [`MappedReader`] reads before it lets the kernel drop what it read.
+const RELEASE_EVERY: u64 = 8 << 20;
+
 /// A reader over a mapping that releases what it has read (see [`Mapped::release`]) every
-/// 32 MiB, so that even one large entry never keeps more than that of the archive resident.
+/// 8 MiB, so that even one large entry never keeps more than that of the archive resident (a wheel is
+/// read by four threads at once, and four installs run side by side).
 /// Clones read independently (one per thread).
 #[derive(Clone)]
 pub struct MappedReader<'m> {
@@ -370,7 +374,7 @@ impl std::io::Read for MappedReader<'_> {
         let n = buf.len().min(bytes.len() - start);
         buf[..n].copy_from_slice(&bytes[start..start + n]);
         self.pos += n as u64;
-        if self.pos >= self.released + (32 << 20) {
+        if self.pos >= self.released + RELEASE_EVERY {
             self.map.release(self.released, self.pos);
             self.released = self.pos;
         }
