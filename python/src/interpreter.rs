@@ -185,7 +185,22 @@ fn walk(
             walk(prefix, &path, items, rewritten, root)?;
         } else if ft.is_symlink() {
             let target = std::fs::read_link(e.path()).map_err(|e| e.to_string())?;
-            items.push((path, Item::Symlink(target.display().to_string())));
+            // A link that stays in its directory's tree is kept; one that leaves it (Debian's
+            // `sitecustomize.py` -> `/etc/python3.11/sitecustomize.py`) is replaced by the file
+            // it names, which a copy on another machine would not find.
+            if stays_inside(&target) {
+                items.push((path, Item::Symlink(target.display().to_string())));
+                continue;
+            }
+            let real = std::fs::canonicalize(e.path()).ok().filter(|r| r.is_file()).ok_or_else(|| {
+                format!(
+                    "`{path}` is a link to `{}`, outside the installation, and not to a file that could be copied in its place",
+                    target.display()
+                )
+            })?;
+            let bytes =
+                std::fs::read(&real).map_err(|err| format!("cannot read `{}`: {err}", real.display()))?;
+            items.push((path, Item::File { bytes, mode: 0o644 }));
         } else if ft.is_file() {
             let mut bytes = std::fs::read(e.path())
                 .map_err(|err| format!("cannot read `{}`: {err}", e.path().display()))?;
@@ -197,6 +212,14 @@ fn walk(
         }
     }
     Ok(())
+}
+
+/// Whether a link's target stays in the link's own directory or below it.
+fn stays_inside(target: &Path) -> bool {
+    target.is_relative()
+        && !target
+            .components()
+            .any(|c| matches!(c, std::path::Component::ParentDir | std::path::Component::RootDir))
 }
 
 /// Rewrites the run path of the ELF object `bytes` (at `rel` in the package) so that each entry
@@ -394,6 +417,16 @@ mod tests {
             .expect("these tests need a C compiler");
         assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
         std::fs::read(exe).unwrap()
+    }
+
+    #[test]
+    fn links_that_leave_their_directory_are_not_kept() {
+        assert!(
+            stays_inside(Path::new("_sysconfigdata__x86_64-linux-gnu.py")) && stays_inside(Path::new("a/b"))
+        );
+        assert!(
+            !stays_inside(Path::new("/etc/python3.11/sitecustomize.py")) && !stays_inside(Path::new("../x"))
+        );
     }
 
     #[test]
