@@ -253,18 +253,23 @@ impl Fetcher {
             Location::Empty => {
                 Ok(Opened { reader: Box::new(std::io::repeat(0).take(1024)), size: Some(1024) })
             }
-            Location::Http(url) => {
-                let resp = self.request("GET", url)?;
-                let size = resp.header("Content-Length").and_then(|v| v.parse().ok());
-                let reader = Deadline {
-                    inner: resp.into_reader(),
-                    url: url.clone(),
-                    limit: self.options.deadline,
-                    ends: std::time::Instant::now() + self.options.deadline,
-                };
-                Ok(Opened { reader: Box::new(reader), size })
-            }
+            Location::Http(url) => self.open_http(url, None).map(|(opened, _)| opened),
         }
+    }
+
+    /// `GET url` (with an `Accept` header, when given), read under the fetch deadline; with the
+    /// answer's content type.
+    pub(crate) fn open_http(&self, url: &str, accept: Option<&str>) -> Result<(Opened, String)> {
+        let resp = self.request_accepting("GET", url, accept)?;
+        let size = resp.header("Content-Length").and_then(|v| v.parse().ok());
+        let content_type = resp.content_type().to_owned();
+        let reader = Deadline {
+            inner: resp.into_reader(),
+            url: url.to_owned(),
+            limit: self.options.deadline,
+            ends: std::time::Instant::now() + self.options.deadline,
+        };
+        Ok((Opened { reader: Box::new(reader), size }, content_type))
     }
 
     /// Uploads `len` bytes from `body` to `url` with `PUT` (a cache upload; no redirects).
@@ -294,12 +299,7 @@ impl Fetcher {
     }
 
     /// [`Fetcher::request`] with an `Accept` header (an index's JSON pages).
-    pub(crate) fn request_accepting(
-        &self,
-        method: &str,
-        url: &str,
-        accept: Option<&str>,
-    ) -> Result<ureq::Response> {
+    fn request_accepting(&self, method: &str, url: &str, accept: Option<&str>) -> Result<ureq::Response> {
         let mut current = url.to_owned();
         let mut seen = vec![current.clone()];
         loop {

@@ -117,9 +117,10 @@ impl Fetcher {
     /// Reads a simple-repository project page and returns the absolute URL of the link to `file`.
     fn find_on_page(&self, page: &str, file: &str) -> Result<Option<String>> {
         let mut body = String::new();
-        let resp = self.request_accepting("GET", page, Some(ACCEPT))?;
-        let json = resp.content_type().starts_with(JSON);
-        resp.into_reader()
+        let (opened, content_type) = self.open_http(page, Some(ACCEPT))?;
+        let json = content_type.starts_with(JSON);
+        opened
+            .reader
             .take(MAX_PAGE)
             .read_to_string(&mut body)
             .map_err(|e| Error::Transport { url: page.to_owned(), message: e.to_string() })?;
