@@ -64,7 +64,7 @@ pub use sandbox::Sandbox;
 pub use store::{LAYOUT_VERSION, PathInfo, Store, StoreOptions};
 pub use sys::{Mapped, MappedReader};
 pub use tempdir::remove_tree;
-pub use transfer::{ArchiveInfo, ObjectSource, PathObject};
+pub use transfer::{ArchiveInfo, ObjectSource, PathObject, write_atomically};
 pub use tree::{Node, TreeHash, TreeStats, scan};
 pub use unpack::{
     Format, Limits, UnpackOptions, Unpacked, Unpacker, check_local_name, unpack_tar, unpack_zip,

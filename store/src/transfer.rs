@@ -360,12 +360,9 @@ impl<W: Write> Write for Counting<W> {
     }
 }
 
-/// Writes `bytes` to `path` through a temporary file and a rename, so a reader sees the whole
-/// object or none.
-pub(crate) fn write_atomically(
-    path: &Path,
-    write: impl FnOnce(&mut fs_err::File) -> Result<()>,
-) -> Result<()> {
+/// Writes `path` through a temporary file beside it (what `write` puts there, flushed to disk)
+/// and a rename, so a reader sees the whole file or none; on failure the temporary file goes.
+pub fn write_atomically(path: &Path, write: impl FnOnce(&mut fs_err::File) -> Result<()>) -> Result<()> {
     let tmp = path.with_extension(format!("tmp{}", std::process::id()));
     let mut file = fs_err::File::create(&tmp)?;
     let result = write(&mut file).and_then(|()| Ok(file.sync_all()?));

@@ -106,13 +106,7 @@ pub fn module(args: &ModuleArgs, settings: &Settings, cli: &Cli) -> Result<Statu
     let parent = path.parent().unwrap_or(&dir);
     std::fs::create_dir_all(parent)
         .map_err(|e| Failure::new(format!("cannot create `{}`", parent.display()), e))?;
-    let tmp = parent.join(format!(
-        ".{}.tmp{}",
-        path.file_name().unwrap_or_default().to_string_lossy(),
-        std::process::id()
-    ));
-    std::fs::write(&tmp, text)
-        .and_then(|()| std::fs::rename(&tmp, &path))
+    envctl_store::write_atomically(&path, |f| Ok(std::io::Write::write_all(f, text.as_bytes())?))
         .map_err(|e| Failure::new(format!("cannot write `{}`", path.display()), e))?;
     printer::info(&format!("wrote {}", path.display()));
     printer::info(&format!(

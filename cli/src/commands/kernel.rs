@@ -5,6 +5,7 @@
 //! takes effect at the next kernel start), holds its GC root for as long as the kernel runs, and
 //! gets the session's variables (CUDA_HOME and the rest) as `envctl run` gives them.
 
+use std::io::Write;
 use std::path::{Path, PathBuf};
 
 use super::Status;
@@ -108,13 +109,11 @@ fn install(args: &KernelInstallArgs, settings: &Settings, cli: &Cli) -> Result<S
         )
         .hint("choose another name with `--name`"));
     }
-    let write = || -> std::io::Result<()> {
-        std::fs::create_dir_all(&dir)?;
-        let tmp = dir.join(format!(".kernel.json.tmp{}", std::process::id()));
-        std::fs::write(&tmp, serde_json::to_vec_pretty(&spec).map_err(std::io::Error::other)?)?;
-        std::fs::rename(&tmp, dir.join("kernel.json"))
-    };
-    write().map_err(|e| Failure::new(format!("cannot write the kernel spec in `{}`", dir.display()), e))?;
+    let text = serde_json::to_vec_pretty(&spec).expect("a kernel spec serializes");
+    std::fs::create_dir_all(&dir)
+        .map_err(envctl_store::Error::from)
+        .and_then(|()| envctl_store::write_atomically(&dir.join("kernel.json"), |f| Ok(f.write_all(&text)?)))
+        .map_err(|e| Failure::new(format!("cannot write the kernel spec in `{}`", dir.display()), e))?;
     printer::info(&format!("installed the Jupyter kernel `{name}` ({display}) in {}", dir.display()));
     printer::info(
         "it starts the profile's current generation each time: no reinstall after an apply or a rollback",

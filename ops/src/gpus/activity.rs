@@ -57,10 +57,7 @@ pub fn record(dir: &Path, devices: &[DeviceInfo], now: i64) -> BTreeMap<(String,
     if lock.is_some()
         && let Ok(text) = serde_json::to_vec_pretty(&record)
     {
-        let tmp = dir.join(format!(".activity.json.tmp{}", std::process::id()));
-        if std::fs::write(&tmp, text).and_then(|()| std::fs::rename(&tmp, &path)).is_err() {
-            let _ = std::fs::remove_file(&tmp);
-        }
+        let _ = envctl_store::write_atomically(&path, |f| Ok(std::io::Write::write_all(f, &text)?));
     }
     idle
 }

@@ -81,10 +81,7 @@ impl IdlePolicy {
         let path = super::dir(home).join("warned.json");
         let notices: Vec<&Warned> = self.warned.values().collect();
         if let Ok(text) = serde_json::to_vec_pretty(&notices) {
-            let tmp = path.with_extension(format!("json.tmp{}", std::process::id()));
-            if std::fs::write(&tmp, text).and_then(|()| std::fs::rename(&tmp, &path)).is_err() {
-                let _ = std::fs::remove_file(&tmp);
-            }
+            let _ = envctl_store::write_atomically(&path, |f| Ok(f.write_all(&text)?));
         }
     }
 }
