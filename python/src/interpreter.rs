@@ -35,6 +35,9 @@ pub struct Interpreter {
     pub build: String,
 }
 
+/// Run path entries rewritten: (file in the package, old entry, new entry).
+pub type Rewritten = Vec<(String, String, String)>;
+
 /// The package written for one interpreter.
 #[derive(Debug, Clone)]
 pub struct Imported {
@@ -46,8 +49,8 @@ pub struct Imported {
     pub sha256: String,
     /// The recipe (`DIR/python/3.11.7.toml`).
     pub recipe: PathBuf,
-    /// Run path entries rewritten: (file in the package, old entry, new entry).
-    pub rewritten: Vec<(String, String, String)>,
+    /// Run path entries rewritten.
+    pub rewritten: Rewritten,
 }
 
 /// Directories of the standard library left out of the package.
@@ -88,9 +91,15 @@ pub fn inspect(path: &Path) -> Result<Interpreter, String> {
     })
 }
 
-/// One file of the package: its path inside, and what it is.
+/// One file of the package: its path inside, and what it is. Files are read when packed, one
+/// at a time: the package is streamed to its archive, never held whole.
 enum Item {
-    File { bytes: Vec<u8>, mode: u32 },
+    /// A file copied from `source`; an ELF object's run path is made relative on the way.
+    File {
+        source: PathBuf,
+        mode: u32,
+        elf: bool,
+    },
     Symlink(String),
     Dir,
 }
@@ -102,14 +111,10 @@ pub fn import(path: &Path, out: &Path, scratch: &Path) -> Result<Imported, Strin
     let exe_name = format!("python{}", i.series);
     let exe = i.prefix.join("bin").join(&exe_name);
     let mut items: Vec<(String, Item)> = Vec::new();
-    let mut rewritten = Vec::new();
-    let read = |p: &Path| std::fs::read(p).map_err(|e| format!("cannot read `{}`: {e}", p.display()));
     // The interpreter (the real file behind any links).
     let real = std::fs::canonicalize(&exe).map_err(|e| format!("cannot find `{}`: {e}", exe.display()))?;
-    let mut bytes = read(&real)?;
-    relocate(&mut bytes, &format!("bin/{exe_name}"), &i.prefix, &mut rewritten)?;
     items.push(("bin".into(), Item::Dir));
-    items.push((format!("bin/{exe_name}"), Item::File { bytes, mode: 0o755 }));
+    items.push((format!("bin/{exe_name}"), Item::File { source: real, mode: 0o755, elf: true }));
     items.push(("bin/python3".into(), Item::Symlink(exe_name.clone())));
     // The shared library, if it is one.
     items.push(("lib".into(), Item::Dir));
@@ -130,27 +135,32 @@ pub fn import(path: &Path, out: &Path, scratch: &Path) -> Result<Imported, Strin
             let target = std::fs::read_link(e.path()).map_err(|e| e.to_string())?;
             items.push((name, Item::Symlink(target.display().to_string())));
         } else {
-            let mut bytes = read(&e.path())?;
-            relocate(&mut bytes, &name, &i.prefix, &mut rewritten)?;
-            items.push((name, Item::File { bytes, mode: 0o755 }));
+            items.push((name, Item::File { source: e.path(), mode: 0o755, elf: true }));
         }
     }
     // The standard library.
     let stdlib = format!("lib/python{}", i.series);
-    walk(&i.prefix, &stdlib, &mut items, &mut rewritten, &i.prefix)?;
+    walk(&i.prefix, &stdlib, &mut items)?;
     items.sort_by(|a, b| a.0.cmp(&b.0));
 
-    let archive_bytes = pack(&items)?;
-    let sha256 = hex_sha256(&archive_bytes);
     let artifacts = out.join("artifacts");
     let recipes = out.join("python");
     for d in [&artifacts, &recipes] {
         std::fs::create_dir_all(d).map_err(|e| format!("cannot create `{}`: {e}", d.display()))?;
     }
-    // Before anything is written where the user looks: does the copy run?
-    check_moved(&archive_bytes, &i, scratch)?;
+    // Packed beside where it goes, under a name nobody reads, and checked there: only a package
+    // whose copy runs is renamed into place.
     let archive = artifacts.join(format!("python-{}.tar.zst", i.version));
-    write_atomically(&archive, &archive_bytes)?;
+    let packing = artifacts.join(format!(".python-{}.tar.zst.tmp{}", i.version, std::process::id()));
+    let packed = pack(&items, &i.prefix, &packing).and_then(|(sha256, rewritten)| {
+        check_moved(&packing, &i, scratch)?;
+        std::fs::rename(&packing, &archive)
+            .map_err(|e| format!("cannot write `{}`: {e}", archive.display()))?;
+        Ok((sha256, rewritten))
+    });
+    let (sha256, rewritten) = packed.inspect_err(|_| {
+        let _ = std::fs::remove_file(&packing);
+    })?;
     let recipe = recipes.join(format!("{}.toml", i.version));
     let text = format!(
         "# Written by `envctl import python` from {} ({}).\nname = \"python\"\nversion = \"{}\"\nsummary = \"CPython {} packed from this machine's installation, relocatable\"\n\n[[source]]\nurl = \"../artifacts/python-{}.tar.zst\"\nsha256 = \"{sha256}\"\nformat = \"tar.zst\"\n",
@@ -160,17 +170,12 @@ pub fn import(path: &Path, out: &Path, scratch: &Path) -> Result<Imported, Strin
         i.version,
         i.version
     );
-    write_atomically(&recipe, text.as_bytes())?;
+    envctl_store::write_atomically(&recipe, |f| Ok(std::io::Write::write_all(f, text.as_bytes())?))
+        .map_err(|e| format!("cannot write `{}`: {e}", recipe.display()))?;
     Ok(Imported { interpreter: i, archive, sha256, recipe, rewritten })
 }
 
-fn walk(
-    prefix: &Path,
-    rel: &str,
-    items: &mut Vec<(String, Item)>,
-    rewritten: &mut Vec<(String, String, String)>,
-    root: &Path,
-) -> Result<(), String> {
+fn walk(prefix: &Path, rel: &str, items: &mut Vec<(String, Item)>) -> Result<(), String> {
     let dir = prefix.join(rel);
     items.push((rel.to_owned(), Item::Dir));
     let entries = std::fs::read_dir(&dir).map_err(|e| format!("cannot list `{}`: {e}", dir.display()))?;
@@ -182,7 +187,7 @@ fn walk(
         let path = format!("{rel}/{name}");
         let ft = e.file_type().map_err(|e| e.to_string())?;
         if ft.is_dir() {
-            walk(prefix, &path, items, rewritten, root)?;
+            walk(prefix, &path, items)?;
         } else if ft.is_symlink() {
             let target = std::fs::read_link(e.path()).map_err(|e| e.to_string())?;
             // A link that stays in its directory's tree is kept; one that leaves it (Debian's
@@ -198,17 +203,11 @@ fn walk(
                     target.display()
                 )
             })?;
-            let bytes =
-                std::fs::read(&real).map_err(|err| format!("cannot read `{}`: {err}", real.display()))?;
-            items.push((path, Item::File { bytes, mode: 0o644 }));
+            items.push((path, Item::File { source: real, mode: 0o644, elf: false }));
         } else if ft.is_file() {
-            let mut bytes = std::fs::read(e.path())
-                .map_err(|err| format!("cannot read `{}`: {err}", e.path().display()))?;
             let so = name.ends_with(".so") || name.contains(".so.");
-            if so {
-                relocate(&mut bytes, &path, root, rewritten)?;
-            }
-            items.push((path, Item::File { bytes, mode: if so { 0o755 } else { 0o644 } }));
+            items
+                .push((path, Item::File { source: e.path(), mode: if so { 0o755 } else { 0o644 }, elf: so }));
         }
     }
     Ok(())
@@ -225,12 +224,7 @@ fn stays_inside(target: &Path) -> bool {
 /// Rewrites the run path of the ELF object `bytes` (at `rel` in the package) so that each entry
 /// into `prefix` is relative to the object; refuses an entry outside it, or one whose relative
 /// form does not fit in its place. Not an ELF object, or one without a run path: unchanged.
-pub fn relocate(
-    bytes: &mut [u8],
-    rel: &str,
-    prefix: &Path,
-    rewritten: &mut Vec<(String, String, String)>,
-) -> Result<(), String> {
+pub fn relocate(bytes: &mut [u8], rel: &str, prefix: &Path, rewritten: &mut Rewritten) -> Result<(), String> {
     let Some((offset, old)) = run_path_slot(bytes) else { return Ok(()) };
     let here = Path::new(rel).parent().unwrap_or(Path::new(""));
     let mut new = Vec::new();
@@ -296,10 +290,32 @@ fn run_path_slot(bytes: &[u8]) -> Option<(usize, String)> {
     Some((base + at as usize, text))
 }
 
-/// The package as a tar.zst, the same bytes for the same files (sorted, owner 0, time 0).
-fn pack(items: &[(String, Item)]) -> Result<Vec<u8>, String> {
-    let mut tar = tar::Builder::new(Vec::new());
+/// Streams the package to `dest` as a tar.zst, the same bytes for the same files (sorted, owner
+/// 0, time 0), making each ELF object's run paths into `prefix` relative on the way (see
+/// [`relocate`]). Gives the archive's sha256 and the run paths rewritten.
+fn pack(items: &[(String, Item)], prefix: &Path, dest: &Path) -> Result<(String, Rewritten), String> {
+    use sha2::Digest;
+    /// The archive's bytes on their way to disk, hashed as they pass.
+    struct Hashing {
+        file: std::fs::File,
+        hash: sha2::Sha256,
+    }
+    impl std::io::Write for Hashing {
+        fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+            let n = self.file.write(buf)?;
+            self.hash.update(&buf[..n]);
+            Ok(n)
+        }
+        fn flush(&mut self) -> std::io::Result<()> {
+            self.file.flush()
+        }
+    }
+    let io = |e: std::io::Error| format!("cannot write `{}`: {e}", dest.display());
+    let file = std::fs::File::create(dest).map_err(io)?;
+    let encoder = zstd::Encoder::new(Hashing { file, hash: sha2::Sha256::new() }, 10).map_err(io)?;
+    let mut tar = tar::Builder::new(encoder);
     tar.mode(tar::HeaderMode::Deterministic);
+    let mut rewritten = Vec::new();
     for (path, item) in items {
         let mut h = tar::Header::new_gnu();
         h.set_mtime(0);
@@ -318,30 +334,43 @@ fn pack(items: &[(String, Item)]) -> Result<Vec<u8>, String> {
                 h.set_size(0);
                 tar.append_link(&mut h, path, target)
             }
-            Item::File { bytes, mode } => {
+            Item::File { source, mode, elf } => {
+                let read = |e: std::io::Error| format!("cannot read `{}`: {e}", source.display());
                 h.set_entry_type(tar::EntryType::Regular);
                 h.set_mode(*mode);
-                h.set_size(bytes.len() as u64);
-                tar.append_data(&mut h, path, bytes.as_slice())
+                if *elf {
+                    // Its run path is patched in memory: one object at a time.
+                    let mut bytes = std::fs::read(source).map_err(read)?;
+                    relocate(&mut bytes, path, prefix, &mut rewritten)?;
+                    h.set_size(bytes.len() as u64);
+                    tar.append_data(&mut h, path, bytes.as_slice())
+                } else {
+                    let f = std::fs::File::open(source).map_err(read)?;
+                    h.set_size(f.metadata().map_err(read)?.len());
+                    tar.append_data(&mut h, path, f)
+                }
             }
         };
         done.map_err(|e| format!("cannot pack `{path}`: {e}"))?;
     }
-    let raw = tar.into_inner().map_err(|e| e.to_string())?;
-    zstd::encode_all(raw.as_slice(), 10).map_err(|e| e.to_string())
+    let mut hashing = tar.into_inner().and_then(|encoder| encoder.finish()).map_err(io)?;
+    std::io::Write::flush(&mut hashing).map_err(io)?;
+    hashing.file.sync_all().map_err(io)?;
+    let sha256 = hashing.hash.finalize().iter().map(|b| format!("{b:02x}")).collect();
+    Ok((sha256, rewritten))
 }
 
 /// Unpacks the package into a fresh directory under `scratch` and runs its interpreter there
 /// with an empty environment: the same build, with the new directory as its prefix.
-fn check_moved(archive: &[u8], i: &Interpreter, scratch: &Path) -> Result<(), String> {
+fn check_moved(archive: &Path, i: &Interpreter, scratch: &Path) -> Result<(), String> {
     let dir = scratch.join(format!("envctl-import-python-{}", std::process::id()));
     let _ = std::fs::remove_dir_all(&dir);
     std::fs::create_dir_all(&dir).map_err(|e| format!("cannot create `{}`: {e}", dir.display()))?;
     let result = (|| {
-        let raw = zstd::decode_all(archive).map_err(|e| e.to_string())?;
-        tar::Archive::new(raw.as_slice())
-            .unpack(&dir)
-            .map_err(|e| format!("cannot unpack the package: {e}"))?;
+        let file =
+            std::fs::File::open(archive).map_err(|e| format!("cannot read `{}`: {e}", archive.display()))?;
+        let decoder = zstd::Decoder::new(file).map_err(|e| e.to_string())?;
+        tar::Archive::new(decoder).unpack(&dir).map_err(|e| format!("cannot unpack the package: {e}"))?;
         let exe = dir.join(format!("bin/python{}", i.series));
         let out = Command::new(&exe)
             .args(["-I", "-c", "import sys; print(sys.prefix); print(sys.version.replace(chr(10), ' '))"])
@@ -384,18 +413,6 @@ fn make_writable(dir: &Path) {
             let _ = std::fs::set_permissions(e.path(), std::fs::Permissions::from_mode(0o755));
         }
     }
-}
-
-fn write_atomically(path: &Path, bytes: &[u8]) -> Result<(), String> {
-    let tmp = path.with_extension(format!("tmp{}", std::process::id()));
-    std::fs::write(&tmp, bytes)
-        .and_then(|()| std::fs::rename(&tmp, path))
-        .map_err(|e| format!("cannot write `{}`: {e}", path.display()))
-}
-
-fn hex_sha256(bytes: &[u8]) -> String {
-    use sha2::Digest;
-    sha2::Sha256::digest(bytes).iter().map(|b| format!("{b:02x}")).collect()
 }
 
 #[cfg(test)]
