@@ -2,7 +2,7 @@
 //! longer does anything (a notebook kernel left open over the weekend) can be named and reclaimed.
 //!
 //! NVML says who ran kernels in its last few seconds of samples, not for how long nobody has; so
-//! each look at the GPUs (`envctl gpus`, a lease, and the daemon once a minute) is recorded in
+//! each look at the GPUs (`envctl gpus`, and the daemon once a minute) is recorded in
 //! `gpus/activity.json`: for each process (GPU, pid and start time, so a recycled pid is another
 //! process) when it was first seen and when it was last seen computing. A process's idle time is
 //! from then (or from when it was first seen) to now. Where NVML keeps no per-process samples

@@ -120,7 +120,6 @@ pub fn acquire(
         if ticket.first()? {
             let devices = nvml.devices()?;
             check_count(&devices, count)?;
-            super::activity::record(dir, &devices, super::now());
             if let Some(lease) = take(dir, &devices, count, &holder) {
                 drop(ticket);
                 return Ok(lease);
