@@ -14,7 +14,7 @@ use envctl_testkit::{Archive, Entry, sha256_hex};
 /// A shared object with `soname` whose `symbol(int *)` writes `value`, as CUDA's and cuDNN's
 /// version calls do (`cudnnGetVersion` returns it instead: `returns`).
 fn shared_object(soname: &str, symbol: &str, value: i32, returns: bool) -> Vec<u8> {
-    let dir = tempfile::tempdir().unwrap();
+    let dir = envctl_testkit::tempdir();
     let body = if returns {
         format!("long {symbol}(void) {{ return {value}; }}\n")
     } else {
@@ -37,7 +37,7 @@ fn shared_object(soname: &str, symbol: &str, value: i32, returns: bool) -> Vec<u
 /// given), found at run time through `$ORIGIN/../../nvidia/cuda_runtime/lib`, the run path the
 /// real `libtensorflow_framework.so.2` carries; `tf_cuda_version()` asks the runtime.
 fn extension_module(cudart: &[u8]) -> Vec<u8> {
-    let dir = tempfile::tempdir().unwrap();
+    let dir = envctl_testkit::tempdir();
     std::fs::write(dir.path().join("libcudart.so.12"), cudart).unwrap();
     std::fs::write(
         dir.path().join("pywrap.c"),

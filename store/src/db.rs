@@ -568,7 +568,7 @@ mod tests {
 
     #[test]
     fn a_newer_schema_is_refused_by_name() {
-        let dir = tempfile::tempdir().unwrap();
+        let dir = envctl_testkit::tempdir();
         let path = dir.path().join("db.sqlite");
         drop(Database::open(&path).unwrap());
         Connection::open(&path).unwrap().pragma_update(None, "user_version", 99).unwrap();
@@ -579,7 +579,7 @@ mod tests {
 
     #[test]
     fn optimise_records_read_back_as_written_and_a_damaged_one_is_left_out() {
-        let dir = tempfile::tempdir().unwrap();
+        let dir = envctl_testkit::tempdir();
         let mut db = Database::open(&dir.path().join("db.sqlite")).unwrap();
         db.register(&rec("a"), None, &[]).unwrap();
         db.register(&rec("b"), None, &[]).unwrap();
@@ -630,7 +630,7 @@ mod tests {
 
     #[test]
     fn a_schema_3_store_keeps_its_paths_and_optimise_scans_them_again() {
-        let dir = tempfile::tempdir().unwrap();
+        let dir = envctl_testkit::tempdir();
         let path = dir.path().join("db.sqlite");
         let conn = Connection::open(&path).unwrap();
         for sql in &MIGRATIONS[..3] {
@@ -653,7 +653,7 @@ mod tests {
 
     #[test]
     fn sources_and_references_follow_their_path() {
-        let dir = tempfile::tempdir().unwrap();
+        let dir = envctl_testkit::tempdir();
         let mut db = Database::open(&dir.path().join("db.sqlite")).unwrap();
         let src = SourceRecord { sha256: "ab".into(), url: "http://x/a".into() };
         db.register(&rec("a"), Some(("k1", &src)), &[]).unwrap();

@@ -147,7 +147,7 @@ mod tests {
 
     #[test]
     fn flushes_a_tree_of_files_directories_and_symlinks() {
-        let dir = tempfile::tempdir().unwrap();
+        let dir = envctl_testkit::tempdir();
         let root = dir.path().join("t");
         std::fs::create_dir_all(root.join("a/b")).unwrap();
         for i in 0..200 {

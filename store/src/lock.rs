@@ -319,7 +319,7 @@ mod tests {
     #[test]
     fn a_wait_names_the_holder_once_and_a_timeout_ends_it_naming_them() {
         use std::os::unix::fs::PermissionsExt;
-        let dir = tempfile::tempdir().unwrap();
+        let dir = envctl_testkit::tempdir();
         let path = dir.path().join("store.lock");
         // An older envctl's lock file, readable by everyone: narrowed when opened.
         std::fs::write(&path, "").unwrap();

@@ -475,8 +475,8 @@ fn parse_number(name: &str, file: &str) -> Option<u32> {
 mod tests {
     use super::*;
 
-    fn profiles() -> (tempfile::TempDir, Profiles) {
-        let home = tempfile::tempdir().unwrap();
+    fn profiles() -> (envctl_testkit::TempDir, Profiles) {
+        let home = envctl_testkit::tempdir();
         let profiles = Profiles::open(home.path()).unwrap();
         (home, profiles)
     }

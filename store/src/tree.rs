@@ -396,7 +396,7 @@ mod tests {
     #[test]
     fn hashing_a_directory_as_it_is_read_gives_the_hash_of_its_model() {
         use std::os::unix::fs::PermissionsExt;
-        let tmp = tempfile::tempdir().unwrap();
+        let tmp = envctl_testkit::tempdir();
         let root = tmp.path().join("tree");
         // Created out of name order, with names that sort differently as bytes and as text, a
         // file larger than the read buffer, an empty directory and more entries than the

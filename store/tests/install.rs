@@ -31,7 +31,7 @@ impl Reporter for Counting {
 #[test]
 fn install_all_runs_at_most_jobs_downloads_at_once_and_reports_every_byte() {
     let server = Server::start();
-    let home = tempfile::tempdir().unwrap();
+    let home = envctl_testkit::tempdir();
     let mut requests = Vec::new();
     let mut total = 0u64;
     for i in 0..6 {
@@ -68,7 +68,7 @@ fn install_all_runs_at_most_jobs_downloads_at_once_and_reports_every_byte() {
 
 #[test]
 fn a_reference_to_an_unknown_path_is_refused_and_nothing_is_registered() {
-    let home = tempfile::tempdir().unwrap();
+    let home = envctl_testkit::tempdir();
     let bytes = Archive::new().with(Entry::file("x", "x")).tar();
     let file = home.path().join("x.tar");
     std::fs::write(&file, &bytes).unwrap();

@@ -4,7 +4,7 @@ use envctl_store::Profiles;
 
 #[test]
 fn readers_tolerate_generations_deleted_while_they_list() {
-    let home = tempfile::tempdir().unwrap();
+    let home = envctl_testkit::tempdir();
     let profiles = Profiles::open(home.path()).unwrap();
     let target = home.path().join("some-store-path");
     std::fs::create_dir(&target).unwrap();

@@ -25,7 +25,7 @@ fn running(marker: &str) -> Vec<u32> {
 #[test]
 fn a_sandboxed_program_reaches_no_network_writes_only_its_output_and_leaves_nothing_running() {
     Sandbox::probe().expect("this machine makes sandboxes (unprivileged user namespaces)");
-    let dir = tempfile::tempdir().unwrap();
+    let dir = envctl_testkit::tempdir();
     let store = dir.path().join("store");
     let out = dir.path().join("store/.tmp/work");
     let outside = dir.path().join("outside");
@@ -108,7 +108,7 @@ fn a_sandboxed_program_reaches_no_network_writes_only_its_output_and_leaves_noth
 #[test]
 fn a_sandboxed_program_past_its_time_is_killed_with_everything_it_started() {
     Sandbox::probe().expect("this machine makes sandboxes (unprivileged user namespaces)");
-    let dir = tempfile::tempdir().unwrap();
+    let dir = envctl_testkit::tempdir();
     let marker = format!("{}", 5000 + std::process::id() % 1000);
     let sandbox = Sandbox {
         writable: vec![dir.path().to_path_buf()],

@@ -9,10 +9,12 @@ pub mod nvml;
 pub mod python;
 pub mod s3;
 pub mod server;
+pub mod tempdir;
 pub mod tools;
 
 pub use archive::{Archive, Entry};
 pub use server::{Reply, Server};
+pub use tempdir::{TempDir, tempdir};
 
 /// sha256 of `bytes`, as 64 lowercase hex digits.
 pub fn sha256_hex(bytes: &[u8]) -> String {

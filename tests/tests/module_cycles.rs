@@ -248,7 +248,7 @@ fn no_module_imports_one_that_imports_it_back() {
 
 #[test]
 fn the_scanner_finds_a_loop_through_a_use_group_and_super() {
-    let dir = tempfile::tempdir().unwrap();
+    let dir = envctl_testkit::tempdir();
     let src = dir.path();
     std::fs::create_dir_all(src.join("caches")).unwrap();
     std::fs::write(src.join("lib.rs"), "mod store;\nmod caches;\n").unwrap();

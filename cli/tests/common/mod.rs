@@ -9,7 +9,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Output, Stdio};
 
 pub struct Sandbox {
-    pub dir: tempfile::TempDir,
+    pub dir: envctl_testkit::TempDir,
 }
 
 pub struct Run {
@@ -54,7 +54,7 @@ impl Run {
 
 impl Sandbox {
     pub fn new() -> Sandbox {
-        let s = Sandbox { dir: tempfile::tempdir().unwrap() };
+        let s = Sandbox { dir: envctl_testkit::tempdir() };
         std::fs::create_dir_all(s.path("user")).unwrap();
         s.config("");
         s
