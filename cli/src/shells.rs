@@ -20,21 +20,26 @@ pub struct Startup {
 
 /// The startup for `shell` (a path, from `$SHELL`) in the session `name` with the variables
 /// `env`, writing any file it needs at `companion` plus an extension; `home_zdotdir` is where zsh
-/// would otherwise read its files. Shells other than bash, zsh and fish start as they are.
+/// would otherwise read its files. Shells other than bash, zsh and fish start as they are. With
+/// `remove`, the files' first line removes that directory: it is private to this one session and
+/// nothing else would remove it once the shell has read them.
 pub fn startup(
     shell: &str,
     name: &str,
     env: &BTreeMap<String, String>,
     companion: &Path,
     home_zdotdir: &str,
+    remove: Option<&Path>,
 ) -> std::io::Result<Startup> {
+    let cleanup =
+        remove.map(|dir| format!("rm -rf -- {}\n", sh_quote(&dir.display().to_string()))).unwrap_or_default();
     let name: String = name.chars().filter(|c| c.is_ascii_alphanumeric() || "-_.+@".contains(*c)).collect();
     let marker = format!("(envctl:{name}) ");
     match Path::new(shell).file_name().and_then(|n| n.to_str()) {
         Some("bash") => {
             let rc = companion.with_extension("bashrc");
             let text = format!(
-                "[ -f ~/.bashrc ] && . ~/.bashrc\n{}PS1={}\"$PS1\"\n",
+                "{cleanup}[ -f ~/.bashrc ] && . ~/.bashrc\n{}PS1={}\"$PS1\"\n",
                 posix_reapply(env, BASH_MERGE),
                 sh_quote(&marker)
             );
@@ -49,7 +54,7 @@ pub fn startup(
             let user = sh_quote(home_zdotdir);
             write_private(&dir.join(".zshenv"), &format!("[ -f {user}/.zshenv ] && . {user}/.zshenv\n"))?;
             let text = format!(
-                "ZDOTDIR={user}\n[ -f \"$ZDOTDIR/.zshrc\" ] && . \"$ZDOTDIR/.zshrc\"\n{}PS1={}\"$PS1\"\n",
+                "{cleanup}ZDOTDIR={user}\n[ -f \"$ZDOTDIR/.zshrc\" ] && . \"$ZDOTDIR/.zshrc\"\n{}PS1={}\"$PS1\"\n",
                 posix_reapply(env, ZSH_MERGE),
                 sh_quote(&marker.replace('%', "%%"))
             );

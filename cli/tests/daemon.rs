@@ -5,6 +5,7 @@
 
 mod common;
 
+use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
@@ -170,6 +171,29 @@ fn team_members_change_a_team_profile_others_only_run_it_as_root() {
     // The lock is alice's, beside her file; the store and the profile are the daemon's.
     assert!(Path::new(&v1.replace(".toml", ".lock")).is_file());
     assert_eq!(s.run(CAROL, &["run", &team("vision"), "--", "hello"]).ok(), "hello 1.0");
+
+    // A session through the daemon leaves nothing in the user's runtime directory: `run` writes
+    // no startup file, and the first file a shell reads removes the private directory it is in.
+    let runtime = s.f.sb.path(CAROL).join("runtime");
+    std::fs::create_dir(&runtime).unwrap();
+    Command::new("chown").arg(format!("{CAROL}:")).arg(&runtime).status().unwrap();
+    let ran =
+        s.command(CAROL, &["run", &team("vision"), "--", "hello"]).env("XDG_RUNTIME_DIR", &runtime).output();
+    assert_eq!(Run::from(ran.unwrap()).ok(), "hello 1.0");
+    let mut shell = s
+        .command(CAROL, &["shell", &team("vision")])
+        .env("XDG_RUNTIME_DIR", &runtime)
+        .env("SHELL", "/bin/bash")
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    shell.stdin.take().unwrap().write_all(b"hello\nexit\n").unwrap();
+    let shell = Run::from(shell.wait_with_output().unwrap());
+    assert!(shell.stdout.contains("hello 1.0"), "{}\n{}", shell.stdout, shell.stderr);
+    let left: Vec<_> = std::fs::read_dir(&runtime).unwrap().map(|e| e.unwrap().path()).collect();
+    assert!(left.is_empty(), "left behind: {left:?}");
 
     // bob, also in the team, upgrades it and rolls it back.
     let v2 = s.profile(BOB, "vision.toml", "[packages]\nhello = \"2\"\nworld = \"1\"\n");

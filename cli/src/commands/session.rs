@@ -348,10 +348,14 @@ pub fn session(args: &SessionArgs, command: Vec<String>, settings: &Settings, cl
     drop(hold);
     // Where a shell's startup files go: beside the root, or (a shared store, whose roots are the
     // daemon's) in a private directory of the user's.
-    let companion = match &root {
-        Some(root) => Some(root.path().to_path_buf()),
-        None if daemon_mode => private_companion(),
-        None => None,
+    // Only a shell has startup files.
+    let (companion, private) = match &root {
+        Some(root) => (Some(root.path().to_path_buf()), None),
+        None if daemon_mode && command.is_empty() => match private_companion() {
+            Some(dir) => (Some(dir.join("startup")), Some(dir)),
+            None => (None, None),
+        },
+        None => (None, None),
     };
 
     let mut extra = Vec::new();
@@ -365,10 +369,23 @@ pub fn session(args: &SessionArgs, command: Vec<String>, settings: &Settings, cl
                 Some(companion) => {
                     let zdotdir =
                         base.get("ZDOTDIR").or_else(|| base.get("HOME")).cloned().unwrap_or_default();
-                    crate::shells::startup(&shell, &t.name, &env, companion, &zdotdir).unwrap_or_else(|e| {
+                    let startup = crate::shells::startup(
+                        &shell,
+                        &t.name,
+                        &env,
+                        companion,
+                        &zdotdir,
+                        private.as_deref(),
+                    )
+                    .unwrap_or_else(|e| {
                         tracing::warn!("cannot prepare the shell's startup files: {e}");
                         Default::default()
-                    })
+                    });
+                    // A shell that reads no file of ours leaves the private directory empty.
+                    if let Some(dir) = &private {
+                        let _ = std::fs::remove_dir(dir);
+                    }
+                    startup
                 }
                 None => Default::default(),
             };
@@ -400,15 +417,15 @@ pub fn session(args: &SessionArgs, command: Vec<String>, settings: &Settings, cl
         .hint("check that the command exists in the profile or on PATH"))
 }
 
-/// A path in a directory only this user can read, for a shell's startup files when the session's
-/// root is the daemon's (the files are read once, as the shell starts).
+/// A directory only this user can read, for a shell's startup files when the session's root is
+/// the daemon's (the files are read once, as the shell starts, and the first of them removes it).
 fn private_companion() -> Option<PathBuf> {
     use std::os::unix::fs::DirBuilderExt;
     let base = std::env::var_os("XDG_RUNTIME_DIR").map(PathBuf::from).unwrap_or_else(std::env::temp_dir);
     let nanos = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).ok()?.as_nanos();
     let dir = base.join(format!("envctl-session-{}-{nanos}", std::process::id()));
     std::fs::DirBuilder::new().mode(0o700).create(&dir).ok()?;
-    Some(dir.join("startup"))
+    Some(dir)
 }
 
 fn is_permission(e: &envctl_store::Error) -> bool {
