@@ -32,6 +32,18 @@ pub struct Cli {
     #[arg(long = "system", global = true, value_name = "FILE", help_heading = "Global options")]
     pub system: Option<PathBuf>,
 
+    /// The profile file's named environment to use (its `[environments]`), applied as the profile
+    /// NAME-ENV [default: the default environment]
+    #[arg(
+        short,
+        long,
+        global = true,
+        env = "ENVCTL_ENVIRONMENT",
+        value_name = "ENV",
+        help_heading = "Global options"
+    )]
+    pub environment: Option<String>,
+
     /// Give up waiting for a lock another envctl holds after this many seconds [default: wait]
     #[arg(
         long,

@@ -60,6 +60,8 @@ pub struct Plan {
     pub file: PathBuf,
     /// Its lock file.
     pub lock_path: PathBuf,
+    /// The file's environment this applies (`None`: the default one): its part of the lock file.
+    pub environment: Option<String>,
     /// What to do.
     pub action: Action,
     /// The lock to apply (resolved now, or the file's own).
@@ -167,7 +169,7 @@ impl Outcome {
 /// stale, and finds what the store lacks. Writes nothing, fetches nothing (a source distribution
 /// is fetched into the store at lock time, as `lock` does, except in a dry run).
 pub fn plan(file: &Path, options: &ApplyOptions, settings: &Settings) -> Result<Plan> {
-    let profile = load_profile(file)?;
+    let profile = load_profile(file, settings)?;
     // The repositories and indexes the file names join the configuration's.
     let settings = &settings.for_profile(&profile);
     let (recipe_dirs, indexes) = (profile.recipe_dirs(), profile.index_bases());
@@ -182,7 +184,7 @@ pub fn plan(file: &Path, options: &ApplyOptions, settings: &Settings) -> Result<
     let platform = crate::system::platform(Some(&profile.system), settings.system())?;
     let request = profile.request_hash(&platform);
     let lock_path = profile.lock_path();
-    let old_lock = LockFile::load(&lock_path).map_err(|e| Failure::new("cannot read the lock file", e))?;
+    let old_lock = crate::resolution::load_lock(&profile)?;
     let fresh = old_lock.as_ref().filter(|l| l.request == request || options.frozen).cloned();
 
     let profiles = profile_ref.profiles(&settings.home);
@@ -225,6 +227,7 @@ pub fn plan(file: &Path, options: &ApplyOptions, settings: &Settings) -> Result<
                 profile: profile_ref,
                 file: file.to_path_buf(),
                 lock_path,
+                environment: profile.environment.clone(),
                 action: Action::UpToDate,
                 lock: lock.clone(),
                 manifest: m.clone(),
@@ -256,6 +259,7 @@ pub fn plan(file: &Path, options: &ApplyOptions, settings: &Settings) -> Result<
             profile: profile_ref,
             file: file.to_path_buf(),
             lock_path,
+            environment: profile.environment.clone(),
             action: Action::UpToDate,
             lock: lock.clone(),
             manifest: m.clone(),
@@ -274,6 +278,7 @@ pub fn plan(file: &Path, options: &ApplyOptions, settings: &Settings) -> Result<
     }
 
     let facts: SystemFacts = crate::system::facts(Some(&profile.system), settings.system())?;
+    let environment = profile.environment.clone();
     let mut ctx = Context::from_parts(profile, facts, settings.repository()?);
     ctx.label = options.adhoc.clone();
     let mut warnings = Vec::new();
@@ -355,6 +360,7 @@ pub fn plan(file: &Path, options: &ApplyOptions, settings: &Settings) -> Result<
             profile: profile_ref,
             file: file.to_path_buf(),
             lock_path,
+            environment: environment.clone(),
             action: Action::KeepGeneration,
             lock,
             manifest,
@@ -379,6 +385,7 @@ pub fn plan(file: &Path, options: &ApplyOptions, settings: &Settings) -> Result<
         profile: profile_ref,
         file: file.to_path_buf(),
         lock_path,
+        environment,
         action: Action::Build,
         lock,
         manifest,
@@ -798,9 +805,15 @@ fn download_sizes(packages: &[&LockedPackage], fetch: FetchOptions, jobs: usize)
         .collect()
 }
 
-/// Writes `lock` as the lock file of the profile file `file`, at `lock_path` (the
-/// [`execute`] callback of a process that owns the file).
-pub fn write_lock_file(lock: &LockFile, file: &Path, lock_path: &Path) -> Result<()> {
+/// Writes `lock` as the lock of the environment `environment` (`None`: the default) of the
+/// profile file `file`, at `lock_path` (the [`execute`] callback of a process that owns the file).
+pub fn write_lock_file(
+    lock: &LockFile,
+    file: &Path,
+    lock_path: &Path,
+    environment: Option<&str>,
+) -> Result<()> {
     let file_name = file.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
-    lock.write(lock_path, &file_name).map_err(|e| Failure::new("cannot write the lock file", e))
+    lock.write_for(lock_path, &file_name, environment)
+        .map_err(|e| Failure::new("cannot write the lock file", e))
 }

@@ -14,9 +14,10 @@ use envctl_resolver::{Request, Solution, Task, solve};
 use crate::error::{Failure, Result, StoreContext};
 use crate::settings::Settings;
 
-/// Reads a profile file; the one place its errors get their hint.
-pub fn load_profile(file: &Path) -> Result<ProfileFile> {
-    ProfileFile::load(file).map_err(|e| {
+/// Reads a profile file as the environment the invocation names (`-e`); the one place its
+/// errors get their hint.
+pub fn load_profile(file: &Path, settings: &Settings) -> Result<ProfileFile> {
+    ProfileFile::load_environment(file, settings.invocation.environment.as_deref()).map_err(|e| {
         let hint = if matches!(e, envctl_recipes::Error::Read { .. }) {
             "give the path of a profile file (a TOML file with a [packages] table), such as examples/vision.toml"
         } else {
@@ -42,7 +43,7 @@ pub struct Context {
 impl Context {
     /// Reads `file` and gathers the facts and recipes its resolution needs.
     pub fn load(file: &Path, settings: &Settings) -> Result<Context> {
-        let profile = load_profile(file)?;
+        let profile = load_profile(file, settings)?;
         let facts = crate::system::facts(Some(&profile.system), settings.system())?;
         let repo = settings.for_profile(&profile).repository()?;
         Ok(Context { profile, facts, repo, label: None })
@@ -253,14 +254,15 @@ impl Context {
 
     /// The lock beside the profile file, if it answers the current request.
     pub fn fresh_lock(&self) -> Result<Option<LockFile>> {
-        let lock = load_lock(&self.profile.lock_path())?;
+        let lock = load_lock(&self.profile)?;
         Ok(lock.filter(|l| l.request == self.profile.request_hash(&self.platform())))
     }
 }
 
-/// Reads a lock file, if there is one.
-pub fn load_lock(path: &Path) -> Result<Option<LockFile>> {
-    LockFile::load(path).map_err(|e| {
+/// Reads the lock of a profile file's environment, if there is one.
+pub fn load_lock(profile: &ProfileFile) -> Result<Option<LockFile>> {
+    let path = &profile.lock_path();
+    LockFile::load_for(path, profile.environment.as_deref()).map_err(|e| {
         Failure::new(format!("cannot read the lock file `{}`", path.display()), e)
             .hint("delete it and run `envctl lock` again to re-resolve from the profile file")
     })
@@ -378,6 +380,7 @@ pub fn build_lock(
         recipes: Default::default(),
         indexes: Default::default(),
         packages,
+        environments: Default::default(),
         migrated: false,
     })
 }

@@ -228,6 +228,8 @@ pub struct Invocation {
     pub recipes: Vec<PathBuf>,
     /// `--system FILE`: the machine to resolve for instead of this one.
     pub system: Option<PathBuf>,
+    /// `-e ENV`: the profile file's named environment to use.
+    pub environment: Option<String>,
 }
 
 impl Settings {

@@ -60,6 +60,11 @@ pub struct LockFile {
     /// Packages, by name.
     #[serde(default, rename = "package")]
     pub packages: Vec<LockedPackage>,
+    /// The locks of the profile file's named environments (`[environment.cpu]`, each a lock of
+    /// its own); the top of the file is the default environment's. Only the whole file has them:
+    /// [`LockFile::load_for`] gives one environment's lock without.
+    #[serde(default, rename = "environment", skip_serializing_if = "std::collections::BTreeMap::is_empty")]
+    pub environments: std::collections::BTreeMap<String, LockFile>,
     /// Read from an older format whose recorded store paths were partly dropped (see
     /// [`LOCK_VERSION`]): an apply installs them again rather than taking the current
     /// generation's.
@@ -182,45 +187,113 @@ impl LockFile {
         }
         let mut lock: LockFile = toml::from_str(text)
             .map_err(|e| Error::Toml { path: path.to_path_buf(), message: e.to_string() })?;
-        if lock.version < 2 {
+        lock.read_in(dir_of(path));
+        Ok(lock)
+    }
+
+    /// Migrates what was read and makes its relative paths absolute against `dir`; the same for
+    /// each environment's lock.
+    fn read_in(&mut self, dir: &Path) {
+        if self.version < 2 {
             // See LOCK_VERSION: what the old compiler gave is no promise another machine keeps.
-            for p in lock.packages.iter_mut().filter(|p| p.name == "python") {
+            for p in self.packages.iter_mut().filter(|p| p.name == "python") {
                 p.store_path = None;
                 p.tree_hash = None;
-                lock.migrated = true;
+                self.migrated = true;
             }
-            lock.version = LOCK_VERSION;
+            self.version = LOCK_VERSION;
         }
-        let dir = dir_of(path);
-        for p in &mut lock.packages {
+        for p in &mut self.packages {
             if is_relative_path(&p.source.url) {
                 p.source.url = absolute_in(dir, &p.source.url);
                 p.source.relative = true;
             }
         }
-        Ok(lock)
+        for lock in self.environments.values_mut() {
+            lock.environments.clear();
+            lock.read_in(dir);
+        }
+    }
+
+    /// The lock of one environment of the lock file at `path` (`None`: the default one, at the
+    /// top of the file); `Ok(None)` when the file or that environment's section is missing.
+    pub fn load_for(path: &Path, environment: Option<&str>) -> Result<Option<LockFile>> {
+        let Some(mut file) = LockFile::load(path)? else { return Ok(None) };
+        Ok(match environment {
+            None => {
+                file.environments.clear();
+                Some(file)
+            }
+            Some(name) => file.environments.remove(name),
+        })
+    }
+
+    /// Writes this lock as the lock of one environment (`None`: the default) of the lock file at
+    /// `path`, keeping the other environments' locks the file holds.
+    pub fn write_for(&self, path: &Path, profile_file: &str, environment: Option<&str>) -> Result<()> {
+        let existing = match LockFile::load(path) {
+            Ok(existing) => existing,
+            // The default lock replaces a file this envctl cannot read, as it always did; another
+            // environment's would lose the rest of it.
+            Err(_) if environment.is_none() => None,
+            Err(e) => return Err(e),
+        };
+        let mut whole = match (environment, existing) {
+            (None, existing) => {
+                let mut whole = self.clone();
+                whole.environments = existing.map(|e| e.environments).unwrap_or_default();
+                whole
+            }
+            (Some(_), Some(existing)) => existing,
+            // No default lock yet: the top stays empty (a stale request) until one is written.
+            (Some(_), None) => LockFile {
+                version: LOCK_VERSION,
+                request: String::new(),
+                platform: self.platform.clone(),
+                recipes: Default::default(),
+                indexes: Default::default(),
+                packages: Vec::new(),
+                environments: Default::default(),
+                migrated: false,
+            },
+        };
+        if let Some(name) = environment {
+            let mut own = self.clone();
+            own.environments.clear();
+            whole.environments.insert(name.to_owned(), own);
+        }
+        whole.write(path, profile_file)
     }
 
     /// The lock as text for a file in `dir`: byte-for-byte the same for the same resolution, and
     /// the same in every clone (relative paths relative to `dir`).
     pub fn to_text(&self, profile_file: &str, dir: &Path) -> String {
         let mut sorted = self.clone();
-        sorted.packages.sort_by(|a, b| a.name.cmp(&b.name));
         let dir =
             std::fs::canonicalize(dir).or_else(|_| std::path::absolute(dir)).unwrap_or(dir.to_path_buf());
-        for p in &mut sorted.packages {
+        sorted.normalize(&dir);
+        let body = toml::to_string(&sorted).expect("a lock file always serializes");
+        format!(
+            "# Generated by envctl from {profile_file}. Do not edit; `envctl lock --update` re-resolves.\n{body}"
+        )
+    }
+
+    /// Sorts packages and dependencies and makes relative sources relative to `dir` again, in
+    /// each environment's lock too.
+    fn normalize(&mut self, dir: &Path) {
+        self.packages.sort_by(|a, b| a.name.cmp(&b.name));
+        for p in &mut self.packages {
             p.dependencies.sort();
             if p.source.relative
-                && let Some(rel) = pathdiff::diff_paths(&p.source.url, &dir)
+                && let Some(rel) = pathdiff::diff_paths(&p.source.url, dir)
             {
                 p.source.url =
                     if rel.as_os_str().is_empty() { ".".into() } else { rel.display().to_string() };
             }
         }
-        let body = toml::to_string(&sorted).expect("a lock file always serializes");
-        format!(
-            "# Generated by envctl from {profile_file}. Do not edit; `envctl lock --update` re-resolves.\n{body}"
-        )
+        for lock in self.environments.values_mut() {
+            lock.normalize(dir);
+        }
     }
 
     /// Writes the lock atomically (temp file, then rename).
@@ -294,6 +367,7 @@ mod golden {
                     }),
                 },
             ],
+            environments: Default::default(),
             migrated: false,
         };
         let text = lock.to_text("vision.toml", Path::new("/"));

@@ -10,7 +10,19 @@
 //! tensorflow = 10
 //! [system]                     # optional: facts to assume instead of detecting
 //! driver = "535.104.05"
+//!
+//! [feature.cpu.packages]       # optional: package sets environments are made of
+//! torch = "2.8.0+cpu"
+//! [feature.cuda.packages]
+//! torch = "2.8.0"
+//! [environments]               # optional: named environments, each its features
+//! default = ["cuda"]           # the default one: `[packages]` plus these
+//! cpu = ["cpu"]                # `envctl -e cpu …`: the profile `vision-cpu`
 //! ```
+//!
+//! An environment is `[packages]`, `[env]` and `[priority]` with its features' on top (a
+//! feature's requirement for a package replaces the shared one); each is locked in the same lock
+//! file and applied as its own profile, `NAME-ENV` (pixi's features and environments).
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -55,7 +67,14 @@ pub struct ProfileFile {
     /// Package indexes (`index = "NAME"` sources), by name, as written: bases, each a URL or a
     /// local directory relative to the file.
     pub indexes: BTreeMap<String, Vec<String>>,
+    /// The named environment this is (`None`: the default one).
+    pub environment: Option<String>,
+    /// Every named environment the file defines (`default` aside).
+    pub environments: Vec<String>,
 }
+
+/// The name of the environment that `[packages]` alone (plus `[environments].default`) makes.
+pub const DEFAULT_ENVIRONMENT: &str = "default";
 
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -73,6 +92,21 @@ struct RawProfile {
     indexes: BTreeMap<Spanned<String>, Vec<String>>,
     #[serde(default)]
     system: RawOverrides,
+    #[serde(default)]
+    feature: BTreeMap<Spanned<String>, RawFeature>,
+    #[serde(default)]
+    environments: BTreeMap<Spanned<String>, Vec<Spanned<String>>>,
+}
+
+#[derive(Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+struct RawFeature {
+    #[serde(default)]
+    packages: BTreeMap<Spanned<String>, Spanned<String>>,
+    #[serde(default)]
+    env: BTreeMap<Spanned<String>, Spanned<String>>,
+    #[serde(default)]
+    priority: BTreeMap<Spanned<String>, i64>,
 }
 
 /// Whether `name` can name a profile: lowercase letters, digits, `.`, `_` and `-`, starting with
@@ -99,6 +133,22 @@ pub fn check_profile_name(name: &str) -> std::result::Result<(), String> {
     Ok(())
 }
 
+/// Whether `name` can name an environment or a feature: lowercase letters, digits and `-`,
+/// starting with a letter (an environment's profile is `NAME-ENV`).
+fn check_environment_name(name: &str) -> std::result::Result<(), String> {
+    let b = name.as_bytes();
+    let ok = !b.is_empty()
+        && b.len() <= 40
+        && b[0].is_ascii_lowercase()
+        && b.iter().all(|&c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == b'-');
+    match ok {
+        true => Ok(()),
+        false => Err(format!(
+            "`{name}` cannot name an environment or a feature: use lowercase letters, digits and `-`, starting with a letter"
+        )),
+    }
+}
+
 impl ProfileFile {
     /// Reads and checks a profile file.
     pub fn load(path: &Path) -> Result<ProfileFile> {
@@ -107,8 +157,21 @@ impl ProfileFile {
         ProfileFile::parse(&text, path)
     }
 
+    /// Reads a profile file as one of its environments (`None`: the default one).
+    pub fn load_environment(path: &Path, environment: Option<&str>) -> Result<ProfileFile> {
+        let text = std::fs::read_to_string(path)
+            .map_err(|source| Error::Read { path: path.to_path_buf(), source })?;
+        ProfileFile::parse_environment(&text, path, environment)
+    }
+
     /// Parses profile text; `path` names the file in errors and gives the default name.
     pub fn parse(text: &str, path: &Path) -> Result<ProfileFile> {
+        ProfileFile::parse_environment(text, path, None)
+    }
+
+    /// Parses profile text as one of its environments (`None`, or `default`: the default one).
+    pub fn parse_environment(text: &str, path: &Path, environment: Option<&str>) -> Result<ProfileFile> {
+        let environment = environment.filter(|e| *e != DEFAULT_ENVIRONMENT);
         let raw: RawProfile = toml::from_str(text)
             .map_err(|e| Error::Toml { path: path.to_path_buf(), message: e.to_string() })?;
         let bad = |span: std::ops::Range<usize>, key: String, message: String| Error::Value {
@@ -140,15 +203,110 @@ impl ProfileFile {
                 stem
             }
         };
-        let mut packages = BTreeMap::new();
-        for (pkg, req) in &raw.packages {
-            let key = format!("packages.{}", pkg.get_ref());
-            let n = PackageName::parse(pkg.get_ref()).map_err(|m| bad(pkg.span(), key.clone(), m))?;
-            let requirement =
-                Requirement::parse(req.get_ref()).map_err(|e| bad(req.span(), key, e.to_string()))?;
-            let line = line_of(text, pkg.span().start);
-            let line_text = text.lines().nth(line - 1).unwrap_or("").trim().to_owned();
-            packages.insert(n, Requested { requirement, line, text: line_text });
+        let packages_of = |table: &BTreeMap<Spanned<String>, Spanned<String>>, prefix: &str| {
+            let mut packages = BTreeMap::new();
+            for (pkg, req) in table {
+                let key = format!("{prefix}packages.{}", pkg.get_ref());
+                let n = PackageName::parse(pkg.get_ref()).map_err(|m| bad(pkg.span(), key.clone(), m))?;
+                let requirement =
+                    Requirement::parse(req.get_ref()).map_err(|e| bad(req.span(), key, e.to_string()))?;
+                let line = line_of(text, pkg.span().start);
+                let line_text = text.lines().nth(line - 1).unwrap_or("").trim().to_owned();
+                packages.insert(n, Requested { requirement, line, text: line_text });
+            }
+            Ok::<_, Error>(packages)
+        };
+        let priority_of = |table: &BTreeMap<Spanned<String>, i64>, prefix: &str| {
+            let mut priority = BTreeMap::new();
+            for (pkg, p) in table {
+                let n = PackageName::parse(pkg.get_ref())
+                    .map_err(|m| bad(pkg.span(), format!("{prefix}priority.{}", pkg.get_ref()), m))?;
+                priority.insert(n, *p);
+            }
+            Ok::<_, Error>(priority)
+        };
+        let mut packages = packages_of(&raw.packages, "")?;
+        let mut priority = priority_of(&raw.priority, "")?;
+        let system = raw.system.check(text, path, "system.")?;
+        let mut env = crate::env::check(&raw.env, bad)?;
+
+        // Every environment is checked, whichever is asked for: a file that reads is one whose
+        // environments all make sense.
+        let mut features = BTreeMap::new();
+        for (f, raw_feature) in &raw.feature {
+            check_environment_name(f.get_ref())
+                .map_err(|m| bad(f.span(), format!("feature.{}", f.get_ref()), m))?;
+            let prefix = format!("feature.{}.", f.get_ref());
+            let feature = (
+                packages_of(&raw_feature.packages, &prefix)?,
+                crate::env::check(&raw_feature.env, bad)?,
+                priority_of(&raw_feature.priority, &prefix)?,
+            );
+            features.insert(f.get_ref().clone(), feature);
+        }
+        let mut environments = Vec::new();
+        let mut chosen = None;
+        for (e, list) in &raw.environments {
+            let key = format!("environments.{}", e.get_ref());
+            check_environment_name(e.get_ref()).map_err(|m| bad(e.span(), key.clone(), m))?;
+            for f in list {
+                if !features.contains_key(f.get_ref()) {
+                    let defined: Vec<&str> = features.keys().map(String::as_str).collect();
+                    return Err(bad(
+                        f.span(),
+                        key.clone(),
+                        format!(
+                            "no feature `{}` is defined; {}",
+                            f.get_ref(),
+                            match defined.is_empty() {
+                                true => "define it as a [feature.NAME.packages] table".to_owned(),
+                                false => format!("the file defines {}", defined.join(", ")),
+                            }
+                        ),
+                    ));
+                }
+            }
+            if e.get_ref() != DEFAULT_ENVIRONMENT {
+                environments.push(e.get_ref().clone());
+            }
+            if e.get_ref() == environment.unwrap_or(DEFAULT_ENVIRONMENT) {
+                chosen = Some(list);
+            }
+        }
+        if let (Some(asked), None) = (environment, chosen) {
+            return Err(Error::Value {
+                path: path.to_path_buf(),
+                line: 1,
+                key: "environments".into(),
+                message: match environments.is_empty() {
+                    true => format!("no environment `{asked}`: the file defines none ([environments])"),
+                    false => {
+                        format!("no environment `{asked}`; the file defines {}", environments.join(", "))
+                    }
+                },
+            });
+        }
+        // The chosen environment's features, on top of what every environment shares.
+        let mut from_feature: BTreeMap<PackageName, (String, usize)> = BTreeMap::new();
+        for f in chosen.into_iter().flatten() {
+            let (f_packages, f_env, f_priority) = &features[f.get_ref()];
+            for (n, requested) in f_packages {
+                if let Some((other, line)) = from_feature.get(n) {
+                    return Err(Error::Value {
+                        path: path.to_path_buf(),
+                        line: requested.line,
+                        key: format!("feature.{}.packages.{n}", f.get_ref()),
+                        message: format!(
+                            "the features `{other}` (line {line}) and `{}` of one environment both ask for `{n}`; keep it in one of them",
+                            f.get_ref()
+                        ),
+                    });
+                }
+                from_feature.insert(n.clone(), (f.get_ref().clone(), requested.line));
+                packages.insert(n.clone(), requested.clone());
+            }
+            env.extend(f_env.clone());
+            priority.extend(f_priority.clone());
         }
         if packages.is_empty() {
             return Err(Error::Value {
@@ -158,14 +316,19 @@ impl ProfileFile {
                 message: "a profile file needs a [packages] table with at least one package".into(),
             });
         }
-        let mut priority = BTreeMap::new();
-        for (pkg, p) in &raw.priority {
-            let n = PackageName::parse(pkg.get_ref())
-                .map_err(|m| bad(pkg.span(), format!("priority.{}", pkg.get_ref()), m))?;
-            priority.insert(n, *p);
-        }
-        let system = raw.system.check(text, path, "system.")?;
-        let env = crate::env::check(&raw.env, bad)?;
+        let name = match environment {
+            Some(e) => {
+                let named = format!("{name}-{e}");
+                check_profile_name(&named).map_err(|m| Error::Value {
+                    path: path.to_path_buf(),
+                    line: 1,
+                    key: "environments".into(),
+                    message: format!("the environment `{e}` is applied as the profile `{named}`, and {m}"),
+                })?;
+                named
+            }
+            None => name,
+        };
         let named = |key: &Spanned<String>, table: &str| -> Result<String> {
             let n = key.get_ref();
             if n.is_empty() || !n.chars().all(|c| c.is_ascii_alphanumeric() || "-_.".contains(c)) {
@@ -199,7 +362,18 @@ impl ProfileFile {
             }
             indexes.insert(named(k, "indexes")?, v.clone());
         }
-        Ok(ProfileFile { path: path.to_path_buf(), name, packages, env, priority, system, recipes, indexes })
+        Ok(ProfileFile {
+            path: path.to_path_buf(),
+            name,
+            packages,
+            env,
+            priority,
+            system,
+            recipes,
+            indexes,
+            environment: environment.map(str::to_owned),
+            environments,
+        })
     }
 
     /// The directories of [`ProfileFile::recipes`], relative ones resolved against the file's

@@ -77,8 +77,11 @@ fn plan(file: &Path, options: &ApplyOptions, settings: &Settings) -> Result<Plan
 /// `remove` apply through it too.
 pub fn apply(file: &Path, options: &ApplyOptions, settings: &Settings, cli: &Cli) -> Result<Applied> {
     let plan = plan(file, options, settings)?;
-    let (file_path, lock_path) = (plan.file.clone(), plan.lock_path.clone());
-    let write = |lock: &envctl_recipes::LockFile| apply::write_lock_file(lock, &file_path, &lock_path);
+    let (file_path, lock_path, environment) =
+        (plan.file.clone(), plan.lock_path.clone(), plan.environment.clone());
+    let write = |lock: &envctl_recipes::LockFile| {
+        apply::write_lock_file(lock, &file_path, &lock_path, environment.as_deref())
+    };
     let applied = match settings.daemon() {
         // A shared store: the daemon builds and switches; this process owns the lock file.
         Some(daemon) if plan.action == Action::Build => through_daemon(plan, settings, &daemon, &write)?,

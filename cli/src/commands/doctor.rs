@@ -1,7 +1,7 @@
 //! `envctl doctor`: this machine's facts, where each came from, and whether a profile file's lock
 //! (or, with no file, every profile's current generation) fits them.
 
-use envctl_recipes::{LockFile, SystemFacts, SystemOverrides, Version};
+use envctl_recipes::{SystemFacts, SystemOverrides, Version};
 use envctl_store::Profiles;
 
 use super::Status;
@@ -13,13 +13,12 @@ use crate::resolution::unmet_needs;
 use crate::settings::Settings;
 
 pub fn run(args: &DoctorArgs, settings: &Settings) -> Result<Status> {
-    let profile = args.file.as_deref().map(crate::resolution::load_profile).transpose()?;
+    let profile = args.file.as_deref().map(|f| crate::resolution::load_profile(f, settings)).transpose()?;
     let facts = crate::system::facts(profile.as_ref().map(|p| &p.system), settings.system())?;
     let mut problems = Vec::new();
     let mut assumptions = std::collections::BTreeMap::new();
     if let Some(profile) = &profile {
-        let lock =
-            LockFile::load(&profile.lock_path()).map_err(|e| Failure::new("cannot read the lock file", e))?;
+        let lock = crate::resolution::load_lock(profile)?;
         let Some(lock) = lock else {
             return Err(Failure::new(
                 format!("cannot check `{}`", profile.path.display()),

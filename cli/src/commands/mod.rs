@@ -119,6 +119,7 @@ pub fn run() -> ExitCode {
         config: cli.config.clone(),
         recipes: cli.recipes.clone(),
         system: cli.system.clone(),
+        environment: cli.environment.clone(),
     };
     let result = Settings::load(&invocation).and_then(|settings| match &cli.command {
         Command::Store(crate::args::StoreCommand::Export(args)) => cache::export(args, &settings),
@@ -158,7 +159,7 @@ pub fn run() -> ExitCode {
                 true => resolve::Update::Everything,
                 false => resolve::Update::Packages(args.names.clone()),
             };
-            resolve::relock(&file, &update, &settings, false)?;
+            resolve::relock_environments(&file, &update, &settings, false)?;
             if args.no_apply {
                 return Ok(Status::Success);
             }

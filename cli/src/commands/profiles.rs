@@ -103,7 +103,7 @@ pub fn list(args: &JsonArgs, settings: &Settings, _cli: &Cli) -> Result<Status> 
 pub fn packages(args: &ListArgs, settings: &Settings, _cli: &Cli) -> Result<Status> {
     let spec = match &args.profile {
         Some(name) => name.clone(),
-        None => crate::resolution::load_profile(&super::edit::profile_file(None)?)?.name,
+        None => crate::resolution::load_profile(&super::edit::profile_file(None)?, settings)?.name,
     };
     let (profile, profiles) = locate(settings, &spec)?;
     let name = &profile.to_string();

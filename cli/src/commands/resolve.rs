@@ -33,7 +33,50 @@ pub fn lock(args: &LockArgs, settings: &Settings) -> Result<Status> {
             },
         ),
     };
-    relock(&file, &update, settings, args.json)
+    relock_environments(&file, &update, settings, args.json)
+}
+
+/// Locks `file`: the environment `-e` names, else the default one and every named environment
+/// the file defines, each in its part of the one lock file (as `pixi lock` does). `--update NAME`
+/// then updates NAME wherever an environment has it.
+pub fn relock_environments(file: &Path, update: &Update, settings: &Settings, json: bool) -> Result<Status> {
+    let default = crate::resolution::load_profile(file, settings)?;
+    if settings.invocation.environment.is_some() || default.environments.is_empty() {
+        return relock(file, update, settings, json, false);
+    }
+    let mut each = vec![(None, default.clone())];
+    for env in &default.environments {
+        let invocation =
+            envctl_ops::Invocation { environment: Some(env.clone()), ..settings.invocation.clone() };
+        let settings = Settings::load(&invocation)?;
+        let profile = crate::resolution::load_profile(file, &settings)?;
+        each.push((Some(settings), profile));
+    }
+    if let Update::Packages(names) = update {
+        for name in names {
+            let mut known = false;
+            for (_, profile) in &each {
+                let lock = load_lock(profile)?;
+                known |= profile.packages.keys().any(|n| n.as_str() == name)
+                    || lock.is_some_and(|l| l.get(name).is_some());
+            }
+            if !known {
+                return Err(Failure::new(
+                    format!("cannot update `{name}`"),
+                    format!(
+                        "no environment of `{}` has `{name}`, in the file or in its lock",
+                        file.display()
+                    ),
+                )
+                .hint("`envctl update` with no name re-resolves everything"));
+            }
+        }
+    }
+    let mut status = Status::Success;
+    for (own, _) in &each {
+        status = relock(file, update, own.as_ref().unwrap_or(settings), json, true)?;
+    }
+    Ok(status)
 }
 
 /// What a lock re-resolves.
@@ -46,13 +89,21 @@ pub enum Update {
     Packages(Vec<String>),
 }
 
-/// Locks `file`, re-resolving what `update` says; writes the lock beside it.
-pub fn relock(file: &Path, update: &Update, settings: &Settings, json: bool) -> Result<Status> {
+/// Locks `file` (the environment the settings name), re-resolving what `update` says; writes the
+/// lock beside it. With `skip_unknown`, packages to update that this environment lacks are left
+/// out instead of refused (another environment has them).
+pub fn relock(
+    file: &Path,
+    update: &Update,
+    settings: &Settings,
+    json: bool,
+    skip_unknown: bool,
+) -> Result<Status> {
     let ctx = Context::load(file, settings)?;
     let platform = ctx.platform();
     let request = ctx.profile.request_hash(&platform);
     let lock_path = ctx.profile.lock_path();
-    let old = load_lock(&lock_path)?;
+    let old = load_lock(&ctx.profile)?;
     if let (Some(old), Update::Nothing) = (&old, update)
         && old.request == request
     {
@@ -89,7 +140,7 @@ pub fn relock(file: &Path, update: &Update, settings: &Settings, json: bool) -> 
             for name in names {
                 let known = ctx.profile.packages.keys().any(|n| n.as_str() == name)
                     || preferred.keys().any(|n| n.as_str() == name);
-                if !known {
+                if !known && !skip_unknown {
                     let mut f = Failure::new(
                         format!("cannot update `{name}`"),
                         format!("`{name}` is neither in `{}` nor in its lock", file.display()),
@@ -133,7 +184,8 @@ pub fn relock(file: &Path, update: &Update, settings: &Settings, json: bool) -> 
     }
     let new = built?;
     let file_name = file.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
-    new.write(&lock_path, &file_name).map_err(|e| Failure::new("cannot write the lock file", e))?;
+    new.write_for(&lock_path, &file_name, ctx.profile.environment.as_deref())
+        .map_err(|e| Failure::new("cannot write the lock file", e))?;
     let changes = report_changes(old.as_ref(), &new);
     printer::status(&format!(
         "wrote `{}` ({})",
@@ -339,7 +391,7 @@ pub fn outdated(args: &crate::args::OutdatedArgs, settings: &Settings) -> Result
     let file = super::edit::profile_file(args.file.as_deref())?;
     let ctx = Context::load(&file, settings)?;
     let lock_path = ctx.profile.lock_path();
-    let Some(lock) = load_lock(&lock_path)? else {
+    let Some(lock) = load_lock(&ctx.profile)? else {
         return Err(Failure::new(
             format!("cannot compare `{}`", file.display()),
             format!("`{}` does not exist", lock_path.display()),

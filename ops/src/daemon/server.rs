@@ -325,6 +325,8 @@ impl Daemon {
                 profile: req.profile.clone(),
                 file: req.file.clone(),
                 lock_path: req.lock_path.clone(),
+                // The client writes the lock file.
+                environment: None,
                 action: Action::Build,
                 lock: req.lock.clone(),
                 old_lock: req.old_lock.clone(),
