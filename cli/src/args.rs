@@ -163,7 +163,7 @@ pub struct InitArgs {
 #[derive(Debug, Args)]
 pub struct EditArgs {
     /// Packages: NAME, or NAME@REQ / NAME=REQ for `add` (`tensorflow@2.15`, `python=3.11`)
-    #[arg(required = true)]
+    #[arg(required = true, add = crate::complete::package())]
     pub packages: Vec<String>,
     /// The profile file [default: envctl.toml here or in a parent directory]
     #[arg(long, value_name = "FILE")]
@@ -187,6 +187,7 @@ pub struct OutdatedArgs {
 #[derive(Debug, Args)]
 pub struct ListArgs {
     /// The profile [default: the one `envctl.toml` here or in a parent directory names]
+    #[arg(add = crate::complete::profile())]
     pub profile: Option<String>,
     /// Machine-readable output on stdout
     #[arg(long)]
@@ -321,6 +322,7 @@ pub struct SearchArgs {
 #[derive(Debug, Args)]
 pub struct ShowArgs {
     /// NAME, or NAME@REQUIREMENT (`cudnn@8.9`)
+    #[arg(add = crate::complete::package())]
     pub spec: String,
     /// Machine-readable output on stdout
     #[arg(long)]
@@ -331,9 +333,10 @@ pub struct ShowArgs {
 #[derive(Debug, Args)]
 pub struct WhyArgs {
     /// A profile file (resolved now), or an applied profile's name (its current generation)
-    #[arg(value_name = "FILE|PROFILE")]
+    #[arg(value_name = "FILE|PROFILE", add = crate::complete::profile())]
     pub target: String,
     /// The package to explain
+    #[arg(add = crate::complete::package())]
     pub name: String,
     /// Machine-readable output on stdout
     #[arg(long)]
@@ -459,6 +462,7 @@ pub enum KernelCommand {
 #[derive(Debug, Args)]
 pub struct KernelInstallArgs {
     /// The profile (`vision`, or `TEAM/vision` on a shared machine)
+    #[arg(add = crate::complete::profile())]
     pub profile: String,
     /// The kernel's name [default: `envctl-` and the profile's name]
     #[arg(long)]
@@ -572,7 +576,7 @@ pub struct ApplyArgs {
     pub file: PathBuf,
     /// Profile name [default: the file's `name`, else its stem]; `TEAM/NAME` for a team's in a
     /// shared store
-    #[arg(long)]
+    #[arg(long, add = crate::complete::profile())]
     pub profile: Option<String>,
     /// In a shared store: apply the team's (Unix group's) profile named after the file
     #[arg(long, value_name = "TEAM", conflicts_with = "profile")]
@@ -601,9 +605,10 @@ pub struct ApplyArgs {
 pub struct SessionArgs {
     /// A profile name, or a profile file (applied first) [default: `envctl.toml` here or in a
     /// parent directory]
+    #[arg(add = crate::complete::profile())]
     pub profile: Option<String>,
     /// An ad-hoc environment of these packages instead of a profile (NAME=REQ, repeatable)
-    #[arg(short = 'p', long = "package", value_name = "NAME=REQ")]
+    #[arg(short = 'p', long = "package", value_name = "NAME=REQ", add = crate::complete::package())]
     pub packages: Vec<String>,
     /// Start from an almost empty environment (HOME, USER, TERM, LANG, … and a minimal PATH)
     #[arg(long)]
@@ -659,6 +664,7 @@ pub enum EnvFormat {
 #[derive(Debug, Args)]
 pub struct ModuleArgs {
     /// The profile (`vision`, or `TEAM/vision` on a shared machine)
+    #[arg(add = crate::complete::profile())]
     pub profile: String,
     /// The directory of modulefiles to write it in (`module use DIR`) [default: `modulefiles`
     /// in envctl's home]
@@ -670,6 +676,7 @@ pub struct ModuleArgs {
 #[derive(Debug, Args)]
 pub struct EnvArgs {
     /// A profile name, or a profile file [default: `envctl.toml` here or in a parent directory]
+    #[arg(add = crate::complete::profile())]
     pub profile: Option<String>,
     /// Output format
     #[arg(long, value_enum, default_value = "sh")]
@@ -680,6 +687,7 @@ pub struct EnvArgs {
 #[derive(Debug, Args)]
 pub struct GenerationsArgs {
     /// The profile
+    #[arg(add = crate::complete::profile())]
     pub profile: String,
     /// Delete these generations (never the current one)
     #[arg(long, num_args = 1.., value_name = "N")]
@@ -702,6 +710,7 @@ pub struct GenerationsArgs {
 #[derive(Debug, Args)]
 pub struct DiffArgs {
     /// The profile
+    #[arg(add = crate::complete::profile())]
     pub profile: String,
     /// From this generation [default: the one before the current]
     pub a: Option<u32>,
@@ -716,6 +725,7 @@ pub struct DiffArgs {
 #[derive(Debug, Args)]
 pub struct RollbackArgs {
     /// The profile
+    #[arg(add = crate::complete::profile())]
     pub profile: String,
     /// Switch to this generation instead of the previous one
     #[arg(long, value_name = "N")]
@@ -726,6 +736,7 @@ pub struct RollbackArgs {
 #[derive(Debug, Args)]
 pub struct UpdateArgs {
     /// Packages to move to the newest version that fits [default: every package]
+    #[arg(add = crate::complete::package())]
     pub names: Vec<String>,
     /// The profile file [default: `envctl.toml` here or in a parent directory]
     #[arg(long, value_name = "FILE")]
@@ -749,6 +760,7 @@ pub struct SyncArgs {
 #[derive(Debug, Args)]
 pub struct DeleteArgs {
     /// The profile
+    #[arg(add = crate::complete::profile())]
     pub profile: String,
     /// List what would be deleted and delete nothing
     #[arg(long)]

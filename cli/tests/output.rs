@@ -124,31 +124,37 @@ fn each_retry_is_reported_once_on_a_terminal_and_off_it() {
     }
 }
 
-/// Completions and the manual page come from the command line's own definition.
+/// Completions and the manual page come from the command line's own definition; completions
+/// also offer this user's profiles and the repositories' packages (issue 27, 8).
 #[test]
 fn completions_complete_and_the_manual_page_names_every_command() {
     let f = Fixture::new();
-    let script = f.run(&["completions", "bash"]);
-    script.ok();
-    let path = f.sb.path("envctl.bash");
-    std::fs::write(&path, &script.stdout).unwrap();
-    // Ask bash itself, as a user's Tab would.
+    f.run(&["apply", &f.profile("team", "[packages]\nhello = \"1\"\n")]).ok();
+    // Ask bash itself, as a user's Tab would, with the script `completions bash` prints: it calls
+    // back the envctl on PATH.
     let ask = |words: &str, cword: usize| {
         let code = format!(
-            "source {}; COMP_WORDS=({words}); COMP_CWORD={cword}; COMP_LINE='{words}'; COMP_POINT=${{#COMP_LINE}}; _envctl envctl; printf '%s\\n' \"${{COMPREPLY[@]}}\"",
-            path.display()
+            "PATH=\"$(dirname \"$1\"):$PATH\"; source <(envctl completions bash); COMP_WORDS=({words}); COMP_CWORD={cword}; COMP_TYPE=9; _clap_complete_envctl envctl \"${{COMP_WORDS[COMP_CWORD]}}\" \"${{COMP_WORDS[COMP_CWORD-1]}}\"; printf '%s\\n' \"${{COMPREPLY[@]}}\""
         );
-        let out = std::process::Command::new("bash").args(["-c", &code]).output().unwrap();
+        let out = f.sb.through(&["bash", "-c", &code, "bash"], &[]).output().unwrap();
         String::from_utf8_lossy(&out.stdout).into_owned()
     };
     let top = ask("envctl imp", 1);
     assert!(top.lines().any(|l| l == "import"), "{top}");
     let sub = ask("envctl import p", 2);
     assert!(sub.lines().any(|l| l == "pip") && sub.lines().any(|l| l == "python-build-standalone"), "{sub}");
+    let profiles = ask("envctl run ''", 2);
+    assert!(profiles.lines().any(|l| l == "team"), "{profiles}");
+    let profiles = ask("envctl rollback te", 2);
+    assert_eq!(profiles.trim(), "team");
+    let packages = ask("envctl add hel", 2);
+    assert_eq!(packages.trim(), "hello");
+    let packages = ask("envctl shell -p wor", 3);
+    assert_eq!(packages.trim(), "world");
     for shell in ["zsh", "fish"] {
         let out = f.run(&["completions", shell]);
         out.ok();
-        assert!(out.stdout.contains("envctl") && out.stdout.contains("import"), "{shell}");
+        assert!(out.stdout.contains("envctl") && out.stdout.contains("COMPLETE="), "{shell}: {}", out.stdout);
     }
     let man = f.run(&["man"]);
     man.ok();

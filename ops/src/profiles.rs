@@ -104,6 +104,23 @@ pub fn all_dirs(home: &Path) -> Vec<(Owner, PathBuf)> {
     out
 }
 
+/// The profiles this user sees, each directory with its team (`None`: the user's own): in a
+/// home of their own, its profiles; in a shared home, their own, then every team's (anyone may
+/// run them).
+pub fn visible(settings: &crate::Settings) -> Vec<(Profiles, Option<String>)> {
+    match settings.daemon_user() {
+        None => vec![(Profiles::at(&settings.home), None)],
+        Some(me) => all_dirs(&settings.home)
+            .into_iter()
+            .filter_map(|(owner, dir)| match owner {
+                Owner::User(u) if u == me => Some((Profiles::in_dir(&dir), None)),
+                Owner::Team(t) => Some((Profiles::in_dir(&dir), Some(t))),
+                _ => None,
+            })
+            .collect(),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

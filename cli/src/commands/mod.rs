@@ -74,6 +74,8 @@ fn parse() -> Result<Cli, clap::Error> {
 /// Parses the command line, runs the command, renders a failure. The one place exit codes are
 /// decided.
 pub fn run() -> ExitCode {
+    // A shell asking for completions (see complete.rs) is answered, and nothing else runs.
+    clap_complete::CompleteEnv::with_factory(<Cli as clap::CommandFactory>::command).complete();
     return_large_blocks();
     guard_umask();
     let cli = match parse() {
@@ -92,13 +94,21 @@ pub fn run() -> ExitCode {
     // Generated from the command line itself; no settings, home or store involved.
     match &cli.command {
         Command::Completions(args) => {
+            use clap_complete::env::{Bash, Elvish, EnvCompleter, Fish, Powershell, Zsh};
+            let shell: &dyn EnvCompleter = match args.shell {
+                clap_complete::Shell::Elvish => &Elvish,
+                clap_complete::Shell::Fish => &Fish,
+                clap_complete::Shell::PowerShell => &Powershell,
+                clap_complete::Shell::Zsh => &Zsh,
+                _ => &Bash,
+            };
+            // The script calls `COMPLETE=SHELL envctl -- WORDS…` at each Tab (clap_complete's
+            // default variable, answered at the top of `run`).
             let mut out = Vec::new();
-            clap_complete::generate(
-                args.shell,
-                &mut <Cli as clap::CommandFactory>::command(),
-                "envctl",
-                &mut out,
-            );
+            if let Err(e) = shell.write_registration("COMPLETE", "envctl", "envctl", "envctl", &mut out) {
+                printer::info(&format!("error: cannot write the completion script: {e}"));
+                return ExitCode::from(1);
+            }
             printer::raw(&out);
             return ExitCode::SUCCESS;
         }

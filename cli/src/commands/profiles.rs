@@ -25,18 +25,7 @@ fn generations_of(profiles: &Profiles, profile: &ProfileRef) -> Result<Vec<Gener
 pub use envctl_ops::generations::no_profile;
 
 pub fn list(args: &JsonArgs, settings: &Settings, _cli: &Cli) -> Result<Status> {
-    // A shared home: your own profiles, then every team's (anyone may run them).
-    let dirs: Vec<(Profiles, Option<String>)> = match settings.daemon_user() {
-        None => vec![(Profiles::at(&settings.home), None)],
-        Some(me) => envctl_ops::profiles::all_dirs(&settings.home)
-            .into_iter()
-            .filter_map(|(owner, dir)| match owner {
-                envctl_ops::profiles::Owner::User(u) if u == me => Some((Profiles::in_dir(&dir), None)),
-                envctl_ops::profiles::Owner::Team(t) => Some((Profiles::in_dir(&dir), Some(t))),
-                _ => None,
-            })
-            .collect(),
-    };
+    let dirs = envctl_ops::profiles::visible(settings);
     let store_dir = settings.store_dir();
     let store = Store::open_existing(&store_dir, settings.store_options())
         .context(|| "cannot open the store".into())?;
