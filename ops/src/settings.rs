@@ -352,8 +352,7 @@ impl Settings {
     pub fn daemon_user(&self) -> Option<String> {
         // The name only: a session's start should not wait for the user's groups.
         self.daemon().map(|_| {
-            // SAFETY: geteuid has no preconditions.
-            let uid = unsafe { libc::geteuid() };
+            let uid = rustix::process::geteuid().as_raw();
             crate::users::user_name(uid).unwrap_or_else(|| uid.to_string())
         })
     }

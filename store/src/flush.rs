@@ -101,10 +101,7 @@ fn unwritten(meminfo: &str) -> Option<u64> {
 /// Flushes the filesystem holding `dir` to disk in one call.
 fn sync_filesystem(dir: &Path) -> Result<()> {
     let handle = fs_err::File::open(dir)?;
-    // SAFETY: `handle` is an open descriptor for the duration of the call.
-    if unsafe { libc::syncfs(std::os::fd::AsRawFd::as_raw_fd(&handle)) } != 0 {
-        return Err(at(dir, std::io::Error::last_os_error()).into());
-    }
+    rustix::fs::syncfs(&handle).map_err(|e| at(dir, e.into()))?;
     Ok(())
 }
 

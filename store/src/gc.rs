@@ -58,13 +58,7 @@ impl TempRoot {
     /// Lets the lock survive `exec`: the executed program (and its children) hold the root.
     pub fn inherit_across_exec(&self) -> Result<()> {
         // A root is created by the home's owner, who always holds its lock.
-        let Some(fd) = self.lock.as_raw_fd() else { return Ok(()) };
-        // SAFETY: fcntl on a descriptor we own; clearing FD_CLOEXEC changes no memory.
-        let rc = unsafe { libc::fcntl(fd, libc::F_SETFD, 0) };
-        if rc != 0 {
-            return Err(std::io::Error::last_os_error().into());
-        }
-        Ok(())
+        Ok(self.lock.keep_across_exec()?)
     }
 
     /// The root file.

@@ -54,7 +54,7 @@ pub use index::{index_name, normalized_name};
 pub use install::Installer;
 pub use keys::{PublicKey, SecretKey};
 pub use layer::{Derivation, Host, Job, Layer};
-pub use lock::{FileLock, Holder, WaitPolicy, Waiting, set_wait_policy};
+pub use lock::{FileLock, Holder, WaitPolicy, Waiting, keep_across_exec, set_wait_policy};
 pub use optimise::OptimiseReport;
 pub use path::{Name, Sha256, StorePathName, Version};
 pub use profile::{Generation, ProfileLock, Profiles, check_profile_name};

@@ -290,6 +290,15 @@ impl FileLock {
         wait_for(file, Kind::Exclusive, path)
     }
 
+    /// Lets the lock survive `exec`: the executed program (and its children) hold it. Nothing to
+    /// do when nothing is held.
+    pub fn keep_across_exec(&self) -> std::io::Result<()> {
+        match &self.file {
+            Some(file) => keep_across_exec(file),
+            None => Ok(()),
+        }
+    }
+
     /// The descriptor (to hand a lock to an `exec`ed program); `None` when nothing is held.
     pub fn as_raw_fd(&self) -> Option<std::os::fd::RawFd> {
         self.file.as_ref().map(AsRawFd::as_raw_fd)
@@ -302,6 +311,12 @@ impl FileLock {
             None => Ok(()),
         }
     }
+}
+
+/// Clears a descriptor's close-on-exec flag, so that a program this process `exec`s inherits it
+/// (a lock, a connection to the daemon).
+pub fn keep_across_exec(fd: impl std::os::fd::AsFd) -> std::io::Result<()> {
+    Ok(rustix::io::fcntl_setfd(fd, rustix::io::FdFlags::empty())?)
 }
 
 #[cfg(test)]

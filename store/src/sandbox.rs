@@ -152,8 +152,7 @@ impl Sandbox {
     }
 
     fn prepare(&self, cwd: Option<&Path>) -> std::io::Result<Prepared> {
-        // SAFETY: plain system calls without arguments.
-        let (uid, gid) = unsafe { (libc::geteuid(), libc::getegid()) };
+        let (uid, gid) = (rustix::process::geteuid().as_raw(), rustix::process::getegid().as_raw());
         let outside = if uid == 0 { (NOBODY, NOBODY) } else { (uid, gid) };
         let drop_root = uid == 0;
         let mut hide: Vec<PathBuf> = HIDDEN.iter().map(PathBuf::from).filter(|p| p.is_dir()).collect();
@@ -248,8 +247,7 @@ pub(crate) struct Lent {
 impl Lent {
     /// Lends `dirs` (whole trees) for as long as the value lives.
     pub(crate) fn new(dirs: Vec<PathBuf>) -> std::io::Result<Lent> {
-        // SAFETY: geteuid has no preconditions.
-        if unsafe { libc::geteuid() } != 0 || Sandbox::probe().is_err() {
+        if !rustix::process::geteuid().is_root() || Sandbox::probe().is_err() {
             return Ok(Lent { dirs: Vec::new() });
         }
         for dir in &dirs {

@@ -395,10 +395,7 @@ impl Drop for ExclusiveGuard<'_> {
 
 /// Whether this process may write into `dir` (`access(2)`, so groups and ACLs count).
 fn may_write(dir: &Path) -> bool {
-    use std::os::unix::ffi::OsStrExt;
-    let Ok(c) = std::ffi::CString::new(dir.as_os_str().as_bytes()) else { return false };
-    // SAFETY: `c` is a valid NUL-terminated path for the duration of the call.
-    unsafe { libc::access(c.as_ptr(), libc::W_OK) == 0 }
+    rustix::fs::access(dir, rustix::fs::Access::WRITE_OK).is_ok()
 }
 
 fn check_layout(path: &Path) -> Result<()> {

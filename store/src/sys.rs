@@ -11,14 +11,8 @@ use crate::error::Result;
 pub(crate) fn exchange(a: &Path, b: &Path) -> Result<()> {
     use std::os::unix::fs::PermissionsExt;
     let swap = || -> std::io::Result<()> {
-        use std::os::unix::ffi::OsStrExt;
-        let c = |p: &Path| std::ffi::CString::new(p.as_os_str().as_bytes()).map_err(std::io::Error::other);
-        let (ca, cb) = (c(a)?, c(b)?);
-        // SAFETY: both are valid NUL-terminated paths for the duration of the call.
-        let rc = unsafe {
-            libc::renameat2(libc::AT_FDCWD, ca.as_ptr(), libc::AT_FDCWD, cb.as_ptr(), libc::RENAME_EXCHANGE)
-        };
-        if rc != 0 { Err(std::io::Error::last_os_error()) } else { Ok(()) }
+        use rustix::fs::{CWD, RenameFlags, renameat_with};
+        Ok(renameat_with(CWD, a, CWD, b, RenameFlags::EXCHANGE)?)
     };
     let context = |e: std::io::Error| -> crate::error::Error {
         let message = format!("cannot swap `{}` and `{}`: {e}", a.display(), b.display());
@@ -61,11 +55,6 @@ pub(crate) fn exchange(a: &Path, b: &Path) -> Result<()> {
 /// costs one path lookup per directory instead of one per link.
 pub(crate) struct DirFd(std::os::fd::OwnedFd);
 
-fn c_name(name: &std::ffi::OsStr) -> std::io::Result<std::ffi::CString> {
-    use std::os::unix::ffi::OsStrExt;
-    std::ffi::CString::new(name.as_bytes()).map_err(std::io::Error::other)
-}
-
 fn with_path(e: std::io::Error, what: &str, path: &Path) -> std::io::Error {
     std::io::Error::new(e.kind(), format!("failed to {what} `{}`: {e}", path.display()))
 }
@@ -73,26 +62,16 @@ fn with_path(e: std::io::Error, what: &str, path: &Path) -> std::io::Error {
 impl DirFd {
     /// Opens the directory at `path` (a symlink is not followed).
     pub(crate) fn open(path: &Path) -> std::io::Result<DirFd> {
-        let name = c_name(path.as_os_str())?;
-        DirFd::open_raw(libc::AT_FDCWD, &name).map_err(|e| with_path(e, "open directory", path))
+        open_reading(rustix::fs::CWD, path.as_os_str(), rustix::fs::OFlags::DIRECTORY)
+            .map(DirFd)
+            .map_err(|e| with_path(e, "open directory", path))
     }
 
     /// Opens the directory `name` inside `parent`; `shown` names it in errors.
     pub(crate) fn open_at(parent: &DirFd, name: &std::ffi::OsStr, shown: &Path) -> std::io::Result<DirFd> {
-        use std::os::fd::AsRawFd;
-        DirFd::open_raw(parent.0.as_raw_fd(), &c_name(name)?)
+        open_reading(&parent.0, name, rustix::fs::OFlags::DIRECTORY)
+            .map(DirFd)
             .map_err(|e| with_path(e, "open directory", shown))
-    }
-
-    fn open_raw(at: libc::c_int, name: &std::ffi::CStr) -> std::io::Result<DirFd> {
-        use std::os::fd::FromRawFd;
-        let fd = open_reading(at, name, libc::O_DIRECTORY)?;
-        // SAFETY: `fd` is a fresh descriptor nothing else owns.
-        Ok(DirFd(unsafe { std::os::fd::OwnedFd::from_raw_fd(fd) }))
-    }
-
-    fn raw(&self) -> libc::c_int {
-        std::os::fd::AsRawFd::as_raw_fd(&self.0)
     }
 
     /// Its metadata (`fstat`).
@@ -107,62 +86,36 @@ impl DirFd {
 
     /// Runs `f` with this descriptor seen as a `File`, without giving it up.
     fn as_file<T>(&self, f: impl FnOnce(&std::fs::File) -> T) -> T {
-        use std::os::fd::FromRawFd;
+        use std::os::fd::{AsRawFd, FromRawFd};
         // SAFETY: the `File` borrows the descriptor for the call and is never dropped (so never
         // closes it).
-        let file = std::mem::ManuallyDrop::new(unsafe { std::fs::File::from_raw_fd(self.raw()) });
+        let file = std::mem::ManuallyDrop::new(unsafe { std::fs::File::from_raw_fd(self.0.as_raw_fd()) });
         f(&file)
     }
 
     /// Its entries but `.` and `..`, each with its type when the filesystem gives it
     /// (`readdir`'s `d_type`), in no particular order.
     pub(crate) fn entries(&self) -> std::io::Result<Vec<(std::ffi::OsString, Option<EntryKind>)>> {
+        use rustix::fs::FileType;
         use std::os::unix::ffi::OsStrExt;
-        // fdopendir takes the descriptor it is given, and closedir closes it: give it a copy.
-        // SAFETY: duplicating a valid descriptor.
-        let copy = unsafe { libc::fcntl(self.raw(), libc::F_DUPFD_CLOEXEC, 0) };
-        if copy < 0 {
-            return Err(std::io::Error::last_os_error());
-        }
-        // SAFETY: `copy` is a fresh descriptor of a directory, owned by the stream from here on.
-        let stream = unsafe { libc::fdopendir(copy) };
-        if stream.is_null() {
-            let e = std::io::Error::last_os_error();
-            // SAFETY: fdopendir failed, so `copy` is still ours to close.
-            unsafe { libc::close(copy) };
-            return Err(e);
-        }
-        // The stream reads from the copy's offset, which it shares with this descriptor.
-        // SAFETY: `stream` is a valid directory stream.
-        unsafe { libc::rewinddir(stream) };
+        // A stream of its own (the directory opened again), read from the start.
         let mut out = Vec::new();
-        let result = loop {
-            // SAFETY: errno is thread-local; clearing it tells end-of-stream from an error.
-            unsafe { *libc::__errno_location() = 0 };
-            // SAFETY: `stream` is valid until closedir below.
-            let entry = unsafe { libc::readdir64(stream) };
-            if entry.is_null() {
-                let e = std::io::Error::last_os_error();
-                break if e.raw_os_error() == Some(0) { Ok(()) } else { Err(e) };
-            }
-            // SAFETY: readdir64 returned a valid entry whose name is NUL-terminated.
-            let (name, kind) =
-                unsafe { (std::ffi::CStr::from_ptr((*entry).d_name.as_ptr()).to_bytes(), (*entry).d_type) };
+        for entry in rustix::fs::Dir::read_from(&self.0)? {
+            let entry = entry?;
+            let name = entry.file_name().to_bytes();
             if name == b"." || name == b".." {
                 continue;
             }
-            let kind = match kind {
-                libc::DT_DIR => Some(EntryKind::Dir),
-                libc::DT_REG => Some(EntryKind::File),
-                libc::DT_LNK => Some(EntryKind::Symlink),
-                libc::DT_UNKNOWN => None,
+            let kind = match entry.file_type() {
+                FileType::Directory => Some(EntryKind::Dir),
+                FileType::RegularFile => Some(EntryKind::File),
+                FileType::Symlink => Some(EntryKind::Symlink),
+                FileType::Unknown => None,
                 _ => Some(EntryKind::Other),
             };
             out.push((std::ffi::OsStr::from_bytes(name).to_os_string(), kind));
-        };
-        // SAFETY: closing the stream once; it closes `copy`.
-        unsafe { libc::closedir(stream) };
-        result.map(|()| out)
+        }
+        Ok(out)
     }
 }
 
@@ -179,10 +132,8 @@ pub(crate) enum EntryKind {
 /// Opens the regular file `name` in `dir` for reading; a symlink there is not followed (the
 /// open fails), nor does a FIFO block it.
 pub(crate) fn open_file_at(dir: &DirFd, name: &std::ffi::OsStr) -> std::io::Result<std::fs::File> {
-    use std::os::fd::FromRawFd;
-    let fd = open_reading(dir.raw(), &c_name(name)?, libc::O_NONBLOCK | libc::O_NOCTTY)?;
-    // SAFETY: `fd` is a fresh descriptor nothing else owns.
-    Ok(unsafe { std::fs::File::from_raw_fd(fd) })
+    use rustix::fs::OFlags;
+    open_reading(&dir.0, name, OFlags::NONBLOCK | OFlags::NOCTTY).map(std::fs::File::from)
 }
 
 /// Starts writing `file`'s dirty pages to disk without waiting for them (`sync_file_range` with
@@ -202,57 +153,40 @@ static NOATIME_REFUSED: std::sync::atomic::AtomicBool = std::sync::atomic::Atomi
 /// opened `O_NOATIME` where the kernel allows it (the caller owns them): a scan of the store
 /// would otherwise dirty the inode of every file it reads (on a `relatime` mount the first read
 /// after a write updates the access time), and those inodes would then have to be written back.
-fn open_reading(at: libc::c_int, name: &std::ffi::CStr, extra: libc::c_int) -> std::io::Result<libc::c_int> {
+fn open_reading(
+    at: impl std::os::fd::AsFd,
+    name: &std::ffi::OsStr,
+    extra: rustix::fs::OFlags,
+) -> std::io::Result<std::os::fd::OwnedFd> {
+    use rustix::fs::{Mode, OFlags, openat};
     use std::sync::atomic::Ordering;
-    let flags = libc::O_RDONLY | libc::O_NOFOLLOW | libc::O_CLOEXEC | extra;
+    let flags = OFlags::RDONLY | OFlags::NOFOLLOW | OFlags::CLOEXEC | extra;
     if !NOATIME_REFUSED.load(Ordering::Relaxed) {
-        // SAFETY: a valid descriptor (or AT_FDCWD) and a NUL-terminated name.
-        let fd = unsafe { libc::openat(at, name.as_ptr(), flags | libc::O_NOATIME) };
-        if fd >= 0 {
-            return Ok(fd);
+        match openat(&at, name, flags | OFlags::NOATIME, Mode::empty()) {
+            Ok(fd) => return Ok(fd),
+            Err(rustix::io::Errno::PERM) => NOATIME_REFUSED.store(true, Ordering::Relaxed),
+            Err(e) => return Err(e.into()),
         }
-        let e = std::io::Error::last_os_error();
-        if e.raw_os_error() != Some(libc::EPERM) {
-            return Err(e);
-        }
-        NOATIME_REFUSED.store(true, Ordering::Relaxed);
     }
-    // SAFETY: as above.
-    let fd = unsafe { libc::openat(at, name.as_ptr(), flags) };
-    if fd < 0 { Err(std::io::Error::last_os_error()) } else { Ok(fd) }
+    Ok(openat(&at, name, flags, Mode::empty())?)
 }
 
 /// `lstat` of `name` in `dir`: a symlink there is described, not followed.
-pub(crate) fn stat_at(dir: &DirFd, name: &std::ffi::OsStr) -> std::io::Result<libc::stat> {
-    let c = c_name(name)?;
-    // SAFETY: an all-zero `stat` is a valid value of this plain C struct.
-    let mut st: libc::stat = unsafe { std::mem::zeroed() };
-    // SAFETY: a valid descriptor and NUL-terminated name; the kernel fills `st`.
-    if unsafe { libc::fstatat(dir.raw(), c.as_ptr(), &mut st, libc::AT_SYMLINK_NOFOLLOW) } != 0 {
-        return Err(std::io::Error::last_os_error());
-    }
-    Ok(st)
+pub(crate) fn stat_at(dir: &DirFd, name: &std::ffi::OsStr) -> std::io::Result<rustix::fs::Stat> {
+    Ok(rustix::fs::statat(&dir.0, name, rustix::fs::AtFlags::SYMLINK_NOFOLLOW)?)
 }
 
 /// The target of the symlink `name` in `dir`.
 pub(crate) fn read_link_at(dir: &DirFd, name: &std::ffi::OsStr) -> std::io::Result<std::ffi::OsString> {
-    use std::os::unix::ffi::OsStrExt;
-    let c = c_name(name)?;
-    let mut buf = [0u8; 4096];
-    // SAFETY: a valid descriptor and name; the kernel writes at most `buf.len()` bytes.
-    let n = unsafe { libc::readlinkat(dir.raw(), c.as_ptr(), buf.as_mut_ptr().cast(), buf.len()) };
-    let n = usize::try_from(n).map_err(|_| std::io::Error::last_os_error())?;
-    Ok(std::ffi::OsStr::from_bytes(&buf[..n]).to_os_string())
+    use std::os::unix::ffi::OsStringExt;
+    let target = rustix::fs::readlinkat(&dir.0, name, Vec::new())?;
+    Ok(std::ffi::OsString::from_vec(target.into_bytes()))
 }
 
 /// Creates the directory `name` in `dir` (mode 0755); `shown` names it in errors.
 pub(crate) fn mkdir_at(dir: &DirFd, name: &std::ffi::OsStr, shown: &Path) -> std::io::Result<()> {
-    let c = c_name(name)?;
-    // SAFETY: a valid descriptor and NUL-terminated name for the duration of the call.
-    if unsafe { libc::mkdirat(dir.raw(), c.as_ptr(), 0o755) } != 0 {
-        return Err(with_path(std::io::Error::last_os_error(), "create directory", shown));
-    }
-    Ok(())
+    rustix::fs::mkdirat(&dir.0, name, rustix::fs::Mode::from_raw_mode(0o755))
+        .map_err(|e| with_path(e.into(), "create directory", shown))
 }
 
 /// Creates the symlink `name` → `target` in `dir`; `shown` names it in errors.
@@ -262,12 +196,7 @@ pub(crate) fn symlink_at(
     name: &std::ffi::OsStr,
     shown: &Path,
 ) -> std::io::Result<()> {
-    let (t, c) = (c_name(target)?, c_name(name)?);
-    // SAFETY: valid NUL-terminated strings and a valid descriptor for the duration of the call.
-    if unsafe { libc::symlinkat(t.as_ptr(), dir.raw(), c.as_ptr()) } != 0 {
-        return Err(with_path(std::io::Error::last_os_error(), "create symlink", shown));
-    }
-    Ok(())
+    rustix::fs::symlinkat(target, &dir.0, name).map_err(|e| with_path(e.into(), "create symlink", shown))
 }
 
 /// Whether the entry `name` of `dir` is a symlink to `target`.
@@ -278,19 +207,15 @@ pub(crate) fn link_points_to(dir: &DirFd, name: &std::ffi::OsStr, target: &std::
 /// Hard-links the entry `name` of `from` (a symlink itself, not what it points to) as `name` in
 /// `to`.
 pub(crate) fn link_at(from: &DirFd, name: &std::ffi::OsStr, to: &DirFd) -> std::io::Result<()> {
-    let c = c_name(name)?;
-    // SAFETY: valid descriptors and name for the duration of the call; flags 0 = do not follow.
-    if unsafe { libc::linkat(from.raw(), c.as_ptr(), to.raw(), c.as_ptr(), 0) } != 0 {
-        return Err(std::io::Error::last_os_error());
-    }
-    Ok(())
+    // No AT_SYMLINK_FOLLOW: the entry itself is linked.
+    Ok(rustix::fs::linkat(&from.0, name, &to.0, name, rustix::fs::AtFlags::empty())?)
 }
 
 /// A file mapped read-only into memory: a zip archive is read through it without a read(2) or
 /// lseek(2) per entry. Only for files envctl wrote itself and nobody else changes (a download in
 /// its private temporary directory): a file truncated under a mapping faults.
 pub struct Mapped {
-    ptr: *mut libc::c_void,
+    ptr: *mut std::ffi::c_void,
     len: usize,
 }
 
@@ -306,20 +231,10 @@ impl Mapped {
         if len == 0 {
             return Ok(Mapped { ptr: std::ptr::null_mut(), len: 0 });
         }
-        // SAFETY: a fresh private read-only mapping of an open descriptor; checked below.
-        let ptr = unsafe {
-            libc::mmap(
-                std::ptr::null_mut(),
-                len,
-                libc::PROT_READ,
-                libc::MAP_PRIVATE,
-                std::os::fd::AsRawFd::as_raw_fd(file),
-                0,
-            )
-        };
-        if ptr == libc::MAP_FAILED {
-            return Err(std::io::Error::last_os_error());
-        }
+        use rustix::mm::{MapFlags, ProtFlags, mmap};
+        // SAFETY: a fresh private read-only mapping of an open descriptor, at an address the
+        // kernel chooses: it aliases no memory of this program.
+        let ptr = unsafe { mmap(std::ptr::null_mut(), len, ProtFlags::READ, MapFlags::PRIVATE, file, 0)? };
         Ok(Mapped { ptr, len })
     }
 }
@@ -335,11 +250,11 @@ impl Mapped {
         if end > start {
             // SAFETY: advising on a page-aligned range inside the mapping; MADV_DONTNEED on a
             // private read-only file mapping only drops pages, which read back from the file.
-            unsafe {
-                libc::madvise(
+            let _ = unsafe {
+                rustix::mm::madvise(
                     self.ptr.cast::<u8>().add(start as usize).cast(),
                     (end - start) as usize,
-                    libc::MADV_DONTNEED,
+                    rustix::mm::Advice::LinuxDontNeed,
                 )
             };
         }
@@ -415,7 +330,7 @@ impl Drop for Mapped {
     fn drop(&mut self) {
         if self.len > 0 {
             // SAFETY: unmapping exactly what `new` mapped, once.
-            unsafe { libc::munmap(self.ptr, self.len) };
+            let _ = unsafe { rustix::mm::munmap(self.ptr, self.len) };
         }
     }
 }
@@ -425,17 +340,16 @@ impl Drop for Mapped {
 /// started it and goes on writing into `.tmp/`. The signal is tied to the thread that spawns the
 /// command, so that thread must wait for it (every caller here does).
 pub(crate) fn die_with_parent(command: &mut std::process::Command) {
+    use rustix::process::{Pid, Signal, getppid, set_parent_process_death_signal};
     use std::os::unix::process::CommandExt;
-    let parent = std::process::id() as libc::pid_t;
+    let parent = Pid::from_raw(std::process::id() as i32);
     // SAFETY: between fork and exec the closure makes only async-signal-safe calls (prctl,
     // getppid, _exit) and allocates nothing.
     unsafe {
         command.pre_exec(move || {
-            if libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL as libc::c_ulong) != 0 {
-                return Err(std::io::Error::last_os_error());
-            }
+            set_parent_process_death_signal(Some(Signal::KILL))?;
             // The parent died before the signal was asked for: nobody would send it.
-            if libc::getppid() != parent {
+            if getppid() != parent {
                 libc::_exit(1);
             }
             Ok(())
@@ -446,11 +360,11 @@ pub(crate) fn die_with_parent(command: &mut std::process::Command) {
 /// Sends SIGKILL to every process of the process group `group` (one a child was started in, see
 /// `CommandExt::process_group`); a group that is already empty is fine.
 pub(crate) fn kill_group(group: u32) {
-    let Ok(group) = libc::pid_t::try_from(group) else { return };
-    if group > 1 {
-        // SAFETY: a plain system call; a negative pid names the process group.
-        unsafe { libc::kill(-group, libc::SIGKILL) };
-    }
+    let Some(group) = i32::try_from(group).ok().filter(|g| *g > 1).and_then(rustix::process::Pid::from_raw)
+    else {
+        return;
+    };
+    let _ = rustix::process::kill_process_group(group, rustix::process::Signal::KILL);
 }
 
 /// Renames the directory `from` to `to`, in another parent directory.

@@ -23,7 +23,7 @@
 
 use std::collections::BTreeMap;
 use std::collections::btree_map::Entry as MapEntry;
-use std::ffi::{CString, OsStr, OsString};
+use std::ffi::{OsStr, OsString};
 use std::fs::{FileTimes, OpenOptions};
 use std::io::{Read, Write};
 use std::os::unix::ffi::OsStrExt;
@@ -912,21 +912,16 @@ pub(crate) fn normalize_tree(root: &Path) -> std::io::Result<()> {
 
 /// Sets `path`'s mtime to [`NORMALIZED_MTIME`] (of the link itself when `nofollow`).
 pub(crate) fn set_mtime(path: &Path, nofollow: bool) -> std::io::Result<()> {
-    let c = CString::new(path.as_os_str().as_bytes()).map_err(std::io::Error::other)?;
-    let times = [
-        libc::timespec { tv_sec: 0, tv_nsec: libc::UTIME_OMIT },
-        libc::timespec { tv_sec: NORMALIZED_MTIME.as_secs() as libc::time_t, tv_nsec: 0 },
-    ];
-    let flags = if nofollow { libc::AT_SYMLINK_NOFOLLOW } else { 0 };
-    // SAFETY: `c` is a valid NUL-terminated string and `times` holds two timespecs, as
-    // utimensat(2) requires; both outlive the call.
-    let rc = unsafe { libc::utimensat(libc::AT_FDCWD, c.as_ptr(), times.as_ptr(), flags) };
-    if rc == 0 {
-        Ok(())
-    } else {
-        let e = std::io::Error::last_os_error();
-        Err(std::io::Error::new(e.kind(), format!("failed to set the mtime of `{}`: {e}", path.display())))
-    }
+    use rustix::fs::{AtFlags, CWD, Timespec, Timestamps, UTIME_OMIT, utimensat};
+    let times = Timestamps {
+        last_access: Timespec { tv_sec: 0, tv_nsec: UTIME_OMIT },
+        last_modification: Timespec { tv_sec: NORMALIZED_MTIME.as_secs() as i64, tv_nsec: 0 },
+    };
+    let flags = if nofollow { AtFlags::SYMLINK_NOFOLLOW } else { AtFlags::empty() };
+    utimensat(CWD, path, &times, flags).map_err(|e| {
+        let e = std::io::Error::from(e);
+        std::io::Error::new(e.kind(), format!("failed to set the mtime of `{}`: {e}", path.display()))
+    })
 }
 
 /// The process umask, read without changing it (umask(2) can only be read by setting it, which

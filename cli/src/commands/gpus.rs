@@ -162,12 +162,9 @@ impl Held {
                 std::mem::forget(lease);
             }
             Held::Daemon(conn) => {
-                let fd = std::os::fd::IntoRawFd::into_raw_fd(conn);
-                // SAFETY: fcntl on a descriptor this process owns; clearing FD_CLOEXEC changes
-                // no memory.
-                if unsafe { libc::fcntl(fd, libc::F_SETFD, 0) } != 0 {
-                    return Err(std::io::Error::last_os_error());
-                }
+                envctl_store::keep_across_exec(&conn)?;
+                // Open until the program ends.
+                std::mem::forget(conn);
             }
         }
         Ok(())

@@ -35,17 +35,17 @@ static USER_UMASK: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::
 /// envctl never creates anything group- or world-writable, whatever the caller's umask: another
 /// user who could write to the home could re-point a profile or swap a lock file.
 fn guard_umask() {
-    // SAFETY: umask(2) only swaps the process's file mode mask.
-    let user = unsafe { libc::umask(0o022) };
-    // SAFETY: as above.
-    unsafe { libc::umask(user | 0o022) };
-    USER_UMASK.store(user as u32, std::sync::atomic::Ordering::Relaxed);
+    use rustix::fs::Mode;
+    let user = rustix::process::umask(Mode::from_raw_mode(0o022));
+    rustix::process::umask(user | Mode::from_raw_mode(0o022));
+    USER_UMASK.store(user.as_raw_mode(), std::sync::atomic::Ordering::Relaxed);
 }
 
 /// Gives the process the user's own umask back, just before it becomes the user's program.
 pub fn restore_user_umask() {
-    // SAFETY: umask(2) only swaps the process's file mode mask.
-    unsafe { libc::umask(USER_UMASK.load(std::sync::atomic::Ordering::Relaxed) as libc::mode_t) };
+    rustix::process::umask(rustix::fs::Mode::from_raw_mode(
+        USER_UMASK.load(std::sync::atomic::Ordering::Relaxed),
+    ));
 }
 
 /// Blocks of 128 KiB and more come from `mmap` and go back to the system when freed. glibc

@@ -325,9 +325,10 @@ pub fn session(args: &SessionArgs, command: Vec<String>, settings: &Settings, cl
     // across exec, is open.
     if let Some(pending) = pending {
         let conn = pending.wait()?;
-        let fd = std::os::fd::IntoRawFd::into_raw_fd(conn);
-        // SAFETY: fcntl on a descriptor this process owns; clearing FD_CLOEXEC changes no memory.
-        unsafe { libc::fcntl(fd, libc::F_SETFD, 0) };
+        envctl_store::keep_across_exec(&conn)
+            .map_err(|e| Failure::new("cannot hand the daemon's connection to the program", e))?;
+        // Open until the program ends.
+        std::mem::forget(conn);
     }
     // A user who may only read the home cannot register a root; the profile's own generation
     // link keeps the generation alive until its owner deletes it.

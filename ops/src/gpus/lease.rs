@@ -65,16 +65,7 @@ impl Lease {
 
     /// Lets the locks survive `exec`: the program run (and its children) hold the lease.
     pub fn inherit_across_exec(&self) -> std::io::Result<()> {
-        for lock in &self.locks {
-            if let Some(fd) = lock.as_raw_fd() {
-                // SAFETY: fcntl on a descriptor this process owns; clearing FD_CLOEXEC changes no
-                // memory.
-                if unsafe { libc::fcntl(fd, libc::F_SETFD, 0) } != 0 {
-                    return Err(std::io::Error::last_os_error());
-                }
-            }
-        }
-        Ok(())
+        self.locks.iter().try_for_each(envctl_store::FileLock::keep_across_exec)
     }
 }
 

@@ -153,8 +153,7 @@ fn started(proc: &Path) -> Option<i64> {
         .trim()
         .parse()
         .ok()?;
-    // SAFETY: sysconf has no preconditions.
-    let hz = unsafe { libc::sysconf(libc::_SC_CLK_TCK) }.max(1) as i64;
+    let hz = rustix::param::clock_ticks_per_second().max(1) as i64;
     Some(boot + ticks / hz)
 }
 
@@ -181,19 +180,19 @@ pub fn idle(snapshot: &Snapshot, idle_for: i64) -> Vec<(&Gpu, &GpuProcess)> {
 /// Ends `p` (SIGTERM, then SIGKILL after `grace` if it is still there), or says why not: only
 /// its owner (and root) may.
 pub fn end(p: &GpuProcess, grace: std::time::Duration) -> Result<(), String> {
-    let pid = p.pid as libc::pid_t;
+    use rustix::process::{Pid, Signal, kill_process};
+    let Some(pid) = i32::try_from(p.pid).ok().and_then(Pid::from_raw) else {
+        return Err(format!("cannot signal pid {}: not a process id", p.pid));
+    };
     let same = || p.started.is_none() || start_time(p.pid) == p.started;
     if !same() {
         return Ok(());
     }
-    // SAFETY: kill has no memory preconditions.
-    if unsafe { libc::kill(pid, libc::SIGTERM) } != 0 {
-        let e = std::io::Error::last_os_error();
-        return Err(match e.raw_os_error() {
-            Some(libc::EPERM) => format!("pid {} is {}'s, not yours", p.pid, p.user),
-            Some(libc::ESRCH) => return Ok(()),
-            _ => format!("cannot signal pid {}: {e}", p.pid),
-        });
+    match kill_process(pid, Signal::TERM) {
+        Ok(()) => {}
+        Err(rustix::io::Errno::PERM) => return Err(format!("pid {} is {}'s, not yours", p.pid, p.user)),
+        Err(rustix::io::Errno::SRCH) => return Ok(()),
+        Err(e) => return Err(format!("cannot signal pid {}: {e}", p.pid)),
     }
     let deadline = std::time::Instant::now() + grace;
     while std::time::Instant::now() < deadline {
@@ -202,8 +201,7 @@ pub fn end(p: &GpuProcess, grace: std::time::Duration) -> Result<(), String> {
         }
         std::thread::sleep(std::time::Duration::from_millis(100));
     }
-    // SAFETY: as above.
-    unsafe { libc::kill(pid, libc::SIGKILL) };
+    let _ = kill_process(pid, Signal::KILL);
     Ok(())
 }
 
