@@ -64,7 +64,9 @@ def main():
                 elif "." not in first and not first.endswith(".dist-info"):
                     names.add(first)
             names = sorted(names)
-        modules[dist] = [n for n in names if n and (not n.startswith("_") or n == "_cffi_backend")]
+        # Only importable names: a RECORD also lists directories of stubs (`wrapt-stubs/`).
+        modules[dist] = [n for n in names if n and all(p.isidentifier() for p in n.split("."))
+                         and (not n.startswith("_") or n == "_cffi_backend")]
         ep = os.path.join(info, "entry_points.txt")
         if os.path.exists(ep):
             section = None
