@@ -261,11 +261,12 @@ impl Mapped {
     }
 }
 
-/// How much a [`MappedReader`] reads before it lets the kernel drop what it read.
-const RELEASE_EVERY: u64 = 8 << 20;
+/// How much a [`MappedReader`] reads before it lets the kernel drop what it read: 2 MiB, one
+/// `madvise` per 2 MiB read (the PyTorch 2.8 apply: peak RSS 131 MiB at 8 MiB, 92 MiB at 2).
+const RELEASE_EVERY: u64 = 2 << 20;
 
 /// A reader over a mapping that releases what it has read (see [`Mapped::release`]) every
-/// 8 MiB, so that even one large entry never keeps more than that of the archive resident (a wheel is
+/// 2 MiB, so that even one large entry never keeps more than that of the archive resident (a wheel is
 /// read by four threads at once, and four installs run side by side).
 /// Clones read independently (one per thread).
 #[derive(Clone)]
