@@ -98,6 +98,8 @@ struct RawProfile {
     environments: BTreeMap<Spanned<String>, Vec<Spanned<String>>>,
 }
 
+/// A feature's tables, the same three the top of the file has (written out there too: serde's
+/// `flatten` cannot be combined with `deny_unknown_fields`, and a misspelt key must be refused).
 #[derive(Deserialize, Default)]
 #[serde(deny_unknown_fields)]
 struct RawFeature {
