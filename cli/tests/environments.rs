@@ -105,6 +105,10 @@ fn a_wrong_environment_or_feature_is_named_with_what_the_file_defines() {
     let dir = project(&f, MANIFEST);
     let err = in_dir(&f, &dir, &["run", "-e", "gpu", "--", "hello"]).failed().to_owned();
     assert!(err.contains("no environment `gpu`; the file defines old"), "{err}");
+    // A profile is one environment already: `-e` with a profile's name says what to name instead.
+    in_dir(&f, &dir, &["apply", "envctl.toml"]).success();
+    let err = in_dir(&f, &dir, &["run", "-e", "old", "p", "--", "hello"]).failed().to_owned();
+    assert!(err.contains("`p` is a profile") && err.contains("`p-old`"), "{err}");
 
     let dir = project(&f, &MANIFEST.replace("old = [\"old\"]", "old = [\"olde\"]"));
     let err = in_dir(&f, &dir, &["lock"]).failed().to_owned();

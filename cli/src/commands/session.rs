@@ -65,6 +65,14 @@ pub(super) fn target(
             file = Some(path.to_path_buf());
             (applied.name, applied.generation)
         } else {
+            // `-e` picks an environment of a file; a profile is already one environment.
+            if let Some(env) = &settings.invocation.environment {
+                return Err(Failure::new(
+                    format!("cannot start a session in `{spec}` with `-e {env}`"),
+                    format!("`-e` picks an environment of a profile file, and `{spec}` is a profile"),
+                )
+                .hint(format!("name the environment's own profile (`{spec}-{env}`), or the profile file")));
+            }
             let (profile, profiles) = settings.profile(spec)?;
             let current = profiles
                 .current(&profile.name)
