@@ -19,10 +19,10 @@ use std::path::{Path, PathBuf};
 use serde::{Deserialize, Serialize};
 
 use crate::error::{Error, Result};
-use crate::name::PackageName;
 use crate::recipe::{Recipe, Source, SystemRequirements};
 use crate::repo::Repository;
 use crate::version::{Requirement, Version};
+use envctl_core::PackageName;
 
 /// 2: sources gained `move`; 3: `python` and `hints`.
 const FORMAT: u32 = 3;

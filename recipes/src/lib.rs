@@ -8,7 +8,6 @@ mod env;
 mod error;
 pub mod import;
 mod lock;
-mod name;
 mod profile;
 mod recipe;
 mod repo;
@@ -18,9 +17,9 @@ mod url_path;
 mod version;
 
 pub use env::{SEARCH_VARIABLES, compose as compose_env, expand as expand_env, is_variable_name};
+pub use envctl_core::PackageName;
 pub use error::{Error, Result};
 pub use lock::{Built, LOCK_VERSION, LockFile, LockedPackage, LockedSource};
-pub use name::PackageName;
 pub use profile::{ProfileFile, Requested, check_profile_name};
 pub use recipe::{Recipe, Source, SystemRequirements};
 pub use repo::Repository;

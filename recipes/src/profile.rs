@@ -31,9 +31,9 @@ use serde::Deserialize;
 use toml::Spanned;
 
 use crate::error::{Error, Result, line_of};
-use crate::name::PackageName;
 use crate::system::{RawOverrides, SystemOverrides};
 use crate::version::Requirement;
+use envctl_core::PackageName;
 
 /// One requested package, with the line that asked for it.
 #[derive(Debug, Clone, PartialEq, Eq)]

@@ -8,8 +8,8 @@ use serde::Deserialize;
 use toml::Spanned;
 
 use crate::error::{Error, Result, line_of};
-use crate::name::PackageName;
 use crate::version::{Requirement, Version};
+use envctl_core::PackageName;
 
 /// What a recipe needs from the machine.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]

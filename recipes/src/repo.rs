@@ -12,9 +12,9 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use crate::error::{Error, Result};
-use crate::name::PackageName;
 use crate::recipe::Recipe;
 use crate::version::Version;
+use envctl_core::PackageName;
 
 mod bundled {
     include!(concat!(env!("OUT_DIR"), "/bundled.rs"));

@@ -233,3 +233,9 @@ impl Error {
 
 /// Result with the store's error.
 pub type Result<T, E = Error> = std::result::Result<T, E>;
+
+impl From<envctl_core::Invalid> for Error {
+    fn from(e: envctl_core::Invalid) -> Error {
+        Error::Invalid { what: e.what, value: e.value, rule: e.rule }
+    }
+}

@@ -41,21 +41,7 @@ pub fn project_of(file: &str) -> String {
     normalized_name(name)
 }
 
-/// PEP 503's normalized form of a distribution name: lowercase, each run of `-`, `_` and `.` one
-/// `-` (`Typing_Extensions` → `typing-extensions`).
-pub fn normalized_name(name: &str) -> String {
-    let mut out = String::with_capacity(name.len());
-    for c in name.chars() {
-        if matches!(c, '-' | '_' | '.') {
-            if !out.ends_with('-') {
-                out.push('-');
-            }
-        } else {
-            out.push(c.to_ascii_lowercase());
-        }
-    }
-    out
-}
+pub use envctl_core::normalized_name;
 
 impl Fetcher {
     /// The locations of `index://NAME/FILE`: see the module docs.

@@ -106,30 +106,7 @@ impl Version {
     }
 }
 
-/// A sha256 digest, stored as 64 lowercase hex digits.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-pub struct Sha256(pub [u8; 32]);
-
-impl Sha256 {
-    /// Parses 64 hex digits (either case).
-    pub fn parse(s: &str) -> Result<Sha256> {
-        let mut out = [0u8; 32];
-        match hex::decode_to_slice(s, &mut out) {
-            Ok(()) => Ok(Sha256(out)),
-            Err(_) => Err(Error::Invalid {
-                what: "sha256",
-                value: s.to_owned(),
-                rule: "expected 64 hexadecimal digits",
-            }),
-        }
-    }
-}
-
-impl std::fmt::Display for Sha256 {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str(&hex::encode(self.0))
-    }
-}
+pub use envctl_core::Sha256;
 
 /// The file name of a store path: `<hash>-<name>-<version>`, with the hash derived from the tree
 /// hash, the name and the version.

@@ -66,7 +66,7 @@ fn add(installer: &envctl_store::Installer, args: &AddArgs, cli: &Cli) -> Result
     let format = args.format.as_deref().map(Format::parse).transpose().context(what)?;
     let request = InstallRequest {
         url,
-        sha256: Sha256::parse(&args.sha256).context(what)?,
+        sha256: Sha256::parse(&args.sha256).map_err(envctl_store::Error::from).context(what)?,
         name: Name::parse(&args.name).context(what)?,
         version: Version::parse(&args.version).context(what)?,
         unpack: UnpackOptions {

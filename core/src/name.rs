@@ -1,4 +1,4 @@
-//! Package names.
+//! Package names, and the one PEP 503 normalization every crate uses.
 
 use std::fmt;
 
@@ -23,23 +23,29 @@ impl PackageName {
                 "invalid package name `{s}`: use letters, digits, `.`, `_` and `-`, starting with a letter or digit"
             ));
         }
-        let mut out = String::with_capacity(s.len());
-        for c in s.chars() {
-            if matches!(c, '.' | '_' | '-') {
-                if !out.ends_with('-') {
-                    out.push('-');
-                }
-            } else {
-                out.push(c.to_ascii_lowercase());
-            }
-        }
-        Ok(PackageName(out.into()))
+        Ok(PackageName(normalized_name(s).into()))
     }
 
     /// The name as text.
     pub fn as_str(&self) -> &str {
         &self.0
     }
+}
+
+/// PEP 503's normalized form of a distribution name: lowercase, each run of `-`, `_` and `.` one
+/// `-` (`Typing_Extensions` → `typing-extensions`).
+pub fn normalized_name(name: &str) -> String {
+    let mut out = String::with_capacity(name.len());
+    for c in name.chars() {
+        if matches!(c, '-' | '_' | '.') {
+            if !out.ends_with('-') {
+                out.push('-');
+            }
+        } else {
+            out.push(c.to_ascii_lowercase());
+        }
+    }
+    out
 }
 
 impl fmt::Display for PackageName {

@@ -1,0 +1,29 @@
+//! The vocabulary every envctl crate shares, defined once: a package name as PEP 503 normalizes
+//! it, and a sha256 digest. A leaf crate: the recipes, the store and the Python layer all embed
+//! these, and none of them defines its own.
+
+mod name;
+mod sha256;
+
+pub use name::{PackageName, normalized_name};
+pub use sha256::Sha256;
+
+/// A value that breaks its rule: what it is, the value, and the rule (the store and the recipes
+/// each turn this into an error of their own).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Invalid {
+    /// What kind of value (`sha256`).
+    pub what: &'static str,
+    /// The value as given.
+    pub value: String,
+    /// The rule it breaks.
+    pub rule: &'static str,
+}
+
+impl std::fmt::Display for Invalid {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "invalid {} `{}`: {}", self.what, self.value, self.rule)
+    }
+}
+
+impl std::error::Error for Invalid {}
