@@ -45,7 +45,11 @@ fn each_environment_is_locked_in_the_one_lock_file_and_applied_as_its_own_profil
     let dir = project(&f, MANIFEST);
 
     // `lock` locks every environment: the default one at the top, the others in their sections.
-    in_dir(&f, &dir, &["lock"]).success();
+    let said = in_dir(&f, &dir, &["lock"]).success().stderr;
+    assert!(
+        said.contains("wrote `") && said.contains("envctl.lock`, environment `old`, (2 packages)"),
+        "{said}"
+    );
     let text = std::fs::read_to_string(dir.join("envctl.lock")).unwrap();
     let lock: toml::Value = toml::from_str(&text).unwrap();
     assert_eq!(version_in(&lock["package"], "hello"), "2.0", "{text}");

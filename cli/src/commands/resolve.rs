@@ -79,6 +79,11 @@ pub fn relock_environments(file: &Path, update: &Update, settings: &Settings, js
     Ok(status)
 }
 
+/// How messages name the part of a lock file an environment has: nothing for the default one.
+fn environment_of(profile: &envctl_recipes::ProfileFile) -> String {
+    profile.environment.as_ref().map(|e| format!(", environment `{e}`,")).unwrap_or_default()
+}
+
 /// What a lock re-resolves.
 pub enum Update {
     /// Nothing the profile file did not change.
@@ -122,7 +127,7 @@ pub fn relock(
                 None => f.hint(format!("`envctl lock {file} --update` re-resolves")),
             });
         }
-        printer::status(&format!("`{}` is up to date", lock_path.display()));
+        printer::status(&format!("`{}`{} is up to date", lock_path.display(), environment_of(&ctx.profile)));
         let unmet = ctx.unmet_by(old);
         for need in &unmet {
             printer::info(&format!("warning: it does not fit this machine: {need}"));
@@ -188,8 +193,9 @@ pub fn relock(
         .map_err(|e| Failure::new("cannot write the lock file", e))?;
     let changes = report_changes(old.as_ref(), &new);
     printer::status(&format!(
-        "wrote `{}` ({})",
+        "wrote `{}`{} ({})",
         lock_path.display(),
+        environment_of(&ctx.profile),
         printer::count(new.packages.len(), "package")
     ));
     if json {
