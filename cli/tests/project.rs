@@ -363,3 +363,32 @@ fn update_relocks_and_applies_and_lock_update_takes_a_file() {
     assert_eq!(code, 0, "{err}");
     assert_eq!(locked("hello"), "version = \"2.0\"");
 }
+
+/// Issue 26, 6: an apply records each archive's size in the lock, so a fresh machine's dry run
+/// says what it would download without asking the network, and an offline apply lists what is
+/// missing one per line with its size.
+#[test]
+fn the_lock_records_archive_sizes_for_dry_runs_and_offline_applies_elsewhere() {
+    let f = Fixture::new();
+    let file = f.profile("p", "[packages]\nhello = \"1\"\n");
+    f.run(&["apply", &file]).success();
+    let len = f.server.body_len("/hello-1.0.tar.gz").unwrap();
+    let lock = std::fs::read_to_string(f.sb.path("p.lock")).unwrap();
+    assert!(lock.starts_with("# Generated") && lock.contains("\nversion = 3\n"), "{lock}");
+    assert!(lock.contains(&format!("archive-size = {len}\n")), "{lock}");
+
+    // Another machine: an empty home, the same lock.
+    let elsewhere = f.sb.path("elsewhere");
+    let other = [("ENVCTL_HOME", elsewhere.to_str().unwrap())];
+    let heads = f.server.heads("/hello-1.0.tar.gz");
+    let plan = f.sb.run_env(&["apply", &file, "--frozen", "--dry-run"], &other).success();
+    assert!(plan.stdout.contains(&format!("hello-1.0.tar.gz ({len} B)")), "{}", plan.stdout);
+    assert_eq!(
+        f.server.heads("/hello-1.0.tar.gz"),
+        heads,
+        "the dry run asked the network for a size the lock has"
+    );
+    let err = f.sb.run_env(&["apply", &file, "--frozen", "--offline"], &other).failure();
+    let url = f.server.url("/hello-1.0.tar.gz");
+    assert!(err.failed().contains(&format!("\n    hello 1.0 ({url}, {len} B)")), "{}", err.stderr);
+}

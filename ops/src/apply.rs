@@ -433,21 +433,23 @@ fn to_fetch(lock: &LockFile, settings: &Settings, sizes: bool) -> (Vec<Fetch>, V
         .iter()
         .map(|p| if sizes { install_request(p).and_then(|r| caches.offer(&r)) } else { None })
         .collect();
-    let upstream: Vec<&LockedPackage> =
-        missing.iter().zip(&offers).filter(|(_, o)| o.is_none()).map(|(p, _)| *p).collect();
-    let mut upstream_sizes = if sizes {
-        download_sizes(&upstream, options.fetch, options.jobs)
-    } else {
-        vec![None; upstream.len()]
-    }
-    .into_iter();
+    // The network is asked only for sizes the lock does not record.
+    let unknown: Vec<&LockedPackage> = missing
+        .iter()
+        .zip(&offers)
+        .filter(|(p, o)| o.is_none() && p.archive_size.is_none())
+        .map(|(p, _)| *p)
+        .collect();
+    let mut probed =
+        if sizes { download_sizes(&unknown, options.fetch, options.jobs) } else { vec![None; unknown.len()] }
+            .into_iter();
     let fetch = missing
         .iter()
         .zip(offers)
         .map(|(p, offer)| {
             let (url, bytes, cache) = match offer {
                 Some((cache, size)) => (cache, Some(size), true),
-                None => (p.source.url.clone(), upstream_sizes.next().flatten(), false),
+                None => (p.source.url.clone(), p.archive_size.or_else(|| probed.next().flatten()), false),
             };
             Fetch { name: p.name.clone(), version: p.version.clone(), url, cache, bytes }
         })
@@ -552,6 +554,9 @@ pub fn execute(
         }
         p.store_path = Some(installed.record.name.clone());
         p.tree_hash = Some(installed.record.tree_hash.clone());
+        if installed.archive_size.is_some() {
+            p.archive_size = installed.archive_size;
+        }
     }
 
     // Build the generation.
@@ -760,7 +765,8 @@ fn check_offline(
             && fetcher.locations(&p.source.url).is_err()
             && installer.caches().offer(&request).is_none()
         {
-            lacking.push(format!("{} {} ({})", p.name, p.version, p.source.url));
+            let size = p.archive_size.map(|n| format!(", {}", crate::error::bytes(n))).unwrap_or_default();
+            lacking.push(format!("{} {} ({}{size})", p.name, p.version, p.source.url));
         }
     }
     if lacking.is_empty() {

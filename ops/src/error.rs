@@ -127,3 +127,15 @@ fn store_hints(e: &envctl_store::Error) -> Vec<String> {
 }
 
 pub use envctl_recipes::nearest;
+
+/// A byte count as messages write it: `512 B`, `1.5 KiB`, `2.3 GiB`.
+pub fn bytes(n: u64) -> String {
+    const UNITS: [&str; 5] = ["B", "KiB", "MiB", "GiB", "TiB"];
+    let mut v = n as f64;
+    let mut unit = 0;
+    while v >= 1024.0 && unit < UNITS.len() - 1 {
+        v /= 1024.0;
+        unit += 1;
+    }
+    if unit == 0 { format!("{n} B") } else { format!("{v:.1} {}", UNITS[unit]) }
+}

@@ -335,6 +335,7 @@ pub fn build_lock(
             dependencies: solution.graph.dependencies(name).iter().map(|d| d.to_string()).collect(),
             store_path: None,
             tree_hash: None,
+            archive_size: None,
             source: LockedSource::from(source),
             built: None,
         };
@@ -358,8 +359,10 @@ pub fn build_lock(
         let same_as_before = old
             .and_then(|o| o.get(name.as_str()))
             .filter(|prev| prev.version == locked.version && prev.source == locked.source);
-        // The wheel a source distribution was first built into stays promised across re-locks.
+        // The wheel a source distribution was first built into stays promised across re-locks,
+        // and the size of the same archive stays known.
         locked.built = same_as_before.and_then(|prev| prev.built.clone());
+        locked.archive_size = same_as_before.and_then(|prev| prev.archive_size);
         let installed = store
             .as_ref()
             .zip(crate::request::install_request(&locked))

@@ -70,6 +70,7 @@ impl Store {
             fetched: false,
             skipped: Vec::new(),
             cache: None,
+            archive_size: None,
         }))
     }
 
@@ -125,7 +126,14 @@ impl Store {
             Some((&d.key, &source)),
             &references,
         )?;
-        Ok(Installed { path: dest, record, fetched: false, skipped: Vec::new(), cache: None })
+        Ok(Installed {
+            path: dest,
+            record,
+            fetched: false,
+            skipped: Vec::new(),
+            cache: None,
+            archive_size: None,
+        })
     }
 
     /// Has the layer finish an interpreter's tree unpacked at `tree` (not yet in the store; its

@@ -57,7 +57,14 @@ impl Store {
         if let Some(record) = self.valid(&name)? {
             self.db().record_build(&record.name, profile, &recorded, manifest)?;
             let path = self.dir.join(name.as_str());
-            return Ok(Installed { path, record, fetched: false, skipped: Vec::new(), cache: None });
+            return Ok(Installed {
+                path,
+                record,
+                fetched: false,
+                skipped: Vec::new(),
+                cache: None,
+                archive_size: None,
+            });
         }
         // Only a store path is shared from (a hard link must stay inside the store).
         let earlier = previous.filter(|p| p.parent() == Some(self.dir.as_path()));
@@ -68,7 +75,14 @@ impl Store {
         let (dest, record) =
             self.commit(&work, &tree_dir, &name, &tree_hash, tree.stats(), package, None, &references)?;
         self.db().record_build(&record.name, profile, &recorded, manifest)?;
-        Ok(Installed { path: dest, record, fetched: false, skipped: Vec::new(), cache: None })
+        Ok(Installed {
+            path: dest,
+            record,
+            fetched: false,
+            skipped: Vec::new(),
+            cache: None,
+            archive_size: None,
+        })
     }
 
     /// The directories of the valid path `name` whose shared objects' run paths climb out of

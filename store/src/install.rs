@@ -106,7 +106,14 @@ impl<'a> Installer<'a> {
 impl Store {
     fn found(&self, record: PathRecord) -> Option<Installed> {
         let path = self.dir.join(&record.name);
-        path.is_dir().then_some(Installed { path, record, fetched: false, skipped: Vec::new(), cache: None })
+        path.is_dir().then_some(Installed {
+            path,
+            record,
+            fetched: false,
+            skipped: Vec::new(),
+            cache: None,
+            archive_size: None,
+        })
     }
 
     /// The installed path for a request, if the store has it; fetches nothing.
@@ -163,7 +170,8 @@ impl Store {
             return Ok(installed);
         }
         let work = TempDir::new(&self.dir.join(".tmp"))?;
-        let (unpacked, tree_dir, url) = self.fetch_and_unpack(id, request, format, &work, reporter)?;
+        let (unpacked, tree_dir, url, archive_size) =
+            self.fetch_and_unpack(id, request, format, &work, reporter)?;
         let tree_hash = unpacked.tree.tree_hash();
         let stats = unpacked.tree.stats();
         let name = StorePathName::derive(&request.name, &request.version, &tree_hash);
@@ -181,11 +189,18 @@ impl Store {
             &references,
         )?;
         tracing::debug!(path = %dest.display(), files = stats.files, bytes = stats.size, "installed");
-        Ok(Installed { path: dest, record, fetched: true, skipped: unpacked.skipped, cache: None })
+        Ok(Installed {
+            path: dest,
+            record,
+            fetched: true,
+            skipped: unpacked.skipped,
+            cache: None,
+            archive_size: Some(archive_size),
+        })
     }
 
     /// Tries each location of the source, retrying transient failures with backoff. Returns the
-    /// unpacked tree, where it is, and the URL it came from.
+    /// unpacked tree, where it is, the URL it came from and the archive's size.
     pub(crate) fn fetch_and_unpack(
         &self,
         id: usize,
@@ -193,7 +208,7 @@ impl Store {
         format: Format,
         work: &TempDir,
         reporter: &dyn Reporter,
-    ) -> Result<(Unpacked, PathBuf, String)> {
+    ) -> Result<(Unpacked, PathBuf, String, u64)> {
         let locations = self.fetcher.locations(&request.url)?;
         let options = self.fetcher.options();
         let mut failures: Vec<Error> = Vec::new();
@@ -202,11 +217,11 @@ impl Store {
             loop {
                 let tree_dir = work.fresh("tree")?;
                 match self.attempt(id, location, request, format, work, &tree_dir, reporter) {
-                    Ok(mut unpacked) => {
+                    Ok((mut unpacked, size)) => {
                         if request.unpack.bytecode {
                             unpacked.tree = self.finish_interpreter(&tree_dir)?;
                         }
-                        return Ok((unpacked, tree_dir, location.to_string()));
+                        return Ok((unpacked, tree_dir, location.to_string(), size));
                     }
                     Err(e) if e.should_retry() && attempt < options.retries => {
                         let delay = options.backoff * 2u32.saturating_pow(attempt);
@@ -251,7 +266,7 @@ impl Store {
         work: &TempDir,
         tree_dir: &Path,
         reporter: &dyn Reporter,
-    ) -> Result<Unpacked> {
+    ) -> Result<(Unpacked, u64)> {
         let opened = self.fetcher.open(location)?;
         let label = location.to_string();
         reporter.download_started(id, &label, opened.size);
@@ -265,6 +280,7 @@ impl Store {
             let mut chunks = ChunkReader { rx, back, chunk: Vec::new(), pos: 0, end: None };
 
             let unpacked = if format.needs_seek() {
+                // The archive's size is checked below with the digest, from the stream's end.
                 // Zip needs its central directory first: land the file, check it, then open it.
                 let archive = work.path.join("download");
                 let copied = (|| -> Result<()> {
@@ -283,22 +299,17 @@ impl Store {
                     Ok(())
                 })();
                 let end = chunks.finish();
-                check(end, copied, request, &label)?;
+                let ((), size) = check(end, copied, request, &label)?;
                 let file = fs_err::File::open(&archive)?.into_parts().0;
-                if format == Format::Conda {
-                    return unpack::unpack_conda(file, tree_dir, &label, &request.unpack, limits);
-                }
-                if request.unpack.installs_as_wheel(&request.url) {
+                let unpacked = if format == Format::Conda {
+                    unpack::unpack_conda(file, tree_dir, &label, &request.unpack, limits)
+                } else if request.unpack.installs_as_wheel(&request.url) {
                     let expected = (request.name.as_str(), request.version.as_str());
-                    return self.layer("a wheel")?.unpack_package(
-                        file,
-                        tree_dir,
-                        &label,
-                        limits,
-                        Some(expected),
-                    );
-                }
-                return unpack::unpack_zip(file, tree_dir, &label, format, &request.unpack, limits);
+                    self.layer("a wheel")?.unpack_package(file, tree_dir, &label, limits, Some(expected))
+                } else {
+                    unpack::unpack_zip(file, tree_dir, &label, format, &request.unpack, limits)
+                };
+                return unpacked.map(|u| (u, size));
             } else {
                 match decoder(format, &mut chunks) {
                     Ok(reader) => {
@@ -319,13 +330,13 @@ impl Store {
     }
 }
 
-/// Combines the end of the stream with what the consumer made of it.
+/// Combines the end of the stream with what the consumer made of it, and the stream's size.
 fn check<T>(
     end: std::io::Result<(Sha256, u64)>,
     consumed: Result<T>,
     request: &InstallRequest,
     label: &str,
-) -> Result<T> {
+) -> Result<(T, u64)> {
     match end {
         Err(e) => Err(Error::Transport { url: label.to_owned(), message: e.to_string() }),
         Ok((actual, size)) if actual != request.sha256 => Err(Error::HashMismatch {
@@ -334,7 +345,7 @@ fn check<T>(
             actual: actual.to_string(),
             size,
         }),
-        Ok(_) => consumed,
+        Ok((_, size)) => consumed.map(|c| (c, size)),
     }
 }
 

@@ -77,14 +77,14 @@ impl Store {
             };
             let format = request.unpack.format.expect("set from the key");
             let work = TempDir::new(&self.dir.join(".tmp"))?;
-            let (unpacked, tree_dir, from) = match self.fetch_and_unpack(0, &request, format, &work, reporter)
-            {
-                Ok(done) => done,
-                Err(e) => {
-                    failures.push(e.to_string());
-                    continue;
-                }
-            };
+            let (unpacked, tree_dir, from, _) =
+                match self.fetch_and_unpack(0, &request, format, &work, reporter) {
+                    Ok(done) => done,
+                    Err(e) => {
+                        failures.push(e.to_string());
+                        continue;
+                    }
+                };
             let tree_hash = unpacked.tree.tree_hash().to_string();
             if tree_hash != record.tree_hash {
                 failures.push(format!(

@@ -49,6 +49,8 @@ pub struct Installed {
     pub skipped: Vec<String>,
     /// The binary cache it came from, when one gave it.
     pub cache: Option<String>,
+    /// The size of the source archive, when this install fetched it from the source.
+    pub archive_size: Option<u64>,
 }
 
 impl InstallRequest {

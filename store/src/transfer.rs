@@ -291,6 +291,7 @@ impl Store {
                 fetched: false,
                 skipped: vec![],
                 cache: None,
+                archive_size: None,
             });
         }
         let request = InstallRequest {
@@ -308,7 +309,8 @@ impl Store {
             }
         }
         let work = TempDir::new(&self.dir().join(".tmp"))?;
-        let (unpacked, tree_dir, _) = self.fetch_and_unpack(0, &request, Format::TarZst, &work, reporter)?;
+        let (unpacked, tree_dir, _, _) =
+            self.fetch_and_unpack(0, &request, Format::TarZst, &work, reporter)?;
         let tree_hash = unpacked.tree.tree_hash();
         if tree_hash.to_string() != object.tree_hash {
             return Err(Error::Untrusted {
@@ -335,7 +337,7 @@ impl Store {
         for (key, source) in sources {
             db.register(&record, Some((key, &source)), &[])?;
         }
-        Ok(Installed { path: dest, record, fetched: true, skipped: vec![], cache: None })
+        Ok(Installed { path: dest, record, fetched: true, skipped: vec![], cache: None, archive_size: None })
     }
 }
 
