@@ -49,8 +49,10 @@ STACK = os.environ.get("STACK", "tensorflow-2.15")
 EXAMPLE = os.path.join(ROOT, "examples", "frameworks", f"{STACK}.toml")
 IMPORT = {
     "tensorflow": "import tensorflow as tf; print(tf.__version__, tf.reduce_sum([1, 2, 3]).numpy())",
+    # TensorFlow 1 runs graphs in a session (no eager execution by default).
+    "tensorflow-1": "import tensorflow as tf; print(tf.__version__, tf.Session().run(tf.reduce_sum([1, 2, 3])))",
     "torch": "import torch; print(torch.__version__, torch.tensor([1, 2, 3]).sum().item())",
-}[STACK.split("-")[0]]
+}["tensorflow-1" if STACK.startswith("tensorflow-1.") else STACK.split("-")[0]]
 PROFILE = STACK.replace(".", "").replace("-", "")
 MACHINE = {"ENVCTL_SYSTEM_DRIVER": "535.104.05"}
 
@@ -115,7 +117,8 @@ def main():
     os.makedirs(OUT, exist_ok=True)
     example = open(EXAMPLE).read()
     pinned = [line.split('"')[1] for line in example.splitlines() if line.startswith("python = ")]
-    series = pinned[0] if pinned else "3.11"
+    # TensorFlow 1.15's recipes are for CPython 3.7 only.
+    series = pinned[0] if pinned else "3.7" if STACK.startswith("tensorflow-1.") else "3.11"
     recipes = os.path.join(CACHE, "recipes")
     if series == "3.11":
         version, archive, sha, host_python = pack_python("3.11", CACHE)
@@ -149,10 +152,16 @@ def main():
     wheels = os.path.join(CACHE, "wheels")
     os.makedirs(wheels, exist_ok=True)
     missing = [p for f, p in wanted.items() if not os.path.exists(os.path.join(wheels, f))]
+    # Source distributions (TensorFlow 1.15's gast) are fetched as they are: envctl builds them.
+    sdists = [p for p in missing if p["source"].get("format") == "sdist"]
+    missing = [p for p in missing if p not in sdists]
     if missing:
         sh(sys.executable, "-m", "pip", "download", "-q", "--no-deps", "--only-binary=:all:", "--implementation", "cp",
            "--python-version", series, *sum([["--platform", t] for t in manylinux_tags()], []), "-d", wheels,
            *[f"{p['name']}=={p['version']}" for p in missing])
+    if sdists:
+        sh(sys.executable, "-m", "pip", "download", "-q", "--no-deps", "--no-binary=:all:", "-d", wheels,
+           *[f"{p['name']}=={p['version']}" for p in sdists])
     size = 0
     for f, p in wanted.items():
         path = os.path.join(wheels, f)
