@@ -1,6 +1,6 @@
 //! Completion of what the command line cannot know in advance: profile names (the user's own
 //! and, on a shared machine, every team's) and package names (the recipe repositories'). The
-//! script `envctl completions SHELL` prints calls `COMPLETE=SHELL envctl -- WORDS…` at each Tab
+//! script `envctl completions SHELL` prints calls `ENVCTL_COMPLETE=SHELL envctl -- WORDS…` at each Tab
 //! (clap_complete's dynamic completion), answered before any other work, so completions follow
 //! the binary and the machine as they change.
 

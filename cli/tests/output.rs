@@ -154,7 +154,11 @@ fn completions_complete_and_the_manual_page_names_every_command() {
     for shell in ["zsh", "fish"] {
         let out = f.run(&["completions", shell]);
         out.ok();
-        assert!(out.stdout.contains("envctl") && out.stdout.contains("COMPLETE="), "{shell}: {}", out.stdout);
+        assert!(
+            out.stdout.contains("envctl") && out.stdout.contains("ENVCTL_COMPLETE"),
+            "{shell}: {}",
+            out.stdout
+        );
     }
     let man = f.run(&["man"]);
     man.ok();

@@ -71,11 +71,15 @@ fn parse() -> Result<Cli, clap::Error> {
     Cli::from_arg_matches_mut(&mut matches).map_err(|e| e.format(command))
 }
 
+/// The variable a completion script sets when it asks for candidates: envctl's own, not
+/// clap_complete's default `COMPLETE`, which a user's environment may hold for something else.
+const COMPLETE: &str = "ENVCTL_COMPLETE";
+
 /// Parses the command line, runs the command, renders a failure. The one place exit codes are
 /// decided.
 pub fn run() -> ExitCode {
     // A shell asking for completions (see complete.rs) is answered, and nothing else runs.
-    clap_complete::CompleteEnv::with_factory(<Cli as clap::CommandFactory>::command).complete();
+    clap_complete::CompleteEnv::with_factory(<Cli as clap::CommandFactory>::command).var(COMPLETE).complete();
     return_large_blocks();
     guard_umask();
     let cli = match parse() {
@@ -102,10 +106,10 @@ pub fn run() -> ExitCode {
                 clap_complete::Shell::Zsh => &Zsh,
                 _ => &Bash,
             };
-            // The script calls `COMPLETE=SHELL envctl -- WORDS…` at each Tab (clap_complete's
-            // default variable, answered at the top of `run`).
+            // The script calls `ENVCTL_COMPLETE=SHELL envctl -- WORDS…` at each Tab, answered at
+            // the top of `run`.
             let mut out = Vec::new();
-            if let Err(e) = shell.write_registration("COMPLETE", "envctl", "envctl", "envctl", &mut out) {
+            if let Err(e) = shell.write_registration(COMPLETE, "envctl", "envctl", "envctl", &mut out) {
                 printer::info(&format!("error: cannot write the completion script: {e}"));
                 return ExitCode::from(1);
             }
