@@ -64,14 +64,7 @@ impl Store {
     fn find_derived(&self, d: &Derivation) -> Result<Option<Installed>> {
         let Some(record) = self.db().path_for_source(&d.key)? else { return Ok(None) };
         let path = self.dir.join(&record.name);
-        Ok(path.is_dir().then_some(Installed {
-            path,
-            record,
-            fetched: false,
-            skipped: Vec::new(),
-            cache: None,
-            archive_size: None,
-        }))
+        Ok(path.is_dir().then(|| Installed::present(path, record)))
     }
 
     /// Has the layer make the trees of `todo`, each in a fresh temporary directory, and gives
@@ -126,14 +119,7 @@ impl Store {
             Some((&d.key, &source)),
             &references,
         )?;
-        Ok(Installed {
-            path: dest,
-            record,
-            fetched: false,
-            skipped: Vec::new(),
-            cache: None,
-            archive_size: None,
-        })
+        Ok(Installed::present(dest, record))
     }
 
     /// Has the layer finish an interpreter's tree unpacked at `tree` (not yet in the store; its

@@ -56,15 +56,7 @@ impl Store {
         // Switching back to a generation that still exists costs its plan, not its links.
         if let Some(record) = self.valid(&name)? {
             self.db().record_build(&record.name, profile, &recorded, manifest)?;
-            let path = self.dir.join(name.as_str());
-            return Ok(Installed {
-                path,
-                record,
-                fetched: false,
-                skipped: Vec::new(),
-                cache: None,
-                archive_size: None,
-            });
+            return Ok(Installed::present(self.dir.join(name.as_str()), record));
         }
         // Only a store path is shared from (a hard link must stay inside the store).
         let earlier = previous.filter(|p| p.parent() == Some(self.dir.as_path()));
@@ -75,14 +67,7 @@ impl Store {
         let (dest, record) =
             self.commit(&work, &tree_dir, &name, &tree_hash, tree.stats(), package, None, &references)?;
         self.db().record_build(&record.name, profile, &recorded, manifest)?;
-        Ok(Installed {
-            path: dest,
-            record,
-            fetched: false,
-            skipped: Vec::new(),
-            cache: None,
-            archive_size: None,
-        })
+        Ok(Installed::present(dest, record))
     }
 
     /// The directories of the valid path `name` whose shared objects' run paths climb out of

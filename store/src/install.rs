@@ -106,14 +106,7 @@ impl<'a> Installer<'a> {
 impl Store {
     fn found(&self, record: PathRecord) -> Option<Installed> {
         let path = self.dir.join(&record.name);
-        path.is_dir().then_some(Installed {
-            path,
-            record,
-            fetched: false,
-            skipped: Vec::new(),
-            cache: None,
-            archive_size: None,
-        })
+        path.is_dir().then(|| Installed::present(path, record))
     }
 
     /// The installed path for a request, if the store has it; fetches nothing.

@@ -53,6 +53,14 @@ pub struct Installed {
     pub archive_size: Option<u64>,
 }
 
+impl Installed {
+    /// A path the store already had, or made itself (a generation, a derived path): nothing was
+    /// fetched for it.
+    pub(crate) fn present(path: PathBuf, record: PathRecord) -> Installed {
+        Installed { path, record, fetched: false, skipped: Vec::new(), cache: None, archive_size: None }
+    }
+}
+
 impl InstallRequest {
     /// The key the store records what this request unpacks to under (the archive's sha256, the
     /// name, the version, the format and every unpack option): a store path is found again by it,

@@ -285,14 +285,7 @@ impl Store {
             for (key, source) in &sources {
                 db.register(&record, Some((key, source)), &[])?;
             }
-            return Ok(Installed {
-                path: self.dir().join(name.as_str()),
-                record,
-                fetched: false,
-                skipped: vec![],
-                cache: None,
-                archive_size: None,
-            });
+            return Ok(Installed::present(self.dir().join(name.as_str()), record));
         }
         let request = InstallRequest {
             url: archive_url.to_owned(),
