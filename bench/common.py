@@ -1,6 +1,7 @@
 """What the benchmark scripts share: running commands, timing them, and the synthetic corpus of
 package trees (files of 100 B to 4 KiB of random bytes, so archives of them do not compress)."""
 import hashlib
+import io
 import os
 import random
 import shutil
@@ -75,6 +76,24 @@ def need(program, package):
 
 # Nix 2.8 from Debian, run as root without build users or experimental features.
 NIX_ENV = dict(os.environ, NIX_CONFIG="build-users-group =\nexperimental-features =")
+
+
+
+def one_file_package(repo, archives, name):
+    """The package `name` 1.0, one script `bin/NAME`: its archive in `archives`, its recipe in
+    `repo` (for benchmarks where only the number of packages counts)."""
+    data = io.BytesIO()
+    with tarfile.open(fileobj=data, mode="w:gz") as tar:
+        body = f"#!/bin/sh\necho {name}\n".encode()
+        info = tarfile.TarInfo(f"bin/{name}")
+        info.size, info.mode = len(body), 0o755
+        tar.addfile(info, io.BytesIO(body))
+    archive = os.path.join(archives, f"{name}.tar.gz")
+    with open(archive, "wb") as f:
+        f.write(data.getvalue())
+    sha = hashlib.sha256(data.getvalue()).hexdigest()
+    with open(os.path.join(repo, f"{name}.toml"), "w") as f:
+        f.write(f'name = "{name}"\nversion = "1.0"\n[[source]]\nurl = "file://{archive}"\nsha256 = "{sha}"\n')
 
 
 def fresh_work(work):

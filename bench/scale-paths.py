@@ -12,10 +12,10 @@ The store is grown for real: profiles `bulkNN` of up to 2,000 one-file packages 
 (one generation each, so every path is live and GC has nothing to collect), beside a small
 profile `seed` whose commands are timed. Writes bench/out/scale-paths.md.
 """
-import hashlib, io, os, shutil, statistics, subprocess, sys, tarfile
+import os, shutil, statistics, subprocess, sys
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from common import build_envctl, fresh_work, timed
+from common import build_envctl, fresh_work, one_file_package as package, timed
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 OUT = os.path.join(ROOT, "bench", "out")
@@ -23,21 +23,6 @@ WORK = os.path.join("/var/tmp", "envctl-scale-paths")
 SIZES = [int(x) for x in (sys.argv[1] if len(sys.argv) > 1 else "200,2000,20000").split(",")]
 ROUNDS = int(sys.argv[2]) if len(sys.argv) > 2 else 5
 PER_PROFILE = 2000
-
-
-def package(repo, archives, name):
-    data = io.BytesIO()
-    with tarfile.open(fileobj=data, mode="w:gz") as tar:
-        body = f"#!/bin/sh\necho {name}\n".encode()
-        info = tarfile.TarInfo(f"bin/{name}")
-        info.size, info.mode = len(body), 0o755
-        tar.addfile(info, io.BytesIO(body))
-    archive = os.path.join(archives, f"{name}.tar.gz")
-    with open(archive, "wb") as f:
-        f.write(data.getvalue())
-    sha = hashlib.sha256(data.getvalue()).hexdigest()
-    with open(os.path.join(repo, f"{name}.toml"), "w") as f:
-        f.write(f'name = "{name}"\nversion = "1.0"\n[[source]]\nurl = "file://{archive}"\nsha256 = "{sha}"\n')
 
 
 def store_paths(home):

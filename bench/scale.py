@@ -14,10 +14,10 @@ seed's generation and a current link, as an apply writes them (GC reads every li
 profile's lock). Every store path is live: GC has nothing to collect. Writes
 bench/out/scale.md.
 """
-import hashlib, os, shutil, statistics, subprocess, sys, tarfile, io, time
+import os, shutil, statistics, subprocess, sys
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from common import build_envctl, fresh_work, timed
+from common import build_envctl, fresh_work, one_file_package as package, timed
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 OUT = os.path.join(ROOT, "bench", "out")
@@ -26,21 +26,6 @@ SIZES = [int(x) for x in (sys.argv[1] if len(sys.argv) > 1 else "10,100,1000,200
 ROUNDS = int(sys.argv[2]) if len(sys.argv) > 2 else 5
 OLD = sys.argv[3] if len(sys.argv) > 3 else None
 GENERATIONS = 10
-
-
-def package(repo, out, name):
-    data = io.BytesIO()
-    with tarfile.open(fileobj=data, mode="w:gz") as tar:
-        body = f"#!/bin/sh\necho {name}\n".encode()
-        info = tarfile.TarInfo(f"bin/{name}")
-        info.size, info.mode = len(body), 0o755
-        tar.addfile(info, io.BytesIO(body))
-    archive = os.path.join(out, f"{name}.tar.gz")
-    with open(archive, "wb") as f:
-        f.write(data.getvalue())
-    sha = hashlib.sha256(data.getvalue()).hexdigest()
-    with open(os.path.join(repo, f"{name}.toml"), "w") as f:
-        f.write(f'name = "{name}"\nversion = "1.0"\n[[source]]\nurl = "file://{archive}"\nsha256 = "{sha}"\n')
 
 
 def grow(home, count):
