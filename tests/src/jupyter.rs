@@ -34,53 +34,53 @@ pub fn jupyter() -> Jupyter {
         report: dir.join("report.json"),
         requirement: IPYKERNEL,
     };
-    if done.exists() {
-        return prepared;
-    }
-    let lock = std::fs::File::create(std::env::temp_dir().join("envctl-testkit-jupyter.lock"))
-        .expect("create the lock");
-    lock.lock().expect("take the lock");
-    if done.exists() {
-        return prepared;
-    }
-    let (_, prefix) = crate::python::find_python("3.11");
-    let run = |cmd: &mut Command, what: &str| {
-        let out = cmd.output().unwrap_or_else(|e| panic!("the Jupyter tests need {what}: {e}"));
-        assert!(
-            out.status.success(),
-            "the Jupyter tests need {what}, which failed:\n{}",
-            String::from_utf8_lossy(&out.stderr)
-        );
-    };
-    let _ = std::fs::remove_dir_all(&dir);
-    std::fs::create_dir_all(&dir).expect("create the Jupyter directory");
-    run(
-        Command::new(prefix.join("bin/python3.11")).arg("-m").arg("venv").arg(dir.join("venv")),
-        "a Python virtual environment",
+    crate::prepare::once(
+        "jupyter",
+        || done.exists(),
+        || {
+            let (_, prefix) = crate::python::find_python("3.11");
+            let run = |cmd: &mut Command, what: &str| crate::prepare::run(cmd, "the Jupyter tests", what);
+            let _ = std::fs::remove_dir_all(&dir);
+            std::fs::create_dir_all(&dir).expect("create the Jupyter directory");
+            run(
+                Command::new(prefix.join("bin/python3.11")).arg("-m").arg("venv").arg(dir.join("venv")),
+                "a Python virtual environment",
+            );
+            let pip = || {
+                let mut c = Command::new(&prepared.python);
+                c.args(["-m", "pip"]);
+                c
+            };
+            run(
+                pip().args(["install", "-q", JUPYTER_CLIENT]),
+                "jupyter_client from the Python package index (pip, with the machine's pip configuration)",
+            );
+            run(
+                pip()
+                    .args(["download", "-q", "--only-binary=:all:", "-d"])
+                    .arg(&prepared.wheels)
+                    .arg(IPYKERNEL),
+                "ipykernel's wheels from the Python package index",
+            );
+            run(
+                pip()
+                    .args([
+                        "install",
+                        "-q",
+                        "--dry-run",
+                        "--ignore-installed",
+                        "--only-binary=:all:",
+                        "--no-index",
+                    ])
+                    .arg("--find-links")
+                    .arg(&prepared.wheels)
+                    .arg("--report")
+                    .arg(&prepared.report)
+                    .arg(IPYKERNEL),
+                "pip's report of ipykernel's closure",
+            );
+            std::fs::write(&done, "").expect("mark the Jupyter directory done");
+        },
     );
-    let pip = || {
-        let mut c = Command::new(&prepared.python);
-        c.args(["-m", "pip"]);
-        c
-    };
-    run(
-        pip().args(["install", "-q", JUPYTER_CLIENT]),
-        "jupyter_client from the Python package index (pip, with the machine's pip configuration)",
-    );
-    run(
-        pip().args(["download", "-q", "--only-binary=:all:", "-d"]).arg(&prepared.wheels).arg(IPYKERNEL),
-        "ipykernel's wheels from the Python package index",
-    );
-    run(
-        pip()
-            .args(["install", "-q", "--dry-run", "--ignore-installed", "--only-binary=:all:", "--no-index"])
-            .arg("--find-links")
-            .arg(&prepared.wheels)
-            .arg("--report")
-            .arg(&prepared.report)
-            .arg(IPYKERNEL),
-        "pip's report of ipykernel's closure",
-    );
-    std::fs::write(&done, "").expect("mark the Jupyter directory done");
     prepared
 }

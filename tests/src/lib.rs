@@ -6,6 +6,7 @@ pub mod archive;
 pub mod faults;
 pub mod jupyter;
 pub mod nvml;
+pub mod prepare;
 pub mod python;
 pub mod s3;
 pub mod server;

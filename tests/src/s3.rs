@@ -19,30 +19,22 @@ const MOTO: &str = "moto[server]==5.2.5";
 fn moto_server_binary() -> PathBuf {
     let venv = std::env::temp_dir().join("envctl-testkit-moto");
     let bin = venv.join("bin/moto_server");
-    if bin.is_file() {
-        return bin;
-    }
-    let lock = std::fs::File::create(std::env::temp_dir().join("envctl-testkit-moto.lock"))
-        .expect("create the lock");
-    lock.lock().expect("take the lock");
-    if bin.is_file() {
-        return bin;
-    }
-    let (_, prefix) = crate::python::find_python("3.11");
-    let python = prefix.join("bin/python3.11");
-    let run = |cmd: &mut Command, what: &str| {
-        let out = cmd.output().unwrap_or_else(|e| panic!("the S3 tests need {what}: {e}"));
-        assert!(
-            out.status.success(),
-            "the S3 tests need {what}, which failed:\n{}",
-            String::from_utf8_lossy(&out.stderr)
-        );
-    };
-    let _ = std::fs::remove_dir_all(&venv);
-    run(Command::new(&python).arg("-m").arg("venv").arg(&venv), "a Python virtual environment");
-    run(
-        Command::new(venv.join("bin/python")).args(["-m", "pip", "install", "-q", MOTO]),
-        "moto from the Python package index (pip, with the machine's pip configuration)",
+    crate::prepare::once(
+        "moto",
+        || bin.is_file(),
+        || {
+            let (_, prefix) = crate::python::find_python("3.11");
+            let run = |cmd: &mut Command, what: &str| crate::prepare::run(cmd, "the S3 tests", what);
+            let _ = std::fs::remove_dir_all(&venv);
+            run(
+                Command::new(prefix.join("bin/python3.11")).arg("-m").arg("venv").arg(&venv),
+                "a Python virtual environment",
+            );
+            run(
+                Command::new(venv.join("bin/python")).args(["-m", "pip", "install", "-q", MOTO]),
+                "moto from the Python package index (pip, with the machine's pip configuration)",
+            );
+        },
     );
     bin
 }

@@ -26,63 +26,45 @@ pub fn package_file(path: &str, package: &str) -> PathBuf {
 pub fn unpacked_file(path: &str, package: &str) -> PathBuf {
     let dir = std::env::temp_dir().join("envctl-testkit-debs").join(package);
     let file = dir.join("root").join(path);
-    if file.exists() {
-        return file;
-    }
-    let _lock = lock();
-    if file.exists() {
-        return file;
-    }
-    let _ = std::fs::remove_dir_all(&dir);
-    std::fs::create_dir_all(&dir).expect("create the unpack directory");
-    let run = |c: &mut Command, what: &str| {
-        let out = c.output().unwrap_or_else(|e| panic!("this test needs {package}: {what}: {e}"));
-        assert!(
-            out.status.success(),
-            "this test needs {package}: {what} failed:\n{}",
-            String::from_utf8_lossy(&out.stderr)
-        );
-    };
-    run(Command::new("apt-get").args(["download", "-q", package]).current_dir(&dir), "`apt-get download`");
-    let deb = std::fs::read_dir(&dir)
-        .expect("list the download")
-        .flatten()
-        .map(|e| e.path())
-        .find(|p| p.extension().is_some_and(|e| e == "deb"))
-        .unwrap_or_else(|| panic!("`apt-get download {package}` left no .deb"));
-    run(Command::new("dpkg-deb").arg("-x").arg(&deb).arg(dir.join("root")), "`dpkg-deb -x`");
+    crate::prepare::once(
+        "apt",
+        || file.exists(),
+        || {
+            let _ = std::fs::remove_dir_all(&dir);
+            std::fs::create_dir_all(&dir).expect("create the unpack directory");
+            let who = format!("the tests of {package}");
+            let run = |c: &mut Command, what: &str| crate::prepare::run(c, &who, what);
+            run(
+                Command::new("apt-get").args(["download", "-q", package]).current_dir(&dir),
+                "`apt-get download`",
+            );
+            let deb = std::fs::read_dir(&dir)
+                .expect("list the download")
+                .flatten()
+                .map(|e| e.path())
+                .find(|p| p.extension().is_some_and(|e| e == "deb"))
+                .unwrap_or_else(|| panic!("`apt-get download {package}` left no .deb"));
+            run(Command::new("dpkg-deb").arg("-x").arg(&deb).arg(dir.join("root")), "`dpkg-deb -x`");
+        },
+    );
     assert!(file.exists(), "the package {package} has no `{path}`");
     file
 }
 
-/// The lock shared by the test processes that install or unpack packages.
-fn lock() -> std::fs::File {
-    let lock_path = std::env::temp_dir().join("envctl-testkit-apt.lock");
-    let lock = std::fs::File::create(&lock_path).expect("create the install lock");
-    lock.lock().expect("take the install lock");
-    lock
-}
-
 fn installed(package: &str, find: impl Fn() -> Option<PathBuf>, program: &str) -> PathBuf {
-    if let Some(found) = find() {
-        return found;
-    }
-    let _lock = lock();
-    if let Some(found) = find() {
-        return found;
-    }
-    let out = Command::new("apt-get")
-        .args(["install", "-y", "-q", "--no-install-recommends", package])
-        .env("DEBIAN_FRONTEND", "noninteractive")
-        .output();
-    match out {
-        Ok(out) if out.status.success() => {}
-        Ok(out) => panic!(
-            "this test needs {program}; `apt-get install {package}` failed:\n{}",
-            String::from_utf8_lossy(&out.stderr)
-        ),
-        Err(e) => panic!("this test needs {program}: install the package `{package}` (apt-get: {e})"),
-    }
+    crate::prepare::once(
+        "apt",
+        || find().is_some(),
+        || {
+            crate::prepare::run(
+                Command::new("apt-get")
+                    .args(["install", "-y", "-q", "--no-install-recommends", package])
+                    .env("DEBIAN_FRONTEND", "noninteractive"),
+                &format!("the tests of {program}"),
+                &format!("the package `{package}` (`apt-get install`)"),
+            )
+        },
+    );
     find().unwrap_or_else(|| panic!("`apt-get install {package}` did not provide {program}"))
 }
 
