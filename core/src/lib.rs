@@ -1,12 +1,17 @@
 //! The vocabulary every envctl crate shares, defined once: a package name as PEP 503 normalizes
-//! it, and a sha256 digest. A leaf crate: the recipes, the store and the Python layer all embed
-//! these, and none of them defines its own.
+//! it, a sha256 digest, how a source's archive is unpacked (its format and options) and the source
+//! key that names what it unpacks to. A leaf crate: the recipes, the store and the Python layer
+//! all embed these, and none of them defines its own.
 
+mod key;
 mod name;
 mod sha256;
+mod unpack;
 
+pub use key::SourceKey;
 pub use name::{PackageName, normalized_name};
 pub use sha256::Sha256;
+pub use unpack::{EMPTY_URL, Format, Unpack};
 
 /// A value that breaks its rule: what it is, the value, and the rule (the store and the recipes
 /// each turn this into an error of their own).

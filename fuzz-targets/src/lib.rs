@@ -7,7 +7,7 @@
 use std::path::Path;
 
 use envctl_recipes::{LockFile, ProfileFile, Recipe, Requirement, Version};
-use envctl_store::{Format, Limits, UnpackOptions};
+use envctl_store::{Format, Limits, Unpack};
 
 /// A fuzz target's body.
 pub type Target = fn(&[u8]);
@@ -125,14 +125,7 @@ fn contained(unpack: impl FnOnce(&Path)) {
 /// Tar unpacking (already decompressed): no panic, no escape, limits hold.
 pub fn tar(data: &[u8]) {
     contained(|dest| {
-        let _ = envctl_store::unpack_tar(
-            data,
-            dest,
-            "fuzz.tar",
-            Format::Tar,
-            &UnpackOptions::default(),
-            limits(),
-        );
+        let _ = envctl_store::unpack_tar(data, dest, "fuzz.tar", Format::Tar, &Unpack::default(), limits());
     });
 }
 
@@ -149,14 +142,7 @@ fn temp_file(data: &[u8]) -> std::fs::File {
 pub fn zip(data: &[u8]) {
     let file = temp_file(data);
     contained(|dest| {
-        let _ = envctl_store::unpack_zip(
-            file,
-            dest,
-            "fuzz.zip",
-            Format::Zip,
-            &UnpackOptions::default(),
-            limits(),
-        );
+        let _ = envctl_store::unpack_zip(file, dest, "fuzz.zip", Format::Zip, &Unpack::default(), limits());
     });
 }
 

@@ -11,34 +11,24 @@ pub fn install_request(p: &LockedPackage) -> Option<envctl_store::InstallRequest
         name: envctl_store::Name::parse(&p.name).ok()?,
         version: envctl_store::Version::parse(&p.version).ok()?,
         // A source distribution's tree is what is stored; the python layer builds the wheel.
-        unpack: if is_sdist(p) {
-            sdist_unpack_options()
-        } else {
-            envctl_store::UnpackOptions {
-                format: p.source.format.as_deref().map(envctl_store::Format::parse).transpose().ok()?,
-                strip_components: p.source.strip_components,
-                subdir: p.source.subdir.clone(),
-                moves: p.source.moves.iter().map(|(f, t)| (f.clone(), t.clone())).collect(),
-                root: p.source.root.clone(),
-                bytecode: false,
-            }
-        },
+        unpack: if p.source.is_sdist() { sdist_unpack_options() } else { p.source.unpack.clone() },
+        bytecode: false,
         references: Vec::new(),
         // Caches are asked for the path the lock promises.
         store_path: p.store_path.as_deref().and_then(|s| envctl_store::StorePathName::parse(s).ok()),
     };
     // The profile's Python (see python.rs) gets its standard library compiled.
-    request.unpack.bytecode = p.name == "python" && !request.unpack.installs_as_wheel(&request.url);
+    request.bytecode = p.name == "python" && !request.unpack.installs_as_wheel(&request.url);
     Some(request)
 }
 
 /// Whether a locked package is built from a source distribution.
 pub fn is_sdist(p: &LockedPackage) -> bool {
-    p.source.format.as_deref() == Some("sdist")
+    p.source.is_sdist()
 }
 
 /// Unpack options for a source distribution: its archive format from the file name, its one top
 /// folder (`gast-0.2.2/`) stripped.
-pub fn sdist_unpack_options() -> envctl_store::UnpackOptions {
-    envctl_store::UnpackOptions { strip_components: 1, ..Default::default() }
+pub fn sdist_unpack_options() -> envctl_store::Unpack {
+    envctl_store::Unpack { strip_components: 1, ..Default::default() }
 }

@@ -27,7 +27,7 @@ use base64::Engine;
 use sha2::Digest;
 
 use envctl_store::{
-    Error, Format, Limits, Mapped, MappedReader, Result, UnpackOptions, Unpacked, Unpacker, check_local_name,
+    Error, Format, Limits, Mapped, MappedReader, Result, Unpack, Unpacked, Unpacker, check_local_name,
     normalized_name,
 };
 
@@ -47,7 +47,7 @@ pub fn unpack_wheel(
     limits: Limits,
     expected: Option<(&str, &str)>,
 ) -> Result<Unpacked> {
-    let mut u = Unpacker::new(dest, label, Format::Wheel, &UnpackOptions::default(), limits)?;
+    let mut u = Unpacker::new(dest, label, Format::Wheel, &Unpack::default(), limits)?;
     let zip_err = |e: zip::result::ZipError| std::io::Error::other(e);
     let mapped = Mapped::new(&file).map_err(|e| u.corrupt(e))?;
     let headers: &[u8] = &mapped;

@@ -22,10 +22,11 @@ use crate::error::{Error, Result};
 use crate::recipe::{Recipe, Source, SystemRequirements};
 use crate::repo::Repository;
 use crate::version::{Requirement, Version};
-use envctl_core::PackageName;
+use envctl_core::{PackageName, Unpack};
 
-/// 2: sources gained `move`; 3: `python` and `hints`.
-const FORMAT: u32 = 3;
+/// 2: sources gained `move`; 3: `python` and `hints`; 4: a source's unpack options as one
+/// `unpack` object (envctl-core's `Unpack`).
+const FORMAT: u32 = 4;
 
 #[derive(Serialize, Deserialize)]
 struct CacheFile {
@@ -54,13 +55,7 @@ struct CachedSource {
     platform: Option<String>,
     url: String,
     sha256: String,
-    format: Option<String>,
-    strip_components: u32,
-    subdir: Option<String>,
-    #[serde(default)]
-    moves: BTreeMap<String, String>,
-    #[serde(default)]
-    root: Option<String>,
+    unpack: Unpack,
     #[serde(default)]
     relative: bool,
     #[serde(default)]
@@ -84,11 +79,7 @@ fn to_cached(r: &Recipe) -> Cached {
                 platform: s.platform.clone(),
                 url: s.url.clone(),
                 sha256: s.sha256.clone(),
-                format: s.format.clone(),
-                strip_components: s.strip_components,
-                subdir: s.subdir.clone(),
-                moves: s.moves.clone(),
-                root: s.root.clone(),
+                unpack: s.unpack.clone(),
                 relative: s.relative,
                 python: req(&s.python),
             })
@@ -133,11 +124,7 @@ fn from_cached(c: Cached) -> Option<Recipe> {
                     platform: s.platform,
                     url: s.url,
                     sha256: s.sha256,
-                    format: s.format,
-                    strip_components: s.strip_components,
-                    subdir: s.subdir,
-                    moves: s.moves,
-                    root: s.root,
+                    unpack: s.unpack,
                     relative: s.relative,
                 })
             })

@@ -32,6 +32,7 @@ use serde::{Deserialize, Serialize};
 use crate::error::{Error, Result};
 use crate::recipe::Source;
 use crate::url_path::{absolute_in, dir_of, is_relative_path};
+use envctl_core::{Format, Unpack};
 
 /// The lock format version this build writes.
 ///
@@ -122,29 +123,20 @@ pub struct LockedSource {
     pub url: String,
     /// sha256.
     pub sha256: String,
-    /// Format, when the recipe gives one.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub format: Option<String>,
-    /// Leading components dropped.
-    #[serde(default, skip_serializing_if = "is_zero")]
-    pub strip_components: u32,
-    /// Target sub-directory.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub subdir: Option<String>,
-    /// Entries put elsewhere (`from` → `to`).
-    #[serde(default, rename = "move", skip_serializing_if = "std::collections::BTreeMap::is_empty")]
-    pub moves: std::collections::BTreeMap<String, String>,
-    /// Only entries under this directory of the archive.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub root: Option<String>,
+    /// How its archive is unpacked (`format`, `strip-components`, `subdir`, `move`, `root`).
+    #[serde(flatten)]
+    pub unpack: Unpack,
     /// `url` is a local path the file holds relative to the lock's directory (`url` here holds it
     /// made absolute), as uv keeps path dependencies: the lock works in any clone.
     #[serde(skip)]
     pub relative: bool,
 }
 
-fn is_zero(n: &u32) -> bool {
-    *n == 0
+impl LockedSource {
+    /// Whether the package is built from a source distribution.
+    pub fn is_sdist(&self) -> bool {
+        self.unpack.format == Some(Format::Sdist)
+    }
 }
 
 impl From<&Source> for LockedSource {
@@ -152,11 +144,7 @@ impl From<&Source> for LockedSource {
         LockedSource {
             url: s.url.clone(),
             sha256: s.sha256.clone(),
-            format: s.format.clone(),
-            strip_components: s.strip_components,
-            subdir: s.subdir.clone(),
-            moves: s.moves.clone(),
-            root: s.root.clone(),
+            unpack: s.unpack.clone(),
             relative: s.relative,
         }
     }
@@ -346,11 +334,7 @@ mod golden {
         let source = |url: &str, sha: char| LockedSource {
             url: url.into(),
             sha256: sha.to_string().repeat(64),
-            format: None,
-            strip_components: 0,
-            subdir: None,
-            moves: Default::default(),
-            root: None,
+            unpack: Unpack::default(),
             relative: false,
         };
         let mut lock = LockFile {
@@ -368,10 +352,13 @@ mod golden {
                     tree_hash: Some("1".repeat(64)),
                     archive_size: None,
                     source: LockedSource {
-                        format: Some("tar.zst".into()),
-                        strip_components: 1,
-                        root: Some("python/install".into()),
-                        moves: [("LICENSE".to_owned(), "share/LICENSE".to_owned())].into(),
+                        unpack: Unpack {
+                            format: Some(Format::TarZst),
+                            strip_components: 1,
+                            root: Some("python/install".into()),
+                            moves: [("LICENSE".to_owned(), "share/LICENSE".to_owned())].into(),
+                            subdir: None,
+                        },
                         ..source("mirror://pbs/cpython-3.11.9.tar.zst", 'a')
                     },
                     built: None,
@@ -384,7 +371,7 @@ mod golden {
                     tree_hash: Some("2".repeat(64)),
                     archive_size: None,
                     source: LockedSource {
-                        format: Some("sdist".into()),
+                        unpack: Unpack { format: Some(Format::Sdist), ..Unpack::default() },
                         ..source("index://pypi/gast-0.2.2.tar.gz", 'b')
                     },
                     built: Some(Built {
@@ -490,5 +477,30 @@ mod golden {
         );
         let read = LockFile::parse(&text, Path::new("/vision.lock")).unwrap();
         assert_eq!(read.environments["cpu"].packages.len(), 1);
+    }
+
+    /// The unpack options are one embedded spec now; a lock's source still refuses a key it does
+    /// not know, and a format it does not know, naming it.
+    #[test]
+    fn a_source_with_an_unknown_key_or_format_is_refused() {
+        let lock = |extra: &str| {
+            format!(
+                "version = 2\nrequest = \"r\"\nplatform = \"linux-x86_64\"\n\n[[package]]\nname = \"a\"\n\
+                 version = \"1\"\ndependencies = []\n\n[package.source]\nurl = \"https://x/a-1.tar.gz\"\n\
+                 sha256 = \"{}\"\n{extra}",
+                "a".repeat(64)
+            )
+        };
+        let read = LockFile::parse(
+            &lock("strip-components = 1\nmove = { LICENSE = \"l/L\" }\n"),
+            Path::new("/v.lock"),
+        )
+        .unwrap();
+        let unpack = &read.packages[0].source.unpack;
+        assert_eq!((unpack.strip_components, unpack.moves["LICENSE"].as_str()), (1, "l/L"));
+        let err = LockFile::parse(&lock("strip = 1\n"), Path::new("/v.lock")).unwrap_err().to_string();
+        assert!(err.contains("/v.lock") && err.contains("unknown field `strip`"), "{err}");
+        let err = LockFile::parse(&lock("format = \"rar\"\n"), Path::new("/v.lock")).unwrap_err().to_string();
+        assert!(err.contains("/v.lock") && err.contains("`rar`"), "{err}");
     }
 }

@@ -9,7 +9,7 @@ use toml::Spanned;
 
 use crate::error::{Error, Result, line_of};
 use crate::version::{Requirement, Version};
-use envctl_core::PackageName;
+use envctl_core::{Format, PackageName, Unpack};
 
 /// What a recipe needs from the machine.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -37,22 +37,9 @@ pub struct Source {
     pub url: String,
     /// sha256, 64 lowercase hex digits.
     pub sha256: String,
-    /// Archive format; from the file name when absent.
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub format: Option<String>,
-    /// Leading components to drop.
-    #[serde(rename = "strip-components", skip_serializing_if = "is_zero")]
-    pub strip_components: u32,
-    /// Where the contents land in the package tree.
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub subdir: Option<String>,
-    /// Entries put elsewhere (after `strip-components`): `from` → `to`, both relative. Files that
-    /// many packages ship (`LICENSE`) are kept from colliding in a profile this way.
-    #[serde(rename = "move", skip_serializing_if = "BTreeMap::is_empty")]
-    pub moves: BTreeMap<String, String>,
-    /// Only entries under this directory of the archive are kept, with it removed.
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub root: Option<String>,
+    /// How its archive is unpacked (`format`, `strip-components`, `subdir`, `move`, `root`).
+    #[serde(flatten)]
+    pub unpack: Unpack,
     /// Only for these Pythons (a wheel built for one interpreter, `cp311`): the source a profile
     /// uses is the one whose `python` holds its resolved Python. Any Python when absent.
     #[serde(skip_serializing_if = "Option::is_none", serialize_with = "requirement_text")]
@@ -61,10 +48,6 @@ pub struct Source {
     /// relative to the lock, so a checkout that ships its artifacts locks the same in any clone.
     #[serde(skip)]
     pub relative: bool,
-}
-
-fn is_zero(n: &u32) -> bool {
-    *n == 0
 }
 
 fn requirement_text<S: serde::Serializer>(
@@ -174,9 +157,6 @@ struct RawSource {
     root: Option<Spanned<String>>,
     python: Option<Spanned<String>>,
 }
-
-const FORMATS: &[&str] =
-    &["tar", "tar.gz", "tar.xz", "tar.zst", "tar.bz2", "zip", "wheel", "whl", "conda", "conda-v1", "sdist"];
 
 impl Recipe {
     /// Reads and checks a recipe file.
@@ -318,15 +298,21 @@ impl Recipe {
                 }
             };
             let url = &url;
-            if let Some(f) = &s.format
-                && !FORMATS.contains(&f.get_ref().as_str())
-            {
-                return Err(bad(
-                    f.span(),
-                    "source.format",
-                    format!("unknown format `{}`; expected one of {}", f.get_ref(), FORMATS.join(", ")),
-                ));
-            }
+            let format = match &s.format {
+                Some(f) => Some(Format::parse(f.get_ref()).map_err(|_| {
+                    let known: Vec<&str> = Format::names().collect();
+                    bad(
+                        f.span(),
+                        "source.format",
+                        format!(
+                            "unknown format `{}`; expected one of {}, whl",
+                            f.get_ref(),
+                            known.join(", ")
+                        ),
+                    )
+                })?),
+                None => None,
+            };
             // subdir, move and root name places inside the package: relative, without `..`.
             let inside = |p: &Spanned<String>, key: &str| {
                 let t = p.get_ref();
@@ -360,11 +346,13 @@ impl Recipe {
                 platform: s.platform,
                 url,
                 sha256: sha.to_ascii_lowercase(),
-                format: s.format.map(|f| f.into_inner()),
-                strip_components: s.strip_components,
-                subdir: s.subdir.map(|d| d.into_inner()),
-                moves,
-                root: s.root.map(|r| r.into_inner()),
+                unpack: Unpack {
+                    format,
+                    strip_components: s.strip_components,
+                    subdir: s.subdir.map(|d| d.into_inner()),
+                    moves,
+                    root: s.root.map(|r| r.into_inner()),
+                },
                 python,
                 relative,
             });
@@ -426,7 +414,7 @@ TF_CPP_MIN_LOG_LEVEL = "1"
         assert_eq!(r.dependencies.len(), 3);
         assert_eq!(r.system.driver.as_ref().unwrap().to_string(), ">=410.48");
         assert_eq!(
-            r.source_for("linux-x86_64", None).unwrap().subdir.as_deref(),
+            r.source_for("linux-x86_64", None).unwrap().unpack.subdir.as_deref(),
             Some("lib/python3.7/site-packages")
         );
         assert!(r.source_for("linux-aarch64", None).is_none());

@@ -83,8 +83,8 @@ fn cudart_12_4_127_has_the_sha256_and_path_its_manifest_lists_for_each_platform(
             source.url,
             format!("mirror://nvidia/cuda/redist/{}", entry["relative_path"].as_str().unwrap())
         );
-        assert_eq!(source.strip_components, 1);
-        assert_eq!(source.moves["LICENSE"], "share/licenses/cuda-cudart/LICENSE");
+        assert_eq!(source.unpack.strip_components, 1);
+        assert_eq!(source.unpack.moves["LICENSE"], "share/licenses/cuda-cudart/LICENSE");
     }
     assert_eq!(recipe.dependencies.len(), 1);
     assert_eq!(dependency(&recipe, "cuda-version"), Some("==12.4.1"));
@@ -209,12 +209,12 @@ fn cpython_builds_come_from_python_build_standalone_with_their_hashes_and_layout
         x86.url.starts_with("mirror://python-build-standalone/")
             && x86.url.ends_with("install_only_stripped.tar.gz")
     );
-    assert_eq!(x86.strip_components, 1);
+    assert_eq!(x86.unpack.strip_components, 1);
     assert!(r.source_for("linux-aarch64", None).is_some());
     // 3.7.9: the full x86_64 build, kept from python/install/, with the pinned hash; no aarch64.
     let r = Recipe::parse(&recipes["python/3.7.9.toml"], Path::new("x.toml")).unwrap();
     let s = r.source_for("linux-x86_64", None).unwrap();
-    assert_eq!(s.root.as_deref(), Some("python/install"));
+    assert_eq!(s.unpack.root.as_deref(), Some("python/install"));
     assert_eq!(s.sha256, "c6d6256d13e929e77e7ee6e53470fe63ad19d173fee6d56bb1b2dbda67081543");
     assert!(r.source_for("linux-aarch64", None).is_none());
     for minor in 8..=13 {
@@ -228,7 +228,7 @@ fn conda_forge_cudnn_keeps_its_cuda_family_and_sorts_below_nvidias_own_archive()
     let r = Recipe::parse(&recipes["cudnn/8.9.7.29+conda.hbc23b4c_3.toml"], Path::new("x.toml")).unwrap();
     assert_eq!(dependency(&r, "cuda-version"), Some(">=11.0,<12.0a0"));
     assert_eq!(dependency(&r, "cudatoolkit"), Some("11.*"));
-    assert_eq!(r.sources[0].format.as_deref(), Some("conda"));
+    assert_eq!(r.sources[0].unpack.format.map(|f| f.name()), Some("conda"));
     assert!(r.sources[0].url.starts_with("mirror://conda-forge/linux-64/cudnn-8.9.7.29-hbc23b4c_3.conda"));
     let nvidia = Version::parse("8.9.7.29+cuda11").unwrap();
     assert!(r.version < nvidia, "NVIDIA's archive should be preferred");

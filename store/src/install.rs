@@ -98,7 +98,14 @@ impl<'a> Installer<'a> {
             }
             let source = SourceRecord { sha256: String::new(), url: "derived".into() };
             let what = format!("the build `{}`", d.key);
-            self.caches.pull(self.store, &d.key, expected, &source, &what, &crate::reporter::NoReporter)
+            self.caches.pull(
+                self.store,
+                std::slice::from_ref(&d.key),
+                expected,
+                &source,
+                &what,
+                &crate::reporter::NoReporter,
+            )
         })
     }
 }
@@ -111,14 +118,20 @@ impl Store {
 
     /// The installed path for a request, if the store has it; fetches nothing.
     pub fn find(&self, request: &InstallRequest) -> Result<Option<Installed>> {
-        let format = match request.unpack.format {
-            Some(f) => f,
-            None => match Format::from_file_name(&request.url) {
-                Some(f) => f,
-                None => return Ok(None),
-            },
-        };
-        Ok(self.db().path_for_source(&request.source_key(format))?.and_then(|r| self.found(r)))
+        let Some(format) = request.format() else { return Ok(None) };
+        Ok(self.recorded(&request.source_keys(format))?.and_then(|r| self.found(r)))
+    }
+
+    /// The path recorded for the first of `keys` the database has (a source's key as written now,
+    /// then as older stores wrote it).
+    fn recorded(&self, keys: &[String]) -> Result<Option<PathRecord>> {
+        let db = self.db();
+        for key in keys {
+            if let Some(record) = db.path_for_source(key)? {
+                return Ok(Some(record));
+            }
+        }
+        Ok(None)
     }
 
     fn install_one(
@@ -128,12 +141,9 @@ impl Store {
         caches: &Caches,
         reporter: &dyn Reporter,
     ) -> Result<Installed> {
-        let format = match request.unpack.format {
-            Some(f) => f,
-            None => Format::from_file_name(&request.url)
-                .ok_or_else(|| Error::UnknownFormat(request.url.clone()))?,
-        };
-        let key = request.source_key(format);
+        let format = request.format().ok_or_else(|| Error::UnknownFormat(request.url.clone()))?;
+        let keys = request.source_keys(format);
+        let key = &keys[0];
         {
             // References must be valid before any work is done; registration checks them again.
             let db = self.db();
@@ -143,8 +153,7 @@ impl Store {
                 }
             }
         }
-        let recorded = self.db().path_for_source(&key)?;
-        if let Some(found) = recorded.and_then(|r| self.found(r)) {
+        if let Some(found) = self.recorded(&keys)?.and_then(|r| self.found(r)) {
             return Ok(found);
         }
         let locks = self.dir.join(".envctl/locks");
@@ -152,13 +161,12 @@ impl Store {
             &locks.join(format!("{}.lock", &blake3::hash(key.as_bytes()).to_hex()[..32])),
         )?;
         // Another process may have installed it while we waited for the lock.
-        let recorded = self.db().path_for_source(&key)?;
-        if let Some(found) = recorded.and_then(|r| self.found(r)) {
+        if let Some(found) = self.recorded(&keys)?.and_then(|r| self.found(r)) {
             return Ok(found);
         }
 
         if !caches.is_empty()
-            && let Some(installed) = caches.ask(self, request, &key, reporter)
+            && let Some(installed) = caches.ask(self, request, &keys, reporter)
         {
             return Ok(installed);
         }
@@ -178,7 +186,7 @@ impl Store {
             &tree_hash,
             stats,
             package,
-            Some((&key, &source)),
+            Some((key, &source)),
             &references,
         )?;
         tracing::debug!(path = %dest.display(), files = stats.files, bytes = stats.size, "installed");
@@ -211,7 +219,7 @@ impl Store {
                 let tree_dir = work.fresh("tree")?;
                 match self.attempt(id, location, request, format, work, &tree_dir, reporter) {
                     Ok((mut unpacked, size)) => {
-                        if request.unpack.bytecode {
+                        if request.bytecode {
                             unpacked.tree = self.finish_interpreter(&tree_dir)?;
                         }
                         return Ok((unpacked, tree_dir, location.to_string(), size));
@@ -355,6 +363,11 @@ fn decoder<'r>(format: Format, r: &'r mut ChunkReader) -> std::io::Result<Box<dy
             Box::new(d)
         }
         Format::Zip | Format::Wheel | Format::Conda => unreachable!("zip formats are unpacked from a file"),
+        // `InstallRequest::format` gives a source distribution's archive format; a key naming
+        // `sdist` itself (edited by hand) has no archive to decode.
+        Format::Sdist => {
+            return Err(std::io::Error::other("`sdist` is not an archive format: name its tar.gz or zip"));
+        }
     })
 }
 

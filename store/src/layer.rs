@@ -4,9 +4,9 @@
 //! itself:
 //!
 //! - unpack a package archive of the layer's own kind (a wheel: a request whose
-//!   [`UnpackOptions::installs_as_wheel`](crate::UnpackOptions::installs_as_wheel) holds);
+//!   [`Unpack::installs_as_wheel`](crate::Unpack::installs_as_wheel) holds);
 //! - finish an interpreter's tree after unpacking, before it is named
-//!   ([`UnpackOptions::bytecode`](crate::UnpackOptions::bytecode));
+//!   ([`InstallRequest::bytecode`](crate::InstallRequest::bytecode));
 //! - make [`Derivation`]s: trees made from other store paths by running something, keyed by what
 //!   they are made from.
 //!

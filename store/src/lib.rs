@@ -66,7 +66,5 @@ pub use sys::{Mapped, MappedReader};
 pub use tempdir::remove_tree;
 pub use transfer::{ArchiveInfo, ObjectSource, PathObject, write_atomically};
 pub use tree::{Node, TreeHash, TreeStats, scan};
-pub use unpack::{
-    Format, Limits, UnpackOptions, Unpacked, Unpacker, check_local_name, unpack_tar, unpack_zip,
-};
+pub use unpack::{Format, Limits, Unpack, Unpacked, Unpacker, check_local_name, unpack_tar, unpack_zip};
 pub use verify::{Corruption, Damage, VerifyReport};

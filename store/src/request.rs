@@ -3,18 +3,11 @@
 
 use std::path::PathBuf;
 
+use envctl_core::SourceKey;
+
 use crate::db::PathRecord;
 use crate::path::{Name, Sha256, StorePathName, Version};
-use crate::unpack::{Format, UnpackOptions};
-
-/// How an interpreter's own standard library was compiled, as its source key says: in the
-/// fixed order of envctl-python's `bytecode.rs`, the same on every machine. The same source under
-/// another way of compiling is another key, so a store holding a tree the old compiler made
-/// compiles it again instead of handing it to a lock made elsewhere.
-const BYTECODE_KEY: &str = " bytecode=interpreter-ordered";
-/// The key of trees compiled before the order was fixed (a worker pool): read back, never
-/// written.
-const BYTECODE_KEY_V1: &str = " bytecode=interpreter";
+use crate::unpack::{Format, Unpack};
 
 /// What to install: one artifact, how to unpack it, and what to call it.
 #[derive(Debug, Clone)]
@@ -27,8 +20,12 @@ pub struct InstallRequest {
     pub name: Name,
     /// Package version.
     pub version: Version,
-    /// Unpack options.
-    pub unpack: UnpackOptions,
+    /// How its archive is unpacked.
+    pub unpack: Unpack,
+    /// The package is a Python interpreter: once unpacked, its own `lib/pythonX.Y` is compiled to
+    /// bytecode by it (the layer's `finish_interpreter`), so sessions find valid bytecode for the
+    /// standard library and never write any.
+    pub bytecode: bool,
     /// Store paths this one refers to (registered as references; they must be valid).
     pub references: Vec<StorePathName>,
     /// The store path it unpacks to, when known (a lock that was applied once says): binary
@@ -62,77 +59,41 @@ impl Installed {
 }
 
 impl InstallRequest {
-    /// The key the store records what this request unpacks to under (the archive's sha256, the
-    /// name, the version, the format and every unpack option): a store path is found again by it,
-    /// and a binary cache's pointer is named after it.
-    pub fn source_key(&self, format: Format) -> String {
-        let request = self;
-        let mut key = format!(
-            "{} {} {} {} strip={} subdir={}",
-            request.sha256,
-            request.name.as_str(),
-            request.version.as_str(),
-            format.name(),
-            request.unpack.strip_components,
-            request.unpack.subdir.as_deref().unwrap_or("")
-        );
-        // Only when set, so keys recorded before these options existed stay the same.
-        if let Some(root) = &request.unpack.root {
-            key.push_str(&format!(" root={root}"));
-        }
-        if !request.unpack.moves.is_empty() {
-            let moves: Vec<String> = request.unpack.moves.iter().map(|(f, t)| format!("{f}>{t}")).collect();
-            key.push_str(&format!(" move={}", moves.join(";")));
-        }
-        if request.unpack.bytecode {
-            key.push_str(BYTECODE_KEY);
-        }
-        key
+    /// The archive format: the request's, else its URL's file name's (a source distribution's is
+    /// its file name's).
+    pub fn format(&self) -> Option<Format> {
+        self.unpack.archive_format(&self.url)
     }
 
-    /// The install request a source key was made from (see [`InstallRequest::source_key`]),
-    /// with `url`.
+    /// What the store records this request's tree under, for archive format `format`.
+    pub fn key(&self, format: Format) -> SourceKey {
+        SourceKey {
+            sha256: self.sha256,
+            name: self.name.as_str().to_owned(),
+            version: self.version.as_str().to_owned(),
+            format,
+            unpack: self.unpack.clone(),
+            bytecode: self.bytecode,
+        }
+    }
+
+    /// The keys a store path is found again by (see `envctl_core::SourceKey`): the one written
+    /// now first, then the same key as stores and caches made before it hold.
+    pub fn source_keys(&self, format: Format) -> Vec<String> {
+        let key = self.key(format);
+        std::iter::once(key.encode()).chain(key.encode_v1()).collect()
+    }
+
+    /// The install request a source key of either version was made from, with `url`.
     pub fn from_source_key(key: &str, url: &str) -> Option<InstallRequest> {
-        // The optional parts come last, in the order `source_key` appends them.
-        let (key, bytecode) =
-            match key.strip_suffix(BYTECODE_KEY).or_else(|| key.strip_suffix(BYTECODE_KEY_V1)) {
-                Some(k) => (k, true),
-                None => (key, false),
-            };
-        let (key, moves) = match key.rsplit_once(" move=") {
-            Some((k, m)) => (
-                k,
-                m.split(';')
-                    .filter_map(|p| p.split_once('>'))
-                    .map(|(f, t)| (f.to_owned(), t.to_owned()))
-                    .collect(),
-            ),
-            None => (key, Vec::new()),
-        };
-        let (key, root) = match key.rsplit_once(" root=") {
-            Some((k, r)) => (k, Some(r.to_owned())),
-            None => (key, None),
-        };
-        let mut parts = key.splitn(6, ' ');
-        let sha256 = Sha256::parse(parts.next()?).ok()?;
-        let name = Name::parse(parts.next()?).ok()?;
-        let version = Version::parse(parts.next()?).ok()?;
-        let format = Format::parse(parts.next()?).ok()?;
-        let strip_components = parts.next()?.strip_prefix("strip=")?.parse().ok()?;
-        let subdir = parts.next()?.strip_prefix("subdir=")?;
+        let key = SourceKey::decode(key)?;
         Some(InstallRequest {
             url: url.to_owned(),
-            sha256,
-            name,
-            version,
-            unpack: UnpackOptions {
-                format: Some(format),
-                strip_components,
-                subdir: (!subdir.is_empty()).then(|| subdir.to_owned()),
-                moves,
-                root,
-                bytecode,
-            },
+            sha256: key.sha256,
+            name: Name::parse(&key.name).ok()?,
+            version: Version::parse(&key.version).ok()?,
+            unpack: Unpack { format: Some(key.format), ..key.unpack },
+            bytecode: key.bytecode,
             references: Vec::new(),
             store_path: None,
         })
@@ -143,75 +104,73 @@ impl InstallRequest {
 mod tests {
     use super::*;
 
-    #[test]
-    fn a_source_key_reads_back_as_the_request_it_was_made_from() {
-        for (root, moves) in [
-            (None, vec![]),
-            (Some("python/install".to_owned()), vec![]),
-            (None, vec![("LICENSE".to_owned(), "share/licenses/x/LICENSE".to_owned())]),
-            (
-                Some("a/b".to_owned()),
-                vec![("LICENSE".to_owned(), "l/L".to_owned()), ("v.json".to_owned(), "s/v".to_owned())],
-            ),
-        ] {
-            let request = InstallRequest {
-                url: "https://example.org/x.tar.xz".into(),
-                sha256: Sha256::parse(&"ab".repeat(32)).unwrap(),
-                name: Name::parse("cuda-cudart").unwrap(),
-                version: Version::parse("12.4.127").unwrap(),
-                unpack: UnpackOptions {
-                    format: Some(Format::TarXz),
-                    strip_components: 1,
-                    subdir: Some("opt".into()),
-                    moves,
-                    bytecode: root.is_some(),
-                    root,
-                },
-                references: Vec::new(),
-                store_path: None,
-            };
-            let key = request.source_key(Format::TarXz);
-            let back = InstallRequest::from_source_key(&key, &request.url).unwrap();
-            assert_eq!(back.unpack, request.unpack, "{key}");
-            assert_eq!(
-                (back.sha256, back.name, back.version),
-                (request.sha256, request.name, request.version)
-            );
-        }
-    }
-
-    /// A source key is the database's key for what a source unpacks to, and a cache pointer's
-    /// name: reordering or respelling it would re-key every existing store and cache silently.
-    #[test]
-    fn golden_source_keys_are_pinned() {
-        let request = |unpack: UnpackOptions| InstallRequest {
+    fn request(unpack: Unpack, bytecode: bool) -> InstallRequest {
+        InstallRequest {
             url: "https://example.org/x.tar.xz".into(),
             sha256: Sha256::parse(&"ab".repeat(32)).unwrap(),
             name: Name::parse("cuda-cudart").unwrap(),
             version: Version::parse("12.4.127").unwrap(),
             unpack,
+            bytecode,
             references: Vec::new(),
             store_path: None,
-        };
+        }
+    }
+
+    #[test]
+    fn a_source_key_of_either_version_reads_back_as_the_request_it_was_made_from() {
+        let moves = |p: &[(&str, &str)]| p.iter().map(|(f, t)| (f.to_string(), t.to_string())).collect();
+        for (root, moves) in [
+            (None, moves(&[])),
+            (Some("python/install".to_owned()), moves(&[])),
+            (None, moves(&[("LICENSE", "share/licenses/x/LICENSE")])),
+            (Some("a/b".to_owned()), moves(&[("LICENSE", "l/L"), ("v.json", "s/v")])),
+        ] {
+            let bytecode = root.is_some();
+            let unpack = Unpack {
+                format: Some(Format::TarXz),
+                strip_components: 1,
+                subdir: Some("opt".into()),
+                moves,
+                root,
+            };
+            let request = request(unpack, bytecode);
+            let keys = request.source_keys(Format::TarXz);
+            assert_eq!(keys.len(), 2, "{keys:?}");
+            for key in &keys {
+                let back = InstallRequest::from_source_key(key, &request.url).unwrap();
+                assert_eq!((&back.unpack, back.bytecode), (&request.unpack, request.bytecode), "{key}");
+                assert_eq!(
+                    (back.sha256, back.name, back.version),
+                    (request.sha256, request.name.clone(), request.version.clone())
+                );
+            }
+        }
+    }
+
+    /// The second key is what stores made before key version 2 recorded for the same request:
+    /// they must keep finding their paths (the encodings themselves are pinned in envctl-core).
+    #[test]
+    fn the_version_1_key_is_what_older_stores_recorded() {
         let sha = "ab".repeat(32);
-        let plain = request(UnpackOptions::default()).source_key(Format::TarXz);
-        assert_eq!(plain, format!("{sha} cuda-cudart 12.4.127 tar.xz strip=0 subdir="));
-        let all = UnpackOptions {
+        let plain = request(Unpack::default(), false).source_keys(Format::TarXz);
+        assert!(plain[0].starts_with("2 {"), "{}", plain[0]);
+        assert_eq!(plain[1], format!("{sha} cuda-cudart 12.4.127 tar.xz strip=0 subdir="));
+        let all = Unpack {
             format: Some(Format::TarXz),
             strip_components: 2,
             subdir: Some("opt/x".into()),
-            moves: vec![("LICENSE".into(), "share/l/LICENSE".into()), ("a".into(), "b/a".into())],
+            moves: [("LICENSE", "share/l/LICENSE"), ("a", "b/a")].map(|(f, t)| (f.into(), t.into())).into(),
             root: Some("python/install".into()),
-            bytecode: true,
         };
         assert_eq!(
-            request(all).source_key(Format::TarXz),
+            request(all, true).source_keys(Format::TarXz)[1],
             format!(
                 "{sha} cuda-cudart 12.4.127 tar.xz strip=2 subdir=opt/x root=python/install move=LICENSE>share/l/LICENSE;a>b/a bytecode=interpreter-ordered"
             )
         );
         // Keys of trees the old compiler made still read back.
         let old = format!("{sha} python 3.11.9 tar.zst strip=0 subdir= bytecode=interpreter");
-        assert!(InstallRequest::from_source_key(&old, "u").unwrap().unpack.bytecode);
+        assert!(InstallRequest::from_source_key(&old, "u").unwrap().bytecode);
     }
 }

@@ -29,7 +29,7 @@ use crate::reporter::Reporter;
 use crate::request::{InstallRequest, Installed};
 use crate::store::Store;
 use crate::tempdir::TempDir;
-use crate::unpack::{Format, UnpackOptions};
+use crate::unpack::{Format, Unpack};
 
 /// The object format this build writes.
 pub const OBJECT_FORMAT: u32 = 1;
@@ -193,11 +193,20 @@ impl Store {
         let record = db.get(name)?.ok_or_else(|| Error::NotInStore(name.to_owned()))?;
         let mut references = db.references(name)?;
         references.sort();
-        let sources: Vec<ObjectSource> = db
-            .keyed_sources(name)?
-            .into_iter()
-            .map(|(key, s)| ObjectSource { key, sha256: s.sha256, url: s.url })
-            .collect();
+        // A source recorded under a version-2 key is signed under its version-1 twin as well, so
+        // that an envctl from before version 2 finds it in the cache and accepts it.
+        let mut sources: Vec<ObjectSource> = Vec::new();
+        for (key, s) in db.keyed_sources(name)? {
+            let twin = envctl_core::SourceKey::decode(&key)
+                .filter(|_| key.starts_with("2 "))
+                .and_then(|k| k.encode_v1());
+            for key in std::iter::once(key).chain(twin) {
+                if !sources.iter().any(|o| o.key == key) {
+                    sources.push(ObjectSource { key, sha256: s.sha256.clone(), url: s.url.clone() });
+                }
+            }
+        }
+        sources.sort_by(|a, b| a.key.cmp(&b.key));
         let mut object = PathObject {
             format: OBJECT_FORMAT,
             name: record.name.clone(),
@@ -292,7 +301,8 @@ impl Store {
             sha256: Sha256::parse(&object.archive.sha256)?,
             name: Name::parse(&object.package)?,
             version: Version::parse(&object.version)?,
-            unpack: UnpackOptions { format: Some(Format::TarZst), ..Default::default() },
+            unpack: Unpack { format: Some(Format::TarZst), ..Default::default() },
+            bytecode: false,
             references: object.references.iter().map(|r| StorePathName::parse(r)).collect::<Result<_>>()?,
             store_path: None,
         };

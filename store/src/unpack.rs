@@ -34,113 +34,7 @@ use std::time::{Duration, SystemTime};
 
 use crate::error::{Error, Result};
 use crate::tree::Node;
-
-/// Archive formats the store unpacks.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
-#[serde(rename_all = "kebab-case")]
-pub enum Format {
-    /// Uncompressed tar.
-    Tar,
-    /// gzip-compressed tar.
-    TarGz,
-    /// xz-compressed tar.
-    TarXz,
-    /// zstd-compressed tar.
-    TarZst,
-    /// bzip2-compressed tar.
-    TarBz2,
-    /// zip.
-    Zip,
-    /// A Python wheel (a zip).
-    Wheel,
-    /// A conda package, format v2 (`.conda`): a zip holding `pkg-*.tar.zst` (the payload, which is
-    /// installed) and `info-*.tar.zst` (metadata, which is not).
-    Conda,
-    /// A conda package, format v1 (`.tar.bz2`): a bzip2 tar whose `info/` is left out.
-    CondaV1,
-}
-
-impl Format {
-    const NAMES: &[(&str, Format)] = &[
-        ("tar", Format::Tar),
-        ("tar.gz", Format::TarGz),
-        ("tar.xz", Format::TarXz),
-        ("tar.zst", Format::TarZst),
-        ("tar.bz2", Format::TarBz2),
-        ("zip", Format::Zip),
-        ("wheel", Format::Wheel),
-        ("conda", Format::Conda),
-        ("conda-v1", Format::CondaV1),
-    ];
-
-    /// Parses a format name as recipes and `--format` spell it (`tar.zst`, `zip`, `wheel`, …).
-    pub fn parse(s: &str) -> Result<Format> {
-        let s = if s == "whl" { "wheel" } else { s };
-        Self::NAMES.iter().find(|(n, _)| *n == s).map(|(_, f)| *f).ok_or_else(|| Error::Invalid {
-            what: "archive format",
-            value: s.to_owned(),
-            rule: "expected one of tar, tar.gz, tar.xz, tar.zst, tar.bz2, zip, wheel, conda, conda-v1",
-        })
-    }
-
-    /// Tells the format from a file name or URL (its last path segment, query stripped).
-    pub fn from_file_name(url: &str) -> Option<Format> {
-        if url == crate::fetch::EMPTY_URL {
-            return Some(Format::Tar);
-        }
-        let path = url.split(['?', '#']).next().unwrap_or(url);
-        let name = path.rsplit('/').next().unwrap_or(path).to_ascii_lowercase();
-        let suffixes: &[(&str, Format)] = &[
-            (".tar.gz", Format::TarGz),
-            (".tgz", Format::TarGz),
-            (".tar.xz", Format::TarXz),
-            (".txz", Format::TarXz),
-            (".tar.zst", Format::TarZst),
-            (".tzst", Format::TarZst),
-            (".tar.bz2", Format::TarBz2),
-            (".tbz2", Format::TarBz2),
-            (".tar", Format::Tar),
-            (".zip", Format::Zip),
-            (".whl", Format::Wheel),
-            (".conda", Format::Conda),
-        ];
-        suffixes.iter().find(|(s, _)| name.ends_with(s)).map(|(_, f)| *f)
-    }
-
-    /// The name as `parse` accepts it.
-    pub fn name(self) -> &'static str {
-        Self::NAMES.iter().find(|(_, f)| *f == self).map(|(n, _)| *n).unwrap_or("?")
-    }
-
-    /// Whether the format needs random access (zip's directory sits at the end), so the download
-    /// must land in a file before unpacking.
-    pub fn needs_seek(self) -> bool {
-        matches!(self, Format::Zip | Format::Wheel | Format::Conda)
-    }
-}
-
-/// How an archive's entries map into the package tree.
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
-pub struct UnpackOptions {
-    /// The format; told from the file name when absent.
-    pub format: Option<Format>,
-    /// Leading path components to drop from every entry; entries with no more are skipped.
-    pub strip_components: u32,
-    /// A relative directory of the package tree where the contents land
-    /// (`lib/python3.7/site-packages` for a wheel).
-    pub subdir: Option<String>,
-    /// Entries to put elsewhere, `(from, to)`, both relative to the package tree after
-    /// `strip_components`: an entry at `from`, or under it, lands at `to` instead (and outside
-    /// `subdir`). Keeps files every component ships (`LICENSE`) from colliding in a profile.
-    pub moves: Vec<(String, String)>,
-    /// Only entries under this directory of the archive are kept, with it removed (before
-    /// `strip_components`): a full CPython build keeps its interpreter under `python/install/`.
-    pub root: Option<String>,
-    /// The package is a Python interpreter: once unpacked, its own `lib/pythonX.Y` is compiled to
-    /// bytecode by it (the layer's `finish_interpreter`, envctl-python's `derive.rs`), so sessions
-    /// find valid bytecode for the standard library and never write any.
-    pub bytecode: bool,
-}
+pub use envctl_core::{Format, Unpack};
 
 /// A relative path as validated components (`.` alone gives none); `what` names it in the error.
 fn components(path: &str, what: &'static str) -> Result<Vec<OsString>> {
@@ -174,33 +68,19 @@ fn relative_components(path: &str, what: &'static str) -> Result<Vec<OsString>> 
     Ok(out)
 }
 
-impl UnpackOptions {
-    /// Whether no option moves entries: a wheel is then installed by its own layout (see
-    /// envctl-python's `wheel.rs`, through the store's `Layer`) rather than unpacked as a zip.
-    pub fn is_plain(&self) -> bool {
-        self.strip_components == 0 && self.subdir.is_none() && self.moves.is_empty() && self.root.is_none()
-    }
+/// The moves of `spec` as validated path components.
+pub fn move_components(spec: &Unpack) -> Result<Vec<(Vec<OsString>, Vec<OsString>)>> {
+    spec.moves
+        .iter()
+        .map(|(from, to)| {
+            Ok((relative_components(from, "move source")?, relative_components(to, "move target")?))
+        })
+        .collect()
+}
 
-    /// Whether a source at `url` unpacked with these options is installed as a wheel (its own
-    /// layout, RECORD checked), rather than unpacked as an archive.
-    pub fn installs_as_wheel(&self, url: &str) -> bool {
-        self.is_plain() && self.format.or_else(|| Format::from_file_name(url)) == Some(Format::Wheel)
-    }
-
-    /// The moves as validated path components.
-    pub fn move_components(&self) -> Result<Vec<(Vec<OsString>, Vec<OsString>)>> {
-        self.moves
-            .iter()
-            .map(|(from, to)| {
-                Ok((relative_components(from, "move source")?, relative_components(to, "move target")?))
-            })
-            .collect()
-    }
-
-    /// The sub-directory as validated path components.
-    pub fn subdir_components(&self) -> Result<Vec<OsString>> {
-        self.subdir.as_deref().map_or(Ok(Vec::new()), |sub| components(sub, "subdir"))
-    }
+/// The sub-directory of `spec` as validated path components.
+pub fn subdir_components(spec: &Unpack) -> Result<Vec<OsString>> {
+    spec.subdir.as_deref().map_or(Ok(Vec::new()), |sub| components(sub, "subdir"))
 }
 
 /// Caps that stop a decompression bomb, or a package far larger than anyone meant.
@@ -244,7 +124,7 @@ pub fn unpack_tar(
     dest: &Path,
     label: &str,
     format: Format,
-    opts: &UnpackOptions,
+    opts: &Unpack,
     limits: Limits,
 ) -> Result<Unpacked> {
     let mut u = Unpacker::new(dest, label, format, opts, limits)?;
@@ -298,7 +178,7 @@ pub fn unpack_conda(
     file: std::fs::File,
     dest: &Path,
     label: &str,
-    opts: &UnpackOptions,
+    opts: &Unpack,
     limits: Limits,
 ) -> Result<Unpacked> {
     let corrupt =
@@ -322,7 +202,7 @@ pub fn unpack_zip(
     dest: &Path,
     label: &str,
     format: Format,
-    opts: &UnpackOptions,
+    opts: &Unpack,
     limits: Limits,
 ) -> Result<Unpacked> {
     let mut u = Unpacker::new(dest, label, format, opts, limits)?;
@@ -439,7 +319,7 @@ impl<'a> Unpacker<'a> {
         root: &'a Path,
         label: &'a str,
         format: Format,
-        opts: &UnpackOptions,
+        opts: &Unpack,
         limits: Limits,
     ) -> Result<Unpacker<'a>> {
         let mut u = Unpacker {
@@ -447,8 +327,8 @@ impl<'a> Unpacker<'a> {
             label,
             format,
             strip: opts.strip_components as usize,
-            prefix: opts.subdir_components()?,
-            moves: opts.move_components()?,
+            prefix: subdir_components(opts)?,
+            moves: move_components(opts)?,
             keep_under: opts
                 .root
                 .as_deref()

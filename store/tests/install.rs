@@ -4,7 +4,7 @@
 use std::sync::Mutex;
 use std::time::Duration;
 
-use envctl_store::{InstallRequest, Name, Reporter, Sha256, Store, StoreOptions, UnpackOptions, Version};
+use envctl_store::{InstallRequest, Name, Reporter, Sha256, Store, StoreOptions, Unpack, Version};
 use envctl_testkit::{Archive, Entry, Reply, Server, sha256_hex};
 
 #[derive(Default)]
@@ -45,7 +45,8 @@ fn install_all_runs_at_most_jobs_downloads_at_once_and_reports_every_byte() {
             sha256: Sha256::parse(&sha256_hex(&bytes)).unwrap(),
             name: Name::parse(&format!("p{i}")).unwrap(),
             version: Version::parse("1.0").unwrap(),
-            unpack: UnpackOptions::default(),
+            unpack: Unpack::default(),
+            bytecode: false,
             references: Vec::new(),
             store_path: None,
         });
@@ -78,7 +79,8 @@ fn a_reference_to_an_unknown_path_is_refused_and_nothing_is_registered() {
         sha256: Sha256::parse(&sha256_hex(&bytes)).unwrap(),
         name: Name::parse("x").unwrap(),
         version: Version::parse("1").unwrap(),
-        unpack: UnpackOptions::default(),
+        unpack: Unpack::default(),
+        bytecode: false,
         references: vec![
             envctl_store::StorePathName::parse("00000000000000000000000000000000-gone-1").unwrap(),
         ],

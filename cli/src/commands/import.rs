@@ -243,6 +243,7 @@ fn pip(args: &ImportPipArgs, settings: &Settings) -> Result<Status> {
             name: envctl_store::Name::parse(&sdist.name).map_err(|e| e.to_string())?,
             version: envctl_store::Version::parse(&sdist.version).map_err(|e| e.to_string())?,
             unpack: envctl_ops::request::sdist_unpack_options(),
+            bytecode: false,
             references: Vec::new(),
             store_path: None,
         };

@@ -1,6 +1,6 @@
 //! `envctl store add|ls|info|verify|optimise`
 
-use envctl_store::{Format, InstallRequest, Name, Sha256, Store, UnpackOptions, Version};
+use envctl_store::{Format, InstallRequest, Name, Sha256, Store, Unpack, Version};
 
 use super::Status;
 use crate::args::{AddArgs, Cli, StoreCommand};
@@ -63,20 +63,25 @@ fn add(installer: &envctl_store::Installer, args: &AddArgs, cli: &Cli) -> Result
             .map(|p| p.display().to_string())
             .unwrap_or_else(|_| args.source.clone())
     };
-    let format = args.format.as_deref().map(Format::parse).transpose().context(what)?;
+    let format = args
+        .format
+        .as_deref()
+        .map(Format::parse)
+        .transpose()
+        .map_err(envctl_store::Error::from)
+        .context(what)?;
     let request = InstallRequest {
         url,
         sha256: Sha256::parse(&args.sha256).map_err(envctl_store::Error::from).context(what)?,
         name: Name::parse(&args.name).context(what)?,
         version: Version::parse(&args.version).context(what)?,
-        unpack: UnpackOptions {
+        unpack: Unpack {
             format,
             strip_components: args.strip_components,
             subdir: args.subdir.clone(),
-            moves: Vec::new(),
-            root: None,
-            bytecode: false,
+            ..Unpack::default()
         },
+        bytecode: false,
         references: Vec::new(),
         store_path: None,
     };

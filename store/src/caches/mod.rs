@@ -217,39 +217,39 @@ impl Caches {
     }
 
     /// The path for `request` from the first cache that has it and passes every check, if any.
-    /// `key` is the request's source key.
+    /// `keys` are the request's source keys (see [`InstallRequest::source_keys`]).
     pub(crate) fn ask(
         &self,
         store: &Store,
         request: &InstallRequest,
-        key: &str,
+        keys: &[String],
         reporter: &dyn Reporter,
     ) -> Option<Installed> {
         let source = crate::db::SourceRecord { sha256: request.sha256.to_string(), url: request.url.clone() };
         let what = format!("{} {}", request.name.as_str(), request.version.as_str());
-        self.pull(store, key, request.store_path.as_ref(), &source, &what, reporter)
+        self.pull(store, keys, request.store_path.as_ref(), &source, &what, reporter)
     }
 
-    /// The path that answers the source key `key` (a package's source, or a derivation's key:
-    /// a wheel built from source elsewhere) from the first cache that has it and passes every
-    /// check, registered with `source` for `key`; `None` when no cache gives it. `what` names it
-    /// in warnings.
+    /// The path that answers the source key `keys[0]` (a package's source, or a derivation's
+    /// key: a wheel built from source elsewhere; the others are the same key as older caches
+    /// wrote it) from the first cache that has it and passes every check, registered with `source`
+    /// for `keys[0]`; `None` when no cache gives it. `what` names it in warnings.
     pub(crate) fn pull(
         &self,
         store: &Store,
-        key: &str,
+        keys: &[String],
         store_path: Option<&StorePathName>,
         source: &crate::db::SourceRecord,
         what: &str,
         reporter: &dyn Reporter,
     ) -> Option<Installed> {
         for (url, backend) in &self.list {
-            let received = self.lookup(backend.as_ref(), url, key, store_path).and_then(|object| {
+            let received = self.lookup(backend.as_ref(), url, keys, store_path).and_then(|object| {
                 let Some(object) = object else { return Ok(None) };
                 let archive = backend.location(&object.archive.file);
                 let installed = store.receive(&object, &archive, &self.trusted, reporter)?;
                 // This source leads here from now on.
-                store.db().register(&installed.record, Some((key, source)), &[])?;
+                store.db().register(&installed.record, Some((&keys[0], source)), &[])?;
                 Ok(Some(installed))
             });
             match received {
@@ -274,32 +274,41 @@ impl Caches {
     /// fetching its archive (a trusted signature, the right name): its URL and the archive's size.
     /// For `apply --dry-run` and `--offline`.
     pub fn offer(&self, request: &InstallRequest) -> Option<(String, u64)> {
-        let format = request.unpack.format.or_else(|| crate::unpack::Format::from_file_name(&request.url))?;
-        let key = request.source_key(format);
+        let keys = request.source_keys(request.format()?);
         self.list.iter().find_map(|(url, backend)| {
-            let object = self.lookup(backend.as_ref(), url, &key, request.store_path.as_ref()).ok()??;
+            let object = self.lookup(backend.as_ref(), url, &keys, request.store_path.as_ref()).ok()??;
             object.check(&self.trusted).is_ok().then(|| (url.clone(), object.archive.size))
         })
     }
 
-    /// The object `backend` holds for the source key `key` (by the store path a lock names,
-    /// `store_path`, else through the pointer for the key), refused unless it describes that
-    /// path, its signed sources include `key` (however it was found: a lock whose store path was
-    /// edited must not fetch another build than its source's), and it names its archive as every
-    /// object does; `None` when the cache does not have it.
+    /// The object `backend` holds for the source key `keys` name (one key in its encodings,
+    /// newest first; see [`InstallRequest::source_keys`]): by the store path a lock names,
+    /// `store_path`, else through the pointer of the first key that has one. Refused unless it
+    /// describes that path, its signed sources include one of `keys` (however it was found: a
+    /// lock whose store path was edited must not fetch another build than its source's), and it
+    /// names its archive as every object does; `None` when the cache does not have it.
     fn lookup(
         &self,
         backend: &dyn BinaryCache,
         url: &str,
-        key: &str,
+        keys: &[String],
         store_path: Option<&StorePathName>,
     ) -> Result<Option<PathObject>> {
         let name = match store_path {
             Some(name) => name.to_string(),
-            None => match backend.read(&self.fetcher, &pointer(key))? {
-                Some(bytes) => String::from_utf8_lossy(&bytes).trim().to_owned(),
-                None => return Ok(None),
-            },
+            None => {
+                let mut found = None;
+                for key in keys {
+                    if let Some(bytes) = backend.read(&self.fetcher, &pointer(key))? {
+                        found = Some(String::from_utf8_lossy(&bytes).trim().to_owned());
+                        break;
+                    }
+                }
+                match found {
+                    Some(name) => name,
+                    None => return Ok(None),
+                }
+            }
         };
         let name = StorePathName::parse(&name)?;
         let Some(bytes) = backend.read(&self.fetcher, &format!("{name}.json"))? else {
@@ -311,7 +320,8 @@ impl Caches {
             return Err(untrusted(format!("the cache's object for it describes `{}`", object.name)));
         }
         // The signed object must say it answers this source, whichever way it was found.
-        if !object.sources.iter().any(|s| s.key == key) {
+        if !object.sources.iter().any(|s| keys.contains(&s.key)) {
+            let key = &keys[0];
             return Err(untrusted(format!("its signed sources do not include this one (`{key}`)")));
         }
         if object.archive.file != format!("{}.tar.zst", object.name) {

@@ -7,7 +7,7 @@ use std::path::{Path, PathBuf};
 
 use envctl_store::{
     Caches, FarmInput, InstallRequest, Installer, Name, NoReporter, Profiles, Sha256, Store, StoreOptions,
-    UnpackOptions, Version,
+    Unpack, Version,
 };
 use envctl_testkit::{Archive, Entry, TempDir, sha256_hex};
 
@@ -41,7 +41,8 @@ impl TestStore {
             sha256: Sha256::parse(&sha256_hex(&bytes)).unwrap(),
             name: Name::parse(name).unwrap(),
             version: Version::parse("1.0").unwrap(),
-            unpack: UnpackOptions::default(),
+            unpack: Unpack::default(),
+            bytecode: false,
             references: Vec::new(),
             store_path: None,
         };
