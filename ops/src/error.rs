@@ -85,6 +85,12 @@ impl<T> StoreContext<T> for std::result::Result<T, envctl_store::Error> {
     }
 }
 
+impl<T> StoreContext<T> for std::result::Result<T, envctl_core::Invalid> {
+    fn context(self, what: impl FnOnce() -> String) -> Result<T> {
+        self.map_err(envctl_store::Error::from).context(what)
+    }
+}
+
 fn store_hints(e: &envctl_store::Error) -> Vec<String> {
     use envctl_store::Error as E;
     match e {

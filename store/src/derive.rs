@@ -8,10 +8,10 @@ use std::path::{Path, PathBuf};
 use crate::db::SourceRecord;
 use crate::error::{Error, Result};
 use crate::layer::{Derivation, Job};
-use crate::path::StorePathName;
 use crate::request::Installed;
 use crate::store::Store;
 use crate::tempdir::TempDir;
+use envctl_core::StorePathName;
 
 impl Store {
     /// Makes each derivation, or finds it made; one result per derivation, in order. The layer
@@ -106,7 +106,7 @@ impl Store {
     fn commit_derived(&self, d: &Derivation, work: &TempDir, tree_dir: &Path) -> Result<Installed> {
         let tree = crate::tree::scan(tree_dir)?;
         let tree_hash = tree.tree_hash();
-        let path_name = StorePathName::derive(&d.name, &d.version, &tree_hash);
+        let path_name = StorePathName::derive(&d.name, &d.version, &tree_hash.0);
         let source = SourceRecord { sha256: String::new(), url: "derived".into() };
         let references: Vec<String> = d.inputs.iter().map(|p| p.to_string()).collect();
         let (dest, record) = self.commit(

@@ -26,9 +26,9 @@ use std::time::SystemTime;
 
 use crate::error::Result;
 use crate::lock::FileLock;
-use crate::path::StorePathName;
 use crate::profile::Profiles;
 use crate::store::Store;
+use envctl_core::StorePathName;
 
 /// A temporary GC root, live while this value (or a process it was handed to) exists.
 #[derive(Debug)]

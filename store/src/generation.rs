@@ -9,12 +9,12 @@ use std::time::SystemTime;
 use crate::db::PathRecord;
 use crate::error::{Error, Result};
 use crate::farm::{self, FarmInput};
-use crate::path::{Name, StorePathName};
 use crate::request::Installed;
 use crate::store::Store;
 use crate::tempdir::TempDir;
 use crate::tree::Node;
 use crate::unpack;
+use envctl_core::{Name, StorePathName};
 
 impl Store {
     /// Builds a profile generation from packages already in the store: the symlink farm plus
@@ -51,7 +51,7 @@ impl Store {
         let inputs = &inputs[..];
         let mut tree = plan_generation(inputs, manifest)?;
         let tree_hash = tree.tree_hash();
-        let name = StorePathName::derive_generation(&profile_name, &tree_hash);
+        let name = StorePathName::derive_generation(&profile_name, &tree_hash.0);
         let recorded = serde_json::to_string(inputs).map_err(std::io::Error::other)?;
         // Switching back to a generation that still exists costs its plan, not its links.
         if let Some(record) = self.valid(&name)? {

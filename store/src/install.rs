@@ -17,12 +17,12 @@ use crate::error::{Error, Result};
 use crate::fetch::Location;
 use crate::layer::Derivation;
 use crate::lock::FileLock;
-use crate::path::{Sha256, StorePathName};
 use crate::reporter::Reporter;
 use crate::request::{InstallRequest, Installed};
 use crate::store::Store;
 use crate::tempdir::TempDir;
 use crate::unpack::{self, Format, Unpacked};
+use envctl_core::{Sha256, StorePathName};
 
 /// Bytes handed from the download thread to the unpacker at a time.
 const CHUNK: usize = 256 * 1024;
@@ -175,7 +175,7 @@ impl Store {
             self.fetch_and_unpack(id, request, format, &work, reporter)?;
         let tree_hash = unpacked.tree.tree_hash();
         let stats = unpacked.tree.stats();
-        let name = StorePathName::derive(&request.name, &request.version, &tree_hash);
+        let name = StorePathName::derive(&request.name, &request.version, &tree_hash.0);
         let package = (request.name.as_str().to_owned(), request.version.as_str().to_owned());
         let source = SourceRecord { sha256: request.sha256.to_string(), url };
         let references: Vec<String> = request.references.iter().map(|r| r.to_string()).collect();

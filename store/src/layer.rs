@@ -20,8 +20,8 @@ use std::process::{Command, Output};
 
 use crate::db::PathRecord;
 use crate::error::Result;
-use crate::path::{Name, StorePathName, Version};
 use crate::unpack::{Limits, Unpacked};
+use envctl_core::{Name, StorePathName, Version};
 
 /// The store as a layer sees it (the store implements it).
 pub trait Host: Sync {

@@ -59,7 +59,7 @@ pub struct Profiles {
 /// Checks a profile name: the package-name rules, and not the shape of a generation link
 /// (`NAME-N-link`), so that no profile's link can be another profile's generation.
 pub fn check_profile_name(name: &str) -> Result<()> {
-    crate::path::Name::parse(name).map_err(|_| Error::Invalid {
+    envctl_core::Name::parse(name).map_err(|_| Error::Invalid {
         what: "profile name",
         value: name.to_owned(),
         rule: "use lowercase letters, digits, `.`, `_` and `-`, starting with a letter or digit",

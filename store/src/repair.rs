@@ -15,12 +15,12 @@ use crate::db::PathRecord;
 use crate::error::{Error, Result};
 use crate::farm::FarmInput;
 use crate::flush::flush_tree;
-use crate::path::StorePathName;
 use crate::reporter::Reporter;
 use crate::store::Store;
 use crate::sys::exchange;
 use crate::tempdir::{TempDir, remove_tree};
 use crate::verify::store_mode;
+use envctl_core::StorePathName;
 
 impl Store {
     /// Puts a corrupted or missing path right: fetches one of its recorded sources again (each in

@@ -6,8 +6,8 @@ use std::path::PathBuf;
 use envctl_core::SourceKey;
 
 use crate::db::PathRecord;
-use crate::path::{Name, Sha256, StorePathName, Version};
 use crate::unpack::{Format, Unpack};
+use envctl_core::{Name, Sha256, StorePathName, Version};
 
 /// What to install: one artifact, how to unpack it, and what to call it.
 #[derive(Debug, Clone)]

@@ -41,9 +41,9 @@ use crate::fetch::{FetchOptions, Fetcher};
 use crate::flush::flush_tree;
 use crate::layer::{Host, Layer};
 use crate::lock::FileLock;
-use crate::path::StorePathName;
 use crate::tempdir::{TempDir, remove_tree};
 use crate::unpack::Limits;
+use envctl_core::StorePathName;
 
 /// The store layout version this build writes.
 pub const LAYOUT_VERSION: i64 = 1;

@@ -24,12 +24,12 @@ use serde::{Deserialize, Serialize};
 
 use crate::error::{Error, Result};
 use crate::keys::{PublicKey, SecretKey, fingerprint, trusted_by};
-use crate::path::{Name, Sha256, StorePathName, Version};
 use crate::reporter::Reporter;
 use crate::request::{InstallRequest, Installed};
 use crate::store::Store;
 use crate::tempdir::TempDir;
 use crate::unpack::{Format, Unpack};
+use envctl_core::{Name, Sha256, StorePathName, Version};
 
 /// The object format this build writes.
 pub const OBJECT_FORMAT: u32 = 1;
@@ -131,7 +131,7 @@ impl PathObject {
                 .ok_or_else(|| untrusted(format!("`{}` is not a tree hash", self.tree_hash)))?,
         );
         let derived =
-            StorePathName::derive(&Name::parse(&self.package)?, &Version::parse(&self.version)?, &tree);
+            StorePathName::derive(&Name::parse(&self.package)?, &Version::parse(&self.version)?, &tree.0);
         if derived.as_str() != self.name {
             return Err(untrusted(format!(
                 "its package, version and tree hash give the store path `{derived}`, not `{}`",
@@ -303,7 +303,11 @@ impl Store {
             version: Version::parse(&object.version)?,
             unpack: Unpack { format: Some(Format::TarZst), ..Default::default() },
             bytecode: false,
-            references: object.references.iter().map(|r| StorePathName::parse(r)).collect::<Result<_>>()?,
+            references: object
+                .references
+                .iter()
+                .map(|r| StorePathName::parse(r).map_err(Error::from))
+                .collect::<Result<_>>()?,
             store_path: None,
         };
         for reference in &request.references {

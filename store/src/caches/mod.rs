@@ -23,12 +23,12 @@ use std::path::{Path, PathBuf};
 use crate::error::{Error, Result};
 use crate::fetch::Fetcher;
 use crate::keys::SecretKey;
-use crate::path::StorePathName;
 use crate::reporter::Reporter;
 use crate::request::{InstallRequest, Installed};
 use crate::store::Store;
 use crate::tempdir::TempDir;
 use crate::transfer::PathObject;
+use envctl_core::StorePathName;
 
 /// A configured cache.
 #[derive(Debug, Clone, PartialEq, Eq)]

@@ -1,11 +1,15 @@
-//! Validated values: package names and versions as the store sees them, sha256 digests, and
-//! store path names (`<hash>-<name>-<version>`).
+//! Store path names (`<hash>-<name>-<version>`) and the names and versions they are spelled
+//! with.
 //!
 //! The only way to get one is to parse it or to derive it with checks, so code holding a
-//! [`StorePathName`] knows it cannot name anything outside the store.
+//! [`StorePathName`] knows it cannot name anything outside the store. A store [`Name`] is how a
+//! path spells what it holds (a package as its recipe writes it, a profile, `python-venv`); a
+//! package's identity, compared across recipes, indexes and locks, is a
+//! [`PackageName`](crate::PackageName).
 
-use crate::error::{Error, Result};
-use crate::tree::TreeHash;
+use crate::Invalid;
+
+type Result<T> = std::result::Result<T, Invalid>;
 
 /// Nix's base32 alphabet: digits and lowercase letters without `e`, `o`, `u`, `t`, so that a hash
 /// never spells a word by accident.
@@ -35,13 +39,13 @@ fn is_name_char(c: u8) -> bool {
 
 /// The hash part of a store path: blake3 over the fields (each followed by a NUL) and the tree
 /// hash, first 160 bits, in base32.
-fn hash_part(fields: &[&[u8]], tree: &TreeHash) -> String {
+fn hash_part(fields: &[&[u8]], tree: &[u8; 32]) -> String {
     let mut hasher = blake3::Hasher::new();
     for f in fields {
         hasher.update(f);
         hasher.update(b"\0");
     }
-    hasher.update(&tree.0);
+    hasher.update(tree);
     let mut first = [0u8; 20];
     first.copy_from_slice(&hasher.finalize().as_bytes()[..20]);
     base32(&first)
@@ -62,7 +66,7 @@ impl Name {
         if ok {
             Ok(Name(s.to_owned()))
         } else {
-            Err(Error::Invalid {
+            Err(Invalid {
                 what: "package name",
                 value: s.to_owned(),
                 rule: "use lowercase letters, digits, `.`, `_` and `-`, starting with a letter or digit",
@@ -92,7 +96,7 @@ impl Version {
         if ok {
             Ok(Version(s.to_owned()))
         } else {
-            Err(Error::Invalid {
+            Err(Invalid {
                 what: "version",
                 value: s.to_owned(),
                 rule: "use letters, digits, `.`, `+`, `_` and `-`, starting with a letter or digit",
@@ -106,16 +110,14 @@ impl Version {
     }
 }
 
-pub use envctl_core::Sha256;
-
 /// The file name of a store path: `<hash>-<name>-<version>`, with the hash derived from the tree
 /// hash, the name and the version.
 #[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub struct StorePathName(String);
 
 impl StorePathName {
-    /// Derives the store path name of a tree.
-    pub fn derive(name: &Name, version: &Version, tree: &TreeHash) -> StorePathName {
+    /// Derives the store path name of a tree, given its tree hash.
+    pub fn derive(name: &Name, version: &Version, tree: &[u8; 32]) -> StorePathName {
         let hash = hash_part(
             &[b"envctl-store-path-v1", name.as_str().as_bytes(), version.as_str().as_bytes()],
             tree,
@@ -124,7 +126,7 @@ impl StorePathName {
     }
 
     /// Derives the store path name of a profile generation: `<hash>-profile-<profile>`.
-    pub fn derive_generation(profile: &Name, tree: &TreeHash) -> StorePathName {
+    pub fn derive_generation(profile: &Name, tree: &[u8; 32]) -> StorePathName {
         let hash = hash_part(&[b"envctl-generation-v1", profile.as_str().as_bytes()], tree);
         StorePathName(format!("{hash}-profile-{}", profile.as_str()))
     }
@@ -133,7 +135,7 @@ impl StorePathName {
     /// only; whether it is valid in a store is the database's question.
     pub fn parse(s: &str) -> Result<StorePathName> {
         let base = s.trim_end_matches('/').rsplit('/').next().unwrap_or("");
-        let bad = || Error::Invalid {
+        let bad = || Invalid {
             what: "store path",
             value: s.to_owned(),
             rule: "expected `<32-character hash>-<name>-<version>`",
@@ -186,11 +188,11 @@ mod tests {
     fn store_path_names_are_derived_and_parse_back() {
         let name = Name::parse("cuda-cudart").unwrap();
         let version = Version::parse("11.8.89").unwrap();
-        let p = StorePathName::derive(&name, &version, &TreeHash([7; 32]));
+        let p = StorePathName::derive(&name, &version, &[7; 32]);
         assert!(p.as_str().ends_with("-cuda-cudart-11.8.89"));
         assert_eq!(p.hash_part().len(), 32);
         assert_eq!(StorePathName::parse(&format!("/x/store/{p}")).unwrap(), p);
-        assert_ne!(p, StorePathName::derive(&name, &Version::parse("11.8.90").unwrap(), &TreeHash([7; 32])));
+        assert_ne!(p, StorePathName::derive(&name, &Version::parse("11.8.90").unwrap(), &[7; 32]));
         assert!(StorePathName::parse("../../etc/passwd").is_err());
         assert!(StorePathName::parse("eeeeeeeeeeeeeeeeeeeeeeeeeeeeeeee-x-1").is_err());
     }
@@ -202,17 +204,10 @@ mod tests {
         let p = StorePathName::derive(
             &Name::parse("cuda-cudart").unwrap(),
             &Version::parse("11.8.89").unwrap(),
-            &TreeHash([7; 32]),
+            &[7; 32],
         );
         assert_eq!(p.as_str(), "ljacknji43wjayps6fjhfy2rfn83p3cf-cuda-cudart-11.8.89");
-        let g = StorePathName::derive_generation(&Name::parse("vision").unwrap(), &TreeHash([9; 32]));
+        let g = StorePathName::derive_generation(&Name::parse("vision").unwrap(), &[9; 32]);
         assert_eq!(g.as_str(), "3fvrraq9am1zyfpksz46lxknmdfvzhbc-profile-vision");
-    }
-
-    #[test]
-    fn sha256_parses_hex_only() {
-        assert!(Sha256::parse(&"a".repeat(64)).is_ok());
-        assert!(Sha256::parse(&"a".repeat(63)).is_err());
-        assert!(Sha256::parse(&"g".repeat(64)).is_err());
     }
 }
