@@ -13,7 +13,9 @@ use std::str::FromStr;
 
 use serde::Deserialize;
 
-use envctl_recipes::import::{Generated, Problem, quote};
+use envctl_core::{Format, Unpack};
+use envctl_recipes::Comments;
+use envctl_recipes::import::{Generated, Problem};
 use envctl_recipes::{PackageName, Requirement, Version};
 
 use crate::tags::{WheelTags, manylinux_glibc};
@@ -404,77 +406,67 @@ fn merge(name: &PackageName, version: &Version, entries: &[(Entry, &Target)]) ->
         Requirement::parse(spec).map_err(|e| format!("{name} {version}: requirement on {dep}: {e}"))?;
     }
 
-    let mut system = Vec::new();
-    if let Some(cuda) = first.cuda {
-        system.push(format!("cuda = {}", quote(&format!(">={cuda}"))));
-    }
-    if let Some(glibc) = entries.iter().filter_map(|(e, _)| e.glibc).max() {
-        system.push(format!("glibc = {}", quote(&format!(">={}.{}", glibc.0, glibc.1))));
-    }
-    if let Some(arch) = entries.iter().find_map(|(e, _)| e.arch.as_ref()) {
-        system.push(format!("arch = {}", quote(arch)));
-    }
-    let stated: BTreeMap<&String, &String> =
-        entries.iter().flat_map(|(_, t)| t.system.get(name).into_iter().flatten()).collect();
-    for (key, spec) in stated {
-        system.push(format!("{key} = {}", quote(spec)));
-    }
-
     let pythons: BTreeSet<Version> =
         entries.iter().filter_map(|(_, t)| Version::parse(&t.python).ok()).collect();
     let pythons: Vec<String> = pythons.iter().map(|v| v.to_string()).collect();
     let target = entries[0].1;
-    let mut text = format!(
-        "# Written by `envctl import pip` for CPython {} on {}.\nname = {}\nversion = {}\n",
-        pythons.join(", "),
-        target.arch,
-        quote(name.as_str()),
-        quote(&version.to_string())
-    );
-    if let Some(s) = &first.summary {
-        text.push_str(&format!("summary = {}\n", quote(s)));
-    }
-    if let Some(l) = &first.license {
-        text.push_str(&format!("license = {}\n", quote(l)));
-    }
+    let mut comments = Comments {
+        header: vec![format!(
+            "Written by `envctl import pip` for CPython {} on {}.",
+            pythons.join(", "),
+            target.arch
+        )],
+        ..Comments::default()
+    };
+    let mut recipe = envctl_recipes::import::recipe(name.as_str(), &version.to_string())?;
+    recipe.summary = first.summary.clone().unwrap_or_default();
+    recipe.license = first.license.clone().unwrap_or_default();
     if let Some(backend) = &first.sdist {
-        text.push_str(&format!(
-            "# Published only as source: built into a wheel with the profile's Python by its build\n# backend `{backend}`, whose requirements are among the dependencies.\n"
-        ));
+        comments.after_top = vec![
+            "Published only as source: built into a wheel with the profile's Python by its build".into(),
+            format!("backend `{backend}`, whose requirements are among the dependencies."),
+        ];
     }
-    text.push_str("\n[dependencies]\n");
     for (dep, spec) in &deps {
-        text.push_str(&format!("{} = {}\n", bare_key(dep), quote(spec)));
+        envctl_recipes::import::depend(&mut recipe, dep, spec)?;
     }
-    if !system.is_empty() {
-        text.push_str("\n[system]\n");
-        for line in &system {
-            text.push_str(line);
-            text.push('\n');
-        }
+    let requirement = envctl_recipes::import::requirement;
+    if let Some(cuda) = first.cuda {
+        recipe.system.cuda = Some(requirement(&format!(">={cuda}"))?);
+    }
+    if let Some(glibc) = entries.iter().filter_map(|(e, _)| e.glibc).max() {
+        recipe.system.glibc = Some(requirement(&format!(">={}.{}", glibc.0, glibc.1))?);
+    }
+    recipe.system.arch = entries.iter().find_map(|(e, _)| e.arch.clone());
+    let stated: BTreeMap<&String, &String> =
+        entries.iter().flat_map(|(_, t)| t.system.get(name).into_iter().flatten()).collect();
+    for (key, spec) in stated {
+        let slot = match key.as_str() {
+            "cuda" => &mut recipe.system.cuda,
+            "glibc" => &mut recipe.system.glibc,
+            "driver" => &mut recipe.system.driver,
+            "sm" => &mut recipe.system.sm,
+            "arch" => {
+                recipe.system.arch = Some(spec.to_string());
+                continue;
+            }
+            other => return Err(format!("{name}: unknown system requirement `{other}`")),
+        };
+        *slot = Some(requirement(spec)?);
     }
     for (file, (e, series)) in &files {
-        text.push_str("\n[[source]]\n");
+        let unpack = Unpack { format: e.sdist.is_some().then_some(Format::Sdist), ..Unpack::default() };
+        let mut source =
+            envctl_recipes::import::source(format!("index://{}/{file}", target.index), &e.sha256, unpack);
         if !one_file {
-            text.push_str(&format!("python = {}\n", quote(&union(&mut series.iter()))));
+            source.python = Some(requirement(&union(&mut series.iter()))?);
         }
-        text.push_str(&format!(
-            "index = {}\nfilename = {}\nsha256 = {}\n",
-            quote(&target.index),
-            quote(file),
-            quote(&e.sha256)
-        ));
-        if e.sdist.is_some() {
-            text.push_str("format = \"sdist\"\n");
-        }
+        recipe.sources.push(source);
     }
-    if !hints.is_empty() {
-        text.push_str("\n[hints]\n");
-        for (dep, hint) in hints {
-            text.push_str(&format!("{} = {}\n", bare_key(dep), quote(hint)));
-        }
+    for (dep, hint) in hints {
+        recipe.hints.insert(PackageName::parse(dep)?, hint.clone());
     }
-    Ok(Generated { path: format!("{name}/{version}.toml"), text })
+    Ok(Generated::new(format!("{name}/{version}.toml"), &recipe, &comments))
 }
 
 /// The requirements that hold for the target with `extras`.
@@ -518,15 +510,6 @@ fn license(m: &Metadata) -> Option<String> {
         .map(str::trim)
         .filter(|l| !l.is_empty() && l.len() <= 60 && !l.contains('\n'))
         .map(str::to_owned)
-}
-
-/// A TOML key: bare when it can be.
-fn bare_key(k: &str) -> String {
-    if k.bytes().all(|c| c.is_ascii_alphanumeric() || c == b'-' || c == b'_') {
-        k.to_owned()
-    } else {
-        quote(k)
-    }
 }
 
 #[cfg(test)]

@@ -162,14 +162,22 @@ pub fn import(path: &Path, out: &Path, scratch: &Path) -> Result<Imported, Strin
         let _ = std::fs::remove_file(&packing);
     })?;
     let recipe = recipes.join(format!("{}.toml", i.version));
-    let text = format!(
-        "# Written by `envctl import python` from {} ({}).\nname = \"python\"\nversion = \"{}\"\nsummary = \"CPython {} packed from this machine's installation, relocatable\"\n\n[[source]]\nurl = \"../artifacts/python-{}.tar.zst\"\nsha256 = \"{sha256}\"\nformat = \"tar.zst\"\n",
-        i.prefix.display(),
-        i.build.split(' ').next().unwrap_or(&i.version),
-        i.version,
-        i.version,
-        i.version
-    );
+    let mut made = envctl_recipes::import::recipe("python", &i.version)?;
+    made.summary = format!("CPython {} packed from this machine's installation, relocatable", i.version);
+    made.sources.push(envctl_recipes::import::source(
+        format!("../artifacts/python-{}.tar.zst", i.version),
+        &sha256,
+        envctl_core::Unpack { format: Some(envctl_core::Format::TarZst), ..Default::default() },
+    ));
+    let comments = envctl_recipes::Comments {
+        header: vec![format!(
+            "Written by `envctl import python` from {} ({}).",
+            i.prefix.display(),
+            i.build.split(' ').next().unwrap_or(&i.version)
+        )],
+        ..Default::default()
+    };
+    let text = made.to_toml(&comments);
     envctl_store::write_atomically(&recipe, |f| Ok(std::io::Write::write_all(f, text.as_bytes())?))
         .map_err(|e| format!("cannot write `{}`: {e}", recipe.display()))?;
     Ok(Imported { interpreter: i, archive, sha256, recipe, rewritten })

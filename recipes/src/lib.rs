@@ -15,6 +15,7 @@ mod suggest;
 mod system;
 mod url_path;
 mod version;
+mod write;
 
 pub use env::{SEARCH_VARIABLES, compose as compose_env, expand as expand_env, is_variable_name};
 pub use envctl_core::PackageName;
@@ -26,3 +27,4 @@ pub use repo::Repository;
 pub use suggest::nearest;
 pub use system::{CUDA_DRIVER_TABLE, SystemFacts, SystemOverrides, cuda_for_driver};
 pub use version::{Bound, Clause, Interval, Level, ParseError, Requirement, Segment, Suffix, Tail, Version};
+pub use write::Comments;
