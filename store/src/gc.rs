@@ -9,7 +9,8 @@
 //! cannot keep garbage alive. Stale ones are removed.
 //!
 //! Everything reachable from a root through references is kept. The rest is removed in this
-//! order, while holding the store lock exclusively (no install runs beside it):
+//! order, by a store opened to collect ([`Store::open_collector`]: the GC lock, then the store lock
+//! exclusively, never upgraded from a shared one), so no install runs beside it:
 //!
 //! 1. unregister the dead paths in one transaction (the commit point: from here the database
 //!    no longer claims them);
@@ -170,7 +171,13 @@ impl Store {
         if !self.writable() && !dry_run {
             return Err(crate::error::Error::ReadOnly(self.dir().to_path_buf()));
         }
-        let _exclusive = self.lock_exclusive()?;
+        if self.collector.is_none() {
+            return Err(crate::error::Error::Invalid {
+                what: "store",
+                value: self.dir().display().to_string(),
+                rule: "garbage is collected by a store opened with `Store::open_collector`",
+            });
+        }
         let mut report = GcReport::default();
         let roots = root_names(home, &mut report.stale_roots, dry_run)?;
         let records: BTreeMap<String, u64> = self.list()?.into_iter().map(|r| (r.name, r.size)).collect();
@@ -197,7 +204,7 @@ impl Store {
                 crate::sys::rename_dir(&from, &trash.join(name))?;
             }
         }
-        drop(_exclusive);
+        self.release_exclusive()?;
         // Deleting waits on the disk more than on the CPU: two deletions side by side take about
         // 60% of the time of one after the other on these machines.
         let doomed: Vec<PathBuf> = dead.iter().map(|n| trash.join(n)).collect();

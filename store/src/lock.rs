@@ -5,12 +5,13 @@
 //!
 //! | lock | file | shared by | exclusive for |
 //! | --- | --- | --- | --- |
-//! | store | `store/.envctl/store.lock` | installs, optimise, profile switches | GC; the sweep of leftovers at start-up |
+//! | gc | `store/.envctl/gc.lock` | nobody | a collector ([`crate::Store::open_collector`]), for its whole run |
+//! | store | `store/.envctl/store.lock` | installs, optimise, profile switches | a collector until it has swept (taken so from the start, never upgraded from shared); the sweep of leftovers at start-up |
 //! | maintenance | `store/.envctl/maintenance.lock` | verify | optimise, repair (they rewrite entries of valid paths) |
 //! | source | `store/.envctl/locks/<key>.lock` | nobody | the one process fetching and unpacking that source |
 //! | path | `store/.envctl/locks/<hash part>.lock` | nobody | moving a finished tree into place and registering it |
 //!
-//! Locks are always taken in that order (store, maintenance, source, path), so they cannot
+//! Locks are always taken in that order (gc, store, maintenance, source, path), so they cannot
 //! deadlock. After taking a source or path lock the holder re-checks the database: another
 //! process may have finished the same work while it waited.
 //!
@@ -278,16 +279,14 @@ impl FileLock {
         Ok(try_take(&file, Kind::Exclusive)?.then_some(FileLock { file: Some(file) }))
     }
 
+    /// A lock that locks nothing, as a reader who may not open a lock file holds.
+    pub(crate) fn none() -> FileLock {
+        FileLock { file: None }
+    }
+
     /// Whether this holds a lock (a reader who may not open the file holds none).
     pub fn held(&self) -> bool {
         self.file.is_some()
-    }
-
-    /// Turns a held shared lock into an exclusive one, waiting for other holders. Not atomic
-    /// (flock(2) drops the shared lock first), so two upgraders cannot deadlock.
-    pub fn upgrade(&self, path: &Path) -> std::io::Result<()> {
-        let file = self.file.as_ref().ok_or_else(|| not_ours(path))?;
-        wait_for(file, Kind::Exclusive, path)
     }
 
     /// Lets the lock survive `exec`: the executed program (and its children) hold it. Nothing to

@@ -102,7 +102,8 @@ pub struct PathInfo {
     pub references: Vec<String>,
 }
 
-/// An open store. Holds the store lock shared for its whole life.
+/// An open store. Holds the store lock shared for its whole life; a store opened to collect
+/// garbage ([`Store::open_collector`]) holds the GC lock and the store lock exclusively instead.
 pub struct Store {
     pub(crate) dir: PathBuf,
     db: Mutex<Database>,
@@ -111,21 +112,49 @@ pub struct Store {
     /// Whether this process may write `.envctl/` (asked once, when the store is opened).
     writable: bool,
     _lock: FileLock,
+    /// The GC lock, held by a store opened to collect garbage.
+    pub(crate) collector: Option<FileLock>,
 }
 
 impl Store {
     /// Opens the store at `dir` (`<home>/store`), creating it if needed, and sweeps leftovers of
     /// crashed processes when no other process is using it.
     pub fn open(dir: &Path, options: StoreOptions) -> Result<Store> {
+        Store::open_as(dir, options, false)
+    }
+
+    /// Opens the store at `dir` to collect garbage ([`Store::gc`]): takes the GC lock (one
+    /// collector at a time), then the store lock exclusively (no install, switch or optimise runs
+    /// beside it), waiting for each with the lock module's notice. Never an upgrade of a shared
+    /// lock: the process holds neither before.
+    pub fn open_collector(dir: &Path, options: StoreOptions) -> Result<Store> {
+        Store::open_as(dir, options, true)
+    }
+
+    fn open_as(dir: &Path, options: StoreOptions, collector: bool) -> Result<Store> {
         let meta = dir.join(".envctl");
         for d in [dir.to_path_buf(), meta.clone(), meta.join("locks"), dir.join(".tmp"), dir.join(".trash")] {
             fs_err::create_dir_all(&d)?;
         }
         check_layout(&meta.join("layout"))?;
         let lock_path = meta.join("store.lock");
-        let (lock, idle) = match FileLock::try_exclusive(&lock_path)? {
-            Some(lock) => (lock, true),
-            None => (FileLock::shared(&lock_path)?, false),
+        let writable = may_write(&meta);
+        // A reader may not create the GC lock, and can collect nothing (only list what would
+        // go): it takes none.
+        let collector = match collector {
+            true if writable => Some(FileLock::exclusive(&meta.join("gc.lock"))?),
+            true => Some(FileLock::none()),
+            false => None,
+        };
+        let (lock, idle) = if collector.is_some() && writable {
+            (FileLock::exclusive(&lock_path)?, true)
+        } else if collector.is_some() {
+            (FileLock::shared(&lock_path)?, false)
+        } else {
+            match FileLock::try_exclusive(&lock_path)? {
+                Some(lock) => (lock, true),
+                None => (FileLock::shared(&lock_path)?, false),
+            }
         };
         let db = Database::open(&meta.join("db.sqlite"))?;
         let store = Store {
@@ -133,8 +162,9 @@ impl Store {
             db: Mutex::new(db),
             fetcher: Fetcher::new(options.fetch.clone()),
             options,
-            writable: may_write(&meta),
+            writable,
             _lock: lock,
+            collector,
         };
         if store.writable {
             // Verify takes it shared, so it must exist before anyone who may only read comes.
@@ -146,6 +176,8 @@ impl Store {
         // A user who may only read the store leaves leftovers for its owner to sweep.
         if idle && store.writable {
             store.sweep()?;
+        }
+        if idle && store.collector.is_none() {
             store._lock.downgrade()?;
         }
         Ok(store)
@@ -322,10 +354,10 @@ impl Store {
         Ok(FileLock::exclusive(&lock)?)
     }
 
-    /// Holds the store lock exclusively until the guard is dropped (then shared again).
-    pub(crate) fn lock_exclusive(&self) -> Result<ExclusiveGuard<'_>> {
-        self._lock.upgrade(&self.dir.join(".envctl/store.lock"))?;
-        Ok(ExclusiveGuard { lock: &self._lock })
+    /// Lets installs and switches run again once a collector has swept (it keeps the GC lock
+    /// until it is dropped, and deletes its trash meanwhile).
+    pub(crate) fn release_exclusive(&self) -> Result<()> {
+        Ok(self._lock.downgrade()?)
     }
 
     /// The paths a valid path refers to.
@@ -379,17 +411,6 @@ impl Store {
             references: db.references(name.as_str())?,
             record,
         })
-    }
-}
-
-/// Guard of an exclusive store lock; downgrades to shared when dropped.
-pub(crate) struct ExclusiveGuard<'a> {
-    lock: &'a FileLock,
-}
-
-impl Drop for ExclusiveGuard<'_> {
-    fn drop(&mut self) {
-        let _ = self.lock.downgrade();
     }
 }
 

@@ -34,8 +34,12 @@ fn a_path_two_packages_ship_is_refused_naming_both_unless_one_has_priority() {
     let t = TestStore::new();
     let a = t.package("a", &[("bin/tool", "from a")]);
     let b = t.package("b", &[("bin/tool", "from b")]);
-    let err =
-        t.store.add_generation("p", &[TestStore::input("a", &a, 0), TestStore::input("b", &b, 0)], "", None);
+    let err = t.store().add_generation(
+        "p",
+        &[TestStore::input("a", &a, 0), TestStore::input("b", &b, 0)],
+        "",
+        None,
+    );
     let message = err.unwrap_err().to_string();
     assert_eq!(message, "`a` and `b` both ship `bin/tool` with different contents");
 
@@ -47,13 +51,13 @@ fn a_path_two_packages_ship_is_refused_naming_both_unless_one_has_priority() {
 fn the_same_inputs_give_the_same_generation_and_a_package_outside_the_store_is_refused() {
     let t = TestStore::new();
     let a = t.package("a", &[("bin/a", "a")]);
-    let first = t.store.add_generation("p", &[TestStore::input("a", &a, 0)], "", None).unwrap();
-    let again = t.store.add_generation("p", &[TestStore::input("a", &a, 0)], "", None).unwrap();
+    let first = t.store().add_generation("p", &[TestStore::input("a", &a, 0)], "", None).unwrap();
+    let again = t.store().add_generation("p", &[TestStore::input("a", &a, 0)], "", None).unwrap();
     assert_eq!(first.path, again.path);
     assert!(!again.fetched, "an identical generation is reused, not built again");
 
     let outside = t.home().join("not-in-the-store");
     std::fs::create_dir(&outside).unwrap();
-    let err = t.store.add_generation("p", &[TestStore::input("x", &outside, 0)], "", None).unwrap_err();
+    let err = t.store().add_generation("p", &[TestStore::input("x", &outside, 0)], "", None).unwrap_err();
     assert!(err.to_string().contains("not-in-the-store"), "{err}");
 }

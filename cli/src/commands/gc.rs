@@ -22,7 +22,7 @@ pub fn run(args: &GcArgs, settings: &Settings, _cli: &Cli) -> Result<Status> {
                 .map_err(|e| crate::error::Failure::new("the daemon's answer does not parse", e))?
         }
         None => {
-            let store = Store::open(&dir, settings.store_options())
+            let store = Store::open_collector(&dir, settings.store_options())
                 .context(|| format!("cannot open the store at `{}`", dir.display()))?;
             store.gc(&settings.home, args.dry_run).context(|| "garbage collection failed".into())?
         }

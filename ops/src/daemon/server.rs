@@ -234,7 +234,9 @@ impl Daemon {
             }
             Request::Gc { dry_run } => {
                 let run = || -> Result<serde_json::Value> {
-                    let store = self.store()?;
+                    let dir = self.settings.store_dir();
+                    let store = Store::open_collector(&dir, self.store_options())
+                        .context(|| format!("cannot open the store at `{}`", dir.display()))?;
                     let report = store.gc(home, dry_run).context(|| "cannot collect garbage".into())?;
                     Ok(serde_json::to_value(report).expect("a report serializes"))
                 };

@@ -13,7 +13,8 @@ use envctl_testkit::{Archive, Entry, TempDir, sha256_hex};
 
 pub struct TestStore {
     pub home: TempDir,
-    pub store: Store,
+    /// The store, open as every command but `gc` opens it (`None` only inside [`TestStore::gc`]).
+    store: Option<Store>,
 }
 
 impl TestStore {
@@ -21,7 +22,28 @@ impl TestStore {
     pub fn new() -> TestStore {
         let home = envctl_testkit::tempdir();
         let store = Store::open(&home.path().join("store"), StoreOptions::default()).unwrap();
-        TestStore { home, store }
+        TestStore { home, store: Some(store) }
+    }
+
+    /// The open store.
+    pub fn store(&self) -> &Store {
+        self.store.as_ref().expect("open outside gc")
+    }
+
+    /// Closes the store (a test then opens it its own way).
+    pub fn close(&mut self) {
+        self.store = None;
+    }
+
+    /// Collects garbage as `envctl gc` does: the store closed, opened as a collector, then
+    /// opened again.
+    pub fn gc(&mut self, dry_run: bool) -> envctl_store::Result<envctl_store::GcReport> {
+        let dir = self.home().join("store");
+        drop(self.store.take());
+        let report =
+            Store::open_collector(&dir, StoreOptions::default()).and_then(|c| c.gc(self.home(), dry_run));
+        self.store = Some(Store::open(&dir, StoreOptions::default()).unwrap());
+        report
     }
 
     /// The home (profiles and GC roots live here).
@@ -46,7 +68,7 @@ impl TestStore {
             references: Vec::new(),
             store_path: None,
         };
-        Installer::new(&self.store, &Caches::none()).install(&request, &NoReporter).unwrap().path
+        Installer::new(self.store(), &Caches::none()).install(&request, &NoReporter).unwrap().path
     }
 
     /// A farm input for a package, at `priority`.
@@ -63,7 +85,7 @@ impl TestStore {
     /// Builds a generation of `inputs` for `profile` and makes it the profile's current one;
     /// returns its store path.
     pub fn apply(&self, profile: &str, inputs: &[FarmInput]) -> PathBuf {
-        let built = self.store.add_generation(profile, inputs, "", None).unwrap();
+        let built = self.store().add_generation(profile, inputs, "", None).unwrap();
         let profiles = Profiles::open(self.home()).unwrap();
         let lock = profiles.lock(profile).unwrap();
         profiles.add_generation(&lock, profile, &built.path).unwrap();
@@ -73,6 +95,6 @@ impl TestStore {
     /// Whether the store still has a valid path of this full path.
     pub fn has(&self, path: &Path) -> bool {
         let name = path.file_name().unwrap().to_string_lossy().into_owned();
-        self.store.list().unwrap().iter().any(|r| r.name == name) && path.is_dir()
+        self.store().list().unwrap().iter().any(|r| r.name == name) && path.is_dir()
     }
 }
