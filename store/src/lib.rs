@@ -15,6 +15,7 @@
 mod caches;
 mod db;
 mod derive;
+mod download;
 mod elf;
 mod error;
 mod farm;
