@@ -9,7 +9,8 @@ wheels, 55 packages).
 STACK names an example of examples/frameworks/ (its `python` pin sets the CPython packed, with
 `envctl import python`); UV=1 adds, per round, uv installing the same locked wheels from the same
 wheelhouse into a fresh venv with an empty cache (`--compile-bytecode`); NETWORK=0 leaves out step
-3. Each apply's peak RSS is read with /usr/bin/time.
+3. Each apply's peak RSS is read with /usr/bin/time. BASELINE=/path/to/envctl adds, per round, the
+same apply by another build (the one before a change); NOFLUSH=1 adds one with `fsync = false`.
 
 Not a test and not run by CI. Needs the Python package index through this machine's own pip
 configuration, tar and zstd. The interpreter is this machine's CPython 3.11 packed as the
@@ -172,7 +173,8 @@ def main():
 
     # 2. Cold applies from the wheelhouse, and the first import.
     local = f'recipes = ["{recipes}"]\n[indexes]\npypi = ["{wheels}"]\n'
-    applies, firsts, seconds, rss, uvs = [], [], [], [], []
+    applies, firsts, seconds, rss, uvs, baselines, noflush = [], [], [], [], [], [], []
+    baseline = os.environ.get("BASELINE")
     uv = os.environ.get("UV") == "1" and (shutil.which("uv") or sys.exit("uv not found: pip install uv"))
     requirements = [f"{p['name']}=={p['version']}" for p in wanted.values()]
     for r in range(ROUNDS):
@@ -184,6 +186,12 @@ def main():
         firsts.append(dt)
         dt, out2 = run([envctl, "run", PROFILE, "--", "python3", "-c", IMPORT], env)
         seconds.append(dt)
+        if baseline:
+            dt, _ = run([baseline, "apply", profile], home(f"baseline{r}", local))
+            baselines.append(dt)
+        if os.environ.get("NOFLUSH") == "1":
+            dt, _ = run([envctl, "apply", profile], home(f"noflush{r}", "fsync = false\n" + local))
+            noflush.append(dt)
         if uv:
             clear()
             venv, cache = os.path.join(WORK, "venv"), os.path.join(WORK, "uv-cache")
@@ -194,7 +202,9 @@ def main():
                  "--python", os.path.join(venv, "bin", "python"), *requirements], uv_env)
             uvs.append(time.perf_counter() - t)
         print(f"round {r}: apply {applies[-1]:.1f} s ({rss[-1] / 1024:.0f} MiB peak), first import {firsts[-1]:.2f} s, "
-              f"again {seconds[-1]:.2f} s" + (f", uv {uvs[-1]:.1f} s" if uvs else ""), flush=True)
+              f"again {seconds[-1]:.2f} s" + (f", uv {uvs[-1]:.1f} s" if uvs else "")
+              + (f", baseline {baselines[-1]:.1f} s" if baselines else "")
+              + (f", flush off {noflush[-1]:.1f} s" if noflush else ""), flush=True)
     printed = out.strip().splitlines()[-1]
 
     # 3. Once through the index itself: pip's, asked of pip (envctl assumes no default index).
@@ -216,6 +226,9 @@ def main():
         f"| its peak RSS | {med(rss) / 1024:.0f} MiB |",
         *([f"| uv: `uv venv` + `uv pip install --compile-bytecode` of the same wheels, empty cache | {med(uvs):.1f} s |",
            f"| envctl / uv | {med(applies) / med(uvs):.2f} |"] if uvs else []),
+        *([f"| the same apply by the baseline build | {med(baselines):.1f} s |"] if baselines else []),
+        *([f"| the same apply with `fsync = false` | {med(noflush):.1f} s |",
+           *([f"| flush off / uv | {med(noflush) / med(uvs):.2f} |"] if uvs else [])] if noflush else []),
         f"| first import in a session after it | {med(firsts):.2f} s |",
         f"| the import again | {med(seconds):.2f} s |",
         *([f"| `envctl apply` into an empty store through pip's configured index (network, one run) | {t_net:.1f} s |",
@@ -223,6 +236,8 @@ def main():
         "",
         "Raw (s): apply " + ", ".join(f"{x:.1f}" for x in applies) + "; peak RSS (MiB) "
         + ", ".join(f"{x / 1024:.0f}" for x in rss) + ("; uv " + ", ".join(f"{x:.1f}" for x in uvs) if uvs else "")
+        + ("; baseline " + ", ".join(f"{x:.1f}" for x in baselines) if baselines else "")
+        + ("; flush off " + ", ".join(f"{x:.1f}" for x in noflush) if noflush else "")
         + "; first import " + ", ".join(f"{x:.2f}" for x in firsts) + "; again " + ", ".join(f"{x:.2f}" for x in seconds) + ".",
         "",
         f"The session printed `{printed}`.",

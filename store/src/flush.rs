@@ -83,6 +83,31 @@ pub(crate) fn flush_tree(root: &Path, size: u64, files: u64) -> Result<Flushed> 
     Ok(flushed)
 }
 
+/// Flushes several trees, `(root, size, files)`, that finished unpacking while an earlier flush
+/// ran: one `syncfs` for all of them when that is the flush (it writes each tree anyway), else
+/// each tree's files. The trees are all in one store, on one filesystem.
+pub(crate) fn flush_trees(trees: &[(&Path, u64, u64)]) -> Result<Flushed> {
+    let Some((first, ..)) = trees.first() else { return Ok(Flushed::Files(0, 0)) };
+    let waiting = std::fs::read_to_string("/proc/meminfo").ok().and_then(|m| unwritten(&m));
+    let own: u64 = trees.iter().map(|(_, size, files)| size + files * PER_FILE).sum();
+    let ours = UNFLUSHED.load(Ordering::Relaxed).max(own);
+    let flushed = if whole_filesystem(waiting, ours) {
+        sync_filesystem(first)?;
+        Flushed::Filesystem
+    } else {
+        let (mut files, mut dirs) = (0, 0);
+        for (root, ..) in trees {
+            let (f, d) = flush_each(root)?;
+            files += f;
+            dirs += d;
+        }
+        Flushed::Files(files, dirs)
+    };
+    let _ = UNFLUSHED.fetch_update(Ordering::Relaxed, Ordering::Relaxed, |n| Some(n.saturating_sub(own)));
+    tracing::debug!(trees = trees.len(), ?flushed, waiting, ours, "flushed together");
+    Ok(flushed)
+}
+
 /// Whether one `syncfs` is the flush: only when what waits to be written on the machine is known,
 /// and is nearly all this process's own.
 fn whole_filesystem(waiting: Option<u64>, ours: u64) -> bool {

@@ -3,6 +3,7 @@
 //! `Store::commit` flushes and registers the tree).
 
 use crate::caches::Caches;
+use crate::committer::{Pending, Prepared};
 use crate::db::{PathRecord, SourceRecord};
 use crate::error::{Error, Result};
 use crate::layer::Derivation;
@@ -38,7 +39,17 @@ impl<'a> Installer<'a> {
 
     /// Installs one artifact, or finds it installed. Reports under id 0.
     pub fn install(&self, request: &InstallRequest, reporter: &dyn Reporter) -> Result<Installed> {
-        let result = self.store.install_one(0, request, self.caches, reporter);
+        let result = match self.store.prepare_one(0, request, self.caches, reporter) {
+            Ok(Prepared::Done(installed)) => Ok(installed),
+            Ok(Prepared::Pending(p)) => {
+                let flushed = match self.store.options.fsync {
+                    true => crate::flush::flush_tree(&p.tree_dir, p.stats.size, p.stats.files).map(|_| ()),
+                    false => Ok(()),
+                };
+                flushed.and_then(|()| self.store.commit_pending(p))
+            }
+            Err(e) => Err(e),
+        };
         reporter.finished(0);
         result
     }
@@ -50,15 +61,35 @@ impl<'a> Installer<'a> {
         reporter: &dyn Reporter,
     ) -> Vec<Result<Installed>> {
         reporter.starting(requests.len());
-        let install = |_: &mut (), i: usize, request: &InstallRequest| {
-            let result = self.store.install_one(i, request, self.caches, reporter);
-            reporter.finished(i);
-            result
-        };
-        crate::parallel::map_on_threads(self.store.options.jobs, requests, || (), install, |_| false)
-            .into_iter()
-            .map(|r| r.expect("nothing stops the queue"))
-            .collect()
+        // Each worker hands its finished tree to the committer and goes on to the next request
+        // (see committer.rs): the disk flushes one package while the cores unpack the next.
+        let (prepared, committed) = self.store.with_committer(reporter, |committer| {
+            let prepare = |_: &mut (), i: usize, request: &InstallRequest| match self.store.prepare_one(
+                i,
+                request,
+                self.caches,
+                reporter,
+            ) {
+                Ok(Prepared::Pending(p)) => {
+                    committer.send(p).expect("the committer outlives the workers");
+                    None
+                }
+                done => {
+                    reporter.finished(i);
+                    Some(done.map(|d| match d {
+                        Prepared::Done(installed) => installed,
+                        Prepared::Pending(_) => unreachable!("sent above"),
+                    }))
+                }
+            };
+            crate::parallel::map_on_threads(self.store.options.jobs, requests, || (), prepare, |_| false)
+        });
+        let mut results: Vec<Option<Result<Installed>>> =
+            prepared.into_iter().map(|r| r.expect("nothing stops the queue")).collect();
+        for (i, result) in committed {
+            results[i] = Some(result);
+        }
+        results.into_iter().map(|r| r.expect("every request is done or committed")).collect()
     }
 
     /// [`Store::derive_all`], where `expected[i]` is the store path a lock promises for
@@ -118,13 +149,15 @@ impl Store {
         Ok(None)
     }
 
-    fn install_one(
+    /// Installs one request as far as its finished tree: found in the store, received from a
+    /// cache, or fetched and unpacked and left to be flushed and committed (with its source lock).
+    fn prepare_one(
         &self,
         id: usize,
         request: &InstallRequest,
         caches: &Caches,
         reporter: &dyn Reporter,
-    ) -> Result<Installed> {
+    ) -> Result<Prepared> {
         let format = request.format().ok_or_else(|| Error::UnknownFormat(request.url.clone()))?;
         let keys = request.source_keys(format);
         let key = &keys[0];
@@ -138,49 +171,41 @@ impl Store {
             }
         }
         if let Some(found) = self.recorded(&keys)?.and_then(|r| self.found(r)) {
-            return Ok(found);
+            return Ok(Prepared::Done(found));
         }
         let locks = self.dir.join(".envctl/locks");
-        let _source_lock = FileLock::exclusive(
+        let source_lock = FileLock::exclusive(
             &locks.join(format!("{}.lock", &blake3::hash(key.as_bytes()).to_hex()[..32])),
         )?;
         // Another process may have installed it while we waited for the lock.
         if let Some(found) = self.recorded(&keys)?.and_then(|r| self.found(r)) {
-            return Ok(found);
+            return Ok(Prepared::Done(found));
         }
 
         if !caches.is_empty()
             && let Some(installed) = caches.ask(self, request, &keys, reporter)
         {
-            return Ok(installed);
+            return Ok(Prepared::Done(installed));
         }
         let work = TempDir::new(&self.dir.join(".tmp"))?;
         let (unpacked, tree_dir, url, archive_size) =
             self.fetch_and_unpack(id, request, format, &work, reporter)?;
         let tree_hash = unpacked.tree.tree_hash();
         let stats = unpacked.tree.stats();
-        let name = StorePathName::derive(&request.name, &request.version, &tree_hash.0);
-        let package = (request.name.as_str().to_owned(), request.version.as_str().to_owned());
-        let source = SourceRecord { sha256: request.sha256.to_string(), url };
-        let references: Vec<String> = request.references.iter().map(|r| r.to_string()).collect();
-        let (dest, record) = self.commit(
-            &work,
-            &tree_dir,
-            &name,
-            &tree_hash,
+        Ok(Prepared::Pending(Pending {
+            id,
+            name: StorePathName::derive(&request.name, &request.version, &tree_hash.0),
+            work,
+            tree_dir,
+            tree_hash,
             stats,
-            package,
-            Some((key, &source)),
-            &references,
-        )?;
-        tracing::debug!(path = %dest.display(), files = stats.files, bytes = stats.size, "installed");
-        Ok(Installed {
-            path: dest,
-            record,
-            fetched: true,
+            package: (request.name.as_str().to_owned(), request.version.as_str().to_owned()),
+            key: key.clone(),
+            source: SourceRecord { sha256: request.sha256.to_string(), url },
+            references: request.references.iter().map(|r| r.to_string()).collect(),
             skipped: unpacked.skipped,
-            cache: None,
-            archive_size: Some(archive_size),
-        })
+            archive_size,
+            _source_lock: source_lock,
+        }))
     }
 }

@@ -13,6 +13,7 @@
 #![deny(missing_docs)]
 
 mod caches;
+mod committer;
 mod db;
 mod derive;
 mod download;

@@ -298,6 +298,22 @@ impl Store {
         if self.options.fsync {
             flush_tree(tree_dir, stats.size, stats.files)?;
         }
+        self.commit_flushed(work, tree_dir, name, tree_hash, stats, (package, version), source, references)
+    }
+
+    /// [`Store::commit`] of a tree already flushed (or with flushing off).
+    #[allow(clippy::too_many_arguments)]
+    pub(crate) fn commit_flushed(
+        &self,
+        work: &TempDir,
+        tree_dir: &Path,
+        name: &StorePathName,
+        tree_hash: &crate::tree::TreeHash,
+        stats: crate::tree::TreeStats,
+        (package, version): (String, String),
+        source: Option<(&str, &SourceRecord)>,
+        references: &[String],
+    ) -> Result<(PathBuf, PathRecord)> {
         let dest = self.dir.join(name.as_str());
         let _path_lock = self.path_lock(name)?;
         let mut db = self.db();

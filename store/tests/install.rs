@@ -99,3 +99,53 @@ fn a_reference_to_an_unknown_path_is_refused_and_nothing_is_registered() {
         .collect();
     assert!(on_disk.is_empty(), "{on_disk:?}");
 }
+
+/// Two processes (two stores open on one directory: their locks conflict as two processes' do)
+/// installing overlapping sets in opposite orders: each worker hands its tree to a committer and
+/// goes on holding that source's lock, so each side holds several while it waits for the other's.
+/// Both finish, every package is fetched once, and both get the same paths.
+#[test]
+fn two_installs_of_overlapping_sets_in_opposite_orders_finish_and_fetch_each_source_once() {
+    let server = Server::start();
+    let home = envctl_testkit::tempdir();
+    let mut requests = Vec::new();
+    for i in 0..8 {
+        let bytes =
+            Archive::new().with(Entry::file(&format!("lib/lib{i}.so"), vec![i as u8; 50_000])).tar_gz();
+        let path = format!("/q{i}.tar.gz");
+        server.set(&path, Reply::Slow { body: bytes.clone(), delay: Duration::from_millis(100) });
+        requests.push(InstallRequest {
+            url: server.url(&path),
+            sha256: Sha256::parse(&sha256_hex(&bytes)).unwrap(),
+            name: Name::parse(&format!("q{i}")).unwrap(),
+            version: Version::parse("1.0").unwrap(),
+            unpack: Unpack::default(),
+            bytecode: false,
+            references: Vec::new(),
+            store_path: None,
+        });
+    }
+    let reversed: Vec<InstallRequest> = requests.iter().rev().cloned().collect();
+    let dir = home.path().join("store");
+    let options = || StoreOptions { jobs: 3, ..StoreOptions::default() };
+    drop(Store::open(&dir, options()).unwrap());
+    let install = |requests: &[InstallRequest]| {
+        let store = Store::open(&dir, options()).unwrap();
+        let caches = envctl_store::Caches::none();
+        let installer = envctl_store::Installer::new(&store, &caches);
+        let results = installer.install_all(requests, &envctl_store::NoReporter);
+        results.into_iter().map(|r| r.unwrap().path).collect::<Vec<_>>()
+    };
+    let (forward, backward) = std::thread::scope(|s| {
+        let a = s.spawn(|| install(&requests));
+        let b = s.spawn(|| install(&reversed));
+        (a.join().unwrap(), b.join().unwrap())
+    });
+    let mut backward = backward;
+    backward.reverse();
+    assert_eq!(forward, backward);
+    for i in 0..8 {
+        assert_eq!(server.hits(&format!("/q{i}.tar.gz")), 1, "q{i} fetched more than once");
+        assert!(forward[i].join(format!("lib/lib{i}.so")).is_file());
+    }
+}
