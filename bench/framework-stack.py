@@ -190,7 +190,7 @@ def main():
             dt, _ = run([baseline, "apply", profile], home(f"baseline{r}", local))
             baselines.append(dt)
         if os.environ.get("NOFLUSH") == "1":
-            dt, _ = run([envctl, "apply", profile], home(f"noflush{r}", "fsync = false\n" + local))
+            dt, _ = run([envctl, "apply", profile], home(f"noflush{r}", local + "[store]\nfsync = false\n"))
             noflush.append(dt)
         if uv:
             clear()

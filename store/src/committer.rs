@@ -35,13 +35,17 @@ pub(crate) struct Pending {
     pub(crate) tree_hash: TreeHash,
     pub(crate) stats: TreeStats,
     pub(crate) package: (String, String),
-    pub(crate) key: String,
-    pub(crate) source: SourceRecord,
+    /// The source keys it answers, each with its source: the first is registered with the path,
+    /// the others right after.
+    pub(crate) sources: Vec<(String, SourceRecord)>,
     pub(crate) references: Vec<String>,
     pub(crate) skipped: Vec<String>,
-    pub(crate) archive_size: u64,
-    /// The source's lock, released once the tree is registered (or has failed).
-    pub(crate) _source_lock: FileLock,
+    pub(crate) archive_size: Option<u64>,
+    /// The binary cache it came from, when one gave it.
+    pub(crate) cache: Option<String>,
+    /// The source's lock, released once the tree is registered (or has failed); none for a path
+    /// received from a cache outside an install.
+    pub(crate) _source_lock: Option<FileLock>,
 }
 
 /// What an install leaves: done, or a tree for the committer.
@@ -51,8 +55,10 @@ pub(crate) enum Prepared {
 }
 
 impl Store {
-    /// Moves a flushed tree into place and registers it.
+    /// Moves a flushed tree into place and registers it, with each of its sources.
     pub(crate) fn commit_pending(&self, p: Pending) -> Result<Installed> {
+        let mut sources = p.sources.iter();
+        let first = sources.next();
         let (dest, record) = self.commit_flushed(
             &p.work,
             &p.tree_dir,
@@ -60,18 +66,39 @@ impl Store {
             &p.tree_hash,
             p.stats,
             p.package,
-            Some((&p.key, &p.source)),
+            first.map(|(k, s)| (k.as_str(), s)),
             &p.references,
         )?;
+        let mut db = self.db();
+        for (key, source) in sources {
+            db.register(&record, Some((key, source)), &[])?;
+        }
+        drop(db);
         tracing::debug!(path = %dest.display(), files = p.stats.files, bytes = p.stats.size, "installed");
         Ok(Installed {
             path: dest,
             record,
             fetched: true,
             skipped: p.skipped,
-            cache: None,
-            archive_size: Some(p.archive_size),
+            cache: p.cache,
+            archive_size: p.archive_size,
         })
+    }
+
+    /// Flushes (when the store flushes) and commits one pending tree on this thread.
+    pub(crate) fn finish_pending(&self, p: Pending) -> Result<Installed> {
+        if self.options.fsync {
+            crate::flush::flush_tree(&p.tree_dir, p.stats.size, p.stats.files)?;
+        }
+        self.commit_pending(p)
+    }
+
+    /// The installed path of `prepared`, committing it here when it is pending.
+    pub(crate) fn finish(&self, prepared: Prepared) -> Result<Installed> {
+        match prepared {
+            Prepared::Done(installed) => Ok(installed),
+            Prepared::Pending(p) => self.finish_pending(p),
+        }
     }
 
     /// Flushes (when the store flushes) and commits every tree of `batch`; one result per tree,

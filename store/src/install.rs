@@ -39,17 +39,8 @@ impl<'a> Installer<'a> {
 
     /// Installs one artifact, or finds it installed. Reports under id 0.
     pub fn install(&self, request: &InstallRequest, reporter: &dyn Reporter) -> Result<Installed> {
-        let result = match self.store.prepare_one(0, request, self.caches, reporter) {
-            Ok(Prepared::Done(installed)) => Ok(installed),
-            Ok(Prepared::Pending(p)) => {
-                let flushed = match self.store.options.fsync {
-                    true => crate::flush::flush_tree(&p.tree_dir, p.stats.size, p.stats.files).map(|_| ()),
-                    false => Ok(()),
-                };
-                flushed.and_then(|()| self.store.commit_pending(p))
-            }
-            Err(e) => Err(e),
-        };
+        let result =
+            self.store.prepare_one(0, request, self.caches, reporter).and_then(|p| self.store.finish(p));
         reporter.finished(0);
         result
     }
@@ -183,9 +174,14 @@ impl Store {
         }
 
         if !caches.is_empty()
-            && let Some(installed) = caches.ask(self, request, &keys, reporter)
+            && let Some(mut prepared) = caches.ask(self, request, &keys, reporter)
         {
-            return Ok(Prepared::Done(installed));
+            if let Prepared::Pending(p) = &mut prepared {
+                // Its source stays locked until it is registered, as a fetched tree's does.
+                p.id = id;
+                p._source_lock = Some(source_lock);
+            }
+            return Ok(prepared);
         }
         let work = TempDir::new(&self.dir.join(".tmp"))?;
         let (unpacked, tree_dir, url, archive_size) =
@@ -200,12 +196,12 @@ impl Store {
             tree_hash,
             stats,
             package: (request.name.as_str().to_owned(), request.version.as_str().to_owned()),
-            key: key.clone(),
-            source: SourceRecord { sha256: request.sha256.to_string(), url },
+            sources: vec![(key.clone(), SourceRecord { sha256: request.sha256.to_string(), url })],
             references: request.references.iter().map(|r| r.to_string()).collect(),
             skipped: unpacked.skipped,
-            archive_size,
-            _source_lock: source_lock,
+            archive_size: Some(archive_size),
+            cache: None,
+            _source_lock: Some(source_lock),
         }))
     }
 }

@@ -22,6 +22,7 @@ use std::path::Path;
 
 use serde::{Deserialize, Serialize};
 
+use crate::committer::{Pending, Prepared};
 use crate::error::{Error, Result};
 use crate::keys::{PublicKey, SecretKey, fingerprint, trusted_by};
 use crate::reporter::Reporter;
@@ -275,6 +276,18 @@ impl Store {
         trusted: &[PublicKey],
         reporter: &dyn Reporter,
     ) -> Result<Installed> {
+        let prepared = self.receive_prepared(object, archive_url, trusted, reporter)?;
+        self.finish(prepared)
+    }
+
+    /// [`Store::receive`], leaving the checked tree to be flushed and committed (committer.rs).
+    pub(crate) fn receive_prepared(
+        &self,
+        object: &PathObject,
+        archive_url: &str,
+        trusted: &[PublicKey],
+        reporter: &dyn Reporter,
+    ) -> Result<Prepared> {
         object.check(trusted)?;
         let name = StorePathName::parse(&object.name)?;
         let sources: BTreeMap<&str, crate::db::SourceRecord> = object
@@ -294,7 +307,7 @@ impl Store {
             for (key, source) in &sources {
                 db.register(&record, Some((key, source)), &[])?;
             }
-            return Ok(Installed::present(self.dir().join(name.as_str()), record));
+            return Ok(Prepared::Done(Installed::present(self.dir().join(name.as_str()), record)));
         }
         let request = InstallRequest {
             url: archive_url.to_owned(),
@@ -328,23 +341,22 @@ impl Store {
                 ),
             });
         }
-        let mut sources = sources.into_iter();
-        let first = sources.next();
-        let (dest, record) = self.commit(
-            &work,
-            &tree_dir,
-            &name,
-            &tree_hash,
-            unpacked.tree.stats(),
-            (object.package.clone(), object.version.clone()),
-            first.as_ref().map(|(k, s)| (*k, s)),
-            &object.references,
-        )?;
-        let mut db = self.db();
-        for (key, source) in sources {
-            db.register(&record, Some((key, &source)), &[])?;
-        }
-        Ok(Installed { path: dest, record, fetched: true, skipped: vec![], cache: None, archive_size: None })
+        let stats = unpacked.tree.stats();
+        Ok(Prepared::Pending(Pending {
+            id: 0,
+            work,
+            tree_dir,
+            name,
+            tree_hash,
+            stats,
+            package: (object.package.clone(), object.version.clone()),
+            sources: sources.into_iter().map(|(k, s)| (k.to_owned(), s)).collect(),
+            references: object.references.clone(),
+            skipped: unpacked.skipped,
+            archive_size: None,
+            cache: None,
+            _source_lock: None,
+        }))
     }
 }
 

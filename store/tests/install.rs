@@ -144,8 +144,8 @@ fn two_installs_of_overlapping_sets_in_opposite_orders_finish_and_fetch_each_sou
     let mut backward = backward;
     backward.reverse();
     assert_eq!(forward, backward);
-    for i in 0..8 {
+    for (i, path) in forward.iter().enumerate() {
         assert_eq!(server.hits(&format!("/q{i}.tar.gz")), 1, "q{i} fetched more than once");
-        assert!(forward[i].join(format!("lib/lib{i}.so")).is_file());
+        assert!(path.join(format!("lib/lib{i}.so")).is_file());
     }
 }

@@ -20,6 +20,7 @@ mod s3;
 use std::io::Read;
 use std::path::{Path, PathBuf};
 
+use crate::committer::Prepared;
 use crate::error::{Error, Result};
 use crate::fetch::Fetcher;
 use crate::keys::SecretKey;
@@ -224,10 +225,10 @@ impl Caches {
         request: &InstallRequest,
         keys: &[String],
         reporter: &dyn Reporter,
-    ) -> Option<Installed> {
+    ) -> Option<Prepared> {
         let source = crate::db::SourceRecord { sha256: request.sha256.to_string(), url: request.url.clone() };
         let what = format!("{} {}", request.name.as_str(), request.version.as_str());
-        self.pull(store, keys, request.store_path.as_ref(), &source, &what, reporter)
+        self.pull_prepared(store, keys, request.store_path.as_ref(), &source, &what, reporter)
     }
 
     /// The path that answers the source key `keys[0]` (a package's source, or a derivation's
@@ -243,20 +244,43 @@ impl Caches {
         what: &str,
         reporter: &dyn Reporter,
     ) -> Option<Installed> {
+        let prepared = self.pull_prepared(store, keys, store_path, source, what, reporter)?;
+        store.finish(prepared).inspect_err(|e| tracing::warn!("{what} from a cache failed: {e}")).ok()
+    }
+
+    /// [`Caches::pull`], leaving a received tree to be flushed and committed (see committer.rs):
+    /// with `keys[0]` and `source` among its sources.
+    pub(crate) fn pull_prepared(
+        &self,
+        store: &Store,
+        keys: &[String],
+        store_path: Option<&StorePathName>,
+        source: &crate::db::SourceRecord,
+        what: &str,
+        reporter: &dyn Reporter,
+    ) -> Option<Prepared> {
         for (url, backend) in &self.list {
             let received = self.lookup(backend.as_ref(), url, keys, store_path).and_then(|object| {
                 let Some(object) = object else { return Ok(None) };
                 let archive = backend.location(&object.archive.file);
-                let installed = store.receive(&object, &archive, &self.trusted, reporter)?;
+                let prepared = store.receive_prepared(&object, &archive, &self.trusted, reporter)?;
                 // This source leads here from now on.
-                store.db().register(&installed.record, Some((&keys[0], source)), &[])?;
-                Ok(Some(installed))
+                Ok(Some(match prepared {
+                    Prepared::Done(installed) => {
+                        store.db().register(&installed.record, Some((&keys[0], source)), &[])?;
+                        Prepared::Done(Installed { cache: Some(url.clone()), ..installed })
+                    }
+                    Prepared::Pending(mut p) => {
+                        p.sources.push((keys[0].clone(), source.clone()));
+                        p.cache = Some(url.clone());
+                        Prepared::Pending(p)
+                    }
+                }))
             });
             match received {
-                Ok(Some(mut installed)) => {
-                    tracing::info!(path = %installed.record.name, cache = %url, "installed from a cache");
-                    installed.cache = Some(url.clone());
-                    return Some(installed);
+                Ok(Some(prepared)) => {
+                    tracing::info!(cache = %url, "{what}: from a cache");
+                    return Some(prepared);
                 }
                 Ok(None) => {}
                 Err(e) => tracing::warn!("cache `{url}` passed over for {what}: {e}"),
