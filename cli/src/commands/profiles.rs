@@ -35,6 +35,9 @@ pub fn list(args: &JsonArgs, settings: &Settings, _cli: &Cli) -> Result<Status> 
         .transpose()
         .context(|| "cannot list the store".into())?
         .unwrap_or_default();
+    // Profiles often share a generation (teams applying one lock): each is read once.
+    let mut seen: std::collections::HashMap<std::path::PathBuf, (usize, u64)> =
+        std::collections::HashMap::new();
     let mut rows = Vec::new();
     for (profiles, team) in &dirs {
         for short in profiles.names().context(|| "cannot list profiles".into())? {
@@ -47,14 +50,16 @@ pub fn list(args: &JsonArgs, settings: &Settings, _cli: &Cli) -> Result<Status> 
             else {
                 continue;
             };
-            let m = Manifest::load(&current.path).ok();
-            let packages = m.as_ref().map_or(0, |m| m.packages.len());
-            let gen_name =
-                current.path.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
-            let closure: u64 = sizes.get(&gen_name).copied().unwrap_or(0)
-                + m.as_ref().map_or(0, |m| {
-                    m.packages.iter().map(|p| sizes.get(&p.store_path).copied().unwrap_or(0)).sum()
-                });
+            let (packages, closure) = *seen.entry(current.path.clone()).or_insert_with(|| {
+                let m = Manifest::load(&current.path).ok();
+                let gen_name =
+                    current.path.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
+                let closure: u64 = sizes.get(&gen_name).copied().unwrap_or(0)
+                    + m.as_ref().map_or(0, |m| {
+                        m.packages.iter().map(|p| sizes.get(&p.store_path).copied().unwrap_or(0)).sum()
+                    });
+                (m.as_ref().map_or(0, |m| m.packages.len()), closure)
+            });
             rows.push(serde_json::json!({
                 "name": name, "generation": current.number, "packages": packages,
                 "closure_bytes": closure, "path": current.path,
