@@ -384,6 +384,8 @@ impl Settings {
         }
         let mut o =
             envctl_store::StoreOptions { layer: Some(envctl_python::Python::layer()), ..Default::default() };
+        // `index://` sources are the Python layer's to resolve.
+        o.fetch.resolvers = envctl_store::Resolvers(vec![envctl_python::Python::package_index()]);
         let s = &self.config.store;
         let f = &self.config.fetch;
         if let Some(v) = s.max_unpack_bytes {

@@ -4,15 +4,18 @@
 //! wheel. The store knows none of this: it is handed [`Python`] as its [`envctl_store::Layer`]
 //! and calls it to unpack a wheel, to finish an interpreter and to make derived paths.
 //!
-//! Beside the layer: wheel tags ([`WheelTags`]), what a source distribution's `pyproject.toml`
-//! asks to be built with ([`BuildSystem`]), pip's configuration ([`pipconf`]), and the importer
-//! that turns what pip resolves into recipes ([`import`]).
+//! Beside the layer: the package index (`index://NAME/FILE` sources, read from a simple
+//! repository's PEP 691 or PEP 503 pages: [`PackageIndex`], handed to the store's fetcher as a
+//! resolver), wheel tags ([`WheelTags`]), what a source distribution's `pyproject.toml` asks to be
+//! built with ([`BuildSystem`]), pip's configuration ([`pipconf`]), and the importer that turns
+//! what pip resolves into recipes ([`import`]).
 
 #![deny(missing_docs)]
 
 mod bytecode;
 mod derive;
 pub mod import;
+mod index;
 mod ini;
 pub mod interpreter;
 pub mod pipconf;
@@ -25,6 +28,7 @@ use std::path::Path;
 use envctl_store::{Host, Job, Limits, Result, Unpacked};
 
 pub use derive::Derivation;
+pub use index::PackageIndex;
 pub use sdist::{BuildSystem, is_sdist_file};
 pub use tags::WheelTags;
 pub use wheel::{SCRIPT_HEADER, entry_points, unpack_wheel};
@@ -37,6 +41,11 @@ impl Python {
     /// The layer, as a store's options hold it.
     pub fn layer() -> std::sync::Arc<dyn envctl_store::Layer> {
         std::sync::Arc::new(Python)
+    }
+
+    /// The resolver of `index://` sources, as a store's fetch options hold it.
+    pub fn package_index() -> std::sync::Arc<dyn envctl_store::Resolver> {
+        std::sync::Arc::new(PackageIndex)
     }
 }
 

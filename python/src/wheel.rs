@@ -26,9 +26,9 @@ use std::io::{BufRead, Read};
 use base64::Engine;
 use sha2::Digest;
 
+use envctl_core::normalized_name;
 use envctl_store::{
     Error, Format, Limits, Mapped, MappedReader, Result, Unpack, Unpacked, Unpacker, check_local_name,
-    normalized_name,
 };
 
 /// What a wheel's scripts and entry points start with: `/bin/sh` runs the `python3` found beside

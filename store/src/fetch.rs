@@ -35,6 +35,27 @@ pub struct FetchOptions {
     /// Use local locations only (files, `file://` mirror bases, `empty:`); `http(s)` ones are
     /// left out.
     pub offline: bool,
+    /// Resolvers of the schemes the store does not know itself (envctl-python's `index://`).
+    pub resolvers: Resolvers,
+}
+
+/// Resolves source URLs of a scheme the store does not know (a Python package index's
+/// `index://NAME/FILE`, which envctl-python reads) into locations to try in order.
+pub trait Resolver: Send + Sync {
+    /// The scheme, with its `://` (`index://`).
+    fn scheme(&self) -> &'static str;
+    /// The locations of `url`, which starts with [`Resolver::scheme`].
+    fn locations(&self, url: &str, fetcher: &Fetcher) -> Result<Vec<Location>>;
+}
+
+/// The resolvers a fetcher asks, by scheme.
+#[derive(Clone, Default)]
+pub struct Resolvers(pub Vec<std::sync::Arc<dyn Resolver>>);
+
+impl std::fmt::Debug for Resolvers {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_list().entries(self.0.iter().map(|r| r.scheme())).finish()
+    }
 }
 
 /// Redirects followed for one request at most.
@@ -51,6 +72,7 @@ impl Default for FetchOptions {
             read_timeout: Duration::from_secs(60),
             deadline: Duration::from_secs(3 * 3600),
             offline: false,
+            resolvers: Resolvers::default(),
         }
     }
 }
@@ -99,8 +121,9 @@ pub struct Fetcher {
     /// store (a hundred and more files), which a command that fetches nothing must not pay for.
     clients: std::sync::OnceLock<Clients>,
     options: FetchOptions,
-    /// File sizes an index's metadata gave (PEP 700), by URL: a dry run asks nothing more.
-    pub(crate) sizes: std::sync::Mutex<std::collections::HashMap<String, u64>>,
+    /// File sizes a resolver was told (an index's PEP 700 metadata), by URL: a dry run asks
+    /// nothing more.
+    sizes: std::sync::Mutex<std::collections::HashMap<String, u64>>,
 }
 
 /// The HTTP clients of a fetcher.
@@ -167,6 +190,12 @@ impl Fetcher {
         if bypass { &c.direct } else { proxy }
     }
 
+    /// Remembers the size of the file at `url`, as a resolver was told it: [`Fetcher::size`]
+    /// then answers without asking the server.
+    pub fn remember_size(&self, url: &str, size: u64) {
+        self.sizes.lock().unwrap_or_else(|p| p.into_inner()).insert(url.to_owned(), size);
+    }
+
     /// The options in force.
     pub fn options(&self) -> &FetchOptions {
         &self.options
@@ -208,8 +237,8 @@ impl Fetcher {
         if url == EMPTY_URL {
             return Ok(vec![Location::Empty]);
         }
-        if url.starts_with("index://") {
-            return self.index_locations(url);
+        if let Some(resolver) = self.options.resolvers.0.iter().find(|r| url.starts_with(r.scheme())) {
+            return resolver.locations(url, self);
         }
         if url.starts_with("http://") || url.starts_with("https://") {
             return Ok(vec![Location::Http(url.to_owned())]);
@@ -259,7 +288,7 @@ impl Fetcher {
 
     /// `GET url` (with an `Accept` header, when given), read under the fetch deadline; with the
     /// answer's content type.
-    pub(crate) fn open_http(&self, url: &str, accept: Option<&str>) -> Result<(Opened, String)> {
+    pub fn open_http(&self, url: &str, accept: Option<&str>) -> Result<(Opened, String)> {
         let resp = self.request_accepting("GET", url, accept)?;
         let size = resp.header("Content-Length").and_then(|v| v.parse().ok());
         let content_type = resp.content_type().to_owned();
