@@ -10,6 +10,8 @@
 //! - [`settings`]: where the home, the configuration and the recipes are for one invocation;
 //! - [`system`]: this machine's facts (driver, CUDA, GPUs, glibc, arch), detected or given;
 //! - [`resolution`]: a profile file resolved against the recipes into a lock;
+//! - [`lock`], [`graph`]: `lock` and `outdated` as values, and the dependency graph `why` and
+//!   `graph` show;
 //! - [`manifest`]: what a generation records (`.envctl/manifest.toml`);
 //! - [`python`], [`sdist`]: the Python layer of a generation, and source builds (the rest of
 //!   Python, pip's configuration included, is envctl-python's);
@@ -21,6 +23,8 @@ pub mod daemon;
 pub mod error;
 pub mod generations;
 pub mod gpus;
+pub mod graph;
+pub mod lock;
 pub mod manifest;
 pub mod profiles;
 pub mod python;

@@ -5,34 +5,11 @@
 use std::path::Path;
 
 use envctl_ops::apply::{Action, ApplyOptions, Outcome, execute, plan, write_lock_file};
-use envctl_ops::{Invocation, Settings};
+use envctl_ops::Settings;
 use envctl_store::NoReporter;
-use envctl_testkit::{Archive, Entry, sha256_hex};
 
-/// A home, a configuration, and a recipe repository of `names` (version 1.0, one file each,
-/// archives on disk).
-fn setup(dir: &Path, names: &[&str]) -> Settings {
-    let repo = dir.join("recipes");
-    std::fs::create_dir_all(&repo).unwrap();
-    for name in names {
-        let bytes = Archive::new().with(Entry::file(&format!("bin/{name}"), format!("{name}\n"))).tar_gz();
-        let archive = dir.join(format!("{name}-1.0.tar.gz"));
-        std::fs::write(&archive, &bytes).unwrap();
-        std::fs::write(
-            repo.join(format!("{name}.toml")),
-            format!(
-                "name = \"{name}\"\nversion = \"1.0\"\n[[source]]\nurl = \"file://{}\"\nsha256 = \"{}\"\n",
-                archive.display(),
-                sha256_hex(&bytes)
-            ),
-        )
-        .unwrap();
-    }
-    let config = dir.join("config.toml");
-    std::fs::write(&config, format!("recipes = [\"{}\"]\n", repo.display())).unwrap();
-    let invocation = Invocation { home: Some(dir.join("home")), config: Some(config), ..Default::default() };
-    Settings::load(&invocation).unwrap()
-}
+mod common;
+use common::setup;
 
 fn carry_out(file: &Path, settings: &Settings) -> Outcome {
     let planned = plan(file, &ApplyOptions::default(), settings).unwrap();
