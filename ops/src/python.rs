@@ -6,11 +6,16 @@
 //! the profile's Python (the package named `python`) a derived path mirrors the wheel's
 //! `site-packages` with bytecode compiled (see envctl-python's `derive.rs`); the farm puts that at
 //! `lib/pythonX.Y/site-packages`, and the rest of the wheel (`bin/`, `include/`, data) where it is.
+//!
+//! What is Python here is envctl-python's: where an installed interpreter is and which
+//! derivations it makes ([`envctl_python::Installed`]), how a source tree builds
+//! ([`envctl_python::BuildSystem`]). This module reads the lock: which packages are wheels or
+//! source distributions, their priorities, the build the lock recorded.
 
 use std::collections::BTreeMap;
 use std::path::Path;
 
-use envctl_python::Derivation;
+use envctl_python::{BuildSystem, Derivation, Installed};
 use envctl_recipes::{Built, LockFile, LockedPackage};
 use envctl_store::{FarmInput, Installer, StorePathName};
 
@@ -21,39 +26,13 @@ pub fn is_wheel(p: &LockedPackage) -> bool {
     crate::request::install_request(p).is_some_and(|r| r.unpack.installs_as_wheel(&r.url))
 }
 
-/// The profile's Python, installed: its store path, the interpreter inside it and its version.
-struct Interpreter {
-    path: StorePathName,
-    exe: String,
-    version: String,
-    series: String,
-}
-
-fn interpreter(store_dir: &Path, lock: &LockFile) -> Result<Option<Interpreter>> {
+/// The profile's Python (the package named `python`), installed.
+fn interpreter(store_dir: &Path, lock: &LockFile) -> Result<Option<Installed>> {
     let Some(python) = lock.get("python") else { return Ok(None) };
     let name = python.store_path.as_deref().unwrap_or_default();
-    let path = StorePathName::parse(name).map_err(|e| Failure::new("cannot use the profile's Python", e))?;
-    let parts: Vec<&str> = python.version.split(['.', '+']).collect();
-    let series = match parts.as_slice() {
-        [major, minor, ..] => format!("{major}.{minor}"),
-        _ => {
-            return Err(Failure::new(
-                "cannot use the profile's Python",
-                format!("its version `{}` has no minor number", python.version),
-            ));
-        }
-    };
-    let root = store_dir.join(name);
-    let exe = [format!("bin/python{series}"), "bin/python3".to_owned()]
-        .into_iter()
-        .find(|e| root.join(e).is_file())
-        .ok_or_else(|| {
-            Failure::new(
-                format!("cannot use python {} as the profile's Python", python.version),
-                format!("`{}` has neither `bin/python{series}` nor `bin/python3`", root.display()),
-            )
-        })?;
-    Ok(Some(Interpreter { path, exe, version: python.version.clone(), series }))
+    Installed::find(store_dir, name, &python.version).map(Some).map_err(|why| {
+        Failure::new(format!("cannot use python {} as the profile's Python", python.version), why)
+    })
 }
 
 /// Adds the Python layer to `inputs` (one per locked package, in lock order): remaps each
@@ -114,26 +93,16 @@ pub fn add_layer(
         wheels.extend(&sdists);
         wheels.sort();
     }
-    let site = format!("lib/python{}/site-packages", python.series);
-    let remap: BTreeMap<String, String> = [("site-packages".to_owned(), site)].into();
-    let mut derivations = vec![Derivation::Venv {
-        python: python.path.clone(),
-        exe: python.exe.clone(),
-        version: python.version.clone(),
-        launchers: true,
-    }];
+    let remap: BTreeMap<String, String> = [("site-packages".to_owned(), python.site_packages())].into();
+    let mut derivations = vec![python.venv()];
     // The wheel's own site-packages is left out: its bytecode path mirrors it, links and all.
     let hidden: BTreeMap<String, String> = [("site-packages".to_owned(), String::new())].into();
     for &i in &wheels {
         inputs[i].remap = hidden.clone();
         let wheel = built.get(&i).map(String::as_str);
         let wheel = wheel.unwrap_or(lock.packages[i].store_path.as_deref().unwrap_or_default());
-        derivations.push(Derivation::Bytecode {
-            wheel: StorePathName::parse(wheel).map_err(|e| Failure::new("cannot compile bytecode", e))?,
-            python: python.path.clone(),
-            exe: python.exe.clone(),
-            version: python.series.clone(),
-        });
+        let wheel = StorePathName::parse(wheel).map_err(|e| Failure::new("cannot compile bytecode", e))?;
+        derivations.push(python.bytecode(wheel));
     }
     let results = installer.store().derive_all(&for_store(installer, &derivations)?);
     let names = std::iter::once("python (pyvenv.cfg)".to_owned())
@@ -197,11 +166,11 @@ fn check_built(p: &mut LockedPackage, made: &envctl_store::PathRecord, lock_path
 /// How the source distribution at `lock.packages[i]` is built: by the backend its tree names,
 /// with the wheels among its locked dependencies (its build requirements, which its recipe
 /// lists with the rest) on the backend's import path.
-fn build_of(store_dir: &Path, lock: &LockFile, i: usize, python: &Interpreter) -> Result<Derivation> {
+fn build_of(store_dir: &Path, lock: &LockFile, i: usize, python: &Installed) -> Result<Derivation> {
     let p = &lock.packages[i];
     let fail = |why: String| Failure::new(format!("cannot build {} {} from source", p.name, p.version), why);
     let sdist = p.store_path.as_deref().unwrap_or_default();
-    let build = crate::sdist::check(&store_dir.join(sdist)).map_err(fail)?;
+    let build = BuildSystem::of_tree(&store_dir.join(sdist)).map_err(fail)?;
     let mut requires = Vec::new();
     for dep in &p.dependencies {
         let Some(d) = lock.get(dep) else { continue };
@@ -215,12 +184,5 @@ fn build_of(store_dir: &Path, lock: &LockFile, i: usize, python: &Interpreter) -
             requires.push(StorePathName::parse(path).map_err(|e| fail(e.to_string()))?);
         }
     }
-    Ok(Derivation::Build {
-        sdist: StorePathName::parse(sdist).map_err(|e| fail(e.to_string()))?,
-        python: python.path.clone(),
-        exe: python.exe.clone(),
-        backend: build.backend,
-        backend_path: build.backend_path,
-        requires,
-    })
+    Ok(python.build(StorePathName::parse(sdist).map_err(|e| fail(e.to_string()))?, build, requires))
 }

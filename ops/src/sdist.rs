@@ -6,32 +6,11 @@
 //! an sdist's metadata at lock time: one that needs a compiler is refused then, naming the file
 //! that shows it, rather than failing halfway through an `apply`.
 
-use std::path::Path;
-
 use envctl_python::BuildSystem;
 use envctl_recipes::LockedPackage;
 use envctl_store::{InstallRequest, Installer, NoReporter};
 
 use crate::error::{Failure, Result};
-
-/// Reads the unpacked source tree at `tree`: how it builds, or why it cannot be built here.
-pub fn check(tree: &Path) -> std::result::Result<BuildSystem, String> {
-    let read = |name: &str| std::fs::read_to_string(tree.join(name)).ok();
-    let build = BuildSystem::from_pyproject(read("pyproject.toml").as_deref(), "pyproject.toml")?;
-    let files: Vec<String> = walkdir::WalkDir::new(tree)
-        .into_iter()
-        .filter_map(|e| e.ok())
-        .filter(|e| e.file_type().is_file())
-        .filter_map(|e| Some(e.path().strip_prefix(tree).ok()?.to_string_lossy().into_owned()))
-        .collect();
-    if !files.iter().any(|f| f == "pyproject.toml" || f == "setup.py" || f == "setup.cfg") {
-        return Err("it has no pyproject.toml, setup.py or setup.cfg at its top".into());
-    }
-    match build.needs_compiler(files.iter().map(String::as_str), read("setup.py").as_deref()) {
-        Some(why) => Err(format!("building it needs a compiler: {why}")),
-        None => Ok(build),
-    }
-}
 
 /// Puts the source distribution `request` names into the store (found or fetched) and checks it;
 /// its store path and build system. The error is the reason alone, for its caller's context.
@@ -42,7 +21,7 @@ pub fn fetch_and_check(
     let installed = installer
         .install(request, &NoReporter)
         .map_err(|e| format!("cannot fetch `{}`: {e}", request.url))?;
-    let build = check(&installed.path)?;
+    let build = BuildSystem::of_tree(&installed.path)?;
     Ok((installed.record.name.clone(), build))
 }
 
@@ -60,7 +39,7 @@ pub fn check_at_lock(installer: &Installer, p: &LockedPackage, warnings: &mut Ve
     let request =
         crate::request::install_request(p).ok_or_else(|| fail("its locked source does not parse".into()))?;
     match installer.install(&request, &NoReporter) {
-        Ok(installed) => check(&installed.path).map(|_| ()).map_err(fail),
+        Ok(installed) => BuildSystem::of_tree(&installed.path).map(|_| ()).map_err(fail),
         Err(e) => {
             warnings.push(format!(
                 "{} {} is published only as source and cannot be fetched now ({e}); it is looked into when applied",

@@ -37,7 +37,11 @@ fn a_lock_is_written_once_then_up_to_date_and_an_update_moves_only_what_it_names
     let written = std::fs::read(&first.path).unwrap();
 
     let again = lock(&file, &Update::Nothing, &settings, false, &mut warnings).unwrap();
-    assert!(matches!(again.outcome, Outcome::UpToDate { ref unmet } if unmet.is_empty()), "{:?}", again.outcome);
+    assert!(
+        matches!(again.outcome, Outcome::UpToDate { ref unmet } if unmet.is_empty()),
+        "{:?}",
+        again.outcome
+    );
     assert_eq!(again.lock.packages, first.lock.packages);
     assert_eq!(std::fs::read(&first.path).unwrap(), written, "an up-to-date lock is not rewritten");
 
@@ -48,14 +52,17 @@ fn a_lock_is_written_once_then_up_to_date_and_an_update_moves_only_what_it_names
     ];
     let settings = setup_packages(dir.path(), &more);
     let (_, stale) = outdated(&file, &settings).unwrap();
-    let moves: Vec<(&str, Option<&str>)> = stale.iter().map(|o| (o.name.as_str(), o.allowed.as_deref())).collect();
+    let moves: Vec<(&str, Option<&str>)> =
+        stale.iter().map(|o| (o.name.as_str(), o.allowed.as_deref())).collect();
     assert_eq!(moves, [("lib", Some("1.1")), ("tool", Some("2.0"))]);
 
-    let updated = lock(&file, &Update::Packages(vec!["lib".into()]), &settings, false, &mut warnings).unwrap();
+    let updated =
+        lock(&file, &Update::Packages(vec!["lib".into()]), &settings, false, &mut warnings).unwrap();
     let Outcome::Written { changes } = &updated.outcome else { panic!("{:?}", updated.outcome) };
     assert_eq!(changes, &[Change::Changed { name: "lib".into(), old: "1.0".into(), new: "1.1".into() }]);
 
-    let unknown = lock(&file, &Update::Packages(vec!["tol".into()]), &settings, false, &mut warnings).unwrap_err();
+    let unknown =
+        lock(&file, &Update::Packages(vec!["tol".into()]), &settings, false, &mut warnings).unwrap_err();
     let text = unknown.render();
     assert!(text.contains("cannot update `tol`") && text.contains("did you mean `tool`?"), "{text}");
 }

@@ -4,8 +4,8 @@
 
 use std::path::Path;
 
-use envctl_ops::apply::{Action, ApplyOptions, Outcome, execute, plan, write_lock_file};
 use envctl_ops::Settings;
+use envctl_ops::apply::{Action, ApplyOptions, Outcome, execute, plan, write_lock_file};
 use envctl_store::NoReporter;
 
 mod common;

@@ -4,7 +4,8 @@
 //! wheel. The store knows none of this: it is handed [`Python`] as its [`envctl_store::Layer`]
 //! and calls it to unpack a wheel, to finish an interpreter and to make derived paths.
 //!
-//! Beside the layer: the package index (`index://NAME/FILE` sources, read from a simple
+//! [`Installed`] is a Python in the store as a profile's interpreter, and names the derivations a
+//! profile's Python layer asks of it. Beside the layer: the package index (`index://NAME/FILE` sources, read from a simple
 //! repository's PEP 691 or PEP 503 pages: [`PackageIndex`], handed to the store's fetcher as a
 //! resolver), wheel tags ([`WheelTags`]), what a source distribution's `pyproject.toml` asks to be
 //! built with ([`BuildSystem`]), pip's configuration ([`pipconf`]), and the importer that turns
@@ -17,6 +18,7 @@ mod derive;
 pub mod import;
 mod index;
 mod ini;
+mod installed;
 pub mod interpreter;
 pub mod pipconf;
 mod sdist;
@@ -29,6 +31,7 @@ use envctl_store::{Host, Job, Limits, Result, Unpacked};
 
 pub use derive::Derivation;
 pub use index::PackageIndex;
+pub use installed::Installed;
 pub use sdist::{BuildSystem, is_sdist_file};
 pub use tags::WheelTags;
 pub use wheel::{SCRIPT_HEADER, entry_points, unpack_wheel};

@@ -48,6 +48,26 @@ const COMPILED_SOURCES: &[&str] =
     &["c", "cc", "cpp", "cxx", "c++", "pyx", "pxd", "f", "f90", "f95", "for", "cu", "rs", "m", "mm"];
 
 impl BuildSystem {
+    /// Reads the unpacked source tree at `tree`: how it builds, or why it cannot be built here
+    /// (no `pyproject.toml`, `setup.py` or `setup.cfg` at its top; a compiler needed).
+    pub fn of_tree(tree: &Path) -> Result<BuildSystem, String> {
+        let read = |name: &str| std::fs::read_to_string(tree.join(name)).ok();
+        let build = BuildSystem::from_pyproject(read("pyproject.toml").as_deref(), "pyproject.toml")?;
+        let files: Vec<String> = walkdir::WalkDir::new(tree)
+            .into_iter()
+            .filter_map(|e| e.ok())
+            .filter(|e| e.file_type().is_file())
+            .filter_map(|e| Some(e.path().strip_prefix(tree).ok()?.to_string_lossy().into_owned()))
+            .collect();
+        if !files.iter().any(|f| f == "pyproject.toml" || f == "setup.py" || f == "setup.cfg") {
+            return Err("it has no pyproject.toml, setup.py or setup.cfg at its top".into());
+        }
+        match build.needs_compiler(files.iter().map(String::as_str), read("setup.py").as_deref()) {
+            Some(why) => Err(format!("building it needs a compiler: {why}")),
+            None => Ok(build),
+        }
+    }
+
     /// Reads `pyproject.toml`'s text (`None` when the tree has none). `origin` names it in errors.
     pub fn from_pyproject(text: Option<&str>, origin: &str) -> Result<BuildSystem, String> {
         let legacy = || BuildSystem {

@@ -15,7 +15,8 @@ pub struct Package<'a> {
 /// Version 1.0 of each name, with no dependencies.
 #[allow(dead_code)] // each test file uses what it needs
 pub fn setup(dir: &Path, names: &[&str]) -> Settings {
-    let packages: Vec<Package> = names.iter().map(|name| Package { name, version: "1.0", depends: &[] }).collect();
+    let packages: Vec<Package> =
+        names.iter().map(|name| Package { name, version: "1.0", depends: &[] }).collect();
     setup_packages(dir, &packages)
 }
 
