@@ -32,3 +32,23 @@ pub fn is_sdist(p: &LockedPackage) -> bool {
 pub fn sdist_unpack_options() -> envctl_store::Unpack {
     envctl_store::Unpack { strip_components: 1, ..Default::default() }
 }
+
+/// The store request for a source distribution named by its values (an importer's, before any
+/// lock exists); the error names the value the store refuses.
+pub fn sdist_request(
+    url: &str,
+    sha256: &str,
+    name: &str,
+    version: &str,
+) -> Result<envctl_store::InstallRequest, String> {
+    Ok(envctl_store::InstallRequest {
+        url: url.to_owned(),
+        sha256: envctl_store::Sha256::parse(sha256).map_err(|e| e.to_string())?,
+        name: envctl_store::Name::parse(name).map_err(|e| e.to_string())?,
+        version: envctl_store::Version::parse(version).map_err(|e| e.to_string())?,
+        unpack: sdist_unpack_options(),
+        bytecode: false,
+        references: Vec::new(),
+        store_path: None,
+    })
+}

@@ -7,8 +7,11 @@
 //! that shows it, rather than failing halfway through an `apply`.
 
 use envctl_python::BuildSystem;
+use envctl_python::import::SdistRef;
 use envctl_recipes::LockedPackage;
-use envctl_store::{InstallRequest, Installer, NoReporter};
+use envctl_store::{InstallRequest, Installer, NoReporter, Store};
+
+use crate::settings::Settings;
 
 use crate::error::{Failure, Result};
 
@@ -47,5 +50,34 @@ pub fn check_at_lock(installer: &Installer, p: &LockedPackage, warnings: &mut Ve
             ));
             Ok(())
         }
+    }
+}
+
+/// Looks into the source distributions an import meets (`envctl import pip`): each is put into
+/// the store (found there, pulled from a cache or fetched) and read; the store is opened at the
+/// first one, not before.
+pub struct Inspector<'s> {
+    settings: &'s Settings,
+    store: Option<Store>,
+}
+
+impl<'s> Inspector<'s> {
+    /// An inspector over the store and caches `settings` name.
+    pub fn new(settings: &'s Settings) -> Inspector<'s> {
+        Inspector { settings, store: None }
+    }
+
+    /// How `sdist` builds, or why it cannot be fetched or built here.
+    pub fn look_into(&mut self, sdist: &SdistRef) -> std::result::Result<BuildSystem, String> {
+        let store = match &mut self.store {
+            Some(store) => store,
+            None => self.store.insert(
+                Store::open(&self.settings.store_dir(), self.settings.store_options())
+                    .map_err(|e| e.to_string())?,
+            ),
+        };
+        let request = crate::request::sdist_request(&sdist.url, &sdist.sha256, &sdist.name, &sdist.version)?;
+        let caches = self.settings.caches(&self.settings.store_options().fetch);
+        fetch_and_check(&Installer::new(store, &caches), &request).map(|(_, build)| build)
     }
 }

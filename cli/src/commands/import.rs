@@ -230,27 +230,8 @@ fn pip(args: &ImportPipArgs, settings: &Settings) -> Result<Status> {
     let reports: Vec<(&str, &Target, &str)> =
         reports.iter().map(|(r, t, o)| (r.as_str(), t, o.as_str())).collect();
     // A source distribution is put into the store and looked into (build system, compiler).
-    let mut store = None;
-    let mut inspect = |sdist: &SdistRef| -> std::result::Result<envctl_python::BuildSystem, String> {
-        if store.is_none() {
-            let dir = settings.store_dir();
-            store =
-                Some(envctl_store::Store::open(&dir, settings.store_options()).map_err(|e| e.to_string())?);
-        }
-        let request = envctl_store::InstallRequest {
-            url: sdist.url.clone(),
-            sha256: envctl_store::Sha256::parse(&sdist.sha256).map_err(|e| e.to_string())?,
-            name: envctl_store::Name::parse(&sdist.name).map_err(|e| e.to_string())?,
-            version: envctl_store::Version::parse(&sdist.version).map_err(|e| e.to_string())?,
-            unpack: envctl_ops::request::sdist_unpack_options(),
-            bytecode: false,
-            references: Vec::new(),
-            store_path: None,
-        };
-        let caches = settings.caches(&settings.store_options().fetch);
-        let installer = envctl_store::Installer::new(store.as_ref().expect("opened above"), &caches);
-        crate::sdist::fetch_and_check(&installer, &request).map(|(_, build)| build)
-    };
+    let mut inspector = crate::sdist::Inspector::new(settings);
+    let mut inspect = |sdist: &SdistRef| inspector.look_into(sdist);
     let options = Options { inspect: Some(&mut inspect) };
     let generated =
         import_many(&reports, options).map_err(|e| Failure::new("cannot import Python packages", e))?;
