@@ -37,6 +37,7 @@ mod reporter;
 mod request;
 mod sandbox;
 mod store;
+mod sweep;
 mod sys;
 mod tempdir;
 mod transfer;

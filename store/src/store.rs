@@ -175,7 +175,7 @@ impl Store {
         }
         // A user who may only read the store leaves leftovers for its owner to sweep.
         if idle && store.writable {
-            store.sweep()?;
+            crate::sweep::sweep(&store.dir, &store.db())?;
         }
         if idle && store.collector.is_none() {
             store._lock.downgrade()?;
@@ -240,43 +240,6 @@ impl Store {
 
     pub(crate) fn db(&self) -> std::sync::MutexGuard<'_, Database> {
         self.db.lock().unwrap_or_else(|p| p.into_inner())
-    }
-
-    /// Removes what crashed processes left: `.tmp/` and `.trash/` contents, and store directories
-    /// that were never registered. Only called while holding the store lock exclusively.
-    fn sweep(&self) -> Result<()> {
-        // First close what an optimise killed halfway left open (its temporary links are in .tmp).
-        crate::journal::recover(&self.dir)?;
-        for leftovers in [self.dir.join(".tmp"), self.dir.join(".trash")] {
-            for entry in fs_err::read_dir(&leftovers)? {
-                // A program a killed envctl started may still be writing there (a build backend's
-                // own children): what cannot be removed now is left for the next sweep, and the
-                // command goes on; nothing in `.tmp/` is ever read.
-                let path = entry?.path();
-                if let Err(e) = remove_tree(&path) {
-                    tracing::warn!("left `{}` for a later sweep: {e}", path.display());
-                }
-            }
-        }
-        let db = self.db();
-        for entry in fs_err::read_dir(&self.dir)? {
-            let entry = entry?;
-            let name = entry.file_name();
-            let Some(name) = name.to_str() else { continue };
-            if name.starts_with('.') || StorePathName::parse(name).is_err() {
-                continue;
-            }
-            if db.get(name)?.is_none() {
-                tracing::info!(
-                    path = name,
-                    "removing unregistered store path left by an interrupted install"
-                );
-                let trash = self.dir.join(".trash").join(name);
-                crate::sys::rename_dir(&entry.path(), &trash)?;
-                remove_tree(&trash)?;
-            }
-        }
-        Ok(())
     }
 
     /// Moves a finished, read-only tree into place as `name` and registers it, under the path
