@@ -14,6 +14,8 @@ profile `seed` whose commands are timed. Writes bench/out/scale-paths.md.
 
   PROFILES=1000 python3 bench/scale-paths.py 200,2000,20000 5
 
+KEEP=1 leaves the grown home in /var/tmp/envctl-scale-paths to look into (perf, strace).
+
 NIX=1 adds Nix 2.8's equivalents at the last size: as many one-file paths added to its store
 (`nix-store --add`), each rooted in `gcroots/`, PROFILES profiles of ten generation links, and
 times `nix-env --list-generations`, `nix-collect-garbage` (nothing to collect) and
@@ -108,7 +110,10 @@ def main():
     with open(os.path.join(OUT, "scale-paths.md"), "w") as f:
         f.write("\n".join(lines) + "\n")
     print("\n".join(lines))
-    shutil.rmtree(WORK)
+    if os.environ.get("KEEP") == "1":
+        print(f"kept {WORK} (home: {home})")
+    else:
+        shutil.rmtree(WORK)
 
 
 def nix_rows(count, profiles):
