@@ -53,7 +53,7 @@ pub(crate) fn exchange(a: &Path, b: &Path) -> Result<()> {
 
 /// An open directory, for creating and reading entries relative to it: a farm of 60,000 links
 /// costs one path lookup per directory instead of one per link.
-pub(crate) struct DirFd(std::os::fd::OwnedFd);
+pub(crate) struct DirFd(std::fs::File);
 
 fn with_path(e: std::io::Error, what: &str, path: &Path) -> std::io::Error {
     std::io::Error::new(e.kind(), format!("failed to {what} `{}`: {e}", path.display()))
@@ -63,34 +63,25 @@ impl DirFd {
     /// Opens the directory at `path` (a symlink is not followed).
     pub(crate) fn open(path: &Path) -> std::io::Result<DirFd> {
         open_reading(rustix::fs::CWD, path.as_os_str(), rustix::fs::OFlags::DIRECTORY)
-            .map(DirFd)
+            .map(|fd| DirFd(fd.into()))
             .map_err(|e| with_path(e, "open directory", path))
     }
 
     /// Opens the directory `name` inside `parent`; `shown` names it in errors.
     pub(crate) fn open_at(parent: &DirFd, name: &std::ffi::OsStr, shown: &Path) -> std::io::Result<DirFd> {
         open_reading(&parent.0, name, rustix::fs::OFlags::DIRECTORY)
-            .map(DirFd)
+            .map(|fd| DirFd(fd.into()))
             .map_err(|e| with_path(e, "open directory", shown))
     }
 
     /// Its metadata (`fstat`).
     pub(crate) fn metadata(&self) -> std::io::Result<std::fs::Metadata> {
-        self.as_file(|f| f.metadata())
+        self.0.metadata()
     }
 
     /// Flushes the directory (its entries and its own metadata) to disk.
     pub(crate) fn sync(&self) -> std::io::Result<()> {
-        self.as_file(|f| f.sync_all())
-    }
-
-    /// Runs `f` with this descriptor seen as a `File`, without giving it up.
-    fn as_file<T>(&self, f: impl FnOnce(&std::fs::File) -> T) -> T {
-        use std::os::fd::{AsRawFd, FromRawFd};
-        // SAFETY: the `File` borrows the descriptor for the call and is never dropped (so never
-        // closes it).
-        let file = std::mem::ManuallyDrop::new(unsafe { std::fs::File::from_raw_fd(self.0.as_raw_fd()) });
-        f(&file)
+        self.0.sync_all()
     }
 
     /// Its entries but `.` and `..`, each with its type when the filesystem gives it

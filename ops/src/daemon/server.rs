@@ -411,17 +411,10 @@ impl Daemon {
         mut reader: impl BufRead,
     ) {
         let gone = || {
+            // A peek of one byte that reads end-of-file: the client hung up.
             let mut byte = [0u8; 1];
-            // SAFETY: a peek of at most one byte into a local buffer; the socket stays as it is.
-            let n = unsafe {
-                libc::recv(
-                    std::os::fd::AsRawFd::as_raw_fd(conn),
-                    byte.as_mut_ptr().cast(),
-                    1,
-                    libc::MSG_PEEK | libc::MSG_DONTWAIT,
-                )
-            };
-            n == 0
+            let flags = rustix::net::RecvFlags::PEEK | rustix::net::RecvFlags::DONTWAIT;
+            matches!(rustix::net::recv(conn, &mut byte, flags), Ok((_, 0)))
         };
         let leased = self.policy.check_allowed(user).and_then(|()| {
             let nvml = crate::gpus::Nvml::load()
@@ -485,23 +478,8 @@ fn peer(conn: &UnixStream) -> std::io::Result<User> {
 
 /// The uid and gid at the other end of `conn` (`SO_PEERCRED`).
 fn peer_ids(conn: &UnixStream) -> std::io::Result<(u32, u32)> {
-    use std::os::fd::AsRawFd;
-    let mut cred = libc::ucred { pid: 0, uid: 0, gid: 0 };
-    let mut len = std::mem::size_of::<libc::ucred>() as libc::socklen_t;
-    // SAFETY: `cred` is a ucred of `len` bytes that getsockopt fills.
-    let rc = unsafe {
-        libc::getsockopt(
-            conn.as_raw_fd(),
-            libc::SOL_SOCKET,
-            libc::SO_PEERCRED,
-            (&mut cred as *mut libc::ucred).cast(),
-            &mut len,
-        )
-    };
-    if rc != 0 {
-        return Err(std::io::Error::last_os_error());
-    }
-    Ok((cred.uid, cred.gid))
+    let cred = rustix::net::sockopt::socket_peercred(conn)?;
+    Ok((cred.uid.as_raw(), cred.gid.as_raw()))
 }
 
 fn failed(f: Failure) -> Answer {
