@@ -581,10 +581,12 @@ fn paths_unregistered_by_a_gc_killed_after_its_commit_are_swept_and_verify_stays
     let url = server.serve("/c.tar.gz", bytes.clone());
     let path = sb.add(&url, &sha256_hex(&bytes), "cuda", "10.0", &[]).ok();
     // What a GC killed between its transaction and its renames leaves: the row gone, the
-    // directory still there.
+    // directory still there, and the marker it left before its transaction.
     let db = rusqlite::Connection::open(sb.store().join(".envctl/db.sqlite")).unwrap();
     db.execute("DELETE FROM paths", []).unwrap();
     drop(db);
+    std::fs::create_dir_all(sb.store().join(".envctl/unsettled")).unwrap();
+    std::fs::write(sb.store().join(".envctl/unsettled/4242-1"), "").unwrap();
     assert!(std::path::Path::new(&path).is_dir());
     sb.run(&["store", "verify"]).ok();
     assert!(!std::path::Path::new(&path).exists(), "the unregistered directory was not swept");

@@ -333,6 +333,13 @@ impl Database {
             .map_err(self.err())
     }
 
+    /// The name of every valid path, in no order.
+    pub fn names(&self) -> Result<Vec<String>> {
+        let mut stmt = self.conn.prepare("SELECT name FROM paths").map_err(self.err())?;
+        let rows = stmt.query_map([], |r| r.get(0)).map_err(self.err())?;
+        rows.collect::<rusqlite::Result<_>>().map_err(self.err())
+    }
+
     /// The record of a valid path.
     pub fn get(&self, name: &str) -> Result<Option<PathRecord>> {
         self.conn

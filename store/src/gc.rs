@@ -17,7 +17,8 @@
 //! 2. rename each into `store/.trash/`;
 //! 3. delete the trash (after the store lock is released).
 //!
-//! A GC killed after 1 leaves unregistered directories, which the next idle store sweeps; one
+//! A GC killed after 1 leaves unregistered directories and its marker (`sweep.rs`), so the next
+//! idle store sweeps them; one
 //! killed in 3 leaves trash, swept the same way. The database never claims a path that is gone.
 
 use std::collections::{BTreeMap, BTreeSet};
@@ -196,6 +197,8 @@ impl Store {
         if dry_run || dead.is_empty() {
             return Ok(report);
         }
+        // From the transaction until its rename, a dead path is an unregistered directory.
+        self.unsettled.begin(dead.iter().map(String::as_str))?;
         self.unregister_all(&dead)?;
         let trash = self.dir().join(".trash");
         for name in &dead {
@@ -203,6 +206,7 @@ impl Store {
             if std::fs::symlink_metadata(&from).is_ok() {
                 crate::sys::rename_dir(&from, &trash.join(name))?;
             }
+            self.unsettled.settle(name);
         }
         self.release_exclusive()?;
         // Deleting waits on the disk more than on the CPU: two deletions side by side take about

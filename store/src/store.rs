@@ -20,9 +20,11 @@
 //! is the finished, read-only tree flushed to disk (unless [`StoreOptions::fsync`] is off), renamed
 //! into place, and then registered in one database transaction. A crash before the rename leaves
 //! only `.tmp/` debris; a crash between the rename and the registration leaves an unregistered
-//! directory. Both are swept by the next process that
-//! finds the store idle (it can take the store lock exclusively), and an install that meets an
-//! unregistered directory in its way replaces it.
+//! directory, and the marker the process left in `.envctl/unsettled/` before its first rename.
+//! Both are swept by the next process that finds the store idle (it can take the store lock
+//! exclusively): the marker is what tells it to read the whole store (`sweep.rs`), so a store
+//! that nobody crashed in is not read at every open. An install that meets an unregistered
+//! directory in its way replaces it.
 //!
 //! # Concurrency
 //!
@@ -41,6 +43,7 @@ use crate::fetch::{FetchOptions, Fetcher};
 use crate::flush::flush_tree;
 use crate::layer::{Host, Layer};
 use crate::lock::FileLock;
+use crate::sweep::Unsettled;
 use crate::tempdir::{TempDir, remove_tree};
 use crate::unpack::Limits;
 use envctl_core::StorePathName;
@@ -111,6 +114,8 @@ pub struct Store {
     pub(crate) options: StoreOptions,
     /// Whether this process may write `.envctl/` (asked once, when the store is opened).
     writable: bool,
+    /// The paths this process may leave unregistered if it dies now (dropped before the lock).
+    pub(crate) unsettled: Unsettled,
     _lock: FileLock,
     /// The GC lock, held by a store opened to collect garbage.
     pub(crate) collector: Option<FileLock>,
@@ -161,6 +166,7 @@ impl Store {
             dir: dir.to_path_buf(),
             db: Mutex::new(db),
             fetcher: Fetcher::new(options.fetch.clone()),
+            unsettled: Unsettled::new(dir, options.fsync),
             options,
             writable,
             _lock: lock,
@@ -175,7 +181,7 @@ impl Store {
         }
         // A user who may only read the store leaves leftovers for its owner to sweep.
         if idle && store.writable {
-            crate::sweep::sweep(&store.dir, &store.db())?;
+            crate::sweep::sweep(&store.dir, &store.db(), store.collector.is_some())?;
         }
         if idle && store.collector.is_none() {
             store._lock.downgrade()?;
@@ -283,6 +289,7 @@ impl Store {
         let trash = self.dir.join(".trash").join(format!("{}-{}", name, work.unique()));
         let moved = db.get(name.as_str())?.is_none() || !dest.is_dir();
         if moved {
+            self.unsettled.begin([name.as_str()])?;
             if fs_err::symlink_metadata(&dest).is_ok() {
                 crate::sys::rename_dir(&dest, &trash)?;
                 remove_tree(&trash)?;
@@ -305,10 +312,12 @@ impl Store {
             // Not registered, so not in the store: take the tree out now rather than leave it for
             // the next idle command's sweep (it holds the path lock, so nobody else moved it in).
             if moved && crate::sys::rename_dir(&dest, &trash).is_ok() {
+                self.unsettled.settle(name.as_str());
                 let _ = remove_tree(&trash);
             }
             return Err(e);
         }
+        self.unsettled.settle(name.as_str());
         let record = db.get(name.as_str())?.ok_or_else(|| Error::NotInStore(name.to_string()))?;
         Ok((dest, record))
     }

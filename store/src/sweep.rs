@@ -3,8 +3,18 @@
 //! contents, what an optimise killed halfway left open, and store directories that were never
 //! registered (an install killed between its rename and its registration, a GC killed between
 //! its transaction and its renames).
+//!
+//! Finding unregistered directories means reading the whole store, so it is done only when a
+//! process may have left one. A process that is about to rename a tree into the store, or to
+//! unregister paths, first leaves a marker in `.envctl/unsettled/` ([`Unsettled`]), and removes
+//! it when it closes the store with every such path settled (registered, or moved out). A marker
+//! found by an idle store was left by a process that died in between: the whole store is read
+//! then, and the marker removed. A collector reads the whole store every time (it reads every
+//! record anyway), which also sweeps what a store made before the markers existed left.
 
-use std::path::Path;
+use std::collections::{BTreeSet, HashSet};
+use std::path::{Path, PathBuf};
+use std::sync::Mutex;
 
 use envctl_core::StorePathName;
 
@@ -12,9 +22,14 @@ use crate::db::Database;
 use crate::error::Result;
 use crate::tempdir::remove_tree;
 
-/// Sweeps the store at `dir`, whose database is `db`. Only called while holding the store lock
-/// exclusively.
-pub(crate) fn sweep(dir: &Path, db: &Database) -> Result<()> {
+/// The markers' directory inside a store.
+pub(crate) const MARKERS: &str = ".envctl/unsettled";
+
+/// Sweeps the store at `dir`, whose database is `db`: `.tmp/` and `.trash/` always, unregistered
+/// directories when a marker says a process died with one possibly left, or when `everything`.
+/// Only called while holding the store lock exclusively. Returns how many unregistered
+/// directories were removed.
+pub(crate) fn sweep(dir: &Path, db: &Database, everything: bool) -> Result<usize> {
     // First close what an optimise killed halfway left open (its temporary links are in .tmp).
     crate::journal::recover(dir)?;
     for leftovers in [dir.join(".tmp"), dir.join(".trash")] {
@@ -28,19 +43,103 @@ pub(crate) fn sweep(dir: &Path, db: &Database) -> Result<()> {
             }
         }
     }
+    let markers: Vec<PathBuf> = match fs_err::read_dir(dir.join(MARKERS)) {
+        Ok(entries) => entries.map(|e| e.map(|e| e.path())).collect::<std::io::Result<_>>()?,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Vec::new(),
+        Err(e) => return Err(e.into()),
+    };
+    if markers.is_empty() && !everything {
+        return Ok(0);
+    }
+    let registered: HashSet<String> = db.names()?.into_iter().collect();
+    let mut removed = 0;
     for entry in fs_err::read_dir(dir)? {
         let entry = entry?;
         let name = entry.file_name();
         let Some(name) = name.to_str() else { continue };
-        if name.starts_with('.') || StorePathName::parse(name).is_err() {
+        if name.starts_with('.') || StorePathName::parse(name).is_err() || registered.contains(name) {
             continue;
         }
-        if db.get(name)?.is_none() {
-            tracing::info!(path = name, "removing unregistered store path left by an interrupted install");
-            let trash = dir.join(".trash").join(name);
-            crate::sys::rename_dir(&entry.path(), &trash)?;
-            remove_tree(&trash)?;
+        tracing::info!(path = name, "removing unregistered store path left by an interrupted install");
+        let trash = dir.join(".trash").join(name);
+        crate::sys::rename_dir(&entry.path(), &trash)?;
+        remove_tree(&trash)?;
+        removed += 1;
+    }
+    // Everything those processes left is gone: their markers go too.
+    for marker in markers {
+        fs_err::remove_file(marker)?;
+    }
+    Ok(removed)
+}
+
+/// This process's marker and the paths it has not settled yet (see the module docs).
+#[derive(Debug)]
+pub(crate) struct Unsettled {
+    dir: PathBuf,
+    fsync: bool,
+    state: Mutex<State>,
+}
+
+#[derive(Debug, Default)]
+struct State {
+    marker: Option<PathBuf>,
+    names: BTreeSet<String>,
+}
+
+impl Unsettled {
+    /// No marker yet, for the store at `store_dir`; `fsync` flushes the marker's directory when
+    /// the marker is made (before any rename it covers).
+    pub(crate) fn new(store_dir: &Path, fsync: bool) -> Unsettled {
+        Unsettled { dir: store_dir.join(MARKERS), fsync, state: Mutex::default() }
+    }
+
+    fn state(&self) -> std::sync::MutexGuard<'_, State> {
+        self.state.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Before `names` may become unregistered directories: leaves the marker (once per
+    /// process) and counts them unsettled.
+    pub(crate) fn begin<'a>(&self, names: impl IntoIterator<Item = &'a str>) -> Result<()> {
+        let mut state = self.state();
+        if state.marker.is_none() {
+            fs_err::create_dir_all(&self.dir)?;
+            let marker = self.dir.join(format!("{}-{}", std::process::id(), unique()));
+            fs_err::File::create(&marker)?;
+            if self.fsync {
+                fs_err::File::open(&self.dir)?.sync_all()?;
+            }
+            state.marker = Some(marker);
+        }
+        state.names.extend(names.into_iter().map(str::to_owned));
+        Ok(())
+    }
+
+    /// `name` is registered, or gone from the store's top.
+    pub(crate) fn settle(&self, name: &str) {
+        self.state().names.remove(name);
+    }
+}
+
+impl Drop for Unsettled {
+    /// With every path settled, nothing is left to find: the marker goes. Otherwise it stays for
+    /// the next idle store to act on.
+    fn drop(&mut self) {
+        let state = self.state();
+        if let Some(marker) = &state.marker
+            && state.names.is_empty()
+        {
+            let _ = std::fs::remove_file(marker);
         }
     }
-    Ok(())
+}
+
+/// A number no other marker of this process has.
+fn unique() -> u64 {
+    static NEXT: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+    let nanos = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.subsec_nanos() as u64)
+        .unwrap_or(0);
+    (nanos << 16) | NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed)
 }
