@@ -105,6 +105,26 @@ impl Manifest {
         toml::from_str(&text).map_err(|e| format!("`{}`: {e}", path.display()))
     }
 
+    /// The store paths of the packages a generation holds, read without the rest of the
+    /// manifest (what `profiles` shows of each generation).
+    pub fn load_store_paths(generation: &Path) -> Result<Vec<String>, String> {
+        #[derive(Deserialize)]
+        struct Paths {
+            #[serde(default, rename = "package")]
+            packages: Vec<PathOnly>,
+        }
+        #[derive(Deserialize)]
+        struct PathOnly {
+            #[serde(rename = "store-path")]
+            store_path: String,
+        }
+        let path = generation.join(".envctl/manifest.toml");
+        let text =
+            std::fs::read_to_string(&path).map_err(|e| format!("cannot read `{}`: {e}", path.display()))?;
+        let paths: Paths = toml::from_str(&text).map_err(|e| format!("`{}`: {e}", path.display()))?;
+        Ok(paths.packages.into_iter().map(|p| p.store_path).collect())
+    }
+
     /// The file's text.
     pub fn to_text(&self) -> String {
         format!(

@@ -121,6 +121,76 @@ pub fn visible(settings: &crate::Settings) -> Vec<(Profiles, Option<String>)> {
     }
 }
 
+/// What `profiles` shows of one profile.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Summary {
+    /// As the command line names it (`NAME`, or `TEAM/NAME` for a team's).
+    pub name: String,
+    /// Its current generation's number.
+    pub generation: u32,
+    /// How many packages that generation holds.
+    pub packages: usize,
+    /// The bytes of the generation and its packages' store paths.
+    pub closure_bytes: u64,
+    /// The generation's store path.
+    pub path: PathBuf,
+}
+
+/// Every profile the caller may see, with its current generation (profiles without one are left
+/// out). Profiles often share a generation (teams applying one lock): each generation's
+/// manifest is read once, the distinct ones on every core while the store's sizes are read in
+/// one query.
+pub fn summaries(settings: &crate::Settings) -> Result<Vec<Summary>> {
+    let mut current = Vec::new();
+    for (profiles, team) in visible(settings) {
+        for short in profiles.names().context(|| "cannot list profiles".into())? {
+            let name = match &team {
+                Some(t) => format!("{t}/{short}"),
+                None => short.clone(),
+            };
+            if let Some(generation) =
+                profiles.current(&short).context(|| format!("cannot read profile `{name}`"))?
+            {
+                current.push((name, generation));
+            }
+        }
+    }
+    let mut generations: Vec<PathBuf> = current.iter().map(|(_, g)| g.path.clone()).collect();
+    generations.sort();
+    generations.dedup();
+    let store = envctl_store::Store::open_existing(&settings.store_dir(), settings.store_options())
+        .context(|| "cannot open the store".into())?;
+    let (sizes, contents) = std::thread::scope(|s| {
+        let sizes = s.spawn(|| store.as_ref().map(|s| s.sizes()).transpose());
+        let contents = envctl_store::parallel::map_on_threads(
+            envctl_store::parallel::cores(),
+            &generations,
+            || (),
+            |_, _, path| crate::manifest::Manifest::load_store_paths(path).unwrap_or_default(),
+            |_| false,
+        );
+        (sizes.join().expect("reading the sizes does not panic"), contents)
+    });
+    let sizes = sizes.context(|| "cannot list the store".into())?.unwrap_or_default();
+    let size = |name: &str| sizes.get(name).copied().unwrap_or(0);
+    let by_generation: std::collections::HashMap<&PathBuf, (usize, u64)> = generations
+        .iter()
+        .zip(contents)
+        .map(|(path, paths)| {
+            let paths = paths.unwrap_or_default();
+            let own = path.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
+            (path, (paths.len(), size(&own) + paths.iter().map(|p| size(p)).sum::<u64>()))
+        })
+        .collect();
+    Ok(current
+        .into_iter()
+        .map(|(name, generation)| {
+            let (packages, closure_bytes) = by_generation[&generation.path];
+            Summary { name, generation: generation.number, packages, closure_bytes, path: generation.path }
+        })
+        .collect())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -340,6 +340,13 @@ impl Database {
         rows.collect::<rusqlite::Result<_>>().map_err(self.err())
     }
 
+    /// The size of every valid path, by name.
+    pub fn sizes(&self) -> Result<std::collections::HashMap<String, u64>> {
+        let mut stmt = self.conn.prepare("SELECT name, size FROM paths").map_err(self.err())?;
+        let rows = stmt.query_map([], |r| Ok((r.get(0)?, r.get::<_, i64>(1)? as u64))).map_err(self.err())?;
+        rows.collect::<rusqlite::Result<_>>().map_err(self.err())
+    }
+
     /// The record of a valid path.
     pub fn get(&self, name: &str) -> Result<Option<PathRecord>> {
         self.conn

@@ -357,6 +357,12 @@ impl Store {
         self.db().unregister_all(names)
     }
 
+    /// The size in bytes of every valid path, by name (what [`Store::list`] gives, without the
+    /// rest of each record).
+    pub fn sizes(&self) -> Result<std::collections::HashMap<String, u64>> {
+        self.db().sizes()
+    }
+
     /// Every valid path.
     pub fn list(&self) -> Result<Vec<PathRecord>> {
         self.db().list()

@@ -25,47 +25,15 @@ fn generations_of(profiles: &Profiles, profile: &ProfileRef) -> Result<Vec<Gener
 pub use envctl_ops::generations::no_profile;
 
 pub fn list(args: &JsonArgs, settings: &Settings, _cli: &Cli) -> Result<Status> {
-    let dirs = envctl_ops::profiles::visible(settings);
-    let store_dir = settings.store_dir();
-    let store = Store::open_existing(&store_dir, settings.store_options())
-        .context(|| "cannot open the store".into())?;
-    let sizes: std::collections::BTreeMap<String, u64> = store
-        .as_ref()
-        .map(|s| s.list().map(|l| l.into_iter().map(|r| (r.name, r.size)).collect()))
-        .transpose()
-        .context(|| "cannot list the store".into())?
-        .unwrap_or_default();
-    // Profiles often share a generation (teams applying one lock): each is read once.
-    let mut seen: std::collections::HashMap<std::path::PathBuf, (usize, u64)> =
-        std::collections::HashMap::new();
-    let mut rows = Vec::new();
-    for (profiles, team) in &dirs {
-        for short in profiles.names().context(|| "cannot list profiles".into())? {
-            let name = match team {
-                Some(t) => format!("{t}/{short}"),
-                None => short.clone(),
-            };
-            let Some(current) =
-                profiles.current(&short).context(|| format!("cannot read profile `{name}`"))?
-            else {
-                continue;
-            };
-            let (packages, closure) = *seen.entry(current.path.clone()).or_insert_with(|| {
-                let m = Manifest::load(&current.path).ok();
-                let gen_name =
-                    current.path.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
-                let closure: u64 = sizes.get(&gen_name).copied().unwrap_or(0)
-                    + m.as_ref().map_or(0, |m| {
-                        m.packages.iter().map(|p| sizes.get(&p.store_path).copied().unwrap_or(0)).sum()
-                    });
-                (m.as_ref().map_or(0, |m| m.packages.len()), closure)
-            });
-            rows.push(serde_json::json!({
-                "name": name, "generation": current.number, "packages": packages,
-                "closure_bytes": closure, "path": current.path,
-            }));
-        }
-    }
+    let rows: Vec<serde_json::Value> = envctl_ops::profiles::summaries(settings)?
+        .into_iter()
+        .map(|s| {
+            serde_json::json!({
+                "name": s.name, "generation": s.generation, "packages": s.packages,
+                "closure_bytes": s.closure_bytes, "path": s.path,
+            })
+        })
+        .collect();
     if args.json {
         printer::json(&rows);
     } else if rows.is_empty() {
