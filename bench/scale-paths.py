@@ -1,7 +1,7 @@
 #!/usr/bin/env python3
 """Costs as the store fills up (issue: performance, round three): at 200, 2,000 and 20,000 store
-paths, the time of a no-op apply, `run P -- true`, `generations P`, `profiles` and `gc` with
-nothing to collect. The first three should not grow with the store (target: within 1.2x of their
+paths, the time of a no-op apply, `run P -- true`, `generations P`, `list P` (a command that
+opens the store), `profiles` and `gc` with nothing to collect. The first three should not grow with the store (target: within 1.2x of their
 time at 200 paths), GC should stay under a second.
 
   python3 bench/scale-paths.py [SIZES] [ROUNDS]
@@ -57,6 +57,7 @@ def main():
         ("no-op apply", ["apply", seed]),
         ("run P -- true", ["run", "seed", "--", "true"]),
         ("generations P", ["generations", "seed"]),
+        ("list P (opens the store)", ["list", "seed"]),
         ("profiles", ["profiles"]),
         ("gc (nothing to collect)", ["gc"]),
     ]
