@@ -565,3 +565,51 @@ fn an_export_whose_index_names_a_path_outside_is_refused_before_anything_is_open
         r.stderr
     );
 }
+
+#[test]
+fn bytecode_travels_with_its_wheel_and_a_second_home_compiles_nothing() {
+    let f = Fixture::new();
+    f.publish_python("3.11");
+    let w = envctl_testkit::python::Wheel::new("greeter", "1.0", "py3-none-any")
+        .file("greeter/__init__.py", "def greet():\n    return 'hello'\n");
+    f.publish_wheel(&w, &w.build(), "python = \">=3.7\"");
+    let proj = f.sb.path("proj");
+    std::fs::create_dir_all(&proj).unwrap();
+    std::fs::write(proj.join("p.toml"), "[packages]\ngreeter = \"*\"\npython = \"3.11\"\n").unwrap();
+    f.run(&["apply", &proj.join("p.toml").display().to_string()]).success();
+    let bytecode: Vec<String> =
+        package_paths(&f.sb.store()).into_iter().filter(|n| n.contains("-greeter-bytecode-")).collect();
+    assert_eq!(bytecode.len(), 1, "{:?}", package_paths(&f.sb.store()));
+
+    let keys = f.sb.path("keys");
+    let public = f.run(&["cache", "keygen", "lab", "--out", &keys.display().to_string()]).ok();
+    let cache = f.sb.path("cache");
+    let key = keys.join("lab.secret").display().to_string();
+    let push = f.run(&["cache", "push", &cache.display().to_string(), "p", "--key", &key, "--json"]);
+    let report: serde_json::Value = serde_json::from_str(&push.success().stdout).unwrap();
+    let pushed: Vec<&str> = report["pushed"].as_array().unwrap().iter().filter_map(|v| v.as_str()).collect();
+    // python, the wheel and its bytecode; not the pyvenv.cfg nor the generation.
+    assert_eq!(pushed.len(), 3, "{report}");
+    assert!(pushed.iter().any(|p| p.contains(&bytecode[0])), "{report}");
+    assert!(!pushed.iter().any(|p| p.contains("python-venv")), "{report}");
+
+    let b = second_machine(
+        &f,
+        &format!("trusted-keys = [\"{public}\"]\n[[caches]]\nurl = \"{}\"\n", cache.display()),
+    );
+    let apply = b.run(&["-v", "apply", "--frozen", &b.path("proj/p.toml").display().to_string()]);
+    apply.ok();
+    assert!(
+        apply.stderr.contains("derived:bytecode") && apply.stderr.contains("from a cache"),
+        "the bytecode was not taken from the cache:\n{}",
+        apply.stderr
+    );
+    // The same path, byte for byte, and it runs.
+    assert!(b.store().join(&bytecode[0]).is_dir(), "{:?}", package_paths(&b.store()));
+    assert_eq!(contents(&f.sb.store().join(&bytecode[0])), contents(&b.store().join(&bytecode[0])));
+    assert_eq!(
+        b.run(&["run", "p", "--", "python3", "-c", "import greeter; print(greeter.greet())"]).ok(),
+        "hello"
+    );
+    b.run(&["store", "verify"]).ok();
+}

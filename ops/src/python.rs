@@ -104,7 +104,8 @@ pub fn add_layer(
         let wheel = StorePathName::parse(wheel).map_err(|e| Failure::new("cannot compile bytecode", e))?;
         derivations.push(python.bytecode(wheel));
     }
-    let results = installer.store().derive_all(&for_store(installer, &derivations)?);
+    // Bytecode a binary cache has is taken from it rather than compiled again.
+    let results = installer.derive_all_expecting(&for_store(installer, &derivations)?, &[]);
     let names = std::iter::once("python (pyvenv.cfg)".to_owned())
         .chain(wheels.iter().map(|&i| lock.packages[i].name.clone()));
     // A wheel's priority carries over to its site-packages. The venv's launchers give way to

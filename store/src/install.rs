@@ -97,13 +97,14 @@ impl<'a> Installer<'a> {
             if found.is_some_and(|f| expected.is_none_or(|e| e.as_str() == f.record.name)) {
                 return None;
             }
-            // What making again may not reproduce (a wheel built from source, by foreign code)
-            // travels in binary caches: a cache's is taken before building.
+            // What travels in binary caches (a wheel built from source, which making again may
+            // not reproduce; bytecode, which costs more to compile than to fetch) is taken from
+            // a cache before anything is made.
             if !d.travels || self.caches.is_empty() {
                 return None;
             }
             let source = SourceRecord { sha256: String::new(), url: "derived".into() };
-            let what = format!("the build `{}`", d.key);
+            let what = format!("the derived path `{}`", d.key);
             self.caches.pull(
                 self.store,
                 std::slice::from_ref(&d.key),

@@ -81,8 +81,9 @@ pub struct Derivation {
     pub name: Name,
     /// The version its store path has.
     pub version: Version,
-    /// Whether binary caches carry it: a tree that making again may not reproduce (a wheel a
-    /// build backend made), so a cache's copy is taken before making one.
+    /// Whether binary caches carry it, and a cache's copy is taken before making one: a tree
+    /// that making again may not reproduce (a wheel a build backend made), or one that costs more
+    /// to make than to fetch (bytecode).
     pub travels: bool,
 }
 

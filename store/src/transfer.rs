@@ -149,8 +149,8 @@ fn hex_32(text: &str) -> Option<[u8; 32]> {
 }
 
 impl Store {
-    /// The paths of `roots`' closure that travel (packages and built wheels, not generations or
-    /// other derived paths), each after the paths it refers to.
+    /// The paths of `roots`' closure that travel (packages, and derived paths their layer says
+    /// travel: built wheels, bytecode; not generations), each after the paths it refers to.
     pub fn transferable_closure(&self, roots: &[String]) -> Result<Vec<String>> {
         let mut order = Vec::new();
         let mut seen = BTreeSet::new();
@@ -178,14 +178,27 @@ impl Store {
         Ok(order)
     }
 
-    /// Whether a path travels: installed from a source, or a wheel built from a source
-    /// distribution (not a generation, bytecode or a `pyvenv.cfg`).
+    /// Whether a path travels: installed from a source, or derived by a derivation its layer
+    /// says travels (a wheel built from source, bytecode); not a generation, nor what each
+    /// machine makes for itself (a `pyvenv.cfg`).
     fn is_package(&self, name: &str) -> Result<bool> {
-        let db = self.db();
-        let sources = db.keyed_sources(name)?;
-        let generation = db.build_of(name)?.is_some();
-        let travels = |key: &str| !key.starts_with("derived:") || key.starts_with("derived:build ");
-        Ok(!generation && !sources.is_empty() && sources.iter().all(|(key, _)| travels(key)))
+        let (sources, generation) = {
+            let db = self.db();
+            (db.keyed_sources(name)?, db.build_of(name)?.is_some())
+        };
+        if generation || sources.is_empty() {
+            return Ok(false);
+        }
+        for (key, _) in &sources {
+            if key.starts_with("derived:") {
+                // The layer reads the store's records: the database is not held here.
+                let layer = self.layer("a derived path's push")?;
+                if !layer.derivation(self, key)?.is_some_and(|d| d.travels) {
+                    return Ok(false);
+                }
+            }
+        }
+        Ok(true)
     }
 
     /// The object for `name`, signed with `key`; `archive` is the sha256 and size of its archive.
