@@ -305,9 +305,19 @@ fn crash_injection_during_python_installs_never_registers_a_partial_tree() {
         let mut c = apply(run);
         kill_at(&mut c, &shim, &call, at);
         let out = c.output().unwrap();
-        if out.status.code().is_some() {
-            assert!(out.status.success(), "{what}: {}", String::from_utf8_lossy(&out.stderr));
+        if out.status.success() {
             continue;
+        }
+        if out.status.code().is_some() {
+            // The kill landed in a process envctl started (a build backend, a compiler, or a
+            // child between fork and exec, which counts on from its parent's calls): envctl
+            // must say so and fail cleanly, and the store must pass the same checks as after
+            // envctl's own death.
+            let err = String::from_utf8_lossy(&out.stderr);
+            assert!(
+                err.contains("signal: 9"),
+                "{what}: envctl failed, and not because a child was killed:\n{err}"
+            );
         }
         kills += 1;
         let env = [("ENVCTL_HOME", home(run))];
