@@ -32,7 +32,7 @@ import subprocess
 import sys
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from common import NIX_ENV, QUIET, build_envctl, corpus, need, sh, timed  # noqa: E402
+from common import NIX_ENV, QUIET, build_envctl, corpus, need, read_all, sh, timed  # noqa: E402
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 OUT = os.path.join(ROOT, "bench", "out")
@@ -80,16 +80,6 @@ def main():
     def show():
         for a in archives:
             shutil.move(os.path.join(hidden, os.path.basename(a)), a)
-
-    def read_all(*paths):
-        # The host trims the page cache: each arm reads its inputs right before it runs.
-        for d in paths:
-            files = [d] if os.path.isfile(d) else glob.glob(os.path.join(d, "**"), recursive=True)
-            for f in files:
-                if os.path.isfile(f):
-                    with open(f, "rb") as fh:
-                        while fh.read(1 << 20):
-                            pass
 
     pulls, nixes, locals_, base_pulls, base_locals = [], [], [], [], []
     baseline = os.environ.get("BASELINE")

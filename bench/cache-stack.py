@@ -36,7 +36,7 @@ import subprocess
 import sys
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from common import NIX_ENV, QUIET, build_envctl, need, sh, timed  # noqa: E402
+from common import NIX_ENV, QUIET, build_envctl, need, read_all, sh, timed  # noqa: E402
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 OUT = os.path.join(ROOT, "bench", "out")
@@ -59,17 +59,6 @@ def home(name, config):
 def remove(path):
     subprocess.run(["chmod", "-R", "u+w", path], **QUIET)
     shutil.rmtree(path, ignore_errors=True)
-
-
-def read_all(*paths):
-    """The host trims the page cache: each arm reads its inputs right before it runs."""
-    for d in paths:
-        files = [d] if os.path.isfile(d) else glob.glob(os.path.join(d, "**"), recursive=True)
-        for f in files:
-            if os.path.isfile(f):
-                with open(f, "rb") as fh:
-                    while fh.read(1 << 20):
-                        pass
 
 
 def main():

@@ -27,7 +27,7 @@ Writes bench/out/python-stack.md.
 import os, shutil, statistics, subprocess, sys, time
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from common import build_envctl, pack_python  # noqa: E402
+from common import build_envctl, pack_python, read_all  # noqa: E402
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 OUT = os.path.join(ROOT, "bench", "out")
@@ -59,16 +59,6 @@ def aside(path):
     if os.path.exists(path):
         os.makedirs(ATTIC, exist_ok=True)
         os.rename(path, os.path.join(ATTIC, f"{os.path.basename(path)}-{time.time_ns()}"))
-
-
-def read_inputs(paths):
-    """Reads the inputs once, untimed, so that the run measures the program, not the disk."""
-    for d in paths:
-        for dirpath, _, files in os.walk(d):
-            for f in files:
-                with open(os.path.join(dirpath, f), "rb") as fh:
-                    while fh.read(1 << 20):
-                        pass
 
 
 def main():
@@ -119,18 +109,18 @@ def main():
             lock = lock.replace(".toml", ".lock")
             if os.path.exists(lock):
                 os.remove(lock)
-        read_inputs([wheels])
+        read_all(wheels)
         # cold
         dt, _ = timed([envctl, "apply", profile], env=env)
         cold_e.append(dt)
         if baseline:
             # The same cold apply by an older build, into a home of its own, from the same lock.
             home_b = os.path.join(WORK, "home-baseline")
-            read_inputs([wheels])
+            read_all(wheels)
             cold_b.append(timed([baseline, "apply", "--frozen", profile], env=dict(base_env, ENVCTL_HOME=home_b))[0])
             aside(home_b)
         venv, cache = os.path.join(WORK, "venv"), os.path.join(WORK, "uv-cache")
-        read_inputs([wheels])
+        read_all(wheels)
         t = time.perf_counter()
         timed([uv, "venv", "-q", "--python", host_python, venv], env=dict(os.environ, UV_CACHE_DIR=cache))
         timed([uv, "pip", "install", "-q", "--compile-bytecode", "--no-index", "--find-links", wheels,
@@ -141,7 +131,7 @@ def main():
         env_p = dict(base_env, ENVCTL_HOME=home_p)
         timed([envctl, "apply", only_python], env=env_p)
         os.remove(profile.replace(".toml", ".lock"))
-        read_inputs([wheels])
+        read_all(wheels)
         dt, _ = timed([envctl, "apply", profile], env=env_p)
         cold_p.append(dt)
         aside(home_p)

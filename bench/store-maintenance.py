@@ -25,7 +25,7 @@ Writes bench/out/store-maintenance.md; everything is deleted at the end.
 import hashlib, os, shutil, statistics, subprocess, sys
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from common import NIX_ENV, OWN, QUIET, SHARED, build_envctl, corpus, fresh_work, need, sh, timed
+from common import NIX_ENV, OWN, QUIET, SHARED, build_envctl, corpus, fresh_work, need, read_all, sh, timed
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 OUT = os.path.join(ROOT, "bench", "out")
@@ -40,14 +40,6 @@ def files_under(paths):
         for d, _, fs in os.walk(p):
             out.extend(os.path.join(d, f) for f in fs)
     return out
-
-
-def read_all(paths):
-    # An untimed read of everything an arm will read.
-    for f in files_under(paths):
-        with open(f, "rb") as h:
-            while h.read(1 << 20):
-                pass
 
 
 def main():
@@ -86,18 +78,18 @@ def main():
     baseline = os.environ.get("ENVCTL_BASELINE")
     shas = {p: hashlib.sha256(open(a, "rb").read()).hexdigest() for p, a in enumerate(archives)}
     for r in range(ROUNDS):
-        read_all(env_kept)
+        read_all(*env_kept)
         verify_e.append(timed([envctl, "store", "verify"], env))
-        read_all(nix_kept)
+        read_all(*nix_kept)
         verify_n.append(timed(["nix-store", "--verify", "--check-contents"], nix_env))
-        read_all(env_kept)
+        read_all(*env_kept)
         verify_f.append(timed(["sh", b3] + env_kept))
     # After every verify: a Nix store with its `.links` index verified more slowly (2.7-3.3 s
     # against 1.5 s in one run).
     for r in range(ROUNDS):
-        read_all(env_kept)
+        read_all(*env_kept)
         optimise_e.append(timed([envctl, "store", "optimise"], env))
-        read_all(nix_kept)
+        read_all(*nix_kept)
         optimise_n.append(timed(["nix-store", "--optimise"], nix_env))
     for r in range(ROUNDS):
         # GC: the same 20 trees unrooted, then deleted; each arm installs its own set, untimed.
