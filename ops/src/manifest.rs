@@ -99,10 +99,7 @@ impl Manifest {
 
     /// Reads `<generation>/.envctl/manifest.toml`.
     pub fn load(generation: &Path) -> Result<Manifest, String> {
-        let path = generation.join(".envctl/manifest.toml");
-        let text =
-            std::fs::read_to_string(&path).map_err(|e| format!("cannot read `{}`: {e}", path.display()))?;
-        toml::from_str(&text).map_err(|e| format!("`{}`: {e}", path.display()))
+        read(generation)
     }
 
     /// The store paths of the packages a generation holds, read without the rest of the
@@ -118,10 +115,7 @@ impl Manifest {
             #[serde(rename = "store-path")]
             store_path: String,
         }
-        let path = generation.join(".envctl/manifest.toml");
-        let text =
-            std::fs::read_to_string(&path).map_err(|e| format!("cannot read `{}`: {e}", path.display()))?;
-        let paths: Paths = toml::from_str(&text).map_err(|e| format!("`{}`: {e}", path.display()))?;
+        let paths: Paths = read(generation)?;
         Ok(paths.packages.into_iter().map(|p| p.store_path).collect())
     }
 
@@ -137,6 +131,15 @@ impl Manifest {
     pub fn versions(&self) -> BTreeMap<&str, &str> {
         self.packages.iter().map(|p| (p.name.as_str(), p.version.as_str())).collect()
     }
+}
+
+/// Reads `<generation>/.envctl/manifest.toml` as `T` (the whole manifest, or the part of it a
+/// caller needs).
+fn read<T: serde::de::DeserializeOwned>(generation: &Path) -> Result<T, String> {
+    let path = generation.join(".envctl/manifest.toml");
+    let text =
+        std::fs::read_to_string(&path).map_err(|e| format!("cannot read `{}`: {e}", path.display()))?;
+    toml::from_str(&text).map_err(|e| format!("`{}`: {e}", path.display()))
 }
 
 /// What changed between two generations.

@@ -19,12 +19,18 @@ fn packages() -> Vec<Package<'static>> {
     ]
 }
 
-#[test]
-fn a_lock_is_written_once_then_up_to_date_and_an_update_moves_only_what_it_names() {
+/// The recipes of [`packages`] and a profile file `p.toml` asking for app and tool.
+fn project() -> (envctl_testkit::TempDir, envctl_ops::Settings, std::path::PathBuf) {
     let dir = envctl_testkit::tempdir();
     let settings = setup_packages(dir.path(), &packages());
     let file = dir.path().join("p.toml");
     std::fs::write(&file, "[packages]\napp = \"*\"\ntool = \"*\"\n").unwrap();
+    (dir, settings, file)
+}
+
+#[test]
+fn a_lock_is_written_once_then_up_to_date_and_an_update_moves_only_what_it_names() {
+    let (dir, settings, file) = project();
 
     let mut warnings = Vec::new();
     let first = lock(&file, &Update::Nothing, &settings, false, &mut warnings).unwrap();
@@ -69,10 +75,7 @@ fn a_lock_is_written_once_then_up_to_date_and_an_update_moves_only_what_it_names
 
 #[test]
 fn the_graph_of_a_file_explains_a_dependency_by_the_chain_that_pulls_it_in() {
-    let dir = envctl_testkit::tempdir();
-    let settings = setup_packages(dir.path(), &packages());
-    let file = dir.path().join("p.toml");
-    std::fs::write(&file, "[packages]\napp = \"*\"\ntool = \"*\"\n").unwrap();
+    let (_dir, settings, file) = project();
 
     let v = view(file.to_str().unwrap(), &settings).unwrap();
     let name = |n: &str| PackageName::parse(n).unwrap();

@@ -104,8 +104,7 @@ impl Unsettled {
         let mut state = self.state();
         if state.marker.is_none() {
             fs_err::create_dir_all(&self.dir)?;
-            let marker = self.dir.join(format!("{}-{}", std::process::id(), unique()));
-            fs_err::File::create(&marker)?;
+            let marker = create_marker(&self.dir)?;
             if self.fsync {
                 fs_err::File::open(&self.dir)?.sync_all()?;
             }
@@ -134,12 +133,22 @@ impl Drop for Unsettled {
     }
 }
 
-/// A number no other marker of this process has.
-fn unique() -> u64 {
+/// A new, empty marker `PID-N` in `dir`: N counts this process's stores, and a name a dead
+/// process with the same pid left is passed over.
+fn create_marker(dir: &Path) -> std::io::Result<PathBuf> {
     static NEXT: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
-    let nanos = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| d.subsec_nanos() as u64)
-        .unwrap_or(0);
-    (nanos << 16) | NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed)
+    loop {
+        let n = NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        let marker = dir.join(format!("{}-{n}", std::process::id()));
+        match std::fs::OpenOptions::new().write(true).create_new(true).open(&marker) {
+            Ok(_) => return Ok(marker),
+            Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => continue,
+            Err(e) => {
+                return Err(std::io::Error::new(
+                    e.kind(),
+                    format!("cannot create `{}`: {e}", marker.display()),
+                ));
+            }
+        }
+    }
 }
