@@ -404,13 +404,13 @@ fn network_faults_fail_cleanly_naming_the_url_and_register_nothing() {
     bomb_tar.append_data(&mut h, "zeros", std::io::repeat(0).take(64 << 20)).unwrap();
     let bomb = zstd::encode_all(&bomb_tar.into_inner().unwrap()[..], 19).unwrap();
     let cases: Vec<(&str, Reply, String, &str)> = vec![
-        ("truncation", Reply::Raw(with(good.len(), &good[..good.len() / 2])), sha.clone(), ""),
+        ("truncation", Reply::Raw(with(good.len(), &good[..good.len() / 2])), sha.clone(), "broke off"),
         ("wrong bytes", Reply::Body(vec![9u8; good.len()]), sha.clone(), "sha256"),
         (
             "stall",
             Reply::Stall { body: good.clone(), send: 10, hang: Duration::from_secs(4) },
             sha.clone(),
-            "",
+            "read-timeout-secs",
         ),
         (
             "trickle",
@@ -422,7 +422,7 @@ fn network_faults_fail_cleanly_naming_the_url_and_register_nothing() {
         ("redirect loop", Reply::Redirect("/redirect-loop".into()), sha.clone(), "loop"),
         ("redirect to file", Reply::Redirect("file:///etc/passwd".into()), sha.clone(), "file:///etc/passwd"),
         ("short Content-Length", Reply::Raw(with(10, &good)), sha.clone(), "sha256"),
-        ("long Content-Length", Reply::Raw(with(good.len() + 100, &good)), sha.clone(), ""),
+        ("long Content-Length", Reply::Raw(with(good.len() + 100, &good)), sha.clone(), "broke off"),
         ("404", Reply::Status(404), sha.clone(), "404"),
         ("zstd bomb", Reply::Body(bomb.clone()), sha256_hex(&bomb), "max-unpack-bytes"),
     ];

@@ -345,7 +345,7 @@ fn killing_apply_at_any_point_leaves_a_current_generation_and_a_clean_store() {
     let url_bytes = {
         let url = tf.lines().find(|l| l.starts_with("url")).unwrap().split('"').nth(1).unwrap().to_owned();
         assert!(url.ends_with(path));
-        let body = ureq_get(&url);
+        let body = http_get(&url);
         t.server.set(
             path,
             Reply::Stall { body: body.clone(), send: body.len() / 2, hang: Duration::from_secs(30) },
@@ -373,7 +373,7 @@ fn killing_apply_at_any_point_leaves_a_current_generation_and_a_clean_store() {
     t.sb.run(&["store", "verify"]).ok();
 }
 
-fn ureq_get(url: &str) -> Vec<u8> {
+fn http_get(url: &str) -> Vec<u8> {
     // The fixture server speaks plain HTTP/1.1; a raw request keeps the test free of clients.
     use std::io::{Read, Write};
     let rest = url.strip_prefix("http://").unwrap();
@@ -434,7 +434,7 @@ fn an_apply_running_beside_gc_is_never_harmed() {
     // python are installed and registered but no generation roots them yet: without the store
     // lock it would delete them under apply's feet.
     let url = format!("{}/tensorflow-1.15.5.tar.gz", t.server.base());
-    let body = ureq_get(&url);
+    let body = http_get(&url);
     t.server.set("/tensorflow-1.15.5.tar.gz", Reply::Slow { body, delay: Duration::from_millis(1500) });
     let apply = t.spawn(&["apply", &vision]);
     std::thread::sleep(Duration::from_millis(700));

@@ -2,10 +2,12 @@
 //! `mirror://NAME/rest`, which expands to each configured base of mirror `NAME` in turn.
 //!
 //! This module opens a location and classifies failures; retries, hashing and unpacking are the
-//! installer's, which streams straight from the reader returned here. One client (ureq, rustls)
-//! serves every request, sources and binary caches alike: it trusts the system's certificate
-//! store, and goes through the proxy `http_proxy`/`https_proxy`/`ALL_PROXY` name, except for hosts
-//! `NO_PROXY` lists.
+//! installer's, which streams straight from the reader returned here. One client stack (reqwest's
+//! blocking client over rustls with *ring*) serves every request, sources and binary caches alike:
+//! it keeps connections open between requests to one host, speaks HTTP/2 where a server offers it
+//! (ALPN, over TLS) and HTTP/1.1 elsewhere, trusts the system's certificate store, and goes
+//! through the proxy `http_proxy`/`https_proxy`/`ALL_PROXY` name, except for hosts `NO_PROXY`
+//! lists.
 
 use std::collections::BTreeMap;
 use std::io::Read;
@@ -128,43 +130,131 @@ pub struct Fetcher {
 
 /// The HTTP clients of a fetcher.
 struct Clients {
-    direct: ureq::Agent,
+    direct: Client,
     /// Through `http_proxy` (or `ALL_PROXY`), for `http://` URLs, when the environment names one.
-    http_proxy: Option<ureq::Agent>,
+    http_proxy: Option<Client>,
     /// Through `https_proxy` (or `ALL_PROXY`), for `https://` URLs.
-    https_proxy: Option<ureq::Agent>,
+    https_proxy: Option<Client>,
     /// `NO_PROXY`: hosts reached directly.
     no_proxy: String,
+    /// Why `https://` requests cannot be trusted (no certificate in the system's store), added to
+    /// their errors.
+    tls_note: Option<String>,
 }
+
+/// One HTTP client, or why none could be built (reported on the first request that needs it).
+type Client = std::result::Result<reqwest::blocking::Client, String>;
 
 impl Clients {
     fn new(options: &FetchOptions) -> Clients {
+        let (tls, tls_note) = match tls_config() {
+            Ok((config, note)) => (Ok(config), note),
+            Err(e) => (Err(e), None),
+        };
         // Redirects are followed here, not by the client, so that each target is checked first.
-        let builder = || {
-            ureq::AgentBuilder::new()
-                .redirects(0)
-                .timeout_connect(options.connect_timeout)
-                .timeout_read(options.read_timeout)
+        // The environment's proxies are read below, not by the client, so that `NO_PROXY` means
+        // the same for every request.
+        let build = |proxy: Option<reqwest::Proxy>| -> Client {
+            let tls = tls.clone()?;
+            let mut builder = reqwest::blocking::Client::builder()
+                .redirect(reqwest::redirect::Policy::none())
+                .no_proxy()
+                .connect_timeout(options.connect_timeout)
+                // The blocking client's timeout bounds each read of a body (and the wait for an
+                // answer's head): a read timeout. The whole download's limit is `Deadline`'s.
+                .timeout(options.read_timeout)
                 .user_agent(concat!("envctl/", env!("CARGO_PKG_VERSION")))
+                .tls_backend_preconfigured(tls);
+            if let Some(proxy) = proxy {
+                builder = builder.proxy(proxy);
+            }
+            builder.build().map_err(|e| chain(&e))
         };
         let env = |names: &[&str]| names.iter().find_map(|n| std::env::var(n).ok().filter(|v| !v.is_empty()));
         let proxied = |names: &[&str]| {
             let url = env(names)?;
-            match ureq::Proxy::new(&url) {
-                Ok(proxy) => Some(builder().proxy(proxy).build()),
+            match reqwest::Proxy::all(&url) {
+                Ok(proxy) => Some(build(Some(proxy))),
                 Err(e) => {
-                    tracing::warn!("ignoring the proxy `{url}` ({}): {e}", names[0]);
+                    tracing::warn!("ignoring the proxy `{url}` ({}): {}", names[0], chain(&e));
                     None
                 }
             }
         };
         Clients {
-            direct: builder().build(),
+            direct: build(None),
             http_proxy: proxied(&["http_proxy", "HTTP_PROXY", "all_proxy", "ALL_PROXY"]),
             https_proxy: proxied(&["https_proxy", "HTTPS_PROXY", "all_proxy", "ALL_PROXY"]),
             no_proxy: env(&["no_proxy", "NO_PROXY"]).unwrap_or_default(),
+            tls_note,
         }
     }
+}
+
+/// TLS for every client: *ring*'s algorithms, the system's certificate store (what
+/// `rustls-native-certs` finds: `SSL_CERT_FILE`/`SSL_CERT_DIR`, else the distribution's bundle),
+/// and ALPN offering HTTP/2 before HTTP/1.1. With no certificate found, plain `http://` still
+/// works and the note says why every `https://` server is refused.
+fn tls_config() -> std::result::Result<(rustls::ClientConfig, Option<String>), String> {
+    let found = rustls_native_certs::load_native_certs();
+    let mut roots = rustls::RootCertStore::empty();
+    let (added, _) = roots.add_parsable_certificates(found.certs);
+    let note = (added == 0).then(|| {
+        let why = found.errors.first().map(|e| format!(": {e}")).unwrap_or_default();
+        format!(
+            "no trusted certificate was found in the system's certificate store{why} (install the \
+             distribution's ca-certificates, or point SSL_CERT_FILE at a bundle)"
+        )
+    });
+    let provider = std::sync::Arc::new(rustls::crypto::ring::default_provider());
+    let mut config = rustls::ClientConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()
+        .map_err(|e| e.to_string())?
+        .with_root_certificates(roots)
+        .with_no_client_auth();
+    config.alpn_protocols = vec![b"h2".to_vec(), b"http/1.1".to_vec()];
+    Ok((config, note))
+}
+
+/// What went wrong with a request, for an error that names the URL already: reqwest's own text
+/// ("error sending request for url (…)") and hyper's ("client error (Connect)") are left out,
+/// their causes kept, and an untrusted certificate gets what to do about it.
+fn chain(e: &reqwest::Error) -> String {
+    let mut parts: Vec<String> = Vec::new();
+    if e.is_timeout() && e.is_connect() {
+        parts.push("could not connect in time ([fetch] connect-timeout-secs)".to_owned());
+    } else if e.is_timeout() {
+        parts.push("nothing arrived in time ([fetch] read-timeout-secs)".to_owned());
+    } else if e.is_connect() {
+        parts.push("could not connect".to_owned());
+    } else if e.is_body() || e.is_decode() {
+        parts.push("the answer broke off".to_owned());
+    }
+    let mut cause = std::error::Error::source(e);
+    while let Some(c) = cause {
+        let text = c.to_string();
+        let said = parts.iter().any(|p| p.contains(&text)) || (e.is_timeout() && text.contains("timed out"));
+        if !text.starts_with("client error (") && !said {
+            parts.push(text);
+        }
+        cause = c.source();
+    }
+    if parts.is_empty() {
+        parts.push(e.to_string());
+    }
+    let mut out = parts.join(": ");
+    if out.contains("invalid peer certificate: UnknownIssuer") {
+        out.push_str(
+            " (the server's certificate is not signed by an authority in the system's certificate \
+             store: add its authority there, or point SSL_CERT_FILE at a bundle that has it)",
+        );
+    }
+    out
+}
+
+/// A header's value, when present and readable as text.
+fn header<'r>(resp: &'r reqwest::blocking::Response, name: &str) -> Option<&'r str> {
+    resp.headers().get(name).and_then(|v| v.to_str().ok())
 }
 
 impl Fetcher {
@@ -175,7 +265,12 @@ impl Fetcher {
 
     /// The client for `url`: through the proxy the environment names for its scheme, unless
     /// `NO_PROXY` lists its host (`*`, the host itself, or a domain it is in).
-    fn agent_for(&self, url: &str) -> &ureq::Agent {
+    fn client_for(&self, url: &str) -> Result<&reqwest::blocking::Client> {
+        let client = self.choose(url);
+        client.as_ref().map_err(|why| Error::Transport { url: url.to_owned(), message: why.clone() })
+    }
+
+    fn choose(&self, url: &str) -> &Client {
         let c = self.clients.get_or_init(|| Clients::new(&self.options));
         let proxy = if url.starts_with("https://") { &c.https_proxy } else { &c.http_proxy };
         let Some(proxy) = proxy else { return &c.direct };
@@ -265,8 +360,8 @@ impl Fetcher {
                 if let Some(size) = self.sizes.lock().unwrap_or_else(|p| p.into_inner()).get(url) {
                     return Some(*size);
                 }
-                let resp = self.request("HEAD", url).ok()?;
-                resp.header("Content-Length").and_then(|v| v.parse().ok())
+                let resp = self.request(reqwest::Method::HEAD, url).ok()?;
+                header(&resp, "Content-Length").and_then(|v| v.parse().ok())
             }
         })
     }
@@ -289,11 +384,15 @@ impl Fetcher {
     /// `GET url` (with an `Accept` header, when given), read under the fetch deadline; with the
     /// answer's content type.
     pub fn open_http(&self, url: &str, accept: Option<&str>) -> Result<(Opened, String)> {
-        let resp = self.request_accepting("GET", url, accept)?;
-        let size = resp.header("Content-Length").and_then(|v| v.parse().ok());
-        let content_type = resp.content_type().to_owned();
+        let resp = self.request_accepting(reqwest::Method::GET, url, accept)?;
+        let size = header(&resp, "Content-Length").and_then(|v| v.parse().ok());
+        // The media type alone (`text/html; charset=utf-8` is `text/html`), `text/plain` if none.
+        let content_type = header(&resp, "Content-Type")
+            .and_then(|v| v.split(';').next())
+            .map(|v| v.trim().to_ascii_lowercase())
+            .unwrap_or_else(|| "text/plain".to_owned());
         let reader = Deadline {
-            inner: resp.into_reader(),
+            inner: resp,
             url: url.to_owned(),
             limit: self.options.deadline,
             ends: std::time::Instant::now() + self.options.deadline,
@@ -302,19 +401,28 @@ impl Fetcher {
     }
 
     /// Uploads `len` bytes from `body` to `url` with `PUT` (a cache upload; no redirects).
-    pub fn put(&self, url: &str, body: impl Read, len: u64) -> Result<()> {
-        match self.agent_for(url).put(url).set("Content-Length", &len.to_string()).send(body) {
-            Ok(_) => Ok(()),
-            Err(ureq::Error::Status(status, _)) => Err(Error::HttpStatus { url: url.to_owned(), status }),
-            Err(ureq::Error::Transport(t)) => {
-                Err(Error::Transport { url: url.to_owned(), message: t.to_string() })
-            }
+    pub fn put(&self, url: &str, body: impl Read + Send + 'static, len: u64) -> Result<()> {
+        let sent = self.client_for(url)?.put(url).body(reqwest::blocking::Body::sized(body, len)).send();
+        match sent {
+            Ok(resp) if resp.status().is_success() => Ok(()),
+            Ok(resp) => Err(Error::HttpStatus { url: url.to_owned(), status: resp.status().as_u16() }),
+            Err(e) => Err(self.transport(url.to_owned(), &e)),
         }
+    }
+
+    /// A failed request's error, with the reason `https://` cannot be trusted when there is one.
+    fn transport(&self, url: String, e: &reqwest::Error) -> Error {
+        let mut message = chain(e);
+        let note = self.clients.get().and_then(|c| c.tls_note.as_deref());
+        if let Some(note) = note.filter(|_| url.starts_with("https://")) {
+            message = format!("{message} ({note})");
+        }
+        Error::Transport { url, message }
     }
 
     /// Whether `url` answers a `HEAD` with success (`false` for 404 and 410).
     pub fn exists(&self, url: &str) -> Result<bool> {
-        match self.request("HEAD", url) {
+        match self.request(reqwest::Method::HEAD, url) {
             Ok(_) => Ok(true),
             Err(Error::HttpStatus { status: 404 | 410, .. }) => Ok(false),
             Err(e) => Err(e),
@@ -323,34 +431,38 @@ impl Fetcher {
 
     /// Sends `method` to `url`, following redirects itself: only to `http` or `https`, never from
     /// `https` down to `http`, at most [`MAX_REDIRECTS`], and never in a loop.
-    fn request(&self, method: &str, url: &str) -> Result<ureq::Response> {
+    fn request(&self, method: reqwest::Method, url: &str) -> Result<reqwest::blocking::Response> {
         self.request_accepting(method, url, None)
     }
 
     /// [`Fetcher::request`] with an `Accept` header (an index's JSON pages).
-    fn request_accepting(&self, method: &str, url: &str, accept: Option<&str>) -> Result<ureq::Response> {
+    fn request_accepting(
+        &self,
+        method: reqwest::Method,
+        url: &str,
+        accept: Option<&str>,
+    ) -> Result<reqwest::blocking::Response> {
         let mut current = url.to_owned();
         let mut seen = vec![current.clone()];
         loop {
-            let mut req = self.agent_for(&current).request(method, &current);
+            let mut req = self.client_for(&current)?.request(method.clone(), &current);
             if let Some(accept) = accept {
-                req = req.set("Accept", accept);
+                req = req.header("Accept", accept);
             }
-            let resp = match req.call() {
+            let resp = match req.send() {
                 Ok(resp) => resp,
-                Err(ureq::Error::Status(status, _)) => {
-                    return Err(Error::HttpStatus { url: current, status });
-                }
-                Err(ureq::Error::Transport(t)) => {
-                    return Err(Error::Transport { url: current, message: t.to_string() });
-                }
+                Err(e) => return Err(self.transport(current, &e)),
             };
-            if !(300..400).contains(&resp.status()) {
+            let status = resp.status().as_u16();
+            if status >= 400 {
+                return Err(Error::HttpStatus { url: current, status });
+            }
+            if !(300..400).contains(&status) {
                 return Ok(resp);
             }
             let refuse =
                 |to: String, why: &str| Error::Redirect { from: current.clone(), to, why: why.to_owned() };
-            let Some(location) = resp.header("Location") else {
+            let Some(location) = header(&resp, "Location") else {
                 return Err(refuse(String::new(), "the answer has no Location header"));
             };
             let next = url::Url::parse(&current)
@@ -399,7 +511,17 @@ impl<R: Read> Read for Deadline<R> {
                 ),
             ));
         }
-        self.inner.read(buf)
+        self.inner.read(buf).map_err(body_error)
+    }
+}
+
+/// A failed read of an answer's body, saying why (a timeout, the connection closing early)
+/// instead of reqwest's "error decoding response body".
+fn body_error(e: std::io::Error) -> std::io::Error {
+    let why = e.get_ref().and_then(|inner| inner.downcast_ref::<reqwest::Error>()).map(chain);
+    match why {
+        Some(why) => std::io::Error::new(e.kind(), why),
+        None => e,
     }
 }
 
