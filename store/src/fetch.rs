@@ -402,7 +402,14 @@ impl Fetcher {
 
     /// Uploads `len` bytes from `body` to `url` with `PUT` (a cache upload; no redirects).
     pub fn put(&self, url: &str, body: impl Read + Send + 'static, len: u64) -> Result<()> {
-        let sent = self.client_for(url)?.put(url).body(reqwest::blocking::Body::sized(body, len)).send();
+        // The client's timeout would bound the whole upload (it covers everything up to the
+        // answer's head): a big archive on a slow link gets the download deadline instead.
+        let sent = self
+            .client_for(url)?
+            .put(url)
+            .timeout(self.options.deadline)
+            .body(reqwest::blocking::Body::sized(body, len))
+            .send();
         match sent {
             Ok(resp) if resp.status().is_success() => Ok(()),
             Ok(resp) => Err(Error::HttpStatus { url: url.to_owned(), status: resp.status().as_u16() }),
