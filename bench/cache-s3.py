@@ -3,6 +3,7 @@
 
   python3 bench/cache-s3.py [ROUNDS]       (default 3; not CI)
   FSYNC=0 python3 bench/cache-s3.py        (the pulling home runs with `[store] fsync = false`)
+  BASELINE=/path/to/envctl python3 bench/cache-s3.py   (adds its push and pull, to other keys)
 
 Needs curl, tar, zstd and moto's server (installed with pip into the testkit's virtual
 environment under the temporary directory when absent, as the tests do). Builds envctl --release.
@@ -95,6 +96,8 @@ def main():
     proc, endpoint = moto_server()
     try:
         push_t, up_t, pull_t, down_t, local_t, untar_t = [], [], [], [], [], []
+        base_push_t, base_pull_t = [], []
+        baseline = os.environ.get("BASELINE")
         size = pushed = 0
         for r in range(ROUNDS):
             url = f"s3://bench/r{r}?endpoint={endpoint}&region=us-east-1"
@@ -119,6 +122,16 @@ def main():
                     f.write("[store]\nfsync = false\n")
             node_env = dict(env, ENVCTL_HOME=node, XDG_CONFIG_HOME=os.path.dirname(config))
             pull_t.append(timed([envctl, "apply", "--frozen", profile], node_env))
+            if baseline:
+                # The same push and pull by another build, to keys of its own.
+                base_url = f"s3://bench/b{r}?endpoint={endpoint}&region=us-east-1"
+                base_push_t.append(timed([baseline, "cache", "push", base_url, "big", "--key", secret], env))
+                base_config = os.path.join(WORK, f"base-config{r}", "envctl")
+                os.makedirs(base_config)
+                with open(os.path.join(base_config, "config.toml"), "w") as f:
+                    f.write(f'trusted-keys = ["{public}"]\n[[caches]]\nurl = "{base_url}"\n')
+                base_pull_t.append(timed([baseline, "apply", "--frozen", profile],
+                                         dict(env, ENVCTL_HOME=node + "-base", XDG_CONFIG_HOME=os.path.dirname(base_config))))
             # The same apply from the recipes' own archives on local disk, no cache: what
             # unpacking, hashing and registering 180,000 files and building the generation cost.
             for a in upstream:
@@ -152,10 +165,14 @@ def main():
             f"| pull (`apply --frozen` on an empty home) | {med(pull_t):.2f} s | download: {med(down_t):.2f} s | {med(down_t) / med(pull_t):.2f}x |",
             f"| the same apply from the archives on local disk, no cache | {med(local_t):.2f} s | | pull / local: {med(pull_t) / med(local_t):.2f}x |",
             f"| ceiling: `tar --zstd -x` of the archives alone, 2 at a time | {med(untar_t):.2f} s | download: {med(down_t):.2f} s | {med(down_t) / med(untar_t):.2f}x |",
+            *([f"| baseline build: push | {med(base_push_t):.2f} s | | |",
+               f"| baseline build: pull | {med(base_pull_t):.2f} s | | |"] if baseline else []),
             "",
             "raw (s): push " + " ".join(f"{x:.2f}" for x in push_t) + "; upload " + " ".join(f"{x:.2f}" for x in up_t)
             + "; pull " + " ".join(f"{x:.2f}" for x in pull_t) + "; download " + " ".join(f"{x:.2f}" for x in down_t)
-            + "; local " + " ".join(f"{x:.2f}" for x in local_t) + "; tar -x " + " ".join(f"{x:.2f}" for x in untar_t),
+            + "; local " + " ".join(f"{x:.2f}" for x in local_t) + "; tar -x " + " ".join(f"{x:.2f}" for x in untar_t)
+            + ("; baseline push " + " ".join(f"{x:.2f}" for x in base_push_t) + "; baseline pull "
+               + " ".join(f"{x:.2f}" for x in base_pull_t) if baseline else ""),
         ]
         os.makedirs(OUT, exist_ok=True)
         with open(os.path.join(OUT, "cache-s3.md"), "w") as f:
