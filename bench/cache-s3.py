@@ -22,36 +22,16 @@ archives barely compress), about 360 MiB. Per round, alternating with the floor:
 
 Writes bench/out/cache-s3.md; everything is deleted at the end.
 """
-import glob, os, shutil, socket, statistics, subprocess, sys, tempfile, time
+import glob, os, shutil, statistics, subprocess, sys, time
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from common import QUIET, build_envctl, corpus, sh, timed
+from common import MOTO, QUIET, build_envctl, corpus, moto_server, sh, timed
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 OUT = os.path.join(ROOT, "bench", "out")
 WORK = os.path.join(OUT, "cache-s3-work")
 ROUNDS = int(sys.argv[1]) if len(sys.argv) > 1 else 3
 PKGS = 60
-MOTO = "moto[server]==5.2.5"
-
-
-def moto_server():
-    venv = os.path.join(tempfile.gettempdir(), "envctl-testkit-moto")
-    binary = os.path.join(venv, "bin", "moto_server")
-    if not os.path.exists(binary):
-        sh(sys.executable, "-m", "venv", venv)
-        sh(os.path.join(venv, "bin", "python"), "-m", "pip", "install", "-q", MOTO)
-    s = socket.socket()
-    s.bind(("127.0.0.1", 0))
-    port = s.getsockname()[1]
-    s.close()
-    proc = subprocess.Popen([binary, "-H", "127.0.0.1", "-p", str(port)], **QUIET)
-    endpoint = f"http://127.0.0.1:{port}"
-    for _ in range(300):
-        if subprocess.run(["curl", "-sf", "-X", "PUT", f"{endpoint}/bench"], **QUIET).returncode == 0:
-            return proc, endpoint
-        time.sleep(0.1)
-    raise SystemExit("moto_server did not start")
 
 
 def parallel_curl(args_per_file, files):

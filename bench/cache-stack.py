@@ -1,23 +1,25 @@
 #!/usr/bin/env python3
-"""A real framework closure through a directory binary cache (issue 28): the TensorFlow 2.15
-stack pulled into an empty home, against the same apply from a local wheelhouse and against Nix
-copying the same trees from a `file://` binary cache.
+"""A real framework closure through binary caches (issue 28): the TensorFlow 2.15 stack pulled
+into an empty home from a directory cache and from a loopback S3 server, against the same apply
+from a local wheelhouse and against Nix copying the same trees from a `file://` binary cache.
 
   python3 bench/cache-stack.py [ROUNDS] [CACHE]   (default 3, /var/tmp/envctl-bench-tf215; not CI)
 
 CACHE is what `bench/framework-stack.py` prepared there (run it once first, with the same CACHE):
 the profile file and its lock, the `python` recipe and the wheelhouse. Needs zstd and Nix 2.8
-(Debian's nix-bin, installed when absent; run as root without build users). Builds envctl
---release.
+(Debian's nix-bin, installed when absent; run as root without build users), curl, and moto's
+S3 server (installed with pip as the tests install it, `bench/common.py`). Builds envctl --release.
 
 Once, untimed: the stack is applied from the wheelhouse into a home and pushed, signed, to a
-directory cache (`envctl cache push`: the interpreter, every wheel and each wheel's bytecode);
-the same trees are added to Nix's store and copied to a `file://` cache compressed with zstd.
+directory cache and to a bucket of a loopback moto server (`envctl cache push`: the interpreter,
+every wheel and each wheel's bytecode; each push timed once); the same trees are added to Nix's store and copied to a `file://` cache compressed with zstd.
 Per round, alternating, each after an untimed read of its inputs, each into an empty store:
 
   * envctl from the cache: `apply --frozen` in a home whose configuration names the cache and no
     index (so nothing can come from the wheelhouse): archives fetched, signatures and tree hashes
     checked, paths flushed and registered, the `pyvenv.cfg` and the generation made;
+  * envctl from S3: the same, the configuration naming the `s3://` cache instead (every object
+    a signed GET to the loopback server, which keeps them in memory);
   * Nix: `nix copy --no-check-sigs --from file://… --to local?root=…` of the same trees;
   * envctl from the wheelhouse: the same apply from the wheels (unpacked, RECORD checked,
     bytecode compiled).
@@ -34,9 +36,10 @@ import shutil
 import statistics
 import subprocess
 import sys
+import time
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from common import NIX_ENV, QUIET, build_envctl, need, read_all, sh, timed  # noqa: E402
+from common import NIX_ENV, QUIET, build_envctl, moto_server, need, read_all, sh, timed  # noqa: E402
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 OUT = os.path.join(ROOT, "bench", "out")
@@ -54,6 +57,9 @@ def home(name, config):
     with open(os.path.join(h, "config.toml"), "w") as f:
         f.write(config)
     return dict(os.environ, ENVCTL_HOME=h, ENVCTL_CONFIG=os.path.join(h, "config.toml"), **MACHINE)
+
+
+S3_CREDENTIALS = {"AWS_ACCESS_KEY_ID": "bench", "AWS_SECRET_ACCESS_KEY": "bench"}
 
 
 def remove(path):
@@ -82,8 +88,15 @@ def main():
     public = subprocess.run([envctl, "cache", "keygen", "bench", "--out", keys], check=True, env=seed,
                             capture_output=True, text=True).stdout.strip()
     cache = os.path.join(WORK, "cache")
-    push = subprocess.run([envctl, "cache", "push", cache, name, "--key", os.path.join(keys, "bench.secret"),
-                           "--json"], check=True, env=seed, capture_output=True, text=True).stdout
+    secret = os.path.join(keys, "bench.secret")
+    started = time.perf_counter()
+    push = subprocess.run([envctl, "cache", "push", cache, name, "--key", secret, "--json"], check=True,
+                          env=seed, capture_output=True, text=True).stdout
+    dir_push = time.perf_counter() - started
+    moto, endpoint = moto_server()
+    s3 = f"s3://bench/{name}?endpoint={endpoint}&region=us-east-1"
+    seed = dict(seed, **S3_CREDENTIALS)
+    s3_push = timed([envctl, "cache", "push", s3, name, "--key", secret], seed)
     pushed = json.loads(push)["pushed"]
     store = os.path.join(seed["ENVCTL_HOME"], "store")
     trees = [os.path.join(store, os.path.basename(p)) for p in pushed]
@@ -100,15 +113,19 @@ def main():
     def size_of(d):
         return sum(os.path.getsize(f) for f in glob.glob(os.path.join(d, "**"), recursive=True) if os.path.isfile(f))
 
-    pulls, nixes, locals_, base_pulls = [], [], [], []
+    pulls, s3_pulls, nixes, locals_, base_pulls = [], [], [], [], []
     baseline = os.environ.get("BASELINE")
     pull_config = f'recipes = ["{recipes}"]\ntrusted-keys = ["{public}"]\n[[caches]]\nurl = "{cache}"\n'
+    s3_config = f'recipes = ["{recipes}"]\ntrusted-keys = ["{public}"]\n[[caches]]\nurl = "{s3}"\n'
     try:
         for r in range(ROUNDS):
             env = home(f"pull{r}", pull_config)
             read_all(cache)
             sh("sync")
             pulls.append(timed([envctl, "apply", "--frozen", profile], env))
+            remove(env["ENVCTL_HOME"])
+            env = dict(home(f"s3-{r}", s3_config), **S3_CREDENTIALS)
+            s3_pulls.append(timed([envctl, "apply", "--frozen", profile], env))
             remove(env["ENVCTL_HOME"])
             if baseline:
                 env = home(f"base{r}", pull_config)
@@ -127,7 +144,7 @@ def main():
             sh("sync")
             locals_.append(timed([envctl, "apply", "--frozen", profile], env))
             remove(env["ENVCTL_HOME"])
-            print(f"round {r}: envctl pull {pulls[-1]:.1f} s, nix copy {nixes[-1]:.1f} s, "
+            print(f"round {r}: envctl pull {pulls[-1]:.1f} s, from S3 {s3_pulls[-1]:.1f} s, nix copy {nixes[-1]:.1f} s, "
                   f"envctl from the wheelhouse {locals_[-1]:.1f} s"
                   + (f", baseline pull {base_pulls[-1]:.1f} s" if base_pulls else ""), flush=True)
         med = statistics.median
@@ -136,17 +153,20 @@ def main():
             f"`{os.path.basename(profile)}`: {len(pushed)} store paths pushed ({bytecode} of them bytecode), "
             f"{files:,} files, {size / 2**30:.2f} GiB; envctl's directory cache {size_of(cache) / 2**20:.0f} MiB "
             f"(tar.zst, signed), Nix's {size_of(nix_cache) / 2**20:.0f} MiB (NAR, zstd); {nix_version}; "
-            f"{ROUNDS} rounds, medians",
+            f"{ROUNDS} rounds, medians; pushed once: to the directory {dir_push:.1f} s, to loopback S3 (moto) "
+            f"{s3_push:.1f} s",
             "",
             "| into an empty store | time | against Nix | against envctl from the wheelhouse |",
             "| --- | ---: | ---: | ---: |",
             f"| envctl: `apply --frozen`, only the directory cache | {med(pulls):.1f} s | {med(pulls) / med(nixes):.2f}x | {med(pulls) / med(locals_):.2f}x |",
+            f"| envctl: `apply --frozen`, only the S3 cache (loopback moto) | {med(s3_pulls):.1f} s | {med(s3_pulls) / med(nixes):.2f}x | {med(s3_pulls) / med(locals_):.2f}x |",
             f"| Nix: `nix copy --from file://…` of the same trees | {med(nixes):.1f} s | 1.00x | |",
             f"| envctl: `apply --frozen` from the wheelhouse, no cache | {med(locals_):.1f} s | {med(locals_) / med(nixes):.2f}x | 1.00x |",
             *([f"| baseline build (`BASELINE`): pull from the same cache | {med(base_pulls):.1f} s | {med(base_pulls) / med(nixes):.2f}x | {med(base_pulls) / med(locals_):.2f}x |"]
               if base_pulls else []),
             "",
-            "raw (s): envctl pull " + " ".join(f"{x:.1f}" for x in pulls) + "; nix " + " ".join(f"{x:.1f}" for x in nixes)
+            "raw (s): envctl pull " + " ".join(f"{x:.1f}" for x in pulls) + "; from S3 "
+            + " ".join(f"{x:.1f}" for x in s3_pulls) + "; nix " + " ".join(f"{x:.1f}" for x in nixes)
             + "; envctl from the wheelhouse " + " ".join(f"{x:.1f}" for x in locals_)
             + ("; baseline pull " + " ".join(f"{x:.1f}" for x in base_pulls) if base_pulls else ""),
         ]
@@ -155,6 +175,7 @@ def main():
             f.write("\n".join(lines) + "\n")
         print("\n".join(lines))
     finally:
+        moto.kill()
         subprocess.run(["nix-store", "--delete", *nix_paths], env=NIX, **QUIET)
         remove(WORK)
 

@@ -5,8 +5,11 @@ import io
 import os
 import random
 import shutil
+import socket
 import subprocess
+import sys
 import tarfile
+import tempfile
 import time
 
 QUIET = dict(stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
@@ -146,3 +149,28 @@ def corpus(count, src, repo, out):
         with open(os.path.join(repo, f"pkg{p:03d}.toml"), "w") as f:
             f.write(f'name = "pkg{p:03d}"\nversion = "1.0"\n[[source]]\nurl = "file://{archive}"\nsha256 = "{sha}"\n')
     return archives
+
+
+MOTO = "moto[server]==5.2.5"
+
+
+def moto_server():
+    """A loopback S3-compatible server (moto, installed with pip into the testkit's virtual
+    environment under the temporary directory when absent, as the tests do) with the bucket
+    `bench`; returns (its process, its endpoint URL)."""
+    venv = os.path.join(tempfile.gettempdir(), "envctl-testkit-moto")
+    binary = os.path.join(venv, "bin", "moto_server")
+    if not os.path.exists(binary):
+        sh(sys.executable, "-m", "venv", venv)
+        sh(os.path.join(venv, "bin", "python"), "-m", "pip", "install", "-q", MOTO)
+    s = socket.socket()
+    s.bind(("127.0.0.1", 0))
+    port = s.getsockname()[1]
+    s.close()
+    proc = subprocess.Popen([binary, "-H", "127.0.0.1", "-p", str(port)], **QUIET)
+    endpoint = f"http://127.0.0.1:{port}"
+    for _ in range(300):
+        if subprocess.run(["curl", "-sf", "-X", "PUT", f"{endpoint}/bench"], **QUIET).returncode == 0:
+            return proc, endpoint
+        time.sleep(0.1)
+    raise SystemExit("moto_server did not start")
