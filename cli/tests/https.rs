@@ -69,6 +69,8 @@ fn a_server_the_system_does_not_trust_is_refused_naming_the_url_and_the_reason()
     let err = r.failed();
     assert!(err.contains("https://127.0.0.1:") && err.contains("/pkg0.tar.gz"), "{err}");
     assert!(err.contains("UnknownIssuer") && err.contains("not signed by an authority"), "{err}");
+    // Asking again would get the same certificate: no retry.
+    assert!(!r.stderr.contains("retry"), "{}", r.stderr);
     assert_eq!(
         std::fs::read_dir(sb.store())
             .map(|d| d.flatten().filter(|e| e.file_name().to_string_lossy().contains("pkg0")).count())

@@ -62,6 +62,7 @@ impl Store {
                     Err(
                         e @ (Error::HttpStatus { .. }
                         | Error::Transport { .. }
+                        | Error::UntrustedServer { .. }
                         | Error::Redirect { .. }
                         | Error::HashMismatch { .. }
                         | Error::Io(_)),

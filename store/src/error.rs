@@ -44,6 +44,15 @@ pub enum Error {
         /// What the transport said.
         message: String,
     },
+    /// The server's TLS certificate is not one the system's certificate store vouches for: not
+    /// retried, since asking again gets the same certificate.
+    #[error("could not download `{url}`: {message}")]
+    UntrustedServer {
+        /// The URL requested.
+        url: String,
+        /// What the TLS layer said, and what to do.
+        message: String,
+    },
     /// Every candidate URL of a source failed.
     #[error("every location of `{url}` failed:\n{}", .errors.iter().map(|e| format!("  - {e}")).collect::<Vec<_>>().join("\n"))]
     AllLocationsFailed {

@@ -417,12 +417,18 @@ impl Fetcher {
         }
     }
 
-    /// A failed request's error, with the reason `https://` cannot be trusted when there is one.
+    /// A failed request's error, with the reason `https://` cannot be trusted when there is one;
+    /// an untrusted certificate is [`Error::UntrustedServer`], which is not retried.
     fn transport(&self, url: String, e: &reqwest::Error) -> Error {
         let mut message = chain(e);
         let note = self.clients.get().and_then(|c| c.tls_note.as_deref());
         if let Some(note) = note.filter(|_| url.starts_with("https://")) {
             message = format!("{message} ({note})");
+        }
+        // rustls says `invalid peer certificate: …` (through hyper's connector, whose error
+        // types are not reqwest's to downcast).
+        if message.contains("invalid peer certificate") {
+            return Error::UntrustedServer { url, message };
         }
         Error::Transport { url, message }
     }
