@@ -243,13 +243,34 @@ fn chain(e: &reqwest::Error) -> String {
         parts.push(e.to_string());
     }
     let mut out = parts.join(": ");
-    if out.contains("invalid peer certificate: UnknownIssuer") {
+    if matches!(certificate_error(e), Some(rustls::CertificateError::UnknownIssuer)) {
         out.push_str(
             " (the server's certificate is not signed by an authority in the system's certificate \
              store: add its authority there, or point SSL_CERT_FILE at a bundle that has it)",
         );
     }
     out
+}
+
+/// What rustls found wrong with the server's certificate, when that is why `e` failed. Its error
+/// arrives wrapped in `io::Error`s (rustls's own, then the connector's), whose `source` skips what
+/// they wrap, so each is opened in turn.
+fn certificate_error(e: &reqwest::Error) -> Option<&rustls::CertificateError> {
+    let mut cause = std::error::Error::source(e);
+    while let Some(c) = cause {
+        let mut layer: &(dyn std::error::Error + 'static) = c;
+        loop {
+            if let Some(rustls::Error::InvalidCertificate(why)) = layer.downcast_ref::<rustls::Error>() {
+                return Some(why);
+            }
+            match layer.downcast_ref::<std::io::Error>().and_then(|io| io.get_ref()) {
+                Some(inner) => layer = inner,
+                None => break,
+            }
+        }
+        cause = c.source();
+    }
+    None
 }
 
 /// A header's value, when present and readable as text.
@@ -425,9 +446,7 @@ impl Fetcher {
         if let Some(note) = note.filter(|_| url.starts_with("https://")) {
             message = format!("{message} ({note})");
         }
-        // rustls says `invalid peer certificate: …` (through hyper's connector, whose error
-        // types are not reqwest's to downcast).
-        if message.contains("invalid peer certificate") {
+        if certificate_error(e).is_some() {
             return Error::UntrustedServer { url, message };
         }
         Error::Transport { url, message }
