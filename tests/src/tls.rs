@@ -11,7 +11,7 @@ use std::sync::{Arc, Mutex};
 
 #[derive(Default)]
 struct State {
-    bodies: HashMap<String, Arc<Vec<u8>>>,
+    bodies: HashMap<String, bytes::Bytes>,
     hits: HashMap<String, usize>,
     connections: usize,
 }
@@ -81,7 +81,7 @@ impl H2Server {
 
     /// Serves `body` at `path` (which starts with `/`) and returns its URL.
     pub fn serve(&self, path: &str, body: Vec<u8>) -> String {
-        self.state.lock().unwrap().bodies.insert(path.to_owned(), Arc::new(body));
+        self.state.lock().unwrap().bodies.insert(path.to_owned(), body.into());
         format!("https://127.0.0.1:{}{}", self.port, path)
     }
 
@@ -125,7 +125,7 @@ async fn serve(
         let mut stream = respond.send_response(answer, head || body.is_empty())?;
         if !head && !body.is_empty() {
             // h2 holds what the peer's window does not take yet and sends it as the window opens.
-            stream.send_data(bytes::Bytes::copy_from_slice(&body), true)?;
+            stream.send_data(body, true)?;
         }
     }
     Ok(())
