@@ -32,7 +32,7 @@ import subprocess
 import sys
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from common import NIX_ENV, QUIET, build_envctl, corpus, need, read_all, sh, timed  # noqa: E402
+from common import NIX_ENV, QUIET, build_envctl, corpus, keygen, need, read_all, sh, timed  # noqa: E402
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 OUT = os.path.join(ROOT, "bench", "out")
@@ -57,11 +57,9 @@ def main():
     with open(profile, "w") as f:
         f.write("[packages]\n" + "".join(f'pkg{p:03d} = "1"\n' for p in range(PKGS)))
     sh(envctl, "apply", profile, env=env, **QUIET)
-    keys = os.path.join(WORK, "keys")
-    public = subprocess.run([envctl, "cache", "keygen", "bench", "--out", keys], check=True, env=env,
-                            capture_output=True, text=True).stdout.strip()
+    public, secret = keygen(envctl, WORK, env)
     cache = os.path.join(WORK, "cache")
-    sh(envctl, "cache", "push", cache, "big", "--key", os.path.join(keys, "bench.secret"), env=env, **QUIET)
+    sh(envctl, "cache", "push", cache, "big", "--key", secret, env=env, **QUIET)
 
     # Nix: the same trees in its store, then in a file:// binary cache.
     nix_paths = [subprocess.run(["nix-store", "--add", os.path.join(src, f"pkg{p:03d}")], check=True,

@@ -25,7 +25,7 @@ Writes bench/out/cache-s3.md; everything is deleted at the end.
 import glob, os, shutil, statistics, subprocess, sys, time
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from common import MOTO, QUIET, build_envctl, corpus, moto_server, sh, timed
+from common import MOTO, QUIET, S3_CREDENTIALS, build_envctl, corpus, keygen, moto_server, sh, timed
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 OUT = os.path.join(ROOT, "bench", "out")
@@ -54,8 +54,8 @@ def main():
     shutil.rmtree(WORK, ignore_errors=True)
     src, repo, home = (os.path.join(WORK, d) for d in ("src", "repo", "home"))
     os.makedirs(repo)
-    base_env = dict(os.environ, ENVCTL_SYSTEM_DRIVER="535.104.05", AWS_ACCESS_KEY_ID="bench",
-                    AWS_SECRET_ACCESS_KEY="bench", XDG_CONFIG_HOME=os.path.join(WORK, "config"))
+    base_env = dict(os.environ, ENVCTL_SYSTEM_DRIVER="535.104.05", XDG_CONFIG_HOME=os.path.join(WORK, "config"),
+                    **S3_CREDENTIALS)
     base_env.pop("ENVCTL_CONFIG", None)
     env = dict(base_env, ENVCTL_HOME=home, ENVCTL_RECIPES=repo)
     corpus(PKGS, src, repo, WORK)
@@ -64,10 +64,7 @@ def main():
     with open(profile, "w") as f:
         f.write("[packages]\n" + "".join(f'pkg{p:03d} = "1"\n' for p in range(PKGS)))
     sh(envctl, "apply", profile, env=env, **QUIET)
-    keys = os.path.join(WORK, "keys")
-    public = subprocess.run([envctl, "cache", "keygen", "bench", "--out", keys], check=True, env=env,
-                            capture_output=True, text=True).stdout.strip()
-    secret = os.path.join(keys, "bench.secret")
+    public, secret = keygen(envctl, WORK, env)
     # The recipes' own sources disappear: a pull can only come from the cache.
     hidden = os.path.join(WORK, "upstream-hidden")
     os.makedirs(hidden)

@@ -39,7 +39,7 @@ import sys
 import time
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from common import NIX_ENV, QUIET, build_envctl, moto_server, need, read_all, sh, timed  # noqa: E402
+from common import NIX_ENV, QUIET, S3_CREDENTIALS, build_envctl, keygen, moto_server, need, read_all, sh, timed  # noqa: E402
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 OUT = os.path.join(ROOT, "bench", "out")
@@ -57,9 +57,6 @@ def home(name, config):
     with open(os.path.join(h, "config.toml"), "w") as f:
         f.write(config)
     return dict(os.environ, ENVCTL_HOME=h, ENVCTL_CONFIG=os.path.join(h, "config.toml"), **MACHINE)
-
-
-S3_CREDENTIALS = {"AWS_ACCESS_KEY_ID": "bench", "AWS_SECRET_ACCESS_KEY": "bench"}
 
 
 def remove(path):
@@ -84,11 +81,8 @@ def main():
     # Once: the stack applied and pushed; the same trees in Nix's store and its cache.
     seed = home("seed", local)
     sh(envctl, "apply", profile, env=seed, **QUIET)
-    keys = os.path.join(WORK, "keys")
-    public = subprocess.run([envctl, "cache", "keygen", "bench", "--out", keys], check=True, env=seed,
-                            capture_output=True, text=True).stdout.strip()
+    public, secret = keygen(envctl, WORK, seed)
     cache = os.path.join(WORK, "cache")
-    secret = os.path.join(keys, "bench.secret")
     started = time.perf_counter()
     push = subprocess.run([envctl, "cache", "push", cache, name, "--key", secret, "--json"], check=True,
                           env=seed, capture_output=True, text=True).stdout

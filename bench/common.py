@@ -151,6 +151,18 @@ def corpus(count, src, repo, out):
     return archives
 
 
+def keygen(envctl, work, env):
+    """A signing key pair `bench` made by `envctl cache keygen` in `work/keys`: (the public key
+    as configuration names it, the secret key's file)."""
+    keys = os.path.join(work, "keys")
+    public = subprocess.run([envctl, "cache", "keygen", "bench", "--out", keys], check=True, env=env,
+                            capture_output=True, text=True).stdout.strip()
+    return public, os.path.join(keys, "bench.secret")
+
+
+# What a loopback moto server accepts (it checks the signature's form, not the keys).
+S3_CREDENTIALS = {"AWS_ACCESS_KEY_ID": "bench", "AWS_SECRET_ACCESS_KEY": "bench"}
+
 MOTO = "moto[server]==5.2.5"
 
 
