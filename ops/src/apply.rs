@@ -528,8 +528,8 @@ pub fn execute(
         })?);
     }
     let started = std::time::Instant::now();
-    let results = installer.install_all(&requests, reporter);
-    tracing::info!(packages = requests.len(), elapsed = ?started.elapsed(), "installed the closure");
+    let results = install_largest_first(&installer, requests, &lock, reporter);
+    tracing::info!(packages = results.len(), elapsed = ?started.elapsed(), "installed the closure");
     let mut fetched = 0;
     let mut from_caches = 0;
     for (p, result) in lock.packages.iter_mut().zip(results) {
@@ -651,6 +651,28 @@ pub fn execute(
         from_caches,
         changes,
     })
+}
+
+/// Installs `requests` (one per locked package, in the lock's order) with the interpreter first
+/// and then the largest archives first, and gives the results in the lock's order. The cores stay
+/// busy to the end: a large wheel started last would unpack alone (its largest file on one
+/// thread) while the other core idles, and the interpreter's standard library is compiled too.
+fn install_largest_first(
+    installer: &Installer<'_>,
+    requests: Vec<envctl_store::InstallRequest>,
+    lock: &LockFile,
+    reporter: &dyn Reporter,
+) -> Vec<envctl_store::Result<envctl_store::Installed>> {
+    let mut order: Vec<usize> = (0..requests.len()).collect();
+    let size = |i: usize| lock.packages.get(i).and_then(|p| p.archive_size).unwrap_or(0);
+    order.sort_by_key(|&i| (!requests[i].bytecode, std::cmp::Reverse(size(i))));
+    let mut slots: Vec<Option<envctl_store::InstallRequest>> = requests.into_iter().map(Some).collect();
+    let ordered: Vec<_> = order.iter().map(|&i| slots[i].take().expect("each index once")).collect();
+    let mut results: Vec<Option<_>> = ordered.iter().map(|_| None).collect();
+    for (&i, result) in order.iter().zip(installer.install_all(&ordered, reporter)) {
+        results[i] = Some(result);
+    }
+    results.into_iter().map(|r| r.expect("one result per request")).collect()
 }
 
 fn same_packages(lock: &LockFile, m: &Manifest) -> bool {
