@@ -103,7 +103,7 @@ fn bytecode_is_the_same_wherever_and_whenever_it_is_compiled() {
 }
 
 #[test]
-fn a_tampered_record_entry_refuses_the_wheel_naming_the_file() {
+fn a_file_not_the_size_record_lists_refuses_the_wheel_naming_the_file() {
     let f = Fixture::new();
     f.publish_python("3.11");
     let g = greeter();
@@ -112,7 +112,26 @@ fn a_tampered_record_entry_refuses_the_wheel_naming_the_file() {
     let p = f.profile("py", "[packages]\ngreeter-lib = \"*\"\npython = \"3.11\"\n");
     let out = f.run(&["apply", &p]).failure();
     assert!(out.stderr.contains("greeter/core.py") && out.stderr.contains("RECORD"), "{}", out.stderr);
+    assert!(out.stderr.contains("bytes where the wheel's RECORD lists"), "{}", out.stderr);
     assert!(!f.profiles_dir().join("py").exists());
+}
+
+/// RECORD's hashes are not computed again (python/src/wheel.rs): the recipe's sha256 of the whole
+/// wheel is what pins its bytes. A file changed to another of the same size after RECORD was
+/// written installs, as pip and uv install it; the recipe's hash is what refuses a swapped wheel.
+#[test]
+fn record_hashes_are_not_computed_the_recipes_sha256_pins_the_wheel() {
+    let f = Fixture::new();
+    f.publish_python("3.11");
+    let g = greeter();
+    let same_size = b"def greet(who='world'):\n    return 'HELLO ' + who\n";
+    let bytes = g.build_with(Some(("greeter/core.py", same_size)));
+    f.publish_wheel(&g, &bytes, "python = \">=3.7\"");
+    let p = f.profile("py", "[packages]\ngreeter-lib = \"*\"\npython = \"3.11\"\n");
+    f.run(&["apply", &p]).success();
+    let out =
+        f.run(&["run", "py", "--", "python3", "-c", "import greeter; print(greeter.greet())"]).success();
+    assert_eq!(out.stdout.trim(), "HELLO world");
 }
 
 #[test]

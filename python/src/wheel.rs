@@ -15,16 +15,17 @@
 //! start with a two-line `/bin/sh` header that runs the `python3` beside the script as invoked
 //! (the profile's `bin/`), so they need no absolute interpreter path either.
 //!
-//! `RECORD` is checked while the wheel is unpacked: every file must be listed with the sha256 it
-//! has, and every listed hash must be of a file the wheel holds; anything else refuses the wheel,
-//! naming the file.
+//! `RECORD` is checked as the wheel's manifest while it is unpacked: every file must be listed
+//! with a hash and the size it has, and every file listed with a hash must be in the wheel;
+//! anything else refuses the wheel, naming the file. The hashes themselves are not computed again:
+//! the archive's sha256, pinned by the recipe and the lock and checked as it is read, already
+//! covers every byte, and without a signature over `RECORD` (which no index publishes) whoever
+//! could alter a file could rewrite its line. pip and uv do not compute them either; doing so took
+//! about 7% of the CPU of a cold PyTorch apply (docs/performance.md).
 
 use std::collections::BTreeMap;
 use std::ffi::OsString;
 use std::io::{BufRead, Read};
-
-use base64::Engine;
-use sha2::Digest;
 
 use envctl_core::normalized_name;
 use envctl_store::{
@@ -112,20 +113,21 @@ pub fn unpack_wheel(
             executable: scheme == Scheme::Scripts || mode.is_some_and(|m| m & 0o111 != 0),
             script: scheme == Scheme::Scripts,
             compressed: f.compressed_size(),
+            size: f.size(),
         });
     }
     let written = write_parallel(&u, &zip, &mut jobs)?;
-    // archive path -> sha256 of what was written
-    let mut hashes: BTreeMap<String, [u8; 32]> = BTreeMap::new();
-    for (job, (node, sha)) in jobs.into_iter().zip(written) {
+    // archive path -> its size, as shipped (a script's first line is rewritten when written)
+    let mut sizes: BTreeMap<String, u64> = BTreeMap::new();
+    for (job, node) in jobs.into_iter().zip(written) {
         u.record(&job.comps, node);
-        hashes.insert(job.name, sha);
+        sizes.insert(job.name, job.size);
     }
 
     let record_path = format!("{dist_info}/RECORD");
     let record = read_back(dest, &["site-packages", &dist_info, "RECORD"])
         .ok_or_else(|| bad(&record_path, "the wheel has no RECORD".into()))?;
-    check_record(&record, &hashes, &dist_info).map_err(|(entry, why)| bad(&entry, why))?;
+    check_record(&record, &sizes, &dist_info).map_err(|(entry, why)| bad(&entry, why))?;
     let metadata_path = format!("{dist_info}/METADATA");
     let metadata = read_back(dest, &["site-packages", &dist_info, "METADATA"])
         .ok_or_else(|| bad(&metadata_path, "the wheel has no METADATA".into()))?;
@@ -210,8 +212,8 @@ fn check_metadata(metadata: &str, stem: &str) -> std::result::Result<(), String>
     Ok(())
 }
 
-/// A file written: its model and the sha256 of what the wheel held.
-type Written = (envctl_store::Node, [u8; 32]);
+/// A file written: its model.
+type Written = envctl_store::Node;
 
 /// One file of a wheel to write.
 struct Job {
@@ -222,11 +224,13 @@ struct Job {
     executable: bool,
     script: bool,
     compressed: u64,
+    /// Its size in the archive (the zip reader checks that it inflates to as many bytes).
+    size: u64,
 }
 
 /// Writes every job's file into its reserved slot, on up to four threads, largest first (one
-/// big shared library should not be the last thing started). Returns each job's node and sha256,
-/// in the order of `jobs` as it is left (sorted by size).
+/// big shared library should not be the last thing started). Returns each job's node, in the
+/// order of `jobs` as it is left (sorted by size).
 fn write_parallel(
     u: &Unpacker<'_>,
     zip: &zip::ZipArchive<MappedReader<'_>>,
@@ -265,17 +269,11 @@ fn write_one(
 ) -> Result<Written> {
     let mut f = zip.by_index(job.index).map_err(|e| u.corrupt(std::io::Error::other(e)))?;
     if job.script {
-        // Hashed as shipped, written with a portable first line, streamed like any file.
-        let mut tee = Sha256Reader { inner: &mut f, hasher: sha2::Sha256::new() };
-        let node = {
-            let mut script = portable_script(std::io::BufReader::new(&mut tee)).map_err(|e| u.corrupt(e))?;
-            u.stream(&job.disk, &mut script, true, budget, buf)?
-        };
-        return Ok((node, tee.hasher.finalize().into()));
+        // Written with a portable first line, streamed like any file.
+        let mut script = portable_script(std::io::BufReader::new(&mut f)).map_err(|e| u.corrupt(e))?;
+        return u.stream(&job.disk, &mut script, true, budget, buf);
     }
-    let mut tee = Sha256Reader { inner: &mut f, hasher: sha2::Sha256::new() };
-    let node = u.stream(&job.disk, &mut tee, job.executable, budget, buf)?;
-    Ok((node, tee.hasher.finalize().into()))
+    u.stream(&job.disk, &mut f, job.executable, budget, buf)
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -325,34 +323,23 @@ fn portable_script<'r>(mut script: impl BufRead + 'r) -> std::io::Result<impl Re
     Ok(std::io::Cursor::new(first).chain(script))
 }
 
-struct Sha256Reader<'r, R: Read> {
-    inner: &'r mut R,
-    hasher: sha2::Sha256,
-}
-
-impl<R: Read> Read for Sha256Reader<'_, R> {
-    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
-        let n = self.inner.read(buf)?;
-        self.hasher.update(&buf[..n]);
-        Ok(n)
-    }
-}
-
 fn read_back(dest: &std::path::Path, parts: &[&str]) -> Option<String> {
     let path: std::path::PathBuf =
         std::iter::once(dest.as_os_str()).chain(parts.iter().map(|p| std::ffi::OsStr::new(*p))).collect();
     std::fs::read_to_string(path).ok()
 }
 
-/// Checks `RECORD` against what the wheel held. The error names the entry and why.
+/// Checks `RECORD` against what the wheel held, `sizes` by archive path (see the module docs: the
+/// hashes are read, not computed). The error names the entry and why.
 fn check_record(
     record: &str,
-    hashes: &BTreeMap<String, [u8; 32]>,
+    sizes: &BTreeMap<String, u64>,
     dist_info: &str,
 ) -> std::result::Result<(), (String, String)> {
     let own =
         [format!("{dist_info}/RECORD"), format!("{dist_info}/RECORD.jws"), format!("{dist_info}/RECORD.p7s")];
-    let mut listed: BTreeMap<String, Option<String>> = BTreeMap::new();
+    // path -> (hash, size), each as written
+    let mut listed: BTreeMap<String, (Option<String>, Option<String>)> = BTreeMap::new();
     // CSV as Python's `csv` module writes it (a path holding a comma or a quote is quoted).
     let mut rows = csv::ReaderBuilder::new().has_headers(false).flexible(true).from_reader(record.as_bytes());
     for row in rows.records() {
@@ -362,44 +349,63 @@ fn check_record(
             continue;
         }
         let path = row.get(0).unwrap_or_default().to_owned();
-        let hash = row.get(1).filter(|h| !h.is_empty()).map(str::to_owned);
+        let field = |i: usize| row.get(i).filter(|f| !f.is_empty()).map(str::to_owned);
         if path.is_empty() {
             return Err((format!("{dist_info}/RECORD"), format!("line {line} names no file")));
         }
-        listed.insert(path, hash);
+        listed.insert(path, (field(1), field(2)));
     }
-    for (path, digest) in hashes {
+    for (path, size) in sizes {
         if own.contains(path) {
             continue;
         }
-        let Some(entry) = listed.get(path) else {
+        let Some((hash, listed_size)) = listed.get(path) else {
             return Err((path.clone(), "is not listed in the wheel's RECORD".into()));
         };
-        let Some(hash) = entry else {
+        let Some(hash) = hash else {
             return Err((path.clone(), "has no hash in the wheel's RECORD".into()));
         };
-        let want = hash.strip_prefix("sha256=").and_then(|b| {
-            base64::engine::general_purpose::URL_SAFE_NO_PAD.decode(b.trim_end_matches('=')).ok()
-        });
-        match want {
-            Some(w) if w == digest => {}
-            Some(_) => {
-                return Err((path.clone(), "does not have the sha256 the wheel's RECORD lists: the wheel was altered after it was built".into()));
-            }
-            None => {
+        if !hash_shaped(hash) {
+            return Err((
+                path.clone(),
+                format!("has a RECORD hash that is not `ALGORITHM=BASE64`: `{hash}`"),
+            ));
+        }
+        match listed_size.as_deref().map(str::parse::<u64>) {
+            None => {}
+            Some(Ok(n)) if n == *size => {}
+            Some(Ok(n)) => {
                 return Err((
                     path.clone(),
-                    format!("has a RECORD hash envctl cannot check (`{hash}`); expected `sha256=…`"),
+                    format!(
+                        "is {size} bytes where the wheel's RECORD lists {n}: the wheel was altered after it was built"
+                    ),
                 ));
+            }
+            Some(Err(_)) => {
+                let n = listed_size.as_deref().unwrap_or_default();
+                return Err((path.clone(), format!("has a RECORD size that is not a number: `{n}`")));
             }
         }
     }
-    for (path, hash) in &listed {
-        if hash.is_some() && !hashes.contains_key(path) {
+    for (path, (hash, _)) in &listed {
+        if hash.is_some() && !sizes.contains_key(path) {
             return Err((path.clone(), "is listed in RECORD but the wheel does not hold it".into()));
         }
     }
     Ok(())
+}
+
+/// Whether a `RECORD` hash has the form PEP 376 gives it: a hashlib algorithm's name, `=`, and the
+/// digest in URL-safe base64 without padding.
+fn hash_shaped(hash: &str) -> bool {
+    use base64::Engine;
+    let Some((algorithm, digest)) = hash.split_once('=') else { return false };
+    !algorithm.is_empty()
+        && algorithm.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_')
+        && base64::engine::general_purpose::URL_SAFE_NO_PAD
+            .decode(digest.trim_end_matches('='))
+            .is_ok_and(|d| !d.is_empty())
 }
 
 /// The `console_scripts` and `gui_scripts` of an `entry_points.txt`: `(name, "module:attr")`.
@@ -468,28 +474,41 @@ mod tests {
 
     #[test]
     fn record_is_read_as_csv_as_python_writes_it() {
-        let digest = |b: &[u8]| -> [u8; 32] { sha2::Sha256::digest(b).into() };
-        let b64 = |d: &[u8; 32]| base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(d);
-        let (comma, quote) = (digest(b"a"), digest(b"q"));
         let info = "p-1.0.dist-info";
-        let hashes: BTreeMap<String, [u8; 32]> =
-            [("p/a,b.py".to_owned(), comma), ("p/say \"hi\".py".to_owned(), quote)].into();
+        let hash = "sha256=ypeBEsobvcr6wjGzmiPcTaeG7_gUfE5yuYB3ha_uSLs";
+        let sizes: BTreeMap<String, u64> =
+            [("p/a,b.py".to_owned(), 1), ("p/say \"hi\".py".to_owned(), 1)].into();
         // Quoted fields, a doubled quote, CRLF line ends, the RECORD's own empty hash, a blank line.
-        let record = format!(
-            "\"p/a,b.py\",sha256={},1\r\n\"p/say \"\"hi\"\".py\",sha256={},1\r\n{info}/RECORD,,\r\n\r\n",
-            b64(&comma),
-            b64(&quote)
-        );
-        assert_eq!(check_record(&record, &hashes, info), Ok(()));
+        let record =
+            format!("\"p/a,b.py\",{hash},1\r\n\"p/say \"\"hi\"\".py\",{hash},1\r\n{info}/RECORD,,\r\n\r\n");
+        assert_eq!(check_record(&record, &sizes, info), Ok(()));
         // Unquoted, the comma splits the path: that file is not listed.
-        let bare = format!("p/a,b.py,sha256={},1\n", b64(&comma));
-        let one: BTreeMap<String, [u8; 32]> = [("p/a,b.py".to_owned(), comma)].into();
-        let (entry, why) = check_record(&bare, &one, info).unwrap_err();
+        let one: BTreeMap<String, u64> = [("p/a,b.py".to_owned(), 1)].into();
+        let (entry, why) = check_record(&format!("p/a,b.py,{hash},1\n"), &one, info).unwrap_err();
         assert_eq!(entry, "p/a,b.py");
         assert!(why.contains("not listed"), "{why}");
-        let (entry, why) =
-            check_record(&format!("p/a.py,,\n,sha256={},1\n", b64(&comma)), &one, info).unwrap_err();
+        let (entry, why) = check_record(&format!("p/a.py,,\n,{hash},1\n"), &one, info).unwrap_err();
         assert_eq!((entry.as_str(), why.as_str()), ("p-1.0.dist-info/RECORD", "line 2 names no file"));
+    }
+
+    #[test]
+    fn record_is_the_wheels_manifest_sizes_and_all() {
+        let info = "p-1.0.dist-info";
+        let hash = "sha256=ypeBEsobvcr6wjGzmiPcTaeG7_gUfE5yuYB3ha_uSLs";
+        let sizes: BTreeMap<String, u64> = [("p/a.py".to_owned(), 5)].into();
+        let check = |record: &str| check_record(record, &sizes, info);
+        assert_eq!(check(&format!("p/a.py,{hash},5\n")), Ok(()));
+        // No size listed is allowed (PEP 376 makes it optional); another algorithm too.
+        assert_eq!(check(&format!("p/a.py,{hash},\n")), Ok(()));
+        assert_eq!(check("p/a.py,sha512=AAAA,5\n"), Ok(()));
+        let why = |record: &str| check(record).unwrap_err().1;
+        assert!(why(&format!("p/a.py,{hash},6\n")).contains("is 5 bytes where the wheel's RECORD lists 6"));
+        assert!(why(&format!("p/a.py,{hash},five\n")).contains("not a number: `five`"));
+        assert!(why("p/a.py,,5\n").contains("has no hash"));
+        assert!(why("p/a.py,d41d8cd98f00b204e9800998ecf8427e,5\n").contains("not `ALGORITHM=BASE64`"));
+        let (entry, why) = check(&format!("p/a.py,{hash},5\np/gone.py,{hash},1\n")).unwrap_err();
+        assert_eq!(entry, "p/gone.py");
+        assert!(why.contains("the wheel does not hold it"), "{why}");
     }
 
     #[test]
