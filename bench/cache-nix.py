@@ -4,6 +4,10 @@ binary cache (issue 28), and against the same apply from local archives.
 
   python3 bench/cache-nix.py [ROUNDS]       (default 3; not CI)
 
+WORK=DIR puts everything under DIR instead of /var/tmp/envctl-bench-cache-nix: a journaled
+filesystem (a loop mount) keeps rounds apart, where the root filesystem of these machines has no
+journal and a deletion slows the file creation that follows it (docs/performance.md).
+
 Needs tar, zstd and Nix 2.8 (Debian's nix-bin, installed when absent; run as root without build
 users, as bench/store-maintenance.py runs it). Builds envctl --release.
 
@@ -36,7 +40,7 @@ from common import NIX_ENV, QUIET, build_envctl, corpus, keygen, need, read_all,
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 OUT = os.path.join(ROOT, "bench", "out")
-WORK = "/var/tmp/envctl-bench-cache-nix"
+WORK = os.environ.get("WORK", "/var/tmp/envctl-bench-cache-nix")
 ROUNDS = int(sys.argv[1]) if len(sys.argv) > 1 else 3
 PKGS = 60
 NIX = dict(NIX_ENV, NIX_CONFIG="build-users-group =\nexperimental-features = nix-command\nsandbox = false")

@@ -38,9 +38,14 @@ def read_all(*paths):
 
 
 def timed(args, env=None):
+    """Runs `args` with its output discarded and returns how long it took; a failure stops the
+    benchmark with the command's error output."""
     t = time.perf_counter()
-    subprocess.run(args, check=True, env=env, **QUIET)
-    return time.perf_counter() - t
+    r = subprocess.run(args, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    dt = time.perf_counter() - t
+    if r.returncode != 0:
+        sys.exit(f"failed ({r.returncode}): {' '.join(args)}\n{r.stderr.decode(errors='replace')}")
+    return dt
 
 
 def make_tree(path, p):
