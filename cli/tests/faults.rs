@@ -488,3 +488,46 @@ fn a_full_disk_fails_cleanly_and_the_same_command_succeeds_with_room_as_root() {
     assert_eq!(verify.code, 0, "{}", verify.stderr);
     assert_eq!(hello.stdout.trim(), "hello 1.0");
 }
+
+/// A cache that has the path, a home whose disk is too small for it: the full disk is the
+/// error. Before, each cache was passed over with a warning and the source fetched onto the same
+/// full disk, so the error named the source (here gone: a 404) and not the disk.
+#[test]
+fn a_full_disk_while_pulling_from_a_cache_is_the_error_and_the_source_is_not_tried_as_root() {
+    let f = Fixture::new();
+    let big: Vec<u8> = (0..4u32 << 20).map(|i| (i.wrapping_mul(2_654_435_761) >> 13) as u8).collect();
+    f.publish("big", "1.0", &Archive::new().with(Entry::file("share/big", big)).tar_gz(), "");
+    let p = f.profile("p", "[packages]\nbig = \"1\"\n");
+    f.run(&["apply", &p]).ok();
+    let keys = f.sb.path("keys");
+    let public = f.run(&["cache", "keygen", "lab", "--out", keys.to_str().unwrap()]).ok();
+    let cache = f.sb.path("cache");
+    let secret = keys.join("lab.secret");
+    f.run(&["cache", "push", cache.to_str().unwrap(), "p", "--key", secret.to_str().unwrap()]).ok();
+    f.server.set("/big-1.0.tar.gz", Reply::Status(404));
+    let source_hits = f.server.hits("/big-1.0.tar.gz");
+    f.sb.config(&format!(
+        "recipes = [\"{}\"]\ntrusted-keys = [\"{public}\"]\n[[caches]]\nurl = \"{}\"\n",
+        f.repo.display(),
+        cache.display()
+    ));
+    let mount = f.sb.path("small");
+    std::fs::create_dir_all(&mount).unwrap();
+    let out =
+        Command::new("mount").args(["-t", "tmpfs", "-o", "size=3m", "tmpfs"]).arg(&mount).output().unwrap();
+    assert!(
+        out.status.success(),
+        "this test mounts a small tmpfs (run the tests as root): {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let home = mount.join("home");
+    let r = f.run(&["--home", home.to_str().unwrap(), "apply", &p]);
+    let leftovers = list(&home.join("store/.tmp"));
+    assert!(Command::new("umount").arg(&mount).status().unwrap().success());
+    assert_eq!(r.code, 1, "{}", r.stderr);
+    let error = r.stderr.lines().skip_while(|l| !l.starts_with("error")).collect::<Vec<_>>().join("\n");
+    assert!(error.contains("No space left"), "the error does not name the full disk:\n{}", r.stderr);
+    assert!(!r.stderr.contains("passed over"), "{}", r.stderr);
+    assert_eq!(f.server.hits("/big-1.0.tar.gz"), source_hits, "the source was fetched: {}", r.stderr);
+    assert!(leftovers.is_empty(), "{leftovers:?}");
+}

@@ -235,6 +235,13 @@ impl Error {
         }
     }
 
+    /// Whether the store's own disk refused a write (full, over quota, read-only): no other
+    /// location of the same path would fare better, so nothing else is tried.
+    pub fn is_out_of_room(&self) -> bool {
+        use std::io::ErrorKind::{QuotaExceeded, ReadOnlyFilesystem, StorageFull};
+        matches!(self, Error::Io(e) if matches!(e.kind(), StorageFull | QuotaExceeded | ReadOnlyFilesystem))
+    }
+
     pub(crate) fn db(path: &std::path::Path, source: rusqlite::Error) -> Error {
         Error::Database { path: path.to_path_buf(), source }
     }

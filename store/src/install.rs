@@ -175,7 +175,7 @@ impl Store {
         }
 
         if !caches.is_empty()
-            && let Some(mut prepared) = caches.ask(self, request, &keys, reporter)
+            && let Some(mut prepared) = caches.ask(self, request, &keys, reporter)?
         {
             if let Prepared::Pending(p) = &mut prepared {
                 // Its source stays locked until it is registered, as a fetched tree's does.

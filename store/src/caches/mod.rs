@@ -218,14 +218,16 @@ impl Caches {
     }
 
     /// The path for `request` from the first cache that has it and passes every check, if any.
-    /// `keys` are the request's source keys (see [`InstallRequest::source_keys`]).
+    /// `keys` are the request's source keys (see [`InstallRequest::source_keys`]). A cache that
+    /// fails is passed over, unless the store's own disk refused the tree (full, over quota):
+    /// that error is the answer, since the source would meet the same disk.
     pub(crate) fn ask(
         &self,
         store: &Store,
         request: &InstallRequest,
         keys: &[String],
         reporter: &dyn Reporter,
-    ) -> Option<Prepared> {
+    ) -> Result<Option<Prepared>> {
         let source = crate::db::SourceRecord { sha256: request.sha256.to_string(), url: request.url.clone() };
         let what = format!("{} {}", request.name.as_str(), request.version.as_str());
         self.pull_prepared(store, keys, request.store_path.as_ref(), &source, &what, reporter)
@@ -244,12 +246,17 @@ impl Caches {
         what: &str,
         reporter: &dyn Reporter,
     ) -> Option<Installed> {
-        let prepared = self.pull_prepared(store, keys, store_path, source, what, reporter)?;
+        let prepared = self
+            .pull_prepared(store, keys, store_path, source, what, reporter)
+            .inspect_err(|e| tracing::warn!("{what} from a cache failed: {e}"))
+            .ok()
+            .flatten()?;
         store.finish(prepared).inspect_err(|e| tracing::warn!("{what} from a cache failed: {e}")).ok()
     }
 
     /// [`Caches::pull`], leaving a received tree to be flushed and committed (see committer.rs):
-    /// with `keys[0]` and `source` among its sources.
+    /// with `keys[0]` and `source` among its sources. Fails only when the store's own disk
+    /// refused the tree ([`Error::is_out_of_room`]); any other failure passes the cache over.
     pub(crate) fn pull_prepared(
         &self,
         store: &Store,
@@ -258,7 +265,7 @@ impl Caches {
         source: &crate::db::SourceRecord,
         what: &str,
         reporter: &dyn Reporter,
-    ) -> Option<Prepared> {
+    ) -> Result<Option<Prepared>> {
         for (url, backend) in &self.list {
             let received = self.lookup(backend.as_ref(), url, keys, store_path).and_then(|object| {
                 let Some(object) = object else { return Ok(None) };
@@ -280,13 +287,14 @@ impl Caches {
             match received {
                 Ok(Some(prepared)) => {
                     tracing::info!(cache = %url, "{what}: from a cache");
-                    return Some(prepared);
+                    return Ok(Some(prepared));
                 }
                 Ok(None) => {}
+                Err(e) if e.is_out_of_room() => return Err(e),
                 Err(e) => tracing::warn!("cache `{url}` passed over for {what}: {e}"),
             }
         }
-        None
+        Ok(None)
     }
 
     /// Whether there is any cache to ask.
