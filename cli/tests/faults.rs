@@ -531,3 +531,51 @@ fn a_full_disk_while_pulling_from_a_cache_is_the_error_and_the_source_is_not_tri
     assert_eq!(f.server.hits("/big-1.0.tar.gz"), source_hits, "the source was fetched: {}", r.stderr);
     assert!(leftovers.is_empty(), "{leftovers:?}");
 }
+
+/// A source with two mirrors and a disk too small for it: the full disk is the error, once, and
+/// the second mirror is not asked to fill the same disk again.
+#[test]
+fn a_full_disk_is_not_a_reason_to_try_the_next_mirror_as_root() {
+    let f = Fixture::new();
+    let big: Vec<u8> = (0..4u32 << 20).map(|i| (i.wrapping_mul(2_654_435_761) >> 13) as u8).collect();
+    let archive = Archive::new().with(Entry::file("share/big", big)).tar_gz();
+    f.server.serve("/a/big-1.0.tar.gz", archive.clone());
+    f.server.serve("/b/big-1.0.tar.gz", archive.clone());
+    std::fs::write(
+        f.repo.join("big-1.0.toml"),
+        format!(
+            "name = \"big\"\nversion = \"1.0\"\n[[source]]\nurl = \"mirror://site/big-1.0.tar.gz\"\nsha256 = \"{}\"\n",
+            sha256_hex(&archive)
+        ),
+    )
+    .unwrap();
+    f.sb.config(&format!(
+        "recipes = [\"{}\"]\n[mirrors]\nsite = [\"{}\", \"{}\"]\n",
+        f.repo.display(),
+        f.server.url("/a"),
+        f.server.url("/b")
+    ));
+    let p = f.profile("p", "[packages]\nbig = \"1\"\n");
+    let mount = f.sb.path("small");
+    std::fs::create_dir_all(&mount).unwrap();
+    let out =
+        Command::new("mount").args(["-t", "tmpfs", "-o", "size=3m", "tmpfs"]).arg(&mount).output().unwrap();
+    assert!(
+        out.status.success(),
+        "this test mounts a small tmpfs (run the tests as root): {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let home = mount.join("home");
+    let r = f.run(&["--home", home.to_str().unwrap(), "apply", &p]);
+    assert!(Command::new("umount").arg(&mount).status().unwrap().success());
+    assert_eq!(r.code, 1, "{}", r.stderr);
+    assert!(r.stderr.contains("No space left"), "{}", r.stderr);
+    assert_eq!(r.stderr.matches("No space left").count(), 1, "{}", r.stderr);
+    assert!(
+        r.stderr.contains("free space on the disk of") && !r.stderr.contains("is a mirror"),
+        "{}",
+        r.stderr
+    );
+    assert_eq!(f.server.hits("/a/big-1.0.tar.gz"), 1, "{}", r.stderr);
+    assert_eq!(f.server.hits("/b/big-1.0.tar.gz"), 0, "the second mirror was asked: {}", r.stderr);
+}

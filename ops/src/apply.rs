@@ -533,9 +533,16 @@ pub fn execute(
     let mut fetched = 0;
     let mut from_caches = 0;
     for (p, result) in lock.packages.iter_mut().zip(results) {
+        let out_of_room = result.as_ref().is_err_and(envctl_store::Error::is_out_of_room);
         let installed = result
             .context(|| format!("cannot install {} {} from `{}`", p.name, p.version, p.source.url))
-            .map_err(|f| mirror_hints(f, &p.source.url, settings))?;
+            .map_err(|f| match out_of_room {
+                true => f.hint(format!(
+                    "free space on the disk of `{}` (`envctl gc` removes what no generation uses), then apply again",
+                    store_dir.display()
+                )),
+                false => mirror_hints(f, &p.source.url, settings),
+            })?;
         fetched += usize::from(installed.fetched);
         from_caches += usize::from(installed.cache.is_some());
         // What the lock promised is what was installed, or nothing of it becomes a generation.

@@ -50,6 +50,8 @@ impl Store {
                         }
                         return Ok((unpacked, tree_dir, location.to_string(), size));
                     }
+                    // The store's own disk refused the tree: every location would meet it.
+                    Err(e) if e.is_out_of_room() => return Err(e),
                     Err(e) if e.should_retry() && attempt < options.retries => {
                         let delay = options.backoff * 2u32.saturating_pow(attempt);
                         reporter.retrying(id, &e, attempt + 1, delay);
