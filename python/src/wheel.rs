@@ -116,6 +116,9 @@ pub fn unpack_wheel(
             size: f.size(),
         });
     }
+    // The plan read a local header per entry all over the archive: let those pages go before the
+    // writers read it again, so that four wheels planned side by side do not stay resident.
+    mapped.release_touching(0, mapped.len() as u64);
     let written = write_parallel(&u, &zip, &mut jobs)?;
     // archive path -> its size, as shipped (a script's first line is rewritten when written)
     let mut sizes: BTreeMap<String, u64> = BTreeMap::new();

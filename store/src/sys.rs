@@ -236,8 +236,19 @@ impl Mapped {
     /// resident.
     pub(crate) fn release(&self, from: u64, to: u64) {
         let page = 4096u64;
-        let start = from.div_ceil(page) * page;
-        let end = to.min(self.len as u64) / page * page;
+        self.drop_pages(from.div_ceil(page) * page, to.min(self.len as u64) / page * page);
+    }
+
+    /// Lets the kernel drop every page that `from..to` touches, the pages at its ends included: a
+    /// page another reader is reading is only read again from the file (the mapping is private
+    /// and never written), so this is safe at any time; it costs that reader a fault.
+    pub fn release_touching(&self, from: u64, to: u64) {
+        let page = 4096u64;
+        self.drop_pages(from / page * page, to.min(self.len as u64).div_ceil(page) * page);
+    }
+
+    fn drop_pages(&self, start: u64, end: u64) {
+        let end = end.min(self.len as u64);
         if end > start {
             // SAFETY: advising on a page-aligned range inside the mapping; MADV_DONTNEED on a
             // private read-only file mapping only drops pages, which read back from the file.
@@ -300,7 +311,13 @@ impl std::io::Seek for MappedReader<'_> {
         if next < 0 {
             return Err(std::io::Error::new(std::io::ErrorKind::InvalidInput, "seek before the start"));
         }
-        self.pos = u64::try_from(next).map_err(std::io::Error::other)?;
+        let next = u64::try_from(next).map_err(std::io::Error::other)?;
+        // A seek ends an entry: what this reader read of it goes, its first and last pages too
+        // (an archive of small files would otherwise stay resident page by page until the end).
+        if self.pos > self.released {
+            self.map.release_touching(self.released, self.pos);
+        }
+        self.pos = next;
         // Only what this reader reads from here on is its to release.
         self.released = self.pos;
         Ok(self.pos)
