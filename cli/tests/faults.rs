@@ -445,18 +445,25 @@ fn network_faults_fail_cleanly_naming_the_url_and_register_nothing() {
     f.run(&["store", "verify"]).ok();
 }
 
-#[test]
-fn a_full_disk_fails_cleanly_and_the_same_command_succeeds_with_room_as_root() {
-    let f = Fixture::new();
+/// A `tar.gz` of one 4 MiB file that does not compress: more than a 3 MiB tmpfs holds.
+fn big_archive() -> Vec<u8> {
     let big: Vec<u8> = (0..4u32 << 20).map(|i| (i.wrapping_mul(2_654_435_761) >> 13) as u8).collect();
-    f.publish("big", "1.0", &Archive::new().with(Entry::file("share/big", big)).tar_gz(), "");
-    let p = f.profile("p", "[packages]\nbig = \"1\"\nhello = \"1\"\n");
-    let mount = f.sb.path("small");
-    std::fs::create_dir_all(&mount).unwrap();
-    let mount_tmpfs = |size: &str| {
+    Archive::new().with(Entry::file("share/big", big)).tar_gz()
+}
+
+/// A small tmpfs mounted in the fixture's sandbox (root only), unmounted when dropped, so that a
+/// failed assertion does not leave it mounted.
+struct Tmpfs {
+    path: std::path::PathBuf,
+}
+
+impl Tmpfs {
+    fn mount(f: &Fixture, size: &str) -> Tmpfs {
+        let path = f.sb.path("small");
+        std::fs::create_dir_all(&path).unwrap();
         let out = Command::new("mount")
             .args(["-t", "tmpfs", "-o", &format!("size={size}"), "tmpfs"])
-            .arg(&mount)
+            .arg(&path)
             .output()
             .unwrap();
         assert!(
@@ -464,20 +471,41 @@ fn a_full_disk_fails_cleanly_and_the_same_command_succeeds_with_room_as_root() {
             "this test mounts a small tmpfs (run the tests as root): {}",
             String::from_utf8_lossy(&out.stderr)
         );
-    };
-    let unmount = || assert!(Command::new("umount").arg(&mount).status().unwrap().success());
-    mount_tmpfs("3m");
-    let home = mount.join("home");
+        Tmpfs { path }
+    }
+
+    /// Remounts it `size` large; whether that worked.
+    fn grow(&self, size: &str) -> bool {
+        let option = format!("remount,size={size}");
+        Command::new("mount").args(["-o", &option]).arg(&self.path).status().unwrap().success()
+    }
+}
+
+impl Drop for Tmpfs {
+    fn drop(&mut self) {
+        let unmounted = Command::new("umount").arg(&self.path).status().is_ok_and(|s| s.success());
+        if !unmounted && !std::thread::panicking() {
+            panic!("could not unmount {}", self.path.display());
+        }
+    }
+}
+
+#[test]
+fn a_full_disk_fails_cleanly_and_the_same_command_succeeds_with_room_as_root() {
+    let f = Fixture::new();
+    f.publish("big", "1.0", &big_archive(), "");
+    let p = f.profile("p", "[packages]\nbig = \"1\"\nhello = \"1\"\n");
+    let small = Tmpfs::mount(&f, "3m");
+    let home = small.path.join("home");
     let home_arg = home.to_str().unwrap().to_owned();
     let r = f.run(&["--home", &home_arg, "apply", &p]);
     let verify_full = f.run(&["--home", &home_arg, "store", "verify"]);
     let leftovers = list(&home.join("store/.tmp"));
-    let grown =
-        Command::new("mount").args(["-o", "remount,size=64m"]).arg(&mount).status().unwrap().success();
+    let grown = small.grow("64m");
     let again = f.run(&["--home", &home_arg, "apply", &p]);
     let verify = f.run(&["--home", &home_arg, "store", "verify"]);
     let hello = f.run(&["--home", &home_arg, "run", "p", "--", "hello"]);
-    unmount();
+    drop(small);
     assert_eq!(r.code, 1, "{}", r.stderr);
     assert!(r.stderr.contains("No space left"), "{}", r.stderr);
     assert!(!r.stderr.contains("panicked"), "{}", r.stderr);
@@ -495,8 +523,7 @@ fn a_full_disk_fails_cleanly_and_the_same_command_succeeds_with_room_as_root() {
 #[test]
 fn a_full_disk_while_pulling_from_a_cache_is_the_error_and_the_source_is_not_tried_as_root() {
     let f = Fixture::new();
-    let big: Vec<u8> = (0..4u32 << 20).map(|i| (i.wrapping_mul(2_654_435_761) >> 13) as u8).collect();
-    f.publish("big", "1.0", &Archive::new().with(Entry::file("share/big", big)).tar_gz(), "");
+    f.publish("big", "1.0", &big_archive(), "");
     let p = f.profile("p", "[packages]\nbig = \"1\"\n");
     f.run(&["apply", &p]).ok();
     let keys = f.sb.path("keys");
@@ -511,19 +538,11 @@ fn a_full_disk_while_pulling_from_a_cache_is_the_error_and_the_source_is_not_tri
         f.repo.display(),
         cache.display()
     ));
-    let mount = f.sb.path("small");
-    std::fs::create_dir_all(&mount).unwrap();
-    let out =
-        Command::new("mount").args(["-t", "tmpfs", "-o", "size=3m", "tmpfs"]).arg(&mount).output().unwrap();
-    assert!(
-        out.status.success(),
-        "this test mounts a small tmpfs (run the tests as root): {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let home = mount.join("home");
+    let small = Tmpfs::mount(&f, "3m");
+    let home = small.path.join("home");
     let r = f.run(&["--home", home.to_str().unwrap(), "apply", &p]);
     let leftovers = list(&home.join("store/.tmp"));
-    assert!(Command::new("umount").arg(&mount).status().unwrap().success());
+    drop(small);
     assert_eq!(r.code, 1, "{}", r.stderr);
     let error = r.stderr.lines().skip_while(|l| !l.starts_with("error")).collect::<Vec<_>>().join("\n");
     assert!(error.contains("No space left"), "the error does not name the full disk:\n{}", r.stderr);
@@ -537,8 +556,7 @@ fn a_full_disk_while_pulling_from_a_cache_is_the_error_and_the_source_is_not_tri
 #[test]
 fn a_full_disk_is_not_a_reason_to_try_the_next_mirror_as_root() {
     let f = Fixture::new();
-    let big: Vec<u8> = (0..4u32 << 20).map(|i| (i.wrapping_mul(2_654_435_761) >> 13) as u8).collect();
-    let archive = Archive::new().with(Entry::file("share/big", big)).tar_gz();
+    let archive = big_archive();
     f.server.serve("/a/big-1.0.tar.gz", archive.clone());
     f.server.serve("/b/big-1.0.tar.gz", archive.clone());
     std::fs::write(
@@ -556,18 +574,10 @@ fn a_full_disk_is_not_a_reason_to_try_the_next_mirror_as_root() {
         f.server.url("/b")
     ));
     let p = f.profile("p", "[packages]\nbig = \"1\"\n");
-    let mount = f.sb.path("small");
-    std::fs::create_dir_all(&mount).unwrap();
-    let out =
-        Command::new("mount").args(["-t", "tmpfs", "-o", "size=3m", "tmpfs"]).arg(&mount).output().unwrap();
-    assert!(
-        out.status.success(),
-        "this test mounts a small tmpfs (run the tests as root): {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let home = mount.join("home");
+    let small = Tmpfs::mount(&f, "3m");
+    let home = small.path.join("home");
     let r = f.run(&["--home", home.to_str().unwrap(), "apply", &p]);
-    assert!(Command::new("umount").arg(&mount).status().unwrap().success());
+    drop(small);
     assert_eq!(r.code, 1, "{}", r.stderr);
     assert!(r.stderr.contains("No space left"), "{}", r.stderr);
     assert_eq!(r.stderr.matches("No space left").count(), 1, "{}", r.stderr);
