@@ -670,16 +670,13 @@ fn install_largest_first(
     lock: &LockFile,
     reporter: &dyn Reporter,
 ) -> Vec<envctl_store::Result<envctl_store::Installed>> {
-    let mut order: Vec<usize> = (0..requests.len()).collect();
     let size = |i: usize| lock.packages.get(i).and_then(|p| p.archive_size).unwrap_or(0);
-    order.sort_by_key(|&i| (!requests[i].bytecode, std::cmp::Reverse(size(i))));
-    let mut slots: Vec<Option<envctl_store::InstallRequest>> = requests.into_iter().map(Some).collect();
-    let ordered: Vec<_> = order.iter().map(|&i| slots[i].take().expect("each index once")).collect();
-    let mut results: Vec<Option<_>> = ordered.iter().map(|_| None).collect();
-    for (&i, result) in order.iter().zip(installer.install_all(&ordered, reporter)) {
-        results[i] = Some(result);
-    }
-    results.into_iter().map(|r| r.expect("one result per request")).collect()
+    let mut indexed: Vec<(usize, envctl_store::InstallRequest)> = requests.into_iter().enumerate().collect();
+    indexed.sort_by_key(|(i, r)| (!r.bytecode, std::cmp::Reverse(size(*i))));
+    let (order, ordered): (Vec<usize>, Vec<_>) = indexed.into_iter().unzip();
+    let mut results: Vec<_> = order.into_iter().zip(installer.install_all(&ordered, reporter)).collect();
+    results.sort_by_key(|(i, _)| *i);
+    results.into_iter().map(|(_, result)| result).collect()
 }
 
 fn same_packages(lock: &LockFile, m: &Manifest) -> bool {
